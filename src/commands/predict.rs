@@ -1,0 +1,84 @@
+//! `gradnorm-tui predict`: top-K classes of images.
+
+use crate::classes::Classes;
+use crate::cli::PredictArgs;
+use crate::data::image::{load_rgb, to_input};
+use crate::model::{self, InputSpec};
+use crate::score::top_k;
+use candle_core::{Tensor, D};
+use std::process::ExitCode;
+
+pub fn run(args: &PredictArgs) -> anyhow::Result<ExitCode> {
+    let (device, dtype, spec) = super::model_setup(&args.model)?;
+    let model = model::load(&spec, &device, dtype)?;
+    let info = model.info();
+    let input = InputSpec {
+        size: args.model.image_size.unwrap_or(info.input.size),
+        ..info.input
+    };
+    let named = args.classes.classes.is_some() || info.num_classes == 1000;
+    let classes = if named {
+        Some(Classes::for_model(
+            info.num_classes,
+            args.classes.classes.as_deref(),
+            args.classes.class_order.as_deref(),
+        )?)
+    } else {
+        None
+    };
+    let mut failed = 0usize;
+    for path in &args.images {
+        let img = match load_rgb(path) {
+            Ok(img) => img,
+            Err(e) => {
+                eprintln!("error: {e}");
+                failed += 1;
+                continue;
+            }
+        };
+        let x = Tensor::from_vec(
+            to_input(&img, &input),
+            (1, 3, input.size, input.size),
+            &device,
+        )?;
+        let out = model.forward(&x)?;
+        let logits: Vec<f32> = out.logits.squeeze(0)?.to_vec1()?;
+        let probs: Vec<f32> = candle_nn::ops::softmax(&out.logits, D::Minus1)?
+            .squeeze(0)?
+            .to_vec1()?;
+        let feature_l1: f32 = out.feature.abs()?.sum_all()?.to_scalar()?;
+        let top = top_k(&probs, args.top);
+        if args.json {
+            let top: Vec<serde_json::Value> = top
+                .iter()
+                .map(|&(i, p)| {
+                    serde_json::json!({
+                        "index": i,
+                        "name": classes.as_ref().map(|c| c.names[i].clone()),
+                        "prob": p,
+                    })
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::json!({
+                    "image": path,
+                    "logits": logits,
+                    "feature_l1": feature_l1,
+                    "top": top,
+                })
+            );
+        } else {
+            println!("{}", path.display());
+            for (rank, &(i, p)) in top.iter().enumerate() {
+                let name = classes.as_ref().map(|c| c.short(i)).unwrap_or("");
+                println!("  {:>2}. {i:>5}  {:>6.2}%  {name}", rank + 1, 100.0 * p);
+            }
+        }
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

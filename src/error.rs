@@ -1,0 +1,82 @@
+//! The library's error type. Every variant that concerns a file names it.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{}: not a checkpoint: {reason}", path.display())]
+    NotACheckpoint { path: PathBuf, reason: String },
+
+    #[error("{}: missing tensor `{name}` (expected shape {expected:?})", path.display())]
+    MissingTensor {
+        path: PathBuf,
+        name: String,
+        expected: Vec<usize>,
+    },
+
+    #[error("{}: unexpected tensor `{name}` with shape {shape:?} (not part of {arch})", path.display())]
+    UnexpectedTensor {
+        path: PathBuf,
+        name: String,
+        shape: Vec<usize>,
+        arch: String,
+    },
+
+    #[error("{}: tensor `{name}` has shape {found:?}, expected {expected:?}", path.display())]
+    ShapeMismatch {
+        path: PathBuf,
+        name: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+
+    #[error("{}: the checkpoint holds {found}, not the requested {requested}", path.display())]
+    ModelMismatch {
+        path: PathBuf,
+        requested: String,
+        found: String,
+    },
+
+    #[error("unknown model `{0}` (try one of: {1})")]
+    UnknownModel(String, String),
+
+    #[error("bad device `{0}`: {1}")]
+    Device(String, String),
+
+    #[error("{}: {reason}", path.display())]
+    Data { path: PathBuf, reason: String },
+
+    #[error("{0}")]
+    Invalid(String),
+
+    #[error("cancelled")]
+    Cancelled,
+
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub fn data(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::Data {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+}

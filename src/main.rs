@@ -1,0 +1,25 @@
+use clap::Parser;
+use gradnorm_tui::cli::{Cli, Command, UsageError};
+use gradnorm_tui::commands;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None | Some(Command::Tui) => commands::tui::run(cli.config.as_deref()),
+        Some(Command::Predict(args)) => commands::predict::run(&args),
+        Some(Command::Eval(args)) => commands::eval::run(&args),
+        Some(Command::Metrics(args)) => commands::metrics::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            if err.downcast_ref::<UsageError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}

@@ -1,0 +1,505 @@
+//! BiT: ResNetV2 with pre-activation bottlenecks, GroupNorm and Weight
+//! Standardization, as the seed's `resnetv2.py`. Tensor names follow the
+//! seed's state dict (`root.conv`, `body.block1.unit01.gn1`, ...).
+
+use super::{ops, spatial_mean, Classifier, Family, InputSpec, ModelInfo, Output};
+use crate::error::{Error, Result};
+use crate::weights::{self, Checkpoint};
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{GroupNorm, VarBuilder};
+use std::collections::HashMap;
+
+/// The twelve published variants: name, units per stage, width factor.
+pub const VARIANTS: [(&str, [usize; 4], usize); 12] = [
+    ("BiT-M-R50x1", [3, 4, 6, 3], 1),
+    ("BiT-M-R50x3", [3, 4, 6, 3], 3),
+    ("BiT-M-R101x1", [3, 4, 23, 3], 1),
+    ("BiT-M-R101x3", [3, 4, 23, 3], 3),
+    ("BiT-M-R152x2", [3, 8, 36, 3], 2),
+    ("BiT-M-R152x4", [3, 8, 36, 3], 4),
+    ("BiT-S-R50x1", [3, 4, 6, 3], 1),
+    ("BiT-S-R50x3", [3, 4, 6, 3], 3),
+    ("BiT-S-R101x1", [3, 4, 23, 3], 1),
+    ("BiT-S-R101x3", [3, 4, 23, 3], 3),
+    ("BiT-S-R152x2", [3, 8, 36, 3], 2),
+    ("BiT-S-R152x4", [3, 8, 36, 3], 4),
+];
+
+const GROUPS: usize = 32;
+const GN_EPS: f64 = 1e-5;
+
+/// The architecture: units per stage, root width (64 x width factor),
+/// classes. Stage s (0-based) has cout = 4 * width * 2^s, cmid = width * 2^s.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BitConfig {
+    pub units: [usize; 4],
+    pub width: usize,
+    pub num_classes: usize,
+}
+
+/// The variant of that name (case-insensitive), with 1,000 classes.
+pub fn variant(name: &str) -> Option<BitConfig> {
+    VARIANTS
+        .iter()
+        .find(|(n, _, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, units, wf)| BitConfig {
+            units: *units,
+            width: 64 * wf,
+            num_classes: 1000,
+        })
+}
+
+impl BitConfig {
+    pub fn stage_out(&self, s: usize) -> usize {
+        4 * self.width << s
+    }
+
+    pub fn stage_mid(&self, s: usize) -> usize {
+        self.width << s
+    }
+
+    pub fn feature_dim(&self) -> usize {
+        self.stage_out(3)
+    }
+
+    pub fn tap_dims(&self) -> Vec<usize> {
+        let mut dims = vec![self.width];
+        dims.extend((0..4).map(|s| self.stage_out(s)));
+        dims
+    }
+
+    /// The published variant this is, if any ("BiT-S-R101x1" and
+    /// "BiT-M-R101x1" share a shape; the S name is given).
+    pub fn variant_name(&self) -> Option<String> {
+        VARIANTS
+            .iter()
+            .rev()
+            .find(|(_, units, wf)| *units == self.units && 64 * wf == self.width)
+            .map(|(n, _, _)| n.replace("BiT-S-", "BiT-"))
+    }
+
+    pub fn describe(&self) -> String {
+        let base = match self.variant_name() {
+            Some(n) => n,
+            None => format!("BiT ResNetV2 units {:?} width {}", self.units, self.width),
+        };
+        format!("{base}, {} classes", self.num_classes)
+    }
+
+    /// Every tensor of the seed's state dict (without "module."), in order.
+    pub fn tensor_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        let mut t = vec![("root.conv.weight".to_string(), vec![self.width, 3, 7, 7])];
+        let mut cin = self.width;
+        for s in 0..4 {
+            let (cout, cmid) = (self.stage_out(s), self.stage_mid(s));
+            for u in 0..self.units[s] {
+                let p = format!("body.block{}.unit{:02}", s + 1, u + 1);
+                let unit_in = if u == 0 { cin } else { cout };
+                t.push((format!("{p}.gn1.weight"), vec![unit_in]));
+                t.push((format!("{p}.gn1.bias"), vec![unit_in]));
+                t.push((format!("{p}.conv1.weight"), vec![cmid, unit_in, 1, 1]));
+                t.push((format!("{p}.gn2.weight"), vec![cmid]));
+                t.push((format!("{p}.gn2.bias"), vec![cmid]));
+                t.push((format!("{p}.conv2.weight"), vec![cmid, cmid, 3, 3]));
+                t.push((format!("{p}.gn3.weight"), vec![cmid]));
+                t.push((format!("{p}.gn3.bias"), vec![cmid]));
+                t.push((format!("{p}.conv3.weight"), vec![cout, cmid, 1, 1]));
+                if u == 0 && (s > 0 || unit_in != cout) {
+                    t.push((format!("{p}.downsample.weight"), vec![cout, unit_in, 1, 1]));
+                }
+            }
+            cin = cout;
+        }
+        let d = self.feature_dim();
+        t.push(("before_head.gn.weight".into(), vec![d]));
+        t.push(("before_head.gn.bias".into(), vec![d]));
+        t.push(("head.conv.weight".into(), vec![self.num_classes, d, 1, 1]));
+        t.push(("head.conv.bias".into(), vec![self.num_classes]));
+        t
+    }
+
+    pub fn num_params(&self) -> usize {
+        self.tensor_shapes()
+            .iter()
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum()
+    }
+
+    /// Infers the architecture from canonical (seed) tensor names and shapes.
+    pub fn infer(tensors: &HashMap<String, Tensor>) -> Option<BitConfig> {
+        let width = tensors.get("root.conv.weight")?.dim(0).ok()?;
+        let num_classes = tensors.get("head.conv.weight")?.dim(0).ok()?;
+        let mut units = [0usize; 4];
+        for name in tensors.keys() {
+            if let Some(rest) = name.strip_prefix("body.block") {
+                if !rest.ends_with(".conv1.weight") {
+                    continue;
+                }
+                let stage = rest.get(..1)?.parse::<usize>().ok()?;
+                if (1..=4).contains(&stage) {
+                    units[stage - 1] += 1;
+                }
+            }
+        }
+        if units.contains(&0) || width == 0 || width % GROUPS != 0 {
+            return None;
+        }
+        Some(BitConfig {
+            units,
+            width,
+            num_classes,
+        })
+    }
+}
+
+/// Whether a checkpoint's names look like BiT in any naming we read.
+pub fn looks_like(ckpt: &Checkpoint) -> bool {
+    ckpt.tensors.contains_key("root.conv.weight")
+}
+
+/// A convolution whose weight is standardized: once at load for inference,
+/// or at every forward pass when training (so gradients reach the raw weight).
+#[derive(Debug, Clone)]
+struct StdConv {
+    weight: Tensor,
+    standardize_each_pass: bool,
+    stride: usize,
+    padding: usize,
+}
+
+impl StdConv {
+    fn new(
+        vb: &VarBuilder,
+        shape: (usize, usize, usize, usize),
+        stride: usize,
+        padding: usize,
+        mode: Mode,
+        dtype: DType,
+    ) -> Result<Self> {
+        let raw = vb.get_with_hints(shape, "weight", candle_nn::init::DEFAULT_KAIMING_NORMAL)?;
+        let weight = match mode {
+            Mode::Inference => ops::standardize(&raw.to_dtype(DType::F64)?)?.to_dtype(dtype)?,
+            Mode::Training => raw,
+        };
+        Ok(StdConv {
+            weight,
+            standardize_each_pass: mode == Mode::Training,
+            stride,
+            padding,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if self.standardize_each_pass {
+            let w = ops::standardize(&self.weight)?;
+            x.conv2d(&w, self.padding, self.stride, 1, 1)
+        } else {
+            x.conv2d(&self.weight, self.padding, self.stride, 1, 1)
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Unit {
+    gn1: GroupNorm,
+    conv1: StdConv,
+    gn2: GroupNorm,
+    conv2: StdConv,
+    gn3: GroupNorm,
+    conv3: StdConv,
+    downsample: Option<StdConv>,
+}
+
+impl Unit {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let a = self.gn1.forward(x)?.relu()?;
+        let residual = match &self.downsample {
+            Some(d) => d.forward(&a)?,
+            None => x.clone(),
+        };
+        let y = self.conv1.forward(&a)?;
+        let y = self.conv2.forward(&self.gn2.forward(&y)?.relu()?)?;
+        let y = self.conv3.forward(&self.gn3.forward(&y)?.relu()?)?;
+        y + residual
+    }
+}
+
+/// Inference keeps standardized weights; training standardizes every pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Inference,
+    Training,
+}
+
+#[derive(Debug, Clone)]
+pub struct Bit {
+    cfg: BitConfig,
+    root: StdConv,
+    stages: Vec<Vec<Unit>>,
+    gn_head: GroupNorm,
+    head_w: Tensor,
+    head_b: Tensor,
+    info: ModelInfo,
+    device: Device,
+    dtype: DType,
+}
+
+fn group_norm(vb: VarBuilder, channels: usize, dtype: DType) -> Result<GroupNorm> {
+    let w = vb
+        .get_with_hints(channels, "weight", candle_nn::Init::Const(1.))?
+        .to_dtype(dtype)?;
+    let b = vb
+        .get_with_hints(channels, "bias", candle_nn::Init::Const(0.))?
+        .to_dtype(dtype)?;
+    Ok(GroupNorm::new(w, b, channels, GROUPS, GN_EPS)?)
+}
+
+impl Bit {
+    /// Builds the network from a VarBuilder holding the seed's names. In
+    /// `Mode::Training` the VarBuilder should be backed by a VarMap.
+    pub fn new(cfg: &BitConfig, vb: VarBuilder, mode: Mode, dtype: DType) -> Result<Self> {
+        let device = vb.device().clone();
+        let root = StdConv::new(
+            &vb.pp("root").pp("conv"),
+            (cfg.width, 3, 7, 7),
+            2,
+            3,
+            mode,
+            dtype,
+        )?;
+        let mut stages = Vec::with_capacity(4);
+        let mut cin = cfg.width;
+        for s in 0..4 {
+            let (cout, cmid) = (cfg.stage_out(s), cfg.stage_mid(s));
+            let stride = if s == 0 { 1 } else { 2 };
+            let vb_block = vb.pp("body").pp(format!("block{}", s + 1));
+            let mut units = Vec::with_capacity(cfg.units[s]);
+            for u in 0..cfg.units[s] {
+                let vbu = vb_block.pp(format!("unit{:02}", u + 1));
+                let (unit_in, unit_stride) = if u == 0 { (cin, stride) } else { (cout, 1) };
+                let downsample = if unit_stride != 1 || unit_in != cout {
+                    Some(StdConv::new(
+                        &vbu.pp("downsample"),
+                        (cout, unit_in, 1, 1),
+                        unit_stride,
+                        0,
+                        mode,
+                        dtype,
+                    )?)
+                } else {
+                    None
+                };
+                units.push(Unit {
+                    gn1: group_norm(vbu.pp("gn1"), unit_in, dtype)?,
+                    conv1: StdConv::new(
+                        &vbu.pp("conv1"),
+                        (cmid, unit_in, 1, 1),
+                        1,
+                        0,
+                        mode,
+                        dtype,
+                    )?,
+                    gn2: group_norm(vbu.pp("gn2"), cmid, dtype)?,
+                    conv2: StdConv::new(
+                        &vbu.pp("conv2"),
+                        (cmid, cmid, 3, 3),
+                        unit_stride,
+                        1,
+                        mode,
+                        dtype,
+                    )?,
+                    gn3: group_norm(vbu.pp("gn3"), cmid, dtype)?,
+                    conv3: StdConv::new(&vbu.pp("conv3"), (cout, cmid, 1, 1), 1, 0, mode, dtype)?,
+                    downsample,
+                });
+            }
+            stages.push(units);
+            cin = cout;
+        }
+        let d = cfg.feature_dim();
+        let gn_head = group_norm(vb.pp("before_head").pp("gn"), d, dtype)?;
+        let vbh = vb.pp("head").pp("conv");
+        let head_w = vbh
+            .get_with_hints(
+                (cfg.num_classes, d, 1, 1),
+                "weight",
+                candle_nn::Init::Const(0.),
+            )?
+            .reshape((cfg.num_classes, d))?;
+        let head_b = vbh.get_with_hints(cfg.num_classes, "bias", candle_nn::Init::Const(0.))?;
+        let (head_w, head_b) = match mode {
+            // Training keeps the Vars themselves so their gradients exist.
+            Mode::Training => (head_w, head_b),
+            Mode::Inference => (head_w.to_dtype(DType::F32)?, head_b.to_dtype(DType::F32)?),
+        };
+        let info = ModelInfo {
+            name: cfg.describe(),
+            family: Family::Bit,
+            num_classes: cfg.num_classes,
+            feature_dim: d,
+            tap_dims: cfg.tap_dims(),
+            num_params: cfg.num_params(),
+            input: InputSpec::half(480),
+        };
+        Ok(Bit {
+            cfg: cfg.clone(),
+            root,
+            stages,
+            gn_head,
+            head_w,
+            head_b,
+            info,
+            device,
+            dtype,
+        })
+    }
+
+    /// Loads canonical tensors, checking names and shapes against the
+    /// architecture inferred from them (or named by `--model`).
+    pub fn from_checkpoint(
+        ckpt: Checkpoint,
+        name: Option<&str>,
+        device: &Device,
+        dtype: DType,
+    ) -> Result<Self> {
+        let inferred = BitConfig::infer(&ckpt.tensors).ok_or_else(|| Error::NotACheckpoint {
+            path: ckpt.path.clone(),
+            reason: "no BiT architecture can be read from its tensors (root.conv.weight, \
+                     body.blockN.unitMM.conv1.weight, head.conv.weight)"
+                .into(),
+        })?;
+        let cfg = match name.and_then(variant) {
+            Some(mut named) => {
+                named.num_classes = inferred.num_classes;
+                if named.units != inferred.units || named.width != inferred.width {
+                    return Err(Error::ModelMismatch {
+                        path: ckpt.path.clone(),
+                        requested: name.unwrap_or_default().to_string(),
+                        found: inferred.describe(),
+                    });
+                }
+                named
+            }
+            None => inferred,
+        };
+        weights::check_tensors(&ckpt, &cfg.tensor_shapes(), &cfg.describe())?;
+        let vb = VarBuilder::from_tensors(ckpt.tensors, DType::F32, device);
+        let mut model = Bit::new(&cfg, vb, Mode::Inference, dtype)?;
+        if let Some(n) = name.filter(|n| variant(n).is_some()) {
+            model.info.name = format!("{}, {} classes", canonical_variant(n), cfg.num_classes);
+        }
+        Ok(model)
+    }
+
+    /// Random weights of the given shape (benchmarks).
+    pub fn random(cfg: &BitConfig, device: &Device, dtype: DType) -> Result<Self> {
+        let varmap = candle_nn::VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+        let mut m = Bit::new(cfg, vb, Mode::Inference, dtype)?;
+        m.info.name = format!("{} (random weights)", m.info.name);
+        Ok(m)
+    }
+
+    pub fn config(&self) -> &BitConfig {
+        &self.cfg
+    }
+
+    fn root(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let x = x.to_dtype(self.dtype)?;
+        let y = self.root.forward(&x)?;
+        // Zero-pad 1, then 3x3 stride-2 pool without padding (not the same as
+        // a pool with padding 1, as the seed notes).
+        let y = y.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?;
+        ops::max_pool2d(&y, 3, 2)
+    }
+
+    fn stage(&self, s: usize, mut x: Tensor) -> candle_core::Result<Tensor> {
+        for unit in &self.stages[s] {
+            x = unit.forward(&x)?;
+        }
+        Ok(x)
+    }
+
+    fn head_from_body(&self, body: &Tensor) -> Result<Output> {
+        let h = self.gn_head.forward(body)?.relu()?;
+        let feature = spatial_mean(&h)?;
+        let logits = feature
+            .matmul(&self.head_w.t()?)?
+            .broadcast_add(&self.head_b)?;
+        Ok(Output { logits, feature })
+    }
+
+    /// Training needs head weight and features in the Vars' dtype (f32).
+    pub fn forward_train(&self, x: &Tensor) -> Result<Output> {
+        self.forward(x)
+    }
+}
+
+/// "bit-s-r101x1" -> "BiT-S-R101x1".
+fn canonical_variant(name: &str) -> &'static str {
+    VARIANTS
+        .iter()
+        .find(|(n, _, _)| n.eq_ignore_ascii_case(name))
+        .map(|(n, _, _)| *n)
+        .unwrap_or("BiT")
+}
+
+impl Classifier for Bit {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn device(&self) -> &Device {
+        &self.device
+    }
+
+    fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Output> {
+        let mut y = self.root(x)?;
+        for s in 0..4 {
+            y = self.stage(s, y)?;
+        }
+        self.head_from_body(&y)
+    }
+
+    fn forward_taps(&self, x: &Tensor) -> Result<(Output, Vec<Tensor>)> {
+        let mut y = self.root(x)?;
+        let mut taps = vec![spatial_mean(&y)?];
+        for s in 0..4 {
+            y = self.stage(s, y)?;
+            taps.push(spatial_mean(&y)?);
+        }
+        Ok((self.head_from_body(&y)?, taps))
+    }
+
+    fn forward_tap(&self, x: &Tensor, layer: usize) -> Result<Tensor> {
+        if layer > 4 {
+            return Err(Error::Invalid(format!("BiT has taps 0..=4, not {layer}")));
+        }
+        let mut y = self.root(x)?;
+        for s in 0..layer {
+            y = self.stage(s, y)?;
+        }
+        spatial_mean(&y)
+    }
+
+    fn head(&self) -> (&Tensor, &Tensor) {
+        (&self.head_w, &self.head_b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn r101x1_has_the_papers_parameter_count() {
+        let cfg = variant("BiT-S-R101x1").unwrap();
+        assert_eq!(cfg.num_params(), 44_541_480);
+        assert_eq!(cfg.tap_dims(), vec![64, 256, 512, 1024, 2048]);
+        assert_eq!(cfg.variant_name().as_deref(), Some("BiT-R101x1"));
+    }
+}

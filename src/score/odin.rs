@@ -1,0 +1,34 @@
+//! ODIN with input perturbation (Liang et al. 2018), as the seed runs it.
+
+use crate::error::Result;
+use crate::model::Classifier;
+use candle_core::{Tensor, Var, D};
+
+/// x' = x - eps * sign(d CE(f(x) / T, argmax f(x)) / dx) (sign 0 counts as
+/// +1, as the seed's `torch.ge(grad, 0)`), then max softmax(f(x') / T).
+/// `logits` are f(x), already computed by the shared forward pass.
+pub fn score(
+    model: &dyn Classifier,
+    x: &Tensor,
+    logits: &Tensor,
+    temperature: f64,
+    epsilon: f64,
+) -> Result<Tensor> {
+    let pseudo = logits.argmax(D::Minus1)?;
+    let x_var = Var::from_tensor(x)?;
+    let out = model.forward(x_var.as_tensor())?;
+    let loss = candle_nn::loss::cross_entropy(&(out.logits / temperature)?, &pseudo)?;
+    let grads = loss.backward()?;
+    let grad = grads
+        .get(x_var.as_tensor())
+        .ok_or_else(|| crate::Error::Invalid("ODIN: no gradient reached the input".into()))?;
+    let perturbed = perturb(x, grad, -epsilon)?;
+    let out = model.forward(&perturbed)?;
+    Ok(super::logits::msp_at(&out.logits, temperature)?)
+}
+
+/// x + step * s where s = +1 where grad >= 0 and -1 elsewhere.
+pub fn perturb(x: &Tensor, grad: &Tensor, step: f64) -> candle_core::Result<Tensor> {
+    let sign = grad.ge(0.0)?.to_dtype(x.dtype())?.affine(2.0, -1.0)?;
+    x + (sign * step)?
+}

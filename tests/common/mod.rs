@@ -1,0 +1,49 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// `../shared` beside the checkout (or $GRADNORM_SHARED), when present.
+/// Tests that need it print why they skip and return.
+pub fn shared() -> Option<PathBuf> {
+    let dir = std::env::var_os("GRADNORM_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"));
+    if dir.join("fixtures").is_dir() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "SKIPPED: {} is absent (the shared fixtures and data live there)",
+            dir.display()
+        );
+        None
+    }
+}
+
+/// Asserts `got` equals `want` to `rtol` relative, the way `numpy.allclose`
+/// does with a tolerance scaled to the tensor: for every element
+/// |got - want| <= rtol * (|want| + max|want|). The norm-wise relative error
+/// ||got - want|| / ||want|| is printed too.
+pub fn assert_close(what: &str, got: &[f32], want: &[f32], rtol: f32) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths differ");
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let mut worst = (0usize, 0f32);
+    let (mut diff2, mut norm2) = (0f64, 0f64);
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let rel = (g - w).abs() / (w.abs() + scale).max(f32::MIN_POSITIVE);
+        if !(rel <= worst.1) {
+            worst = (i, rel);
+        }
+        diff2 += ((g - w) as f64).powi(2);
+        norm2 += (*w as f64).powi(2);
+    }
+    let (i, rel) = worst;
+    let normwise = (diff2 / norm2.max(f64::MIN_POSITIVE)).sqrt();
+    assert!(
+        rel <= rtol,
+        "{what}: element {i}: got {} want {} (relative error {rel:e} > {rtol:e})",
+        got[i],
+        want[i]
+    );
+    eprintln!("{what}: worst element {rel:.2e}, norm-wise {normwise:.2e}");
+}
