@@ -5,6 +5,7 @@ pub mod eval;
 pub mod metrics;
 pub mod predict;
 pub mod tui;
+// pub mod tune_mahalanobis;
 
 use crate::cli::ModelArgs;
 use anyhow::Context;

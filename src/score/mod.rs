@@ -3,6 +3,8 @@
 //! Mahalanobis add their own passes. Everything stays on the device until
 //! one transfer per batch.
 
+pub mod gaussian;
+pub mod logistic;
 pub mod logits;
 pub mod mahalanobis;
 pub mod method;
