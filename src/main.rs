@@ -10,7 +10,10 @@ fn main() -> ExitCode {
         Some(Command::Predict(args)) => commands::predict::run(&args),
         Some(Command::Eval(args)) => commands::eval::run(&args),
         Some(Command::Metrics(args)) => commands::metrics::run(&args),
-        Some(Command::TuneMahalanobis(_args)) => todo!(),
+        // Wired once the data loader lands.
+        Some(Command::TuneMahalanobis(_)) => {
+            Err(anyhow::anyhow!("tune-mahalanobis is not wired yet"))
+        }
     };
     match result {
         Ok(code) => code,

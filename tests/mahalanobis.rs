@@ -12,6 +12,7 @@ use gradnorm_tui::score::logistic::{self, Logistic};
 use gradnorm_tui::score::mahalanobis::{
     self, FgsmClamp, GaussianLayers, Mahalanobis, MahalanobisParams, ModelStamp,
 };
+use gradnorm_tui::score::{Method, Scorer};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -108,6 +109,33 @@ fn layer_scores_equal_the_seeds_on_the_tiny_fixture() {
         .map(|s| -logistic::sigmoid(regression.decision(s)) as f32)
         .collect();
     common::assert_close("-P(OOD)", &got, &want, 1e-4);
+
+    // Magnitude 0 through the Scorer, which hands over its own taps.
+    let mut zero = params.clone();
+    zero.magnitude = 0.0;
+    zero.save(&path).unwrap();
+    let scorer = Scorer::new(
+        &[Method::Mahalanobis {
+            params: path.clone(),
+        }],
+        m.as_ref(),
+    )
+    .unwrap();
+    let got = scorer
+        .score(m.as_ref(), &exp["input"])
+        .unwrap()
+        .scores
+        .remove(0);
+    let seed = exp["mahalanobis_layers_m0.0"]
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_vec2::<f64>()
+        .unwrap();
+    let want: Vec<f32> = seed
+        .iter()
+        .map(|s| -logistic::sigmoid(regression.decision(s)) as f32)
+        .collect();
+    common::assert_close("-P(OOD), m = 0, Scorer", &got, &want, 1e-4);
 
     // A file made for another model is refused, naming both.
     let mut other = params.clone();

@@ -234,17 +234,12 @@ fn batches(
             label: Some(*l),
         })
         .collect();
-    let workers = args.workers.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
     Ok(loader::batches(
-        items,
+        items.into(),
         LoaderConfig {
             input: *input,
             batch: args.batch,
-            workers,
+            workers: args.workers.unwrap_or(0),
             prefetch: 2,
         },
         Arc::new(AtomicBool::new(false)),
@@ -264,9 +259,9 @@ fn rows(t: &Tensor) -> anyhow::Result<Vec<Vec<f64>>> {
     Ok(t.to_dtype(DType::F64)?.to_vec2::<f64>()?)
 }
 
-fn report_failures<E: std::fmt::Display>(failures: &[E]) {
-    for f in failures {
-        eprintln!("\nskipped: {f}");
+fn report_failures(failures: &[(usize, String)]) {
+    for (_, why) in failures {
+        eprintln!("\nskipped: {why}");
     }
 }
 

@@ -575,6 +575,15 @@ impl Mahalanobis {
         self.combine(&s)
     }
 
+    /// -P(OOD) from the taps of an unperturbed forward pass: the score when
+    /// the magnitude is 0.
+    pub fn score_taps(&self, taps: &[Tensor]) -> Result<Tensor> {
+        let cols = (0..self.gaussians.num_layers())
+            .map(|l| self.gaussians.layer_score(l, &taps[l]))
+            .collect::<Result<Vec<_>>>()?;
+        self.combine(&Tensor::stack(&cols, 1)?)
+    }
+
     /// -sigmoid(w . s + b) for layer scores `s` ([B, L]), computed in f64.
     pub fn combine(&self, s: &Tensor) -> Result<Tensor> {
         let z = (s.to_dtype(DType::F64)?.matmul(&self.weights)?.squeeze(1)? + self.bias)?;
