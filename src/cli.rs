@@ -183,6 +183,10 @@ pub struct TuneMahalanobisArgs {
     /// Where to write the parameters (safetensors).
     #[arg(long)]
     pub out: PathBuf,
+    /// Also write the tuning's layer scores (JSON: per magnitude, the
+    /// train/val ID/FGSM rows), e.g. to refit the regression elsewhere.
+    #[arg(long)]
+    pub scores_out: Option<PathBuf>,
     /// Images per batch.
     #[arg(long, default_value_t = 32)]
     pub batch: usize,

@@ -153,6 +153,16 @@ pub fn run(args: &TuneMahalanobisArgs) -> anyhow::Result<ExitCode> {
     }
     progress.finish();
 
+    if let Some(path) = &args.scores_out {
+        let json = serde_json::json!({
+            "magnitudes": MAGNITUDES,
+            "train_id": train_id, "train_ood": train_ood,
+            "val_id": val_id, "val_ood": val_ood,
+        });
+        std::fs::write(path, json.to_string())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+
     // 3. The seed's choice, then the file.
     let tuned = choose_magnitude(&MAGNITUDES, &train_id, &train_ood, &val_id, &val_ood)?;
     println!("magnitude   C           val FPR95   weights / bias");

@@ -4,10 +4,10 @@
 //! cross-validation without shuffling, accuracy scoring, refit on all data
 //! with the best C.
 //!
-//! The objective is scikit-learn's: C * sum_i log(1 + exp(-s_i (w.x_i + b)))
-//! + ||w||^2 / 2 with s_i = +-1 and the intercept b unpenalized, solved by
-//! linfa-logistic's L-BFGS. The cross-validation around it is scikit-learn's,
-//! fold for fold.
+//! The objective is scikit-learn's, ||w||^2 / 2 plus
+//! C * sum_i log(1 + exp(-s_i (w.x_i + b))) with s_i = +-1 and the intercept
+//! b unpenalized, solved by linfa-logistic's L-BFGS. The cross-validation
+//! around it is scikit-learn's, fold for fold.
 
 use crate::error::{Error, Result};
 
@@ -99,11 +99,15 @@ pub fn stratified_folds(y: &[bool], n_splits: usize) -> Vec<usize> {
     for (i, &c) in order.iter().enumerate() {
         allocation[i % n_splits][c] += 1;
     }
+    // Each class's sequence of folds: fold 0 allocation times, then fold 1...
+    let mut per_class = vec![Vec::new(); n_classes];
+    for (f, row) in allocation.iter().enumerate() {
+        for (k, &count) in row.iter().enumerate() {
+            per_class[k].extend(std::iter::repeat_n(f, count));
+        }
+    }
     let mut folds = vec![0usize; y.len()];
-    for k in 0..n_classes {
-        let per_class: Vec<usize> = (0..n_splits)
-            .flat_map(|f| std::iter::repeat_n(f, allocation[f][k]))
-            .collect();
+    for (k, per_class) in per_class.into_iter().enumerate() {
         let members = encoded.iter().enumerate().filter(|(_, &c)| c == k);
         for ((i, _), f) in members.zip(per_class) {
             folds[i] = f;
