@@ -10,10 +10,8 @@ fn main() -> ExitCode {
         Some(Command::Predict(args)) => commands::predict::run(&args),
         Some(Command::Eval(args)) => commands::eval::run(&args),
         Some(Command::Metrics(args)) => commands::metrics::run(&args),
-        // Wired once the data loader lands.
-        Some(Command::TuneMahalanobis(_)) => {
-            Err(anyhow::anyhow!("tune-mahalanobis is not wired yet"))
-        }
+        Some(Command::Bench(args)) => commands::bench::run(&args),
+        Some(Command::TuneMahalanobis(args)) => commands::tune_mahalanobis::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -11,7 +11,7 @@
 use crate::cli::{FgsmClampArg, TuneMahalanobisArgs};
 use crate::data::dataset::{Dataset, Item};
 use crate::data::loader::{self, LoaderConfig};
-use crate::model::{self, Classifier, InputSpec};
+use crate::model::{self, InputSpec};
 use crate::score::gaussian::{pinvh, GaussianFit};
 use crate::score::mahalanobis::{
     choose_magnitude, fgsm, FgsmClamp, GaussianLayers, MahalanobisParams, ModelStamp, ScoreTable,
@@ -103,7 +103,11 @@ pub fn run(args: &TuneMahalanobisArgs) -> anyhow::Result<ExitCode> {
         let m: Vec<f32> = g.means.iter().map(|&v| v as f32).collect();
         let p: Vec<f32> = p.iter().map(|&v| v as f32).collect();
         means.push(Tensor::from_vec(m, (k, g.dim), &candle_core::Device::Cpu)?);
-        precisions.push(Tensor::from_vec(p, (g.dim, g.dim), &candle_core::Device::Cpu)?);
+        precisions.push(Tensor::from_vec(
+            p,
+            (g.dim, g.dim),
+            &candle_core::Device::Cpu,
+        )?);
     }
 
     // 2. Layer scores of the tuning images and their FGSM counterparts.
@@ -262,7 +266,11 @@ fn tensor(
     input: &InputSpec,
     device: &candle_core::Device,
 ) -> anyhow::Result<Tensor> {
-    Ok(Tensor::from_vec(data, (n, 3, input.size, input.size), device)?)
+    Ok(Tensor::from_vec(
+        data,
+        (n, 3, input.size, input.size),
+        device,
+    )?)
 }
 
 fn rows(t: &Tensor) -> anyhow::Result<Vec<Vec<f64>>> {
@@ -325,7 +333,9 @@ impl Progress {
     }
 
     fn finish(&self) {
-        self.print();
+        if self.done != self.total {
+            self.print();
+        }
         eprintln!();
     }
 }
