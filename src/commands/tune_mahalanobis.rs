@@ -87,6 +87,13 @@ pub fn run(args: &TuneMahalanobisArgs) -> anyhow::Result<ExitCode> {
             String::new()
         }
     );
+    if fit.count() as usize == layers[0].classes.len() {
+        bail!(crate::cli::UsageError(
+            "every class has a single training image, so the class-centred features \
+             are all zero and the covariance vanishes: give several images per class"
+                .into()
+        ));
+    }
     let mut means = Vec::new();
     let mut precisions = Vec::new();
     let mut ranks = Vec::new();
