@@ -6,6 +6,7 @@ pub mod eval;
 pub mod metrics;
 pub mod predict;
 pub mod tui;
+pub mod tune_mahalanobis;
 
 use crate::cli::{ModelArgs, UsageError};
 use crate::score::Method;
