@@ -387,10 +387,7 @@ fn snapshot_dashboard_mid_run_and_finished() {
     let mid = 1 + 2 * 8 + 2 * 2;
     // The run is "going": a session whose sender is still alive.
     let (tx, rx) = mpsc::channel();
-    let mut pending = Some(RunSession {
-        events: rx,
-        cancel: Arc::new(Default::default()),
-    });
+    let mut pending = Some(RunSession::new(rx, Arc::new(Default::default())));
     let mut app = App::new(
         setup(),
         "gradnorm-tui.toml".into(),
@@ -664,10 +661,7 @@ fn filters_and_sorting() {
 fn quit_cancel_and_keep_results() {
     let (tx, rx) = mpsc::channel();
     let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut pending = Some(RunSession {
-        events: rx,
-        cancel: cancel.clone(),
-    });
+    let mut pending = Some(RunSession::new(rx, cancel.clone()));
     let mut app = App::new(
         setup(),
         "gradnorm-tui.toml".into(),

@@ -311,7 +311,7 @@ impl App {
         let mut folded = 0;
         while folded < EVENTS_PER_TICK {
             let Some(run) = &self.run else { return };
-            match run.events.try_recv() {
+            match run.events().try_recv() {
                 Ok(ev) => {
                     self.apply(ev);
                     folded += 1;

@@ -7,15 +7,50 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
-/// A run in progress: its events and its cancel flag.
+/// Where a run's events come from: the engine's handle, or any channel.
+pub trait Source: Send {
+    fn events(&self) -> &Receiver<Event>;
+    fn cancel_flag(&self) -> &AtomicBool;
+}
+
+struct Channel {
+    events: Receiver<Event>,
+    cancel: Arc<AtomicBool>,
+}
+
+impl Source for Channel {
+    fn events(&self) -> &Receiver<Event> {
+        &self.events
+    }
+    fn cancel_flag(&self) -> &AtomicBool {
+        &self.cancel
+    }
+}
+
+/// A run in progress: its events and its cancel flag. Dropping it (quitting)
+/// drops the engine's handle, which cancels the run.
 pub struct RunSession {
-    pub events: Receiver<Event>,
-    pub cancel: Arc<AtomicBool>,
+    source: Box<dyn Source>,
 }
 
 impl RunSession {
+    /// A session fed by a channel (tests, other engines).
+    pub fn new(events: Receiver<Event>, cancel: Arc<AtomicBool>) -> RunSession {
+        RunSession::from_source(Channel { events, cancel })
+    }
+
+    pub fn from_source(source: impl Source + 'static) -> RunSession {
+        RunSession {
+            source: Box::new(source),
+        }
+    }
+
+    pub fn events(&self) -> &Receiver<Event> {
+        self.source.events()
+    }
+
     pub fn cancel(&self) {
-        self.cancel.store(true, Ordering::Relaxed);
+        self.source.cancel_flag().store(true, Ordering::Relaxed);
     }
 }
 
@@ -46,7 +81,7 @@ where
             work(&flag, &mut emit);
         })
         .expect("spawning the run thread");
-    RunSession { events: rx, cancel }
+    RunSession::new(rx, cancel)
 }
 
 /// The engine on a background thread.
