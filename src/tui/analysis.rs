@@ -94,10 +94,13 @@ pub struct Analysis {
     pub factor_auroc: Vec<[Option<f64>; 2]>,
     pub temperature: f64,
     pub generation: u64,
+    /// How long computing this took (the app spaces refreshes by it).
+    pub compute_secs: f64,
 }
 
 impl Analysis {
     pub fn compute(snap: &Snapshot) -> Analysis {
+        let start = std::time::Instant::now();
         let n_methods = snap.scores.first().map_or(0, Vec::len);
         let sorted: Vec<Vec<Vec<f64>>> = snap
             .scores
@@ -155,6 +158,7 @@ impl Analysis {
             factor_auroc,
             temperature: snap.temperature,
             generation: snap.generation,
+            compute_secs: start.elapsed().as_secs_f64(),
         }
     }
 

@@ -87,8 +87,11 @@ pub enum Status {
     Failed(String),
 }
 
-/// How often the analysis may be recomputed while a run goes.
+/// How often the analysis may be recomputed while a run goes: every
+/// `REFRESH`, or less often when one takes long, so the analysis never
+/// takes more than about a quarter of a core from the engine.
 const REFRESH: Duration = Duration::from_millis(250);
+const REFRESH_SHARE: f64 = 4.0;
 /// Most engine events folded per tick, so a flood cannot starve input.
 const EVENTS_PER_TICK: usize = 4096;
 
@@ -344,20 +347,26 @@ impl App {
         if !stale || self.submitted == wanted && !now {
             return;
         }
+        let inline = now || self.analyzer.is_none();
+        if !inline {
+            let gap = REFRESH.max(Duration::from_secs_f64(
+                REFRESH_SHARE * self.analysis.compute_secs,
+            ));
+            let due = !self.running() || self.last_submit.is_none_or(|t| t.elapsed() >= gap);
+            if !due || self.analyzer.as_ref().is_some_and(Analyzer::busy) {
+                return;
+            }
+        }
         let mut snap = Snapshot::of(&self.results);
         snap.generation = self.generation;
+        self.submitted = wanted;
         match self.analyzer.as_mut() {
-            Some(an) if !now => {
-                let due = self.last_submit.is_none_or(|t| t.elapsed() >= REFRESH);
-                if due && !an.busy() {
-                    an.submit(snap);
-                    self.submitted = wanted;
-                    self.last_submit = Some(Instant::now());
-                }
+            Some(an) if !inline => {
+                an.submit(snap);
+                self.last_submit = Some(Instant::now());
             }
             _ => {
                 let a = Analysis::compute(&snap);
-                self.submitted = wanted;
                 self.install(a);
             }
         }
