@@ -378,6 +378,11 @@ fn snapshot_setup() {
     press(&mut app, &[key(KeyCode::Enter), ch('2'), ch('0')]);
     let text = draw(&mut app, 120, 40);
     insta::assert_snapshot!("setup_editing_120x40", text);
+    // A short terminal scrolls the form to keep the cursor in view.
+    press(&mut app, &[key(KeyCode::Esc), ch('G')]);
+    let text = draw(&mut app, 80, 24);
+    assert!(text.contains("[ Write config file ]"), "{text}");
+    insta::assert_snapshot!("setup_scrolled_80x24", text);
 }
 
 #[test]

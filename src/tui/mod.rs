@@ -94,12 +94,32 @@ pub fn run(
     message: Option<(String, Level)>,
 ) -> std::io::Result<()> {
     let mut terminal = ratatui::try_init()?;
+    ui_thread_panics_only();
     let previews = previews();
     let mut app = App::new(setup, config_path, launcher, previews).threaded();
     app.message = message;
     let result = event_loop(&mut terminal, &mut app);
     ratatui::restore();
     result
+}
+
+/// ratatui's hook restores the terminal on a panic; a panic on a worker
+/// thread (engine, decoding) must not pull the terminal from under the
+/// running UI, so there it is only logged (the UI reports the stopped run).
+fn ui_thread_panics_only() {
+    let ui = std::thread::current().id();
+    let restore_and_report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().id() == ui {
+            restore_and_report(info);
+        } else {
+            let name = std::thread::current()
+                .name()
+                .unwrap_or("worker")
+                .to_string();
+            tracing::error!("panic on thread {name}: {info}");
+        }
+    }));
 }
 
 fn event_loop(terminal: &mut ratatui::DefaultTerminal, app: &mut App) -> std::io::Result<()> {
