@@ -30,6 +30,8 @@ pub enum Command {
     Eval(EvalArgs),
     /// AUROC, AUPR-In, AUPR-Out and FPR95 of two score files (ID positive).
     Metrics(MetricsArgs),
+    /// Throughput: decoding, the forward pass, and end to end with the chosen methods.
+    Bench(BenchArgs),
 }
 
 /// Which model to run and where.
@@ -143,6 +145,53 @@ pub struct MetricsArgs {
     #[arg(long)]
     pub ood: PathBuf,
     /// Print {"auroc","aupr_in","aupr_out","fpr95"} as fractions.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Checkpoint to time (else random weights of --model).
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Model name (random weights without --checkpoint), e.g. BiT-S-R101x1, efficientnet-lite0.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Input size N; default: the model's.
+    #[arg(long)]
+    pub image_size: Option<usize>,
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Methods timed end to end (comma-separated).
+    #[arg(
+        long,
+        default_value = "msp,energy,odin,gradnorm",
+        value_delimiter = ','
+    )]
+    pub methods: Vec<String>,
+    #[arg(long, default_value_t = 1000.0)]
+    pub temperature_odin: f64,
+    #[arg(long, default_value_t = 0.0)]
+    pub epsilon_odin: f64,
+    /// Parameters for --methods mahalanobis.
+    #[arg(long)]
+    pub mahalanobis_params: Option<PathBuf>,
+    /// `synthetic` (random inputs made in memory) or a folder / list file of images.
+    #[arg(long, default_value = "synthetic")]
+    pub source: String,
+    /// Images per measurement.
+    #[arg(long, default_value_t = 256)]
+    pub images: usize,
+    /// Decoding threads (default: all cores).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// f32, bf16 or f16.
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+    /// One JSON object on stdout.
     #[arg(long)]
     pub json: bool,
 }

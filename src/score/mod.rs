@@ -36,6 +36,22 @@ pub struct BatchScores {
     pub feature_l1: Vec<f32>,
 }
 
+impl BatchScores {
+    /// Appends the images of `other` (same methods) after these.
+    pub fn extend(&mut self, other: BatchScores) {
+        if self.scores.is_empty() {
+            *self = other;
+            return;
+        }
+        for (mine, theirs) in self.scores.iter_mut().zip(other.scores) {
+            mine.extend(theirs);
+        }
+        self.top.extend(other.top);
+        self.softmax_term.extend(other.softmax_term);
+        self.feature_l1.extend(other.feature_l1);
+    }
+}
+
 pub struct Scorer {
     methods: Vec<Prepared>,
     /// Temperature of the GradNorm factors reported with every image.
