@@ -827,6 +827,11 @@ fn setup_builds_the_config_and_writes_it_back() {
     // A config naming paths not on disk adds them to the menus.
     let again = SetupState::from_config(&back, vec![], vec![]);
     assert_eq!(again.to_config().unwrap(), cfg);
+    // The config's order of OOD sets is kept, whatever the disk's order.
+    let mut swapped = cfg.clone();
+    swapped.ood.reverse();
+    let again = SetupState::from_config(&swapped, vec![], candidates());
+    assert_eq!(again.to_config().unwrap(), swapped);
 }
 
 #[test]

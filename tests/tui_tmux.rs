@@ -174,7 +174,10 @@ fn tui_end_to_end_under_tmux() {
         s.contains("wrote gradnorm-tui.toml")
     });
     tmux.keys(&["s"]);
-    let screen = tmux.wait_for("the run to finish", |s| s.contains("finished in"));
+    // Finished, and the analysis (a moment behind) covers every image.
+    let screen = tmux.wait_for("the run to finish", |s| {
+        s.contains("finished in") && s.contains("ID imagenet-val (24) vs OOD textures (24)")
+    });
     assert!(screen.contains("24/24"), "{screen}");
 
     // The config file the menus wrote is the run's.

@@ -287,6 +287,7 @@ impl App {
                 self.message = Some((format!("run failed: {e}"), Level::Error));
                 self.run = None;
             }
+            Event::Notice(n) => self.message = Some((n.clone(), Level::Warn)),
             _ => {}
         }
         self.results.apply(event);

@@ -167,6 +167,9 @@ fn render_run(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
         Status::Failed(e) => Line::styled(format!("failed: {e}"), theme::error()),
     };
     lines.push(status);
+    if let Some(n) = app.results.notices.last() {
+        lines.push(Line::styled(n.clone(), theme::warn()));
+    }
     Paragraph::new(lines).block(block).render(area, buf);
 }
 

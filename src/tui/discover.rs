@@ -2,14 +2,11 @@
 //! datasets under `dataset/`, and their image counts (counted on a worker
 //! thread: a 50,000-image folder must not stall the menus).
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, Sender};
 
 const CHECKPOINT_SUFFIXES: [&str; 5] = [".pth", ".pth.tar", ".tar", ".npz", ".safetensors"];
-const IMAGE_EXTENSIONS: [&str; 9] = [
-    "jpg", "jpeg", "png", "bmp", "gif", "tif", "tiff", "webp", "ppm",
-];
 /// How deep the scans look below `checkpoints/` and `dataset/`.
 const MAX_DEPTH: usize = 3;
 
@@ -127,33 +124,10 @@ pub fn name_of(p: &Path) -> String {
         .unwrap_or_else(|| p.display().to_string())
 }
 
-/// How many images a dataset holds: non-empty lines of a list file, image
-/// files below a folder. Stands in for `data::dataset::count` until that
-/// lands (same signature).
-pub fn count(path: &Path, _root: Option<&Path>) -> Result<usize> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-    if meta.is_file() {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        return Ok(text.lines().filter(|l| !l.trim().is_empty()).count());
-    }
-    let mut n = 0usize;
-    count_images(path, &mut n).map_err(|e| Error::io(path, e))?;
-    Ok(n)
-}
-
-fn count_images(dir: &Path, n: &mut usize) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let p = entry?.path();
-        if p.is_dir() {
-            count_images(&p, n)?;
-        } else if p.extension().is_some_and(|e| {
-            let e = e.to_string_lossy().to_ascii_lowercase();
-            IMAGE_EXTENSIONS.contains(&e.as_str())
-        }) {
-            *n += 1;
-        }
-    }
-    Ok(())
+/// How many images a dataset holds (the data module's count: list lines,
+/// or images under a folder, without opening them).
+pub fn count(path: &Path, root: Option<&Path>) -> Result<usize> {
+    crate::data::dataset::Dataset::count(path, root)
 }
 
 /// An image count as the menus show it.

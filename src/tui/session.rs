@@ -2,7 +2,7 @@
 //! running session whose events arrive on a channel. The real launcher is
 //! the engine's thread; tests plug in deterministic ones.
 
-use crate::engine::{Event, RunConfig};
+use crate::engine::{Event, RunConfig, RunHandle};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
@@ -19,6 +19,15 @@ struct Channel {
 }
 
 impl Source for Channel {
+    fn events(&self) -> &Receiver<Event> {
+        &self.events
+    }
+    fn cancel_flag(&self) -> &AtomicBool {
+        &self.cancel
+    }
+}
+
+impl Source for RunHandle {
     fn events(&self) -> &Receiver<Event> {
         &self.events
     }
@@ -84,14 +93,7 @@ where
     RunSession::new(rx, cancel)
 }
 
-/// The engine on a background thread.
+/// The engine on a background thread (`engine::spawn`).
 pub fn engine_launcher() -> impl Launcher {
-    |config: RunConfig| {
-        spawn_with(move |_cancel, emit| {
-            let _ = config;
-            emit(Event::Failed(
-                "the evaluation engine is not built into this version yet".into(),
-            ));
-        })
-    }
+    |config: RunConfig| RunSession::from_source(crate::engine::spawn(config))
 }

@@ -167,11 +167,20 @@ impl SetupState {
             .map(|c| s.add_checkpoint(c.clone()));
         s.model = config.model.name.clone();
         s.class_order = config.class_order.clone();
-        s.id = Some(s.add_dataset(&config.id));
+        // The config's sets first, in its order (the run's dataset order),
+        // then the others found on disk.
+        let mut order = vec![s.add_dataset(&config.id)];
         for spec in &config.ood {
             let i = s.add_dataset(spec);
             s.datasets[i].ood = true;
+            order.push(i);
         }
+        let rest: Vec<usize> = (0..s.datasets.len())
+            .filter(|i| !order.contains(i))
+            .collect();
+        order.extend(rest);
+        s.datasets = order.iter().map(|&i| s.datasets[i].clone()).collect();
+        s.id = Some(0);
         for entry in &mut s.methods {
             entry.enabled = false;
             if let Some(m) = config
