@@ -44,7 +44,7 @@ fn status_line(app: &App, short: bool) -> Line<'static> {
     match app.status() {
         Status::Idle => Line::styled("no run ", theme::dim()),
         Status::Running => {
-            let mut t = "● running".to_string();
+            let mut t = if short { "●" } else { "● running" }.to_string();
             if let Some(p) = p {
                 if p.run_total > 0 {
                     t.push_str(&format!(

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 /// How long the loop waits for input before polling the run again.
 const POLL: Duration = Duration::from_millis(50);
-/// Redraw at least this often (clocks, ETA) even when nothing arrived.
+/// While a run goes, redraw at least this often even when nothing arrived.
 const IDLE_REDRAW: Duration = Duration::from_millis(500);
 
 impl Widget for &App {
@@ -126,7 +126,7 @@ fn event_loop(terminal: &mut ratatui::DefaultTerminal, app: &mut App) -> std::io
     use crossterm::event;
     let mut last_draw = Instant::now() - IDLE_REDRAW;
     loop {
-        if app.dirty || last_draw.elapsed() >= IDLE_REDRAW {
+        if app.dirty || (app.running() && last_draw.elapsed() >= IDLE_REDRAW) {
             terminal.draw(|f| f.render_widget(&*app, f.area()))?;
             app.dirty = false;
             last_draw = Instant::now();
