@@ -263,12 +263,8 @@ impl View<'_> {
             )),
         ];
         if s.misdetections {
-            let vs = self
-                .ood
-                .map(|d| format!(", ID vs {}", info.datasets[d].name))
-                .unwrap_or_default();
             title.push(Span::styled(
-                format!(" · ✗ {mname} misdetections (95% TPR{vs})"),
+                format!(" · ✗ {mname} misdetections"),
                 theme::warn(),
             ));
         }
