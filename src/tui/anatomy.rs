@@ -33,9 +33,9 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         return;
     };
     let ood = app.ood_dataset();
-    let summary_h = if area.width >= 110 { 5 } else { 6 };
+    // Three lines of numbers and the verdict (which may wrap).
     let [plots, summary] =
-        Layout::vertical([Constraint::Fill(1), Constraint::Length(summary_h)]).areas(area);
+        Layout::vertical([Constraint::Fill(1), Constraint::Length(6)]).areas(area);
     let [scatter, side] =
         Layout::horizontal([Constraint::Percentage(58), Constraint::Fill(1)]).areas(plots);
     let [top, bottom] = Layout::vertical([Constraint::Fill(1), Constraint::Fill(1)]).areas(side);
