@@ -789,12 +789,11 @@ fn loader_delivers_every_image_in_order() {
     let items = write_images(tmp.path(), 23);
     let size = 12;
     let per = 3 * size * size;
-    for (batch, workers) in [(5, 3), (1, 2), (64, 0)] {
-        let out = collect(&items, config(size, batch, workers));
+    let check = |out: &[Batch], batch: usize| {
         assert_eq!(out.len(), items.len().div_ceil(batch));
         let indices: Vec<usize> = out.iter().flat_map(|b| b.indices.clone()).collect();
         assert_eq!(indices, (0..items.len()).collect::<Vec<_>>());
-        for b in &out {
+        for b in out {
             assert!(b.failures.is_empty());
             assert_eq!(b.data.len(), b.indices.len() * per);
             for (j, &i) in b.indices.iter().enumerate() {
@@ -802,7 +801,19 @@ fn loader_delivers_every_image_in_order() {
                 assert!(b.data[j * per..(j + 1) * per] == want[..], "item {i}");
             }
         }
+    };
+    for (batch, workers) in [(5, 3), (1, 2), (64, 0)] {
+        check(&collect(&items, config(size, batch, workers)), batch);
     }
+    // Handing buffers back (which later batches then reuse) changes nothing.
+    let cancel = Arc::new(AtomicBool::new(false));
+    let mut loader = batches(items.clone().into(), config(size, 1, 2), cancel);
+    let mut out = Vec::new();
+    while let Some(b) = loader.next() {
+        out.push(b.clone());
+        loader.recycle(b.data);
+    }
+    check(&out, 1);
 }
 
 #[test]
@@ -949,13 +960,13 @@ fn throughput() {
     for size in [480, 224] {
         let t = std::time::Instant::now();
         let mut n = 0;
-        for b in batches(
-            items.clone(),
-            config(size, 32, 0),
-            Arc::new(AtomicBool::new(false)),
-        ) {
+        let cancel = Arc::new(AtomicBool::new(false));
+        let mut loader = batches(items.clone(), config(size, 32, 0), cancel);
+        while let Some(b) = loader.next() {
             assert!(b.failures.is_empty());
             n += b.indices.len();
+            // As a consumer that copies batches to the device would.
+            loader.recycle(b.data);
         }
         let secs = t.elapsed().as_secs_f64();
         eprintln!(
