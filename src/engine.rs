@@ -7,7 +7,7 @@ use crate::data::loader::{self, LoaderConfig};
 use crate::error::{Error, Result};
 use crate::model::{self, InputSpec, ModelInfo, ModelSpec};
 use crate::score::{Method, Scorer};
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
@@ -217,7 +217,7 @@ pub fn run(
     'datasets: for (d, ds) in opened.iter().enumerate() {
         let total = ds.items.len();
         let mut done = 0usize;
-        let batches = loader::batches(
+        let mut batches = loader::batches(
             ds.items.clone(),
             LoaderConfig {
                 input,
@@ -227,7 +227,7 @@ pub fn run(
             },
             cancel.clone(),
         );
-        for batch in batches {
+        while let Some(batch) = batches.next() {
             if cancel.load(Ordering::Relaxed) {
                 break 'datasets;
             }
@@ -243,8 +243,11 @@ pub fn run(
             }
             let n = batch.indices.len();
             if n > 0 {
-                let x = Tensor::from_vec(batch.data, (n, 3, input.size, input.size), &Device::Cpu)?
-                    .to_device(&device)?;
+                // Straight from the loader's buffer to the device; the buffer
+                // goes back to the loader (fresh allocations cost as much as
+                // preprocessing).
+                let x = Tensor::from_slice(&batch.data, (n, 3, input.size, input.size), &device)?;
+                batches.recycle(batch.data);
                 let scores = score_fitting(&scorer, model.as_ref(), &x, &mut max_batch, emit)?;
                 let records = batch
                     .indices

@@ -68,6 +68,10 @@ impl Huffman {
             if n > 0 {
                 h.delta[len] = k as i32 - code;
                 for _ in 0..n {
+                    // Codes must fit their length (a malformed table otherwise).
+                    if code >= 1 << len {
+                        return None;
+                    }
                     let sym = *h.values.get(k)?;
                     if len as u32 <= FAST_BITS {
                         let shift = FAST_BITS - len as u32;
@@ -80,10 +84,6 @@ impl Huffman {
                     k += 1;
                 }
                 h.maxcode[len] = code - 1;
-                // Codes must fit their length (a malformed table otherwise).
-                if code > 1 << len {
-                    return None;
-                }
             }
             code <<= 1;
         }
@@ -321,11 +321,7 @@ impl Decoder {
                 0xDB => self.quantization(seg)?,
                 0xDD => self.restart_interval = be16(seg, 0)?,
                 0xE0 => self.jfif |= seg.len() >= 14 && seg.starts_with(b"JFIF\0"),
-                0xEE => {
-                    if seg.len() >= 12 && seg.starts_with(b"Adobe") {
-                        self.adobe = Some(seg[11]);
-                    }
-                }
+                0xEE if seg.len() >= 12 && seg.starts_with(b"Adobe") => self.adobe = Some(seg[11]),
                 0xDA => i = self.scan(seg, b, i)?,
                 0xDC => return None, // DNL
                 _ => {}              // APPn, COM, ...
@@ -375,7 +371,8 @@ impl Decoder {
         }
         self.max_h = self.comps.iter().map(|c| c.h).max()?;
         self.max_v = self.comps.iter().map(|c| c.v).max()?;
-        // Supported: full-size Y with chroma at 1x1 of 1x1, 2x1, 1x2, 2x2.
+        // Supported: luma sampled 1 or 2 by 1 or 2, both chroma 1x1
+        // (4:4:4, 4:2:2, 4:4:0, 4:2:0).
         if n == 3
             && (self.max_h > 2
                 || self.max_v > 2
@@ -718,14 +715,14 @@ fn upsample_row(c: &Component, mh: usize, mv: usize, y: usize, out: &mut [u8]) {
             let near = y / 2;
             // The row above (even output rows) or below (odd ones); at the
             // image's edges the nearest row itself.
-            let far = if y % 2 == 0 {
+            let far = if y.is_multiple_of(2) {
                 near.saturating_sub(1)
             } else {
                 (near + 1).min(c.height - 1)
             };
             let (a, b) = (row(near), row(far));
             if mh == 1 {
-                let bias = if y % 2 == 0 { 1 } else { 2 };
+                let bias = if y.is_multiple_of(2) { 1 } else { 2 };
                 for x in 0..w {
                     out[x] = ((a[x] as u32 * 3 + b[x] as u32 + bias) >> 2) as u8;
                 }
