@@ -103,7 +103,11 @@ pub fn run(args: &TuneMahalanobisArgs) -> anyhow::Result<ExitCode> {
         let m: Vec<f32> = g.means.iter().map(|&v| v as f32).collect();
         let p: Vec<f32> = p.iter().map(|&v| v as f32).collect();
         means.push(Tensor::from_vec(m, (k, g.dim), &candle_core::Device::Cpu)?);
-        precisions.push(Tensor::from_vec(p, (g.dim, g.dim), &candle_core::Device::Cpu)?);
+        precisions.push(Tensor::from_vec(
+            p,
+            (g.dim, g.dim),
+            &candle_core::Device::Cpu,
+        )?);
     }
 
     // 2. Layer scores of the tuning images and their FGSM counterparts.
@@ -252,7 +256,11 @@ fn tensor(
     input: &InputSpec,
     device: &candle_core::Device,
 ) -> anyhow::Result<Tensor> {
-    Ok(Tensor::from_vec(data, (n, 3, input.size, input.size), device)?)
+    Ok(Tensor::from_vec(
+        data,
+        (n, 3, input.size, input.size),
+        device,
+    )?)
 }
 
 fn rows(t: &Tensor) -> anyhow::Result<Vec<Vec<f64>>> {
