@@ -31,7 +31,7 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], rtol: f32) {
     let (mut diff2, mut norm2) = (0f64, 0f64);
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         let rel = (g - w).abs() / (w.abs() + scale).max(f32::MIN_POSITIVE);
-        if !(rel <= worst.1) {
+        if rel.is_nan() || rel > worst.1 {
             worst = (i, rel);
         }
         diff2 += ((g - w) as f64).powi(2);
