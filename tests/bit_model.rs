@@ -37,7 +37,7 @@ fn every_variant_matches_the_seeds_tensor_list() {
         assert_eq!(ours.len(), theirs.len(), "{name}: tensor count");
         for (tensor, shape) in &ours {
             let want: Vec<usize> = theirs
-                .get(&format!("{tensor}"))
+                .get(tensor.as_str())
                 .unwrap_or_else(|| panic!("{name}: we build {tensor}, the seed has none"))
                 .as_array()
                 .unwrap()
