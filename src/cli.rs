@@ -13,7 +13,7 @@ use std::path::PathBuf;
 )]
 pub struct Cli {
     /// Configuration file for the TUI (default: ./gradnorm-tui.toml when present, else the demo).
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub config: Option<PathBuf>,
 
     #[command(subcommand)]
@@ -23,7 +23,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Open the terminal UI (the default without a command).
-    Tui,
+    Tui(TuiArgs),
     /// Classify images: top-K classes, logits and ||h||_1.
     Predict(PredictArgs),
     /// Evaluate OOD detection: the paper's table, summary.json and scores.csv.
@@ -35,6 +35,13 @@ pub enum Command {
     /// Fit Mahalanobis class means and precisions, tune its regression and
     /// magnitude as the seed does, and write the parameters file.
     TuneMahalanobis(TuneMahalanobisArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TuiArgs {
+    /// Configuration file (default: ./gradnorm-tui.toml when present, else the demo).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 /// Which model to run and where.
@@ -104,7 +111,7 @@ pub struct EvalArgs {
     /// Comma-separated: msp, odin, energy, gradnorm, maxlogit, mahalanobis.
     #[arg(
         long,
-        default_value = "msp,odin,energy,gradnorm",
+        default_value = "msp,odin,energy,gradnorm,maxlogit",
         value_delimiter = ','
     )]
     pub methods: Vec<String>,

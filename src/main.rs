@@ -6,7 +6,10 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        None | Some(Command::Tui) => commands::tui::run(cli.config.as_deref()),
+        None => commands::tui::run(cli.config.as_deref()),
+        Some(Command::Tui(args)) => {
+            commands::tui::run(args.config.as_deref().or(cli.config.as_deref()))
+        }
         Some(Command::Predict(args)) => commands::predict::run(&args),
         Some(Command::Eval(args)) => commands::eval::run(&args),
         Some(Command::Metrics(args)) => commands::metrics::run(&args),
