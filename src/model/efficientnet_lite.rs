@@ -654,7 +654,13 @@ impl EfficientNetLite {
         residual: Option<&Tensor>,
     ) -> Result<Tensor> {
         if self.cpu {
-            return Ok(nhwc::pointwise(x, &p.w_host, &p.b_host, relu6, residual)?);
+            return Ok(nhwc::pointwise(
+                x,
+                &p.w_host,
+                Some(&p.b_host),
+                relu6,
+                residual,
+            )?);
         }
         let (b, h, w, c) = x.dims4()?;
         let y = x
@@ -734,7 +740,7 @@ fn describe_summary((blocks, first, last, classes): (usize, usize, usize, usize)
 
 /// Spatial mean of [B, H, W, C] as f32 [B, C].
 fn nhwc_mean(x: &Tensor) -> Result<Tensor> {
-    Ok(x.to_dtype(DType::F32)?.flatten(1, 2)?.mean(1)?)
+    Ok(nhwc::mean(x)?)
 }
 
 impl Classifier for EfficientNetLite {
