@@ -3,7 +3,7 @@
 # no Rust, no network). Two steps, both from the project root:
 #
 # 1. Here:   bash ../shared/gpu/build-cuda.sh      # .gpu/gradnorm-tui.gz, .gpu/run-on-gpu.sh
-#            bash scripts/gpu-check.sh prepare      # .gpu/fixtures, .gpu/images (~44 MB in all)
+#            bash scripts/gpu-check.sh prepare      # .gpu/fixtures, .gpu/images (~57 MB with the binary)
 # 2. Device: the `run` tool with command `bash scripts/gpu-check.sh` and carry [".gpu"]
 #            (timeout_s 540; it takes about 5 minutes on an H200).
 #
@@ -25,9 +25,9 @@ if [ "${1:-}" = prepare ]; then
   test -f "$GPU/gradnorm-tui.gz" || { echo "run ../shared/gpu/build-cuda.sh first" >&2; exit 1; }
   mkdir -p "$GPU/fixtures" "$GPU/images"
   cp "$SHARED"/fixtures/bit/tiny.pth.tar "$SHARED"/fixtures/bit/tiny_expected.safetensors "$GPU/fixtures/"
-  # 400 ImageNet validation JPEGs (227 px as published in ../shared; the
+  # 300 ImageNet validation JPEGs (227 px as published in ../shared; the
   # paper's end-to-end figure decodes full-size ones).
-  head -n 400 "$SHARED/data/imagenet-val/val_list.txt" | while read -r f _; do
+  head -n 300 "$SHARED/data/imagenet-val/val_list.txt" | while read -r f _; do
     cp "$SHARED/data/imagenet-val/$f" "$GPU/images/"
   done
   du -sh "$GPU"
@@ -35,22 +35,25 @@ if [ "${1:-}" = prepare ]; then
 fi
 
 BIN=(bash "$GPU/run-on-gpu.sh" gradnorm-tui)
+DEVICE=${DEVICE:-cuda}  # cpu: a dry run of the plumbing
 LOG=${OUT:-/tmp}/gpu-check.jsonl
 : > "$LOG"
-# The 400 images listed 12 times: 4,800 decodes per end-to-end measurement.
+# The 300 images listed 16 times: 4,800 decodes per end-to-end measurement.
 LIST=$GPU/images/bench_list.txt
 ls "$GPU/images" | grep -iE '\.jpe?g$' > /tmp/gpu-check-files.txt
-for _ in $(seq 12); do sed 's/$/ 0/' /tmp/gpu-check-files.txt; done > "$LIST"
+for _ in $(seq 16); do sed 's/$/ 0/' /tmp/gpu-check-files.txt; done > "$LIST"
 
+# Each bench stops after BENCH_TIMEOUT seconds (timeout kills its process
+# group), so that a slow configuration cannot eat the rest of the budget.
 bench() {
   local line
-  line=$("${BIN[@]}" bench --device cuda --json "$@") || {
+  line=$(timeout "${BENCH_TIMEOUT:-100}" "${BIN[@]}" bench --device "$DEVICE" --json "$@") || {
     echo "{\"failed\": \"bench $*\"}" | tee -a "$LOG"; return; }
   echo "$line" | tail -n 1 | tee -a "$LOG"
 }
 
 echo "== selftest (tiny BiT fixture against the seed's outputs)"
-"${BIN[@]}" selftest --fixtures "$GPU/fixtures" --device cuda
+timeout 120 "${BIN[@]}" selftest --fixtures "$GPU/fixtures" --device "$DEVICE"
 echo "== bench (JSON lines)"
 BIT=(--model BiT-S-R101x1 --image-size 480)
 FILES=(--source "$LIST" --images 4800 --workers 16)
