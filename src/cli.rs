@@ -35,6 +35,10 @@ pub enum Command {
     /// Fit Mahalanobis class means and precisions, tune its regression and
     /// magnitude as the seed does, and write the parameters file.
     TuneMahalanobis(TuneMahalanobisArgs),
+    /// Parity checks against the seed's outputs on the tiny BiT fixture, on
+    /// any device (for machines without Rust; see README "Speed").
+    #[command(hide = true)]
+    Selftest(SelftestArgs),
 }
 
 #[derive(Debug, Args)]
@@ -183,7 +187,8 @@ pub struct BenchArgs {
     pub temperature_odin: f64,
     #[arg(long, default_value_t = 0.0)]
     pub epsilon_odin: f64,
-    /// Parameters for --methods mahalanobis.
+    /// Parameters for --methods mahalanobis (default: synthetic Gaussians of
+    /// the model's shapes, magnitude 0.001: the same cost, for timing).
     #[arg(long)]
     pub mahalanobis_params: Option<PathBuf>,
     /// `synthetic` (random inputs made in memory) or a folder / list file of images.
@@ -204,6 +209,16 @@ pub struct BenchArgs {
     /// One JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SelftestArgs {
+    /// Folder holding tiny.pth.tar and tiny_expected.safetensors (../shared/fixtures/bit).
+    #[arg(long)]
+    pub fixtures: PathBuf,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
 }
 
 #[derive(Debug, Args)]

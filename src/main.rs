@@ -15,6 +15,7 @@ fn main() -> ExitCode {
         Some(Command::Metrics(args)) => commands::metrics::run(&args),
         Some(Command::Bench(args)) => commands::bench::run(&args),
         Some(Command::TuneMahalanobis(args)) => commands::tune_mahalanobis::run(&args),
+        Some(Command::Selftest(args)) => commands::selftest::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -332,3 +332,121 @@ fn architecture_is_inferred_from_names() {
         }
     );
 }
+
+/// The CPU kernels' forward pass and input gradients against the same
+/// network on candle ops (the path other devices take): `loss` picks what
+/// is differentiated from the output and taps.
+fn kernels_equal_candle_ops(
+    fast: &bit::Bit,
+    x: &Tensor,
+    loss: impl Fn(&model::Output, &[Tensor]) -> Tensor,
+    what: &str,
+) {
+    let slow = fast.clone().with_candle_ops();
+    let run = |m: &bit::Bit| {
+        let var = candle_core::Var::from_tensor(x).unwrap();
+        let (out, taps) = m.forward_taps(var.as_tensor()).unwrap();
+        let grads = loss(&out, &taps).backward().unwrap();
+        let g = flat(
+            grads
+                .get(var.as_tensor())
+                .expect("a gradient reaches the input"),
+        );
+        (out, taps, g)
+    };
+    let (out, taps, grad) = run(fast);
+    let (want, want_taps, want_grad) = run(&slow);
+    common::assert_close(
+        &format!("{what} logits"),
+        &flat(&out.logits),
+        &flat(&want.logits),
+        1e-5,
+    );
+    common::assert_close(
+        &format!("{what} feature"),
+        &flat(&out.feature),
+        &flat(&want.feature),
+        1e-5,
+    );
+    for (l, (a, b)) in taps.iter().zip(&want_taps).enumerate() {
+        common::assert_close(&format!("{what} tap {l}"), &flat(a), &flat(b), 1e-5);
+    }
+    for l in 0..5 {
+        let alone = fast.forward_tap(x, l).unwrap();
+        common::assert_close(
+            &format!("{what} tap {l} alone"),
+            &flat(&alone),
+            &flat(&want_taps[l]),
+            1e-5,
+        );
+    }
+    assert!(want_grad.iter().filter(|v| **v != 0.0).count() > want_grad.len() / 2);
+    // A ReLU or max-pool kink may fall on the other side for a few
+    // activations when two correct implementations round differently.
+    common::assert_mostly_close(
+        &format!("{what} input gradient"),
+        &grad,
+        &want_grad,
+        1e-3,
+        1e-4,
+        1e-3,
+    );
+}
+
+#[test]
+fn cpu_kernels_equal_candle_ops_on_the_fixture() {
+    let Some(shared) = common::shared() else {
+        return;
+    };
+    let exp = expected(&shared);
+    let ckpt = weights::read(&shared.join("fixtures/bit/tiny.pth.tar")).unwrap();
+    let m = bit::Bit::from_checkpoint(ckpt, None, &Device::Cpu, DType::F32).unwrap();
+    // ODIN's loss (cross-entropy of logits / 1000 against the argmax) plus
+    // a Mahalanobis-like loss on every tap.
+    kernels_equal_candle_ops(
+        &m,
+        &exp["input"],
+        |out, taps| {
+            let pseudo = out.logits.argmax(1).unwrap();
+            let odin =
+                candle_nn::loss::cross_entropy(&(&out.logits / 1000.0).unwrap(), &pseudo).unwrap();
+            let mut loss = (odin * 1000.0).unwrap();
+            for t in taps {
+                loss = (loss + t.sqr().unwrap().sum_all().unwrap()).unwrap();
+            }
+            loss
+        },
+        "fixture",
+    );
+}
+
+#[test]
+fn cpu_kernels_equal_candle_ops_at_odd_sizes() {
+    // The demo's shape (width 32: one channel per group at the root), two
+    // units in stage 1, and an odd input size, so that every stride-2
+    // convolution and the pool meet uneven edges.
+    let cfg = BitConfig {
+        units: [2, 1, 1, 1],
+        width: 32,
+        num_classes: 10,
+    };
+    let m = bit::Bit::random(&cfg, &Device::Cpu, DType::F32).unwrap();
+    let x = Tensor::rand(-1f32, 1., (2, 3, 45, 45), &Device::Cpu).unwrap();
+    // Random weights have a zero head: differentiate features and taps.
+    let r: Vec<Tensor> = [32usize, 128, 256, 512, 1024]
+        .iter()
+        .map(|&d| Tensor::randn(0f32, 1., (2, d), &Device::Cpu).unwrap())
+        .collect();
+    kernels_equal_candle_ops(
+        &m,
+        &x,
+        |out, taps| {
+            let mut loss = (&out.feature * &r[4]).unwrap().sum_all().unwrap();
+            for (t, r) in taps.iter().zip(&r) {
+                loss = (loss + (t * r).unwrap().sum_all().unwrap()).unwrap();
+            }
+            loss
+        },
+        "odd size",
+    );
+}

@@ -381,3 +381,106 @@ fn eval_reports_usage_errors_with_exit_code_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--mahalanobis-params"));
 }
+
+#[test]
+fn selftest_passes_on_the_cpu_and_fails_on_wrong_fixtures() {
+    let Some(shared) = common::shared() else {
+        return;
+    };
+    let out = bin()
+        .args(["selftest", "--device", "cpu", "--fixtures"])
+        .arg(shared.join("fixtures/bit"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("PASS  score odin_t1000_eps0.002"), "{text}");
+    assert!(text.contains("PASS  mahalanobis_layers_m0.001"), "{text}");
+    assert!(!text.contains("FAIL"), "{text}");
+    // Hidden from the command list.
+    let help = bin().arg("--help").output().unwrap();
+    assert!(!String::from_utf8_lossy(&help.stdout).contains("selftest"));
+
+    // The expected outputs with the input transposed (BiT is blind to the
+    // input's scale and nearly to its offset): the comparisons fail.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        shared.join("fixtures/bit/tiny.pth.tar"),
+        dir.path().join("tiny.pth.tar"),
+    )
+    .unwrap();
+    let exp = candle_core::safetensors::load(
+        shared.join("fixtures/bit/tiny_expected.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let mut wrong = exp.clone();
+    let transposed = exp["input"].transpose(2, 3).unwrap().contiguous().unwrap();
+    wrong.insert("input".into(), transposed);
+    candle_core::safetensors::save(&wrong, dir.path().join("tiny_expected.safetensors")).unwrap();
+    let out = bin()
+        .args(["selftest", "--device", "cpu", "--fixtures"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("FAIL  logits"), "{text}");
+}
+
+#[test]
+fn bench_reports_its_json_fields_with_synthetic_mahalanobis() {
+    let Some(shared) = common::shared() else {
+        return;
+    };
+    let out = bin()
+        .args([
+            "bench",
+            "--json",
+            "--device",
+            "cpu",
+            "--image-size",
+            "64",
+            "--batch",
+            "2",
+            "--images",
+            "4",
+            "--methods",
+            "msp,mahalanobis",
+            "--source",
+        ])
+        .arg(shared.join("data/imagenet-val/images"))
+        .arg("--checkpoint")
+        .arg(tiny(&shared))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in [
+        "device",
+        "model",
+        "image_size",
+        "batch",
+        "dtype",
+        "decode_img_per_s",
+        "forward_img_per_s",
+        "end_to_end_img_per_s",
+    ] {
+        assert!(v.get(key).is_some(), "{key} missing from {v}");
+    }
+    assert_eq!(v["device"], "cpu");
+    assert_eq!(v["image_size"], 64);
+    assert_eq!(v["dtype"], "f32");
+    assert_eq!(v["mahalanobis_params"], "synthetic");
+    for key in [
+        "decode_img_per_s",
+        "forward_img_per_s",
+        "end_to_end_img_per_s",
+    ] {
+        assert!(v[key].as_f64().unwrap() > 0.0, "{key}: {v}");
+    }
+}

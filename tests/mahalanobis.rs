@@ -137,6 +137,47 @@ fn layer_scores_equal_the_seeds_on_the_tiny_fixture() {
         .collect();
     common::assert_close("-P(OOD), m = 0, Scorer", &got, &want, 1e-4);
 
+    // Magnitude 0.001 through the Scorer, whose one tracked forward pass
+    // also serves ODIN's perturbation and MSP.
+    params.save(&path).unwrap();
+    let scorer = Scorer::new(
+        &[
+            Method::Msp,
+            Method::Odin {
+                temperature: 1000.0,
+                epsilon: 0.002,
+            },
+            Method::Mahalanobis {
+                params: path.clone(),
+            },
+        ],
+        m.as_ref(),
+    )
+    .unwrap();
+    let out = scorer.score(m.as_ref(), &exp["input"]).unwrap();
+    common::assert_close("MSP, shared pass", &out.scores[0], &flat(&exp["msp"]), 1e-4);
+    common::assert_close(
+        "ODIN eps 0.002, shared pass",
+        &out.scores[1],
+        &flat(&exp["odin_t1000_eps0.002"]),
+        1e-4,
+    );
+    let seed = exp["mahalanobis_layers_m0.001"]
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_vec2::<f64>()
+        .unwrap();
+    let want: Vec<f32> = seed
+        .iter()
+        .map(|s| -logistic::sigmoid(regression.decision(s)) as f32)
+        .collect();
+    common::assert_close(
+        "-P(OOD), m = 0.001, shared pass",
+        &out.scores[2],
+        &want,
+        1e-4,
+    );
+
     // A file made for another model is refused, naming both.
     let mut other = params.clone();
     other.model.name = "BiT-S-R101x1".into();

@@ -27,20 +27,34 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         name: args.model.clone(),
         checkpoint: args.checkpoint.clone(),
     };
-    let methods = super::parse_methods(&super::MethodFlags {
-        keys: &args.methods,
-        temperature_odin: args.temperature_odin,
-        epsilon_odin: args.epsilon_odin,
-        temperature_energy: 1.0,
-        temperature_gradnorm: 1.0,
-        mahalanobis_params: args.mahalanobis_params.as_deref(),
-    })?;
     let model = model::load(&spec, &device, dtype)?;
     let info = model.info().clone();
     let input = InputSpec {
         size: args.image_size.unwrap_or(info.input.size),
         ..info.input
     };
+    let wants_mahalanobis = args.methods.iter().any(|k| k.trim() == "mahalanobis");
+    let synthetic = match (&args.mahalanobis_params, wants_mahalanobis) {
+        (None, true) => Some(SyntheticParams::new(model.as_ref(), input.size)?),
+        _ => None,
+    };
+    let methods = super::parse_methods(&super::MethodFlags {
+        keys: &args.methods,
+        temperature_odin: args.temperature_odin,
+        epsilon_odin: args.epsilon_odin,
+        temperature_energy: 1.0,
+        temperature_gradnorm: 1.0,
+        mahalanobis_params: args
+            .mahalanobis_params
+            .as_deref()
+            .or(synthetic.as_ref().map(|s| s.path.as_path())),
+    })?;
+    if synthetic.is_some() && !args.json {
+        eprintln!(
+            "note: Mahalanobis timed on synthetic Gaussians (random class means, identity \
+             precisions, magnitude {SYNTHETIC_MAGNITUDE}); its cost does not depend on their values"
+        );
+    }
     let device_name = crate::device::device_name(&device);
     if !args.json {
         eprintln!(
@@ -103,6 +117,12 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
                 "forward_img_per_s": forward,
                 "end_to_end_img_per_s": end_to_end,
                 "methods": methods.iter().map(|m| m.key()).collect::<Vec<_>>(),
+                "epsilon_odin": args.epsilon_odin,
+                "mahalanobis_params": if synthetic.is_some() {
+                    Some("synthetic".to_string())
+                } else {
+                    args.mahalanobis_params.as_ref().map(|p| p.display().to_string())
+                },
                 "source": args.source,
                 "images": args.images,
             })
@@ -123,6 +143,58 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The input-preprocessing magnitude of synthetic Mahalanobis parameters:
+/// any m > 0 costs the same (one tracked forward, five backward passes, five
+/// partial forward passes).
+const SYNTHETIC_MAGNITUDE: f64 = 0.001;
+
+/// A Mahalanobis parameters file of the loaded model's shapes, for timing
+/// without `--mahalanobis-params`; removed when dropped. It fits any
+/// checkpoint and BiT's random weights (whose head is zero), not
+/// EfficientNet's random head when the engine reloads the model.
+struct SyntheticParams {
+    path: std::path::PathBuf,
+}
+
+impl SyntheticParams {
+    fn new(model: &dyn Classifier, image_size: usize) -> anyhow::Result<Self> {
+        use crate::score::logistic::Logistic;
+        use crate::score::mahalanobis::{MahalanobisParams, ModelStamp};
+        let info = model.info();
+        let k = info.num_classes;
+        let mut means = Vec::new();
+        let mut precisions = Vec::new();
+        for &d in &info.tap_dims {
+            means.push(Tensor::randn(0f32, 1., (k, d), &Device::Cpu)?);
+            precisions.push(Tensor::eye(d, DType::F32, &Device::Cpu)?);
+        }
+        let params = MahalanobisParams {
+            model: ModelStamp::of(model, image_size)?,
+            classes: (0..k).collect(),
+            means,
+            precisions,
+            magnitude: SYNTHETIC_MAGNITUDE,
+            regression: Logistic {
+                weights: vec![1e-3; info.tap_dims.len()],
+                bias: 0.0,
+            },
+            provenance: serde_json::json!({"bench": "synthetic"}),
+        };
+        let path = std::env::temp_dir().join(format!(
+            "gradnorm-tui-bench-mahalanobis-{}.safetensors",
+            std::process::id()
+        ));
+        params.save(&path)?;
+        Ok(SyntheticParams { path })
+    }
+}
+
+impl Drop for SyntheticParams {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 /// Runs `f` on batches of `*batch` images, halving the batch on

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod eval;
 pub mod metrics;
 pub mod predict;
+pub mod selftest;
 pub mod tui;
 pub mod tune_mahalanobis;
 

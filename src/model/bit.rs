@@ -1,13 +1,22 @@
 //! BiT: ResNetV2 with pre-activation bottlenecks, GroupNorm and Weight
 //! Standardization, as the seed's `resnetv2.py`. Tensor names follow the
 //! seed's state dict (`root.conv`, `body.block1.unit01.gn1`, ...).
+//!
+//! Inference on the CPU runs channels-last ([B, H, W, C]) on our own
+//! differentiable kernels (`super::nhwc`): GroupNorm fused with its ReLU,
+//! 1x1 convolutions as one matrix product over every pixel of the batch (the
+//! residual added inside it), 3x3 and strided convolutions as im2col blocks
+//! on gemm, weights standardized once at load. Other devices, and training,
+//! run the same network on candle ops in NCHW.
 
+use super::nhwc::{self, Geometry};
 use super::{ops, spatial_mean, Classifier, Family, InputSpec, ModelInfo, Output};
 use crate::error::{Error, Result};
 use crate::weights::{self, Checkpoint};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{GroupNorm, VarBuilder};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// The twelve published variants: name, units per stage, width factor.
 pub const VARIANTS: [(&str, [usize; 4], usize); 12] = [
@@ -239,19 +248,115 @@ pub struct Bit {
     gn_head: GroupNorm,
     head_w: Tensor,
     head_b: Tensor,
+    /// The same weights for the CPU kernels (inference on the CPU only).
+    host: Option<HostWeights>,
     info: ModelInfo,
     device: Device,
     dtype: DType,
 }
 
-fn group_norm(vb: VarBuilder, channels: usize, dtype: DType) -> Result<GroupNorm> {
+/// A GroupNorm's affine parameters as f32 (values of the model's dtype).
+#[derive(Clone)]
+struct HostNorm {
+    gamma: Arc<[f32]>,
+    beta: Arc<[f32]>,
+}
+
+#[derive(Clone)]
+struct HostUnit {
+    gn1: HostNorm,
+    /// Standardized convolution weights [kh, kw, cin, cout] as f32.
+    conv1: Arc<[f32]>,
+    gn2: HostNorm,
+    conv2: Arc<[f32]>,
+    gn3: HostNorm,
+    conv3: Arc<[f32]>,
+    downsample: Option<Arc<[f32]>>,
+    stride: usize,
+}
+
+/// The inference weights laid out for `nhwc`'s kernels.
+#[derive(Clone)]
+struct HostWeights {
+    root: Arc<[f32]>,
+    stages: Vec<Vec<HostUnit>>,
+    gn_head: HostNorm,
+}
+
+impl std::fmt::Debug for HostWeights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HostWeights { .. }")
+    }
+}
+
+/// OIHW weight (standardized, in the model's dtype) -> [kh, kw, cin, cout]
+/// f32 values.
+fn host_conv(c: &StdConv) -> Result<Arc<[f32]>> {
+    let w = c.weight.permute((2, 3, 1, 0))?.to_dtype(DType::F32)?;
+    Ok(w.flatten_all()?.to_vec1::<f32>()?.into())
+}
+
+fn host_norm(gn: &(Tensor, Tensor)) -> Result<HostNorm> {
+    let v =
+        |t: &Tensor| -> Result<Arc<[f32]>> { Ok(t.to_dtype(DType::F32)?.to_vec1::<f32>()?.into()) };
+    Ok(HostNorm {
+        gamma: v(&gn.0)?,
+        beta: v(&gn.1)?,
+    })
+}
+
+/// A GroupNorm and its (weight, bias) in the model's dtype.
+fn group_norm(
+    vb: VarBuilder,
+    channels: usize,
+    dtype: DType,
+) -> Result<(GroupNorm, (Tensor, Tensor))> {
     let w = vb
         .get_with_hints(channels, "weight", candle_nn::Init::Const(1.))?
         .to_dtype(dtype)?;
     let b = vb
         .get_with_hints(channels, "bias", candle_nn::Init::Const(0.))?
         .to_dtype(dtype)?;
-    Ok(GroupNorm::new(w, b, channels, GROUPS, GN_EPS)?)
+    let gn = GroupNorm::new(w.clone(), b.clone(), channels, GROUPS, GN_EPS)?;
+    Ok((gn, (w, b)))
+}
+
+fn gn_relu(x: &Tensor, n: &HostNorm) -> candle_core::Result<Tensor> {
+    nhwc::group_norm_relu(x, GROUPS, GN_EPS, &n.gamma, &n.beta)
+}
+
+impl HostWeights {
+    /// Root convolution and padded pool: NCHW input (already in the model's
+    /// dtype), NHWC output.
+    fn root(&self, x: &Tensor) -> Result<Tensor> {
+        let (_, c, h, w) = x.dims4()?;
+        if c != 3 {
+            return Err(Error::Invalid(format!(
+                "BiT takes 3-channel input, not {c}"
+            )));
+        }
+        let x = x.permute((0, 2, 3, 1))?;
+        let y = nhwc::conv(&x, Geometry::symmetric(h, w, 7, 2, 3)?, &self.root)?;
+        Ok(nhwc::max_pool_padded(&y, 3, 2, 1)?)
+    }
+
+    fn unit(u: &HostUnit, x: &Tensor) -> Result<Tensor> {
+        let a = gn_relu(x, &u.gn1)?;
+        let residual = match &u.downsample {
+            Some(w) if u.stride == 1 => nhwc::pointwise(&a, w, None, false, None)?,
+            Some(w) => {
+                let (_, h, wd, _) = a.dims4()?;
+                nhwc::conv(&a, Geometry::symmetric(h, wd, 1, u.stride, 0)?, w)?
+            }
+            None => x.clone(),
+        };
+        let y = nhwc::pointwise(&a, &u.conv1, None, false, None)?;
+        let y = gn_relu(&y, &u.gn2)?;
+        let (_, h, w, _) = y.dims4()?;
+        let y = nhwc::conv(&y, Geometry::symmetric(h, w, 3, u.stride, 1)?, &u.conv2)?;
+        let y = gn_relu(&y, &u.gn3)?;
+        Ok(nhwc::pointwise(&y, &u.conv3, None, false, Some(&residual))?)
+    }
 }
 
 impl Bit {
@@ -268,12 +373,16 @@ impl Bit {
             dtype,
         )?;
         let mut stages = Vec::with_capacity(4);
+        let mut host_stages = Vec::with_capacity(4);
+        // Our kernels serve CPU inference; training differentiates the weights.
+        let host = device.is_cpu() && mode == Mode::Inference;
         let mut cin = cfg.width;
         for s in 0..4 {
             let (cout, cmid) = (cfg.stage_out(s), cfg.stage_mid(s));
             let stride = if s == 0 { 1 } else { 2 };
             let vb_block = vb.pp("body").pp(format!("block{}", s + 1));
             let mut units = Vec::with_capacity(cfg.units[s]);
+            let mut host_units = Vec::with_capacity(cfg.units[s]);
             for u in 0..cfg.units[s] {
                 let vbu = vb_block.pp(format!("unit{:02}", u + 1));
                 let (unit_in, unit_stride) = if u == 0 { (cin, stride) } else { (cout, 1) };
@@ -289,8 +398,11 @@ impl Bit {
                 } else {
                     None
                 };
-                units.push(Unit {
-                    gn1: group_norm(vbu.pp("gn1"), unit_in, dtype)?,
+                let (gn1, gn1_wb) = group_norm(vbu.pp("gn1"), unit_in, dtype)?;
+                let (gn2, gn2_wb) = group_norm(vbu.pp("gn2"), cmid, dtype)?;
+                let (gn3, gn3_wb) = group_norm(vbu.pp("gn3"), cmid, dtype)?;
+                let unit = Unit {
+                    gn1,
                     conv1: StdConv::new(
                         &vbu.pp("conv1"),
                         (cmid, unit_in, 1, 1),
@@ -299,7 +411,7 @@ impl Bit {
                         mode,
                         dtype,
                     )?,
-                    gn2: group_norm(vbu.pp("gn2"), cmid, dtype)?,
+                    gn2,
                     conv2: StdConv::new(
                         &vbu.pp("conv2"),
                         (cmid, cmid, 3, 3),
@@ -308,16 +420,30 @@ impl Bit {
                         mode,
                         dtype,
                     )?,
-                    gn3: group_norm(vbu.pp("gn3"), cmid, dtype)?,
+                    gn3,
                     conv3: StdConv::new(&vbu.pp("conv3"), (cout, cmid, 1, 1), 1, 0, mode, dtype)?,
                     downsample,
-                });
+                };
+                if host {
+                    host_units.push(HostUnit {
+                        gn1: host_norm(&gn1_wb)?,
+                        conv1: host_conv(&unit.conv1)?,
+                        gn2: host_norm(&gn2_wb)?,
+                        conv2: host_conv(&unit.conv2)?,
+                        gn3: host_norm(&gn3_wb)?,
+                        conv3: host_conv(&unit.conv3)?,
+                        downsample: unit.downsample.as_ref().map(host_conv).transpose()?,
+                        stride: unit_stride,
+                    });
+                }
+                units.push(unit);
             }
             stages.push(units);
+            host_stages.push(host_units);
             cin = cout;
         }
         let d = cfg.feature_dim();
-        let gn_head = group_norm(vb.pp("before_head").pp("gn"), d, dtype)?;
+        let (gn_head, gn_head_wb) = group_norm(vb.pp("before_head").pp("gn"), d, dtype)?;
         let vbh = vb.pp("head").pp("conv");
         let head_w = vbh
             .get_with_hints(
@@ -331,6 +457,14 @@ impl Bit {
             // Training keeps the Vars themselves so their gradients exist.
             Mode::Training => (head_w, head_b),
             Mode::Inference => (head_w.to_dtype(DType::F32)?, head_b.to_dtype(DType::F32)?),
+        };
+        let host = match host {
+            true => Some(HostWeights {
+                root: host_conv(&root)?,
+                stages: host_stages,
+                gn_head: host_norm(&gn_head_wb)?,
+            }),
+            false => None,
         };
         let info = ModelInfo {
             name: cfg.describe(),
@@ -348,10 +482,18 @@ impl Bit {
             gn_head,
             head_w,
             head_b,
+            host,
             info,
             device,
             dtype,
         })
+    }
+
+    /// Runs every layer with candle ops in NCHW, as on devices other than the
+    /// CPU (a reference for the CPU kernels).
+    pub fn with_candle_ops(mut self) -> Self {
+        self.host = None;
+        self
     }
 
     /// Loads canonical tensors, checking names and shapes against the
@@ -422,11 +564,42 @@ impl Bit {
 
     fn head_from_body(&self, body: &Tensor) -> Result<Output> {
         let h = self.gn_head.forward(body)?.relu()?;
-        let feature = spatial_mean(&h)?;
+        self.head_from_feature(spatial_mean(&h)?)
+    }
+
+    fn head_from_feature(&self, feature: Tensor) -> Result<Output> {
         let logits = feature
             .matmul(&self.head_w.t()?)?
             .broadcast_add(&self.head_b)?;
         Ok(Output { logits, feature })
+    }
+
+    /// The network on the CPU kernels: the output (None when `stop` =
+    /// Some(l) ends it as soon as tap l is known) and the taps asked for.
+    fn run_host(
+        &self,
+        host: &HostWeights,
+        x: &Tensor,
+        taps: bool,
+        stop: Option<usize>,
+    ) -> Result<(Option<Output>, Vec<Tensor>)> {
+        let mut kept = Vec::new();
+        let mut y = host.root(&x.to_dtype(self.dtype)?)?;
+        for tap in 0..=4 {
+            if tap > 0 {
+                for unit in &host.stages[tap - 1] {
+                    y = HostWeights::unit(unit, &y)?;
+                }
+            }
+            if taps || stop == Some(tap) {
+                kept.push(nhwc::mean(&y)?);
+            }
+            if stop == Some(tap) {
+                return Ok((None, kept));
+            }
+        }
+        let h = gn_relu(&y, &host.gn_head)?;
+        Ok((Some(self.head_from_feature(nhwc::mean(&h)?)?), kept))
     }
 
     /// Training needs head weight and features in the Vars' dtype (f32).
@@ -458,6 +631,10 @@ impl Classifier for Bit {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Output> {
+        if let Some(host) = &self.host {
+            let (out, _) = self.run_host(host, x, false, None)?;
+            return out.ok_or_else(|| Error::Invalid("internal: forward ended early".into()));
+        }
         let mut y = self.root(x)?;
         for s in 0..4 {
             y = self.stage(s, y)?;
@@ -466,6 +643,11 @@ impl Classifier for Bit {
     }
 
     fn forward_taps(&self, x: &Tensor) -> Result<(Output, Vec<Tensor>)> {
+        if let Some(host) = &self.host {
+            let (out, taps) = self.run_host(host, x, true, None)?;
+            let out = out.ok_or_else(|| Error::Invalid("internal: forward ended early".into()))?;
+            return Ok((out, taps));
+        }
         let mut y = self.root(x)?;
         let mut taps = vec![spatial_mean(&y)?];
         for s in 0..4 {
@@ -478,6 +660,12 @@ impl Classifier for Bit {
     fn forward_tap(&self, x: &Tensor, layer: usize) -> Result<Tensor> {
         if layer > 4 {
             return Err(Error::Invalid(format!("BiT has taps 0..=4, not {layer}")));
+        }
+        if let Some(host) = &self.host {
+            let (_, mut taps) = self.run_host(host, x, false, Some(layer))?;
+            return taps
+                .pop()
+                .ok_or_else(|| Error::Invalid("internal: tap not reached".into()));
         }
         let mut y = self.root(x)?;
         for s in 0..layer {

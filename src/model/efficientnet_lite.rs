@@ -402,6 +402,15 @@ impl EfficientNetLite {
         let to_dev = |v: Vec<f32>, shape: &[usize]| -> Result<Tensor> {
             Ok(Tensor::from_vec(v, shape, device)?.to_dtype(dtype)?)
         };
+        // The CPU kernels compute in f32 on values of the model's dtype (as
+        // its weights are on other devices).
+        let host = |v: Vec<f32>| -> Result<Arc<[f32]>> {
+            if dtype == DType::F32 {
+                return Ok(v.into());
+            }
+            let t = Tensor::new(v.as_slice(), &Device::Cpu)?.to_dtype(dtype)?;
+            Ok(t.to_dtype(DType::F32)?.to_vec1::<f32>()?.into())
+        };
         // [cout, cin, 1, 1] weight and BatchNorm -> [cin, cout] weight, bias.
         let pointwise = |conv: &str, bn: &str, cin: usize, cout: usize| -> Result<Pointwise> {
             let w = get(conv)?;
@@ -416,8 +425,8 @@ impl EfficientNetLite {
             Ok(Pointwise {
                 w: to_dev(wt.clone(), &[cin, cout])?,
                 b: to_dev(b.clone(), &[cout])?,
-                w_host: wt.into(),
-                b_host: b.into(),
+                w_host: host(wt)?,
+                b_host: host(b)?,
             })
         };
 
@@ -466,8 +475,8 @@ impl EfficientNetLite {
             let depthwise = Depthwise {
                 w: to_dev(wt.clone(), &[k, k, mid])?,
                 b: to_dev(bias.clone(), &[mid])?,
-                w_host: wt.into(),
-                b_host: bias.into(),
+                w_host: host(wt)?,
+                b_host: host(bias)?,
                 kernel: k,
                 stride: b.stride,
             };
@@ -501,9 +510,9 @@ impl EfficientNetLite {
         Ok(EfficientNetLite {
             cfg: cfg.clone(),
             stem_w: to_dev(stem, &[STEM, 3, 3, 3])?,
-            stem_w_host: stem_host.into(),
+            stem_w_host: host(stem_host)?,
             stem_b: to_dev(stem_b.clone(), &[STEM])?,
-            stem_b_host: stem_b.into(),
+            stem_b_host: host(stem_b)?,
             blocks,
             head_conv,
             fc_w,
@@ -654,7 +663,13 @@ impl EfficientNetLite {
         residual: Option<&Tensor>,
     ) -> Result<Tensor> {
         if self.cpu {
-            return Ok(nhwc::pointwise(x, &p.w_host, &p.b_host, relu6, residual)?);
+            return Ok(nhwc::pointwise(
+                x,
+                &p.w_host,
+                Some(&p.b_host),
+                relu6,
+                residual,
+            )?);
         }
         let (b, h, w, c) = x.dims4()?;
         let y = x
@@ -734,7 +749,7 @@ fn describe_summary((blocks, first, last, classes): (usize, usize, usize, usize)
 
 /// Spatial mean of [B, H, W, C] as f32 [B, C].
 fn nhwc_mean(x: &Tensor) -> Result<Tensor> {
-    Ok(x.to_dtype(DType::F32)?.flatten(1, 2)?.mean(1)?)
+    Ok(nhwc::mean(x)?)
 }
 
 impl Classifier for EfficientNetLite {

@@ -148,6 +148,27 @@ impl GaussianLayers {
         // One tracked forward; the loss of layer l only reaches back to tap l.
         let xv = Var::from_tensor(x)?;
         let (_, taps) = model.forward_taps(xv.as_tensor())?;
+        self.scores_tracked(model, x, &xv, &taps, magnitudes)
+    }
+
+    /// [`Self::scores`] from a forward pass already tracked by autograd:
+    /// `taps` = the taps of f(`xv`), `xv` holding `x`.
+    pub fn scores_tracked(
+        &self,
+        model: &dyn Classifier,
+        x: &Tensor,
+        xv: &Var,
+        taps: &[Tensor],
+        magnitudes: &[f64],
+    ) -> Result<Vec<Tensor>> {
+        let n = self.layers.len();
+        let clean_scores = |taps: &[Tensor]| -> Result<Tensor> {
+            let cols = (0..n)
+                .map(|l| self.layer_score(l, &taps[l]))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Tensor::stack(&cols, 1)?)
+        };
+        self.check_taps(model)?;
         let b = x.dim(0)?;
         let mut signs = Vec::with_capacity(n);
         for (l, tap) in taps.iter().enumerate() {
@@ -163,8 +184,7 @@ impl GaussianLayers {
             // sign as torch.ge(grad, 0): zero counts as +1.
             signs.push(grad.ge(0.0)?.to_dtype(x.dtype())?.affine(2.0, -1.0)?);
         }
-        let clean = clean_scores(&taps)?.detach();
-        drop(taps);
+        let clean = clean_scores(taps)?.detach();
         let mut out = Vec::with_capacity(magnitudes.len());
         for &m in magnitudes {
             if m == 0.0 {
@@ -558,6 +578,12 @@ impl Mahalanobis {
 
     /// The L layer scores of a batch at the tuned magnitude: [B, L] f32.
     pub fn layer_scores(&self, model: &dyn Classifier, x: &Tensor) -> Result<Tensor> {
+        self.check_size(x)?;
+        let mut s = self.gaussians.scores(model, x, &[self.magnitude])?;
+        Ok(s.remove(0))
+    }
+
+    fn check_size(&self, x: &Tensor) -> Result<()> {
         let size = x.dim(D::Minus1)?;
         if size != self.stamp.image_size && !self.warned_size.swap(true, Ordering::Relaxed) {
             tracing::warn!(
@@ -565,8 +591,24 @@ impl Mahalanobis {
                 self.stamp.image_size
             );
         }
-        let mut s = self.gaussians.scores(model, x, &[self.magnitude])?;
-        Ok(s.remove(0))
+        Ok(())
+    }
+
+    /// [`Self::score`] from a forward pass already tracked by autograd:
+    /// `taps` = the taps of f(`xv`), `xv` holding `x` (the Scorer shares
+    /// that pass with ODIN and the logit scores).
+    pub fn score_tracked(
+        &self,
+        model: &dyn Classifier,
+        x: &Tensor,
+        xv: &Var,
+        taps: &[Tensor],
+    ) -> Result<Tensor> {
+        self.check_size(x)?;
+        let mut s = self
+            .gaussians
+            .scores_tracked(model, x, xv, taps, &[self.magnitude])?;
+        self.combine(&s.remove(0))
     }
 
     /// -P(OOD) = -sigmoid(w . s + b) for a batch `x`: [B] f32.

@@ -1,7 +1,7 @@
 //! OOD scores, higher = more in-distribution. One forward pass feeds every
-//! method that needs only logits and features; ODIN with epsilon > 0 and
-//! Mahalanobis add their own passes. Everything stays on the device until
-//! one transfer per batch.
+//! method (ODIN with epsilon > 0 and Mahalanobis with input preprocessing
+//! differentiate it, then add the passes on their nudged inputs).
+//! Everything stays on the device until one transfer per batch.
 
 pub mod gaussian;
 pub mod logistic;
@@ -14,7 +14,7 @@ pub use method::Method;
 
 use crate::error::Result;
 use crate::model::Classifier;
-use candle_core::{DType, Tensor, D};
+use candle_core::{DType, Tensor, Var, D};
 
 /// A method ready to run (Mahalanobis parameters loaded on the device).
 enum Prepared {
@@ -105,19 +105,33 @@ impl Scorer {
 
     /// Scores a batch `x` (f32 [B, 3, H, W] on the model's device).
     pub fn score(&self, model: &dyn Classifier, x: &Tensor) -> Result<BatchScores> {
-        // Mahalanobis without input preprocessing reads the taps of this
-        // same forward pass instead of running its own.
+        // One forward pass serves every method: with all taps when
+        // Mahalanobis is asked for, tracked by autograd when ODIN (eps > 0)
+        // or Mahalanobis (magnitude > 0) differentiate it with respect to
+        // the input; the other scores read its values.
         let taps_wanted = self
             .methods
             .iter()
-            .any(|m| matches!(m, Prepared::Mahalanobis(m) if m.magnitude() == 0.0));
-        let (out, taps) = if taps_wanted {
-            let (out, taps) = model.forward_taps(x)?;
-            (out, Some(taps))
+            .any(|m| matches!(m, Prepared::Mahalanobis(_)));
+        let tracked = self.methods.iter().any(|m| match m {
+            Prepared::Odin { epsilon, .. } => *epsilon != 0.0,
+            Prepared::Mahalanobis(m) => m.magnitude() != 0.0,
+            _ => false,
+        });
+        let x_var = if tracked {
+            Some(Var::from_tensor(x)?)
         } else {
-            (model.forward(x)?, None)
+            None
         };
-        let logits = &out.logits;
+        let input = x_var.as_ref().map_or(x, |v| v.as_tensor());
+        let (out, taps) = if taps_wanted {
+            let (out, taps) = model.forward_taps(input)?;
+            (out, taps)
+        } else {
+            (model.forward(input)?, Vec::new())
+        };
+        let logits = &out.logits.detach();
+        let feature = &out.feature.detach();
         let c = logits.dim(1)?;
         let mut columns: Vec<Tensor> = Vec::with_capacity(self.methods.len());
         for m in &self.methods {
@@ -126,25 +140,24 @@ impl Scorer {
                 Prepared::Odin {
                     temperature,
                     epsilon,
-                } => {
-                    if *epsilon == 0.0 {
-                        logits::msp_at(logits, *temperature)?
-                    } else {
-                        odin::score(model, x, logits, *temperature, *epsilon)?
+                } => match &x_var {
+                    Some(xv) if *epsilon != 0.0 => {
+                        odin::score_tracked(model, x, xv, &out.logits, *temperature, *epsilon)?
                     }
-                }
+                    _ => logits::msp_at(logits, *temperature)?,
+                },
                 Prepared::Energy { temperature } => logits::energy(logits, *temperature)?,
                 Prepared::GradNorm { temperature } => {
-                    logits::gradnorm(logits, &out.feature, *temperature)?
+                    logits::gradnorm(logits, feature, *temperature)?
                 }
                 Prepared::MaxLogit => logits::max_logit(logits)?,
-                Prepared::Mahalanobis(m) => match &taps {
-                    Some(taps) if m.magnitude() == 0.0 => m.score_taps(taps)?,
-                    _ => m.score(model, x)?,
+                Prepared::Mahalanobis(m) => match &x_var {
+                    Some(xv) if m.magnitude() != 0.0 => m.score_tracked(model, x, xv, &taps)?,
+                    _ => m.score_taps(&taps)?,
                 },
             });
         }
-        let (term, l1) = logits::gradnorm_factors(logits, &out.feature, self.anatomy_temperature)?;
+        let (term, l1) = logits::gradnorm_factors(logits, feature, self.anatomy_temperature)?;
         columns.push(term);
         columns.push(l1);
         // One transfer for every per-image number, one for the probabilities.

@@ -6,18 +6,24 @@ use candle_core::{Tensor, Var, D};
 
 /// x' = x - eps * sign(d CE(f(x) / T, argmax f(x)) / dx) (sign 0 counts as
 /// +1, as the seed's `torch.ge(grad, 0)`), then max softmax(f(x') / T).
-/// `logits` are f(x), already computed by the shared forward pass.
-pub fn score(
+pub fn score(model: &dyn Classifier, x: &Tensor, temperature: f64, epsilon: f64) -> Result<Tensor> {
+    let x_var = Var::from_tensor(x)?;
+    let out = model.forward(x_var.as_tensor())?;
+    score_tracked(model, x, &x_var, &out.logits, temperature, epsilon)
+}
+
+/// [`score`] from a forward pass already tracked by autograd: `logits` =
+/// f(`x_var`), `x_var` holding `x` (the Scorer shares that pass).
+pub fn score_tracked(
     model: &dyn Classifier,
     x: &Tensor,
+    x_var: &Var,
     logits: &Tensor,
     temperature: f64,
     epsilon: f64,
 ) -> Result<Tensor> {
-    let pseudo = logits.argmax(D::Minus1)?;
-    let x_var = Var::from_tensor(x)?;
-    let out = model.forward(x_var.as_tensor())?;
-    let loss = candle_nn::loss::cross_entropy(&(out.logits / temperature)?, &pseudo)?;
+    let pseudo = logits.detach().argmax(D::Minus1)?;
+    let loss = candle_nn::loss::cross_entropy(&(logits / temperature)?, &pseudo)?;
     let grads = loss.backward()?;
     let grad = grads
         .get(x_var.as_tensor())
