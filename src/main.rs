@@ -10,6 +10,7 @@ fn main() -> ExitCode {
         Some(Command::Predict(args)) => commands::predict::run(&args),
         Some(Command::Eval(args)) => commands::eval::run(&args),
         Some(Command::Metrics(args)) => commands::metrics::run(&args),
+        Some(Command::TrainDemo(args)) => commands::train_demo::run(&args),
     };
     match result {
         Ok(code) => code,

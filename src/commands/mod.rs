@@ -4,6 +4,7 @@
 pub mod eval;
 pub mod metrics;
 pub mod predict;
+pub mod train_demo;
 pub mod tui;
 
 use crate::cli::ModelArgs;
