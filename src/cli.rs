@@ -33,6 +33,11 @@ pub enum Command {
     /// Train the demo's small BiT on generated shapes (the committed
     /// checkpoints/demo/ weights were made this way).
     TrainDemo(TrainDemoArgs),
+    /// Throughput: decoding, the forward pass, and end to end with the chosen methods.
+    Bench(BenchArgs),
+    /// Fit Mahalanobis class means and precisions, tune its regression and
+    /// magnitude as the seed does, and write the parameters file.
+    TuneMahalanobis(TuneMahalanobisArgs),
 }
 
 /// Which model to run and where.
@@ -178,6 +183,101 @@ pub struct TrainDemoArgs {
     /// Skip the OOD measurement after training.
     #[arg(long)]
     pub no_check: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Checkpoint to time (else random weights of --model).
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Model name (random weights without --checkpoint), e.g. BiT-S-R101x1, efficientnet-lite0.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Input size N; default: the model's.
+    #[arg(long)]
+    pub image_size: Option<usize>,
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Methods timed end to end (comma-separated).
+    #[arg(
+        long,
+        default_value = "msp,energy,odin,gradnorm",
+        value_delimiter = ','
+    )]
+    pub methods: Vec<String>,
+    #[arg(long, default_value_t = 1000.0)]
+    pub temperature_odin: f64,
+    #[arg(long, default_value_t = 0.0)]
+    pub epsilon_odin: f64,
+    /// Parameters for --methods mahalanobis.
+    #[arg(long)]
+    pub mahalanobis_params: Option<PathBuf>,
+    /// `synthetic` (random inputs made in memory) or a folder / list file of images.
+    #[arg(long, default_value = "synthetic")]
+    pub source: String,
+    /// Images per measurement.
+    #[arg(long, default_value_t = 256)]
+    pub images: usize,
+    /// Decoding threads (default: all cores).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// f32, bf16 or f16.
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+    /// One JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TuneMahalanobisArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Training images for the class means and covariance (the seed: the
+    /// ImageNet train list): a list file (`path label` lines) or an
+    /// ImageFolder root; repeat to pool several. Labels in the model's order.
+    #[arg(long, required = true)]
+    pub train: Vec<PathBuf>,
+    /// Root for the training list files' paths (default: each list's folder).
+    #[arg(long)]
+    pub train_root: Option<PathBuf>,
+    /// At most N training images (from the first --train on).
+    #[arg(long)]
+    pub train_limit: Option<usize>,
+    /// Labelled ID validation images: the first --tune-count train the
+    /// regression, the next --tune-count validate it (the seed: the val list).
+    #[arg(long)]
+    pub val: PathBuf,
+    /// Root for the validation list's paths (default: the list's folder).
+    #[arg(long)]
+    pub val_root: Option<PathBuf>,
+    /// Images in each half of the tuning (the seed: 500).
+    #[arg(long, default_value_t = 500)]
+    pub tune_count: usize,
+    /// Clamp of the FGSM "OOD" images: `unit` clamps to [0, 1] in the
+    /// normalized input space (the seed's quirk), `valid` to the range of
+    /// real images after normalization, `none` leaves them.
+    #[arg(long, value_enum, default_value_t = FgsmClampArg::Unit)]
+    pub fgsm_clamp: FgsmClampArg,
+    /// Where to write the parameters (safetensors).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Images per batch.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Decoding threads (default: all cores).
+    #[arg(long)]
+    pub workers: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FgsmClampArg {
+    Unit,
+    Valid,
+    None,
 }
 
 /// An error in what the user gave (exit code 2), as opposed to a failure.

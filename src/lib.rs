@@ -18,6 +18,7 @@ pub mod model;
 pub mod report;
 pub mod score;
 pub mod store;
+pub mod tui;
 pub mod weights;
 
 pub use error::{Error, Result};

@@ -65,9 +65,8 @@ fn cell(fpr95: f64, auroc: f64) -> String {
 /// A few lines about the run: model, datasets with counts and skips, ID accuracy.
 pub fn run_header(summary: &Summary) -> String {
     let mut out = format!(
-        "model: {} ({} classes, {} parameters) on {} ({}), {}x{}, batch {}\n",
+        "model: {} ({} parameters) on {} ({}), {}x{}, batch {}\n",
         summary.model,
-        summary.num_classes,
         summary.num_params,
         summary.device,
         summary.dtype,

@@ -29,6 +29,8 @@ pub struct RunResults {
     pub finished: Option<bool>,
     pub elapsed_secs: f64,
     pub failed: Option<String>,
+    /// Messages from the engine that did not stop the run.
+    pub notices: Vec<String>,
 }
 
 impl RunResults {
@@ -71,6 +73,7 @@ impl RunResults {
                 self.elapsed_secs = elapsed_secs;
             }
             Event::Failed(msg) => self.failed = Some(msg),
+            Event::Notice(msg) => self.notices.push(msg),
         }
     }
 

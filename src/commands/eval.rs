@@ -1,8 +1,235 @@
-//! `gradnorm-tui eval`: headless evaluation (being written).
+//! `gradnorm-tui eval`: the headless evaluation. Prints the paper's table,
+//! writes summary.json and scores.csv, shows progress on stderr, and stops
+//! cleanly on Ctrl-C with what was computed.
 
-use crate::cli::EvalArgs;
+use crate::cli::{EvalArgs, UsageError};
+use crate::engine::{self, DatasetSpec, Event, RunConfig};
+use crate::model::ModelSpec;
+use crate::report;
+use crate::store::{self, RunResults};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-pub fn run(_args: &EvalArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("eval is being written")
+pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
+    super::init_logging();
+    let config = config_from_args(args)?;
+    let cancel = Arc::new(AtomicBool::new(false));
+    super::cancel_on_ctrl_c(cancel.clone());
+
+    let mut results = RunResults::new();
+    let mut progress = ProgressLine::new(std::io::stderr().is_terminal());
+    let outcome = engine::run(&config, &cancel, &mut |event: Event| {
+        progress.on(&event);
+        results.apply(event);
+    });
+    progress.finish();
+
+    // What was computed is written even when the run stopped early.
+    if results.info.is_some() {
+        store::write_run(&args.out, &results)?;
+    }
+    outcome?;
+    let summary = results
+        .summary()
+        .ok_or_else(|| anyhow::anyhow!("the run produced no results"))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary.to_json())?);
+    } else {
+        print!("{}", report::run_header(&summary));
+        println!();
+        print!("{}", report::paper_table(&summary));
+        println!();
+        println!(
+            "{} images in {:.1} s; wrote {} and {}",
+            summary.datasets.iter().map(|d| d.evaluated).sum::<usize>(),
+            summary.elapsed_secs,
+            args.out.join("summary.json").display(),
+            args.out.join("scores.csv").display()
+        );
+    }
+    if summary.cancelled {
+        eprintln!("interrupted: the results above cover the images evaluated before Ctrl-C");
+        return Ok(ExitCode::from(130));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The run configuration the flags describe.
+pub fn config_from_args(args: &EvalArgs) -> Result<RunConfig, UsageError> {
+    let usage = |s: String| UsageError(s);
+    let checkpoint = args
+        .model
+        .checkpoint
+        .clone()
+        .ok_or_else(|| usage("eval needs --checkpoint FILE (or --demo)".into()))?;
+    let id = args.id.clone().ok_or_else(|| {
+        usage("eval needs --id PATH (a list file, an ImageFolder or a folder)".into())
+    })?;
+    if args.ood.is_empty() {
+        return Err(usage("eval needs at least one --ood NAME=PATH".into()));
+    }
+    let mut ood: Vec<DatasetSpec> = Vec::new();
+    for spec in &args.ood {
+        let (name, path) = match spec.split_once('=') {
+            Some((n, p)) if !n.is_empty() && !p.is_empty() => (n.to_string(), PathBuf::from(p)),
+            Some(_) => return Err(usage(format!("--ood `{spec}`: expected NAME=PATH"))),
+            None => {
+                let p = PathBuf::from(spec);
+                let name = p
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| spec.clone());
+                (name, p)
+            }
+        };
+        if ood.iter().any(|o| o.name == name) {
+            return Err(usage(format!("two OOD sets are named `{name}`")));
+        }
+        ood.push(DatasetSpec {
+            name,
+            path,
+            root: None,
+        });
+    }
+    let methods = super::parse_methods(&super::MethodFlags {
+        keys: &args.methods,
+        temperature_odin: args.temperature_odin,
+        epsilon_odin: args.epsilon_odin,
+        temperature_energy: args.temperature_energy,
+        temperature_gradnorm: args.temperature_gradnorm,
+        mahalanobis_params: args.mahalanobis_params.as_deref(),
+    })?;
+    Ok(RunConfig {
+        model: ModelSpec {
+            name: args.model.model.clone(),
+            checkpoint: Some(checkpoint),
+        },
+        class_names: args.classes.classes.clone(),
+        class_order: args.classes.class_order.clone(),
+        id: DatasetSpec {
+            name: "id".into(),
+            path: id,
+            root: args.id_root.clone(),
+        },
+        ood,
+        methods,
+        image_size: args.model.image_size,
+        batch: args.batch,
+        device: args.model.device.clone(),
+        dtype: args.model.dtype.clone(),
+        limit: args.limit,
+        workers: args.workers,
+    })
+}
+
+/// Progress on stderr: a redrawn bar on a terminal, a line every few
+/// seconds otherwise (logs, CI).
+struct ProgressLine {
+    terminal: bool,
+    last: Option<Instant>,
+    names: Vec<String>,
+    drawn: bool,
+}
+
+impl ProgressLine {
+    fn new(terminal: bool) -> Self {
+        ProgressLine {
+            terminal,
+            last: None,
+            names: Vec::new(),
+            drawn: false,
+        }
+    }
+
+    fn on(&mut self, event: &Event) {
+        match event {
+            Event::Started(info) => {
+                self.names = info.datasets.iter().map(|d| d.name.clone()).collect();
+                let total: usize = info.datasets.iter().map(|d| d.count).sum();
+                eprintln!(
+                    "{} on {} ({}), {} images in {} sets, methods: {}",
+                    info.model.name,
+                    info.device,
+                    info.dtype,
+                    total,
+                    info.datasets.len(),
+                    info.methods
+                        .iter()
+                        .map(|m| m.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            Event::Skipped { path, reason, .. } => {
+                self.clear();
+                eprintln!("skipped {}: {reason}", path.display());
+            }
+            Event::Progress(p) => {
+                let now = Instant::now();
+                let due = self.last.is_none_or(|t| {
+                    now - t >= Duration::from_millis(if self.terminal { 100 } else { 5000 })
+                });
+                let dataset_done = p.done == p.total;
+                if !(due || dataset_done) {
+                    return;
+                }
+                self.last = Some(now);
+                let name = self.names.get(p.dataset).map(String::as_str).unwrap_or("?");
+                let eta = p
+                    .eta_secs()
+                    .map(format_secs)
+                    .unwrap_or_else(|| "--:--".into());
+                let line = format!(
+                    "{name:<12} {:>6}/{:<6} all {:>6}/{:<6} {:>7.1} img/s  ETA {eta}",
+                    p.done, p.total, p.run_done, p.run_total, p.images_per_sec
+                );
+                if self.terminal {
+                    let width = 24usize;
+                    let filled = (width * p.run_done) / p.run_total.max(1);
+                    eprint!(
+                        "\r[{}{}] {line}",
+                        "#".repeat(filled),
+                        ".".repeat(width - filled)
+                    );
+                    let _ = std::io::stderr().flush();
+                    self.drawn = true;
+                } else {
+                    eprintln!("{line}");
+                }
+            }
+            Event::Failed(msg) => {
+                self.clear();
+                eprintln!("run failed: {msg}");
+            }
+            Event::Notice(msg) => {
+                self.clear();
+                eprintln!("note: {msg}");
+            }
+            Event::Records { .. } | Event::Finished { .. } => {}
+        }
+    }
+
+    fn clear(&mut self) {
+        if self.drawn {
+            eprintln!();
+            self.drawn = false;
+        }
+    }
+
+    fn finish(&mut self) {
+        self.clear();
+    }
+}
+
+fn format_secs(s: f64) -> String {
+    let s = s.round() as u64;
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
+    } else {
+        format!("{:02}:{:02}", s / 60, s % 60)
+    }
 }

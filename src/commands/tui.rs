@@ -1,8 +1,39 @@
-//! The TUI entry point (being written).
+//! `gradnorm-tui [tui] [--config FILE]`: the terminal UI, on the config
+//! file when there is one (`--config`, else ./gradnorm-tui.toml), else on
+//! what is found under checkpoints/ and dataset/.
 
+use crate::tui::{self, discover, session, Level, SetupState};
+use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
 
-pub fn run(_config: Option<&Path>) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("the TUI is being written")
+pub fn run(config: Option<&Path>) -> anyhow::Result<ExitCode> {
+    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "the TUI needs a terminal; for a headless run use `gradnorm-tui eval` (see --help)"
+        );
+    }
+    super::init_logging();
+    let path = tui::config::path(config);
+    let checkpoints = discover::checkpoints(Path::new("checkpoints"));
+    let datasets = discover::datasets(Path::new("dataset"));
+    let (setup, message) = if path.exists() {
+        let cfg = tui::config::load(&path)?;
+        (
+            SetupState::from_config(&cfg, checkpoints, datasets),
+            Some((format!("loaded {} · s starts", path.display()), Level::Info)),
+        )
+    } else if config.is_some() {
+        (
+            SetupState::new(checkpoints, datasets),
+            Some((
+                format!("{} does not exist yet: w writes it", path.display()),
+                Level::Warn,
+            )),
+        )
+    } else {
+        (SetupState::new(checkpoints, datasets), None)
+    };
+    tui::run(setup, path, Box::new(session::engine_launcher()), message)?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,4 +1,10 @@
 //! Images in: decoding to RGB, the seed's resize and normalization, datasets
 //! and the parallel prefetching loader.
 
+pub mod dataset;
 pub mod image;
+mod jpeg;
+pub mod loader;
+
+pub use dataset::{Dataset, DatasetKind, Item};
+pub use loader::{batches, Batch, Loader, LoaderConfig};

@@ -4,6 +4,7 @@
 
 pub mod bit;
 pub mod efficientnet_lite;
+mod nhwc;
 pub mod ops;
 
 use crate::error::{Error, Result};

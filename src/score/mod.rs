@@ -3,6 +3,8 @@
 //! Mahalanobis add their own passes. Everything stays on the device until
 //! one transfer per batch.
 
+pub mod gaussian;
+pub mod logistic;
 pub mod logits;
 pub mod mahalanobis;
 pub mod method;
@@ -34,6 +36,22 @@ pub struct BatchScores {
     /// GradNorm's factors per image: sum_k |C p_k - 1| and ||h||_1.
     pub softmax_term: Vec<f32>,
     pub feature_l1: Vec<f32>,
+}
+
+impl BatchScores {
+    /// Appends the images of `other` (same methods) after these.
+    pub fn extend(&mut self, other: BatchScores) {
+        if self.scores.is_empty() {
+            *self = other;
+            return;
+        }
+        for (mine, theirs) in self.scores.iter_mut().zip(other.scores) {
+            mine.extend(theirs);
+        }
+        self.top.extend(other.top);
+        self.softmax_term.extend(other.softmax_term);
+        self.feature_l1.extend(other.feature_l1);
+    }
 }
 
 pub struct Scorer {
@@ -87,7 +105,18 @@ impl Scorer {
 
     /// Scores a batch `x` (f32 [B, 3, H, W] on the model's device).
     pub fn score(&self, model: &dyn Classifier, x: &Tensor) -> Result<BatchScores> {
-        let out = model.forward(x)?;
+        // Mahalanobis without input preprocessing reads the taps of this
+        // same forward pass instead of running its own.
+        let taps_wanted = self
+            .methods
+            .iter()
+            .any(|m| matches!(m, Prepared::Mahalanobis(m) if m.magnitude() == 0.0));
+        let (out, taps) = if taps_wanted {
+            let (out, taps) = model.forward_taps(x)?;
+            (out, Some(taps))
+        } else {
+            (model.forward(x)?, None)
+        };
         let logits = &out.logits;
         let c = logits.dim(1)?;
         let mut columns: Vec<Tensor> = Vec::with_capacity(self.methods.len());
@@ -109,7 +138,10 @@ impl Scorer {
                     logits::gradnorm(logits, &out.feature, *temperature)?
                 }
                 Prepared::MaxLogit => logits::max_logit(logits)?,
-                Prepared::Mahalanobis(m) => m.score(model, x)?,
+                Prepared::Mahalanobis(m) => match &taps {
+                    Some(taps) if m.magnitude() == 0.0 => m.score_taps(taps)?,
+                    _ => m.score(model, x)?,
+                },
             });
         }
         let (term, l1) = logits::gradnorm_factors(logits, &out.feature, self.anatomy_temperature)?;

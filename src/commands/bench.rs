@@ -1,0 +1,259 @@
+//! `gradnorm-tui bench`: images/s for decoding alone, the forward pass alone
+//! (inputs already on the device), and end to end with the chosen methods.
+
+use crate::cli::{BenchArgs, UsageError};
+use crate::data::dataset::Dataset;
+use crate::data::loader::{self, LoaderConfig};
+use crate::engine::{self, DatasetSpec, Event, RunConfig};
+use crate::model::{self, Classifier, InputSpec, ModelSpec};
+use crate::score::Scorer;
+use candle_core::{DType, Device, Tensor};
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
+    super::init_logging();
+    if args.checkpoint.is_none() && args.model.is_none() {
+        return Err(UsageError("bench needs --checkpoint FILE or --model NAME".into()).into());
+    }
+    if args.batch == 0 || args.images == 0 {
+        return Err(UsageError("--batch and --images must be at least 1".into()).into());
+    }
+    let device = crate::device::parse_device(&args.device)?;
+    let dtype = crate::device::parse_dtype(&args.dtype)?;
+    let spec = ModelSpec {
+        name: args.model.clone(),
+        checkpoint: args.checkpoint.clone(),
+    };
+    let methods = super::parse_methods(&super::MethodFlags {
+        keys: &args.methods,
+        temperature_odin: args.temperature_odin,
+        epsilon_odin: args.epsilon_odin,
+        temperature_energy: 1.0,
+        temperature_gradnorm: 1.0,
+        mahalanobis_params: args.mahalanobis_params.as_deref(),
+    })?;
+    let model = model::load(&spec, &device, dtype)?;
+    let info = model.info().clone();
+    let input = InputSpec {
+        size: args.image_size.unwrap_or(info.input.size),
+        ..info.input
+    };
+    let device_name = crate::device::device_name(&device);
+    if !args.json {
+        eprintln!(
+            "{} ({} parameters) on {device_name} ({}), {}x{}, batch {}, {} images per measurement",
+            info.name, info.num_params, args.dtype, input.size, input.size, args.batch, args.images
+        );
+    }
+
+    let mut batch = args.batch;
+    let forward = time_forward(model.as_ref(), &device, &input, &mut batch, args.images)?;
+    let (decode, end_to_end) = if args.source == "synthetic" {
+        let scorer = Scorer::new(&methods, model.as_ref())?;
+        (
+            None,
+            time_synthetic(
+                model.as_ref(),
+                &scorer,
+                &device,
+                &input,
+                &mut batch,
+                args.images,
+            )?,
+        )
+    } else {
+        let source = std::path::PathBuf::from(&args.source);
+        let decode = time_decode(&source, &input, batch, args.workers, args.images)?;
+        drop(model);
+        let config = RunConfig {
+            model: spec,
+            class_names: None,
+            class_order: None,
+            id: DatasetSpec {
+                name: "bench".into(),
+                path: source,
+                root: None,
+            },
+            ood: Vec::new(),
+            methods: methods.clone(),
+            image_size: Some(input.size),
+            batch,
+            device: args.device.clone(),
+            dtype: args.dtype.clone(),
+            limit: Some(args.images),
+            workers: args.workers,
+        };
+        (Some(decode), time_engine(&config)?)
+    };
+
+    let methods_text: Vec<String> = methods.iter().map(|m| m.to_string()).collect();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "device": device_name,
+                "model": info.name,
+                "image_size": input.size,
+                "batch": batch,
+                "dtype": crate::device::dtype_name(dtype),
+                "decode_img_per_s": decode,
+                "forward_img_per_s": forward,
+                "end_to_end_img_per_s": end_to_end,
+                "methods": methods.iter().map(|m| m.key()).collect::<Vec<_>>(),
+                "source": args.source,
+                "images": args.images,
+            })
+        );
+    } else {
+        if let Some(d) = decode {
+            println!("decode + resize   {d:>9.1} images/s");
+        }
+        println!("forward pass      {forward:>9.1} images/s");
+        println!(
+            "end to end        {end_to_end:>9.1} images/s  ({}; {})",
+            methods_text.join(", "),
+            if args.source == "synthetic" {
+                "synthetic inputs copied from host memory"
+            } else {
+                "from files"
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `f` on batches of `*batch` images, halving the batch on
+/// out-of-memory errors; returns images/s over `images` images after one
+/// warm-up batch.
+fn timed(
+    device: &Device,
+    batch: &mut usize,
+    images: usize,
+    mut f: impl FnMut(usize) -> crate::Result<()>,
+) -> anyhow::Result<f64> {
+    // Warm-up (kernel loading, allocator), and the place where a batch that
+    // does not fit is found out.
+    loop {
+        match f(*batch) {
+            Ok(()) => break,
+            Err(e) if engine::is_out_of_memory(&e) && *batch > 1 => {
+                *batch /= 2;
+                eprintln!("note: out of device memory: batch reduced to {}", *batch);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    device.synchronize()?;
+    let steps = images.div_ceil(*batch);
+    let start = Instant::now();
+    for _ in 0..steps {
+        f(*batch)?;
+    }
+    device.synchronize()?;
+    Ok((steps * *batch) as f64 / start.elapsed().as_secs_f64())
+}
+
+fn time_forward(
+    model: &dyn Classifier,
+    device: &Device,
+    input: &InputSpec,
+    batch: &mut usize,
+    images: usize,
+) -> anyhow::Result<f64> {
+    let mut x: Option<Tensor> = None;
+    timed(device, batch, images, |b| {
+        if x.as_ref().map(|t| t.dim(0).ok()) != Some(Some(b)) {
+            x = Some(Tensor::rand(
+                -1f32,
+                1.,
+                (b, 3, input.size, input.size),
+                device,
+            )?);
+        }
+        let out = model.forward(x.as_ref().expect("set above"))?;
+        // Keep the result alive until the work is queued.
+        let _ = out.logits.dims();
+        Ok(())
+    })
+}
+
+/// Host-resident random inputs copied to the device and scored, results
+/// copied back: the end-to-end cost without decoding.
+fn time_synthetic(
+    model: &dyn Classifier,
+    scorer: &Scorer,
+    device: &Device,
+    input: &InputSpec,
+    batch: &mut usize,
+    images: usize,
+) -> anyhow::Result<f64> {
+    let mut host: Option<Tensor> = None;
+    timed(device, batch, images, |b| {
+        if host.as_ref().map(|t| t.dim(0).ok()) != Some(Some(b)) {
+            host = Some(Tensor::rand(
+                -1f32,
+                1.,
+                (b, 3, input.size, input.size),
+                &Device::Cpu,
+            )?);
+        }
+        let x = host
+            .as_ref()
+            .expect("set above")
+            .to_device(device)?
+            .to_dtype(DType::F32)?;
+        scorer.score(model, &x)?;
+        Ok(())
+    })
+}
+
+/// Decoding and preprocessing alone, on all cores, no model.
+fn time_decode(
+    source: &std::path::Path,
+    input: &InputSpec,
+    batch: usize,
+    workers: Option<usize>,
+    images: usize,
+) -> anyhow::Result<f64> {
+    let ds = Dataset::open(source, None)?;
+    let items: Vec<_> = ds.items.into_iter().take(images).collect();
+    let n = items.len();
+    if n == 0 {
+        return Err(UsageError(format!("{}: no images", source.display())).into());
+    }
+    let start = Instant::now();
+    let cfg = LoaderConfig {
+        input: *input,
+        batch,
+        workers: workers.unwrap_or(0),
+        prefetch: 4,
+    };
+    let mut seen = 0;
+    for b in loader::batches(items.into(), cfg, Arc::new(AtomicBool::new(false))) {
+        seen += b.indices.len() + b.failures.len();
+    }
+    debug_assert_eq!(seen, n);
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+/// The engine from files: decoding, transfer, model and scores overlapped.
+fn time_engine(config: &RunConfig) -> anyhow::Result<f64> {
+    let cancel = Arc::new(AtomicBool::new(false));
+    let mut started: Option<Instant> = None;
+    let mut images = 0usize;
+    let mut elapsed = 0f64;
+    engine::run(config, &cancel, &mut |e| match e {
+        // The clock starts once the model is loaded and the files listed.
+        Event::Started(_) => started = Some(Instant::now()),
+        Event::Records { records, .. } => images += records.len(),
+        Event::Finished { .. } => {
+            elapsed = started.map(|s| s.elapsed().as_secs_f64()).unwrap_or(0.0)
+        }
+        Event::Notice(msg) => eprintln!("note: {msg}"),
+        _ => {}
+    })?;
+    Ok(images as f64 / elapsed.max(1e-9))
+}

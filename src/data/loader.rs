@@ -1,0 +1,285 @@
+//! The prefetching loader: decodes and preprocesses batches on a pool of
+//! worker threads while the consumer (the model) works on earlier ones.
+//!
+//! A producer thread keeps a small window of batches in flight on a rayon
+//! pool (so idle workers steal images of the next batch instead of waiting
+//! for the slowest image of the current one), and hands finished batches to
+//! the consumer in order through a channel bounded at `prefetch`. Memory is
+//! therefore bounded whatever the dataset's size, and buffers the consumer
+//! hands back (`Loader::recycle`) are reused. Unreadable files are
+//! recorded as failures, never replaced by other images (the seed's loader
+//! substitutes a random image).
+
+use super::dataset::Item;
+use super::image::{decode_rgb, to_input_into};
+use crate::model::InputSpec;
+use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender};
+use rayon::prelude::*;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LoaderConfig {
+    pub input: InputSpec,
+    /// Images per batch (at least 1).
+    pub batch: usize,
+    /// Decoding threads; 0 = every core.
+    pub workers: usize,
+    /// Finished batches waiting for the consumer (at least 1). At most
+    /// `prefetch + 3` batches exist at once (those, two being decoded, the
+    /// consumer's), each `batch * 3 * size * size * 4` bytes.
+    pub prefetch: usize,
+}
+
+/// Consecutive items, preprocessed.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    /// Indices into the items of the images in `data`, ascending.
+    pub indices: Vec<usize>,
+    /// `indices.len() * 3 * size * size` values, NCHW, normalized.
+    pub data: Vec<f32>,
+    /// Items of this batch that could not be read or decoded, with why.
+    pub failures: Vec<(usize, String)>,
+}
+
+/// An iterator over the batches, in order. Stops early when `cancel` is
+/// set; dropping it stops the background work.
+pub struct Loader {
+    rx: Option<Receiver<Batch>>,
+    /// Buffers handed back by the consumer, for reuse.
+    spare: Sender<Vec<f32>>,
+    cancel: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    remaining: usize,
+}
+
+/// How often blocked threads look at the cancel flag.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Starts loading `items` in batches of `cfg.batch`.
+pub fn batches(items: Arc<[Item]>, cfg: LoaderConfig, cancel: Arc<AtomicBool>) -> Loader {
+    let cfg = LoaderConfig {
+        batch: cfg.batch.max(1),
+        prefetch: cfg.prefetch.max(1),
+        workers: match cfg.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        },
+        ..cfg
+    };
+    let remaining = items.len().div_ceil(cfg.batch);
+    let (tx, rx) = crossbeam_channel::bounded(cfg.prefetch);
+    let (spare, spares) = crossbeam_channel::bounded(cfg.prefetch + 3);
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread = {
+        let (cancel, stop) = (cancel.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("data-loader".into())
+            .spawn(move || produce(items, cfg, tx, spares, cancel, stop))
+            .expect("spawn the loader thread")
+    };
+    Loader {
+        rx: Some(rx),
+        spare,
+        cancel,
+        stop,
+        thread: Some(thread),
+        remaining,
+    }
+}
+
+impl Iterator for Loader {
+    type Item = Batch;
+
+    fn next(&mut self) -> Option<Batch> {
+        let rx = self.rx.as_ref()?;
+        loop {
+            if self.cancel.load(Ordering::Relaxed) {
+                self.shutdown();
+                return None;
+            }
+            match rx.recv_timeout(POLL) {
+                Ok(batch) => {
+                    self.remaining -= 1;
+                    return Some(batch);
+                }
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.shutdown();
+                    return None;
+                }
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self.rx {
+            Some(_) => (0, Some(self.remaining)),
+            None => (0, Some(0)),
+        }
+    }
+}
+
+impl Loader {
+    /// Hands a batch's `data` back once it is no longer needed (say, after
+    /// copying it to the device), so that a later batch reuses the memory:
+    /// fresh memory costs about as much as preprocessing at 480 x 480.
+    /// Optional; extra buffers are dropped.
+    pub fn recycle(&self, data: Vec<f32>) {
+        let _ = self.spare.try_send(data);
+    }
+
+    /// Stops the producer and waits for it; the workers finish the image
+    /// at hand and skip the rest.
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.rx = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Loader {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn produce(
+    items: Arc<[Item]>,
+    cfg: LoaderConfig,
+    tx: Sender<Batch>,
+    spares: Receiver<Vec<f32>>,
+    cancel: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+) {
+    let halt = || cancel.load(Ordering::Relaxed) || stop.load(Ordering::Relaxed);
+    let pool = match rayon::ThreadPoolBuilder::new()
+        .num_threads(cfg.workers)
+        .thread_name(|i| format!("data-worker-{i}"))
+        .build()
+    {
+        Ok(pool) => pool,
+        Err(e) => {
+            // Without threads every item fails; the consumer still learns why.
+            let reason = format!("cannot start the decoding threads: {e}");
+            for start in (0..items.len()).step_by(cfg.batch) {
+                let end = (start + cfg.batch).min(items.len());
+                let failures = (start..end).map(|i| (i, reason.clone())).collect();
+                if tx
+                    .send(Batch {
+                        failures,
+                        ..Batch::default()
+                    })
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            return;
+        }
+    };
+    let n_batches = items.len().div_ceil(cfg.batch);
+    // Two batches in flight let idle workers start the next one.
+    let window = 2;
+    let (done_tx, done_rx) = crossbeam_channel::unbounded::<(usize, Batch)>();
+    let mut ready = BTreeMap::new();
+    let (mut spawned, mut sent) = (0usize, 0usize);
+    while sent < n_batches {
+        while spawned < n_batches && spawned < sent + window {
+            let (items, done_tx, spares) = (items.clone(), done_tx.clone(), spares.clone());
+            let (cancel, stop) = (cancel.clone(), stop.clone());
+            let k = spawned;
+            pool.spawn(move || {
+                let halt = || cancel.load(Ordering::Relaxed) || stop.load(Ordering::Relaxed);
+                let start = k * cfg.batch;
+                let end = (start + cfg.batch).min(items.len());
+                let buffer = spares.try_recv().unwrap_or_default();
+                let batch = build(&items, start..end, &cfg.input, buffer, &halt);
+                let _ = done_tx.send((k, batch));
+            });
+            spawned += 1;
+        }
+        // Wait for the next batch in order, watching the flags.
+        while !ready.contains_key(&sent) {
+            if halt() {
+                return;
+            }
+            match done_rx.recv_timeout(POLL) {
+                Ok((k, batch)) => {
+                    ready.insert(k, batch);
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+        let mut batch = ready.remove(&sent).expect("checked above");
+        loop {
+            if halt() {
+                return;
+            }
+            match tx.send_timeout(batch, POLL) {
+                Ok(()) => break,
+                Err(SendTimeoutError::Timeout(b)) => batch = b,
+                Err(SendTimeoutError::Disconnected(_)) => return,
+            }
+        }
+        sent += 1;
+    }
+}
+
+/// Decodes items `range` in parallel (on the current rayon pool) into one
+/// batch, in `data` (a recycled buffer, or an empty one); failed images are
+/// left out and recorded.
+fn build(
+    items: &[Item],
+    range: std::ops::Range<usize>,
+    input: &InputSpec,
+    mut data: Vec<f32>,
+    halt: &(dyn Fn() -> bool + Sync),
+) -> Batch {
+    let per = 3 * input.size * input.size;
+    let start = range.start;
+    // Every kept slot is overwritten; zeroing a reused buffer is cheap.
+    data.clear();
+    data.resize(range.len() * per, 0.0);
+    let outcomes: Vec<Result<(), String>> = data
+        .par_chunks_mut(per)
+        .zip(&items[range.clone()])
+        .map(|(slot, item)| {
+            if halt() {
+                return Err("cancelled".to_string());
+            }
+            let bytes = std::fs::read(&item.path).map_err(|e| format!("cannot read: {e}"))?;
+            let img = decode_rgb(&bytes)?;
+            to_input_into(&img, input, slot);
+            Ok(())
+        })
+        .collect();
+    let mut indices = Vec::with_capacity(range.len());
+    let mut failures = Vec::new();
+    for (j, outcome) in outcomes.into_iter().enumerate() {
+        match outcome {
+            Ok(()) => {
+                // Close the gaps left by failures.
+                let dst = indices.len();
+                if dst != j {
+                    data.copy_within(j * per..(j + 1) * per, dst * per);
+                }
+                indices.push(start + j);
+            }
+            Err(reason) => failures.push((start + j, reason)),
+        }
+    }
+    data.truncate(indices.len() * per);
+    Batch {
+        indices,
+        data,
+        failures,
+    }
+}

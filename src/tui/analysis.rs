@@ -1,0 +1,335 @@
+//! Everything the screens show that costs more than a glance at the
+//! records: sorted scores, the four measures and the 95%-TPR operating point
+//! per method and OOD set, and the GradNorm factors. Computed from a
+//! snapshot of the scores on a worker thread, a few times per second at
+//! most, so that rendering never sorts 50,000 scores.
+
+use crate::engine::Role;
+use crate::metrics::{self, Measures, OperatingPoint};
+use crate::store::RunResults;
+use std::sync::mpsc::{Receiver, Sender};
+
+/// The TPR at which thresholds are drawn and misdetections counted.
+pub const TPR: f64 = 0.95;
+
+/// The numbers an analysis starts from, copied out of the results.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Records per dataset.
+    pub counts: Vec<usize>,
+    pub roles: Vec<Role>,
+    /// `[dataset][method]` scores in record order.
+    pub scores: Vec<Vec<Vec<f64>>>,
+    /// `[dataset]`: sum_k |C p_k - 1| and ||h||_1 per record.
+    pub factors: Vec<[Vec<f64>; 2]>,
+    /// GradNorm's temperature (1 when GradNorm is not run).
+    pub temperature: f64,
+    /// Which run of the session this is (stale analyses are dropped).
+    pub generation: u64,
+}
+
+impl Snapshot {
+    pub fn of(results: &RunResults) -> Snapshot {
+        let Some(info) = &results.info else {
+            return Snapshot::default();
+        };
+        let n_methods = info.methods.len();
+        let temperature = info
+            .methods
+            .iter()
+            .find_map(|m| match m {
+                crate::score::Method::GradNorm { temperature } => Some(*temperature),
+                _ => None,
+            })
+            .unwrap_or(1.0);
+        let mut snap = Snapshot {
+            temperature,
+            ..Snapshot::default()
+        };
+        for (d, ds) in info.datasets.iter().enumerate() {
+            let records = results.records.get(d).map(Vec::as_slice).unwrap_or(&[]);
+            snap.counts.push(records.len());
+            snap.roles.push(ds.role);
+            snap.scores.push(
+                (0..n_methods)
+                    .map(|m| {
+                        records
+                            .iter()
+                            .map(|r| r.scores.get(m).copied().unwrap_or(f32::NAN) as f64)
+                            .collect()
+                    })
+                    .collect(),
+            );
+            snap.factors.push([
+                records.iter().map(|r| r.softmax_term as f64).collect(),
+                records.iter().map(|r| r.feature_l1 as f64).collect(),
+            ]);
+        }
+        snap
+    }
+
+    pub fn total(&self) -> usize {
+        self.counts.iter().sum()
+    }
+}
+
+/// Derived numbers for one snapshot. Index conventions: datasets as in
+/// `RunInfo::datasets` (0 = ID), methods as in `RunInfo::methods`.
+#[derive(Debug, Clone, Default)]
+pub struct Analysis {
+    /// Records per dataset this analysis covers.
+    pub counts: Vec<usize>,
+    /// `[dataset][method]`, ascending, finite scores only.
+    pub sorted: Vec<Vec<Vec<f64>>>,
+    /// `[dataset]`: the sorted GradNorm factors (softmax term, ||h||_1).
+    pub factors: Vec<[Vec<f64>; 2]>,
+    /// `[method][dataset]`: measures against the ID set (None for ID or
+    /// before both sets have images).
+    pub measures: Vec<Vec<Option<Measures>>>,
+    /// `[method][dataset]`: the seed's 95%-TPR operating point.
+    pub points: Vec<Vec<Option<OperatingPoint>>>,
+    /// `[method]`: mean over the OOD sets that have measures.
+    pub average: Vec<Option<Measures>>,
+    /// `[dataset]`: AUROC of each GradNorm factor alone against the ID set.
+    pub factor_auroc: Vec<[Option<f64>; 2]>,
+    pub temperature: f64,
+    pub generation: u64,
+    /// How long computing this took (the app spaces refreshes by it).
+    pub compute_secs: f64,
+}
+
+impl Analysis {
+    pub fn compute(snap: &Snapshot) -> Analysis {
+        let start = std::time::Instant::now();
+        let n_methods = snap.scores.first().map_or(0, Vec::len);
+        let sorted: Vec<Vec<Vec<f64>>> = snap
+            .scores
+            .iter()
+            .map(|per_method| per_method.iter().map(|s| sorted_finite(s)).collect())
+            .collect();
+        let factors: Vec<[Vec<f64>; 2]> = snap
+            .factors
+            .iter()
+            .map(|[a, b]| [sorted_finite(a), sorted_finite(b)])
+            .collect();
+        let n_sets = snap.counts.len();
+        let mut measures = vec![vec![None; n_sets]; n_methods];
+        let mut points = vec![vec![None; n_sets]; n_methods];
+        let mut average = vec![None; n_methods];
+        let mut factor_auroc = vec![[None, None]; n_sets];
+        for d in 0..n_sets {
+            if snap.roles[d] != Role::Ood || sorted.is_empty() {
+                continue;
+            }
+            for m in 0..n_methods {
+                let (id, ood) = (&sorted[0][m], &sorted[d][m]);
+                if !id.is_empty() && !ood.is_empty() {
+                    measures[m][d] = Some(metrics::measures(id, ood));
+                    points[m][d] = Some(metrics::operating_point(id, ood, TPR));
+                }
+            }
+            for f in 0..2 {
+                let (id, ood) = (&factors[0][f], &factors[d][f]);
+                if !id.is_empty() && !ood.is_empty() {
+                    factor_auroc[d][f] = Some(metrics::auroc(id, ood));
+                }
+            }
+        }
+        for (m, avg) in average.iter_mut().enumerate() {
+            let all: Vec<Measures> = measures[m].iter().flatten().copied().collect();
+            if !all.is_empty() {
+                let n = all.len() as f64;
+                let mean = |f: fn(&Measures) -> f64| all.iter().map(f).sum::<f64>() / n;
+                *avg = Some(Measures {
+                    auroc: mean(|x| x.auroc),
+                    aupr_in: mean(|x| x.aupr_in),
+                    aupr_out: mean(|x| x.aupr_out),
+                    fpr95: mean(|x| x.fpr95),
+                });
+            }
+        }
+        Analysis {
+            counts: snap.counts.clone(),
+            sorted,
+            factors,
+            measures,
+            points,
+            average,
+            factor_auroc,
+            temperature: snap.temperature,
+            generation: snap.generation,
+            compute_secs: start.elapsed().as_secs_f64(),
+        }
+    }
+
+    pub fn total(&self) -> usize {
+        self.counts.iter().sum()
+    }
+
+    pub fn measures(&self, method: usize, dataset: usize) -> Option<Measures> {
+        *self.measures.get(method)?.get(dataset)?
+    }
+
+    pub fn point(&self, method: usize, dataset: usize) -> Option<OperatingPoint> {
+        *self.points.get(method)?.get(dataset)?
+    }
+
+    pub fn sorted(&self, dataset: usize, method: usize) -> &[f64] {
+        self.sorted
+            .get(dataset)
+            .and_then(|d| d.get(method))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    /// A score's percentile among the ID scores of its method.
+    pub fn id_percentile(&self, method: usize, score: f64) -> Option<f64> {
+        let id = self.sorted(0, method);
+        (!id.is_empty() && score.is_finite()).then(|| metrics::percentile(id, score))
+    }
+}
+
+fn sorted_finite(v: &[f64]) -> Vec<f64> {
+    let mut s: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    s.sort_by(f64::total_cmp);
+    s
+}
+
+/// The value at quantile `q` of ascending `sorted` (nearest rank).
+pub fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let i = ((sorted.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize;
+    Some(sorted[i])
+}
+
+/// Fractions of `sorted` in `bins` equal bins over [lo, hi]; values outside
+/// fall into the end bins (as `metrics::histogram`), in O(bins log n).
+pub fn density(sorted: &[f64], lo: f64, hi: f64, bins: usize) -> Vec<f64> {
+    if bins == 0 || sorted.is_empty() {
+        return vec![0.0; bins];
+    }
+    let n = sorted.len() as f64;
+    let width = (hi - lo) / bins as f64;
+    let below = |edge: f64| sorted.partition_point(|&v| v < edge);
+    let mut out = Vec::with_capacity(bins);
+    let mut prev = 0usize;
+    for k in 1..=bins {
+        let upto = if k == bins {
+            sorted.len()
+        } else {
+            below(lo + width * k as f64)
+        };
+        out.push((upto - prev) as f64 / n);
+        prev = upto;
+    }
+    out
+}
+
+/// A plotting range covering both sets (0.5% trimmed at each end so one
+/// outlier does not squash the plot) and `extra` values.
+pub fn range(sets: &[&[f64]], extra: &[f64]) -> Option<(f64, f64)> {
+    let mut lo = f64::INFINITY;
+    let mut hi = f64::NEG_INFINITY;
+    for s in sets {
+        if let (Some(a), Some(b)) = (quantile(s, 0.005), quantile(s, 0.995)) {
+            lo = lo.min(a);
+            hi = hi.max(b);
+        }
+    }
+    for &v in extra.iter().filter(|v| v.is_finite()) {
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    if !lo.is_finite() || !hi.is_finite() {
+        return None;
+    }
+    if hi - lo <= f64::EPSILON * lo.abs().max(1.0) {
+        let pad = (lo.abs() * 1e-3).max(1e-6);
+        return Some((lo - pad, hi + pad));
+    }
+    let pad = (hi - lo) * 0.02;
+    // Non-negative data (norms, probabilities) keeps a non-negative axis.
+    let floor = if lo >= 0.0 { 0.0 } else { f64::NEG_INFINITY };
+    Some(((lo - pad).max(floor), hi + pad))
+}
+
+/// Computes analyses off the UI thread; the latest snapshot wins.
+pub struct Analyzer {
+    jobs: Option<Sender<Snapshot>>,
+    done: Receiver<Analysis>,
+    in_flight: bool,
+}
+
+impl Analyzer {
+    pub fn new() -> Analyzer {
+        let (job_tx, job_rx) = std::sync::mpsc::channel::<Snapshot>();
+        let (done_tx, done) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("gradnorm-analysis".into())
+            .spawn(move || {
+                while let Ok(mut snap) = job_rx.recv() {
+                    while let Ok(newer) = job_rx.try_recv() {
+                        snap = newer;
+                    }
+                    if done_tx.send(Analysis::compute(&snap)).is_err() {
+                        break;
+                    }
+                }
+            })
+            .expect("spawning the analysis thread");
+        Analyzer {
+            jobs: Some(job_tx),
+            done,
+            in_flight: false,
+        }
+    }
+
+    pub fn busy(&self) -> bool {
+        self.in_flight
+    }
+
+    pub fn submit(&mut self, snap: Snapshot) {
+        if let Some(tx) = &self.jobs {
+            if tx.send(snap).is_ok() {
+                self.in_flight = true;
+            }
+        }
+    }
+
+    /// The newest finished analysis, if one arrived.
+    pub fn poll(&mut self) -> Option<Analysis> {
+        let mut latest = None;
+        while let Ok(a) = self.done.try_recv() {
+            latest = Some(a);
+        }
+        if latest.is_some() {
+            self.in_flight = false;
+        }
+        latest
+    }
+}
+
+impl Default for Analyzer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn density_matches_histogram() {
+        let v = [0.0, 0.1, 0.5, 0.5, 0.9, 1.0, 2.0, -1.0];
+        let mut s = v.to_vec();
+        s.sort_by(f64::total_cmp);
+        let d = density(&s, 0.0, 1.0, 4);
+        let h = metrics::histogram(&v, 0.0, 1.0, 4);
+        let n = v.len() as f64;
+        let want: Vec<f64> = h.iter().map(|&c| c as f64 / n).collect();
+        assert_eq!(d, want);
+    }
+}

@@ -1,0 +1,299 @@
+//! GradNorm's anatomy. GradNorm = (1/T)·Σ_k|C·p_k − 1|·||h||₁, so each image
+//! is a point (||h||₁, Σ|C·p−1|) and the score's level sets are straight
+//! lines on log-log axes. The screen shows ID against an OOD set in that
+//! plane with the 95%-TPR threshold line, each factor's own distributions,
+//! and how well each factor alone separates the sets.
+
+use super::analysis::{self, Analysis};
+use super::app::App;
+use super::dashboard::Overlay;
+use super::theme;
+use crate::engine::RunInfo;
+use crate::score::Method;
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::symbols::Marker;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType, Paragraph, Widget, Wrap};
+
+/// Points drawn per set at most (evenly strided), to keep frames cheap.
+const MAX_POINTS: usize = 3000;
+/// log10 of the smallest factor plotted (a uniform softmax gives 0).
+const FLOOR: f64 = 1e-6;
+
+const SOFTMAX: usize = 0;
+const FEATURE: usize = 1;
+
+pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
+    let Some(info) = app.results.info.clone() else {
+        Paragraph::new("No run yet: start one on the setup screen (1).")
+            .block(Block::bordered().title(Span::styled(" GradNorm anatomy ", theme::title())))
+            .render(area, buf);
+        return;
+    };
+    let ood = app.ood_dataset();
+    // Three lines of numbers and the verdict (which may wrap).
+    let [plots, summary] =
+        Layout::vertical([Constraint::Fill(1), Constraint::Length(6)]).areas(area);
+    let [scatter, side] =
+        Layout::horizontal([Constraint::Percentage(58), Constraint::Fill(1)]).areas(plots);
+    let [top, bottom] = Layout::vertical([Constraint::Fill(1), Constraint::Fill(1)]).areas(side);
+    render_scatter(app, &info, ood, scatter, buf);
+    let a = &app.analysis;
+    for (f, rect) in [(FEATURE, top), (SOFTMAX, bottom)] {
+        let id = a.factors.first().map(|x| x[f].as_slice()).unwrap_or(&[]);
+        let od = ood
+            .and_then(|d| a.factors.get(d))
+            .map(|x| x[f].as_slice())
+            .unwrap_or(&[]);
+        let auroc = ood.and_then(|d| a.factor_auroc.get(d)).and_then(|x| x[f]);
+        let title = Line::from(vec![
+            Span::styled(format!(" {} ", factor_name(f)), theme::title()),
+            Span::raw(match auroc {
+                Some(v) => format!("AUROC alone {}% ", theme::pct(v)),
+                None => String::new(),
+            }),
+        ]);
+        Overlay {
+            id,
+            ood: od,
+            marker: None,
+            block: Block::bordered().title(title),
+        }
+        .render(rect, buf);
+    }
+    render_summary(a, &info, ood, summary, buf);
+}
+
+pub fn factor_name(f: usize) -> &'static str {
+    if f == FEATURE {
+        "||h||₁"
+    } else {
+        "Σ|C·p−1|"
+    }
+}
+
+fn gradnorm_index(info: &RunInfo) -> Option<usize> {
+    info.methods
+        .iter()
+        .position(|m| matches!(m, Method::GradNorm { .. }))
+}
+
+fn log_points(app: &App, dataset: usize, n: usize) -> Vec<(f64, f64)> {
+    let records = app
+        .results
+        .records
+        .get(dataset)
+        .map(|r| &r[..n.min(r.len())])
+        .unwrap_or(&[]);
+    let stride = records.len().div_ceil(MAX_POINTS).max(1);
+    records
+        .iter()
+        .step_by(stride)
+        .map(|r| {
+            (
+                (r.feature_l1 as f64).max(FLOOR).log10(),
+                (r.softmax_term as f64).max(FLOOR).log10(),
+            )
+        })
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
+        .collect()
+}
+
+fn log_sorted(v: &[f64]) -> Vec<f64> {
+    v.iter().map(|x| x.max(FLOOR).log10()).collect()
+}
+
+fn render_scatter(app: &App, info: &RunInfo, ood: Option<usize>, area: Rect, buf: &mut Buffer) {
+    let a = &app.analysis;
+    let count = |d: usize| a.counts.get(d).copied().unwrap_or(0);
+    let id_pts = log_points(app, 0, count(0));
+    let ood_pts = ood
+        .map(|d| log_points(app, d, count(d)))
+        .unwrap_or_default();
+    let ood_name = ood.map(|d| info.datasets[d].name.as_str()).unwrap_or("-");
+    let title = Line::from(vec![
+        Span::styled(" GradNorm = Σ|C·p−1|·||h||₁/T ", theme::title()),
+        Span::styled("ID", Style::new().fg(theme::ID)),
+        Span::raw(" vs "),
+        Span::styled(format!("{ood_name} "), Style::new().fg(theme::OOD)),
+    ]);
+    let block = Block::bordered().title(title);
+    let sets = |f: usize| -> Vec<Vec<f64>> {
+        let mut v = vec![a
+            .factors
+            .first()
+            .map(|x| log_sorted(&x[f]))
+            .unwrap_or_default()];
+        if let Some(d) = ood {
+            v.push(
+                a.factors
+                    .get(d)
+                    .map(|x| log_sorted(&x[f]))
+                    .unwrap_or_default(),
+            );
+        }
+        v
+    };
+    let xs = sets(FEATURE);
+    let ys = sets(SOFTMAX);
+    let xr = analysis::range(&xs.iter().map(Vec::as_slice).collect::<Vec<_>>(), &[]);
+    let yr = analysis::range(&ys.iter().map(Vec::as_slice).collect::<Vec<_>>(), &[]);
+    let (Some((x0, x1)), Some((y0, y1))) = (xr, yr) else {
+        Paragraph::new(Line::styled("waiting for images…", theme::dim()))
+            .block(block)
+            .render(area, buf);
+        return;
+    };
+    // The threshold's level set: log a + log b = log(T · threshold).
+    let gn = gradnorm_index(info);
+    let line: Vec<(f64, f64)> = gn
+        .zip(ood)
+        .and_then(|(m, d)| a.point(m, d))
+        .filter(|p| p.threshold > 0.0)
+        .map(|p| {
+            let c = (a.temperature * p.threshold).log10();
+            let n = 64;
+            (0..=n)
+                .map(|i| x0 + (x1 - x0) * i as f64 / n as f64)
+                .map(|x| (x, c - x))
+                .filter(|&(_, y)| y >= y0 && y <= y1)
+                .collect()
+        })
+        .unwrap_or_default();
+    let label = |v: f64| Span::raw(theme::num(10f64.powf(v), 10f64.powf(v) * 10.0));
+    let datasets = vec![
+        Dataset::default()
+            .marker(Marker::Braille)
+            .graph_type(GraphType::Scatter)
+            .style(Style::new().fg(theme::ID))
+            .data(&id_pts),
+        Dataset::default()
+            .marker(Marker::Braille)
+            .graph_type(GraphType::Scatter)
+            .style(Style::new().fg(theme::OOD))
+            .data(&ood_pts),
+        Dataset::default()
+            .marker(Marker::Braille)
+            .graph_type(GraphType::Line)
+            .style(Style::new().fg(theme::THRESHOLD))
+            .data(&line),
+    ];
+    let bottom = if line.is_empty() {
+        Line::styled(" log axes · run GradNorm for its threshold ", theme::dim())
+    } else {
+        Line::from(vec![
+            Span::styled(" ╲ threshold at 95% TPR", Style::new().fg(theme::THRESHOLD)),
+            Span::styled(" (above: ID) · log axes ", theme::dim()),
+        ])
+    };
+    Chart::new(datasets)
+        .block(block.title_bottom(bottom))
+        .x_axis(
+            Axis::default()
+                .title(Span::styled(
+                    factor_name(FEATURE),
+                    Style::new().fg(theme::ACCENT),
+                ))
+                .bounds([x0, x1])
+                .labels(vec![label(x0), label((x0 + x1) / 2.0), label(x1)])
+                .style(theme::dim()),
+        )
+        .y_axis(
+            Axis::default()
+                .title(Span::styled(
+                    factor_name(SOFTMAX),
+                    Style::new().fg(theme::ACCENT),
+                ))
+                .bounds([y0, y1])
+                .labels(vec![label(y0), label((y0 + y1) / 2.0), label(y1)])
+                .style(theme::dim()),
+        )
+        .legend_position(None)
+        .render(area, buf);
+}
+
+fn median(sorted: &[f64]) -> Option<f64> {
+    analysis::quantile(sorted, 0.5)
+}
+
+fn render_summary(a: &Analysis, info: &RunInfo, ood: Option<usize>, area: Rect, buf: &mut Buffer) {
+    let block = Block::bordered().title(Span::styled(" Why it separates ", theme::title()));
+    let mut lines = Vec::new();
+    let Some(d) = ood else {
+        Paragraph::new("No OOD set.").block(block).render(area, buf);
+        return;
+    };
+    let fa = a.factor_auroc.get(d).copied().unwrap_or([None, None]);
+    for f in [FEATURE, SOFTMAX] {
+        let id = a.factors.first().map(|x| x[f].as_slice()).unwrap_or(&[]);
+        let od = a.factors.get(d).map(|x| x[f].as_slice()).unwrap_or(&[]);
+        if let (Some(i), Some(o)) = (median(id), median(od)) {
+            lines.push(Line::from(vec![
+                Span::styled(format!("{:<9}", factor_name(f)), theme::title()),
+                Span::raw(format!(
+                    "median ID {} vs OOD {} (×{:.2}) · AUROC alone {}%",
+                    theme::num(i, i),
+                    theme::num(o, o),
+                    if o != 0.0 { i / o } else { f64::INFINITY },
+                    fa[f].map(theme::pct).unwrap_or_else(|| "-".into())
+                )),
+            ]));
+        }
+    }
+    let gn = gradnorm_index(info)
+        .and_then(|m| a.measures(m, d))
+        .map(|m| m.auroc);
+    let mut last = vec![Span::styled(
+        format!(
+            "GradNorm AUROC {}% · ",
+            gn.map(theme::pct).unwrap_or_else(|| "-".into())
+        ),
+        theme::best(),
+    )];
+    if let [Some(soft), Some(feat)] = [fa[SOFTMAX], fa[FEATURE]] {
+        last.push(Span::styled(verdict(soft, feat), theme::warn()));
+    }
+    lines.push(Line::from(last));
+    Paragraph::new(lines)
+        .wrap(Wrap { trim: true })
+        .block(block)
+        .render(area, buf);
+}
+
+/// One sentence on where the separation comes from, from each factor's
+/// AUROC alone (0.5 = no separation; below 0.5 the factor is larger for OOD).
+pub fn verdict(softmax_auroc: f64, feature_auroc: f64) -> String {
+    let s = softmax_auroc - 0.5;
+    let f = feature_auroc - 0.5;
+    let against =
+        |name: &str| format!("{name} is larger for OOD images and works against GradNorm");
+    if s.abs() < 0.05 && f.abs() < 0.05 {
+        "Neither factor separates these sets: GradNorm cannot either.".into()
+    } else if f < -0.05 {
+        format!(
+            "{}; the separation comes from {}.",
+            against(factor_name(FEATURE)),
+            factor_name(SOFTMAX)
+        )
+    } else if s < -0.05 {
+        format!(
+            "{}; the separation comes from {}.",
+            against(factor_name(SOFTMAX)),
+            factor_name(FEATURE)
+        )
+    } else if s > f + 0.05 {
+        format!(
+            "The separation comes mostly from the softmax term {} (confidence).",
+            factor_name(SOFTMAX)
+        )
+    } else if f > s + 0.05 {
+        format!(
+            "The separation comes mostly from the feature norm {}.",
+            factor_name(FEATURE)
+        )
+    } else {
+        "Both factors contribute about equally; GradNorm multiplies them.".into()
+    }
+}

@@ -1,0 +1,38 @@
+//! The TUI's configuration file: `engine::RunConfig` as TOML
+//! (`gradnorm-tui.toml` by default).
+
+use crate::engine::RunConfig;
+use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
+
+/// The file read when no `--config` is given, in the working directory.
+pub const DEFAULT_FILE: &str = "gradnorm-tui.toml";
+
+/// `--config FILE`, else `./gradnorm-tui.toml`.
+pub fn path(explicit: Option<&Path>) -> PathBuf {
+    explicit
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_FILE))
+}
+
+pub fn load(path: &Path) -> Result<RunConfig> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    parse(&text).map_err(|reason| Error::data(path, reason))
+}
+
+pub fn parse(text: &str) -> std::result::Result<RunConfig, String> {
+    toml::from_str(text).map_err(|e| e.to_string())
+}
+
+pub fn to_toml(config: &RunConfig) -> std::result::Result<String, String> {
+    toml::to_string_pretty(config).map_err(|e| e.to_string())
+}
+
+/// Writes `config` to `path` (through a temporary file, so a failed write
+/// leaves the old file intact).
+pub fn save(path: &Path, config: &RunConfig) -> Result<()> {
+    let text = to_toml(config).map_err(|reason| Error::data(path, reason))?;
+    let tmp = path.with_extension("toml.tmp");
+    std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}

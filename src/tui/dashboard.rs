@@ -1,0 +1,486 @@
+//! The live dashboard: progress, the score distributions of the method and
+//! OOD set in view with the 95%-TPR threshold, and the metrics table.
+
+use super::analysis::{self, Analysis};
+use super::app::{App, Status};
+use super::theme;
+use crate::engine::{Role, RunInfo};
+use crate::metrics::Measures;
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Modifier, Style};
+use ratatui::symbols::Marker;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType, Paragraph, Widget, Wrap};
+
+pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
+    let Some(info) = app.results.info.clone() else {
+        render_waiting(app, area, buf);
+        return;
+    };
+    let n_sets = info.datasets.len() as u16;
+    let top_h = (n_sets + 3).clamp(5, 9);
+    let table_h = (info.methods.len() as u16 + 4).min(area.height / 2);
+    let [top, chart, table] = Layout::vertical([
+        Constraint::Length(top_h),
+        Constraint::Fill(1),
+        Constraint::Length(table_h),
+    ])
+    .areas(area);
+    let [progress, run] = Layout::horizontal([Constraint::Fill(3), Constraint::Fill(2)]).areas(top);
+    render_progress(app, &info, progress, buf);
+    render_run(app, &info, run, buf);
+    render_histogram(app, &info, chart, buf);
+    render_table(app, &info, table, buf);
+}
+
+fn render_waiting(app: &App, area: Rect, buf: &mut Buffer) {
+    let text = match app.status() {
+        Status::Failed(e) => vec![
+            Line::styled("The run failed:", theme::error()),
+            Line::raw(e),
+        ],
+        _ if app.running() => vec![Line::raw("Loading the model and listing the datasets…")],
+        _ => vec![Line::raw(
+            "No run yet: choose a model and datasets on the setup screen (1), then press s.",
+        )],
+    };
+    Paragraph::new(text)
+        .wrap(Wrap { trim: false })
+        .block(Block::bordered().title(Span::styled(" Dashboard ", theme::title())))
+        .render(area, buf);
+}
+
+/// A text progress bar `width` cells wide.
+fn bar(done: usize, total: usize, width: usize) -> String {
+    let frac = if total == 0 {
+        0.0
+    } else {
+        (done as f64 / total as f64).clamp(0.0, 1.0)
+    };
+    let eighths = (frac * width as f64 * 8.0).round() as usize;
+    let full = eighths / 8;
+    let mut s = "█".repeat(full);
+    if full < width {
+        const PART: [&str; 8] = [" ", "▏", "▎", "▍", "▌", "▋", "▊", "▉"];
+        s.push_str(PART[eighths % 8]);
+        s.push_str(&" ".repeat(width - full - 1));
+    }
+    s
+}
+
+fn render_progress(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
+    let block = Block::bordered().title(Span::styled(" Progress ", theme::title()));
+    let inner = block.inner(area);
+    block.render(area, buf);
+    let w = inner.width as usize;
+    let name_w = 12usize;
+    let count_w = 15usize;
+    let bar_w = w.saturating_sub(4 + name_w + 1 + count_w + 1).max(4);
+    let mut lines = Vec::new();
+    for (d, ds) in info.datasets.iter().enumerate() {
+        let done = app.results.records.get(d).map_or(0, Vec::len)
+            + app.results.skipped.get(d).map_or(0, Vec::len);
+        let (role, color) = match ds.role {
+            Role::Id => ("ID ", theme::ID),
+            Role::Ood => ("OOD", theme::OOD),
+        };
+        lines.push(Line::from(vec![
+            Span::styled(format!("{role} "), Style::new().fg(color)),
+            Span::raw(format!("{:<name_w$} ", theme::fit(&ds.name, name_w))),
+            Span::styled(bar(done, ds.count, bar_w), Style::new().fg(color)),
+            Span::raw(format!(
+                " {:>count_w$}",
+                format!("{}/{}", theme::count(done), theme::count(ds.count))
+            )),
+        ]));
+    }
+    let skipped: usize = app.results.skipped.iter().map(Vec::len).sum();
+    let mut summary = Vec::new();
+    if let Some(p) = &app.results.progress {
+        summary.push(Span::raw(format!(
+            "{}/{} images · {:.1} img/s",
+            theme::count(p.run_done),
+            theme::count(p.run_total),
+            p.images_per_sec
+        )));
+        if app.running() {
+            if let Some(eta) = p.eta_secs() {
+                summary.push(Span::raw(format!(" · ETA {}", theme::duration(eta))));
+            }
+        }
+    }
+    if !app.running() {
+        summary.push(Span::raw(format!(
+            " · elapsed {}",
+            theme::duration(app.results.elapsed_secs)
+        )));
+    }
+    if skipped > 0 {
+        summary.push(Span::styled(
+            format!(" · {} unreadable, skipped", theme::count(skipped)),
+            theme::warn(),
+        ));
+    }
+    lines.push(Line::from(summary));
+    Paragraph::new(lines).render(inner, buf);
+}
+
+fn render_run(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
+    let block = Block::bordered().title(Span::styled(" Run ", theme::title()));
+    let ckpt = info
+        .checkpoint
+        .as_ref()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "random weights".into());
+    let mut lines = vec![
+        Line::raw(format!(
+            "{} ({} classes) · {}",
+            info.model.name, info.model.num_classes, ckpt
+        )),
+        Line::styled(
+            format!(
+                "{}x{} · batch {} · {} {}",
+                info.image_size, info.image_size, info.batch, info.device, info.dtype
+            ),
+            theme::dim(),
+        ),
+    ];
+    lines.push(match app.accuracy {
+        Some(a) => Line::from(vec![
+            Span::raw("ID top-1 "),
+            Span::styled(format!("{}%", theme::pct(a.top1)), theme::best()),
+            Span::raw(format!(
+                " · top-5 {}% · {} labelled",
+                theme::pct(a.top5),
+                theme::count(a.images)
+            )),
+        ]),
+        None => Line::styled("ID accuracy: no labelled ID images yet", theme::dim()),
+    });
+    let status = match app.status() {
+        Status::Idle => Line::raw(""),
+        Status::Running => Line::styled("running · c cancels (results are kept)", theme::warn()),
+        Status::Finished => Line::styled("finished", theme::best()),
+        Status::Cancelled => Line::styled("cancelled · the results so far are kept", theme::warn()),
+        Status::Failed(e) => Line::styled(format!("failed: {e}"), theme::error()),
+    };
+    lines.push(status);
+    if let Some(n) = app.results.notices.last() {
+        lines.push(Line::styled(n.clone(), theme::warn()));
+    }
+    Paragraph::new(lines).block(block).render(area, buf);
+}
+
+/// Step outline of a histogram: (x, density) corners.
+pub fn steps(dens: &[f64], lo: f64, hi: f64) -> Vec<(f64, f64)> {
+    let w = (hi - lo) / dens.len().max(1) as f64;
+    let mut pts = Vec::with_capacity(dens.len() * 2 + 2);
+    pts.push((lo, 0.0));
+    for (i, &d) in dens.iter().enumerate() {
+        pts.push((lo + w * i as f64, d));
+        pts.push((lo + w * (i + 1) as f64, d));
+    }
+    pts.push((hi, 0.0));
+    pts
+}
+
+/// Two distributions overlaid as step outlines, with an optional vertical
+/// marker. Shared by the dashboard and the anatomy screen.
+pub struct Overlay<'a> {
+    pub id: &'a [f64],
+    pub ood: &'a [f64],
+    pub marker: Option<f64>,
+    pub block: Block<'a>,
+}
+
+impl Overlay<'_> {
+    pub fn render(self, area: Rect, buf: &mut Buffer) {
+        let inner = self.block.inner(area);
+        let extra: Vec<f64> = self.marker.into_iter().collect();
+        let Some((lo, hi)) = analysis::range(&[self.id, self.ood], &extra) else {
+            Paragraph::new(Line::styled("waiting for scores…", theme::dim()))
+                .block(self.block)
+                .render(area, buf);
+            return;
+        };
+        // About 2·sqrt(n) bins for the smaller set (noisy otherwise), at
+        // least two cells each.
+        let n = [self.id.len(), self.ood.len()]
+            .into_iter()
+            .filter(|&n| n > 0)
+            .min()
+            .unwrap_or(1);
+        let by_width = (inner.width as usize).saturating_sub(10) / 2;
+        let bins = ((2.0 * (n as f64).sqrt()) as usize)
+            .clamp(8, 80)
+            .min(by_width.max(8));
+        let did = analysis::density(self.id, lo, hi, bins);
+        let dood = analysis::density(self.ood, lo, hi, bins);
+        let ymax = did
+            .iter()
+            .chain(&dood)
+            .fold(0.0f64, |m, &v| m.max(v))
+            .max(1e-9)
+            * 1.1;
+        let id_pts = if self.id.is_empty() {
+            Vec::new()
+        } else {
+            steps(&did, lo, hi)
+        };
+        let ood_pts = if self.ood.is_empty() {
+            Vec::new()
+        } else {
+            steps(&dood, lo, hi)
+        };
+        let thr_pts: Vec<(f64, f64)> = self
+            .marker
+            .map(|t| vec![(t, 0.0), (t, ymax)])
+            .unwrap_or_default();
+        let datasets = vec![
+            Dataset::default()
+                .marker(Marker::Braille)
+                .graph_type(GraphType::Line)
+                .style(Style::new().fg(theme::ID))
+                .data(&id_pts),
+            Dataset::default()
+                .marker(Marker::Braille)
+                .graph_type(GraphType::Line)
+                .style(Style::new().fg(theme::OOD))
+                .data(&ood_pts),
+            Dataset::default()
+                .marker(Marker::Braille)
+                .graph_type(GraphType::Line)
+                .style(Style::new().fg(theme::THRESHOLD))
+                .data(&thr_pts),
+        ];
+        let span = hi - lo;
+        let x_labels = vec![
+            Span::raw(theme::num(lo, span)),
+            Span::raw(theme::num((lo + hi) / 2.0, span)),
+            Span::raw(theme::num(hi, span)),
+        ];
+        Chart::new(datasets)
+            .block(self.block)
+            .x_axis(
+                Axis::default()
+                    .bounds([lo, hi])
+                    .labels(x_labels)
+                    .style(theme::dim()),
+            )
+            .y_axis(
+                Axis::default()
+                    .bounds([0.0, ymax])
+                    .labels(vec![
+                        Span::raw("0%"),
+                        Span::raw(format!("{:.0}%", 100.0 * ymax)),
+                    ])
+                    .style(theme::dim()),
+            )
+            .legend_position(None)
+            .render(area, buf);
+    }
+}
+
+fn render_histogram(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
+    let a = &app.analysis;
+    let m = app.method;
+    let Some(method) = info.methods.get(m) else {
+        return;
+    };
+    let ood = app.ood_dataset();
+    let id_scores = a.sorted(0, m);
+    let ood_scores = ood.map(|d| a.sorted(d, m)).unwrap_or(&[]);
+    let point = ood.and_then(|d| a.point(m, d));
+    let ood_name = ood.map(|d| info.datasets[d].name.as_str()).unwrap_or("-");
+    let title = Line::from(vec![
+        Span::styled(format!(" {} ", method.label()), theme::title()),
+        Span::styled(
+            format!(
+                "ID {} ({})",
+                info.datasets[0].name,
+                theme::count(id_scores.len())
+            ),
+            Style::new().fg(theme::ID),
+        ),
+        Span::raw(" vs "),
+        Span::styled(
+            format!("OOD {ood_name} ({}) ", theme::count(ood_scores.len())),
+            Style::new().fg(theme::OOD),
+        ),
+    ]);
+    let bottom = match point {
+        Some(p) => {
+            let span = analysis::range(&[id_scores, ood_scores], &[]).map_or(0.0, |(l, h)| h - l);
+            Line::from(vec![
+                Span::styled(
+                    format!(" │ threshold {} ", theme::num(p.threshold, span)),
+                    Style::new().fg(theme::THRESHOLD),
+                ),
+                Span::raw(format!(
+                    "keeps {}% of ID, accepts {}% of OOD ",
+                    theme::pct(p.tpr),
+                    theme::pct(p.fpr)
+                )),
+            ])
+        }
+        None => Line::styled(" threshold: waiting for both sets ", theme::dim()),
+    };
+    Overlay {
+        id: id_scores,
+        ood: ood_scores,
+        marker: point.map(|p| p.threshold),
+        block: Block::bordered().title(title).title_bottom(bottom),
+    }
+    .render(area, buf);
+}
+
+/// Which value is best in a column: lower FPR95, higher everything else.
+fn best_of(values: &[Option<f64>], lower_is_better: bool) -> Option<f64> {
+    let it = values.iter().flatten().copied().filter(|v| v.is_finite());
+    if lower_is_better {
+        it.fold(None, |b: Option<f64>, v| Some(b.map_or(v, |b| b.min(v))))
+    } else {
+        it.fold(None, |b: Option<f64>, v| Some(b.map_or(v, |b| b.max(v))))
+    }
+}
+
+/// The four columns of a group, in table order.
+/// (header, lower is better, width).
+pub const COLUMNS: [(&str, bool, usize); 4] = [
+    ("FPR95↓", true, 8),
+    ("AUROC↑", false, 8),
+    ("AUPR-In", false, 8),
+    ("AUPR-Out", false, 9),
+];
+const METHOD_W: usize = 10;
+/// A group: one space and the four columns.
+const GROUP_W: usize = 34;
+
+fn column(m: &Measures, c: usize) -> f64 {
+    match c {
+        0 => m.fpr95,
+        1 => m.auroc,
+        2 => m.aupr_in,
+        _ => m.aupr_out,
+    }
+}
+
+/// Column groups of the table: an OOD dataset index, or None for the average.
+pub fn groups(app: &App, width: u16) -> Vec<Option<usize>> {
+    let oods = app.ood_datasets();
+    let fit = ((width as usize).saturating_sub(METHOD_W + 2) / GROUP_W).max(2) - 1;
+    let sel = app.ood.min(oods.len().saturating_sub(1));
+    let start = if oods.len() <= fit {
+        0
+    } else {
+        sel.saturating_sub(fit - 1).min(oods.len() - fit)
+    };
+    let mut g: Vec<Option<usize>> = oods
+        .iter()
+        .skip(start)
+        .take(fit)
+        .map(|&d| Some(d))
+        .collect();
+    g.push(None);
+    g
+}
+
+fn measures_of(a: &Analysis, m: usize, group: Option<usize>) -> Option<Measures> {
+    match group {
+        Some(d) => a.measures(m, d),
+        None => a.average.get(m).copied().flatten(),
+    }
+}
+
+fn render_table(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
+    let block = Block::bordered()
+        .title(Span::styled(" Metrics (%) ", theme::title()))
+        .title(Span::styled(
+            " * best · ↑↓ method · ←→ OOD set · Enter: misdetections ",
+            theme::dim(),
+        ));
+    let inner = block.inner(area);
+    block.render(area, buf);
+    let a = &app.analysis;
+    let groups = groups(app, area.width);
+    let sel_group = app.ood_dataset();
+    let mut head1 = vec![Span::raw(" ".repeat(METHOD_W))];
+    let mut head2 = vec![Span::styled(
+        format!("{:<METHOD_W$}", "method"),
+        theme::dim(),
+    )];
+    for g in &groups {
+        let (name, style) = match g {
+            Some(d) => (
+                info.datasets[*d].name.clone(),
+                if Some(*d) == sel_group {
+                    Style::new().fg(theme::OOD).add_modifier(Modifier::REVERSED)
+                } else {
+                    Style::new().fg(theme::OOD)
+                },
+            ),
+            None => (
+                "average".to_string(),
+                Style::new().add_modifier(Modifier::BOLD),
+            ),
+        };
+        head1.push(Span::raw(" "));
+        head1.push(Span::styled(
+            format!("{:^w$}", theme::fit(&name, GROUP_W - 1), w = GROUP_W - 1),
+            style,
+        ));
+        head2.push(Span::raw(" "));
+        for (c, _, w) in COLUMNS {
+            head2.push(Span::styled(format!("{c:>w$}"), theme::dim()));
+        }
+    }
+    let mut lines = vec![Line::from(head1), Line::from(head2)];
+    let n = info.methods.len();
+    for (m, method) in info.methods.iter().enumerate() {
+        let selected = m == app.method;
+        let mut spans = vec![Span::styled(
+            format!(
+                "{}{:<w$}",
+                if selected { "▶ " } else { "  " },
+                theme::fit(method.label(), METHOD_W - 2),
+                w = METHOD_W - 2
+            ),
+            if selected {
+                Style::new().add_modifier(Modifier::BOLD)
+            } else {
+                Style::new()
+            },
+        )];
+        for g in &groups {
+            spans.push(Span::raw(" "));
+            let mine = measures_of(a, m, *g);
+            for (c, &(_, lower, w)) in COLUMNS.iter().enumerate() {
+                let all: Vec<Option<f64>> = (0..n)
+                    .map(|k| measures_of(a, k, *g).map(|x| column(&x, c)))
+                    .collect();
+                let best = best_of(&all, lower);
+                match mine.map(|x| column(&x, c)) {
+                    Some(v) => {
+                        // Marked when it ties the best at the shown precision.
+                        let is_best = n > 1 && best.is_some_and(|b| theme::pct(b) == theme::pct(v));
+                        let text = format!("{}{}", theme::pct(v), if is_best { "*" } else { " " });
+                        spans.push(Span::styled(
+                            format!("{text:>w$}"),
+                            if is_best { theme::best() } else { Style::new() },
+                        ));
+                    }
+                    None => spans.push(Span::styled(format!("{:>w$}", "- "), theme::dim())),
+                }
+            }
+        }
+        let line = Line::from(spans);
+        lines.push(if selected {
+            line.style(Style::new().add_modifier(Modifier::BOLD))
+        } else {
+            line
+        });
+    }
+    Paragraph::new(lines).render(inner, buf);
+}

@@ -1,0 +1,183 @@
+//! What the setup screen offers: checkpoint files under `checkpoints/`,
+//! datasets under `dataset/`, and their image counts (counted on a worker
+//! thread: a 50,000-image folder must not stall the menus).
+
+use crate::error::Result;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, Sender};
+
+const CHECKPOINT_SUFFIXES: [&str; 5] = [".pth", ".pth.tar", ".tar", ".npz", ".safetensors"];
+/// How deep the scans look below `checkpoints/` and `dataset/`.
+const MAX_DEPTH: usize = 3;
+
+/// Checkpoint files below `dir`, sorted.
+pub fn checkpoints(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    walk(dir, MAX_DEPTH, &mut |p| {
+        let name = p.file_name().map(|n| n.to_string_lossy().to_lowercase());
+        if name.is_some_and(|n| CHECKPOINT_SUFFIXES.iter().any(|s| n.ends_with(s))) {
+            found.push(p.to_path_buf());
+        }
+    });
+    found.sort();
+    found
+}
+
+fn walk(dir: &Path, depth: usize, f: &mut dyn FnMut(&Path)) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+    paths.sort();
+    for p in paths {
+        if p.is_dir() {
+            if depth > 0 {
+                walk(&p, depth - 1, f);
+            }
+        } else {
+            f(&p);
+        }
+    }
+}
+
+/// A dataset the menus can offer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub name: String,
+    pub path: PathBuf,
+    pub root: Option<PathBuf>,
+}
+
+/// Datasets under `dir`: each list file (`*.txt` at the top or one level
+/// down) and each folder without list files (an ImageFolder root or a plain
+/// folder of images).
+pub fn datasets(dir: &Path) -> Vec<Candidate> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+    paths.sort();
+    for p in paths {
+        if p.is_dir() {
+            let lists = list_files(&p);
+            if lists.is_empty() {
+                found.push(Candidate {
+                    name: name_of(&p),
+                    path: p,
+                    root: None,
+                });
+            } else {
+                let single = lists.len() == 1;
+                for l in lists {
+                    let name = if single { name_of(&p) } else { name_of(&l) };
+                    found.push(Candidate {
+                        name,
+                        path: l,
+                        root: None,
+                    });
+                }
+            }
+        } else if is_list_file(&p) {
+            found.push(Candidate {
+                name: name_of(&p),
+                path: p,
+                root: None,
+            });
+        }
+    }
+    found
+}
+
+fn list_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut v: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| is_list_file(p))
+        .collect();
+    v.sort();
+    v
+}
+
+fn is_list_file(p: &Path) -> bool {
+    p.is_file()
+        && p.extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("txt") || e.eq_ignore_ascii_case("lst"))
+        && !p
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().eq_ignore_ascii_case("README.txt"))
+}
+
+/// A short dataset name from a path: the folder's name, or the list
+/// file's stem.
+pub fn name_of(p: &Path) -> String {
+    let stem = if p.is_dir() {
+        p.file_name()
+    } else {
+        p.file_stem()
+    };
+    stem.map(|s| s.to_string_lossy().into_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| p.display().to_string())
+}
+
+/// How many images a dataset holds (the data module's count: list lines,
+/// or images under a folder, without opening them).
+pub fn count(path: &Path, root: Option<&Path>) -> Result<usize> {
+    crate::data::dataset::Dataset::count(path, root)
+}
+
+/// An image count as the menus show it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Count {
+    Pending,
+    Images(usize),
+    Error(String),
+}
+
+/// Counts datasets on a worker thread; results come back in any order.
+pub struct Counter {
+    jobs: Sender<(PathBuf, Option<PathBuf>)>,
+    done: Receiver<(PathBuf, Count)>,
+}
+
+impl Counter {
+    pub fn new() -> Counter {
+        let (jobs, job_rx) = std::sync::mpsc::channel::<(PathBuf, Option<PathBuf>)>();
+        let (done_tx, done) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("gradnorm-count".into())
+            .spawn(move || {
+                while let Ok((path, root)) = job_rx.recv() {
+                    let c = match count(&path, root.as_deref()) {
+                        Ok(n) => Count::Images(n),
+                        Err(e) => Count::Error(e.to_string()),
+                    };
+                    if done_tx.send((path, c)).is_err() {
+                        break;
+                    }
+                }
+            })
+            .expect("spawning the counting thread");
+        Counter { jobs, done }
+    }
+
+    pub fn request(&self, path: &Path, root: Option<&Path>) {
+        let _ = self
+            .jobs
+            .send((path.to_path_buf(), root.map(Path::to_path_buf)));
+    }
+
+    pub fn poll(&self) -> Vec<(PathBuf, Count)> {
+        self.done.try_iter().collect()
+    }
+}
+
+impl Default for Counter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
