@@ -389,40 +389,35 @@ fn lerp(a: &Colour, b: &Colour, t: f32) -> Colour {
     ]
 }
 
-/// A solid or linear-gradient background.
-struct Background {
-    a: Colour,
-    b: Colour,
-    dir: (f32, f32),
-}
+/// Textures that also serve, faintly, as backgrounds of the shapes: a
+/// texture alone is then "background without an object" to the model, not
+/// a pattern it never saw.
+const BACKGROUND_TEXTURES: [&str; 5] = ["stripes", "checker", "noise", "blobs", "polka"];
 
-impl Background {
-    fn random(rng: &mut Pcg32) -> Self {
-        let a = random_colour(rng);
-        let b = if rng.chance(0.5) {
+/// A background: solid (a quarter), a gentle gradient (a quarter) or a
+/// low-contrast texture (half). Returns its pixels and mean colour.
+fn background(rng: &mut Pcg32) -> (Vec<Colour>, Colour) {
+    let a = random_colour(rng);
+    let c = random_colour(rng);
+    let kind = rng.below(4);
+    let pixels = if kind < 2 {
+        // Solid when b == a.
+        let b = if kind == 0 {
             a
         } else {
-            // A gentle gradient: the second colour near the first.
-            let c = random_colour(rng);
             lerp(&a, &c, rng.range(0.2, 0.6))
         };
-        let ang = rng.range(0.0, TAU);
-        Background {
-            a,
-            b,
-            dir: (ang.cos(), ang.sin()),
-        }
-    }
-
-    fn mean(&self) -> Colour {
-        lerp(&self.a, &self.b, 0.5)
-    }
-
-    fn at(&self, x: f32, y: f32) -> Colour {
-        let s = SIZE as f32;
-        let t = ((x / s - 0.5) * self.dir.0 + (y / s - 0.5) * self.dir.1 + 0.5).clamp(0.0, 1.0);
-        lerp(&self.a, &self.b, t)
-    }
+        texture_pixels("gradient", &a, &b, rng)
+    } else {
+        let variant = BACKGROUND_TEXTURES[rng.below(BACKGROUND_TEXTURES.len())];
+        let b = lerp(&a, &c, rng.range(0.15, 0.35));
+        texture_pixels(variant, &a, &b, rng)
+    };
+    let n = pixels.len() as f32;
+    let sum = pixels
+        .iter()
+        .fold([0f32; 3], |m, p| [m[0] + p[0], m[1] + p[1], m[2] + p[2]]);
+    (pixels, sum.map(|v| v / n))
 }
 
 /// Per-pixel colour noise of a random strength, then rounding to 8 bits.
@@ -453,8 +448,8 @@ fn finish(pixels: &[Colour], rng: &mut Pcg32) -> RgbImage {
 fn render_figure(fig: &Figure, rng: &mut Pcg32) -> RgbImage {
     const SS: usize = 3;
     let s = SIZE as f32;
-    let bg = Background::random(rng);
-    let fg = contrasting(rng, &bg.mean(), 60.0);
+    let (bg, bg_mean) = background(rng);
+    let fg = contrasting(rng, &bg_mean, 60.0);
     let scale = rng.range(13.0, 24.0);
     let margin = scale * 0.85 + 1.0;
     let (cx, cy) = (rng.range(margin, s - margin), rng.range(margin, s - margin));
@@ -468,7 +463,7 @@ fn render_figure(fig: &Figure, rng: &mut Pcg32) -> RgbImage {
     for y in 0..SIZE {
         for x in 0..SIZE {
             let (px, py) = (x as f32 + 0.5, y as f32 + 0.5);
-            let back = bg.at(px, py);
+            let back = bg[(y * SIZE + x) as usize];
             if (px - cx).powi(2) + (py - cy).powi(2) > reach2 {
                 pixels.push(back);
                 continue;
@@ -498,9 +493,16 @@ fn render_figure(fig: &Figure, rng: &mut Pcg32) -> RgbImage {
 
 /// A texture or noise image without any object.
 fn texture(variant: &str, rng: &mut Pcg32) -> RgbImage {
-    let s = SIZE as f32;
     let a = random_colour(rng);
     let b = contrasting(rng, &a, 50.0);
+    let pixels = texture_pixels(variant, &a, &b, rng);
+    finish(&pixels, rng)
+}
+
+/// The pixels of a texture between colours `a` and `b`.
+fn texture_pixels(variant: &str, a: &Colour, b: &Colour, rng: &mut Pcg32) -> Vec<Colour> {
+    let (a, b) = (*a, *b);
+    let s = SIZE as f32;
     let ang = rng.range(0.0, TAU);
     let (sin, cos) = ang.sin_cos();
     let mut pixels = Vec::with_capacity((SIZE * SIZE) as usize);
@@ -533,7 +535,9 @@ fn texture(variant: &str, rng: &mut Pcg32) -> RgbImage {
             }
         }
         "noise" => {
-            let sigma = rng.range(25.0, 70.0);
+            // As strong as the two colours are apart (faint as a background).
+            let spread = (0..3).fold(0f32, |m, k| m.max((a[k] - b[k]).abs()));
+            let sigma = rng.range(25.0, 70.0) * (spread / 100.0).min(1.0);
             let mono = rng.chance(0.5);
             for _ in 0..SIZE * SIZE {
                 if mono {
@@ -587,7 +591,7 @@ fn texture(variant: &str, rng: &mut Pcg32) -> RgbImage {
         }
         other => unreachable!("no texture {other}"),
     }
-    finish(&pixels, rng)
+    pixels
 }
 
 fn smooth(t: f32) -> f32 {

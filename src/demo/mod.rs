@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
 /// Bumped whenever the generator's output changes, so old folders are redrawn.
-pub const GENERATOR_VERSION: u32 = 1;
+pub const GENERATOR_VERSION: u32 = 2;
 /// The seed of the evaluation images.
 pub const SEED: u64 = 2021;
 /// Where the images go, relative to the project root (git-ignored).
