@@ -30,6 +30,9 @@ pub enum Command {
     Eval(EvalArgs),
     /// AUROC, AUPR-In, AUPR-Out and FPR95 of two score files (ID positive).
     Metrics(MetricsArgs),
+    /// Train the demo's small BiT on generated shapes (the committed
+    /// checkpoints/demo/ weights were made this way).
+    TrainDemo(TrainDemoArgs),
     /// Throughput: decoding, the forward pass, and end to end with the chosen methods.
     Bench(BenchArgs),
     /// Fit Mahalanobis class means and precisions, tune its regression and
@@ -161,6 +164,36 @@ pub struct MetricsArgs {
     /// Print {"auroc","aupr_in","aupr_out","fpr95"} as fractions.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainDemoArgs {
+    /// Where to write the weights (safetensors, f16).
+    #[arg(long, default_value = crate::demo::CHECKPOINT)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 40)]
+    pub epochs: usize,
+    /// Seed of the weights, the training images and their order.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Training images per class and epoch, new ones every epoch (drawn in
+    /// memory; 100 more per class are held out).
+    #[arg(long, default_value_t = 150)]
+    pub per_class: usize,
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// Peak learning rate of AdamW (warm-up, then cosine decay).
+    #[arg(long, default_value_t = 2e-3)]
+    pub lr: f64,
+    /// Stop after N optimizer steps.
+    #[arg(long)]
+    pub max_steps: Option<usize>,
+    /// Skip the OOD measurement after training.
+    #[arg(long)]
+    pub no_check: bool,
 }
 
 #[derive(Debug, Args)]

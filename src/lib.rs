@@ -9,6 +9,7 @@ pub mod classes;
 pub mod cli;
 pub mod commands;
 pub mod data;
+pub mod demo;
 pub mod device;
 pub mod engine;
 pub mod error;

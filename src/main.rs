@@ -13,6 +13,7 @@ fn main() -> ExitCode {
         Some(Command::Predict(args)) => commands::predict::run(&args),
         Some(Command::Eval(args)) => commands::eval::run(&args),
         Some(Command::Metrics(args)) => commands::metrics::run(&args),
+        Some(Command::TrainDemo(args)) => commands::train_demo::run(&args),
         Some(Command::Bench(args)) => commands::bench::run(&args),
         Some(Command::TuneMahalanobis(args)) => commands::tune_mahalanobis::run(&args),
         Some(Command::Selftest(args)) => commands::selftest::run(&args),

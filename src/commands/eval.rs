@@ -3,6 +3,7 @@
 //! cleanly on Ctrl-C with what was computed.
 
 use crate::cli::{EvalArgs, UsageError};
+use crate::demo;
 use crate::engine::{self, DatasetSpec, Event, RunConfig};
 use crate::model::ModelSpec;
 use crate::report;
@@ -61,6 +62,9 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
 /// The run configuration the flags describe.
 pub fn config_from_args(args: &EvalArgs) -> Result<RunConfig, UsageError> {
     let usage = |s: String| UsageError(s);
+    if args.demo {
+        return demo_config(args);
+    }
     let checkpoint = args
         .model
         .checkpoint
@@ -124,6 +128,45 @@ pub fn config_from_args(args: &EvalArgs) -> Result<RunConfig, UsageError> {
         limit: args.limit,
         workers: args.workers,
     })
+}
+
+/// The embedded demo, with the flags that make sense for it (methods and
+/// their parameters, device, dtype, batch, limit, workers) applied.
+fn demo_config(args: &EvalArgs) -> Result<RunConfig, UsageError> {
+    if args.model.checkpoint.is_some() || args.id.is_some() || !args.ood.is_empty() {
+        return Err(UsageError(
+            "--demo brings its own model and datasets: drop --checkpoint, --id and --ood".into(),
+        ));
+    }
+    let root = demo::locate_project_root().ok_or_else(|| {
+        UsageError(format!(
+            "--demo runs inside the repository: {} was not found here or above",
+            demo::CHECKPOINT
+        ))
+    })?;
+    eprintln!(
+        "the demo: {} on images drawn into {}",
+        demo::CHECKPOINT,
+        root.join(demo::DATA_DIR).display()
+    );
+    let mut config = demo::run_config(&root).map_err(|e| UsageError(e.to_string()))?;
+    config.methods = super::parse_methods(&super::MethodFlags {
+        keys: &args.methods,
+        temperature_odin: args.temperature_odin,
+        epsilon_odin: args.epsilon_odin,
+        temperature_energy: args.temperature_energy,
+        temperature_gradnorm: args.temperature_gradnorm,
+        mahalanobis_params: args.mahalanobis_params.as_deref(),
+    })?;
+    config.device = args.model.device.clone();
+    config.dtype = args.model.dtype.clone();
+    config.batch = args.batch;
+    config.limit = args.limit;
+    config.workers = args.workers;
+    if args.model.image_size.is_some() {
+        config.image_size = args.model.image_size;
+    }
+    Ok(config)
 }
 
 /// Progress on stderr: a redrawn bar on a terminal, a line every few

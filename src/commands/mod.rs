@@ -6,6 +6,7 @@ pub mod eval;
 pub mod metrics;
 pub mod predict;
 pub mod selftest;
+pub mod train_demo;
 pub mod tui;
 pub mod tune_mahalanobis;
 

@@ -1,7 +1,9 @@
 //! `gradnorm-tui [tui] [--config FILE]`: the terminal UI, on the config
 //! file when there is one (`--config`, else ./gradnorm-tui.toml), else on
-//! what is found under checkpoints/ and dataset/.
+//! the embedded demo (started at once) inside a checkout, else on what is
+//! found under checkpoints/ and dataset/.
 
+use crate::demo;
 use crate::tui::{self, discover, session, Level, SetupState};
 use std::io::IsTerminal;
 use std::path::Path;
@@ -17,6 +19,7 @@ pub fn run(config: Option<&Path>) -> anyhow::Result<ExitCode> {
     let path = tui::config::path(config);
     let checkpoints = discover::checkpoints(Path::new("checkpoints"));
     let datasets = discover::datasets(Path::new("dataset"));
+    let mut start = false;
     let (setup, message) = if path.exists() {
         let cfg = tui::config::load(&path)?;
         (
@@ -31,9 +34,33 @@ pub fn run(config: Option<&Path>) -> anyhow::Result<ExitCode> {
                 Level::Warn,
             )),
         )
+    } else if let Some(root) = demo::locate_project_root() {
+        // First run in a checkout: the demo, drawn before the terminal is taken.
+        eprintln!(
+            "opening the demo (images in {})...",
+            root.join(demo::DATA_DIR).display()
+        );
+        let cfg = demo::run_config(&root)?;
+        start = true;
+        (
+            SetupState::from_config(&cfg, checkpoints, datasets),
+            Some((
+                format!(
+                    "the demo: {} on images the project draws · 1 setup · ? help",
+                    demo::CHECKPOINT
+                ),
+                Level::Info,
+            )),
+        )
     } else {
         (SetupState::new(checkpoints, datasets), None)
     };
-    tui::run(setup, path, Box::new(session::engine_launcher()), message)?;
+    tui::run(
+        setup,
+        path,
+        Box::new(session::engine_launcher()),
+        message,
+        start,
+    )?;
     Ok(ExitCode::SUCCESS)
 }

@@ -201,7 +201,7 @@ impl StdConv {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         if self.standardize_each_pass {
             let w = ops::standardize(&self.weight)?;
-            x.conv2d(&w, self.padding, self.stride, 1, 1)
+            ops::conv2d_im2col(x, &w, self.padding, self.stride)
         } else {
             x.conv2d(&self.weight, self.padding, self.stride, 1, 1)
         }

@@ -92,12 +92,18 @@ pub fn run(
     config_path: std::path::PathBuf,
     launcher: Box<dyn Launcher>,
     message: Option<(String, Level)>,
+    start: bool,
 ) -> std::io::Result<()> {
     let mut terminal = ratatui::try_init()?;
     ui_thread_panics_only();
     let previews = previews();
     let mut app = App::new(setup, config_path, launcher, previews).threaded();
-    app.message = message;
+    if start {
+        app.start();
+    }
+    if message.is_some() {
+        app.message = message;
+    }
     let result = event_loop(&mut terminal, &mut app);
     ratatui::restore();
     result
