@@ -694,3 +694,74 @@ fn tune_then_eval_from_the_command_line() {
         "{values:?}"
     );
 }
+
+// Raw Mahalanobis layer scores span -10 to -2000 and the regression's
+// weights come out near 1e-2..1e-5: the scale where first-order solvers
+// crawl. The reference is scikit-learn 1.9.1's exact Newton solver:
+//   i = np.arange(60.); ood = i % 3 == 0
+//   X = np.stack([-12-40*abs(sin(.7i))-30*ood, -15-15*abs(cos(1.1i))-10*ood,
+//                 -30-25*abs(sin(.3i+1))-20*ood, -130-90*abs(cos(.5i))-60*ood,
+//                 -800-1000*abs(sin(.13i+.4))-700*ood], 1)
+//   LogisticRegression(C=C, solver='newton-cholesky', tol=1e-14).fit(X, ood)
+#[test]
+fn logistic_regression_solves_mahalanobis_scaled_features() {
+    let rows: Vec<Vec<f64>> = (0..60)
+        .map(|i| {
+            let f = i as f64;
+            let o = if i % 3 == 0 { 1.0 } else { 0.0 };
+            vec![
+                -12.0 - 40.0 * (0.7 * f).sin().abs() - 30.0 * o,
+                -15.0 - 15.0 * (1.1 * f).cos().abs() - 10.0 * o,
+                -30.0 - 25.0 * (0.3 * f + 1.0).sin().abs() - 20.0 * o,
+                -130.0 - 90.0 * (0.5 * f).cos().abs() - 60.0 * o,
+                -800.0 - 1000.0 * (0.13 * f + 0.4).sin().abs() - 700.0 * o,
+            ]
+        })
+        .collect();
+    let y: Vec<bool> = (0..60).map(|i| i % 3 == 0).collect();
+    for (c, want) in [
+        (
+            1e-4,
+            [
+                -0.008664596421960408,
+                -0.0035009201142178867,
+                -0.007566403339018599,
+                -0.018012876883657825,
+                -0.006933059724943804,
+                -17.904745169385624,
+            ],
+        ),
+        (
+            0.046415888336127774,
+            [
+                -0.1114230411695602,
+                -0.07037754308126973,
+                -0.10512624188169956,
+                -0.120945377908814,
+                -0.008803147661215318,
+                -56.95555313956032,
+            ],
+        ),
+        (
+            1e4,
+            [
+                -0.4659371501482114,
+                -0.4164168087617854,
+                -0.5244802065235651,
+                -0.4615570109014246,
+                -0.029603163849603847,
+                -225.0476991544262,
+            ],
+        ),
+    ] {
+        let m = logistic::fit(&rows, &y, c).unwrap();
+        let mut got = m.weights.clone();
+        got.push(m.bias);
+        for (g, w) in got.iter().zip(&want) {
+            assert!(
+                (g - w).abs() <= 1e-6 * w.abs(),
+                "C = {c}: {got:?} vs {want:?}"
+            );
+        }
+    }
+}

@@ -3,6 +3,9 @@
 //! table off the screen and checks it against `gradnorm-tui eval --json` on
 //! the same settings, filters the browser to misdetections, quits, and
 //! checks the terminal is restored. Skips where tmux or ../shared is absent.
+//! A second test opens the TUI with no arguments in a folder holding only
+//! the demo checkpoint: the demo draws its images, runs, and its table
+//! matches `eval --demo`.
 
 mod common;
 
@@ -28,9 +31,10 @@ impl Tmux {
             .is_ok_and(|o| o.status.success())
     }
 
-    fn start(dir: &Path, command: &str, width: u16, height: u16) -> Tmux {
+    /// `name` keeps the servers of tests running side by side apart.
+    fn start(name: &str, dir: &Path, command: &str, width: u16, height: u16) -> Tmux {
         let t = Tmux {
-            socket: format!("gradnorm-test-{}", std::process::id()),
+            socket: format!("gradnorm-test-{name}-{}", std::process::id()),
         };
         let out = t.run(&[
             "new-session",
@@ -154,7 +158,7 @@ fn tui_end_to_end_under_tmux() {
         "env GRADNORM_TUI_IMAGES=halfblocks GRADNORM_LOG={} {BIN}; echo EXITED $?; sleep 600",
         log.display()
     );
-    let tmux = Tmux::start(work, &command, 120, 40);
+    let tmux = Tmux::start("shared", work, &command, 120, 40);
     tmux.wait_for("the setup screen", |s| {
         s.contains("Setup") && s.contains("1,200 images")
     });
@@ -260,6 +264,83 @@ fn tui_end_to_end_under_tmux() {
     let s = tmux.wait_for("the TUI to exit", |s| s.contains("EXITED"));
     assert!(s.contains("EXITED 0"), "{s}");
     assert!(!s.contains("Browser"), "the TUI is still on screen:\n{s}");
+    let alt = tmux.run(&["display-message", "-p", "-t", "main", "#{alternate_on}"]);
+    assert_eq!(String::from_utf8_lossy(&alt.stdout).trim(), "0");
+}
+
+/// The metrics of `eval --demo --json` run in `dir`, in the TUI's batches.
+fn demo_summary(dir: &Path) -> serde_json::Value {
+    let out = Command::new(BIN)
+        .current_dir(dir)
+        .args([
+            "eval", "--demo", "--json", "--device", "cpu", "--batch", "50",
+        ])
+        .arg("--out")
+        .arg(dir.join("runs/demo"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn tui_opens_and_runs_the_demo_under_tmux() {
+    if !Tmux::available() {
+        eprintln!("SKIPPED: tmux is not installed");
+        return;
+    }
+    // What the demo needs from a checkout: its committed checkpoint.
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let ckpt = here.join(gradnorm_tui::demo::CHECKPOINT);
+    if !ckpt.is_file() {
+        eprintln!("SKIPPED: {} is absent", ckpt.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path();
+    let at = work.join(gradnorm_tui::demo::CHECKPOINT);
+    std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+    std::fs::copy(&ckpt, &at).unwrap();
+
+    // No arguments, no config file: the demo, started at once.
+    let command = format!(
+        "env GRADNORM_TUI_IMAGES=halfblocks GRADNORM_LOG={} {BIN}; echo EXITED $?; sleep 600",
+        work.join("tui.log").display()
+    );
+    let tmux = Tmux::start("demo", work, &command, 120, 40);
+    let screen = tmux.wait_for("the demo run to finish", |s| {
+        s.contains("finished in") && s.contains("ID shapes (500) vs OOD textures (300)")
+    });
+    assert!(
+        work.join("dataset/demo/manifest.json").is_file(),
+        "the demo drew no images"
+    );
+
+    let summary = demo_summary(work);
+    for (key, label) in [
+        ("msp", "MSP"),
+        ("gradnorm", "GradNorm"),
+        ("maxlogit", "MaxLogit"),
+    ] {
+        let m = &summary["methods"][key]["ood"]["textures"];
+        let want: Vec<String> = ["fpr95", "auroc", "aupr_in", "aupr_out"]
+            .iter()
+            .map(|k| format!("{:.2}", 100.0 * m[k].as_f64().unwrap()))
+            .collect();
+        assert_eq!(
+            table_row(&screen, label),
+            want,
+            "{label} on screen vs eval --demo --json"
+        );
+    }
+
+    tmux.keys(&["q"]);
+    let s = tmux.wait_for("the TUI to exit", |s| s.contains("EXITED"));
+    assert!(s.contains("EXITED 0"), "{s}");
     let alt = tmux.run(&["display-message", "-p", "-t", "main", "#{alternate_on}"]);
     assert_eq!(String::from_utf8_lossy(&alt.stdout).trim(), "0");
 }

@@ -60,7 +60,7 @@ pub fn variant(name: &str) -> Option<BitConfig> {
 
 impl BitConfig {
     pub fn stage_out(&self, s: usize) -> usize {
-        4 * self.width << s
+        (4 * self.width) << s
     }
 
     pub fn stage_mid(&self, s: usize) -> usize {
