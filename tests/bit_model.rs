@@ -371,12 +371,12 @@ fn kernels_equal_candle_ops(
     for (l, (a, b)) in taps.iter().zip(&want_taps).enumerate() {
         common::assert_close(&format!("{what} tap {l}"), &flat(a), &flat(b), 1e-5);
     }
-    for l in 0..5 {
+    for (l, want_tap) in want_taps.iter().enumerate() {
         let alone = fast.forward_tap(x, l).unwrap();
         common::assert_close(
             &format!("{what} tap {l} alone"),
             &flat(&alone),
-            &flat(&want_taps[l]),
+            &flat(want_tap),
             1e-5,
         );
     }

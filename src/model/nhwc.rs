@@ -898,7 +898,7 @@ pub(crate) fn pointwise(
     let f32 = candle_core::DType::F32;
     let x = x.to_dtype(f32)?.contiguous()?;
     let cin = *x.dims().last().unwrap_or(&0);
-    if cin == 0 || w.len() % cin != 0 {
+    if cin == 0 || !w.len().is_multiple_of(cin) {
         candle_core::bail!("pointwise: {} weights for {cin} input channels", w.len())
     }
     let op = Pointwise {
@@ -1103,7 +1103,7 @@ impl GroupNormRelu {
     fn dims(&self, l: &Layout) -> Result<(usize, usize, usize)> {
         let dims = l.dims();
         let c = self.gamma.len();
-        if dims.len() < 2 || dims.last() != Some(&c) || c % self.groups != 0 {
+        if dims.len() < 2 || dims.last() != Some(&c) || !c.is_multiple_of(self.groups) {
             candle_core::bail!(
                 "group-norm: {dims:?} does not end in {c} channels in {} groups",
                 self.groups
@@ -1461,7 +1461,7 @@ pub(crate) fn conv(x: &Tensor, g: Geometry, w: &Arc<[f32]>) -> Result<Tensor> {
     let dtype = x.dtype();
     let cin = x.dim(3)?;
     let patch = g.k * g.k * cin;
-    if w.len() % patch != 0 {
+    if !w.len().is_multiple_of(patch) {
         candle_core::bail!("conv: {} weights for patches of {patch}", w.len())
     }
     let op = Conv {
