@@ -355,21 +355,25 @@ fn kernels_equal_candle_ops(
         (out, taps, g)
     };
     let (out, taps, grad) = run(fast);
+    // Both paths sum in f32 in different orders (gemm splits work by the
+    // threads free at the moment), and one-channel GroupNorm groups at the
+    // demo's width amplify that: 1e-4 relative, as the seed parity asks.
+    const RTOL: f32 = 1e-4;
     let (want, want_taps, want_grad) = run(&slow);
     common::assert_close(
         &format!("{what} logits"),
         &flat(&out.logits),
         &flat(&want.logits),
-        1e-5,
+        RTOL,
     );
     common::assert_close(
         &format!("{what} feature"),
         &flat(&out.feature),
         &flat(&want.feature),
-        1e-5,
+        RTOL,
     );
     for (l, (a, b)) in taps.iter().zip(&want_taps).enumerate() {
-        common::assert_close(&format!("{what} tap {l}"), &flat(a), &flat(b), 1e-5);
+        common::assert_close(&format!("{what} tap {l}"), &flat(a), &flat(b), RTOL);
     }
     for (l, want_tap) in want_taps.iter().enumerate() {
         let alone = fast.forward_tap(x, l).unwrap();
@@ -377,7 +381,7 @@ fn kernels_equal_candle_ops(
             &format!("{what} tap {l} alone"),
             &flat(&alone),
             &flat(want_tap),
-            1e-5,
+            RTOL,
         );
     }
     assert!(want_grad.iter().filter(|v| **v != 0.0).count() > want_grad.len() / 2);
