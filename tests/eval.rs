@@ -34,11 +34,7 @@ fn predict(shared: &Path, images: &[PathBuf]) -> HashMap<PathBuf, (Vec<f64>, f64
         .args(images)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out);
     let text = String::from_utf8(out.stdout).unwrap();
     let mut map = HashMap::new();
     for line in text.lines() {
@@ -300,11 +296,7 @@ fn unreadable_files_are_recorded_and_skipped() {
         .arg(&out_dir)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out);
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let broken = &summary["datasets"][1];
     assert_eq!(broken["images"], 6);
@@ -454,11 +446,7 @@ fn bench_reports_its_json_fields_with_synthetic_mahalanobis() {
         .arg(tiny(&shared))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for key in [
         "device",

@@ -674,11 +674,7 @@ fn tune_then_eval_from_the_command_line() {
         .arg(&run)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out);
     let csv = std::fs::read_to_string(run.join("scores.csv")).unwrap();
     let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
     let col = header.iter().position(|h| *h == "mahalanobis").unwrap();

@@ -65,11 +65,7 @@ fn metrics_command_prints_the_seeds_numbers_as_json() {
             .arg(&ood)
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        common::assert_success(&out);
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         for key in ["auroc", "aupr_in", "aupr_out", "fpr95"] {
             let (got, want) = (json[key].as_f64().unwrap(), case[key].as_f64().unwrap());

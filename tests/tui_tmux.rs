@@ -126,6 +126,29 @@ fn table_row(screen: &str, method: &str) -> Vec<String> {
         .collect()
 }
 
+/// Each method's row of the on-screen table equals `summary`'s metrics for
+/// the OOD set `set` (as `eval --json` writes them), to the digits shown.
+fn assert_table_matches(
+    screen: &str,
+    summary: &serde_json::Value,
+    set: &str,
+    methods: &[(&str, &str)],
+    source: &str,
+) {
+    for (key, label) in methods {
+        let m = &summary["methods"][key]["ood"][set];
+        let want: Vec<String> = ["fpr95", "auroc", "aupr_in", "aupr_out"]
+            .iter()
+            .map(|k| format!("{:.2}", 100.0 * m[k].as_f64().unwrap()))
+            .collect();
+        assert_eq!(
+            table_row(screen, label),
+            want,
+            "{label} on screen vs {source}"
+        );
+    }
+}
+
 fn link(target: &Path, at: &Path) {
     std::fs::create_dir_all(at.parent().unwrap()).unwrap();
     std::os::unix::fs::symlink(target, at).unwrap();
@@ -218,29 +241,20 @@ fn tui_end_to_end_under_tmux() {
         .arg(work.join("runs/eval"))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out);
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    for (key, label) in [
-        ("msp", "MSP"),
-        ("odin", "ODIN"),
-        ("energy", "Energy"),
-        ("gradnorm", "GradNorm"),
-    ] {
-        let m = &summary["methods"][key]["ood"]["textures"];
-        let want: Vec<String> = ["fpr95", "auroc", "aupr_in", "aupr_out"]
-            .iter()
-            .map(|k| format!("{:.2}", 100.0 * m[k].as_f64().unwrap()))
-            .collect();
-        assert_eq!(
-            table_row(&screen, label),
-            want,
-            "{label} on screen vs eval --json"
-        );
-    }
+    assert_table_matches(
+        &screen,
+        &summary,
+        "textures",
+        &[
+            ("msp", "MSP"),
+            ("odin", "ODIN"),
+            ("energy", "Energy"),
+            ("gradnorm", "GradNorm"),
+        ],
+        "eval --json",
+    );
 
     // Browser: MSP's misdetections among the textures: FPR95 of 24 images.
     tmux.keys(&["4", "x", "d", "d"]);
@@ -279,11 +293,7 @@ fn demo_summary(dir: &Path) -> serde_json::Value {
         .arg(dir.join("runs/demo"))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out);
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -321,22 +331,17 @@ fn tui_opens_and_runs_the_demo_under_tmux() {
     );
 
     let summary = demo_summary(work);
-    for (key, label) in [
-        ("msp", "MSP"),
-        ("gradnorm", "GradNorm"),
-        ("maxlogit", "MaxLogit"),
-    ] {
-        let m = &summary["methods"][key]["ood"]["textures"];
-        let want: Vec<String> = ["fpr95", "auroc", "aupr_in", "aupr_out"]
-            .iter()
-            .map(|k| format!("{:.2}", 100.0 * m[k].as_f64().unwrap()))
-            .collect();
-        assert_eq!(
-            table_row(&screen, label),
-            want,
-            "{label} on screen vs eval --demo --json"
-        );
-    }
+    assert_table_matches(
+        &screen,
+        &summary,
+        "textures",
+        &[
+            ("msp", "MSP"),
+            ("gradnorm", "GradNorm"),
+            ("maxlogit", "MaxLogit"),
+        ],
+        "eval --demo --json",
+    );
 
     tmux.keys(&["q"]);
     let s = tmux.wait_for("the TUI to exit", |s| s.contains("EXITED"));

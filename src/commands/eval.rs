@@ -7,6 +7,7 @@ use crate::demo;
 use crate::engine::{self, DatasetSpec, Event, RunConfig};
 use crate::model::ModelSpec;
 use crate::report;
+use crate::score::Method;
 use crate::store::{self, RunResults};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -99,14 +100,7 @@ pub fn config_from_args(args: &EvalArgs) -> Result<RunConfig, UsageError> {
             root: None,
         });
     }
-    let methods = super::parse_methods(&super::MethodFlags {
-        keys: &args.methods,
-        temperature_odin: args.temperature_odin,
-        epsilon_odin: args.epsilon_odin,
-        temperature_energy: args.temperature_energy,
-        temperature_gradnorm: args.temperature_gradnorm,
-        mahalanobis_params: args.mahalanobis_params.as_deref(),
-    })?;
+    let methods = methods_from_args(args)?;
     Ok(RunConfig {
         model: ModelSpec {
             name: args.model.model.clone(),
@@ -130,6 +124,17 @@ pub fn config_from_args(args: &EvalArgs) -> Result<RunConfig, UsageError> {
     })
 }
 
+fn methods_from_args(args: &EvalArgs) -> Result<Vec<Method>, UsageError> {
+    super::parse_methods(&super::MethodFlags {
+        keys: &args.methods,
+        temperature_odin: args.temperature_odin,
+        epsilon_odin: args.epsilon_odin,
+        temperature_energy: args.temperature_energy,
+        temperature_gradnorm: args.temperature_gradnorm,
+        mahalanobis_params: args.mahalanobis_params.as_deref(),
+    })
+}
+
 /// The embedded demo, with the flags that make sense for it (methods and
 /// their parameters, device, dtype, batch, limit, workers) applied.
 fn demo_config(args: &EvalArgs) -> Result<RunConfig, UsageError> {
@@ -150,14 +155,7 @@ fn demo_config(args: &EvalArgs) -> Result<RunConfig, UsageError> {
         root.join(demo::DATA_DIR).display()
     );
     let mut config = demo::run_config(&root).map_err(|e| UsageError(e.to_string()))?;
-    config.methods = super::parse_methods(&super::MethodFlags {
-        keys: &args.methods,
-        temperature_odin: args.temperature_odin,
-        epsilon_odin: args.epsilon_odin,
-        temperature_energy: args.temperature_energy,
-        temperature_gradnorm: args.temperature_gradnorm,
-        mahalanobis_params: args.mahalanobis_params.as_deref(),
-    })?;
+    config.methods = methods_from_args(args)?;
     config.device = args.model.device.clone();
     config.dtype = args.model.dtype.clone();
     config.batch = args.batch;

@@ -132,23 +132,24 @@ impl GaussianLayers {
         x: &Tensor,
         magnitudes: &[f64],
     ) -> Result<Vec<Tensor>> {
-        let n = self.layers.len();
-        let clean_scores = |taps: &[Tensor]| -> Result<Tensor> {
-            let cols = (0..n)
-                .map(|l| self.layer_score(l, &taps[l]))
-                .collect::<Result<Vec<_>>>()?;
-            Ok(Tensor::stack(&cols, 1)?)
-        };
         self.check_taps(model)?;
         if magnitudes.iter().all(|&m| m == 0.0) {
             let (_, taps) = model.forward_taps(x)?;
-            let s = clean_scores(&taps)?;
+            let s = self.clean_scores(&taps)?;
             return Ok(vec![s; magnitudes.len()]);
         }
         // One tracked forward; the loss of layer l only reaches back to tap l.
         let xv = Var::from_tensor(x)?;
         let (_, taps) = model.forward_taps(xv.as_tensor())?;
         self.scores_tracked(model, x, &xv, &taps, magnitudes)
+    }
+
+    /// The [B, L] layer scores of the taps as they are (no input noise).
+    fn clean_scores(&self, taps: &[Tensor]) -> Result<Tensor> {
+        let cols = (0..self.layers.len())
+            .map(|l| self.layer_score(l, &taps[l]))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Tensor::stack(&cols, 1)?)
     }
 
     /// [`Self::scores`] from a forward pass already tracked by autograd:
@@ -162,12 +163,6 @@ impl GaussianLayers {
         magnitudes: &[f64],
     ) -> Result<Vec<Tensor>> {
         let n = self.layers.len();
-        let clean_scores = |taps: &[Tensor]| -> Result<Tensor> {
-            let cols = (0..n)
-                .map(|l| self.layer_score(l, &taps[l]))
-                .collect::<Result<Vec<_>>>()?;
-            Ok(Tensor::stack(&cols, 1)?)
-        };
         self.check_taps(model)?;
         let b = x.dim(0)?;
         let mut signs = Vec::with_capacity(n);
@@ -184,7 +179,7 @@ impl GaussianLayers {
             // sign as torch.ge(grad, 0): zero counts as +1.
             signs.push(grad.ge(0.0)?.to_dtype(x.dtype())?.affine(2.0, -1.0)?);
         }
-        let clean = clean_scores(taps)?.detach();
+        let clean = self.clean_scores(taps)?.detach();
         let mut out = Vec::with_capacity(magnitudes.len());
         for &m in magnitudes {
             if m == 0.0 {

@@ -86,3 +86,13 @@ pub fn assert_mostly_close(
         "{what}: {bad} elements ({frac:e}) differ, more than {outliers:e}"
     );
 }
+
+/// Panics with the command's stderr unless it exited successfully.
+pub fn assert_success(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "exit {:?}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
