@@ -15,9 +15,10 @@ pub mod engine;
 pub mod error;
 pub mod metrics;
 pub mod model;
-pub mod report;
+
+pub mod run;
 pub mod score;
-pub mod store;
+
 pub mod tui;
 pub mod weights;
 

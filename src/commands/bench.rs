@@ -4,7 +4,8 @@
 use crate::cli::{BenchArgs, UsageError};
 use crate::data::dataset::Dataset;
 use crate::data::loader::{self, LoaderConfig};
-use crate::engine::{self, DatasetSpec, Event, RunConfig};
+use crate::engine;
+use crate::run::{DatasetSpec, Event, RunConfig};
 use crate::model::{self, Classifier, InputSpec, ModelSpec};
 use crate::score::Scorer;
 use candle_core::{DType, Device, Tensor};

@@ -4,11 +4,12 @@
 
 use crate::cli::{EvalArgs, UsageError};
 use crate::demo;
-use crate::engine::{self, DatasetSpec, Event, RunConfig};
+use crate::engine;
+use crate::run::{DatasetSpec, Event, RunConfig};
 use crate::model::ModelSpec;
-use crate::report;
+use crate::run::report;
 use crate::score::Method;
-use crate::store::{self, RunResults};
+use crate::run::{self, RunResults};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,7 +33,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
 
     // What was computed is written even when the run stopped early.
     if results.info.is_some() {
-        store::write_run(&args.out, &results)?;
+        run::write_run(&args.out, &results)?;
     }
     outcome?;
     let summary = results

@@ -7,7 +7,7 @@ pub mod generate;
 pub mod rng;
 pub mod train;
 
-use crate::engine::{DatasetSpec, RunConfig};
+use crate::run::{DatasetSpec, RunConfig};
 use crate::error::{Error, Result};
 use crate::model::ModelSpec;
 use crate::score::Method;

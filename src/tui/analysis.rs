@@ -4,9 +4,9 @@
 //! snapshot of the scores on a worker thread, a few times per second at
 //! most, so that rendering never sorts 50,000 scores.
 
-use crate::engine::Role;
+use crate::run::Role;
 use crate::metrics::{self, Measures, OperatingPoint};
-use crate::store::RunResults;
+use crate::run::RunResults;
 use std::sync::mpsc::{Receiver, Sender};
 
 /// The TPR at which thresholds are drawn and misdetections counted.

@@ -8,7 +8,7 @@ use super::analysis::{self, Analysis};
 use super::app::App;
 use super::dashboard::Overlay;
 use super::theme;
-use crate::engine::RunInfo;
+use crate::run::RunInfo;
 use crate::score::Method;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};

@@ -1,7 +1,7 @@
 //! The TUI's configuration file: `engine::RunConfig` as TOML
 //! (`gradnorm-tui.toml` by default).
 
-use crate::engine::RunConfig;
+use crate::run::RunConfig;
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 

@@ -4,7 +4,7 @@
 use super::analysis::{self, Analysis};
 use super::app::{App, Status};
 use super::theme;
-use crate::engine::{Role, RunInfo};
+use crate::run::{Role, RunInfo};
 use crate::metrics::Measures;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};

@@ -2,7 +2,8 @@
 //! running session whose events arrive on a channel. The real launcher is
 //! the engine's thread; tests plug in deterministic ones.
 
-use crate::engine::{Event, RunConfig, RunHandle};
+use crate::engine::RunHandle;
+use crate::run::{Event, RunConfig};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 
 use super::discover::{Candidate, Count};
 use super::theme;
-use crate::engine::{DatasetSpec, RunConfig};
+use crate::run::{DatasetSpec, RunConfig};
 use crate::model::ModelSpec;
 use crate::score::Method;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};

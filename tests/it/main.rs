@@ -1,0 +1,16 @@
+//! The integration tests, one binary with a module per area: one link of
+//! the candle-heavy library instead of one per file (two cores in CI).
+//! Tests that need `../shared` print why they skip and return.
+
+mod common;
+
+mod bit_model;
+mod data;
+mod demo;
+mod efficientnet;
+mod eval;
+mod mahalanobis;
+mod metrics;
+mod scores;
+mod tui;
+mod tui_tmux;

@@ -1,0 +1,351 @@
+//! End to end under tmux: the TUI on real data from ../shared/data with the
+//! tiny BiT fixture. Drives the menus, runs an evaluation, reads the metrics
+//! table off the screen and checks it against `gradnorm-tui eval --json` on
+//! the same settings, filters the browser to misdetections, quits, and
+//! checks the terminal is restored. Skips where tmux or ../shared is absent.
+//! A second test opens the TUI with no arguments in a folder holding only
+//! the demo checkpoint: the demo draws its images, runs, and its table
+//! matches `eval --demo`.
+
+use crate::common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_gradnorm-tui");
+/// The longest any step may take before the test gives up (a guard, not a
+/// timing check: the whole run takes seconds).
+const PATIENCE: Duration = Duration::from_secs(180);
+
+/// One private tmux server (its own socket) with one session.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn available() -> bool {
+        Command::new("tmux")
+            .arg("-V")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    /// `name` keeps the servers of tests running side by side apart.
+    fn start(name: &str, dir: &Path, command: &str, width: u16, height: u16) -> Tmux {
+        let t = Tmux {
+            socket: format!("gradnorm-test-{name}-{}", std::process::id()),
+        };
+        let out = t.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "main",
+            "-x",
+            &width.to_string(),
+            "-y",
+            &height.to_string(),
+            "-c",
+            &dir.display().to_string(),
+            command,
+        ]);
+        assert!(
+            out.status.success(),
+            "tmux: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        t
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .args(["-L", &self.socket, "-f", "/dev/null"])
+            .args(args)
+            .output()
+            .expect("running tmux")
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        for k in keys {
+            let out = self.run(&["send-keys", "-t", "main", k]);
+            assert!(out.status.success());
+            // One key at a time, as a person types: each is its own event.
+            std::thread::sleep(Duration::from_millis(30));
+        }
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "main"]).stdout)
+            .into_owned()
+    }
+
+    fn wait_for(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let s = self.screen();
+            if ok(&s) {
+                return s;
+            }
+            assert!(
+                start.elapsed() < PATIENCE,
+                "waited too long for {what}; the screen:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
+
+/// The four numbers of `method`'s row for the first OOD group of the
+/// metrics table: FPR95, AUROC, AUPR-In, AUPR-Out as printed.
+fn table_row(screen: &str, method: &str) -> Vec<String> {
+    let table = screen
+        .split_once("FPR95↓")
+        .map(|(_, rest)| rest)
+        .expect("the metrics table");
+    let line = table
+        .lines()
+        .find(|l| {
+            l.trim_matches(|c| c == '│' || c == ' ' || c == '▶')
+                .split_whitespace()
+                .next()
+                == Some(method)
+        })
+        .unwrap_or_else(|| panic!("no row for {method} in\n{screen}"));
+    line.trim_matches(|c| c == '│' || c == ' ')
+        .trim_start_matches('▶')
+        .split_whitespace()
+        .skip(1)
+        .take(4)
+        .map(|v| v.trim_end_matches('*').to_string())
+        .collect()
+}
+
+/// Each method's row of the on-screen table equals `summary`'s metrics for
+/// the OOD set `set` (as `eval --json` writes them), to the digits shown.
+fn assert_table_matches(
+    screen: &str,
+    summary: &serde_json::Value,
+    set: &str,
+    methods: &[(&str, &str)],
+    source: &str,
+) {
+    for (key, label) in methods {
+        let m = &summary["methods"][key]["ood"][set];
+        let want: Vec<String> = ["fpr95", "auroc", "aupr_in", "aupr_out"]
+            .iter()
+            .map(|k| format!("{:.2}", 100.0 * m[k].as_f64().unwrap()))
+            .collect();
+        assert_eq!(
+            table_row(screen, label),
+            want,
+            "{label} on screen vs {source}"
+        );
+    }
+}
+
+fn link(target: &Path, at: &Path) {
+    std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(target, at).unwrap();
+}
+
+#[test]
+fn tui_end_to_end_under_tmux() {
+    if !Tmux::available() {
+        eprintln!("SKIPPED: tmux is not installed");
+        return;
+    }
+    let Some(shared) = common::shared() else {
+        return;
+    };
+    let data = shared.join("data");
+    let tiny = shared.join("fixtures/bit/tiny.pth.tar");
+    // A working directory as a user would have it: checkpoints/ and
+    // dataset/ (links to the shared data, nothing copied).
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path();
+    link(&tiny, &work.join("checkpoints/tiny.pth.tar"));
+    link(
+        &data.join("imagenet-val"),
+        &work.join("dataset/imagenet-val"),
+    );
+    link(&data.join("ood/textures"), &work.join("dataset/textures"));
+    let log = work.join("tui.log");
+
+    let command = format!(
+        "env GRADNORM_TUI_IMAGES=halfblocks GRADNORM_LOG={} {BIN}; echo EXITED $?; sleep 600",
+        log.display()
+    );
+    let tmux = Tmux::start("shared", work, &command, 120, 40);
+    tmux.wait_for("the setup screen", |s| {
+        s.contains("Setup") && s.contains("1,200 images")
+    });
+
+    // Menus: from the last row up: limit 24, image size 64, batch 8, CPU;
+    // write the config, start.
+    tmux.keys(&["G", "Up", "Up", "Enter"]);
+    tmux.keys(&["2", "4", "Enter", "Up", "Enter", "6", "4", "Enter"]);
+    tmux.keys(&["Up", "Enter", "C-u", "8", "Enter", "Up", "Up", "Right"]);
+    let s = tmux.screen();
+    assert!(
+        s.contains("24 images per dataset") && s.contains("64 x 64"),
+        "{s}"
+    );
+    tmux.keys(&["w"]);
+    tmux.wait_for("the config to be written", |s| {
+        s.contains("wrote gradnorm-tui.toml")
+    });
+    tmux.keys(&["s"]);
+    // Finished, and the analysis (a moment behind) covers every image.
+    let screen = tmux.wait_for("the run to finish", |s| {
+        s.contains("finished in") && s.contains("ID imagenet-val (24) vs OOD textures (24)")
+    });
+    assert!(screen.contains("24/24"), "{screen}");
+
+    // The config file the menus wrote is the run's.
+    let cfg = gradnorm_tui::tui::config::load(&work.join("gradnorm-tui.toml")).unwrap();
+    assert_eq!(
+        (cfg.limit, cfg.image_size, cfg.batch),
+        (Some(24), Some(64), 8)
+    );
+    assert_eq!(cfg.device, "cpu");
+
+    // The same evaluation headless.
+    let out = Command::new(BIN)
+        .current_dir(work)
+        .args([
+            "eval",
+            "--json",
+            "--device",
+            "cpu",
+            "--image-size",
+            "64",
+            "--batch",
+            "8",
+        ])
+        .args(["--limit", "24", "--methods", "msp,odin,energy,gradnorm"])
+        .arg("--checkpoint")
+        .arg(&tiny)
+        .arg("--id")
+        .arg(data.join("imagenet-val/val_list.txt"))
+        .arg(format!(
+            "--ood=textures={}",
+            data.join("ood/textures").display()
+        ))
+        .arg("--out")
+        .arg(work.join("runs/eval"))
+        .output()
+        .unwrap();
+    common::assert_success(&out);
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_table_matches(
+        &screen,
+        &summary,
+        "textures",
+        &[
+            ("msp", "MSP"),
+            ("odin", "ODIN"),
+            ("energy", "Energy"),
+            ("gradnorm", "GradNorm"),
+        ],
+        "eval --json",
+    );
+
+    // Browser: MSP's misdetections among the textures: FPR95 of 24 images.
+    tmux.keys(&["4", "x", "d", "d"]);
+    let s = tmux.wait_for("the filtered browser", |s| {
+        s.contains("misdetections") && s.contains("· textures ·")
+    });
+    let fpr = summary["methods"]["msp"]["ood"]["textures"]["fpr95"]
+        .as_f64()
+        .unwrap();
+    let want = (fpr * 24.0).round() as usize;
+    let shown: usize = s
+        .split("Images ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no image count in\n{s}"));
+    assert_eq!(shown, want, "misdetected textures shown vs FPR95 x 24\n{s}");
+
+    // q quits at once (no run going) and gives the terminal back.
+    tmux.keys(&["q"]);
+    let s = tmux.wait_for("the TUI to exit", |s| s.contains("EXITED"));
+    assert!(s.contains("EXITED 0"), "{s}");
+    assert!(!s.contains("Browser"), "the TUI is still on screen:\n{s}");
+    let alt = tmux.run(&["display-message", "-p", "-t", "main", "#{alternate_on}"]);
+    assert_eq!(String::from_utf8_lossy(&alt.stdout).trim(), "0");
+}
+
+/// The metrics of `eval --demo --json` run in `dir`, in the TUI's batches.
+fn demo_summary(dir: &Path) -> serde_json::Value {
+    let out = Command::new(BIN)
+        .current_dir(dir)
+        .args([
+            "eval", "--demo", "--json", "--device", "cpu", "--batch", "50",
+        ])
+        .arg("--out")
+        .arg(dir.join("runs/demo"))
+        .output()
+        .unwrap();
+    common::assert_success(&out);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn tui_opens_and_runs_the_demo_under_tmux() {
+    if !Tmux::available() {
+        eprintln!("SKIPPED: tmux is not installed");
+        return;
+    }
+    // What the demo needs from a checkout: its committed checkpoint.
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let ckpt = here.join(gradnorm_tui::demo::CHECKPOINT);
+    if !ckpt.is_file() {
+        eprintln!("SKIPPED: {} is absent", ckpt.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path();
+    let at = work.join(gradnorm_tui::demo::CHECKPOINT);
+    std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+    std::fs::copy(&ckpt, &at).unwrap();
+
+    // No arguments, no config file: the demo, started at once.
+    let command = format!(
+        "env GRADNORM_TUI_IMAGES=halfblocks GRADNORM_LOG={} {BIN}; echo EXITED $?; sleep 600",
+        work.join("tui.log").display()
+    );
+    let tmux = Tmux::start("demo", work, &command, 120, 40);
+    let screen = tmux.wait_for("the demo run to finish", |s| {
+        s.contains("finished in") && s.contains("ID shapes (500) vs OOD textures (300)")
+    });
+    assert!(
+        work.join("dataset/demo/manifest.json").is_file(),
+        "the demo drew no images"
+    );
+
+    let summary = demo_summary(work);
+    assert_table_matches(
+        &screen,
+        &summary,
+        "textures",
+        &[
+            ("msp", "MSP"),
+            ("gradnorm", "GradNorm"),
+            ("maxlogit", "MaxLogit"),
+        ],
+        "eval --demo --json",
+    );
+
+    tmux.keys(&["q"]);
+    let s = tmux.wait_for("the TUI to exit", |s| s.contains("EXITED"));
+    assert!(s.contains("EXITED 0"), "{s}");
+    let alt = tmux.run(&["display-message", "-p", "-t", "main", "#{alternate_on}"]);
+    assert_eq!(String::from_utf8_lossy(&alt.stdout).trim(), "0");
+}
