@@ -14,3 +14,4 @@ mod metrics;
 mod scores;
 mod tui;
 mod tui_tmux;
+mod tui_workbench;

@@ -349,3 +349,123 @@ fn tui_opens_and_runs_the_demo_under_tmux() {
     let alt = tmux.run(&["display-message", "-p", "-t", "main", "#{alternate_on}"]);
     assert_eq!(String::from_utf8_lossy(&alt.stdout).trim(), "0");
 }
+
+#[test]
+fn the_first_key_is_honoured_without_an_image_setting() {
+    if !Tmux::available() {
+        eprintln!("SKIPPED: tmux is not installed");
+        return;
+    }
+    // An empty folder (the setup screen), and no GRADNORM_TUI_IMAGES: the
+    // TUI picks its image protocol itself.
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path();
+    let command = format!(
+        "env -u GRADNORM_TUI_IMAGES GRADNORM_LOG={} {BIN}; echo EXITED $?; sleep 600",
+        work.join("tui.log").display()
+    );
+    let tmux = Tmux::start("firstkey", work, &command, 120, 40);
+    // At once, before the first frame: the key waits in the terminal's
+    // input and must reach the UI, not a graphics query.
+    tmux.keys(&["2"]);
+    let s = tmux.wait_for("the dashboard", |s| s.contains("No run yet"));
+    assert!(s.contains("2 Dashboard"), "{s}");
+    tmux.keys(&["q"]);
+    let s = tmux.wait_for("the TUI to exit", |s| s.contains("EXITED"));
+    assert!(s.contains("EXITED 0"), "{s}");
+}
+
+#[test]
+fn efficientnet_run_from_the_setup_screen_alone() {
+    if !Tmux::available() {
+        eprintln!("SKIPPED: tmux is not installed");
+        return;
+    }
+    let Some(shared) = common::shared() else {
+        return;
+    };
+    let data = shared.join("data");
+    let models = shared.join("models");
+    // Only datasets in the folder: no checkpoint found, no config file.
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path();
+    link(
+        &data.join("imagenet-val"),
+        &work.join("dataset/imagenet-val"),
+    );
+    link(&data.join("ood/textures"), &work.join("dataset/textures"));
+    let command = format!(
+        "env GRADNORM_TUI_IMAGES=halfblocks GRADNORM_LOG={} {BIN}; echo EXITED $?; sleep 600",
+        work.join("tui.log").display()
+    );
+    let tmux = Tmux::start("lite0", work, &command, 120, 40);
+    tmux.wait_for("the setup screen", |s| {
+        s.contains("Setup") && s.contains("1,200 images")
+    });
+
+    // Checkpoint: the list, a path typed and completed with Tab.
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the checkpoint list", |s| {
+        s.contains("none (random weights)")
+    });
+    tmux.keys(&[&format!("{}/eff", models.display()), "Tab", "Tab"]);
+    tmux.wait_for("the completed path", |s| {
+        s.contains("efficientnet-lite0.safetensors")
+    });
+    tmux.keys(&["Enter"]);
+    // Model: the list filtered by typing.
+    tmux.keys(&["Down", "Enter", "lite0"]);
+    tmux.wait_for("the filtered model list", |s| s.contains("1 of "));
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_for("the model chosen", |s| s.contains("‹ efficientnet-lite0 ›"));
+    assert!(s.contains("efficientnet-lite0.safetensors"), "{s}");
+    // Limit 8 per set, device cpu from its list.
+    tmux.keys(&["G", "Up", "Up", "Enter", "8", "Enter"]);
+    tmux.keys(&["Up", "Up", "Up", "Up", "Enter", "cpu", "Enter"]);
+    let s = tmux.wait_for("the settings", |s| {
+        s.contains("8 images per dataset") && s.contains("‹ cpu ›")
+    });
+    assert!(s.contains("Ready to start"), "{s}");
+    tmux.keys(&["s"]);
+    let screen = tmux.wait_for("the run to finish", |s| {
+        s.contains("finished in") && s.contains("ID imagenet-val (8) vs OOD textures (8)")
+    });
+    assert!(
+        !work.join("gradnorm-tui.toml").exists(),
+        "no config file was written"
+    );
+
+    let out = Command::new(BIN)
+        .current_dir(work)
+        .args(["eval", "--json", "--device", "cpu", "--batch", "64"])
+        .args(["--limit", "8", "--methods", "msp,odin,energy,gradnorm"])
+        .args(["--model", "efficientnet-lite0", "--checkpoint"])
+        .arg(models.join("efficientnet-lite0/efficientnet-lite0.safetensors"))
+        .arg("--id")
+        .arg(data.join("imagenet-val/val_list.txt"))
+        .arg(format!(
+            "--ood=textures={}",
+            data.join("ood/textures").display()
+        ))
+        .arg("--out")
+        .arg(work.join("runs/eval"))
+        .output()
+        .unwrap();
+    common::assert_success(&out);
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_table_matches(
+        &screen,
+        &summary,
+        "textures",
+        &[
+            ("msp", "MSP"),
+            ("odin", "ODIN"),
+            ("energy", "Energy"),
+            ("gradnorm", "GradNorm"),
+        ],
+        "eval --json",
+    );
+    tmux.keys(&["q"]);
+    let s = tmux.wait_for("the TUI to exit", |s| s.contains("EXITED"));
+    assert!(s.contains("EXITED 0"), "{s}");
+}

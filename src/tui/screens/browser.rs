@@ -1,11 +1,11 @@
 //! The image browser: every evaluated image, filtered and sorted, with its
 //! predictions, scores, ID percentiles and a preview.
 
-use super::analysis::Analysis;
-use super::preview::Previews;
-use super::theme;
-use crate::run::{ImageRecord, Role, RunInfo};
 use crate::run::RunResults;
+use crate::run::{ImageRecord, Role, RunInfo};
+use crate::tui::analysis::Analysis;
+use crate::tui::preview::Previews;
+use crate::tui::theme;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect, Size};
 use ratatui::style::{Modifier, Style};
@@ -150,8 +150,14 @@ impl BrowserState {
             }
             rows = keyed.into_iter().map(|(_, r)| r).collect();
         }
+        // New images keep the selection on its image; a new sort or filter
+        // shows its top.
+        let same_view = self.key.as_ref().is_some_and(|k| {
+            (k.dataset, k.misdetections, k.sort) == (key.dataset, key.misdetections, key.sort)
+        });
         self.rows = rows;
         self.selected = keep
+            .filter(|_| same_view)
             .and_then(|k| self.rows.iter().position(|r| *r == k))
             .unwrap_or(0);
         self.key = Some(key);
@@ -269,7 +275,17 @@ impl View<'_> {
             ));
         }
         title.push(Span::raw(" "));
-        let block = Block::bordered().title(Line::from(title));
+        let position = match s.rows.len() {
+            0 => String::new(),
+            n => format!(
+                " {}/{} ",
+                theme::count(s.selected.min(n - 1) + 1),
+                theme::count(n)
+            ),
+        };
+        let block = Block::bordered().title(Line::from(title)).title_bottom(
+            Line::styled(position, theme::dim()).alignment(ratatui::layout::Alignment::Right),
+        );
         let inner = block.inner(area);
         block.render(area, buf);
         if inner.height < 2 {

@@ -2,17 +2,13 @@
 //! that becomes a `RunConfig`. Keys move a cursor over rows; ←/→ change a
 //! choice, Space toggles, Enter edits a value or types a path.
 
-use super::discover::{Candidate, Count};
-use super::theme;
-use crate::run::{DatasetSpec, RunConfig};
+use super::params::{param_text, params_of, set_param, Param};
 use crate::model::ModelSpec;
+use crate::run::{DatasetSpec, RunConfig};
 use crate::score::Method;
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use ratatui::buffer::Buffer;
-use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::style::{Modifier, Style};
-use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Paragraph, Widget, Wrap};
+use crate::tui::discover::{self, Candidate, Count};
+use crate::tui::keymap::{self, Action, Mode};
+use crossterm::event::{KeyCode, KeyEvent};
 use std::path::{Path, PathBuf};
 
 pub const DEVICES: [&str; 3] = ["auto", "cpu", "cuda"];
@@ -35,19 +31,14 @@ pub struct MethodEntry {
     pub method: Method,
 }
 
-/// A hyperparameter row under a method.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Param {
-    Temperature,
-    Epsilon,
-    ParamsFile,
-}
-
 /// One selectable line of the form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Row {
     Checkpoint,
     Model,
+    /// A file of class names (one a line); none: ImageNet's, or the ID
+    /// folders' names when they match the model.
+    ClassNames,
     ClassOrder,
     Id,
     IdRoot,
@@ -62,6 +53,22 @@ pub enum Row {
     Limit,
     Start,
     Save,
+}
+
+impl Row {
+    /// Whether the row's value is typed as a path (Tab completes it).
+    pub fn takes_path(self) -> bool {
+        matches!(
+            self,
+            Row::Checkpoint
+                | Row::ClassNames
+                | Row::ClassOrder
+                | Row::Id
+                | Row::IdRoot
+                | Row::AddDataset
+                | Row::Param(_, super::params::Param::ParamsFile)
+        )
+    }
 }
 
 /// What a key in the form asks the app to do.
@@ -82,6 +89,7 @@ pub struct SetupState {
     /// None: inferred from the checkpoint.
     pub model: Option<String>,
     pub model_names: Vec<String>,
+    pub class_names: Option<PathBuf>,
     pub class_order: Option<PathBuf>,
     pub datasets: Vec<DatasetEntry>,
     pub id: Option<usize>,
@@ -95,6 +103,10 @@ pub struct SetupState {
     pub cursor: usize,
     /// Text being typed into the row under the cursor.
     pub edit: Option<String>,
+    /// The popup list open over the row under the cursor.
+    pub picker: Option<crate::tui::picker::Picker>,
+    /// Names that fit the path being typed (after Tab).
+    pub completions: Vec<String>,
     /// The loaded config, for the fields the form does not edit.
     base: Option<RunConfig>,
 }
@@ -133,6 +145,7 @@ impl SetupState {
             checkpoints,
             model: None,
             model_names: crate::model::known_models(),
+            class_names: None,
             class_order: None,
             datasets,
             id,
@@ -144,6 +157,8 @@ impl SetupState {
             limit: None,
             cursor: 0,
             edit: None,
+            picker: None,
+            completions: Vec::new(),
             base: None,
         };
         s.dedupe_names();
@@ -166,6 +181,7 @@ impl SetupState {
             .as_ref()
             .map(|c| s.add_checkpoint(c.clone()));
         s.model = config.model.name.clone();
+        s.class_names = config.class_names.clone();
         s.class_order = config.class_order.clone();
         // The config's sets first, in its order (the run's dataset order),
         // then the others found on disk.
@@ -266,6 +282,7 @@ impl SetupState {
         let mut rows = vec![
             Row::Checkpoint,
             Row::Model,
+            Row::ClassNames,
             Row::ClassOrder,
             Row::Id,
             Row::IdRoot,
@@ -294,6 +311,7 @@ impl SetupState {
         rows
     }
 
+    /// The row under the cursor.
     pub fn current(&self) -> Row {
         let rows = self.rows();
         rows[self.cursor.min(rows.len() - 1)]
@@ -363,7 +381,7 @@ impl SetupState {
                 name: self.model.clone(),
                 checkpoint,
             },
-            class_names: base.as_ref().and_then(|b| b.class_names.clone()),
+            class_names: self.class_names.clone(),
             class_order: self.class_order.clone(),
             id: DatasetSpec {
                 name: id.name.clone(),
@@ -394,30 +412,98 @@ impl SetupState {
     }
 
     /// Handles a key; editing captures every key until Enter or Esc.
+    /// Handles a key as the keymap reads it (tests and the app): editing
+    /// captures every key until Enter or Esc.
     pub fn on_key(&mut self, key: KeyEvent) -> SetupAction {
-        if self.edit.is_some() {
-            return self.on_edit_key(key);
+        let mode = if self.picker.is_some() {
+            Mode::Picker
+        } else if self.edit.is_some() {
+            Mode::Edit
+        } else {
+            Mode::Setup
+        };
+        match keymap::lookup(mode, &key) {
+            Some(action) => self.act(action),
+            None => {
+                if let KeyCode::Char(c) = key.code {
+                    self.type_char(c);
+                }
+                SetupAction::None
+            }
         }
+    }
+
+    /// Types a character into the value being edited or the list's filter.
+    pub fn type_char(&mut self, c: char) {
+        if let Some(p) = self.picker.as_mut() {
+            p.type_char(c);
+        } else if let Some(buf) = self.edit.as_mut() {
+            buf.push(c);
+        }
+    }
+
+    /// Does what a form key asks; actions of other screens do nothing.
+    pub fn act(&mut self, action: Action) -> SetupAction {
         let n = self.rows().len();
-        match key.code {
-            KeyCode::Up | KeyCode::Char('k') => self.cursor = self.cursor.saturating_sub(1),
-            KeyCode::Down | KeyCode::Char('j') => self.cursor = (self.cursor + 1).min(n - 1),
-            KeyCode::PageUp => self.cursor = self.cursor.saturating_sub(10),
-            KeyCode::PageDown => self.cursor = (self.cursor + 10).min(n - 1),
-            KeyCode::Home | KeyCode::Char('g') => self.cursor = 0,
-            KeyCode::End | KeyCode::Char('G') => self.cursor = n - 1,
-            KeyCode::Left | KeyCode::Char('h') => self.cycle(-1),
-            KeyCode::Right | KeyCode::Char('l') => self.cycle(1),
-            KeyCode::Char(' ') => self.toggle(),
-            KeyCode::Enter => return self.activate(),
-            KeyCode::Char('s') => return SetupAction::Start,
-            KeyCode::Char('w') => return SetupAction::Save,
+        if self.picker.is_some() {
+            return self.on_picker(action);
+        }
+        if action == Action::Complete {
+            self.complete_edit();
+            return SetupAction::None;
+        }
+        if let Some(buf) = self.edit.as_mut() {
+            match action {
+                Action::EditCancel => {
+                    self.edit = None;
+                    self.completions.clear();
+                }
+                Action::EditConfirm => {
+                    let text = self.edit.take().unwrap_or_default();
+                    self.completions.clear();
+                    return self.commit(text.trim());
+                }
+                Action::EditBackspace => {
+                    buf.pop();
+                }
+                Action::EditClear => buf.clear(),
+                _ => {}
+            }
+            return SetupAction::None;
+        }
+        match action {
+            Action::Up => self.cursor = self.cursor.saturating_sub(1),
+            Action::Down => self.cursor = (self.cursor + 1).min(n - 1),
+            Action::NextField => self.cursor = (self.cursor + 1) % n,
+            Action::PrevField => self.cursor = (self.cursor + n - 1) % n,
+            Action::PageUp => self.cursor = self.cursor.saturating_sub(10),
+            Action::PageDown => self.cursor = (self.cursor + 10).min(n - 1),
+            Action::Top => self.cursor = 0,
+            Action::Bottom => self.cursor = n - 1,
+            Action::Left => return self.cycle(-1),
+            Action::Right => return self.cycle(1),
+            Action::Toggle => self.toggle(),
+            Action::Activate => return self.activate(),
+            Action::Start => return SetupAction::Start,
+            Action::Save => return SetupAction::Save,
             _ => {}
         }
         SetupAction::None
     }
 
-    fn cycle(&mut self, step: isize) {
+    /// The model changed: class names chosen for the previous one (a demo's
+    /// ten names, say) would not fit it, so they are dropped, saying so.
+    pub(super) fn model_changed(&mut self) -> SetupAction {
+        match self.class_names.take() {
+            Some(p) => SetupAction::Message(format!(
+                "class names {} cleared: they were for the previous model",
+                p.display()
+            )),
+            None => SetupAction::None,
+        }
+    }
+
+    fn cycle(&mut self, step: isize) -> SetupAction {
         let wrap = |i: usize, n: usize| ((i as isize + step).rem_euclid(n as isize)) as usize;
         match self.current() {
             Row::Checkpoint if !self.checkpoints.is_empty() => {
@@ -426,6 +512,7 @@ impl SetupState {
                 let i = self.checkpoint.unwrap_or(n - 1);
                 let j = wrap(i, n);
                 self.checkpoint = (j < n - 1).then_some(j);
+                return self.model_changed();
             }
             Row::Model => {
                 let n = self.model_names.len() + 1;
@@ -436,6 +523,7 @@ impl SetupState {
                     .map_or(0, |p| p + 1);
                 let j = wrap(i, n);
                 self.model = (j > 0).then(|| self.model_names[j - 1].clone());
+                return self.model_changed();
             }
             Row::Id if !self.datasets.is_empty() => {
                 let i = wrap(self.id.unwrap_or(0), self.datasets.len());
@@ -453,6 +541,7 @@ impl SetupState {
             Row::Ood(_) | Row::Method(_) => self.toggle(),
             _ => {}
         }
+        SetupAction::None
     }
 
     fn toggle(&mut self) {
@@ -466,8 +555,9 @@ impl SetupState {
     fn activate(&mut self) -> SetupAction {
         match self.current() {
             Row::Ood(_) | Row::Method(_) => self.toggle(),
-            Row::Model => self.cycle(1),
-            Row::Dtype => self.cycle(1),
+            row @ (Row::Checkpoint | Row::Model | Row::Id | Row::Device | Row::Dtype) => {
+                self.picker = self.picker_for(row);
+            }
             Row::Start => return SetupAction::Start,
             Row::Save => return SetupAction::Save,
             row => self.edit = Some(self.edit_text(row)),
@@ -480,6 +570,7 @@ impl SetupState {
     fn edit_text(&self, row: Row) -> String {
         let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
         match row {
+            Row::ClassNames => path(&self.class_names).unwrap_or_default(),
             Row::ClassOrder => path(&self.class_order).unwrap_or_default(),
             Row::IdRoot => self
                 .id_entry()
@@ -494,27 +585,7 @@ impl SetupState {
         }
     }
 
-    fn on_edit_key(&mut self, key: KeyEvent) -> SetupAction {
-        let Some(buf) = self.edit.as_mut() else {
-            return SetupAction::None;
-        };
-        match key.code {
-            KeyCode::Esc => self.edit = None,
-            KeyCode::Enter => {
-                let text = self.edit.take().unwrap_or_default();
-                return self.commit(text.trim());
-            }
-            KeyCode::Backspace => {
-                buf.pop();
-            }
-            KeyCode::Char('u') if key.modifiers.contains(KeyModifiers::CONTROL) => buf.clear(),
-            KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => buf.push(c),
-            _ => {}
-        }
-        SetupAction::None
-    }
-
-    fn commit(&mut self, text: &str) -> SetupAction {
+    pub(super) fn commit(&mut self, text: &str) -> SetupAction {
         let opt_path = |t: &str| (!t.is_empty()).then(|| PathBuf::from(t));
         match self.current() {
             Row::Checkpoint => {
@@ -528,13 +599,14 @@ impl SetupState {
                 }
             }
             Row::ClassOrder => self.class_order = opt_path(text),
+            Row::ClassNames => self.class_names = opt_path(text),
             Row::Id | Row::AddDataset => {
                 if text.is_empty() {
                     return SetupAction::None;
                 }
                 let path = PathBuf::from(text);
                 let spec = DatasetSpec {
-                    name: super::discover::name_of(&path),
+                    name: discover::name_of(&path),
                     path: path.clone(),
                     root: None,
                 };
@@ -596,36 +668,6 @@ impl SetupState {
         }
         SetupAction::None
     }
-
-    /// One line of help for the row under the cursor.
-    pub fn hint(&self) -> &'static str {
-        match self.current() {
-            Row::Checkpoint => "←/→ choose a file found under checkpoints/ · Enter: type a path",
-            Row::Model => "←/→ choose a variant; auto infers it from the checkpoint",
-            Row::ClassOrder => {
-                "Enter: wnid order of the model's outputs (e.g. the seed's val list); empty = sorted wnids"
-            }
-            Row::Id => "←/→ choose the in-distribution set · Enter: type a path",
-            Row::IdRoot => "Enter: folder the ID list file's paths are relative to (empty = its folder)",
-            Row::Ood(_) => "Space: use this set as OOD",
-            Row::AddDataset => "Enter: type the path of a folder or list file to add as an OOD set",
-            Row::Method(_) => "Space: run this score",
-            Row::Param(_, Param::Temperature) => "Enter: edit the temperature T",
-            Row::Param(_, Param::Epsilon) => {
-                "Enter: edit ODIN's input perturbation (0 = the seed's setting, no backward pass)"
-            }
-            Row::Param(_, Param::ParamsFile) => {
-                "Enter: the parameters file written by tune-mahalanobis"
-            }
-            Row::Device => "←/→ auto, cpu, cuda · Enter: type e.g. cuda:1",
-            Row::Dtype => "←/→ f32, bf16, f16 (reduced precision is for CUDA)",
-            Row::Batch => "←/→ halve or double · Enter: type",
-            Row::ImageSize => "Enter: images are resized to N x N (empty = the model's default)",
-            Row::Limit => "Enter: evaluate at most N images per dataset (empty = all)",
-            Row::Start => "Enter or s: start the evaluation in the background",
-            Row::Save => "Enter or w: write these settings to the config file",
-        }
-    }
 }
 
 fn cycle_str(options: &[&str], current: &str, step: isize) -> String {
@@ -636,359 +678,4 @@ fn cycle_str(options: &[&str], current: &str, step: isize) -> String {
         None => 0,
     };
     options[j as usize].to_string()
-}
-
-pub fn params_of(m: &Method) -> &'static [Param] {
-    match m {
-        Method::Odin { .. } => &[Param::Temperature, Param::Epsilon],
-        Method::Energy { .. } | Method::GradNorm { .. } => &[Param::Temperature],
-        Method::Mahalanobis { .. } => &[Param::ParamsFile],
-        Method::Msp | Method::MaxLogit => &[],
-    }
-}
-
-fn param_text(m: &Method, p: Param) -> String {
-    match (m, p) {
-        (Method::Odin { temperature, .. }, Param::Temperature)
-        | (Method::Energy { temperature }, Param::Temperature)
-        | (Method::GradNorm { temperature }, Param::Temperature) => temperature.to_string(),
-        (Method::Odin { epsilon, .. }, Param::Epsilon) => epsilon.to_string(),
-        (Method::Mahalanobis { params }, Param::ParamsFile) => params.display().to_string(),
-        _ => String::new(),
-    }
-}
-
-fn set_param(m: &mut Method, p: Param, text: &str) -> Result<(), String> {
-    let number = |what: &str, positive: bool| -> Result<f64, String> {
-        match text.parse::<f64>() {
-            Ok(v) if v.is_finite() && (v > 0.0 || (!positive && v >= 0.0)) => Ok(v),
-            _ if positive => Err(format!("{what}: a positive number")),
-            _ => Err(format!("{what}: a number >= 0")),
-        }
-    };
-    match (m, p) {
-        (Method::Odin { temperature, .. }, Param::Temperature)
-        | (Method::Energy { temperature }, Param::Temperature)
-        | (Method::GradNorm { temperature }, Param::Temperature) => {
-            *temperature = number("temperature", true)?
-        }
-        (Method::Odin { epsilon, .. }, Param::Epsilon) => *epsilon = number("epsilon", false)?,
-        (Method::Mahalanobis { params }, Param::ParamsFile) => *params = PathBuf::from(text),
-        _ => {}
-    }
-    Ok(())
-}
-
-fn count_text(c: &Count) -> (String, Style) {
-    match c {
-        Count::Pending => ("counting…".into(), theme::dim()),
-        Count::Images(n) => (format!("{} images", theme::count(*n)), Style::new()),
-        Count::Error(e) => (format!("unreadable: {e}"), theme::error()),
-    }
-}
-
-/// The form as text lines (section titles included) and the line of each row.
-fn lines(s: &SetupState, width: usize) -> (Vec<Line<'static>>, Vec<usize>) {
-    let rows = s.rows();
-    let cursor = s.cursor.min(rows.len() - 1);
-    let mut out: Vec<Line> = Vec::new();
-    let mut at = Vec::with_capacity(rows.len());
-    let label_w = 16usize;
-    let mut section = "";
-    for (k, row) in rows.iter().enumerate() {
-        let sec = match row {
-            Row::Checkpoint | Row::Model | Row::ClassOrder => "Model",
-            Row::Id | Row::IdRoot | Row::Ood(_) | Row::AddDataset => "Data",
-            Row::Method(_) | Row::Param(..) => "Methods",
-            Row::Device | Row::Dtype | Row::Batch | Row::ImageSize | Row::Limit => "Run",
-            Row::Start | Row::Save => "",
-        };
-        if sec != section {
-            if !out.is_empty() {
-                out.push(Line::raw(""));
-            }
-            if !sec.is_empty() {
-                out.push(Line::styled(sec.to_string(), theme::title()));
-            }
-            section = sec;
-        }
-        let selected = k == cursor;
-        let editing = selected && s.edit.is_some();
-        let (label, value, style): (String, String, Style) = match *row {
-            Row::Checkpoint => (
-                "checkpoint".into(),
-                match s.checkpoint {
-                    Some(i) => choice(
-                        &s.checkpoints[i].display().to_string(),
-                        !s.checkpoints.is_empty(),
-                    ),
-                    None if s.checkpoints.is_empty() => {
-                        "none found under checkpoints/ (Enter to type)".into()
-                    }
-                    None => choice("none (random weights)", true),
-                },
-                Style::new(),
-            ),
-            Row::Model => (
-                "model".into(),
-                choice(
-                    s.model.as_deref().unwrap_or("auto (from the checkpoint)"),
-                    true,
-                ),
-                Style::new(),
-            ),
-            Row::ClassOrder => (
-                "class order".into(),
-                s.class_order
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|| "sorted wnids".into()),
-                Style::new(),
-            ),
-            Row::Id => match s.id_entry() {
-                Some(d) => {
-                    let (c, _) = count_text(&d.count);
-                    (
-                        "ID set".into(),
-                        choice(&format!("{}  {}  {}", d.name, c, d.path.display()), true),
-                        Style::new().fg(theme::ID),
-                    )
-                }
-                None => (
-                    "ID set".into(),
-                    "none found under dataset/ (Enter to type a path)".into(),
-                    theme::warn(),
-                ),
-            },
-            Row::IdRoot => (
-                "  list root".into(),
-                s.id_entry()
-                    .and_then(|d| d.root.as_ref().map(|r| r.display().to_string()))
-                    .unwrap_or_else(|| "(the list file's folder)".into()),
-                theme::dim(),
-            ),
-            Row::Ood(i) => {
-                let d = &s.datasets[i];
-                let (c, cs) = count_text(&d.count);
-                let first = rows.iter().position(|r| matches!(r, Row::Ood(_))) == Some(k);
-                let mut spans = vec![
-                    Span::raw(format!("{} ", check(d.ood))),
-                    Span::styled(
-                        format!("{:<14}", theme::fit(&d.name, 14)),
-                        if d.ood {
-                            Style::new().fg(theme::OOD)
-                        } else {
-                            Style::new()
-                        },
-                    ),
-                    Span::styled(format!("{c:>16}  "), cs),
-                ];
-                let used: usize = label_w + 2 + 2 + 14 + 18;
-                spans.push(Span::styled(
-                    theme::fit_left(&d.path.display().to_string(), width.saturating_sub(used)),
-                    theme::dim(),
-                ));
-                out.push(row_line(
-                    if first { "OOD sets" } else { "" },
-                    spans,
-                    selected,
-                    label_w,
-                ));
-                at.push(out.len() - 1);
-                continue;
-            }
-            Row::AddDataset => ("".into(), "+ add a dataset path…".into(), theme::dim()),
-            Row::Method(i) => {
-                let m = &s.methods[i];
-                (
-                    if rows.iter().position(|r| matches!(r, Row::Method(_))) == Some(k) {
-                        "scores".into()
-                    } else {
-                        String::new()
-                    },
-                    format!("{} {}", check(m.enabled), m.method.label()),
-                    if m.enabled {
-                        Style::new().add_modifier(Modifier::BOLD)
-                    } else {
-                        Style::new()
-                    },
-                )
-            }
-            Row::Param(i, p) => {
-                let m = &s.methods[i].method;
-                let name = match p {
-                    Param::Temperature => "temperature",
-                    Param::Epsilon => "epsilon",
-                    Param::ParamsFile => "params file",
-                };
-                let v = param_text(m, p);
-                let v = if v.is_empty() {
-                    "(none: Enter to set)".into()
-                } else {
-                    v
-                };
-                (String::new(), format!("    {name:<12} {v}"), Style::new())
-            }
-            Row::Device => ("device".into(), choice(&s.device, true), Style::new()),
-            Row::Dtype => ("dtype".into(), choice(&s.dtype, true), Style::new()),
-            Row::Batch => (
-                "batch".into(),
-                choice(&s.batch.to_string(), true),
-                Style::new(),
-            ),
-            Row::ImageSize => (
-                "image size".into(),
-                s.image_size
-                    .map(|n| format!("{n} x {n}"))
-                    .unwrap_or_else(|| "the model's default".into()),
-                Style::new(),
-            ),
-            Row::Limit => (
-                "limit".into(),
-                s.limit
-                    .map(|n| format!("{} images per dataset", theme::count(n)))
-                    .unwrap_or_else(|| "every image".into()),
-                Style::new(),
-            ),
-            Row::Start => ("".into(), "[ Start evaluation ]".into(), theme::title()),
-            Row::Save => ("".into(), "[ Write config file ]".into(), theme::title()),
-        };
-        let spans = if editing {
-            vec![
-                Span::raw("› "),
-                Span::styled(
-                    s.edit.clone().unwrap_or_default(),
-                    Style::new().add_modifier(Modifier::UNDERLINED),
-                ),
-                Span::styled("█", Style::new().add_modifier(Modifier::SLOW_BLINK)),
-            ]
-        } else {
-            vec![Span::styled(
-                theme::fit(&value, width.saturating_sub(label_w + 2)),
-                style,
-            )]
-        };
-        out.push(row_line(&label, spans, selected && !editing, label_w));
-        at.push(out.len() - 1);
-    }
-    (out, at)
-}
-
-fn check(on: bool) -> &'static str {
-    if on {
-        "[x]"
-    } else {
-        "[ ]"
-    }
-}
-
-fn choice(v: &str, arrows: bool) -> String {
-    if arrows {
-        format!("‹ {v} ›")
-    } else {
-        v.to_string()
-    }
-}
-
-fn row_line(
-    label: &str,
-    spans: Vec<Span<'static>>,
-    selected: bool,
-    label_w: usize,
-) -> Line<'static> {
-    let marker = if selected { "▶ " } else { "  " };
-    let mut all = vec![
-        Span::styled(marker.to_string(), theme::title()),
-        Span::styled(format!("{label:<w$}", w = label_w - 2), theme::dim()),
-    ];
-    all.extend(spans);
-    let line = Line::from(all);
-    if selected {
-        line.style(Style::new().add_modifier(Modifier::BOLD))
-    } else {
-        line
-    }
-}
-
-/// The setup screen: the form on the left, the plan (or what is missing)
-/// on the right when there is room.
-pub fn render(s: &SetupState, config_path: &Path, area: Rect, buf: &mut Buffer) {
-    let wide = area.width >= 110;
-    let [form_area, side] = if wide {
-        Layout::horizontal([Constraint::Fill(1), Constraint::Length(40)]).areas(area)
-    } else {
-        [area, Rect::default()]
-    };
-    let block = Block::bordered()
-        .title(Span::styled(" Setup ", theme::title()))
-        .title_bottom(Line::styled(format!(" {} ", s.hint()), theme::dim()));
-    let inner = block.inner(form_area);
-    block.render(form_area, buf);
-    let (lines, at) = lines(s, inner.width as usize);
-    let h = inner.height as usize;
-    let cursor_line = at[s.cursor.min(at.len() - 1)];
-    // Keep the cursor in view: scroll so it sits mid-screen when needed.
-    let offset = if lines.len() <= h {
-        0
-    } else {
-        cursor_line.saturating_sub(h / 2).min(lines.len() - h)
-    };
-    Paragraph::new(lines.into_iter().skip(offset).take(h).collect::<Vec<_>>()).render(inner, buf);
-    if wide {
-        render_plan(s, config_path, side, buf);
-    }
-}
-
-fn render_plan(s: &SetupState, config_path: &Path, area: Rect, buf: &mut Buffer) {
-    let block = Block::bordered().title(Span::styled(" Plan ", theme::title()));
-    let mut lines: Vec<Line> = Vec::new();
-    match s.to_config() {
-        Ok(cfg) => {
-            lines.push(Line::styled("Ready to start (s)", theme::best()));
-            lines.push(Line::raw(""));
-            if let Some(d) = s.id_entry() {
-                lines.push(Line::from(vec![
-                    Span::styled("ID  ", Style::new().fg(theme::ID)),
-                    Span::raw(format!("{} ({})", d.name, count_text(&d.count).0)),
-                ]));
-            }
-            for d in s.ood_entries() {
-                lines.push(Line::from(vec![
-                    Span::styled("OOD ", Style::new().fg(theme::OOD)),
-                    Span::raw(format!("{} ({})", d.name, count_text(&d.count).0)),
-                ]));
-            }
-            lines.push(Line::raw(""));
-            let methods: Vec<String> = cfg.methods.iter().map(|m| m.to_string()).collect();
-            lines.push(Line::raw(format!("scores: {}", methods.join(", "))));
-            if let Some(n) = s.planned_images() {
-                lines.push(Line::raw(format!(
-                    "images to evaluate: {}",
-                    theme::count(n)
-                )));
-            }
-            for d in s.id_entry().into_iter().chain(s.ood_entries()) {
-                if let Count::Error(_) = d.count {
-                    lines.push(Line::styled(
-                        format!("{} cannot be read: the run would fail", d.name),
-                        theme::warn(),
-                    ));
-                }
-            }
-        }
-        Err(e) => {
-            lines.push(Line::styled("Not ready", theme::warn()));
-            lines.push(Line::raw(""));
-            lines.push(Line::raw(e));
-        }
-    }
-    lines.push(Line::raw(""));
-    lines.push(Line::styled(
-        format!("config file: {}", config_path.display()),
-        theme::dim(),
-    ));
-    Paragraph::new(lines)
-        .wrap(Wrap { trim: false })
-        .block(block)
-        .render(area, buf);
 }

@@ -1,0 +1,8 @@
+//! The four screens, each drawing from the app's state: `setup` (the form),
+//! `dashboard` (metrics, histogram, progress), `anatomy` (GradNorm's two
+//! factors), `browser` (images, sorted and filtered, with a preview).
+
+pub mod anatomy;
+pub mod browser;
+pub mod dashboard;
+pub mod setup;
