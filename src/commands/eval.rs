@@ -5,11 +5,11 @@
 use crate::cli::{EvalArgs, UsageError};
 use crate::demo;
 use crate::engine;
+use crate::run::{DatasetSpec, Event, RunConfig};
 use crate::model::ModelSpec;
 use crate::run::report;
-use crate::run::{self, RunResults};
-use crate::run::{DatasetSpec, Event, RunConfig};
 use crate::score::Method;
+use crate::run::{self, RunResults};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
