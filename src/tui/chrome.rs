@@ -13,7 +13,7 @@ use ratatui::widgets::{Block, Clear, Paragraph, Widget, Wrap};
 pub fn header(app: &App, area: Rect, buf: &mut Buffer) {
     let mut spans = vec![Span::styled(" gradnorm-tui ", theme::title())];
     let mut x = area.x + spans[0].width() as u16;
-    let mut at = [(0u16, 0u16); 4];
+    let mut at = [(0u16, 0u16); 5];
     for (i, s) in Screen::ALL.iter().enumerate() {
         let text = format!(" {} {} ", i + 1, s.tab());
         let w = text.chars().count() as u16;
@@ -96,16 +96,29 @@ pub fn footer(app: &App, area: Rect, buf: &mut Buffer) {
         Line::styled(format!(" {text}"), style).render(area, buf);
         return;
     }
-    let mut spans = vec![Span::raw(" ")];
-    let mut used = 1usize;
-    for (k, what) in hints(app) {
-        let w = k.chars().count() + what.chars().count() + 4;
-        if used + w > area.width as usize {
-            break;
+    // The help and quit hints always show; others fill what is left, in
+    // order.
+    let all = hints(app);
+    let width = |(k, what): &(&str, &str)| k.chars().count() + what.chars().count() + 4;
+    let kept_last = all
+        .iter()
+        .filter(|(k, _)| matches!(*k, "?" | "q"))
+        .map(width)
+        .sum::<usize>();
+    let mut used = 1 + kept_last;
+    let mut shown = Vec::new();
+    for h in &all {
+        if matches!(h.0, "?" | "q") {
+            shown.push(*h);
+        } else if used + width(h) <= area.width as usize {
+            used += width(h);
+            shown.push(*h);
         }
+    }
+    let mut spans = vec![Span::raw(" ")];
+    for (k, what) in shown {
         spans.push(Span::styled(format!(" {k} "), theme::key()));
         spans.push(Span::raw(format!(" {what} ")));
-        used += w;
     }
     Line::from(spans).render(area, buf);
 }
@@ -118,7 +131,13 @@ pub fn help_sections(screen: Screen) -> Vec<(&'static str, Vec<(&'static str, &'
     if screen == Screen::Setup {
         modes.push(Mode::Edit);
     }
-    for m in [Mode::Setup, Mode::Dashboard, Mode::Anatomy, Mode::Browser] {
+    for m in [
+        Mode::Setup,
+        Mode::Dashboard,
+        Mode::Anatomy,
+        Mode::Browser,
+        Mode::Inspect,
+    ] {
         if !modes.contains(&m) {
             modes.push(m);
         }

@@ -24,7 +24,7 @@ pub mod session;
 pub mod theme;
 pub mod wake;
 
-pub use screens::{anatomy, browser, dashboard, setup};
+pub use screens::{anatomy, browser, dashboard, inspect, setup};
 
 pub use app::{App, Level, Overlay, Screen, Status};
 pub use session::{Launcher, RunSession};
@@ -68,6 +68,7 @@ impl Widget for &App {
                 ood: self.ood_dataset(),
             }
             .render(body, buf),
+            Screen::Inspect => inspect::render(self, body, buf),
         }
         chrome::footer(self, foot, buf);
         chrome::overlay(self, body.union(foot), buf);

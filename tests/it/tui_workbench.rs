@@ -360,3 +360,147 @@ fn the_real_engine_gives_metrics_for_every_set_after_the_first_batch() {
         assert_eq!(all.results.records[d].len(), ds.count);
     }
 }
+
+#[test]
+fn inspect_shows_absorbing_classes_and_disagreements() {
+    use gradnorm_tui::tui::inspect::{absorbing_classes, disagreements};
+    let mut app = finished_app();
+    press(&mut app, &[ch('5')]);
+    assert_eq!(app.screen, Screen::Inspect);
+    snap("inspect", &mut app);
+    // Absorbing classes: the top-1 classes of the textures accepted at the
+    // 95%-TPR threshold, counted here by hand.
+    let d = app.ood_dataset().unwrap();
+    let t = app.current_threshold().unwrap();
+    let mut want = std::collections::HashMap::new();
+    for r in &app.results.records[d] {
+        if r.scores[0] as f64 >= t {
+            *want.entry(r.top[0].0).or_insert(0usize) += 1;
+        }
+    }
+    let got = absorbing_classes(&app.results, 0, d, t);
+    assert_eq!(got.len(), want.len());
+    for (c, n) in &got {
+        assert_eq!(want[c], *n);
+    }
+    assert!(got.windows(2).all(|w| w[0].1 >= w[1].1));
+    // Disagreements: the largest gaps of ID percentiles, largest first.
+    let top = disagreements(&app.results, &app.analysis, 0, 3, d, 5);
+    assert_eq!(top.len(), 5);
+    let gap = |x: &gradnorm_tui::tui::inspect::Disagreement| (x.first - x.second).abs();
+    assert!(top.windows(2).all(|w| gap(&w[0]) >= gap(&w[1])));
+    let pct = |m: usize, s: f32| app.analysis.id_percentile(m, s as f64).unwrap();
+    let mut max_gap: f64 = 0.0;
+    for dd in [0, d] {
+        for r in &app.results.records[dd] {
+            max_gap = max_gap.max((pct(0, r.scores[0]) - pct(3, r.scores[3])).abs());
+        }
+    }
+    assert_eq!(gap(&top[0]), max_gap);
+    // n changes the second method.
+    let before = app.second_method();
+    press(&mut app, &[ch('n')]);
+    assert_ne!(app.second_method(), before);
+}
+
+#[test]
+fn a_picker_filters_models_and_takes_typed_paths() {
+    let mut app = app();
+    assert!(app.setup.select(Row::Model));
+    press(&mut app, &[key(KeyCode::Enter)]);
+    assert!(app.setup.picker.is_some());
+    for c in "lite0".chars() {
+        press(&mut app, &[ch(c)]);
+    }
+    let p = app.setup.picker.clone().unwrap();
+    let m = p.matches();
+    assert_eq!(m.len(), 1, "{:?}", p.items);
+    snap("setup_picker", &mut app);
+    press(&mut app, &[key(KeyCode::Enter)]);
+    assert!(app.setup.picker.is_none());
+    assert_eq!(app.setup.model.as_deref(), Some("efficientnet-lite0"));
+    // The ID set: a path typed (not in the list) becomes a new entry.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("flowers/rose")).unwrap();
+    assert!(app.setup.select(Row::Id));
+    press(&mut app, &[key(KeyCode::Enter)]);
+    let typed = format!("{}/flo", dir.path().display());
+    for c in typed.chars() {
+        press(&mut app, &[ch(c)]);
+    }
+    press(&mut app, &[key(KeyCode::Tab)]);
+    let p = app.setup.picker.clone().unwrap();
+    assert_eq!(p.filter, format!("{}/flowers/", dir.path().display()));
+    press(&mut app, &[key(KeyCode::Enter)]);
+    let id = app.setup.id_entry().unwrap();
+    assert_eq!(id.path, dir.path().join("flowers/"));
+    // Esc closes a list, changing nothing.
+    assert!(app.setup.select(Row::Device));
+    press(
+        &mut app,
+        &[key(KeyCode::Enter), ch('c'), ch('u'), key(KeyCode::Esc)],
+    );
+    assert_eq!(app.setup.device, "auto");
+    press(
+        &mut app,
+        &[key(KeyCode::Enter), ch('c'), ch('u'), key(KeyCode::Enter)],
+    );
+    assert_eq!(app.setup.device, "cuda");
+}
+
+#[test]
+fn a_class_names_file_is_not_a_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("demo/id/circle")).unwrap();
+    std::fs::write(root.join("demo/classes.txt"), "circle\nsquare\n").unwrap();
+    std::fs::write(root.join("demo/id/circle/0.png"), b"x").unwrap();
+    let found = gradnorm_tui::tui::discover::datasets(root);
+    let paths: Vec<_> = found.iter().map(|c| c.path.clone()).collect();
+    assert_eq!(paths, [root.join("demo")]);
+}
+
+#[test]
+fn datasets_are_renamed_with_r_and_names_stay_unique() {
+    let mut app = app();
+    assert!(app.setup.select(Row::Ood(1)));
+    let ctrl_u = KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL);
+    press(
+        &mut app,
+        &[
+            ch('r'),
+            ctrl_u,
+            ch('d'),
+            ch('t'),
+            ch('d'),
+            key(KeyCode::Enter),
+        ],
+    );
+    let names: Vec<String> = app
+        .setup
+        .to_config()
+        .unwrap()
+        .ood
+        .iter()
+        .map(|d| d.name.clone())
+        .collect();
+    assert_eq!(names, ["dtd", "scenes", "cifar10"]);
+    // A name taken by another set is refused.
+    assert!(app.setup.select(Row::Ood(2)));
+    press(
+        &mut app,
+        &[
+            ch('r'),
+            ctrl_u,
+            ch('d'),
+            ch('t'),
+            ch('d'),
+            key(KeyCode::Enter),
+        ],
+    );
+    assert!(app
+        .message
+        .as_ref()
+        .is_some_and(|(m, _)| m.contains("another dataset")));
+    assert_eq!(app.setup.datasets[2].name, "scenes");
+}

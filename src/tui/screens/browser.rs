@@ -10,7 +10,9 @@ use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect, Size};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Paragraph, Widget, Wrap};
+use ratatui::widgets::{
+    Block, Paragraph, Scrollbar, ScrollbarOrientation, ScrollbarState, StatefulWidget, Widget, Wrap,
+};
 use std::cell::Cell;
 use std::path::Path;
 
@@ -283,9 +285,15 @@ impl View<'_> {
                 theme::count(n)
             ),
         };
-        let block = Block::bordered().title(Line::from(title)).title_bottom(
-            Line::styled(position, theme::dim()).alignment(ratatui::layout::Alignment::Right),
-        );
+        let block = Block::bordered()
+            .title(Line::from(title))
+            .title_bottom(Line::styled(
+                " ≠ top-1 is not the label · ID pct: share of ID images scoring lower ",
+                theme::dim(),
+            ))
+            .title_bottom(
+                Line::styled(position, theme::dim()).alignment(ratatui::layout::Alignment::Right),
+            );
         let inner = block.inner(area);
         block.render(area, buf);
         if inner.height < 2 {
@@ -349,15 +357,20 @@ impl View<'_> {
                 Role::Id => theme::ID,
                 Role::Ood => theme::OOD,
             });
+            // ≠: an ID image whose top-1 class is not its label.
             let top = match rec.top.first() {
-                Some(&(c, p)) if top_w > 0 => format!(
-                    "{:<top_w$} ",
+                Some(&(c, p)) if top_w > 0 => {
+                    let wrong = rec.label.is_some_and(|l| l != c);
                     format!(
-                        "{} {:.0}%",
-                        theme::fit(&short_name(info, c), top_w - 5),
-                        100.0 * p
+                        "{:<top_w$} ",
+                        format!(
+                            "{}{} {:.0}%",
+                            if wrong { "≠" } else { "" },
+                            theme::fit(&short_name(info, c), top_w - 5 - usize::from(wrong)),
+                            100.0 * p
+                        )
                     )
-                ),
+                }
                 _ => String::new(),
             };
             let score = rec.scores.get(self.method).map(|&v| v as f64);
@@ -399,6 +412,18 @@ impl View<'_> {
                 },
                 buf,
             );
+        }
+        if s.rows.len() > h {
+            let mut bar = ScrollbarState::new(s.rows.len()).position(s.selected);
+            let track = Rect {
+                y: area.y + 1,
+                height: area.height.saturating_sub(2),
+                ..area
+            };
+            Scrollbar::new(ScrollbarOrientation::VerticalRight)
+                .begin_symbol(None)
+                .end_symbol(None)
+                .render(track, buf, &mut bar);
         }
     }
 

@@ -19,7 +19,13 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         return;
     };
     let n_sets = info.datasets.len() as u16;
-    let top_h = (n_sets + 3).clamp(5, 9);
+    // Short terminals give the histogram the progress panels' rows: the
+    // header keeps the run's progress and ETA, the plot's title the counts.
+    let top_h = if area.height < 30 {
+        0
+    } else {
+        (n_sets + 3).clamp(5, 9)
+    };
     // One more line for the uncertainty while it is wide.
     let table_h = (info.methods.len() as u16 + 4 + u16::from(uncertainty(app).is_some()))
         .min(area.height / 2);

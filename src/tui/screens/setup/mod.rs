@@ -4,6 +4,7 @@
 //! lists and path completion.
 
 mod choose;
+mod keys;
 pub mod params;
 pub mod state;
 pub mod view;

@@ -25,9 +25,9 @@ pub fn hint(s: &SetupState) -> &'static str {
             Row::ClassOrder => {
                 "Enter: wnid order of the model's outputs (e.g. the seed's val list); empty = sorted wnids"
             }
-            Row::Id => "Enter: list of datasets, or type a path · ←/→ next",
+            Row::Id => "Enter: list of datasets, or type a path · ←/→ next · r: rename",
             Row::IdRoot => "Enter: folder the ID list file's paths are relative to (empty = its folder)",
-            Row::Ood(_) => "Space: use this set as OOD",
+            Row::Ood(_) => "Space: use this set as OOD · r: rename it",
             Row::AddDataset => "Enter: type the path of a folder or list file to add as an OOD set",
             Row::Method(_) => "Space: run this score",
             Row::Param(_, Param::Temperature) => "Enter: edit the temperature T",
