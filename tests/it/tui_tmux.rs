@@ -149,6 +149,52 @@ fn assert_table_matches(
     }
 }
 
+/// The paper's four methods: (summary key, table label).
+const PAPER: [(&str, &str); 4] = [
+    ("msp", "MSP"),
+    ("odin", "ODIN"),
+    ("energy", "Energy"),
+    ("gradnorm", "GradNorm"),
+];
+
+/// `eval --json` in `work` on imagenet-val against textures with the
+/// paper's four methods on the CPU, plus `args`.
+fn eval_on_textures(
+    work: &Path,
+    data: &Path,
+    checkpoint: &Path,
+    args: &[&str],
+) -> serde_json::Value {
+    let out = Command::new(BIN)
+        .current_dir(work)
+        .args(["eval", "--json", "--device", "cpu"])
+        .args(["--methods", "msp,odin,energy,gradnorm"])
+        .args(args)
+        .arg("--checkpoint")
+        .arg(checkpoint)
+        .arg("--id")
+        .arg(data.join("imagenet-val/val_list.txt"))
+        .arg(format!(
+            "--ood=textures={}",
+            data.join("ood/textures").display()
+        ))
+        .arg("--out")
+        .arg(work.join("runs/eval"))
+        .output()
+        .unwrap();
+    common::assert_success(&out);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// ../shared, when tmux is installed too (else says why the test skips).
+fn shared_under_tmux() -> Option<std::path::PathBuf> {
+    if !Tmux::available() {
+        eprintln!("SKIPPED: tmux is not installed");
+        return None;
+    }
+    common::shared()
+}
+
 fn link(target: &Path, at: &Path) {
     std::fs::create_dir_all(at.parent().unwrap()).unwrap();
     std::os::unix::fs::symlink(target, at).unwrap();
@@ -156,11 +202,7 @@ fn link(target: &Path, at: &Path) {
 
 #[test]
 fn tui_end_to_end_under_tmux() {
-    if !Tmux::available() {
-        eprintln!("SKIPPED: tmux is not installed");
-        return;
-    }
-    let Some(shared) = common::shared() else {
+    let Some(shared) = shared_under_tmux() else {
         return;
     };
     let data = shared.join("data");
@@ -216,45 +258,13 @@ fn tui_end_to_end_under_tmux() {
     assert_eq!(cfg.device, "cpu");
 
     // The same evaluation headless.
-    let out = Command::new(BIN)
-        .current_dir(work)
-        .args([
-            "eval",
-            "--json",
-            "--device",
-            "cpu",
-            "--image-size",
-            "64",
-            "--batch",
-            "8",
-        ])
-        .args(["--limit", "24", "--methods", "msp,odin,energy,gradnorm"])
-        .arg("--checkpoint")
-        .arg(&tiny)
-        .arg("--id")
-        .arg(data.join("imagenet-val/val_list.txt"))
-        .arg(format!(
-            "--ood=textures={}",
-            data.join("ood/textures").display()
-        ))
-        .arg("--out")
-        .arg(work.join("runs/eval"))
-        .output()
-        .unwrap();
-    common::assert_success(&out);
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_table_matches(
-        &screen,
-        &summary,
-        "textures",
-        &[
-            ("msp", "MSP"),
-            ("odin", "ODIN"),
-            ("energy", "Energy"),
-            ("gradnorm", "GradNorm"),
-        ],
-        "eval --json",
+    let summary = eval_on_textures(
+        work,
+        &data,
+        &tiny,
+        &["--image-size", "64", "--batch", "8", "--limit", "24"],
     );
+    assert_table_matches(&screen, &summary, "textures", &PAPER, "eval --json");
 
     // Browser: MSP's misdetections among the textures: FPR95 of 24 images.
     tmux.keys(&["4", "x", "d", "d"]);
@@ -377,11 +387,7 @@ fn the_first_key_is_honoured_without_an_image_setting() {
 
 #[test]
 fn efficientnet_run_from_the_setup_screen_alone() {
-    if !Tmux::available() {
-        eprintln!("SKIPPED: tmux is not installed");
-        return;
-    }
-    let Some(shared) = common::shared() else {
+    let Some(shared) = shared_under_tmux() else {
         return;
     };
     let data = shared.join("data");
@@ -435,36 +441,20 @@ fn efficientnet_run_from_the_setup_screen_alone() {
         "no config file was written"
     );
 
-    let out = Command::new(BIN)
-        .current_dir(work)
-        .args(["eval", "--json", "--device", "cpu", "--batch", "64"])
-        .args(["--limit", "8", "--methods", "msp,odin,energy,gradnorm"])
-        .args(["--model", "efficientnet-lite0", "--checkpoint"])
-        .arg(models.join("efficientnet-lite0/efficientnet-lite0.safetensors"))
-        .arg("--id")
-        .arg(data.join("imagenet-val/val_list.txt"))
-        .arg(format!(
-            "--ood=textures={}",
-            data.join("ood/textures").display()
-        ))
-        .arg("--out")
-        .arg(work.join("runs/eval"))
-        .output()
-        .unwrap();
-    common::assert_success(&out);
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_table_matches(
-        &screen,
-        &summary,
-        "textures",
+    let summary = eval_on_textures(
+        work,
+        &data,
+        &models.join("efficientnet-lite0/efficientnet-lite0.safetensors"),
         &[
-            ("msp", "MSP"),
-            ("odin", "ODIN"),
-            ("energy", "Energy"),
-            ("gradnorm", "GradNorm"),
+            "--model",
+            "efficientnet-lite0",
+            "--batch",
+            "64",
+            "--limit",
+            "8",
         ],
-        "eval --json",
     );
+    assert_table_matches(&screen, &summary, "textures", &PAPER, "eval --json");
     tmux.keys(&["q"]);
     let s = tmux.wait_for("the TUI to exit", |s| s.contains("EXITED"));
     assert!(s.contains("EXITED 0"), "{s}");

@@ -465,17 +465,15 @@ fn datasets_are_renamed_with_r_and_names_stay_unique() {
     let mut app = app();
     assert!(app.setup.select(Row::Ood(1)));
     let ctrl_u = KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL);
-    press(
-        &mut app,
-        &[
-            ch('r'),
-            ctrl_u,
-            ch('d'),
-            ch('t'),
-            ch('d'),
-            key(KeyCode::Enter),
-        ],
-    );
+    let rename_to_dtd = [
+        ch('r'),
+        ctrl_u,
+        ch('d'),
+        ch('t'),
+        ch('d'),
+        key(KeyCode::Enter),
+    ];
+    press(&mut app, &rename_to_dtd);
     let names: Vec<String> = app
         .setup
         .to_config()
@@ -487,17 +485,7 @@ fn datasets_are_renamed_with_r_and_names_stay_unique() {
     assert_eq!(names, ["dtd", "scenes", "cifar10"]);
     // A name taken by another set is refused.
     assert!(app.setup.select(Row::Ood(2)));
-    press(
-        &mut app,
-        &[
-            ch('r'),
-            ctrl_u,
-            ch('d'),
-            ch('t'),
-            ch('d'),
-            key(KeyCode::Enter),
-        ],
-    );
+    press(&mut app, &rename_to_dtd);
     assert!(app
         .message
         .as_ref()

@@ -465,7 +465,8 @@ pub fn uncertainty(app: &App) -> Option<Line<'static>> {
     );
     let se_auroc = analysis::auroc_se(m.auroc, n_id, n_ood);
     let se_fpr = analysis::rate_se(m.fpr95, n_ood);
-    if !(se_auroc.max(se_fpr) >= 0.005) {
+    // NaN (no images) or narrow: nothing to warn of.
+    if se_auroc.max(se_fpr).is_nan() || se_auroc.max(se_fpr) < 0.005 {
         return None;
     }
     Some(Line::styled(

@@ -116,10 +116,7 @@ fn render_absorbing(app: &App, info: &RunInfo, ood: usize, area: Rect, buf: &mut
     let classes = absorbing_classes(&app.results, app.method, ood, t);
     let total: usize = classes.iter().map(|c| c.1).sum();
     let mut lines = vec![Line::styled(
-        format!(
-            "{} false positives at the threshold in view, by top-1 class:",
-            theme::count(total)
-        ),
+        format!("{} false positives · top-1 class:", theme::count(total)),
         theme::dim(),
     )];
     let w = inner.width as usize;
