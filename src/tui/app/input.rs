@@ -4,7 +4,13 @@ use super::{App, Level, Overlay, Screen};
 use crate::tui::browser::Sort;
 use crate::tui::keymap::{self, Action, Mode};
 use crate::tui::setup::SetupAction;
-use crossterm::event::{KeyCode, KeyEvent, KeyEventKind};
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+
+/// A key without Ctrl or Alt (Shift is part of the character).
+fn plain(key: &KeyEvent) -> bool {
+    !key.modifiers
+        .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT)
+}
 
 fn mode_is_modal(mode: Mode) -> bool {
     matches!(mode, Mode::Edit | Mode::Picker | Mode::Help | Mode::Confirm)
@@ -80,7 +86,10 @@ impl App {
         match keymap::lookup(mode, &key) {
             Some(action) => self.perform(action),
             None => match (mode, key.code) {
-                (Mode::Edit | Mode::Picker, KeyCode::Char(c)) => self.setup.type_char(c),
+                // Ctrl and Alt chords are not text.
+                (Mode::Edit | Mode::Picker, KeyCode::Char(c)) if plain(&key) => {
+                    self.setup.type_char(c)
+                }
                 // Any other key answers no.
                 (Mode::Confirm, _) => self.perform(Action::No),
                 _ => {}

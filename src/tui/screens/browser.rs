@@ -288,7 +288,7 @@ impl View<'_> {
         let block = Block::bordered()
             .title(Line::from(title))
             .title_bottom(Line::styled(
-                " ≠ top-1 is not the label · ID pct: share of ID images scoring lower ",
+                " ≠: top-1 is not the label · ID pct: ID scores below ",
                 theme::dim(),
             ))
             .title_bottom(

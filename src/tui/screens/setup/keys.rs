@@ -6,7 +6,7 @@ use super::state::{Row, SetupAction, SetupState, DEVICES, DTYPES};
 use crate::run::DatasetSpec;
 use crate::tui::discover::{self, Count};
 use crate::tui::keymap::{self, Action, Mode};
-use crossterm::event::{KeyCode, KeyEvent};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use std::path::{Path, PathBuf};
 
 impl SetupState {
@@ -24,7 +24,10 @@ impl SetupState {
         match keymap::lookup(mode, &key) {
             Some(action) => self.act(action),
             None => {
-                if let KeyCode::Char(c) = key.code {
+                let chord = key
+                    .modifiers
+                    .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT);
+                if let (KeyCode::Char(c), false) = (key.code, chord) {
                     self.type_char(c);
                 }
                 SetupAction::None
