@@ -5,11 +5,13 @@ use crate::classes::Classes;
 use crate::data::dataset::{Dataset, DatasetKind, Item};
 use crate::data::loader::{self, LoaderConfig};
 use crate::error::{Error, Result};
-use crate::model::{self, InputSpec, ModelInfo, ModelSpec};
-use crate::run::{DatasetInfo, DatasetSpec, Event, ImageRecord, Progress, Role, RunConfig, RunInfo};
-use crate::score::{Method, Scorer};
+use crate::model::{self, InputSpec, ModelInfo};
+use crate::run::{
+    self, DatasetInfo, DatasetSpec, Event, ImageRecord, ImageSize, Progress, Role, RunConfig,
+    RunInfo,
+};
+use crate::score::Scorer;
 use candle_core::Tensor;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
@@ -34,27 +36,37 @@ pub fn run(
     emit: &mut dyn FnMut(Event),
 ) -> Result<()> {
     let start = Instant::now();
-    if config.methods.is_empty() {
-        return Err(Error::Invalid("no methods selected".into()));
-    }
-    if config.batch == 0 {
-        return Err(Error::Invalid("batch size must be at least 1".into()));
-    }
-    let device = crate::device::parse_device(&config.device)?;
-    let dtype = crate::device::parse_dtype(&config.dtype)?;
+    config
+        .validate()
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    // Files first (cheap), so that a wrong path is found before a large
+    // model loads.
+    let id = Dataset::open(&config.id.path, config.id.root.as_deref())?;
+    let oods = config
+        .ood
+        .iter()
+        .map(|spec| Dataset::open(&spec.path, spec.root.as_deref()))
+        .collect::<Result<Vec<_>>>()?;
+    let device = crate::device::open(config.device)?;
+    let dtype = crate::device::dtype(config.dtype);
     let model = model::load(&config.model, &device, dtype)?;
     let info = model.info().clone();
+    let size = match config.image_size {
+        Some(s) => s,
+        None => ImageSize::new(info.input.size)
+            .map_err(|e| Error::Invalid(format!("{}: default input size: {e}", info.name)))?,
+    };
+    run::check_batch_bytes(config.batch, size).map_err(|e| Error::Invalid(e.to_string()))?;
     let input = InputSpec {
-        size: config.image_size.unwrap_or(info.input.size),
+        size: size.get(),
         ..info.input
     };
 
-    let id = Dataset::open(&config.id.path, config.id.root.as_deref())?;
     let classes = class_names(config, &info, &id)?;
-    let mut opened = vec![open(&config.id, id, Role::Id, &classes, config.limit)];
-    for spec in &config.ood {
-        let ds = Dataset::open(&spec.path, spec.root.as_deref())?;
-        opened.push(open(spec, ds, Role::Ood, &classes, config.limit));
+    let limit = config.limit.map(|l| l.get());
+    let mut opened = vec![open(&config.id, id, Role::Id, &classes, limit)?];
+    for (spec, ds) in config.ood.iter().zip(oods) {
+        opened.push(open(spec, ds, Role::Ood, &classes, limit)?);
     }
     let scorer = Scorer::new(&config.methods, model.as_ref())?;
     let run_info = Arc::new(RunInfo {
@@ -63,7 +75,7 @@ pub fn run(
         device: crate::device::device_name(&device),
         dtype: crate::device::dtype_name(dtype).to_string(),
         image_size: input.size,
-        batch: config.batch,
+        batch: config.batch.get(),
         datasets: opened.iter().map(|o| o.info.clone()).collect(),
         methods: config.methods.clone(),
         class_names: Arc::new(classes.names.clone()),
@@ -73,9 +85,9 @@ pub fn run(
 
     let run_total: usize = opened.iter().map(|o| o.items.len()).sum();
     let mut run_done = 0usize;
-    let workers = config.workers.unwrap_or(0);
+    let workers = config.workers.map_or(0, |w| w.get());
     // Reduced (and kept) whenever a batch does not fit the device.
-    let mut max_batch = config.batch;
+    let mut max_batch = config.batch.get();
     'datasets: for (d, ds) in opened.iter().enumerate() {
         let total = ds.items.len();
         let mut done = 0usize;
@@ -83,7 +95,7 @@ pub fn run(
             ds.items.clone(),
             LoaderConfig {
                 input,
-                batch: config.batch,
+                batch: config.batch.get(),
                 workers,
                 prefetch: PREFETCH,
             },
@@ -207,6 +219,7 @@ pub fn is_out_of_memory(e: &Error) -> bool {
 /// ID ImageFolder's class folders when they match the model's class count.
 fn class_names(config: &RunConfig, info: &ModelInfo, id: &Dataset) -> Result<Classes> {
     if config.class_names.is_none()
+        && config.class_order.is_none()
         && info.num_classes != 1000
         && id.kind == DatasetKind::ImageFolder
         && id.classes.len() == info.num_classes
@@ -229,7 +242,7 @@ fn open(
     role: Role,
     classes: &Classes,
     limit: Option<usize>,
-) -> Opened {
+) -> Result<Opened> {
     // ImageFolder labels are sorted-folder indices; when the folders are
     // wnids and the model's order is known, use the model's index instead.
     let remap: Option<Vec<Option<usize>>> =
@@ -241,6 +254,30 @@ fn open(
                     .collect()
             })
             .filter(|m: &Vec<Option<usize>>| m.iter().all(Option::is_some));
+    // A label the model cannot output would count as a silent miss in the
+    // accuracy: refuse it, naming the first such image.
+    let num_classes = classes.names.len();
+    if role == Role::Id && remap.is_none() {
+        if let Some(item) = ds
+            .items
+            .iter()
+            .find(|i| i.label.is_some_and(|l| l >= num_classes))
+        {
+            let what = match ds.kind {
+                DatasetKind::ImageFolder => format!(
+                    "{} class folders for a model with {num_classes} classes",
+                    ds.classes.len()
+                ),
+                _ => format!(
+                    "label {} ({}) but the model has {num_classes} classes (0..={})",
+                    item.label.unwrap_or_default(),
+                    item.path.display(),
+                    num_classes.saturating_sub(1)
+                ),
+            };
+            return Err(Error::data(&spec.path, what));
+        }
+    }
     let mut items: Vec<Item> = subsample(ds.items, limit);
     for item in &mut items {
         item.label = match role {
@@ -251,7 +288,7 @@ fn open(
             },
         };
     }
-    Opened {
+    Ok(Opened {
         info: DatasetInfo {
             name: spec.name.clone(),
             role,
@@ -259,7 +296,7 @@ fn open(
             count: items.len(),
         },
         items: items.into(),
-    }
+    })
 }
 
 /// At most `limit` items, evenly spaced over the sorted list so that every
@@ -316,8 +353,12 @@ impl Drop for RunHandle {
 /// Starts `config` on a background thread; events arrive on `events`, an
 /// error arrives as `Event::Failed` (then the channel closes).
 pub fn spawn(config: RunConfig) -> RunHandle {
+    spawn_with(config, Arc::new(AtomicBool::new(false)))
+}
+
+/// [`spawn`] with a cancel flag of the caller's (e.g. set by a signal).
+pub fn spawn_with(config: RunConfig, cancel: Arc<AtomicBool>) -> RunHandle {
     let (tx, rx): (Sender<Event>, Receiver<Event>) = std::sync::mpsc::channel();
-    let cancel = Arc::new(AtomicBool::new(false));
     let flag = cancel.clone();
     let thread = std::thread::Builder::new()
         .name("engine".into())

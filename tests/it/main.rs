@@ -4,11 +4,13 @@
 
 mod common;
 
+mod bad_input;
 mod bit_model;
 mod data;
 mod demo;
 mod efficientnet;
 mod eval;
+mod fuzz_readers;
 mod mahalanobis;
 mod metrics;
 mod scores;

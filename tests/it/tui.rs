@@ -6,8 +6,8 @@
 use crate::common;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use gradnorm_tui::run::{DatasetInfo, Event, ImageRecord, Progress, Role, RunConfig, RunInfo};
 use gradnorm_tui::model::{Family, InputSpec, ModelInfo};
+use gradnorm_tui::run::{DatasetInfo, Event, ImageRecord, Progress, Role, RunConfig, RunInfo};
 use gradnorm_tui::score::Method;
 use gradnorm_tui::tui::browser::Sort;
 use gradnorm_tui::tui::discover::{self, Candidate, Count};
@@ -806,7 +806,11 @@ fn setup_builds_the_config_and_writes_it_back() {
     assert!(cfg.methods.contains(&Method::GradNorm { temperature: 2.0 }));
     assert!(cfg.methods.contains(&Method::MaxLogit));
     assert_eq!(
-        (cfg.batch, cfg.limit, cfg.image_size),
+        (
+            cfg.batch.get(),
+            cfg.limit.map(|l| l.get()),
+            cfg.image_size.map(|s| s.get())
+        ),
         (32, Some(25), Some(64))
     );
     assert_eq!(
