@@ -63,10 +63,32 @@ pub fn run(
     };
 
     let classes = class_names(config, &info, &id)?;
+    let mut deferred_notice = None;
     let limit = config.limit.map(|l| l.get());
-    let mut opened = vec![open(&config.id, id, Role::Id, &classes, limit)?];
+    let mut opened = vec![open(&config.id, id, Role::Id, &classes, limit)];
+    // A label the model cannot output would count as a silent miss in the
+    // accuracy: such images are scored but left out of it, and said so.
+    let beyond = opened[0]
+        .items
+        .iter()
+        .filter(|i| i.label.is_some_and(|l| l >= info.num_classes))
+        .count();
+    if beyond > 0 {
+        let first = opened[0]
+            .items
+            .iter()
+            .find(|i| i.label.is_some_and(|l| l >= info.num_classes));
+        let note = format!(
+            "{beyond} ID image(s) have labels beyond the model's {} classes (e.g. {} labelled {}): they are scored but left out of the accuracy",
+            info.num_classes,
+            first.map_or(String::new(), |i| i.path.display().to_string()),
+            first.and_then(|i| i.label).unwrap_or_default(),
+        );
+        tracing::warn!("{note}");
+        deferred_notice = Some(note);
+    }
     for (spec, ds) in config.ood.iter().zip(oods) {
-        opened.push(open(spec, ds, Role::Ood, &classes, limit)?);
+        opened.push(open(spec, ds, Role::Ood, &classes, limit));
     }
     let scorer = Scorer::new(&config.methods, model.as_ref())?;
     let run_info = Arc::new(RunInfo {
@@ -82,6 +104,9 @@ pub fn run(
     });
     tracing::info!(model = %run_info.model.name, device = %run_info.device, "run started");
     emit(Event::Started(run_info));
+    if let Some(note) = deferred_notice {
+        emit(Event::Notice(note));
+    }
 
     let run_total: usize = opened.iter().map(|o| o.items.len()).sum();
     let mut run_done = 0usize;
@@ -242,7 +267,7 @@ fn open(
     role: Role,
     classes: &Classes,
     limit: Option<usize>,
-) -> Result<Opened> {
+) -> Opened {
     // ImageFolder labels are sorted-folder indices; when the folders are
     // wnids and the model's order is known, use the model's index instead.
     let remap: Option<Vec<Option<usize>>> =
@@ -254,30 +279,6 @@ fn open(
                     .collect()
             })
             .filter(|m: &Vec<Option<usize>>| m.iter().all(Option::is_some));
-    // A label the model cannot output would count as a silent miss in the
-    // accuracy: refuse it, naming the first such image.
-    let num_classes = classes.names.len();
-    if role == Role::Id && remap.is_none() {
-        if let Some(item) = ds
-            .items
-            .iter()
-            .find(|i| i.label.is_some_and(|l| l >= num_classes))
-        {
-            let what = match ds.kind {
-                DatasetKind::ImageFolder => format!(
-                    "{} class folders for a model with {num_classes} classes",
-                    ds.classes.len()
-                ),
-                _ => format!(
-                    "label {} ({}) but the model has {num_classes} classes (0..={})",
-                    item.label.unwrap_or_default(),
-                    item.path.display(),
-                    num_classes.saturating_sub(1)
-                ),
-            };
-            return Err(Error::data(&spec.path, what));
-        }
-    }
     let mut items: Vec<Item> = subsample(ds.items, limit);
     for item in &mut items {
         item.label = match role {
@@ -288,7 +289,7 @@ fn open(
             },
         };
     }
-    Ok(Opened {
+    Opened {
         info: DatasetInfo {
             name: spec.name.clone(),
             role,
@@ -296,7 +297,7 @@ fn open(
             count: items.len(),
         },
         items: items.into(),
-    })
+    }
 }
 
 /// At most `limit` items, evenly spaced over the sorted list so that every

@@ -433,7 +433,7 @@ mod tests {
     #[test]
     fn too_large_a_batch_is_refused_before_allocating() {
         let err =
-            check_batch_bytes(Batch::new(64).unwrap(), ImageSize::new(2048).unwrap()).unwrap_err();
+            check_batch_bytes(Batch::new(128).unwrap(), ImageSize::new(2048).unwrap()).unwrap_err();
         assert!(
             err.to_string().contains("lower --batch or --image-size"),
             "{err}"

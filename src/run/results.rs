@@ -168,11 +168,13 @@ impl RunResults {
 
     /// Top-1 and top-5 accuracy on the labelled ID images, and their count.
     pub fn id_accuracy(&self) -> Option<Accuracy> {
+        // Labels the model cannot output are left out (the engine says so).
+        let classes = self.info.as_ref()?.model.num_classes;
         let labelled: Vec<&ImageRecord> = self
             .records
             .first()?
             .iter()
-            .filter(|r| r.label.is_some())
+            .filter(|r| r.label.is_some_and(|l| l < classes))
             .collect();
         if labelled.is_empty() {
             return None;

@@ -738,11 +738,12 @@ fn list(name: &str, text: &str) -> PathBuf {
 }
 
 #[test]
-fn label_beyond_the_model() {
+fn label_beyond_the_model_is_left_out_of_the_accuracy_and_said() {
     let l = list("label10.txt", "id/0.png 0\nid/1.png 10\n");
     let out = with_id("label10", &l, &[]);
-    expect(&out, 1, "label 10");
-    expect(&out, 1, "the model has 10 classes");
+    expect(&out, 0, "labels beyond the model's 10 classes");
+    let summary = written("label10");
+    assert_eq!(summary["id_labelled"], 1);
 }
 
 #[test]
@@ -766,9 +767,15 @@ fn image_given_as_a_list() {
 }
 
 #[test]
-fn more_class_folders_than_classes() {
+fn more_class_folders_than_classes_is_said() {
     let out = with_id("eleven", &fx().join("eleven"), &[]);
-    expect(&out, 1, "11 class folders for a model with 10 classes");
+    expect(
+        &out,
+        0,
+        "1 ID image(s) have labels beyond the model's 10 classes",
+    );
+    let summary = written("eleven");
+    assert_eq!(summary["id_labelled"], 10);
 }
 
 #[test]
