@@ -6,7 +6,9 @@ use crate::data::dataset::{Dataset, DatasetKind, Item};
 use crate::data::loader::{self, LoaderConfig};
 use crate::error::{Error, Result};
 use crate::model::{self, InputSpec, ModelInfo, ModelSpec};
-use crate::run::{DatasetInfo, DatasetSpec, Event, ImageRecord, Progress, Role, RunConfig, RunInfo};
+use crate::run::{
+    DatasetInfo, DatasetSpec, Event, ImageRecord, Progress, Role, RunConfig, RunInfo,
+};
 use crate::score::{Method, Scorer};
 use candle_core::Tensor;
 use std::path::PathBuf;
@@ -56,7 +58,7 @@ pub fn run(
         let ds = Dataset::open(&spec.path, spec.root.as_deref())?;
         opened.push(open(spec, ds, Role::Ood, &classes, config.limit));
     }
-    let scorer = Scorer::new(&config.methods, model.as_ref())?;
+    let scorer = prepare_scorer(config, model.as_ref())?;
     let run_info = Arc::new(RunInfo {
         model: info,
         checkpoint: config.model.checkpoint.clone(),
@@ -70,6 +72,9 @@ pub fn run(
     });
     tracing::info!(model = %run_info.model.name, device = %run_info.device, "run started");
     emit(Event::Started(run_info));
+    for (method, stat, value) in scorer.stats() {
+        emit(Event::Notice(format!("{method}: {stat} = {value}")));
+    }
 
     let run_total: usize = opened.iter().map(|o| o.items.len()).sum();
     let mut run_done = 0usize;
@@ -336,4 +341,16 @@ pub fn spawn(config: RunConfig) -> RunHandle {
         cancel,
         thread: Some(thread),
     }
+}
+
+/// The Scorer of `config`'s methods, with its fit file when one is given
+/// (checked against the model) or needed (a clear error when missing).
+fn prepare_scorer(config: &RunConfig, model: &dyn crate::model::Classifier) -> Result<Scorer> {
+    let fit = match &config.fit {
+        Some(path) if config.methods.iter().any(|m| m.needs_fit()) => {
+            Some(crate::score::fit::Fit::load_for(path, model)?)
+        }
+        _ => None,
+    };
+    Scorer::with_fit(&config.methods, model, fit.as_ref())
 }

@@ -5,8 +5,8 @@ use crate::cli::{BenchArgs, UsageError};
 use crate::data::dataset::Dataset;
 use crate::data::loader::{self, LoaderConfig};
 use crate::engine;
-use crate::run::{DatasetSpec, Event, RunConfig};
 use crate::model::{self, Classifier, InputSpec, ModelSpec};
+use crate::run::{DatasetSpec, Event, RunConfig};
 use crate::score::Scorer;
 use candle_core::{DType, Device, Tensor};
 use std::process::ExitCode;
@@ -34,13 +34,16 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         size: args.image_size.unwrap_or(info.input.size),
         ..info.input
     };
-    let wants_mahalanobis = args.methods.iter().any(|k| k.trim() == "mahalanobis");
+    let wants_mahalanobis = args
+        .methods
+        .iter()
+        .any(|k| k.trim().starts_with("mahalanobis"));
     let synthetic = match (&args.mahalanobis_params, wants_mahalanobis) {
         (None, true) => Some(SyntheticParams::new(model.as_ref(), input.size)?),
         _ => None,
     };
     let methods = super::parse_methods(&super::MethodFlags {
-        keys: &args.methods,
+        specs: &args.methods,
         temperature_odin: args.temperature_odin,
         epsilon_odin: args.epsilon_odin,
         temperature_energy: 1.0,
@@ -94,6 +97,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
             },
             ood: Vec::new(),
             methods: methods.clone(),
+            fit: None,
             image_size: Some(input.size),
             batch,
             device: args.device.clone(),

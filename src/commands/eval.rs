@@ -5,11 +5,11 @@
 use crate::cli::{EvalArgs, UsageError};
 use crate::demo;
 use crate::engine;
-use crate::run::{DatasetSpec, Event, RunConfig};
 use crate::model::ModelSpec;
 use crate::run::report;
-use crate::score::Method;
 use crate::run::{self, RunResults};
+use crate::run::{DatasetSpec, Event, RunConfig};
+use crate::score::Method;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -116,6 +116,7 @@ pub fn config_from_args(args: &EvalArgs) -> Result<RunConfig, UsageError> {
         },
         ood,
         methods,
+        fit: args.fit.clone(),
         image_size: args.model.image_size,
         batch: args.batch,
         device: args.model.device.clone(),
@@ -125,9 +126,22 @@ pub fn config_from_args(args: &EvalArgs) -> Result<RunConfig, UsageError> {
     })
 }
 
+/// The paper's methods, which `eval` runs when --methods is not given.
+pub const DEFAULT_METHODS: [&str; 5] = ["msp", "odin", "energy", "gradnorm", "maxlogit"];
+
 fn methods_from_args(args: &EvalArgs) -> Result<Vec<Method>, UsageError> {
+    methods_or(args, &DEFAULT_METHODS.map(String::from))
+}
+
+/// The methods of --methods, else `defaults`, with the legacy flags.
+fn methods_or(args: &EvalArgs, defaults: &[String]) -> Result<Vec<Method>, UsageError> {
+    let specs = if args.methods.is_empty() {
+        defaults
+    } else {
+        &args.methods
+    };
     super::parse_methods(&super::MethodFlags {
-        keys: &args.methods,
+        specs,
         temperature_odin: args.temperature_odin,
         epsilon_odin: args.epsilon_odin,
         temperature_energy: args.temperature_energy,
@@ -156,7 +170,15 @@ fn demo_config(args: &EvalArgs) -> Result<RunConfig, UsageError> {
         root.join(demo::DATA_DIR).display()
     );
     let mut config = demo::run_config(&root).map_err(|e| UsageError(e.to_string()))?;
-    config.methods = methods_from_args(args)?;
+    let demo_methods: Vec<String> = config
+        .methods
+        .iter()
+        .map(|m| m.name().to_string())
+        .collect();
+    config.methods = methods_or(args, &demo_methods)?;
+    if args.fit.is_some() {
+        config.fit = args.fit.clone();
+    }
     config.device = args.model.device.clone();
     config.dtype = args.model.dtype.clone();
     config.batch = args.batch;

@@ -30,6 +30,9 @@ pub struct RunConfig {
     pub id: DatasetSpec,
     pub ood: Vec<DatasetSpec>,
     pub methods: Vec<Method>,
+    /// Fit file (`gradnorm-tui fit`) for the fit-based methods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fit: Option<PathBuf>,
     /// Input size; the model's default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_size: Option<usize>,

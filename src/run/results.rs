@@ -2,9 +2,9 @@
 //! share this), summarized, and written to a run folder as summary.json and
 //! scores.csv.
 
-use crate::run::{Event, ImageRecord, Progress, Role, RunInfo};
 use crate::error::{Error, Result};
 use crate::metrics::{self, Measures};
+use crate::run::{Event, ImageRecord, Progress, Role, RunInfo};
 use crate::score::Method;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -181,8 +181,8 @@ impl RunResults {
                     })
                     .collect::<Vec<_>>();
                 MethodSummary {
-                    key: method.key().to_string(),
-                    label: method.label().to_string(),
+                    key: method.name().to_string(),
+                    label: method.row_label(),
                     params: method.clone(),
                     average: average(&ood.iter().map(|(_, m)| *m).collect::<Vec<_>>()),
                     ood,
@@ -345,7 +345,7 @@ pub fn write_scores_csv(path: &Path, results: &RunResults) -> Result<()> {
         "top1".into(),
         "top1_prob".into(),
     ];
-    header.extend(info.methods.iter().map(|m| m.key().to_string()));
+    header.extend(info.methods.iter().map(|m| m.name().to_string()));
     let io = |e| Error::io(path, e);
     writeln!(w, "{}", header.join(",")).map_err(io)?;
     for (d, records) in results.records.iter().enumerate() {

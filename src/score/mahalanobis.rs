@@ -629,3 +629,32 @@ impl Mahalanobis {
         Ok(p.neg()?.to_dtype(DType::F32)?)
     }
 }
+
+impl super::Score for Mahalanobis {
+    fn needs_taps(&self) -> bool {
+        true
+    }
+
+    fn tracks_input(&self) -> bool {
+        self.magnitude() != 0.0
+    }
+
+    fn score(&self, f: &super::Forward) -> Result<Tensor> {
+        match f.x_var {
+            Some(xv) if self.magnitude() != 0.0 => self.score_tracked(f.model, f.x, xv, f.taps),
+            _ => self.score_taps(f.taps),
+        }
+    }
+}
+
+/// Mahalanobis as a registry method: its parameters file, checked against
+/// the model.
+pub(crate) fn prepare(m: &super::Method, ctx: &super::Prepare) -> Result<Box<dyn super::Score>> {
+    let path = m.path("params").unwrap_or(Path::new(""));
+    if path.as_os_str().is_empty() {
+        return Err(Error::Invalid(
+            "mahalanobis needs its parameters file (mahalanobis:params=FILE or --mahalanobis-params FILE, from tune-mahalanobis)".into(),
+        ));
+    }
+    Ok(Box::new(Mahalanobis::load(path, ctx.model)?))
+}

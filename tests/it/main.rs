@@ -10,6 +10,7 @@ mod demo;
 mod efficientnet;
 mod eval;
 mod mahalanobis;
+mod methods;
 mod metrics;
 mod scores;
 mod tui;
