@@ -9,6 +9,7 @@
 //!   plus (mean - u)(mean - u)^T);
 //! - the sum of the top logit (vim's alpha numerator);
 //! - per predicted class the sum of softmax vectors (klm).
+//!
 //! What needs single features is a bank: the features of at most `bank`
 //! images, evenly spaced over the list (every image when the set is
 //! smaller): knn's neighbours, react's percentile over every entry of F and
@@ -20,11 +21,16 @@ use super::mahalanobis::ModelStamp;
 use crate::error::{Error, Result};
 use crate::model::Classifier;
 use candle_core::{DType, Device, Tensor, D};
-use std::collections::HashMap;
 use std::path::Path;
 
-const FORMAT: &str = "gradnorm-tui/fit";
-const VERSION: &str = "1";
+const KIND: super::params_file::Kind = super::params_file::Kind {
+    format: "gradnorm-tui/fit",
+    version: "1",
+    header: "fit",
+    what: "fit file",
+    short: "fit file",
+    make: "gradnorm-tui fit",
+};
 
 /// Default cap on the feature bank (rows).
 pub const DEFAULT_BANK: usize = 20_000;
@@ -210,39 +216,11 @@ impl Fit {
             max_logit_mean: self.max_logit_mean,
             bank_rows: self.bank_rows,
         };
-        let meta = HashMap::from([
-            ("format".to_string(), FORMAT.to_string()),
-            ("version".to_string(), VERSION.to_string()),
-            (
-                "fit".to_string(),
-                serde_json::to_string(&header).map_err(|e| Error::data(path, e.to_string()))?,
-            ),
-        ]);
-        safetensors::serialize_to_file(tensors, Some(meta), path)
-            .map_err(|e| Error::data(path, format!("cannot write: {e}")))
+        super::params_file::write(path, &KIND, tensors, &header)
     }
 
     pub fn read(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let bad = |reason: String| Error::data(path, reason);
-        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
-            .map_err(|e| bad(format!("not a fit file: {e}")))?;
-        let meta = meta.metadata().clone().unwrap_or_default();
-        if meta.get("format").map(String::as_str) != Some(FORMAT) {
-            return Err(bad(
-                "not a fit file (make one with `gradnorm-tui fit`)".into()
-            ));
-        }
-        if meta.get("version").map(String::as_str) != Some(VERSION) {
-            return Err(bad(format!(
-                "fit file version {:?}, this build reads {VERSION}",
-                meta.get("version")
-            )));
-        }
-        let h: Header = serde_json::from_str(meta.get("fit").map_or("", |s| s))
-            .map_err(|e| bad(format!("bad `fit` metadata: {e}")))?;
-        let mut tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
-            .map_err(|e| bad(e.to_string()))?;
+        let (h, mut tensors): (Header, _) = super::params_file::read(path, &KIND)?;
         let d = h.feature_dim;
         let c = h.model.num_classes;
         let mut take = |name: &str, shape: Vec<usize>| -> Result<Tensor> {

@@ -58,12 +58,7 @@ impl Method {
     /// The method `key` with some parameters set (the column name stays the
     /// key): for code that builds methods, e.g. tests.
     pub fn with_params(key: &str, params: &[(&str, f64)]) -> Result<Method, SpecError> {
-        let mut m = Method::from_key(key).ok_or_else(|| {
-            SpecError(format!(
-                "unknown method `{key}` (choose from {})",
-                registry::keys().join(", ")
-            ))
-        })?;
+        let mut m = Method::from_key(key).ok_or_else(|| unknown(key))?;
         for (name, v) in params {
             m.set_number(name, *v)?;
         }
@@ -124,18 +119,7 @@ impl Method {
 
     /// Sets parameter `name` from text, checked against its range.
     pub fn set(&mut self, name: &str, text: &str) -> Result<(), SpecError> {
-        let i = self
-            .def
-            .params
-            .iter()
-            .position(|p| p.name == name)
-            .ok_or_else(|| {
-                SpecError(format!(
-                    "{}: no parameter `{name}` (it has {})",
-                    self.def.key,
-                    param_list(self.def)
-                ))
-            })?;
+        let i = param_index(self.def, name)?;
         self.values[i] = self.def.params[i].parse(self.def.key, text)?;
         Ok(())
     }
@@ -161,12 +145,7 @@ impl Method {
     ) -> Result<Vec<Method>, SpecError> {
         let mut parts = spec.trim().split(':');
         let key = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-        let mut base = Method::from_key(&key).ok_or_else(|| {
-            SpecError(format!(
-                "unknown method `{key}` (choose from {})",
-                registry::keys().join(", ")
-            ))
-        })?;
+        let mut base = Method::from_key(&key).ok_or_else(|| unknown(&key))?;
         for (k, p, v) in defaults {
             if *k == base.key() {
                 base.set(p, v)?;
@@ -181,17 +160,7 @@ impl Method {
                 ))
             })?;
             let name = name.trim();
-            let i = base
-                .def
-                .params
-                .iter()
-                .position(|p| p.name == name)
-                .ok_or_else(|| {
-                    SpecError(format!(
-                        "{key}: no parameter `{name}` (it has {})",
-                        param_list(base.def)
-                    ))
-                })?;
+            let i = param_index(base.def, name)?;
             if given.iter().any(|(j, _)| *j == i) {
                 return Err(SpecError(format!("{key}: parameter `{name}` given twice")));
             }
@@ -226,6 +195,28 @@ impl Method {
         }
         Ok(out)
     }
+}
+
+/// The index of parameter `name` of `def`, or an error listing its own.
+fn param_index(def: &MethodDef, name: &str) -> Result<usize, SpecError> {
+    def.params
+        .iter()
+        .position(|p| p.name == name)
+        .ok_or_else(|| {
+            SpecError(format!(
+                "{}: no parameter `{name}` (it has {})",
+                def.key,
+                param_list(def)
+            ))
+        })
+}
+
+/// The error for a key the registry lacks.
+fn unknown(key: &str) -> SpecError {
+    SpecError(format!(
+        "unknown method `{key}` (choose from {})",
+        registry::keys().join(", ")
+    ))
 }
 
 fn param_list(def: &MethodDef) -> String {
@@ -273,12 +264,7 @@ impl<'de> serde::Deserialize<'de> for Method {
             .get("method")
             .and_then(|v| v.as_str())
             .ok_or_else(|| D::Error::custom("a method needs `method = \"KEY\"`"))?;
-        let mut m = Method::from_key(key).ok_or_else(|| {
-            D::Error::custom(format!(
-                "unknown method `{key}` (choose from {})",
-                registry::keys().join(", ")
-            ))
-        })?;
+        let mut m = Method::from_key(key).ok_or_else(|| D::Error::custom(unknown(key)))?;
         for (name, v) in &map {
             match name.as_str() {
                 "method" => {}

@@ -11,6 +11,7 @@ pub mod logits;
 pub mod mahalanobis;
 pub mod method;
 pub mod odin;
+mod params_file;
 pub mod posthoc;
 pub mod registry;
 
@@ -126,9 +127,9 @@ impl Scorer {
         // The anatomy follows the (last) GradNorm of the run.
         let anatomy_temperature = methods
             .iter()
+            .rev()
             .filter(|m| m.key() == "gradnorm")
-            .filter_map(|m| m.number("temperature"))
-            .last()
+            .find_map(|m| m.number("temperature"))
             .unwrap_or(1.0);
         Ok(Scorer {
             methods: prepared,

@@ -318,7 +318,7 @@ fn fit_methods_reduce_to_their_special_cases() {
         .2 as f32;
     let vim: Vec<f32> = s[0].iter().zip(&s[3]).map(|(e, r)| e + alpha * r).collect();
     common::assert_close("vim = energy + alpha residual", &s[2], &vim, 1e-4);
-    for i in 0..paths.len() {
+    for (i, _) in paths.iter().enumerate() {
         // Distances are never negative: every score below is <= 0 ...
         assert!(
             s[3][i] <= 0.0 && s[4][i] <= 0.0 && s[6][i] <= 1e-6,
