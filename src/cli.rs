@@ -48,6 +48,9 @@ pub enum Command {
     /// Fit Mahalanobis class means and precisions, tune its regression and
     /// magnitude as the seed does, and write the parameters file.
     TuneMahalanobis(TuneMahalanobisArgs),
+    /// One pass over labelled ID images storing what the fit-based methods
+    /// (react, dice, knn, vim, residual, klm, mds, rmds) need.
+    Fit(FitArgs),
     /// Parity checks against the seed's outputs on the tiny BiT fixture, on
     /// any device (for machines without Rust; see README "Speed").
     #[command(hide = true)]
@@ -125,12 +128,14 @@ pub struct EvalArgs {
     /// OOD set as NAME=PATH (a folder, an ImageFolder root or a list file); repeatable.
     #[arg(long, value_name = "NAME=PATH")]
     pub ood: Vec<String>,
-    /// Comma-separated: msp, odin, energy, gradnorm, maxlogit, mahalanobis.
-    #[arg(
-        long,
-        default_value = "msp,odin,energy,gradnorm,maxlogit",
-        value_delimiter = ','
-    )]
+    /// Comma-separated specs `KEY[:PARAM=VALUE[|VALUE...]]...`, e.g.
+    /// `msp,odin:temperature=1000:epsilon=0.002,react:percentile=85|90`
+    /// (alternatives are evaluated from the same pass, one row each). Keys:
+    /// msp, odin, energy, mahalanobis, gradnorm, maxlogit, entropy, gen,
+    /// react, ash-p, ash-b, ash-s, scale, dice, knn, vim, residual, klm, mds, rmds.
+    /// Default: the paper's msp, odin, energy, gradnorm, maxlogit; with
+    /// --demo every method the demo can run.
+    #[arg(long, value_delimiter = ',')]
     pub methods: Vec<String>,
     #[arg(long, default_value_t = 1000.0)]
     pub temperature_odin: f64,
@@ -143,6 +148,10 @@ pub struct EvalArgs {
     /// Parameters from `tune-mahalanobis` (needed by --methods mahalanobis).
     #[arg(long)]
     pub mahalanobis_params: Option<PathBuf>,
+    /// Fit file from `gradnorm-tui fit` (needed by react, dice, knn, vim,
+    /// residual, klm, mds, rmds).
+    #[arg(long)]
+    pub fit: Option<PathBuf>,
     /// Images per batch.
     #[arg(long, default_value = "64")]
     pub batch: Batch,
@@ -310,6 +319,35 @@ pub struct TuneMahalanobisArgs {
     /// Decoding threads (default: all cores).
     #[arg(long)]
     pub workers: Option<Workers>,
+}
+
+#[derive(Debug, Args)]
+pub struct FitArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Labelled ID training images: a list file (`path label` lines) or an
+    /// ImageFolder root; repeat to pool several. Labels in the model's order.
+    #[arg(long, required = true)]
+    pub train: Vec<PathBuf>,
+    /// Root for the list files' paths (default: each list's folder).
+    #[arg(long)]
+    pub train_root: Option<PathBuf>,
+    /// At most N images, evenly spaced over the list.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// At most N features kept for KNN, ReAct's percentile and ViM's alpha
+    /// (evenly spaced; exact while the set is no larger).
+    #[arg(long, default_value_t = crate::score::fit::DEFAULT_BANK)]
+    pub bank: usize,
+    /// Where to write the fit (safetensors).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Images per batch.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Decoding threads (default: all cores).
+    #[arg(long)]
+    pub workers: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

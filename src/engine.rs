@@ -90,7 +90,7 @@ pub fn run(
     for (spec, ds) in config.ood.iter().zip(oods) {
         opened.push(open(spec, ds, Role::Ood, &classes, limit));
     }
-    let scorer = Scorer::new(&config.methods, model.as_ref())?;
+    let scorer = prepare_scorer(config, model.as_ref())?;
     let run_info = Arc::new(RunInfo {
         model: info,
         checkpoint: config.model.checkpoint.clone(),
@@ -106,6 +106,9 @@ pub fn run(
     emit(Event::Started(run_info));
     if let Some(note) = deferred_notice {
         emit(Event::Notice(note));
+    }
+    for (method, stat, value) in scorer.stats() {
+        emit(Event::Notice(format!("{method}: {stat} = {value}")));
     }
 
     let run_total: usize = opened.iter().map(|o| o.items.len()).sum();
@@ -378,4 +381,16 @@ pub fn spawn_with(config: RunConfig, cancel: Arc<AtomicBool>) -> RunHandle {
         cancel,
         thread: Some(thread),
     }
+}
+
+/// The Scorer of `config`'s methods, with its fit file when one is given
+/// (checked against the model) or needed (a clear error when missing).
+fn prepare_scorer(config: &RunConfig, model: &dyn crate::model::Classifier) -> Result<Scorer> {
+    let fit = match &config.fit {
+        Some(path) if config.methods.iter().any(|m| m.needs_fit()) => {
+            Some(crate::score::fit::Fit::load_for(path, model)?)
+        }
+        _ => None,
+    };
+    Scorer::with_fit(&config.methods, model, fit.as_ref())
 }

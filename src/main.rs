@@ -18,6 +18,7 @@ fn main() -> ExitCode {
         Some(Command::TrainDemo(args)) => commands::train_demo::run(&args),
         Some(Command::Bench(args)) => commands::bench::run(&args),
         Some(Command::TuneMahalanobis(args)) => commands::tune_mahalanobis::run(&args),
+        Some(Command::Fit(args)) => commands::fit::run(&args),
         Some(Command::Selftest(args)) => commands::selftest::run(&args),
     };
     match result {

@@ -34,13 +34,16 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         size: args.image_size.map_or(info.input.size, |s| s.get()),
         ..info.input
     };
-    let wants_mahalanobis = args.methods.iter().any(|k| k.trim() == "mahalanobis");
+    let wants_mahalanobis = args
+        .methods
+        .iter()
+        .any(|k| k.trim().starts_with("mahalanobis"));
     let synthetic = match (&args.mahalanobis_params, wants_mahalanobis) {
         (None, true) => Some(SyntheticParams::new(model.as_ref(), input.size)?),
         _ => None,
     };
     let methods = super::parse_methods(&super::MethodFlags {
-        keys: &args.methods,
+        specs: &args.methods,
         temperature_odin: args.temperature_odin,
         epsilon_odin: args.epsilon_odin,
         temperature_energy: 1.0,
@@ -100,6 +103,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
             },
             ood: Vec::new(),
             methods: methods.clone(),
+            fit: None,
             image_size: Some(ImageSize::new(input.size)?),
             batch: Batch::new(batch)?,
             device: args.device,

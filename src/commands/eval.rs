@@ -207,6 +207,7 @@ pub fn config_from_args(args: &EvalArgs) -> Result<RunConfig, UsageError> {
         },
         ood,
         methods,
+        fit: args.fit.clone(),
         image_size: match args.model.image_size {
             Some(s) => Some(s),
             None => demo_size(&checkpoint_path)?,
@@ -221,9 +222,22 @@ pub fn config_from_args(args: &EvalArgs) -> Result<RunConfig, UsageError> {
     Ok(config)
 }
 
+/// The paper's methods, which `eval` runs when --methods is not given.
+pub const DEFAULT_METHODS: [&str; 5] = ["msp", "odin", "energy", "gradnorm", "maxlogit"];
+
 fn methods_from_args(args: &EvalArgs) -> Result<Vec<Method>, UsageError> {
+    methods_or(args, &DEFAULT_METHODS.map(String::from))
+}
+
+/// The methods of --methods, else `defaults`, with the legacy flags.
+fn methods_or(args: &EvalArgs, defaults: &[String]) -> Result<Vec<Method>, UsageError> {
+    let specs = if args.methods.is_empty() {
+        defaults
+    } else {
+        &args.methods
+    };
     super::parse_methods(&super::MethodFlags {
-        keys: &args.methods,
+        specs,
         temperature_odin: args.temperature_odin,
         epsilon_odin: args.epsilon_odin,
         temperature_energy: args.temperature_energy,
@@ -252,7 +266,15 @@ fn demo_config(args: &EvalArgs) -> Result<RunConfig, UsageError> {
         root.join(demo::DATA_DIR).display()
     );
     let mut config = demo::run_config(&root).map_err(|e| UsageError(e.to_string()))?;
-    config.methods = methods_from_args(args)?;
+    let demo_methods: Vec<String> = config
+        .methods
+        .iter()
+        .map(|m| m.name().to_string())
+        .collect();
+    config.methods = methods_or(args, &demo_methods)?;
+    if args.fit.is_some() {
+        config.fit = args.fit.clone();
+    }
     config.device = args.model.device;
     config.dtype = args.model.dtype;
     config.batch = args.batch;

@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod eval;
+pub mod fit;
 pub mod logging;
 pub mod metrics;
 pub mod predict;
@@ -31,9 +32,10 @@ pub(crate) fn model_setup(
 
 pub use logging::init as init_logging;
 
-/// The method flags shared by `eval` and `bench`.
+/// The method flags shared by `eval` and `bench`: the specs and the legacy
+/// per-method flags, which set defaults that a spec's parameters override.
 pub(crate) struct MethodFlags<'a> {
-    pub keys: &'a [String],
+    pub specs: &'a [String],
     pub temperature_odin: f64,
     pub epsilon_odin: f64,
     pub temperature_energy: f64,
@@ -41,62 +43,52 @@ pub(crate) struct MethodFlags<'a> {
     pub mahalanobis_params: Option<&'a Path>,
 }
 
-/// `--methods` keys with their hyperparameters; unknown or repeated keys
-/// and bad temperatures are usage errors.
+/// `--methods` specs (`key[:param=value|value...]`, see the registry) with
+/// the legacy flags as defaults; unknown methods or parameters, values out
+/// of range and repeated columns are usage errors.
 pub(crate) fn parse_methods(args: &MethodFlags) -> Result<Vec<Method>, UsageError> {
+    let mut defaults = vec![
+        ("odin", "temperature", args.temperature_odin.to_string()),
+        ("odin", "epsilon", args.epsilon_odin.to_string()),
+        ("energy", "temperature", args.temperature_energy.to_string()),
+        (
+            "gradnorm",
+            "temperature",
+            args.temperature_gradnorm.to_string(),
+        ),
+    ];
+    if let Some(p) = args.mahalanobis_params {
+        defaults.push(("mahalanobis", "params", p.display().to_string()));
+    }
     let mut methods: Vec<Method> = Vec::new();
-    for key in args.keys.iter().map(|k| k.trim()).filter(|k| !k.is_empty()) {
-        let method = match Method::from_key(key) {
-            Some(Method::Odin { .. }) => Method::Odin {
-                temperature: args.temperature_odin,
-                epsilon: args.epsilon_odin,
-            },
-            Some(Method::Energy { .. }) => Method::Energy {
-                temperature: args.temperature_energy,
-            },
-            Some(Method::GradNorm { .. }) => Method::GradNorm {
-                temperature: args.temperature_gradnorm,
-            },
-            Some(Method::Mahalanobis { .. }) => Method::Mahalanobis {
-                params: args.mahalanobis_params.map(Path::to_path_buf).ok_or_else(|| {
-                    UsageError(
-                        "--methods mahalanobis needs --mahalanobis-params FILE (from tune-mahalanobis)"
-                            .into(),
-                    )
-                })?,
-            },
-            Some(m) => m,
-            None => {
-                return Err(UsageError(format!(
-                    "unknown method `{key}` (choose from {})",
-                    Method::KEYS.join(", ")
-                )))
+    for spec in args
+        .specs
+        .iter()
+        .map(|k| k.trim())
+        .filter(|k| !k.is_empty())
+    {
+        for method in Method::parse_spec(spec, &defaults).map_err(|e| UsageError(e.0))? {
+            if method.key() == "mahalanobis"
+                && method
+                    .path("params")
+                    .is_none_or(|p| p.as_os_str().is_empty())
+            {
+                return Err(UsageError(
+                    "--methods mahalanobis needs --mahalanobis-params FILE (from tune-mahalanobis)"
+                        .into(),
+                ));
             }
-        };
-        if methods.iter().any(|m| m.key() == method.key()) {
-            return Err(UsageError(format!("method `{key}` given twice")));
+            if methods.iter().any(|m| m.name() == method.name()) {
+                return Err(UsageError(format!(
+                    "method `{}` given twice",
+                    method.name()
+                )));
+            }
+            methods.push(method);
         }
-        methods.push(method);
     }
     if methods.is_empty() {
         return Err(UsageError("no methods given".into()));
-    }
-    for t in [
-        args.temperature_odin,
-        args.temperature_energy,
-        args.temperature_gradnorm,
-    ] {
-        if !(t.is_finite() && t > 0.0) {
-            return Err(UsageError(format!(
-                "temperatures must be positive, got {t}"
-            )));
-        }
-    }
-    if !(args.epsilon_odin.is_finite() && args.epsilon_odin >= 0.0) {
-        return Err(UsageError(format!(
-            "--epsilon-odin must be a finite number >= 0, got {}",
-            args.epsilon_odin
-        )));
     }
     Ok(methods)
 }

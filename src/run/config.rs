@@ -39,6 +39,9 @@ pub struct RunConfig {
     pub id: DatasetSpec,
     pub ood: Vec<DatasetSpec>,
     pub methods: Vec<Method>,
+    /// Fit file (`gradnorm-tui fit`) for the fit-based methods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fit: Option<PathBuf>,
     /// Input size; the model's default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_size: Option<ImageSize>,
@@ -112,60 +115,12 @@ impl RunConfig {
                 });
             }
         }
-        for m in &self.methods {
-            check_method(m)?;
-        }
+        // Method parameters are checked by the registry as they are parsed.
         if let Some(size) = self.image_size {
             check_batch_bytes(self.batch, size)?;
         }
         Ok(())
     }
-}
-
-/// Method parameters that no computation can use (NaN, infinite,
-/// non-positive temperatures).
-fn check_method(m: &Method) -> Result<(), ConfigError> {
-    let bad = |field: &'static str, what: &str, v: f64| ConfigError {
-        field,
-        reason: format!("{what} must be a finite number, got {v}"),
-    };
-    match *m {
-        Method::Odin {
-            temperature,
-            epsilon,
-        } => {
-            if !(temperature.is_finite() && temperature > 0.0) {
-                return Err(bad(
-                    "methods.odin.temperature (--temperature-odin)",
-                    "a positive temperature",
-                    temperature,
-                ));
-            }
-            if !(epsilon.is_finite() && epsilon >= 0.0) {
-                return Err(bad(
-                    "methods.odin.epsilon (--epsilon-odin)",
-                    "a non-negative epsilon",
-                    epsilon,
-                ));
-            }
-        }
-        Method::Energy { temperature } if !(temperature.is_finite() && temperature > 0.0) => {
-            return Err(bad(
-                "methods.energy.temperature (--temperature-energy)",
-                "a positive temperature",
-                temperature,
-            ));
-        }
-        Method::GradNorm { temperature } if !(temperature.is_finite() && temperature > 0.0) => {
-            return Err(bad(
-                "methods.gradnorm.temperature (--temperature-gradnorm)",
-                "a positive temperature",
-                temperature,
-            ));
-        }
-        _ => {}
-    }
-    Ok(())
 }
 
 /// Refuses a batch whose decoded pixels alone exceed [`MAX_BATCH_BYTES`];

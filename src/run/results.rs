@@ -224,8 +224,8 @@ impl RunResults {
                     })
                     .collect::<Vec<_>>();
                 MethodSummary {
-                    key: method.key().to_string(),
-                    label: method.label().to_string(),
+                    key: method.name().to_string(),
+                    label: method.row_label(),
                     params: method.clone(),
                     average: average(&ood.iter().map(|(_, m)| *m).collect::<Vec<_>>()),
                     ood,
@@ -392,7 +392,7 @@ pub fn write_scores_csv(path: &Path, results: &RunResults) -> Result<()> {
         "top1".into(),
         "top1_prob".into(),
     ];
-    header.extend(info.methods.iter().map(|m| m.key().to_string()));
+    header.extend(info.methods.iter().map(|m| m.name().to_string()));
     let io = |e| Error::io(path, e);
     writeln!(w, "{}", header.join(",")).map_err(io)?;
     for (d, records) in results.records.iter().enumerate() {

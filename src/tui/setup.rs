@@ -32,13 +32,9 @@ pub struct MethodEntry {
     pub method: Method,
 }
 
-/// A hyperparameter row under a method.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Param {
-    Temperature,
-    Epsilon,
-    ParamsFile,
-}
+/// A hyperparameter row under a method: its index in the method's
+/// registry parameters.
+pub type Param = usize;
 
 /// One selectable line of the form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,17 +107,11 @@ impl SetupState {
             })
             .collect();
         let id = (!datasets.is_empty()).then_some(0);
-        let methods = Method::KEYS
+        let methods = crate::score::registry::METHODS
             .iter()
-            .filter_map(|k| Method::from_key(k))
+            .filter_map(|d| Method::from_key(d.key))
             .map(|m| MethodEntry {
-                enabled: matches!(
-                    m,
-                    Method::Msp
-                        | Method::Odin { .. }
-                        | Method::Energy { .. }
-                        | Method::GradNorm { .. }
-                ),
+                enabled: matches!(m.key(), "msp" | "odin" | "energy" | "gradnorm"),
                 method: m,
             })
             .collect();
@@ -276,7 +266,7 @@ impl SetupState {
         for (i, m) in self.methods.iter().enumerate() {
             rows.push(Row::Method(i));
             if m.enabled {
-                rows.extend(params_of(&m.method).iter().map(|&p| Row::Param(i, p)));
+                rows.extend(params_of(&m.method).map(|p| Row::Param(i, p)));
             }
         }
         rows.extend([
@@ -346,9 +336,10 @@ impl SetupState {
         if methods.is_empty() {
             return Err("select at least one method (Space)".into());
         }
-        if let Some(Method::Mahalanobis { params }) = methods
+        if let Some(params) = methods
             .iter()
-            .find(|m| matches!(m, Method::Mahalanobis { .. }))
+            .find(|m| m.key() == "mahalanobis")
+            .and_then(|m| m.path("params"))
         {
             if params.as_os_str().is_empty() {
                 return Err("Mahalanobis needs its parameters file (from tune-mahalanobis)".into());
@@ -369,6 +360,7 @@ impl SetupState {
             },
             ood,
             methods,
+            fit: base.as_ref().and_then(|b| b.fit.clone()),
             image_size: self.image_size,
             batch: self.batch,
             device: self.device,
@@ -611,13 +603,7 @@ impl SetupState {
             Row::Ood(_) => "Space: use this set as OOD",
             Row::AddDataset => "Enter: type the path of a folder or list file to add as an OOD set",
             Row::Method(_) => "Space: run this score",
-            Row::Param(_, Param::Temperature) => "Enter: edit the temperature T",
-            Row::Param(_, Param::Epsilon) => {
-                "Enter: edit ODIN's input perturbation (0 = the seed's setting, no backward pass)"
-            }
-            Row::Param(_, Param::ParamsFile) => {
-                "Enter: the parameters file written by tune-mahalanobis"
-            }
+            Row::Param(i, p) => self.methods[i].method.def().params[p].help,
             Row::Device => "←/→ auto, cpu, cuda · Enter: type e.g. cuda:1",
             Row::Dtype => "←/→ f32, bf16, f16 (reduced precision is for CUDA)",
             Row::Batch => "←/→ halve or double · Enter: type",
@@ -639,45 +625,19 @@ fn cycle<T: Copy + PartialEq>(options: &[T], current: T, step: isize) -> T {
     options[j as usize]
 }
 
-pub fn params_of(m: &Method) -> &'static [Param] {
-    match m {
-        Method::Odin { .. } => &[Param::Temperature, Param::Epsilon],
-        Method::Energy { .. } | Method::GradNorm { .. } => &[Param::Temperature],
-        Method::Mahalanobis { .. } => &[Param::ParamsFile],
-        Method::Msp | Method::MaxLogit => &[],
-    }
+/// The parameter rows of a method: one per registry parameter.
+pub fn params_of(m: &Method) -> std::ops::Range<Param> {
+    0..m.def().params.len()
 }
 
 fn param_text(m: &Method, p: Param) -> String {
-    match (m, p) {
-        (Method::Odin { temperature, .. }, Param::Temperature)
-        | (Method::Energy { temperature }, Param::Temperature)
-        | (Method::GradNorm { temperature }, Param::Temperature) => temperature.to_string(),
-        (Method::Odin { epsilon, .. }, Param::Epsilon) => epsilon.to_string(),
-        (Method::Mahalanobis { params }, Param::ParamsFile) => params.display().to_string(),
-        _ => String::new(),
-    }
+    let text = m.values()[p].to_string();
+    text
 }
 
 fn set_param(m: &mut Method, p: Param, text: &str) -> Result<(), String> {
-    let number = |what: &str, positive: bool| -> Result<f64, String> {
-        match text.parse::<f64>() {
-            Ok(v) if v.is_finite() && (v > 0.0 || (!positive && v >= 0.0)) => Ok(v),
-            _ if positive => Err(format!("{what}: a positive number")),
-            _ => Err(format!("{what}: a number >= 0")),
-        }
-    };
-    match (m, p) {
-        (Method::Odin { temperature, .. }, Param::Temperature)
-        | (Method::Energy { temperature }, Param::Temperature)
-        | (Method::GradNorm { temperature }, Param::Temperature) => {
-            *temperature = number("temperature", true)?
-        }
-        (Method::Odin { epsilon, .. }, Param::Epsilon) => *epsilon = number("epsilon", false)?,
-        (Method::Mahalanobis { params }, Param::ParamsFile) => *params = PathBuf::from(text),
-        _ => {}
-    }
-    Ok(())
+    let name = m.def().params[p].name;
+    m.set(name, text).map_err(|e| e.0)
 }
 
 fn count_text(c: &Count) -> (String, Style) {
@@ -817,11 +777,7 @@ fn lines(s: &SetupState, width: usize) -> (Vec<Line<'static>>, Vec<usize>) {
             }
             Row::Param(i, p) => {
                 let m = &s.methods[i].method;
-                let name = match p {
-                    Param::Temperature => "temperature",
-                    Param::Epsilon => "epsilon",
-                    Param::ParamsFile => "params file",
-                };
+                let name = m.def().params[p].label;
                 let v = param_text(m, p);
                 let v = if v.is_empty() {
                     "(none: Enter to set)".into()

@@ -12,6 +12,7 @@ mod efficientnet;
 mod eval;
 mod fuzz_readers;
 mod mahalanobis;
+mod methods;
 mod metrics;
 mod scores;
 mod tui;
