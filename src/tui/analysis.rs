@@ -37,10 +37,8 @@ impl Snapshot {
         let temperature = info
             .methods
             .iter()
-            .find_map(|m| match m {
-                crate::score::Method::GradNorm { temperature } => Some(*temperature),
-                _ => None,
-            })
+            .filter(|m| m.key() == "gradnorm")
+            .find_map(|m| m.number("temperature"))
             .unwrap_or(1.0);
         let mut snap = Snapshot {
             temperature,

@@ -6,7 +6,6 @@
 
 use super::dashboard::Overlay;
 use crate::run::RunInfo;
-use crate::score::Method;
 use crate::tui::analysis::{self, Analysis};
 use crate::tui::app::App;
 use crate::tui::theme;
@@ -77,9 +76,7 @@ pub fn factor_name(f: usize) -> &'static str {
 }
 
 fn gradnorm_index(info: &RunInfo) -> Option<usize> {
-    info.methods
-        .iter()
-        .position(|m| matches!(m, Method::GradNorm { .. }))
+    info.methods.iter().position(|m| m.key() == "gradnorm")
 }
 
 fn log_points(app: &App, dataset: usize, n: usize) -> Vec<(f64, f64)> {

@@ -2,7 +2,8 @@
 //! dtype opens a popup list filtered as one types; Tab completes a path
 //! being typed.
 
-use super::state::{Row, SetupAction, SetupState, DEVICES, DTYPES};
+use super::state::{Row, SetupAction, SetupState};
+use crate::run::{DType, Device};
 use crate::tui::keymap::Action;
 use crate::tui::picker::{complete_path, Picked, Picker};
 
@@ -49,17 +50,21 @@ impl SetupState {
                 .with_free_text()
             }
             Row::Device => {
-                let at = DEVICES.iter().position(|d| *d == self.device);
+                let at = Device::CHOICES.iter().position(|d| *d == self.device);
                 Picker::new(
                     "device · or type one (cuda:1)",
-                    DEVICES.map(String::from).to_vec(),
+                    Device::CHOICES.map(|d| d.to_string()).to_vec(),
                     at,
                 )
                 .with_free_text()
             }
             Row::Dtype => {
-                let at = DTYPES.iter().position(|d| *d == self.dtype);
-                Picker::new("dtype", DTYPES.map(String::from).to_vec(), at)
+                let at = DType::CHOICES.iter().position(|d| *d == self.dtype);
+                Picker::new(
+                    "dtype",
+                    DType::CHOICES.map(|d| d.name().to_string()).to_vec(),
+                    at,
+                )
             }
             _ => return None,
         };
@@ -121,8 +126,8 @@ impl SetupState {
                 }
             }
             (Row::Id, Picked::Item(i)) => self.id = Some(i),
-            (Row::Device, Picked::Item(i)) => self.device = DEVICES[i].to_string(),
-            (Row::Dtype, Picked::Item(i)) => self.dtype = DTYPES[i].to_string(),
+            (Row::Device, Picked::Item(i)) => self.device = Device::CHOICES[i],
+            (Row::Dtype, Picked::Item(i)) => self.dtype = DType::CHOICES[i],
             _ => {}
         }
         SetupAction::None
@@ -130,7 +135,7 @@ impl SetupState {
 
     /// Tab while typing a path: complete it from the disk.
     pub(super) fn complete_edit(&mut self) {
-        if !self.current().takes_path() {
+        if !self.current_takes_path() {
             return;
         }
         if let Some(text) = self.edit.as_mut() {

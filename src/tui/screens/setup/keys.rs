@@ -2,8 +2,9 @@
 //! and committing it.
 
 use super::params::{param_text, set_param};
-use super::state::{Row, SetupAction, SetupState, DEVICES, DTYPES};
+use super::state::{Row, SetupAction, SetupState};
 use crate::run::DatasetSpec;
+use crate::run::{Batch, DType, Device};
 use crate::tui::discover::{self, Count};
 use crate::tui::keymap::{self, Action, Mode};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -143,14 +144,12 @@ impl SetupState {
                 let i = wrap(self.id.unwrap_or(0), self.datasets.len());
                 self.id = Some(i);
             }
-            Row::Device => self.device = cycle_str(&DEVICES, &self.device, step),
-            Row::Dtype => self.dtype = cycle_str(&DTYPES, &self.dtype, step),
+            Row::Device => self.device = cycle(&Device::CHOICES, self.device, step),
+            Row::Dtype => self.dtype = cycle(&DType::CHOICES, self.dtype, step),
             Row::Batch => {
-                self.batch = if step > 0 {
-                    (self.batch * 2).min(4096)
-                } else {
-                    (self.batch / 2).max(1)
-                }
+                let b = self.batch.get();
+                let next = if step > 0 { b * 2 } else { b / 2 };
+                self.batch = Batch::new(next.clamp(Batch::MIN, Batch::MAX)).unwrap_or(self.batch);
             }
             Row::Ood(_) | Row::Method(_) => self.toggle(),
             _ => {}
@@ -191,7 +190,7 @@ impl SetupState {
                 .and_then(|d| path(&d.root))
                 .unwrap_or_default(),
             Row::Param(i, p) => param_text(&self.methods[i].method, p),
-            Row::Device => self.device.clone(),
+            Row::Device => self.device.to_string(),
             Row::Batch => self.batch.to_string(),
             Row::ImageSize => self.image_size.map(|s| s.to_string()).unwrap_or_default(),
             Row::Limit => self.limit.map(|s| s.to_string()).unwrap_or_default(),
@@ -254,30 +253,34 @@ impl SetupState {
                     return SetupAction::Message(e);
                 }
             }
-            Row::Device if !text.is_empty() => self.device = text.to_string(),
-            Row::Batch => match text.parse::<usize>() {
-                Ok(b) if b > 0 => self.batch = b,
-                _ => return SetupAction::Message("batch: a positive integer".into()),
+            // The same parsers as the flags and the config file.
+            Row::Device if !text.is_empty() => match text.parse() {
+                Ok(d) => self.device = d,
+                Err(e) => return SetupAction::Message(format!("device: {e}")),
+            },
+            Row::Batch => match text.parse() {
+                Ok(b) => self.batch = b,
+                Err(e) => return SetupAction::Message(format!("batch: {e}")),
             },
             Row::ImageSize => match text {
                 "" => self.image_size = None,
-                t => match t.parse::<usize>() {
-                    Ok(s) if s >= 16 => self.image_size = Some(s),
-                    _ => {
-                        return SetupAction::Message(
-                            "image size: an integer >= 16, or empty for the model's".into(),
-                        )
+                t => match t.parse() {
+                    Ok(s) => self.image_size = Some(s),
+                    Err(e) => {
+                        return SetupAction::Message(format!(
+                            "image size: {e} (or empty for the model's)"
+                        ))
                     }
                 },
             },
             Row::Limit => match text {
                 "" => self.limit = None,
-                t => match t.parse::<usize>() {
-                    Ok(l) if l > 0 => self.limit = Some(l),
-                    _ => {
-                        return SetupAction::Message(
-                            "limit: a positive integer, or empty for every image".into(),
-                        )
+                t => match t.parse() {
+                    Ok(l) => self.limit = Some(l),
+                    Err(e) => {
+                        return SetupAction::Message(format!(
+                            "limit: {e} (or empty for every image)"
+                        ))
                     }
                 },
             },
@@ -315,12 +318,11 @@ impl SetupState {
     }
 }
 
-fn cycle_str(options: &[&str], current: &str, step: isize) -> String {
-    let i = options.iter().position(|o| *o == current);
+fn cycle<T: Copy + PartialEq>(options: &[T], current: T, step: isize) -> T {
     let n = options.len() as isize;
-    let j = match i {
+    let j = match options.iter().position(|o| *o == current) {
         Some(i) => (i as isize + step).rem_euclid(n),
         None => 0,
     };
-    options[j as usize].to_string()
+    options[j as usize]
 }

@@ -10,5 +10,5 @@ pub mod state;
 pub mod view;
 
 pub use params::Param;
-pub use state::{DatasetEntry, MethodEntry, Row, SetupAction, SetupState, DEVICES, DTYPES};
+pub use state::{DatasetEntry, MethodEntry, Row, SetupAction, SetupState};
 pub use view::render;

@@ -1,54 +1,29 @@
-//! A method's hyperparameters as rows of the form: which a method has, how
-//! each is shown and how typed text sets it.
+//! A method's hyperparameters as rows of the form: each row is the index
+//! of one of the method's registry parameters (`score::registry`), shown
+//! and set through the registry.
 
+use crate::score::registry::ParamKind;
 use crate::score::Method;
-use std::path::PathBuf;
 
-/// A hyperparameter row under a method.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Param {
-    Temperature,
-    Epsilon,
-    ParamsFile,
-}
+/// A hyperparameter row under a method: its index in the method's
+/// registry parameters.
+pub type Param = usize;
 
-pub fn params_of(m: &Method) -> &'static [Param] {
-    match m {
-        Method::Odin { .. } => &[Param::Temperature, Param::Epsilon],
-        Method::Energy { .. } | Method::GradNorm { .. } => &[Param::Temperature],
-        Method::Mahalanobis { .. } => &[Param::ParamsFile],
-        Method::Msp | Method::MaxLogit => &[],
-    }
+/// The parameter rows of a method: one per registry parameter.
+pub fn params_of(m: &Method) -> std::ops::Range<Param> {
+    0..m.def().params.len()
 }
 
 pub fn param_text(m: &Method, p: Param) -> String {
-    match (m, p) {
-        (Method::Odin { temperature, .. }, Param::Temperature)
-        | (Method::Energy { temperature }, Param::Temperature)
-        | (Method::GradNorm { temperature }, Param::Temperature) => temperature.to_string(),
-        (Method::Odin { epsilon, .. }, Param::Epsilon) => epsilon.to_string(),
-        (Method::Mahalanobis { params }, Param::ParamsFile) => params.display().to_string(),
-        _ => String::new(),
-    }
+    m.values()[p].to_string()
 }
 
 pub fn set_param(m: &mut Method, p: Param, text: &str) -> Result<(), String> {
-    let number = |what: &str, positive: bool| -> Result<f64, String> {
-        match text.parse::<f64>() {
-            Ok(v) if v.is_finite() && (v > 0.0 || (!positive && v >= 0.0)) => Ok(v),
-            _ if positive => Err(format!("{what}: a positive number")),
-            _ => Err(format!("{what}: a number >= 0")),
-        }
-    };
-    match (m, p) {
-        (Method::Odin { temperature, .. }, Param::Temperature)
-        | (Method::Energy { temperature }, Param::Temperature)
-        | (Method::GradNorm { temperature }, Param::Temperature) => {
-            *temperature = number("temperature", true)?
-        }
-        (Method::Odin { epsilon, .. }, Param::Epsilon) => *epsilon = number("epsilon", false)?,
-        (Method::Mahalanobis { params }, Param::ParamsFile) => *params = PathBuf::from(text),
-        _ => {}
-    }
-    Ok(())
+    let name = m.def().params[p].name;
+    m.set(name, text).map_err(|e| e.0)
+}
+
+/// Whether the parameter is a file path (Tab completes it).
+pub fn is_path(m: &Method, p: Param) -> bool {
+    matches!(m.def().params[p].kind, ParamKind::Path)
 }

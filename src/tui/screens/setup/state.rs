@@ -2,15 +2,12 @@
 //! that becomes a `RunConfig`. Keys move a cursor over rows; ←/→ change a
 //! choice, Space toggles, Enter edits a value or types a path.
 
-use super::params::{params_of, Param};
+use super::params::{is_path, params_of, Param};
 use crate::model::ModelSpec;
-use crate::run::{DatasetSpec, RunConfig};
+use crate::run::{Batch, DType, DatasetSpec, Device, ImageSize, Limit, RunConfig};
 use crate::score::Method;
 use crate::tui::discover::{Candidate, Count};
 use std::path::{Path, PathBuf};
-
-pub const DEVICES: [&str; 3] = ["auto", "cpu", "cuda"];
-pub const DTYPES: [&str; 3] = ["f32", "bf16", "f16"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DatasetEntry {
@@ -64,7 +61,6 @@ impl Row {
                 | Row::Id
                 | Row::IdRoot
                 | Row::AddDataset
-                | Row::Param(_, super::params::Param::ParamsFile)
         )
     }
 }
@@ -92,11 +88,11 @@ pub struct SetupState {
     pub datasets: Vec<DatasetEntry>,
     pub id: Option<usize>,
     pub methods: Vec<MethodEntry>,
-    pub device: String,
-    pub dtype: String,
-    pub batch: usize,
-    pub image_size: Option<usize>,
-    pub limit: Option<usize>,
+    pub device: Device,
+    pub dtype: DType,
+    pub batch: Batch,
+    pub image_size: Option<ImageSize>,
+    pub limit: Option<Limit>,
     /// Index into `rows()`.
     pub cursor: usize,
     /// Text being typed into the row under the cursor.
@@ -126,17 +122,11 @@ impl SetupState {
             })
             .collect();
         let id = (!datasets.is_empty()).then_some(0);
-        let methods = Method::KEYS
+        let methods = crate::score::registry::METHODS
             .iter()
-            .filter_map(|k| Method::from_key(k))
+            .filter_map(|d| Method::from_key(d.key))
             .map(|m| MethodEntry {
-                enabled: matches!(
-                    m,
-                    Method::Msp
-                        | Method::Odin { .. }
-                        | Method::Energy { .. }
-                        | Method::GradNorm { .. }
-                ),
+                enabled: matches!(m.key(), "msp" | "odin" | "energy" | "gradnorm"),
                 method: m,
             })
             .collect();
@@ -150,9 +140,9 @@ impl SetupState {
             datasets,
             id,
             methods,
-            device: "auto".into(),
-            dtype: "f32".into(),
-            batch: 64,
+            device: Device::Auto,
+            dtype: DType::F32,
+            batch: Batch::new(64).expect("64 is a valid batch"),
             image_size: None,
             limit: None,
             cursor: 0,
@@ -209,8 +199,8 @@ impl SetupState {
                 entry.method = m.clone();
             }
         }
-        s.device = config.device.clone();
-        s.dtype = config.dtype.clone();
+        s.device = config.device;
+        s.dtype = config.dtype;
         s.batch = config.batch;
         s.image_size = config.image_size;
         s.limit = config.limit;
@@ -297,7 +287,7 @@ impl SetupState {
         for (i, m) in self.methods.iter().enumerate() {
             rows.push(Row::Method(i));
             if m.enabled {
-                rows.extend(params_of(&m.method).iter().map(|&p| Row::Param(i, p)));
+                rows.extend(params_of(&m.method).map(|p| Row::Param(i, p)));
             }
         }
         rows.extend([
@@ -310,6 +300,14 @@ impl SetupState {
             Row::Save,
         ]);
         rows
+    }
+
+    /// Whether the row under the cursor takes a path (Tab completes it).
+    pub fn current_takes_path(&self) -> bool {
+        match self.current() {
+            Row::Param(i, p) => is_path(&self.methods[i].method, p),
+            row => row.takes_path(),
+        }
     }
 
     /// The row under the cursor.
@@ -368,16 +366,17 @@ impl SetupState {
         if methods.is_empty() {
             return Err("select at least one method (Space)".into());
         }
-        if let Some(Method::Mahalanobis { params }) = methods
+        if let Some(params) = methods
             .iter()
-            .find(|m| matches!(m, Method::Mahalanobis { .. }))
+            .find(|m| m.key() == "mahalanobis")
+            .and_then(|m| m.path("params"))
         {
             if params.as_os_str().is_empty() {
                 return Err("Mahalanobis needs its parameters file (from tune-mahalanobis)".into());
             }
         }
         let base = self.base.clone();
-        Ok(RunConfig {
+        let config = RunConfig {
             model: ModelSpec {
                 name: self.model.clone(),
                 checkpoint,
@@ -391,13 +390,16 @@ impl SetupState {
             },
             ood,
             methods,
+            fit: base.as_ref().and_then(|b| b.fit.clone()),
             image_size: self.image_size,
             batch: self.batch,
-            device: self.device.clone(),
-            dtype: self.dtype.clone(),
+            device: self.device,
+            dtype: self.dtype,
             limit: self.limit,
             workers: base.as_ref().and_then(|b| b.workers),
-        })
+        };
+        config.validate().map_err(|e| e.to_string())?;
+        Ok(config)
     }
 
     /// Images the run would evaluate, when every count is known.
@@ -405,7 +407,7 @@ impl SetupState {
         let mut total = 0;
         for d in self.id_entry().into_iter().chain(self.ood_entries()) {
             match d.count {
-                Count::Images(n) => total += self.limit.map_or(n, |l| n.min(l)),
+                Count::Images(n) => total += self.limit.map_or(n, |l| n.min(l.get())),
                 _ => return None,
             }
         }

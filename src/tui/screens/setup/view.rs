@@ -2,7 +2,7 @@
 //! edit) and the plan beside it, plus the hint line of the row under the
 //! cursor.
 
-use super::params::{param_text, Param};
+use super::params::param_text;
 use super::state::{Row, SetupState};
 use crate::tui::discover::Count;
 use crate::tui::picker::Picker;
@@ -30,13 +30,7 @@ pub fn hint(s: &SetupState) -> &'static str {
             Row::Ood(_) => "Space: use this set as OOD · r: rename it",
             Row::AddDataset => "Enter: type the path of a folder or list file to add as an OOD set",
             Row::Method(_) => "Space: run this score",
-            Row::Param(_, Param::Temperature) => "Enter: edit the temperature T",
-            Row::Param(_, Param::Epsilon) => {
-                "Enter: edit ODIN's input perturbation (0 = the seed's setting, no backward pass)"
-            }
-            Row::Param(_, Param::ParamsFile) => {
-                "Enter: the parameters file written by tune-mahalanobis"
-            }
+            Row::Param(i, p) => s.methods[i].method.def().params[p].help,
             Row::Device => "←/→ auto, cpu, cuda · Enter: list, or type e.g. cuda:1",
             Row::Dtype => "←/→ or Enter: f32, bf16, f16 (reduced precision is for CUDA)",
             Row::Batch => "←/→ halve or double · Enter: type",
@@ -192,11 +186,7 @@ fn lines(s: &SetupState, width: usize) -> (Vec<Line<'static>>, Vec<usize>) {
             }
             Row::Param(i, p) => {
                 let m = &s.methods[i].method;
-                let name = match p {
-                    Param::Temperature => "temperature",
-                    Param::Epsilon => "epsilon",
-                    Param::ParamsFile => "params file",
-                };
+                let name = m.def().params[p].label;
                 let v = param_text(m, p);
                 let v = if v.is_empty() {
                     "(none: Enter to set)".into()
@@ -205,8 +195,12 @@ fn lines(s: &SetupState, width: usize) -> (Vec<Line<'static>>, Vec<usize>) {
                 };
                 (String::new(), format!("    {name:<12} {v}"), Style::new())
             }
-            Row::Device => ("device".into(), choice(&s.device, true), Style::new()),
-            Row::Dtype => ("dtype".into(), choice(&s.dtype, true), Style::new()),
+            Row::Device => (
+                "device".into(),
+                choice(&s.device.to_string(), true),
+                Style::new(),
+            ),
+            Row::Dtype => ("dtype".into(), choice(s.dtype.name(), true), Style::new()),
             Row::Batch => (
                 "batch".into(),
                 choice(&s.batch.to_string(), true),
@@ -222,7 +216,7 @@ fn lines(s: &SetupState, width: usize) -> (Vec<Line<'static>>, Vec<usize>) {
             Row::Limit => (
                 "limit".into(),
                 s.limit
-                    .map(|n| format!("{} images per dataset", theme::count(n)))
+                    .map(|n| format!("{} images per dataset", theme::count(n.get())))
                     .unwrap_or_else(|| "every image".into()),
                 Style::new(),
             ),
