@@ -5,8 +5,10 @@ use crate::classes::Classes;
 use crate::data::dataset::{Dataset, DatasetKind, Item};
 use crate::data::loader::{self, LoaderConfig};
 use crate::error::{Error, Result};
-use crate::model::{self, InputSpec, ModelInfo, ModelSpec};
-use crate::run::{DatasetInfo, DatasetSpec, Event, ImageRecord, Progress, Role, RunConfig, RunInfo};
+use crate::model::{self, ModelInfo, ModelSpec};
+use crate::run::{
+    DatasetInfo, DatasetSpec, Event, ImageRecord, Progress, Role, RunConfig, RunInfo,
+};
 use crate::score::{Method, Scorer};
 use candle_core::Tensor;
 use std::path::PathBuf;
@@ -44,10 +46,9 @@ pub fn run(
     let dtype = crate::device::parse_dtype(&config.dtype)?;
     let model = model::load(&config.model, &device, dtype)?;
     let info = model.info().clone();
-    let input = InputSpec {
-        size: config.image_size.unwrap_or(info.input.size),
-        ..info.input
-    };
+    let input = model
+        .preprocess()
+        .with_overrides(config.image_size, config.preprocess);
 
     let id = Dataset::open(&config.id.path, config.id.root.as_deref())?;
     let classes = class_names(config, &info, &id)?;
@@ -63,6 +64,7 @@ pub fn run(
         device: crate::device::device_name(&device),
         dtype: crate::device::dtype_name(dtype).to_string(),
         image_size: input.size,
+        input,
         batch: config.batch,
         datasets: opened.iter().map(|o| o.info.clone()).collect(),
         methods: config.methods.clone(),

@@ -5,8 +5,8 @@ use crate::cli::{BenchArgs, UsageError};
 use crate::data::dataset::Dataset;
 use crate::data::loader::{self, LoaderConfig};
 use crate::engine;
-use crate::run::{DatasetSpec, Event, RunConfig};
 use crate::model::{self, Classifier, InputSpec, ModelSpec};
+use crate::run::{DatasetSpec, Event, RunConfig};
 use crate::score::Scorer;
 use candle_core::{DType, Device, Tensor};
 use std::process::ExitCode;
@@ -30,10 +30,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     };
     let model = model::load(&spec, &device, dtype)?;
     let info = model.info().clone();
-    let input = InputSpec {
-        size: args.image_size.unwrap_or(info.input.size),
-        ..info.input
-    };
+    let input = model.preprocess().with_overrides(args.image_size, None);
     let wants_mahalanobis = args.methods.iter().any(|k| k.trim() == "mahalanobis");
     let synthetic = match (&args.mahalanobis_params, wants_mahalanobis) {
         (None, true) => Some(SyntheticParams::new(model.as_ref(), input.size)?),
@@ -95,6 +92,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
             ood: Vec::new(),
             methods: methods.clone(),
             image_size: Some(input.size),
+            preprocess: None,
             batch,
             device: args.device.clone(),
             dtype: args.dtype.clone(),

@@ -5,11 +5,11 @@
 use crate::cli::{EvalArgs, UsageError};
 use crate::demo;
 use crate::engine;
-use crate::run::{DatasetSpec, Event, RunConfig};
 use crate::model::ModelSpec;
 use crate::run::report;
-use crate::score::Method;
 use crate::run::{self, RunResults};
+use crate::run::{DatasetSpec, Event, RunConfig};
+use crate::score::Method;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -117,6 +117,7 @@ pub fn config_from_args(args: &EvalArgs) -> Result<RunConfig, UsageError> {
         ood,
         methods,
         image_size: args.model.image_size,
+        preprocess: args.model.preprocess,
         batch: args.batch,
         device: args.model.device.clone(),
         dtype: args.model.dtype.clone(),
@@ -164,6 +165,9 @@ fn demo_config(args: &EvalArgs) -> Result<RunConfig, UsageError> {
     config.workers = args.workers;
     if args.model.image_size.is_some() {
         config.image_size = args.model.image_size;
+    }
+    if args.model.preprocess.is_some() {
+        config.preprocess = args.model.preprocess;
     }
     Ok(config)
 }

@@ -29,10 +29,9 @@ pub fn run(args: &TuneMahalanobisArgs) -> anyhow::Result<ExitCode> {
     let (device, dtype, spec) = super::model_setup(&args.model)?;
     let model = model::load(&spec, &device, dtype)?;
     let info = model.info().clone();
-    let input = InputSpec {
-        size: args.model.image_size.unwrap_or(info.input.size),
-        ..info.input
-    };
+    let input = model
+        .preprocess()
+        .with_overrides(args.model.image_size, args.model.preprocess);
     if args.batch == 0 || args.tune_count == 0 {
         bail!(crate::cli::UsageError(
             "--batch and --tune-count must be at least 1".into()

@@ -7,9 +7,9 @@ pub mod generate;
 pub mod rng;
 pub mod train;
 
-use crate::run::{DatasetSpec, RunConfig};
 use crate::error::{Error, Result};
 use crate::model::ModelSpec;
+use crate::run::{DatasetSpec, RunConfig};
 use crate::score::Method;
 use generate::{OodKind, CLASSES};
 use rayon::prelude::*;
@@ -274,6 +274,7 @@ pub fn run_config(project_root: &Path) -> Result<RunConfig> {
             .collect(),
         methods: methods(),
         image_size: Some(IMAGE_SIZE),
+        preprocess: None,
         batch: 50,
         device: "auto".into(),
         dtype: "f32".into(),

@@ -1,7 +1,7 @@
 //! What a run is asked to do: the model, the datasets, the methods and how
 //! to run them. Shared by `eval`, the TUI and the config file.
 
-use crate::run::ModelSpec;
+use crate::run::{ModelSpec, Preprocess};
 use crate::score::Method;
 use std::path::PathBuf;
 
@@ -33,6 +33,9 @@ pub struct RunConfig {
     /// Input size; the model's default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_size: Option<usize>,
+    /// Preprocessing preset; the model's own when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preprocess: Option<Preprocess>,
     pub batch: usize,
     pub device: String,
     #[serde(default = "default_dtype")]

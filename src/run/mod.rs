@@ -11,5 +11,8 @@ mod results;
 
 pub use config::{DatasetSpec, RunConfig};
 pub use event::{DatasetInfo, Event, ImageRecord, Progress, Role, RunInfo};
-pub use model::{Family, InputSpec, ModelInfo, ModelSpec};
+pub use model::{
+    crop_resize, Family, InputSpec, ModelInfo, ModelSpec, Preprocess, Resize, IMAGENET_MEAN,
+    IMAGENET_STD,
+};
 pub use results::*;

@@ -2,9 +2,9 @@
 //! share this), summarized, and written to a run folder as summary.json and
 //! scores.csv.
 
-use crate::run::{Event, ImageRecord, Progress, Role, RunInfo};
 use crate::error::{Error, Result};
 use crate::metrics::{self, Measures};
+use crate::run::{Event, ImageRecord, Progress, Role, RunInfo};
 use crate::score::Method;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -197,6 +197,7 @@ impl RunResults {
             device: info.device.clone(),
             dtype: info.dtype.clone(),
             image_size: info.image_size,
+            preprocess: info.input.describe(),
             batch: info.batch,
             datasets,
             id_accuracy: self.id_accuracy(),
@@ -259,6 +260,8 @@ pub struct Summary {
     pub device: String,
     pub dtype: String,
     pub image_size: usize,
+    /// The preprocessing in words (`InputSpec::describe`).
+    pub preprocess: String,
     pub batch: usize,
     pub datasets: Vec<DatasetSummary>,
     pub id_accuracy: Option<Accuracy>,
@@ -298,6 +301,7 @@ impl Summary {
             "device": self.device,
             "dtype": self.dtype,
             "image_size": self.image_size,
+            "preprocess": self.preprocess,
             "batch": self.batch,
             "datasets": self.datasets.iter().map(|d| json!({
                 "name": d.name,

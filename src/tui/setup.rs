@@ -4,8 +4,8 @@
 
 use super::discover::{Candidate, Count};
 use super::theme;
-use crate::run::{DatasetSpec, RunConfig};
 use crate::model::ModelSpec;
+use crate::run::{DatasetSpec, RunConfig};
 use crate::score::Method;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::buffer::Buffer;
@@ -373,6 +373,7 @@ impl SetupState {
             ood,
             methods,
             image_size: self.image_size,
+            preprocess: base.as_ref().and_then(|b| b.preprocess),
             batch: self.batch,
             device: self.device.clone(),
             dtype: self.dtype.clone(),

@@ -6,8 +6,8 @@
 use crate::common;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use gradnorm_tui::run::{DatasetInfo, Event, ImageRecord, Progress, Role, RunConfig, RunInfo};
 use gradnorm_tui::model::{Family, InputSpec, ModelInfo};
+use gradnorm_tui::run::{DatasetInfo, Event, ImageRecord, Progress, Role, RunConfig, RunInfo};
 use gradnorm_tui::score::Method;
 use gradnorm_tui::tui::browser::Sort;
 use gradnorm_tui::tui::discover::{self, Candidate, Count};
@@ -112,6 +112,7 @@ fn info() -> Arc<RunInfo> {
         device: "cpu".into(),
         dtype: "f32".into(),
         image_size: 64,
+        input: InputSpec::half(64),
         batch: BATCH,
         datasets: SETS
             .iter()
