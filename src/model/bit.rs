@@ -10,7 +10,7 @@
 //! run the same network on candle ops in NCHW.
 
 use super::kernels::{self, Geometry};
-use super::{ops, spatial_mean, Backbone, Family, InputSpec, ModelInfo, Output};
+use super::{ops, spatial_mean, Backbone, Family, InputSpec, Meta, ModelInfo, Output};
 use crate::error::{Error, Result};
 use crate::weights::{self, Checkpoint};
 use candle_core::{DType, Device, Module, Tensor};
@@ -250,9 +250,7 @@ pub struct Bit {
     head_b: Tensor,
     /// The same weights for the CPU kernels (inference on the CPU only).
     host: Option<HostWeights>,
-    info: ModelInfo,
-    device: Device,
-    dtype: DType,
+    meta: Meta,
 }
 
 /// A GroupNorm's affine parameters as f32 (values of the model's dtype).
@@ -489,9 +487,11 @@ impl Bit {
             head_w,
             head_b,
             host,
-            info,
-            device,
-            dtype,
+            meta: Meta {
+                info,
+                device,
+                dtype,
+            },
         })
     }
 
@@ -534,7 +534,7 @@ impl Bit {
         let vb = VarBuilder::from_tensors(ckpt.tensors, DType::F32, device);
         let mut model = Bit::new(&cfg, vb, Mode::Inference, dtype)?;
         if let Some(n) = name.filter(|n| variant(n).is_some()) {
-            model.info.name = format!("{}, {} classes", canonical_variant(n), cfg.num_classes);
+            model.meta.info.name = format!("{}, {} classes", canonical_variant(n), cfg.num_classes);
         }
         Ok(model)
     }
@@ -544,7 +544,7 @@ impl Bit {
         let varmap = candle_nn::VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
         let mut m = Bit::new(cfg, vb, Mode::Inference, dtype)?;
-        m.info.name = format!("{} (random weights)", m.info.name);
+        m.meta.info.name = format!("{} (random weights)", m.meta.info.name);
         Ok(m)
     }
 
@@ -553,7 +553,7 @@ impl Bit {
     }
 
     fn root(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let x = x.to_dtype(self.dtype)?;
+        let x = x.to_dtype(self.meta.dtype)?;
         let y = self.root.forward(&x)?;
         // Zero-pad 1, then 3x3 stride-2 pool without padding (not the same as
         // a pool with padding 1, as the seed notes).
@@ -584,22 +584,14 @@ fn canonical_variant(name: &str) -> &'static str {
 }
 
 impl Backbone for Bit {
-    fn info(&self) -> &ModelInfo {
-        &self.info
-    }
-
-    fn device(&self) -> &Device {
-        &self.device
-    }
-
-    fn dtype(&self) -> DType {
-        self.dtype
+    fn meta(&self) -> &Meta {
+        &self.meta
     }
 
     /// NCHW with candle ops; NHWC on the CPU kernels.
     fn stem(&self, x: &Tensor) -> Result<Tensor> {
         match &self.host {
-            Some(host) => host.root(&x.to_dtype(self.dtype)?),
+            Some(host) => host.root(&x.to_dtype(self.meta.dtype)?),
             None => Ok(self.root(x)?),
         }
     }

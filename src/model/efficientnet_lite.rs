@@ -23,7 +23,7 @@
 //! also the penultimate feature h.
 
 use super::kernels::{self, Geometry};
-use super::{Backbone, Family, InputSpec, ModelInfo};
+use super::{Backbone, Family, InputSpec, Meta, ModelInfo};
 use crate::error::{Error, Result};
 use crate::weights::{self, Checkpoint};
 use candle_core::{DType, Device, Tensor};
@@ -346,9 +346,7 @@ pub struct EfficientNetLite {
     fc_w: Tensor,
     fc_b: Tensor,
     taps: [usize; 3],
-    info: ModelInfo,
-    device: Device,
-    dtype: DType,
+    meta: Meta,
     /// Our CPU kernels (in f32 whatever the dtype) or candle ops.
     cpu: bool,
 }
@@ -518,9 +516,11 @@ impl EfficientNetLite {
             fc_w,
             fc_b,
             taps: cfg.tap_blocks(),
-            info,
-            device: device.clone(),
-            dtype,
+            meta: Meta {
+                info,
+                device: device.clone(),
+                dtype,
+            },
             cpu: device.is_cpu(),
         })
     }
@@ -612,7 +612,7 @@ impl EfficientNetLite {
             tensors.insert(n, t);
         }
         let mut m = Self::build(&cfg, &tensors, device, dtype)?;
-        m.info.name = format!("{} (random weights)", m.info.name);
+        m.meta.info.name = format!("{} (random weights)", m.meta.info.name);
         Ok(m)
     }
 
@@ -638,7 +638,7 @@ impl EfficientNetLite {
             )));
         }
         let g = same_geometry(h, w, 3, 2);
-        let x = x.to_dtype(self.dtype)?;
+        let x = x.to_dtype(self.meta.dtype)?;
         if self.cpu {
             return Ok(kernels::stem_relu6(
                 &x,
@@ -724,16 +724,8 @@ fn nhwc_mean(x: &Tensor) -> Result<Tensor> {
 }
 
 impl Backbone for EfficientNetLite {
-    fn info(&self) -> &ModelInfo {
-        &self.info
-    }
-
-    fn device(&self) -> &Device {
-        &self.device
-    }
-
-    fn dtype(&self) -> DType {
-        self.dtype
+    fn meta(&self) -> &Meta {
+        &self.meta
     }
 
     fn stem(&self, x: &Tensor) -> Result<Tensor> {

@@ -24,6 +24,14 @@ pub struct Output {
     pub feature: Tensor,
 }
 
+/// What every backbone carries besides its weights.
+#[derive(Debug, Clone)]
+pub struct Meta {
+    pub info: ModelInfo,
+    pub device: Device,
+    pub dtype: DType,
+}
+
 /// A backbone as every score uses it. Inputs are f32 [B, 3, H, W] tensors
 /// already normalized (see [`Backbone::preprocess`]); outputs are f32
 /// whatever the model's dtype.
@@ -36,10 +44,7 @@ pub struct Output {
 /// its own flags for which of them it is running. The state is the model's
 /// business (NCHW, NHWC for the CPU kernels, tokens for ViT).
 pub trait Backbone: Send + Sync {
-    fn info(&self) -> &ModelInfo;
-    fn device(&self) -> &Device;
-    /// The dtype the body computes in (the head always runs in f32).
-    fn dtype(&self) -> DType;
+    fn meta(&self) -> &Meta;
     /// The input [B, 3, H, W] to the state at tap 0.
     fn stem(&self, x: &Tensor) -> Result<Tensor>;
     /// The state at tap `l - 1` to the state at tap `l`.
@@ -50,6 +55,19 @@ pub trait Backbone: Send + Sync {
     fn feature(&self, last: &Tensor) -> Result<Tensor>;
     /// Head weight [C, D] and bias [C], f32.
     fn head(&self) -> (&Tensor, &Tensor);
+
+    fn info(&self) -> &ModelInfo {
+        &self.meta().info
+    }
+
+    fn device(&self) -> &Device {
+        &self.meta().device
+    }
+
+    /// The dtype the body computes in (the head always runs in f32).
+    fn dtype(&self) -> DType {
+        self.meta().dtype
+    }
 
     /// How this model wants its images (`--image-size` and `--preprocess`
     /// override parts of it).

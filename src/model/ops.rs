@@ -256,7 +256,11 @@ mod tests {
         let x = Var::from_tensor(&Tensor::ones((1, 1, 3, 3), DType::F32, &Device::Cpu)?)?;
         let y = max_pool2d(x.as_tensor(), 3, 2)?;
         let grads = y.sum_all()?.backward()?;
-        let g = grads.get(x.as_tensor()).unwrap().flatten_all()?.to_vec1::<f32>()?;
+        let g = grads
+            .get(x.as_tensor())
+            .unwrap()
+            .flatten_all()?
+            .to_vec1::<f32>()?;
         assert_eq!(g, [1., 0., 0., 0., 0., 0., 0., 0., 0.]);
         Ok(())
     }

@@ -14,7 +14,7 @@
 //! the average-pooled layer4 output, the input of `fc`.
 
 use super::params::{self, BatchNorm};
-use super::{ops, spatial_mean, Backbone, Family, ModelInfo, Preprocess};
+use super::{ops, spatial_mean, Backbone, Family, Meta, ModelInfo, Preprocess};
 use crate::error::{Error, Result};
 use crate::weights::Checkpoint;
 use candle_core::{DType, Device, Tensor};
@@ -255,9 +255,7 @@ pub struct ResNet {
     stages: Vec<Vec<Block>>,
     fc_w: Tensor,
     fc_b: Tensor,
-    info: ModelInfo,
-    device: Device,
-    dtype: DType,
+    meta: Meta,
 }
 
 impl ResNet {
@@ -294,14 +292,16 @@ impl ResNet {
             stages,
             fc_w,
             fc_b,
-            info,
-            device: vb.device().clone(),
-            dtype: vb.dtype(),
+            meta: Meta {
+                info,
+                device: vb.device().clone(),
+                dtype: vb.dtype(),
+            },
         })
     }
 
     fn with_param_count(mut self) -> Result<Self> {
-        self.info.num_params = self.cfg.num_params()?;
+        self.meta.info.num_params = self.cfg.num_params()?;
         Ok(self)
     }
 
@@ -334,7 +334,7 @@ impl ResNet {
     /// Random weights (for `bench`).
     pub fn random(cfg: &ResNetConfig, device: &Device, dtype: DType) -> Result<Self> {
         let mut m = params::random(device, dtype, |vb| ResNet::new(cfg, vb))?.with_param_count()?;
-        m.info.name = format!("{} (random weights)", m.info.name);
+        m.meta.info.name = format!("{} (random weights)", m.meta.info.name);
         Ok(m)
     }
 
@@ -344,16 +344,8 @@ impl ResNet {
 }
 
 impl Backbone for ResNet {
-    fn info(&self) -> &ModelInfo {
-        &self.info
-    }
-
-    fn device(&self) -> &Device {
-        &self.device
-    }
-
-    fn dtype(&self) -> DType {
-        self.dtype
+    fn meta(&self) -> &Meta {
+        &self.meta
     }
 
     /// conv1, bn1, ReLU, then the 3x3 stride-2 max-pool with padding 1. The
@@ -365,7 +357,7 @@ impl Backbone for ResNet {
                 "ResNet takes 3-channel input, not {c}"
             )));
         }
-        let y = self.stem.forward(&x.to_dtype(self.dtype)?)?.relu()?;
+        let y = self.stem.forward(&x.to_dtype(self.meta.dtype)?)?.relu()?;
         let y = y.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?;
         Ok(ops::max_pool2d(&y, 3, 2)?)
     }

@@ -18,7 +18,7 @@
 //! the class token after the final LayerNorm, the input of `heads.head`.
 
 use super::params::{self, LayerNorm};
-use super::{Backbone, Family, ModelInfo, Preprocess};
+use super::{Backbone, Family, Meta, ModelInfo, Preprocess};
 use crate::error::{Error, Result};
 use crate::weights::Checkpoint;
 use candle_core::{DType, Device, Tensor};
@@ -233,9 +233,7 @@ pub struct Vit {
     ln: LayerNorm,
     head_w: Tensor,
     head_b: Tensor,
-    info: ModelInfo,
-    device: Device,
-    dtype: DType,
+    meta: Meta,
 }
 
 impl Vit {
@@ -285,14 +283,16 @@ impl Vit {
             ln,
             head_w: params::f32(head.weight().clone())?,
             head_b: params::f32(head.bias().expect("built with a bias").clone())?,
-            info,
-            device: vb.device().clone(),
-            dtype: vb.dtype(),
+            meta: Meta {
+                info,
+                device: vb.device().clone(),
+                dtype: vb.dtype(),
+            },
         })
     }
 
     fn with_param_count(mut self) -> Result<Self> {
-        self.info.num_params = self.cfg.num_params()?;
+        self.meta.info.num_params = self.cfg.num_params()?;
         Ok(self)
     }
 
@@ -332,7 +332,7 @@ impl Vit {
     /// Random weights (for `bench`).
     pub fn random(cfg: &VitConfig, device: &Device, dtype: DType) -> Result<Self> {
         let mut m = params::random(device, dtype, |vb| Vit::new(cfg, vb))?.with_param_count()?;
-        m.info.name = format!("{} (random weights)", m.info.name);
+        m.meta.info.name = format!("{} (random weights)", m.meta.info.name);
         Ok(m)
     }
 
@@ -342,16 +342,8 @@ impl Vit {
 }
 
 impl Backbone for Vit {
-    fn info(&self) -> &ModelInfo {
-        &self.info
-    }
-
-    fn device(&self) -> &Device {
-        &self.device
-    }
-
-    fn dtype(&self) -> DType {
-        self.dtype
+    fn meta(&self) -> &Meta {
+        &self.meta
     }
 
     /// Patches, class token and position embedding: tokens [B, 1 + n, D].
@@ -361,11 +353,11 @@ impl Backbone for Vit {
         if c != 3 || h != s || w != s {
             return Err(Error::Invalid(format!(
                 "{} takes 3 x {s} x {s} input (its position embeddings are fixed), not {c} x {h} x {w}",
-                self.info.name
+                self.meta.info.name
             )));
         }
         let p = self.cfg.patch_size;
-        let y = params::conv2d(&x.to_dtype(self.dtype)?, &self.conv_w, 0, p)?
+        let y = params::conv2d(&x.to_dtype(self.meta.dtype)?, &self.conv_w, 0, p)?
             .broadcast_add(&self.conv_b)?;
         let d = self.cfg.hidden_dim;
         let y = y.flatten_from(2)?.transpose(1, 2)?; // [b, n, d]
