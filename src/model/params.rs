@@ -168,20 +168,17 @@ pub fn conv_weight(
     )?)
 }
 
-/// candle's convolution, or when a gradient is asked for the im2col form,
-/// whose backward pass (col2im and matmuls) is many times faster on the
-/// CPU than candle's conv backward.
+/// A convolution (groups 1, dilation 1) as im2col and one matmul on the CPU
+/// ([`super::ops::conv2d_im2col`]; candle's `conv2d` elsewhere): its
+/// backward pass (col2im and matmuls) is many times faster than candle's
+/// conv backward, which ODIN and Mahalanobis need.
 pub fn conv2d(
     x: &Tensor,
     w: &Tensor,
     padding: usize,
     stride: usize,
 ) -> candle_core::Result<Tensor> {
-    if x.track_op() {
-        super::ops::conv2d_im2col(x, w, padding, stride)
-    } else {
-        x.conv2d(w, padding, stride, 1, 1)
-    }
+    super::ops::conv2d_im2col(x, w, padding, stride)
 }
 
 /// LayerNorm over the last dimension. candle's fused layer norm has no
