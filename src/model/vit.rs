@@ -47,9 +47,7 @@ pub const VARIANTS: [(&str, usize, usize, usize, usize, usize); 3] = [
 ];
 
 fn key(name: &str) -> String {
-    name.to_ascii_lowercase()
-        .replace('_', "-")
-        .replace('/', "-")
+    name.to_ascii_lowercase().replace(['_', '/'], "-")
 }
 
 pub fn variant(name: &str) -> Option<VitConfig> {
@@ -241,7 +239,7 @@ impl Vit {
     pub fn new(cfg: &VitConfig, vb: VarBuilder) -> Result<Self> {
         let d = cfg.hidden_dim;
         let p = cfg.patch_size;
-        if cfg.image_size % p != 0 || d % cfg.num_heads != 0 {
+        if !cfg.image_size.is_multiple_of(p) || !d.is_multiple_of(cfg.num_heads) {
             return Err(Error::Invalid(format!(
                 "ViT: image {} not a multiple of patch {p}, or width {d} of {} heads",
                 cfg.image_size, cfg.num_heads

@@ -13,7 +13,7 @@ pub(super) fn fma(dst: &mut [f32], a: &[f32], k: &[f32]) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the features are present; all three slices hold n values.
-        unsafe { simd::fma(dst, a, k) };
+        unsafe { avx2::fma(dst, a, k) };
         return;
     }
     for ((d, &a), &k) in dst.iter_mut().zip(a).zip(k) {
@@ -22,7 +22,7 @@ pub(super) fn fma(dst: &mut [f32], a: &[f32], k: &[f32]) {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod simd {
+mod avx2 {
     use std::arch::x86_64::*;
 
     /// Safety: AVX2 and FMA present, `a` and `k` at least as long as `d`.
@@ -125,7 +125,7 @@ pub(super) fn add(dst: &mut [f32], a: &[f32], relu6: bool) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: as in `fma`.
-        unsafe { simd::add(dst, a, relu6) };
+        unsafe { avx2::add(dst, a, relu6) };
         return;
     }
     for (d, &a) in dst.iter_mut().zip(a) {
@@ -144,7 +144,7 @@ pub(super) fn gemv(out: &mut [f32], p: &[f32], w: &[f32]) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: as in `fma`; w holds p.len() rows of cout.
-        unsafe { simd::gemv(out, p, w) };
+        unsafe { avx2::gemv(out, p, w) };
         return;
     }
     for (&a, wj) in p.iter().zip(w.chunks_exact(cout)) {
