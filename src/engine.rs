@@ -6,7 +6,10 @@ use crate::data::dataset::{Dataset, DatasetKind, Item};
 use crate::data::loader::{self, LoaderConfig};
 use crate::error::{Error, Result};
 use crate::model::{self, ModelInfo};
-use crate::run::{DatasetInfo, DatasetSpec, Event, ImageRecord, Progress, Role, RunConfig, RunInfo};
+use crate::run::{
+    self, DatasetInfo, DatasetSpec, Event, ImageRecord, ImageSize, Progress, Role, RunConfig,
+    RunInfo,
+};
 use crate::score::Scorer;
 use candle_core::Tensor;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,28 +36,60 @@ pub fn run(
     emit: &mut dyn FnMut(Event),
 ) -> Result<()> {
     let start = Instant::now();
-    if config.methods.is_empty() {
-        return Err(Error::Invalid("no methods selected".into()));
-    }
-    if config.batch == 0 {
-        return Err(Error::Invalid("batch size must be at least 1".into()));
-    }
-    let device = crate::device::parse_device(&config.device)?;
-    let dtype = crate::device::parse_dtype(&config.dtype)?;
+    config
+        .validate()
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    // Files first (cheap), so that a wrong path is found before a large
+    // model loads.
+    let id = Dataset::open(&config.id.path, config.id.root.as_deref())?;
+    let oods = config
+        .ood
+        .iter()
+        .map(|spec| Dataset::open(&spec.path, spec.root.as_deref()))
+        .collect::<Result<Vec<_>>>()?;
+    let device = crate::device::open(config.device)?;
+    let dtype = crate::device::dtype(config.dtype);
     let model = model::load(&config.model, &device, dtype)?;
     let info = model.info().clone();
+    let size = match config.image_size {
+        Some(s) => s,
+        None => ImageSize::new(info.input.size)
+            .map_err(|e| Error::Invalid(format!("{}: default input size: {e}", info.name)))?,
+    };
+    run::check_batch_bytes(config.batch, size).map_err(|e| Error::Invalid(e.to_string()))?;
     let input = model
         .preprocess()
-        .with_overrides(config.image_size, config.preprocess);
+        .with_overrides(Some(size.get()), config.preprocess);
 
-    let id = Dataset::open(&config.id.path, config.id.root.as_deref())?;
     let classes = class_names(config, &info, &id)?;
-    let mut opened = vec![open(&config.id, id, Role::Id, &classes, config.limit)];
-    for spec in &config.ood {
-        let ds = Dataset::open(&spec.path, spec.root.as_deref())?;
-        opened.push(open(spec, ds, Role::Ood, &classes, config.limit));
+    let mut deferred_notice = None;
+    let limit = config.limit.map(|l| l.get());
+    let mut opened = vec![open(&config.id, id, Role::Id, &classes, limit)];
+    // A label the model cannot output would count as a silent miss in the
+    // accuracy: such images are scored but left out of it, and said so.
+    let beyond = opened[0]
+        .items
+        .iter()
+        .filter(|i| i.label.is_some_and(|l| l >= info.num_classes))
+        .count();
+    if beyond > 0 {
+        let first = opened[0]
+            .items
+            .iter()
+            .find(|i| i.label.is_some_and(|l| l >= info.num_classes));
+        let note = format!(
+            "{beyond} ID image(s) have labels beyond the model's {} classes (e.g. {} labelled {}): they are scored but left out of the accuracy",
+            info.num_classes,
+            first.map_or(String::new(), |i| i.path.display().to_string()),
+            first.and_then(|i| i.label).unwrap_or_default(),
+        );
+        tracing::warn!("{note}");
+        deferred_notice = Some(note);
     }
-    let scorer = Scorer::new(&config.methods, model.as_ref())?;
+    for (spec, ds) in config.ood.iter().zip(oods) {
+        opened.push(open(spec, ds, Role::Ood, &classes, limit));
+    }
+    let scorer = prepare_scorer(config, model.as_ref())?;
     let run_info = Arc::new(RunInfo {
         model: info,
         checkpoint: config.model.checkpoint.clone(),
@@ -62,19 +97,25 @@ pub fn run(
         dtype: crate::device::dtype_name(dtype).to_string(),
         image_size: input.size,
         input,
-        batch: config.batch,
+        batch: config.batch.get(),
         datasets: opened.iter().map(|o| o.info.clone()).collect(),
         methods: config.methods.clone(),
         class_names: Arc::new(classes.names.clone()),
     });
     tracing::info!(model = %run_info.model.name, device = %run_info.device, "run started");
     emit(Event::Started(run_info));
+    if let Some(note) = deferred_notice {
+        emit(Event::Notice(note));
+    }
+    for (method, stat, value) in scorer.stats() {
+        emit(Event::Notice(format!("{method}: {stat} = {value}")));
+    }
 
     let run_total: usize = opened.iter().map(|o| o.items.len()).sum();
     let mut run_done = 0usize;
-    let workers = config.workers.unwrap_or(0);
+    let workers = config.workers.map_or(0, |w| w.get());
     // Reduced (and kept) whenever a batch does not fit the device.
-    let mut max_batch = config.batch;
+    let mut max_batch = config.batch.get();
     'datasets: for (d, ds) in opened.iter().enumerate() {
         let total = ds.items.len();
         let mut done = 0usize;
@@ -82,7 +123,7 @@ pub fn run(
             ds.items.clone(),
             LoaderConfig {
                 input,
-                batch: config.batch,
+                batch: config.batch.get(),
                 workers,
                 prefetch: PREFETCH,
             },
@@ -206,6 +247,7 @@ pub fn is_out_of_memory(e: &Error) -> bool {
 /// ID ImageFolder's class folders when they match the model's class count.
 fn class_names(config: &RunConfig, info: &ModelInfo, id: &Dataset) -> Result<Classes> {
     if config.class_names.is_none()
+        && config.class_order.is_none()
         && info.num_classes != 1000
         && id.kind == DatasetKind::ImageFolder
         && id.classes.len() == info.num_classes
@@ -315,8 +357,12 @@ impl Drop for RunHandle {
 /// Starts `config` on a background thread; events arrive on `events`, an
 /// error arrives as `Event::Failed` (then the channel closes).
 pub fn spawn(config: RunConfig) -> RunHandle {
+    spawn_with(config, Arc::new(AtomicBool::new(false)))
+}
+
+/// [`spawn`] with a cancel flag of the caller's (e.g. set by a signal).
+pub fn spawn_with(config: RunConfig, cancel: Arc<AtomicBool>) -> RunHandle {
     let (tx, rx): (Sender<Event>, Receiver<Event>) = std::sync::mpsc::channel();
-    let cancel = Arc::new(AtomicBool::new(false));
     let flag = cancel.clone();
     let thread = std::thread::Builder::new()
         .name("engine".into())
@@ -335,4 +381,16 @@ pub fn spawn(config: RunConfig) -> RunHandle {
         cancel,
         thread: Some(thread),
     }
+}
+
+/// The Scorer of `config`'s methods, with its fit file when one is given
+/// (checked against the model) or needed (a clear error when missing).
+fn prepare_scorer(config: &RunConfig, model: &dyn crate::model::Classifier) -> Result<Scorer> {
+    let fit = match &config.fit {
+        Some(path) if config.methods.iter().any(|m| m.needs_fit()) => {
+            Some(crate::score::fit::Fit::load_for(path, model)?)
+        }
+        _ => None,
+    };
+    Scorer::with_fit(&config.methods, model, fit.as_ref())
 }

@@ -4,8 +4,8 @@
 //! snapshot of the scores on a worker thread, a few times per second at
 //! most, so that rendering never sorts 50,000 scores.
 
-use crate::run::Role;
 use crate::metrics::{self, Measures, OperatingPoint};
+use crate::run::Role;
 use crate::run::RunResults;
 use std::sync::mpsc::{Receiver, Sender};
 
@@ -37,10 +37,8 @@ impl Snapshot {
         let temperature = info
             .methods
             .iter()
-            .find_map(|m| match m {
-                crate::score::Method::GradNorm { temperature } => Some(*temperature),
-                _ => None,
-            })
+            .filter(|m| m.key() == "gradnorm")
+            .find_map(|m| m.number("temperature"))
             .unwrap_or(1.0);
         let mut snap = Snapshot {
             temperature,

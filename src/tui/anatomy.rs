@@ -9,7 +9,6 @@ use super::app::App;
 use super::dashboard::Overlay;
 use super::theme;
 use crate::run::RunInfo;
-use crate::score::Method;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
@@ -75,9 +74,7 @@ pub fn factor_name(f: usize) -> &'static str {
 }
 
 fn gradnorm_index(info: &RunInfo) -> Option<usize> {
-    info.methods
-        .iter()
-        .position(|m| matches!(m, Method::GradNorm { .. }))
+    info.methods.iter().position(|m| m.key() == "gradnorm")
 }
 
 fn log_points(app: &App, dataset: usize, n: usize) -> Vec<(f64, f64)> {

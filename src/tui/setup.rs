@@ -5,7 +5,7 @@
 use super::discover::{Candidate, Count};
 use super::theme;
 use crate::model::ModelSpec;
-use crate::run::{DatasetSpec, RunConfig};
+use crate::run::{Batch, DType, DatasetSpec, Device, ImageSize, Limit, RunConfig};
 use crate::score::Method;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::buffer::Buffer;
@@ -14,9 +14,6 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph, Widget, Wrap};
 use std::path::{Path, PathBuf};
-
-pub const DEVICES: [&str; 3] = ["auto", "cpu", "cuda"];
-pub const DTYPES: [&str; 3] = ["f32", "bf16", "f16"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DatasetEntry {
@@ -35,13 +32,9 @@ pub struct MethodEntry {
     pub method: Method,
 }
 
-/// A hyperparameter row under a method.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Param {
-    Temperature,
-    Epsilon,
-    ParamsFile,
-}
+/// A hyperparameter row under a method: its index in the method's
+/// registry parameters.
+pub type Param = usize;
 
 /// One selectable line of the form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,11 +79,11 @@ pub struct SetupState {
     pub datasets: Vec<DatasetEntry>,
     pub id: Option<usize>,
     pub methods: Vec<MethodEntry>,
-    pub device: String,
-    pub dtype: String,
-    pub batch: usize,
-    pub image_size: Option<usize>,
-    pub limit: Option<usize>,
+    pub device: Device,
+    pub dtype: DType,
+    pub batch: Batch,
+    pub image_size: Option<ImageSize>,
+    pub limit: Option<Limit>,
     /// Index into `rows()`.
     pub cursor: usize,
     /// Text being typed into the row under the cursor.
@@ -114,17 +107,11 @@ impl SetupState {
             })
             .collect();
         let id = (!datasets.is_empty()).then_some(0);
-        let methods = Method::KEYS
+        let methods = crate::score::registry::METHODS
             .iter()
-            .filter_map(|k| Method::from_key(k))
+            .filter_map(|d| Method::from_key(d.key))
             .map(|m| MethodEntry {
-                enabled: matches!(
-                    m,
-                    Method::Msp
-                        | Method::Odin { .. }
-                        | Method::Energy { .. }
-                        | Method::GradNorm { .. }
-                ),
+                enabled: matches!(m.key(), "msp" | "odin" | "energy" | "gradnorm"),
                 method: m,
             })
             .collect();
@@ -137,9 +124,9 @@ impl SetupState {
             datasets,
             id,
             methods,
-            device: "auto".into(),
-            dtype: "f32".into(),
-            batch: 64,
+            device: Device::Auto,
+            dtype: DType::F32,
+            batch: Batch::new(64).expect("64 is a valid batch"),
             image_size: None,
             limit: None,
             cursor: 0,
@@ -192,8 +179,8 @@ impl SetupState {
                 entry.method = m.clone();
             }
         }
-        s.device = config.device.clone();
-        s.dtype = config.dtype.clone();
+        s.device = config.device;
+        s.dtype = config.dtype;
         s.batch = config.batch;
         s.image_size = config.image_size;
         s.limit = config.limit;
@@ -279,7 +266,7 @@ impl SetupState {
         for (i, m) in self.methods.iter().enumerate() {
             rows.push(Row::Method(i));
             if m.enabled {
-                rows.extend(params_of(&m.method).iter().map(|&p| Row::Param(i, p)));
+                rows.extend(params_of(&m.method).map(|p| Row::Param(i, p)));
             }
         }
         rows.extend([
@@ -349,16 +336,17 @@ impl SetupState {
         if methods.is_empty() {
             return Err("select at least one method (Space)".into());
         }
-        if let Some(Method::Mahalanobis { params }) = methods
+        if let Some(params) = methods
             .iter()
-            .find(|m| matches!(m, Method::Mahalanobis { .. }))
+            .find(|m| m.key() == "mahalanobis")
+            .and_then(|m| m.path("params"))
         {
             if params.as_os_str().is_empty() {
                 return Err("Mahalanobis needs its parameters file (from tune-mahalanobis)".into());
             }
         }
         let base = self.base.clone();
-        Ok(RunConfig {
+        let config = RunConfig {
             model: ModelSpec {
                 name: self.model.clone(),
                 checkpoint,
@@ -372,14 +360,17 @@ impl SetupState {
             },
             ood,
             methods,
+            fit: base.as_ref().and_then(|b| b.fit.clone()),
             image_size: self.image_size,
             preprocess: base.as_ref().and_then(|b| b.preprocess),
             batch: self.batch,
-            device: self.device.clone(),
-            dtype: self.dtype.clone(),
+            device: self.device,
+            dtype: self.dtype,
             limit: self.limit,
             workers: base.as_ref().and_then(|b| b.workers),
-        })
+        };
+        config.validate().map_err(|e| e.to_string())?;
+        Ok(config)
     }
 
     /// Images the run would evaluate, when every count is known.
@@ -387,7 +378,7 @@ impl SetupState {
         let mut total = 0;
         for d in self.id_entry().into_iter().chain(self.ood_entries()) {
             match d.count {
-                Count::Images(n) => total += self.limit.map_or(n, |l| n.min(l)),
+                Count::Images(n) => total += self.limit.map_or(n, |l| n.min(l.get())),
                 _ => return None,
             }
         }
@@ -442,14 +433,12 @@ impl SetupState {
                 let i = wrap(self.id.unwrap_or(0), self.datasets.len());
                 self.id = Some(i);
             }
-            Row::Device => self.device = cycle_str(&DEVICES, &self.device, step),
-            Row::Dtype => self.dtype = cycle_str(&DTYPES, &self.dtype, step),
+            Row::Device => self.device = cycle(&Device::CHOICES, self.device, step),
+            Row::Dtype => self.dtype = cycle(&DType::CHOICES, self.dtype, step),
             Row::Batch => {
-                self.batch = if step > 0 {
-                    (self.batch * 2).min(4096)
-                } else {
-                    (self.batch / 2).max(1)
-                }
+                let b = self.batch.get();
+                let next = if step > 0 { b * 2 } else { b / 2 };
+                self.batch = Batch::new(next.clamp(Batch::MIN, Batch::MAX)).unwrap_or(self.batch);
             }
             Row::Ood(_) | Row::Method(_) => self.toggle(),
             _ => {}
@@ -487,7 +476,7 @@ impl SetupState {
                 .and_then(|d| path(&d.root))
                 .unwrap_or_default(),
             Row::Param(i, p) => param_text(&self.methods[i].method, p),
-            Row::Device => self.device.clone(),
+            Row::Device => self.device.to_string(),
             Row::Batch => self.batch.to_string(),
             Row::ImageSize => self.image_size.map(|s| s.to_string()).unwrap_or_default(),
             Row::Limit => self.limit.map(|s| s.to_string()).unwrap_or_default(),
@@ -566,30 +555,34 @@ impl SetupState {
                     return SetupAction::Message(e);
                 }
             }
-            Row::Device if !text.is_empty() => self.device = text.to_string(),
-            Row::Batch => match text.parse::<usize>() {
-                Ok(b) if b > 0 => self.batch = b,
-                _ => return SetupAction::Message("batch: a positive integer".into()),
+            // The same parsers as the flags and the config file.
+            Row::Device if !text.is_empty() => match text.parse() {
+                Ok(d) => self.device = d,
+                Err(e) => return SetupAction::Message(format!("device: {e}")),
+            },
+            Row::Batch => match text.parse() {
+                Ok(b) => self.batch = b,
+                Err(e) => return SetupAction::Message(format!("batch: {e}")),
             },
             Row::ImageSize => match text {
                 "" => self.image_size = None,
-                t => match t.parse::<usize>() {
-                    Ok(s) if s >= 16 => self.image_size = Some(s),
-                    _ => {
-                        return SetupAction::Message(
-                            "image size: an integer >= 16, or empty for the model's".into(),
-                        )
+                t => match t.parse() {
+                    Ok(s) => self.image_size = Some(s),
+                    Err(e) => {
+                        return SetupAction::Message(format!(
+                            "image size: {e} (or empty for the model's)"
+                        ))
                     }
                 },
             },
             Row::Limit => match text {
                 "" => self.limit = None,
-                t => match t.parse::<usize>() {
-                    Ok(l) if l > 0 => self.limit = Some(l),
-                    _ => {
-                        return SetupAction::Message(
-                            "limit: a positive integer, or empty for every image".into(),
-                        )
+                t => match t.parse() {
+                    Ok(l) => self.limit = Some(l),
+                    Err(e) => {
+                        return SetupAction::Message(format!(
+                            "limit: {e} (or empty for every image)"
+                        ))
                     }
                 },
             },
@@ -611,13 +604,7 @@ impl SetupState {
             Row::Ood(_) => "Space: use this set as OOD",
             Row::AddDataset => "Enter: type the path of a folder or list file to add as an OOD set",
             Row::Method(_) => "Space: run this score",
-            Row::Param(_, Param::Temperature) => "Enter: edit the temperature T",
-            Row::Param(_, Param::Epsilon) => {
-                "Enter: edit ODIN's input perturbation (0 = the seed's setting, no backward pass)"
-            }
-            Row::Param(_, Param::ParamsFile) => {
-                "Enter: the parameters file written by tune-mahalanobis"
-            }
+            Row::Param(i, p) => self.methods[i].method.def().params[p].help,
             Row::Device => "←/→ auto, cpu, cuda · Enter: type e.g. cuda:1",
             Row::Dtype => "←/→ f32, bf16, f16 (reduced precision is for CUDA)",
             Row::Batch => "←/→ halve or double · Enter: type",
@@ -629,55 +616,29 @@ impl SetupState {
     }
 }
 
-fn cycle_str(options: &[&str], current: &str, step: isize) -> String {
+fn cycle<T: Copy + PartialEq>(options: &[T], current: T, step: isize) -> T {
     let i = options.iter().position(|o| *o == current);
     let n = options.len() as isize;
     let j = match i {
         Some(i) => (i as isize + step).rem_euclid(n),
         None => 0,
     };
-    options[j as usize].to_string()
+    options[j as usize]
 }
 
-pub fn params_of(m: &Method) -> &'static [Param] {
-    match m {
-        Method::Odin { .. } => &[Param::Temperature, Param::Epsilon],
-        Method::Energy { .. } | Method::GradNorm { .. } => &[Param::Temperature],
-        Method::Mahalanobis { .. } => &[Param::ParamsFile],
-        Method::Msp | Method::MaxLogit => &[],
-    }
+/// The parameter rows of a method: one per registry parameter.
+pub fn params_of(m: &Method) -> std::ops::Range<Param> {
+    0..m.def().params.len()
 }
 
 fn param_text(m: &Method, p: Param) -> String {
-    match (m, p) {
-        (Method::Odin { temperature, .. }, Param::Temperature)
-        | (Method::Energy { temperature }, Param::Temperature)
-        | (Method::GradNorm { temperature }, Param::Temperature) => temperature.to_string(),
-        (Method::Odin { epsilon, .. }, Param::Epsilon) => epsilon.to_string(),
-        (Method::Mahalanobis { params }, Param::ParamsFile) => params.display().to_string(),
-        _ => String::new(),
-    }
+    let text = m.values()[p].to_string();
+    text
 }
 
 fn set_param(m: &mut Method, p: Param, text: &str) -> Result<(), String> {
-    let number = |what: &str, positive: bool| -> Result<f64, String> {
-        match text.parse::<f64>() {
-            Ok(v) if v.is_finite() && (v > 0.0 || (!positive && v >= 0.0)) => Ok(v),
-            _ if positive => Err(format!("{what}: a positive number")),
-            _ => Err(format!("{what}: a number >= 0")),
-        }
-    };
-    match (m, p) {
-        (Method::Odin { temperature, .. }, Param::Temperature)
-        | (Method::Energy { temperature }, Param::Temperature)
-        | (Method::GradNorm { temperature }, Param::Temperature) => {
-            *temperature = number("temperature", true)?
-        }
-        (Method::Odin { epsilon, .. }, Param::Epsilon) => *epsilon = number("epsilon", false)?,
-        (Method::Mahalanobis { params }, Param::ParamsFile) => *params = PathBuf::from(text),
-        _ => {}
-    }
-    Ok(())
+    let name = m.def().params[p].name;
+    m.set(name, text).map_err(|e| e.0)
 }
 
 fn count_text(c: &Count) -> (String, Style) {
@@ -817,11 +778,7 @@ fn lines(s: &SetupState, width: usize) -> (Vec<Line<'static>>, Vec<usize>) {
             }
             Row::Param(i, p) => {
                 let m = &s.methods[i].method;
-                let name = match p {
-                    Param::Temperature => "temperature",
-                    Param::Epsilon => "epsilon",
-                    Param::ParamsFile => "params file",
-                };
+                let name = m.def().params[p].label;
                 let v = param_text(m, p);
                 let v = if v.is_empty() {
                     "(none: Enter to set)".into()
@@ -830,8 +787,12 @@ fn lines(s: &SetupState, width: usize) -> (Vec<Line<'static>>, Vec<usize>) {
                 };
                 (String::new(), format!("    {name:<12} {v}"), Style::new())
             }
-            Row::Device => ("device".into(), choice(&s.device, true), Style::new()),
-            Row::Dtype => ("dtype".into(), choice(&s.dtype, true), Style::new()),
+            Row::Device => (
+                "device".into(),
+                choice(&s.device.to_string(), true),
+                Style::new(),
+            ),
+            Row::Dtype => ("dtype".into(), choice(s.dtype.name(), true), Style::new()),
             Row::Batch => (
                 "batch".into(),
                 choice(&s.batch.to_string(), true),
@@ -847,7 +808,7 @@ fn lines(s: &SetupState, width: usize) -> (Vec<Line<'static>>, Vec<usize>) {
             Row::Limit => (
                 "limit".into(),
                 s.limit
-                    .map(|n| format!("{} images per dataset", theme::count(n)))
+                    .map(|n| format!("{} images per dataset", theme::count(n.get())))
                     .unwrap_or_else(|| "every image".into()),
                 Style::new(),
             ),

@@ -4,12 +4,15 @@
 
 mod common;
 
+mod bad_input;
 mod bit_model;
 mod data;
 mod demo;
 mod efficientnet;
 mod eval;
+mod fuzz_readers;
 mod mahalanobis;
+mod methods;
 mod metrics;
 mod scores;
 mod torchvision;

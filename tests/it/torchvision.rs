@@ -141,18 +141,17 @@ fn the_architecture_is_read_from_the_checkpoint() {
 
 /// The scores the fixtures hold, in the order asked of the Scorer.
 fn methods() -> (Vec<Method>, Vec<&'static str>) {
-    let odin = |temperature, epsilon| Method::Odin {
-        temperature,
-        epsilon,
+    let odin = |t: f64, eps: f64| {
+        Method::with_params("odin", &[("temperature", t), ("epsilon", eps)]).unwrap()
     };
     (
         vec![
-            Method::Msp,
-            Method::Energy { temperature: 1.0 },
+            Method::from_key("msp").unwrap(),
+            Method::with_params("energy", &[("temperature", 1.0)]).unwrap(),
             odin(1000.0, 0.0),
             odin(1000.0, 0.002),
             odin(1.0, 0.002),
-            Method::GradNorm { temperature: 1.0 },
+            Method::with_params("gradnorm", &[("temperature", 1.0)]).unwrap(),
         ],
         vec![
             "msp",

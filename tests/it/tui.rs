@@ -86,14 +86,11 @@ const BATCH: usize = 16;
 
 fn methods() -> Vec<Method> {
     vec![
-        Method::Msp,
-        Method::Odin {
-            temperature: 1000.0,
-            epsilon: 0.0,
-        },
-        Method::Energy { temperature: 1.0 },
-        Method::GradNorm { temperature: 1.0 },
-        Method::MaxLogit,
+        Method::from_key("msp").unwrap(),
+        Method::with_params("odin", &[("temperature", 1000.0), ("epsilon", 0.0)]).unwrap(),
+        Method::with_params("energy", &[("temperature", 1.0)]).unwrap(),
+        Method::with_params("gradnorm", &[("temperature", 1.0)]).unwrap(),
+        Method::from_key("maxlogit").unwrap(),
     ]
 }
 
@@ -524,7 +521,7 @@ fn table_matches_the_seeds_measures() {
         info.datasets.truncate(2);
         info.datasets[0].count = id.len();
         info.datasets[1].count = ood.len();
-        info.methods = vec![Method::Msp];
+        info.methods = vec![Method::from_key("msp").unwrap()];
         let mut app = app();
         app.apply(Event::Started(Arc::new(info)));
         for (d, scores) in [(0usize, &id), (1, &ood)] {
@@ -781,7 +778,8 @@ fn setup_builds_the_config_and_writes_it_back() {
     s.on_key(ch(' '));
     edit(
         &mut s,
-        Row::Param(4, gradnorm_tui::tui::setup::Param::Temperature),
+        // GradNorm's first (only) parameter, its temperature.
+        Row::Param(4, 0),
         "2",
     );
     s.select(Row::Batch);
@@ -804,10 +802,16 @@ fn setup_builds_the_config_and_writes_it_back() {
         cfg.model.checkpoint.as_deref(),
         Some(Path::new("checkpoints/tiny.pth.tar"))
     );
-    assert!(cfg.methods.contains(&Method::GradNorm { temperature: 2.0 }));
-    assert!(cfg.methods.contains(&Method::MaxLogit));
+    assert!(cfg
+        .methods
+        .contains(&Method::with_params("gradnorm", &[("temperature", 2.0)]).unwrap()));
+    assert!(cfg.methods.contains(&Method::from_key("maxlogit").unwrap()));
     assert_eq!(
-        (cfg.batch, cfg.limit, cfg.image_size),
+        (
+            cfg.batch.get(),
+            cfg.limit.map(|l| l.get()),
+            cfg.image_size.map(|s| s.get())
+        ),
         (32, Some(25), Some(64))
     );
     assert_eq!(

@@ -210,10 +210,14 @@ fn tui_end_to_end_under_tmux() {
     // The config file the menus wrote is the run's.
     let cfg = gradnorm_tui::tui::config::load(&work.join("gradnorm-tui.toml")).unwrap();
     assert_eq!(
-        (cfg.limit, cfg.image_size, cfg.batch),
+        (
+            cfg.limit.map(|l| l.get()),
+            cfg.image_size.map(|s| s.get()),
+            cfg.batch.get()
+        ),
         (Some(24), Some(64), 8)
     );
-    assert_eq!(cfg.device, "cpu");
+    assert_eq!(cfg.device, gradnorm_tui::run::Device::Cpu);
 
     // The same evaluation headless.
     let out = Command::new(BIN)
