@@ -8,6 +8,9 @@
 //! residual added inside it), 3x3 and strided convolutions as im2col blocks
 //! on gemm, weights standardized once at load. Other devices, and training,
 //! run the same network on candle ops in NCHW.
+//!
+//! Over 600 lines: the variant table, the architecture read from a
+//! checkpoint and both paths (host kernels, candle ops) of one model.
 
 use super::kernels::{self, Geometry};
 use super::{ops, spatial_mean, Backbone, Family, InputSpec, Meta, ModelInfo, Output};

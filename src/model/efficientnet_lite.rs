@@ -21,6 +21,12 @@
 //! 40 and 112 channels; stride 16 holds two stages, the tap ends the second);
 //! 4 the head convolution after BatchNorm + ReLU6 (1280), whose average is
 //! also the penultimate feature h.
+//!
+//! Over 600 lines: the variant table, TensorFlow's "same" padding, the
+//! architecture read from a checkpoint and both paths (host kernels, candle
+//! ops) of one model. It still reads its tensors from the checkpoint map
+//! rather than through VarBuilder (see `params.rs` for how ResNet and ViT
+//! do it); moving it is future work.
 
 use super::kernels::{self, Geometry};
 use super::{Backbone, Family, InputSpec, Meta, ModelInfo};
