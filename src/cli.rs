@@ -73,9 +73,16 @@ pub struct ModelArgs {
     /// Model name (e.g. BiT-S-R101x1, efficientnet-lite0); checked against the checkpoint.
     #[arg(long)]
     pub model: Option<String>,
-    /// Input size N (images are resized to N x N); default: the model's.
+    /// Input size N; default: the model's. Squash-resized models resize to
+    /// N x N; torchvision's crop N after resizing the shorter side to
+    /// floor(N / 0.875).
     #[arg(long)]
     pub image_size: Option<ImageSize>,
+    /// Preprocessing: seed (resize N x N, mean/std 0.5) or torchvision
+    /// (shorter side floor(N / 0.875), centre crop N, ImageNet mean/std);
+    /// default: the model's own.
+    #[arg(long)]
+    pub preprocess: Option<crate::run::Preprocess>,
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: Device,

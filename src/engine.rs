@@ -5,7 +5,7 @@ use crate::classes::Classes;
 use crate::data::dataset::{Dataset, DatasetKind, Item};
 use crate::data::loader::{self, LoaderConfig};
 use crate::error::{Error, Result};
-use crate::model::{self, InputSpec, ModelInfo};
+use crate::model::{self, ModelInfo};
 use crate::run::{
     self, DatasetInfo, DatasetSpec, Event, ImageRecord, ImageSize, Progress, Role, RunConfig,
     RunInfo,
@@ -57,10 +57,9 @@ pub fn run(
             .map_err(|e| Error::Invalid(format!("{}: default input size: {e}", info.name)))?,
     };
     run::check_batch_bytes(config.batch, size).map_err(|e| Error::Invalid(e.to_string()))?;
-    let input = InputSpec {
-        size: size.get(),
-        ..info.input
-    };
+    let input = model
+        .preprocess()
+        .with_overrides(Some(size.get()), config.preprocess);
 
     let classes = class_names(config, &info, &id)?;
     let mut deferred_notice = None;
@@ -97,6 +96,7 @@ pub fn run(
         device: crate::device::device_name(&device),
         dtype: crate::device::dtype_name(dtype).to_string(),
         image_size: input.size,
+        input,
         batch: config.batch.get(),
         datasets: opened.iter().map(|o| o.info.clone()).collect(),
         methods: config.methods.clone(),

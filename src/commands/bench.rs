@@ -30,10 +30,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     };
     let model = model::load(&spec, &device, dtype)?;
     let info = model.info().clone();
-    let input = InputSpec {
-        size: args.image_size.map_or(info.input.size, |s| s.get()),
-        ..info.input
-    };
+    let input = model
+        .preprocess()
+        .with_overrides(args.image_size.map(|s| s.get()), None);
     let wants_mahalanobis = args
         .methods
         .iter()
@@ -105,6 +104,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
             methods: methods.clone(),
             fit: None,
             image_size: Some(ImageSize::new(input.size)?),
+            preprocess: None,
             batch: Batch::new(batch)?,
             device: args.device,
             dtype: args.dtype,

@@ -212,6 +212,7 @@ pub fn config_from_args(args: &EvalArgs) -> Result<RunConfig, UsageError> {
             Some(s) => Some(s),
             None => demo_size(&checkpoint_path)?,
         },
+        preprocess: args.model.preprocess,
         batch: args.batch,
         device: args.model.device,
         dtype: args.model.dtype,
@@ -282,6 +283,9 @@ fn demo_config(args: &EvalArgs) -> Result<RunConfig, UsageError> {
     config.workers = args.workers;
     if args.model.image_size.is_some() {
         config.image_size = args.model.image_size;
+    }
+    if args.model.preprocess.is_some() {
+        config.preprocess = args.model.preprocess;
     }
     config.validate().map_err(|e| UsageError(e.to_string()))?;
     Ok(config)

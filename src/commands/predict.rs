@@ -3,7 +3,7 @@
 use crate::classes::Classes;
 use crate::cli::PredictArgs;
 use crate::data::image::{load_rgb, to_input};
-use crate::model::{self, InputSpec};
+use crate::model;
 use crate::score::top_k;
 use candle_core::{Tensor, D};
 use std::process::ExitCode;
@@ -15,14 +15,14 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<ExitCode> {
     let (device, dtype, spec) = super::model_setup(&args.model)?;
     let model = model::load(&spec, &device, dtype)?;
     let info = model.info();
-    let input = InputSpec {
-        size: match (args.model.image_size, &args.model.checkpoint) {
-            (Some(s), _) => s.get(),
-            (None, Some(c)) => crate::demo::trained_image_size(c).unwrap_or(info.input.size),
-            (None, None) => info.input.size,
-        },
-        ..info.input
+    let size = match (args.model.image_size, &args.model.checkpoint) {
+        (Some(s), _) => Some(s.get()),
+        (None, Some(c)) => crate::demo::trained_image_size(c),
+        (None, None) => None,
     };
+    let input = model
+        .preprocess()
+        .with_overrides(size, args.model.preprocess);
     let named = args.classes.classes.is_some() || info.num_classes == 1000;
     let classes = if named {
         Some(Classes::for_model(

@@ -29,10 +29,10 @@ pub fn run(args: &TuneMahalanobisArgs) -> anyhow::Result<ExitCode> {
     let (device, dtype, spec) = super::model_setup(&args.model)?;
     let model = model::load(&spec, &device, dtype)?;
     let info = model.info().clone();
-    let input = InputSpec {
-        size: args.model.image_size.map_or(info.input.size, |s| s.get()),
-        ..info.input
-    };
+    let input = model.preprocess().with_overrides(
+        args.model.image_size.map(|s| s.get()),
+        args.model.preprocess,
+    );
     if args.tune_count == 0 {
         bail!(crate::cli::UsageError(
             "--tune-count must be at least 1".into()

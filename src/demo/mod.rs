@@ -277,6 +277,7 @@ pub fn run_config(project_root: &Path) -> Result<RunConfig> {
         methods: methods(),
         fit: Some(fit::ensure_fit(&data.root, &checkpoint, SEED)?),
         image_size: Some(ImageSize::new(IMAGE_SIZE).expect("the demo's size is valid")),
+        preprocess: None,
         batch: Batch::new(50).expect("the demo's batch is valid"),
         device: run::Device::Auto,
         dtype: run::DType::F32,

@@ -8,7 +8,7 @@
 //! uses the same `FromStr`. `RunConfig::validate` adds the checks that span
 //! fields. The conversion to candle's types lives in `crate::device`.
 
-use crate::run::ModelSpec;
+use crate::run::{ModelSpec, Preprocess};
 use crate::score::Method;
 use std::fmt;
 use std::path::PathBuf;
@@ -45,6 +45,9 @@ pub struct RunConfig {
     /// Input size; the model's default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_size: Option<ImageSize>,
+    /// Preprocessing preset; the model's own when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preprocess: Option<Preprocess>,
     pub batch: Batch,
     pub device: Device,
     #[serde(default)]

@@ -14,5 +14,8 @@ pub use config::{
     ValueError, Workers,
 };
 pub use event::{DatasetInfo, Event, ImageRecord, Progress, Role, RunInfo};
-pub use model::{Family, InputSpec, ModelInfo, ModelSpec};
+pub use model::{
+    crop_resize, Family, InputSpec, ModelInfo, ModelSpec, Preprocess, Resize, IMAGENET_MEAN,
+    IMAGENET_STD,
+};
 pub use results::*;

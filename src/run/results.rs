@@ -240,6 +240,7 @@ impl RunResults {
             device: info.device.clone(),
             dtype: info.dtype.clone(),
             image_size: info.image_size,
+            preprocess: info.input.describe(),
             batch: info.batch,
             datasets,
             id_accuracy: self.id_accuracy(),
@@ -303,6 +304,8 @@ pub struct Summary {
     pub device: String,
     pub dtype: String,
     pub image_size: usize,
+    /// The preprocessing in words (`InputSpec::describe`).
+    pub preprocess: String,
     pub batch: usize,
     pub datasets: Vec<DatasetSummary>,
     pub id_accuracy: Option<Accuracy>,
@@ -344,6 +347,7 @@ impl Summary {
             "device": self.device,
             "dtype": self.dtype,
             "image_size": self.image_size,
+            "preprocess": self.preprocess,
             "batch": self.batch,
             "datasets": self.datasets.iter().map(|d| json!({
                 "name": d.name,

@@ -15,6 +15,7 @@ mod mahalanobis;
 mod methods;
 mod metrics;
 mod scores;
+mod torchvision;
 mod tui;
 mod tui_tmux;
 mod tui_workbench;

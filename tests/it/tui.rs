@@ -109,6 +109,7 @@ pub(crate) fn info() -> Arc<RunInfo> {
         device: "cpu".into(),
         dtype: "f32".into(),
         image_size: 64,
+        input: InputSpec::half(64),
         batch: BATCH,
         datasets: SETS
             .iter()

@@ -391,6 +391,7 @@ impl SetupState {
             ood,
             methods,
             fit: base.as_ref().and_then(|b| b.fit.clone()),
+            preprocess: base.as_ref().and_then(|b| b.preprocess),
             image_size: self.image_size,
             batch: self.batch,
             device: self.device,
