@@ -265,7 +265,7 @@ fn eval(case: &str, extra: &[&str]) -> Output {
             args.drain(i..i + 2);
         }
     }
-    if !extra.iter().any(|a| *a == "--ood") {
+    if !extra.contains(&"--ood") {
         args.extend(ood("ood", "ood"));
     }
     if !extra.iter().any(|a| a.starts_with("--image-size")) {
