@@ -17,3 +17,4 @@ mod metrics;
 mod scores;
 mod tui;
 mod tui_tmux;
+mod tui_workbench;
