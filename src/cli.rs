@@ -1,7 +1,16 @@
 //! Command-line definitions (clap). Behaviour lives in `commands`.
 
+use crate::run::{Batch, DType, Device, ImageSize, Limit, Workers};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
+
+/// The exit statuses, shown by `--help` (and in the README).
+pub const EXIT_STATUS: &str =
+    "Exit status: 0 success; 1 error (a file that cannot be read, a run that \
+evaluated nothing, an internal error); 2 usage error (a bad flag, argument or config value); \
+130 interrupted by Ctrl-C, 143 by SIGTERM, 129 by SIGHUP (eval writes and prints what was \
+computed before it stops). Logs: $GRADNORM_LOG, else the platform's state folder \
+(~/.local/state/gradnorm-tui/gradnorm-tui.log on Linux).";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -9,7 +18,8 @@ use std::path::PathBuf;
     version,
     about = "Out-of-distribution detection with GradNorm (NeurIPS 2021) and its baselines: \
              a terminal UI and a headless engine",
-    long_about = None
+    long_about = None,
+    after_help = EXIT_STATUS
 )]
 pub struct Cli {
     /// Configuration file for the TUI (default: ./gradnorm-tui.toml when present, else the demo).
@@ -65,13 +75,13 @@ pub struct ModelArgs {
     pub model: Option<String>,
     /// Input size N (images are resized to N x N); default: the model's.
     #[arg(long)]
-    pub image_size: Option<usize>,
+    pub image_size: Option<ImageSize>,
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
-    pub device: String,
+    pub device: Device,
     /// f32, bf16 or f16 (reduced precision is for CUDA).
     #[arg(long, default_value = "f32")]
-    pub dtype: String,
+    pub dtype: DType,
 }
 
 /// Class names and order.
@@ -143,14 +153,14 @@ pub struct EvalArgs {
     #[arg(long)]
     pub fit: Option<PathBuf>,
     /// Images per batch.
-    #[arg(long, default_value_t = 64)]
-    pub batch: usize,
+    #[arg(long, default_value = "64")]
+    pub batch: Batch,
     /// At most N images per dataset.
     #[arg(long)]
-    pub limit: Option<usize>,
+    pub limit: Option<Limit>,
     /// Decoding threads (default: all cores).
     #[arg(long)]
-    pub workers: Option<usize>,
+    pub workers: Option<Workers>,
     /// Output folder for summary.json and scores.csv.
     #[arg(long, default_value = "runs/latest")]
     pub out: PathBuf,
@@ -160,6 +170,9 @@ pub struct EvalArgs {
     /// Run the embedded demo (model, ID set and OOD sets made by the project).
     #[arg(long)]
     pub demo: bool,
+    /// Run a config file (the TUI's TOML) instead of --checkpoint/--id/--ood.
+    #[arg(long, conflicts_with_all = ["demo", "checkpoint", "id", "ood"])]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -187,7 +200,7 @@ pub struct TrainDemoArgs {
     pub seed: u64,
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
-    pub device: String,
+    pub device: Device,
     /// Training images per class and epoch, new ones every epoch (drawn in
     /// memory; 100 more per class are held out).
     #[arg(long, default_value_t = 150)]
@@ -215,9 +228,9 @@ pub struct BenchArgs {
     pub model: Option<String>,
     /// Input size N; default: the model's.
     #[arg(long)]
-    pub image_size: Option<usize>,
-    #[arg(long, default_value_t = 32)]
-    pub batch: usize,
+    pub image_size: Option<ImageSize>,
+    #[arg(long, default_value = "32")]
+    pub batch: Batch,
     /// Methods timed end to end (comma-separated).
     #[arg(
         long,
@@ -241,13 +254,13 @@ pub struct BenchArgs {
     pub images: usize,
     /// Decoding threads (default: all cores).
     #[arg(long)]
-    pub workers: Option<usize>,
+    pub workers: Option<Workers>,
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
-    pub device: String,
+    pub device: Device,
     /// f32, bf16 or f16.
     #[arg(long, default_value = "f32")]
-    pub dtype: String,
+    pub dtype: DType,
     /// One JSON object on stdout.
     #[arg(long)]
     pub json: bool,
@@ -260,7 +273,7 @@ pub struct SelftestArgs {
     pub fixtures: PathBuf,
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
-    pub device: String,
+    pub device: Device,
 }
 
 #[derive(Debug, Args)]
@@ -301,11 +314,11 @@ pub struct TuneMahalanobisArgs {
     #[arg(long)]
     pub scores_out: Option<PathBuf>,
     /// Images per batch.
-    #[arg(long, default_value_t = 32)]
-    pub batch: usize,
+    #[arg(long, default_value = "32")]
+    pub batch: Batch,
     /// Decoding threads (default: all cores).
     #[arg(long)]
-    pub workers: Option<usize>,
+    pub workers: Option<Workers>,
 }
 
 #[derive(Debug, Args)]

@@ -5,37 +5,78 @@
 use crate::cli::{EvalArgs, UsageError};
 use crate::demo;
 use crate::engine;
+use crate::interrupt;
 use crate::model::ModelSpec;
 use crate::run::report;
 use crate::run::{self, RunResults};
 use crate::run::{DatasetSpec, Event, RunConfig};
 use crate::score::Method;
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     super::init_logging();
     let config = config_from_args(args)?;
-    let cancel = Arc::new(AtomicBool::new(false));
-    super::cancel_on_ctrl_c(cancel.clone());
+    check_writable(&args.out)?;
+    let interrupts = interrupt::listen(|sig, n| {
+        if n == 1 {
+            eprintln!(
+                "\n{}: stopping after the current batch (again to stop at once; what was computed is kept)",
+                interrupt::name(sig)
+            );
+        } else {
+            eprintln!(
+                "\n{} again: stopping now with what was computed",
+                interrupt::name(sig)
+            );
+        }
+    });
 
+    let handle = engine::spawn_with(config, interrupts.cancel.clone());
     let mut results = RunResults::new();
     let mut progress = ProgressLine::new(std::io::stderr().is_terminal());
-    let outcome = engine::run(&config, &cancel, &mut |event: Event| {
-        progress.on(&event);
-        results.apply(event);
-    });
+    let mut abandoned = false;
+    loop {
+        // A second signal stops waiting for the batch in flight: what the
+        // engine has sent is all there is.
+        if interrupts.count() >= 2 {
+            abandoned = true;
+            break;
+        }
+        match handle.events.recv_timeout(Duration::from_millis(50)) {
+            Ok(event) => {
+                progress.on(&event);
+                results.apply(event);
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
     progress.finish();
+    if !abandoned {
+        handle.join();
+    }
+    let interrupted = interrupts.exit_status();
+    if results.finished.is_none() && results.failed.is_none() && interrupted.is_none() {
+        // The engine thread ended without a word: it panicked (the panic
+        // hook has printed it). Keep what it computed all the same.
+        results.failed = Some("the run stopped on an internal error (a bug)".into());
+    }
 
     // What was computed is written even when the run stopped early.
     if results.info.is_some() {
         run::write_run(&args.out, &results)?;
     }
-    outcome?;
+    if let Some(msg) = &results.failed {
+        anyhow::bail!("{msg}");
+    }
+    if let (Some(code), None) = (interrupted, &results.info) {
+        eprintln!("interrupted before any image was evaluated");
+        return Ok(ExitCode::from(code));
+    }
     let summary = results
         .summary()
         .ok_or_else(|| anyhow::anyhow!("the run produced no results"))?;
@@ -54,11 +95,56 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
             args.out.join("scores.csv").display()
         );
     }
-    if summary.cancelled {
-        eprintln!("interrupted: the results above cover the images evaluated before Ctrl-C");
-        return Ok(ExitCode::from(130));
+    for w in &summary.warnings {
+        eprintln!("warning: {w}");
+    }
+    if let Some(code) = interrupted {
+        eprintln!("interrupted: the results above cover the images evaluated before the signal");
+        return Ok(ExitCode::from(code));
+    }
+    // A set that evaluated nothing has no figure: the run did not do what
+    // was asked (a wrong --id-root, files that do not decode).
+    let empty: Vec<String> = summary
+        .datasets
+        .iter()
+        .filter(|d| d.evaluated == 0)
+        .map(|d| {
+            let why = d
+                .skipped
+                .first()
+                .map(|s| format!(" (e.g. {}: {})", s.path.display(), s.reason))
+                .unwrap_or_default();
+            format!("`{}`: 0 of {} images evaluated{why}", d.name, d.images)
+        })
+        .collect();
+    if !empty.is_empty() {
+        anyhow::bail!("nothing evaluated in {}", empty.join("; "));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Fails early (before the model loads) when `--out` cannot take the
+/// results: a file in the way, a read-only place.
+fn check_writable(out: &Path) -> Result<(), UsageError> {
+    let bad = |why: String| UsageError(format!("--out {}: {why}", out.display()));
+    if out.exists() && !out.is_dir() {
+        return Err(bad("exists and is not a folder".into()));
+    }
+    std::fs::create_dir_all(out).map_err(|e| {
+        bad(format!(
+            "cannot create the folder ({})",
+            crate::error::io_reason(&e)
+        ))
+    })?;
+    let probe = out.join(format!(".gradnorm-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|e| {
+        bad(format!(
+            "cannot write there ({})",
+            crate::error::io_reason(&e)
+        ))
+    })?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
 }
 
 /// The run configuration the flags describe.
@@ -66,6 +152,10 @@ pub fn config_from_args(args: &EvalArgs) -> Result<RunConfig, UsageError> {
     let usage = |s: String| UsageError(s);
     if args.demo {
         return demo_config(args);
+    }
+    if let Some(path) = &args.config {
+        // The file decides everything; flags with defaults do not override it.
+        return crate::tui::config::load(path).map_err(|e| usage(e.to_string()));
     }
     let checkpoint = args
         .model
@@ -102,7 +192,8 @@ pub fn config_from_args(args: &EvalArgs) -> Result<RunConfig, UsageError> {
         });
     }
     let methods = methods_from_args(args)?;
-    Ok(RunConfig {
+    let checkpoint_path = checkpoint.clone();
+    let config = RunConfig {
         model: ModelSpec {
             name: args.model.model.clone(),
             checkpoint: Some(checkpoint),
@@ -117,13 +208,18 @@ pub fn config_from_args(args: &EvalArgs) -> Result<RunConfig, UsageError> {
         ood,
         methods,
         fit: args.fit.clone(),
-        image_size: args.model.image_size,
+        image_size: match args.model.image_size {
+            Some(s) => Some(s),
+            None => demo_size(&checkpoint_path)?,
+        },
         batch: args.batch,
-        device: args.model.device.clone(),
-        dtype: args.model.dtype.clone(),
+        device: args.model.device,
+        dtype: args.model.dtype,
         limit: args.limit,
         workers: args.workers,
-    })
+    };
+    config.validate().map_err(|e| usage(e.to_string()))?;
+    Ok(config)
 }
 
 /// The paper's methods, which `eval` runs when --methods is not given.
@@ -179,14 +275,15 @@ fn demo_config(args: &EvalArgs) -> Result<RunConfig, UsageError> {
     if args.fit.is_some() {
         config.fit = args.fit.clone();
     }
-    config.device = args.model.device.clone();
-    config.dtype = args.model.dtype.clone();
+    config.device = args.model.device;
+    config.dtype = args.model.dtype;
     config.batch = args.batch;
     config.limit = args.limit;
     config.workers = args.workers;
     if args.model.image_size.is_some() {
         config.image_size = args.model.image_size;
     }
+    config.validate().map_err(|e| UsageError(e.to_string()))?;
     Ok(config)
 }
 
@@ -245,7 +342,7 @@ impl ProgressLine {
                 let name = self.names.get(p.dataset).map(String::as_str).unwrap_or("?");
                 let eta = p
                     .eta_secs()
-                    .map(format_secs)
+                    .map(report::duration)
                     .unwrap_or_else(|| "--:--".into());
                 let line = format!(
                     "{name:<12} {:>6}/{:<6} all {:>6}/{:<6} {:>7.1} img/s  ETA {eta}",
@@ -265,10 +362,8 @@ impl ProgressLine {
                     eprintln!("{line}");
                 }
             }
-            Event::Failed(msg) => {
-                self.clear();
-                eprintln!("run failed: {msg}");
-            }
+            // `main` prints the error once.
+            Event::Failed(_) => self.clear(),
             Event::Notice(msg) => {
                 self.clear();
                 eprintln!("note: {msg}");
@@ -289,11 +384,15 @@ impl ProgressLine {
     }
 }
 
-fn format_secs(s: f64) -> String {
-    let s = s.round() as u64;
-    if s >= 3600 {
-        format!("{}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
-    } else {
-        format!("{:02}:{:02}", s / 60, s % 60)
+/// The demo checkpoint runs at the size it was trained at unless told.
+fn demo_size(checkpoint: &Path) -> Result<Option<crate::run::ImageSize>, UsageError> {
+    match demo::trained_image_size(checkpoint) {
+        Some(n) => {
+            eprintln!("note: the demo checkpoint runs at {n} x {n}, the size it was trained at (--image-size to change)");
+            crate::run::ImageSize::new(n)
+                .map(Some)
+                .map_err(|e| UsageError(e.to_string()))
+        }
+        None => Ok(None),
     }
 }

@@ -10,8 +10,6 @@ use crate::score::{Method, Scorer};
 use anyhow::Context;
 use std::io::Write;
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use std::time::Instant;
 
 pub fn run(args: &FitArgs) -> anyhow::Result<ExitCode> {
@@ -20,7 +18,7 @@ pub fn run(args: &FitArgs) -> anyhow::Result<ExitCode> {
     let model = model::load(&spec, &device, dtype)?;
     let info = model.info().clone();
     let input = InputSpec {
-        size: args.model.image_size.unwrap_or(info.input.size),
+        size: args.model.image_size.map_or(info.input.size, |s| s.get()),
         ..info.input
     };
     if args.bank == 0 || args.batch == 0 {
@@ -35,8 +33,13 @@ pub fn run(args: &FitArgs) -> anyhow::Result<ExitCode> {
         }
         items.extend(ds.items);
     }
-    let cancel = Arc::new(AtomicBool::new(false));
-    super::cancel_on_ctrl_c(cancel.clone());
+    let interrupts = crate::interrupt::listen(|sig, _| {
+        eprintln!(
+            "\n{}: stopping after the current batch",
+            crate::interrupt::name(sig)
+        )
+    });
+    let cancel = interrupts.cancel.clone();
     let started = Instant::now();
     eprintln!(
         "fit: {} on {} images at {} px, {}",

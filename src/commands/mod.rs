@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod eval;
 pub mod fit;
+pub mod logging;
 pub mod metrics;
 pub mod predict;
 pub mod selftest;
@@ -13,7 +14,6 @@ pub mod tune_mahalanobis;
 
 use crate::cli::{ModelArgs, UsageError};
 use crate::score::Method;
-use anyhow::Context;
 use candle_core::{DType, Device};
 use std::path::Path;
 
@@ -21,8 +21,8 @@ use std::path::Path;
 pub(crate) fn model_setup(
     args: &ModelArgs,
 ) -> anyhow::Result<(Device, DType, crate::model::ModelSpec)> {
-    let device = crate::device::parse_device(&args.device)?;
-    let dtype = crate::device::parse_dtype(&args.dtype)?;
+    let device = crate::device::open(args.device)?;
+    let dtype = crate::device::dtype(args.dtype);
     let spec = crate::model::ModelSpec {
         name: args.model.clone(),
         checkpoint: args.checkpoint.clone(),
@@ -30,55 +30,7 @@ pub(crate) fn model_setup(
     Ok((device, dtype, spec))
 }
 
-/// Logs go to a file (never the terminal the TUI draws on):
-/// $GRADNORM_LOG or ./gradnorm-tui.log, filtered by $RUST_LOG (default info).
-pub fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let path = std::env::var_os("GRADNORM_LOG")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::PathBuf::from("gradnorm-tui.log"));
-    let Ok(file) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .with_context(|| format!("opening log file {}", path.display()))
-    else {
-        return;
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(false)
-        .with_writer(std::sync::Mutex::new(file))
-        .try_init();
-}
-
-/// First Ctrl-C sets `cancel` (the run stops after its batch and keeps its
-/// results); a second one exits at once.
-pub fn cancel_on_ctrl_c(cancel: std::sync::Arc<std::sync::atomic::AtomicBool>) {
-    let spawned = std::thread::Builder::new()
-        .name("ctrl-c".into())
-        .spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_io()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async {
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    eprintln!("\nCtrl-C: stopping after the current batch (again to quit now)");
-                    cancel.store(true, std::sync::atomic::Ordering::Relaxed);
-                    if tokio::signal::ctrl_c().await.is_ok() {
-                        std::process::exit(130);
-                    }
-                }
-            });
-        });
-    if let Err(e) = spawned {
-        tracing::warn!("no Ctrl-C handler: {e}");
-    }
-}
+pub use logging::init as init_logging;
 
 /// The method flags shared by `eval` and `bench`: the specs and the legacy
 /// per-method flags, which set defaults that a spec's parameters override.

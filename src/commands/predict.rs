@@ -9,11 +9,18 @@ use candle_core::{Tensor, D};
 use std::process::ExitCode;
 
 pub fn run(args: &PredictArgs) -> anyhow::Result<ExitCode> {
+    if args.top == 0 {
+        return Err(crate::cli::UsageError("--top must be at least 1, got 0".into()).into());
+    }
     let (device, dtype, spec) = super::model_setup(&args.model)?;
     let model = model::load(&spec, &device, dtype)?;
     let info = model.info();
     let input = InputSpec {
-        size: args.model.image_size.unwrap_or(info.input.size),
+        size: match (args.model.image_size, &args.model.checkpoint) {
+            (Some(s), _) => s.get(),
+            (None, Some(c)) => crate::demo::trained_image_size(c).unwrap_or(info.input.size),
+            (None, None) => info.input.size,
+        },
         ..info.input
     };
     let named = args.classes.classes.is_some() || info.num_classes == 1000;

@@ -77,7 +77,7 @@ fn flat(t: &Tensor) -> anyhow::Result<Vec<f32>> {
 
 pub fn run(args: &SelftestArgs) -> anyhow::Result<ExitCode> {
     super::init_logging();
-    let device = crate::device::parse_device(&args.device)?;
+    let device = crate::device::open(args.device)?;
     let ckpt = args.fixtures.join("tiny.pth.tar");
     let exp_path = args.fixtures.join("tiny_expected.safetensors");
     let exp = candle_core::safetensors::load(&exp_path, &Device::Cpu)

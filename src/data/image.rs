@@ -24,6 +24,16 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage> {
     decode_rgb(&bytes).map_err(|reason| Error::data(path, reason))
 }
 
+thread_local! {
+    static EXPECTED_PANIC: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether this thread is inside a decoder call whose panic is caught and
+/// turned into "cannot decode" (so a panic hook need not report a bug).
+pub fn panic_expected() -> bool {
+    EXPECTED_PANIC.with(|p| p.get())
+}
+
 /// [`load_rgb`] on bytes already read; the error is the reason alone.
 pub fn decode_rgb(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
     let reader = ImageReader::new(std::io::Cursor::new(bytes))
@@ -44,7 +54,10 @@ pub fn decode_rgb(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
     }
     // Some decoders panic on malformed data (zune-jpeg 0.5 does on some
     // corrupt JPEGs); that must fail this file, not the loader.
-    let img = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reader.decode()))
+    EXPECTED_PANIC.with(|p| p.set(true));
+    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reader.decode()));
+    EXPECTED_PANIC.with(|p| p.set(false));
+    let img = decoded
         .map_err(|_| format!("cannot decode {format:?}: the decoder crashed on malformed data"))?
         .map_err(|e| format!("cannot decode {format:?}: {e}"))?;
     if img.width() == 0 || img.height() == 0 {
@@ -108,8 +121,20 @@ fn png_is_grey16(bytes: &[u8]) -> bool {
 }
 
 /// Walks a JPEG's markers and entropy-coded data up to EOI; an error when
-/// the data ends first (a truncated file).
+/// the data ends first: a truncated file, or, when the file does end in an
+/// EOI marker, a corrupt one (segment lengths that run past it).
 fn jpeg_complete(b: &[u8]) -> std::result::Result<(), String> {
+    jpeg_walk(b).map_err(|truncated| {
+        if b.ends_with(&[0xFF, 0xD9]) {
+            "corrupt JPEG (the file ends in its EOI marker, but its segments do not lead there)"
+                .to_string()
+        } else {
+            truncated
+        }
+    })
+}
+
+fn jpeg_walk(b: &[u8]) -> std::result::Result<(), String> {
     const TRUNCATED: &str = "truncated JPEG (the data ends before the EOI marker)";
     let mut i = 2; // past SOI
     loop {

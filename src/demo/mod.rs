@@ -10,7 +10,7 @@ pub mod train;
 
 use crate::error::{Error, Result};
 use crate::model::ModelSpec;
-use crate::run::{DatasetSpec, RunConfig};
+use crate::run::{self, Batch, DatasetSpec, ImageSize, RunConfig};
 use crate::score::Method;
 use generate::{OodKind, CLASSES};
 use rayon::prelude::*;
@@ -276,13 +276,21 @@ pub fn run_config(project_root: &Path) -> Result<RunConfig> {
             .collect(),
         methods: methods(),
         fit: Some(fit::ensure_fit(&data.root, &checkpoint, SEED)?),
-        image_size: Some(IMAGE_SIZE),
-        batch: 50,
-        device: "auto".into(),
-        dtype: "f32".into(),
+        image_size: Some(ImageSize::new(IMAGE_SIZE).expect("the demo's size is valid")),
+        batch: Batch::new(50).expect("the demo's batch is valid"),
+        device: run::Device::Auto,
+        dtype: run::DType::F32,
         limit: None,
         workers: None,
     })
+}
+
+/// The size the demo's checkpoint was trained at, when `checkpoint` is it
+/// (by its file name): BiT's own default, 480, would run it at a size it
+/// never saw.
+pub fn trained_image_size(checkpoint: &Path) -> Option<usize> {
+    let demo = Path::new(CHECKPOINT).file_name()?;
+    (checkpoint.file_name()? == demo).then_some(IMAGE_SIZE)
 }
 
 /// The nearest folder at or above the working directory that holds the

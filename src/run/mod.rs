@@ -9,7 +9,10 @@ mod model;
 pub mod report;
 mod results;
 
-pub use config::{DatasetSpec, RunConfig};
+pub use config::{
+    check_batch_bytes, Batch, ConfigError, DType, DatasetSpec, Device, ImageSize, Limit, RunConfig,
+    ValueError, Workers,
+};
 pub use event::{DatasetInfo, Event, ImageRecord, Progress, Role, RunInfo};
 pub use model::{Family, InputSpec, ModelInfo, ModelSpec};
 pub use results::*;
