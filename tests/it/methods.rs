@@ -385,3 +385,44 @@ fn a_fit_for_another_model_and_a_missing_fit_are_clear_errors() {
         .to_string();
     assert!(err.contains("react needs a fit file"), "{err}");
 }
+
+#[test]
+fn a_sweep_gives_one_column_and_row_per_value_from_one_pass() {
+    let Some(shared) = common::shared() else {
+        return;
+    };
+    let fx = shared.join("fixtures/methods");
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin()
+        .arg("eval")
+        .arg("--checkpoint")
+        .arg(shared.join("fixtures/bit/tiny.pth.tar"))
+        .args(["--image-size", "64", "--id"])
+        .arg(fx.join("test.txt"))
+        .arg(format!("--ood=same={}", fx.join("test.txt").display()))
+        .args(["--methods", "energy,ash-p:percentile=0|90", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    common::assert_success(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("| ASH-P percentile=0 "), "{stdout}");
+    assert!(stdout.contains("| ASH-P percentile=90 "), "{stdout}");
+    let csv = std::fs::read_to_string(dir.path().join("scores.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header = lines.next().unwrap();
+    assert!(
+        header.ends_with(",energy,ash-p:percentile=0,ash-p:percentile=90"),
+        "{header}"
+    );
+    for line in lines {
+        let r: Vec<f64> = line
+            .split(',')
+            .skip(5)
+            .map(|v| v.parse().unwrap())
+            .collect();
+        // Pruning nothing is energy; pruning 90% is not.
+        assert!((r[1] - r[0]).abs() <= 1e-5 * r[0].abs(), "{line}");
+        assert!((r[2] - r[0]).abs() > 1e-4, "{line}");
+    }
+}
