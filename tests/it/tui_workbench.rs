@@ -301,6 +301,7 @@ fn the_real_engine_gives_metrics_for_every_set_after_the_first_batch() {
             .collect(),
         methods: demo::methods(),
         fit: None,
+        preprocess: None,
         image_size: Some(demo::IMAGE_SIZE.to_string().parse().unwrap()),
         batch: "12".parse().unwrap(),
         device: "cpu".parse().unwrap(),
