@@ -13,7 +13,7 @@
 //! checkpoint and both paths (host kernels, candle ops) of one model.
 
 use super::kernels::{self, Geometry};
-use super::{ops, spatial_mean, Backbone, Family, InputSpec, Meta, ModelInfo, Output};
+use super::{ops, params, spatial_mean, Backbone, Family, InputSpec, Meta, ModelInfo, Output};
 use crate::error::{Error, Result};
 use crate::weights::{self, Checkpoint};
 use candle_core::{DType, Device, Module, Tensor};
@@ -523,11 +523,8 @@ impl Bit {
             Some(mut named) => {
                 named.num_classes = inferred.num_classes;
                 if named.units != inferred.units || named.width != inferred.width {
-                    return Err(Error::ModelMismatch {
-                        path: ckpt.path.clone(),
-                        requested: name.unwrap_or_default().to_string(),
-                        found: inferred.describe(),
-                    });
+                    let requested = name.unwrap_or_default();
+                    return Err(params::mismatch(&ckpt, requested, inferred.describe()));
                 }
                 named
             }
@@ -547,7 +544,7 @@ impl Bit {
         let varmap = candle_nn::VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
         let mut m = Bit::new(cfg, vb, Mode::Inference, dtype)?;
-        m.meta.info.name = format!("{} (random weights)", m.meta.info.name);
+        m.meta.mark_random();
         Ok(m)
     }
 

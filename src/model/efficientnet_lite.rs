@@ -29,7 +29,7 @@
 //! do it); moving it is future work.
 
 use super::kernels::{self, Geometry};
-use super::{Backbone, Family, InputSpec, Meta, ModelInfo};
+use super::{params, Backbone, Family, InputSpec, Meta, ModelInfo};
 use crate::error::{Error, Result};
 use crate::weights::{self, Checkpoint};
 use candle_core::{DType, Device, Tensor};
@@ -545,22 +545,15 @@ impl EfficientNetLite {
             } else {
                 "no EfficientNet-Lite tensors (no _conv_stem.weight)".to_string()
             };
-            return Err(Error::ModelMismatch {
-                path: ckpt.path.clone(),
-                requested: name.unwrap_or("EfficientNet-Lite").to_string(),
-                found,
-            });
+            let requested = name.unwrap_or("EfficientNet-Lite");
+            return Err(params::mismatch(&ckpt, requested, found));
         }
         let summary = EfficientNetConfig::summarize(&ckpt.tensors);
         let mut cfg = match name.and_then(variant) {
             Some(v) => {
                 let cfg = EfficientNetConfig::of(v);
                 if let Some(s) = summary.filter(|s| !cfg.matches(*s)) {
-                    return Err(Error::ModelMismatch {
-                        path: ckpt.path.clone(),
-                        requested: v.name.to_string(),
-                        found: describe_summary(s),
-                    });
+                    return Err(params::mismatch(&ckpt, v.name, describe_summary(s)));
                 }
                 cfg
             }
@@ -618,7 +611,7 @@ impl EfficientNetLite {
             tensors.insert(n, t);
         }
         let mut m = Self::build(&cfg, &tensors, device, dtype)?;
-        m.meta.info.name = format!("{} (random weights)", m.meta.info.name);
+        m.meta.mark_random();
         Ok(m)
     }
 

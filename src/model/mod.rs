@@ -32,6 +32,13 @@ pub struct Meta {
     pub dtype: DType,
 }
 
+impl Meta {
+    /// Marks the model as built with random weights (its name says so).
+    pub(crate) fn mark_random(&mut self) {
+        self.info.name = format!("{} (random weights)", self.info.name);
+    }
+}
+
 /// A backbone as every score uses it. Inputs are f32 [B, 3, H, W] tensors
 /// already normalized (see [`Backbone::preprocess`]); outputs are f32
 /// whatever the model's dtype.

@@ -105,6 +105,16 @@ pub fn from_checkpoint<M>(
     build(VarBuilder::from_tensors(ckpt.tensors, dtype, device))
 }
 
+/// The error for checkpoint `ckpt`, whose architecture (`found`) is not the
+/// `requested` one.
+pub fn mismatch(ckpt: &Checkpoint, requested: &str, found: String) -> crate::error::Error {
+    crate::error::Error::ModelMismatch {
+        path: ckpt.path.clone(),
+        requested: requested.to_string(),
+        found,
+    }
+}
+
 /// Builds a model with fresh random weights (for `bench` and tests).
 pub fn random<M>(
     device: &Device,

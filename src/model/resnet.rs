@@ -319,11 +319,8 @@ impl ResNet {
         })?;
         if let Some(want) = name.and_then(variant) {
             if want.bottleneck != cfg.bottleneck || want.layers != cfg.layers {
-                return Err(Error::ModelMismatch {
-                    path: ckpt.path.clone(),
-                    requested: name.unwrap_or_default().to_string(),
-                    found: cfg.describe(),
-                });
+                let requested = name.unwrap_or_default();
+                return Err(params::mismatch(&ckpt, requested, cfg.describe()));
             }
         }
         let arch = cfg.describe();
@@ -334,7 +331,7 @@ impl ResNet {
     /// Random weights (for `bench`).
     pub fn random(cfg: &ResNetConfig, device: &Device, dtype: DType) -> Result<Self> {
         let mut m = params::random(device, dtype, |vb| ResNet::new(cfg, vb))?.with_param_count()?;
-        m.meta.info.name = format!("{} (random weights)", m.meta.info.name);
+        m.meta.mark_random();
         Ok(m)
     }
 

@@ -315,11 +315,8 @@ impl Vit {
                 ..cfg.clone()
             };
             if found != want {
-                return Err(Error::ModelMismatch {
-                    path: ckpt.path.clone(),
-                    requested: name.unwrap_or_default().to_string(),
-                    found: cfg.describe(),
-                });
+                let requested = name.unwrap_or_default();
+                return Err(params::mismatch(&ckpt, requested, cfg.describe()));
             }
         }
         let arch = cfg.describe();
@@ -330,7 +327,7 @@ impl Vit {
     /// Random weights (for `bench`).
     pub fn random(cfg: &VitConfig, device: &Device, dtype: DType) -> Result<Self> {
         let mut m = params::random(device, dtype, |vb| Vit::new(cfg, vb))?.with_param_count()?;
-        m.meta.info.name = format!("{} (random weights)", m.meta.info.name);
+        m.meta.mark_random();
         Ok(m)
     }
 

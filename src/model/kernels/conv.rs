@@ -4,7 +4,7 @@
 
 use super::gemm::{matmul_acc, matmul_acc_par};
 use super::simd::{add, gemv, relu6};
-use super::{f32_slice, relu6_grad, Geometry};
+use super::{apply_f32, apply_grad2, f32_slice, nhwc_batch, relu6_grad_of, Geometry};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -74,10 +74,7 @@ impl CustomOp1 for Stem {
             cout: self.b.len(),
             n: arg.dim(0)?,
         };
-        Ok(Some(
-            grad.contiguous()?
-                .apply_op2_no_bwd(&res.contiguous()?, &op)?,
-        ))
+        apply_grad2(grad, res, &op)
     }
 }
 
@@ -102,10 +99,7 @@ impl CustomOp2 for StemGrad {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let gpre = relu6_grad(
-            f32_slice(s1, l1, self.name())?,
-            f32_slice(s2, l2, self.name())?,
-        );
+        let gpre = relu6_grad_of(self.name(), s1, l1, s2, l2)?;
         let (g, cin, cout) = (self.g, self.cin, self.cout);
         let (plane, image) = (g.ho * g.wo * cout, cin * g.h * g.w);
         let mut out = vec![0f32; self.n * image];
@@ -142,17 +136,13 @@ pub(crate) fn stem_relu6(
     w: &Arc<[f32]>,
     b: &Arc<[f32]>,
 ) -> Result<Tensor> {
-    let dtype = x.dtype();
     let op = Stem {
         g,
         cin: x.dim(1)?,
         w: w.clone(),
         b: b.clone(),
     };
-    x.to_dtype(candle_core::DType::F32)?
-        .contiguous()?
-        .apply_op1(op)?
-        .to_dtype(dtype)
+    apply_f32(x, op)
 }
 
 /// Output pixels per im2col block: patches of about 4 MB, and at least one
@@ -215,16 +205,8 @@ impl CustomOp1 for Conv {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(s, l, self.name())?;
         let (g, cin, cout) = (self.g, self.cin, self.cout);
-        let &[n, h, w, xc] = l.dims() else {
-            candle_core::bail!("conv: expected [B, H, W, C], got {:?}", l.dims())
-        };
-        if (h, w, xc) != (g.h, g.w, cin) {
-            candle_core::bail!(
-                "conv: input {:?} does not fit {g:?}, {cin} channels",
-                l.dims()
-            )
-        }
-        let (plane, pixels, kk) = (h * w * cin, g.ho * g.wo, self.patch_len());
+        let n = nhwc_batch("conv", l, &g, cin)?;
+        let (plane, pixels, kk) = (g.h * g.w * cin, g.ho * g.wo, self.patch_len());
         let m = n * pixels;
         let rows = block_rows(m, kk);
         let mut out = vec![0f32; m * cout];
@@ -313,7 +295,6 @@ impl CustomOp1 for ConvGrad {
 /// cin, cout], no bias; differentiable with respect to `x`. Other float
 /// dtypes run in f32.
 pub(crate) fn conv(x: &Tensor, g: Geometry, w: &Arc<[f32]>) -> Result<Tensor> {
-    let dtype = x.dtype();
     let cin = x.dim(3)?;
     let patch = g.k * g.k * cin;
     if !w.len().is_multiple_of(patch) {
@@ -325,10 +306,7 @@ pub(crate) fn conv(x: &Tensor, g: Geometry, w: &Arc<[f32]>) -> Result<Tensor> {
         cout: w.len() / patch,
         w: w.clone(),
     };
-    x.to_dtype(candle_core::DType::F32)?
-        .contiguous()?
-        .apply_op1(op)?
-        .to_dtype(dtype)
+    apply_f32(x, op)
 }
 #[cfg(test)]
 mod tests {

@@ -5,7 +5,7 @@
 //! ops for other devices.
 
 use super::simd::{fma, relu6};
-use super::{f32_slice, relu6_grad, Geometry};
+use super::{apply_f32, apply_grad2, f32_slice, nhwc_batch, relu6_grad_of, Geometry};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -141,16 +141,8 @@ impl CustomOp1 for Depthwise {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(s, l, self.name())?;
         let (g, c) = (self.g, self.b.len());
-        let &[n, h, w, xc] = l.dims() else {
-            candle_core::bail!("depthwise: expected [B, H, W, C], got {:?}", l.dims())
-        };
-        if (h, w, xc) != (g.h, g.w, c) {
-            candle_core::bail!(
-                "depthwise: input {:?} does not fit {g:?}, {c} channels",
-                l.dims()
-            )
-        }
-        let (plane, row) = (h * w * c, g.wo * c);
+        let n = nhwc_batch("depthwise", l, &g, c)?;
+        let (plane, row) = (g.h * g.w * c, g.wo * c);
         let plan = DwPlan::new(g, c, &self.w);
         let mut out = vec![0f32; n * g.ho * row];
         out.par_chunks_mut(row)
@@ -169,10 +161,7 @@ impl CustomOp1 for Depthwise {
             w: self.w.clone(),
             c: self.b.len(),
         };
-        Ok(Some(
-            grad.contiguous()?
-                .apply_op2_no_bwd(&res.contiguous()?, &op)?,
-        ))
+        apply_grad2(grad, res, &op)
     }
 }
 
@@ -195,10 +184,7 @@ impl CustomOp2 for DepthwiseGrad {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let gpre = relu6_grad(
-            f32_slice(s1, l1, self.name())?,
-            f32_slice(s2, l2, self.name())?,
-        );
+        let gpre = relu6_grad_of(self.name(), s1, l1, s2, l2)?;
         let (g, c, n) = (self.g, self.c, l1.dims()[0]);
         let (plane, row) = (g.ho * g.wo * c, g.w * c);
         let plan = DwPlan::new(g, c, &self.w);
@@ -222,16 +208,12 @@ pub(crate) fn depthwise_relu6(
     w: &Arc<[f32]>,
     b: &Arc<[f32]>,
 ) -> Result<Tensor> {
-    let dtype = x.dtype();
     let op = Depthwise {
         g,
         w: w.clone(),
         b: b.clone(),
     };
-    x.to_dtype(candle_core::DType::F32)?
-        .contiguous()?
-        .apply_op1(op)?
-        .to_dtype(dtype)
+    apply_f32(x, op)
 }
 
 /// The same depthwise convolution + bias + ReLU6 from differentiable candle

@@ -1,8 +1,8 @@
 //! BiT's GroupNorm + ReLU in one parallel op (candle_nn's GroupNorm is
 //! eight tensor ops, each a pass over memory, and ReLU a ninth).
 
-use super::f32_slice;
 use super::simd::{affine_relu, gn_grad, grad_moments, moments};
+use super::{apply_f32, f32_slice};
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -242,17 +242,13 @@ pub(crate) fn group_norm_relu(
     gamma: &Arc<[f32]>,
     beta: &Arc<[f32]>,
 ) -> Result<Tensor> {
-    let dtype = x.dtype();
     let op = GroupNormRelu {
         groups,
         eps,
         gamma: gamma.clone(),
         beta: beta.clone(),
     };
-    x.to_dtype(candle_core::DType::F32)?
-        .contiguous()?
-        .apply_op1(op)?
-        .to_dtype(dtype)
+    apply_f32(x, op)
 }
 #[cfg(test)]
 mod tests {

@@ -28,7 +28,7 @@ pub(crate) use pointwise::pointwise;
 pub(crate) use pooling::max_pool_padded;
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, Layout, Result, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Tensor};
 use rayon::prelude::*;
 
 /// Where a k x k convolution of stride s reads: input h x w, padding before
@@ -114,6 +114,56 @@ pub(super) fn relu6_grad(grad: &[f32], out: &[f32]) -> Vec<f32> {
             }
         });
     g
+}
+
+/// `op` applied to `x` as contiguous f32, the result in `x`'s dtype (the
+/// kernels are f32; other float dtypes run in f32).
+pub(super) fn apply_f32(x: &Tensor, op: impl CustomOp1 + Send + Sync + 'static) -> Result<Tensor> {
+    x.to_dtype(DType::F32)?
+        .contiguous()?
+        .apply_op1(op)?
+        .to_dtype(x.dtype())
+}
+
+/// A backward pass `op` of (`grad`, `other`), both made contiguous.
+pub(super) fn apply_grad2(
+    grad: &Tensor,
+    other: &Tensor,
+    op: &impl CustomOp2,
+) -> Result<Option<Tensor>> {
+    Ok(Some(
+        grad.contiguous()?
+            .apply_op2_no_bwd(&other.contiguous()?, op)?,
+    ))
+}
+
+/// The batch size of NHWC input `l` to `what`, checked against the
+/// geometry `g` and `c` channels.
+pub(super) fn nhwc_batch(what: &str, l: &Layout, g: &Geometry, c: usize) -> Result<usize> {
+    let &[n, h, w, xc] = l.dims() else {
+        candle_core::bail!("{what}: expected [B, H, W, C], got {:?}", l.dims())
+    };
+    if (h, w, xc) != (g.h, g.w, c) {
+        candle_core::bail!(
+            "{what}: input {:?} does not fit {g:?}, {c} channels",
+            l.dims()
+        )
+    }
+    Ok(n)
+}
+
+/// The gradient before a ReLU6 from the storages of (d output, output).
+pub(super) fn relu6_grad_of(
+    what: &str,
+    s1: &CpuStorage,
+    l1: &Layout,
+    s2: &CpuStorage,
+    l2: &Layout,
+) -> Result<Vec<f32>> {
+    Ok(relu6_grad(
+        f32_slice(s1, l1, what)?,
+        f32_slice(s2, l2, what)?,
+    ))
 }
 
 /// Rows of whole pixels, big enough to amortise scheduling.

@@ -1,6 +1,6 @@
 //! BiT's stem pool: k x k max-pool over zero-padded NHWC.
 
-use super::{f32_slice, Geometry};
+use super::{apply_f32, apply_grad2, f32_slice, Geometry};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 /// k x k max-pool of stride s over NHWC f32 padded with `pad` zeros on
@@ -91,10 +91,7 @@ impl CustomOp1 for MaxPoolPadded {
 
     fn bwd(&self, arg: &Tensor, _: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let op = MaxPoolPaddedGrad(MaxPoolPadded { g: self.g });
-        Ok(Some(
-            grad.contiguous()?
-                .apply_op2_no_bwd(&arg.contiguous()?, &op)?,
-        ))
+        apply_grad2(grad, arg, &op)
     }
 }
 
@@ -149,15 +146,11 @@ impl CustomOp2 for MaxPoolPaddedGrad {
 /// side, on the CPU, differentiable with respect to `x`. Other float dtypes
 /// run in f32.
 pub(crate) fn max_pool_padded(x: &Tensor, k: usize, s: usize, pad: usize) -> Result<Tensor> {
-    let dtype = x.dtype();
     let (_, h, w, _) = x.dims4()?;
     let op = MaxPoolPadded {
         g: Geometry::symmetric(h, w, k, s, pad)?,
     };
-    x.to_dtype(candle_core::DType::F32)?
-        .contiguous()?
-        .apply_op1(op)?
-        .to_dtype(dtype)
+    apply_f32(x, op)
 }
 #[cfg(test)]
 mod tests {
