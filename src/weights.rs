@@ -362,34 +362,36 @@ mod tests {
 
     #[test]
     fn tensorflow_names_map_to_the_seeds() {
-        assert_eq!(
-            tf_name("resnet/block2/unit01/a/proj/standardized_conv2d/kernel").as_deref(),
-            Some("body.block2.unit01.downsample.weight")
-        );
-        assert_eq!(
-            tf_name("resnet/block4/unit03/c/group_norm/beta").as_deref(),
-            Some("body.block4.unit03.gn3.bias")
-        );
-        assert_eq!(
-            tf_name("resnet/head/conv2d/bias").as_deref(),
-            Some("head.conv.bias")
-        );
-        assert_eq!(tf_name("resnet/block1/unit01/d/kernel"), None);
+        for (tf, seed) in [
+            (
+                "resnet/block2/unit01/a/proj/standardized_conv2d/kernel",
+                Some("body.block2.unit01.downsample.weight"),
+            ),
+            (
+                "resnet/block4/unit03/c/group_norm/beta",
+                Some("body.block4.unit03.gn3.bias"),
+            ),
+            ("resnet/head/conv2d/bias", Some("head.conv.bias")),
+            ("resnet/block1/unit01/d/kernel", None),
+        ] {
+            assert_eq!(tf_name(tf).as_deref(), seed, "{tf}");
+        }
     }
 
     #[test]
     fn timm_names_map_to_the_seeds() {
-        assert_eq!(
-            timm_name("stages.2.blocks.10.norm2.weight").as_deref(),
-            Some("body.block3.unit11.gn2.weight")
-        );
-        assert_eq!(
-            timm_name("stages.0.blocks.0.downsample.conv.weight").as_deref(),
-            Some("body.block1.unit01.downsample.weight")
-        );
-        assert_eq!(
-            timm_name("head.fc.weight").as_deref(),
-            Some("head.conv.weight")
-        );
+        for (timm, seed) in [
+            (
+                "stages.2.blocks.10.norm2.weight",
+                "body.block3.unit11.gn2.weight",
+            ),
+            (
+                "stages.0.blocks.0.downsample.conv.weight",
+                "body.block1.unit01.downsample.weight",
+            ),
+            ("head.fc.weight", "head.conv.weight"),
+        ] {
+            assert_eq!(timm_name(timm).as_deref(), Some(seed), "{timm}");
+        }
     }
 }

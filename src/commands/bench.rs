@@ -239,6 +239,25 @@ fn timed(
     Ok((steps * *batch) as f64 / start.elapsed().as_secs_f64())
 }
 
+/// A batch of `b` random inputs in [-1, 1) on `device`, kept in `slot` and
+/// drawn again only when the batch size changes.
+fn random_batch<'a>(
+    slot: &'a mut Option<Tensor>,
+    b: usize,
+    input: &InputSpec,
+    device: &Device,
+) -> candle_core::Result<&'a Tensor> {
+    if slot.as_ref().map(|t| t.dim(0).ok()) != Some(Some(b)) {
+        *slot = Some(Tensor::rand(
+            -1f32,
+            1.,
+            (b, 3, input.size, input.size),
+            device,
+        )?);
+    }
+    Ok(slot.as_ref().expect("set above"))
+}
+
 fn time_forward(
     model: &dyn Classifier,
     device: &Device,
@@ -248,15 +267,7 @@ fn time_forward(
 ) -> anyhow::Result<f64> {
     let mut x: Option<Tensor> = None;
     timed(device, batch, images, |b| {
-        if x.as_ref().map(|t| t.dim(0).ok()) != Some(Some(b)) {
-            x = Some(Tensor::rand(
-                -1f32,
-                1.,
-                (b, 3, input.size, input.size),
-                device,
-            )?);
-        }
-        let out = model.forward(x.as_ref().expect("set above"))?;
+        let out = model.forward(random_batch(&mut x, b, input, device)?)?;
         // Keep the result alive until the work is queued.
         let _ = out.logits.dims();
         Ok(())
@@ -275,17 +286,7 @@ fn time_synthetic(
 ) -> anyhow::Result<f64> {
     let mut host: Option<Tensor> = None;
     timed(device, batch, images, |b| {
-        if host.as_ref().map(|t| t.dim(0).ok()) != Some(Some(b)) {
-            host = Some(Tensor::rand(
-                -1f32,
-                1.,
-                (b, 3, input.size, input.size),
-                &Device::Cpu,
-            )?);
-        }
-        let x = host
-            .as_ref()
-            .expect("set above")
+        let x = random_batch(&mut host, b, input, &Device::Cpu)?
             .to_device(device)?
             .to_dtype(DType::F32)?;
         scorer.score(model, &x)?;

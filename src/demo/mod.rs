@@ -63,6 +63,29 @@ pub struct DemoData {
     pub ood: Vec<(String, PathBuf)>,
 }
 
+impl DemoData {
+    /// The ID set as a run's dataset, named `shapes`.
+    pub fn id_spec(&self) -> DatasetSpec {
+        DatasetSpec {
+            name: ID_NAME.into(),
+            path: self.id.clone(),
+            root: None,
+        }
+    }
+
+    /// The OOD sets as a run's datasets, far to near.
+    pub fn ood_specs(&self) -> Vec<DatasetSpec> {
+        self.ood
+            .iter()
+            .map(|(name, path)| DatasetSpec {
+                name: name.clone(),
+                path: path.clone(),
+                root: None,
+            })
+            .collect()
+    }
+}
+
 /// What a complete folder records; any difference means "draw again".
 #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Manifest {
@@ -260,20 +283,8 @@ pub fn run_config(project_root: &Path) -> Result<RunConfig> {
         },
         class_names: Some(data.classes.clone()),
         class_order: None,
-        id: DatasetSpec {
-            name: ID_NAME.into(),
-            path: data.id.clone(),
-            root: None,
-        },
-        ood: data
-            .ood
-            .iter()
-            .map(|(name, path)| DatasetSpec {
-                name: name.clone(),
-                path: path.clone(),
-                root: None,
-            })
-            .collect(),
+        id: data.id_spec(),
+        ood: data.ood_specs(),
         methods: methods(),
         fit: Some(fit::ensure_fit(&data.root, &checkpoint, SEED)?),
         image_size: Some(ImageSize::new(IMAGE_SIZE).expect("the demo's size is valid")),

@@ -1,6 +1,8 @@
 //! Colours, styles and number formatting shared by every screen.
 
 use ratatui::style::{Color, Modifier, Style};
+use ratatui::symbols::Marker;
+use ratatui::widgets::{Dataset, GraphType};
 
 pub const ID: Color = Color::Cyan;
 pub const OOD: Color = Color::LightRed;
@@ -82,11 +84,26 @@ pub fn num(v: f64, span: f64) -> String {
 
 /// `s` cut to `width` characters, with an ellipsis at the end.
 pub fn fit(s: &str, width: usize) -> String {
+    cut(s, width, false)
+}
+
+/// `s` cut to `width` characters keeping its end (for paths).
+pub fn fit_left(s: &str, width: usize) -> String {
+    cut(s, width, true)
+}
+
+/// `s` cut to `width` characters with an ellipsis in place of what is cut:
+/// the end is kept when `keep_end`, the start otherwise.
+fn cut(s: &str, width: usize, keep_end: bool) -> String {
     let n = s.chars().count();
     if n <= width {
         s.to_string()
     } else if width == 0 {
         String::new()
+    } else if keep_end {
+        let mut out = String::from('…');
+        out.extend(s.chars().skip(n - (width - 1)));
+        out
     } else {
         let mut out: String = s.chars().take(width - 1).collect();
         out.push('…');
@@ -94,18 +111,13 @@ pub fn fit(s: &str, width: usize) -> String {
     }
 }
 
-/// `s` cut to `width` characters keeping its end (for paths).
-pub fn fit_left(s: &str, width: usize) -> String {
-    let n = s.chars().count();
-    if n <= width {
-        s.to_string()
-    } else if width == 0 {
-        String::new()
-    } else {
-        let mut out = String::from('…');
-        out.extend(s.chars().skip(n - (width - 1)));
-        out
-    }
+/// One series of a chart: braille points of `graph` kind in `color`.
+pub fn series(graph: GraphType, color: Color, data: &[(f64, f64)]) -> Dataset<'_> {
+    Dataset::default()
+        .marker(Marker::Braille)
+        .graph_type(graph)
+        .style(Style::new().fg(color))
+        .data(data)
 }
 
 #[cfg(test)]

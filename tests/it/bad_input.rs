@@ -443,42 +443,48 @@ fn ood_named_like_the_id_set() {
     expect(&out, 2, "two datasets are named `id`");
 }
 
+/// A test that runs the binary with exactly `args` and expects a usage error.
+macro_rules! bare_usage_case {
+    ($name:ident, [$($arg:expr),* $(,)?], $msg:expr) => {
+        #[test]
+        fn $name() {
+            let out = bin().args([$($arg),*]).output().unwrap();
+            expect(&out, 2, $msg);
+        }
+    };
+}
+
 #[test]
 fn eval_needs_a_checkpoint_an_id_and_an_ood_set() {
-    let out = bin()
-        .args(["eval", "--id", "x", "--ood", "a=b"])
-        .output()
-        .unwrap();
-    expect(&out, 2, "eval needs --checkpoint");
-    let out = bin()
-        .args(["eval", "--checkpoint", DEMO, "--ood", "a=b"])
-        .output()
-        .unwrap();
-    expect(&out, 2, "eval needs --id");
-    let out = bin()
-        .args(["eval", "--checkpoint", DEMO, "--id", "x"])
-        .output()
-        .unwrap();
-    expect(&out, 2, "at least one --ood");
+    for (args, msg) in [
+        (
+            ["eval", "--id", "x", "--ood", "a=b"],
+            "eval needs --checkpoint",
+        ),
+        (
+            ["eval", "--checkpoint", DEMO, "--ood", "a=b"],
+            "eval needs --id",
+        ),
+        (
+            ["eval", "--checkpoint", DEMO, "--id", "x"],
+            "at least one --ood",
+        ),
+    ] {
+        let out = bin().args(args).output().unwrap();
+        expect(&out, 2, msg);
+    }
 }
 
-#[test]
-fn demo_with_a_checkpoint() {
-    let out = bin()
-        .args(["eval", "--demo", "--checkpoint", DEMO])
-        .output()
-        .unwrap();
-    expect(&out, 2, "--demo brings its own model");
-}
-
-#[test]
-fn config_with_a_checkpoint() {
-    let out = bin()
-        .args(["eval", "--config", "x.toml", "--checkpoint", DEMO])
-        .output()
-        .unwrap();
-    expect(&out, 2, "cannot be used with");
-}
+bare_usage_case!(
+    demo_with_a_checkpoint,
+    ["eval", "--demo", "--checkpoint", DEMO],
+    "--demo brings its own model"
+);
+bare_usage_case!(
+    config_with_a_checkpoint,
+    ["eval", "--config", "x.toml", "--checkpoint", DEMO],
+    "cannot be used with"
+);
 
 #[test]
 fn cuda_without_the_feature() {
@@ -491,45 +497,64 @@ fn cuda_without_the_feature() {
 }
 
 // ---- --out ----
+/// The eval arguments of `case` with `flag`'s value set to `value`, plus an
+/// OOD set.
+fn args_with(case: &str, flag: &str, value: String) -> Vec<String> {
+    let mut args = eval_args(case);
+    let i = args.iter().position(|a| a == flag).unwrap();
+    args[i + 1] = value;
+    args.extend(ood("ood", "ood"));
+    args
+}
+
+fn with_out(case: &str, out: String) -> Output {
+    bin().args(args_with(case, "--out", out)).output().unwrap()
+}
+
 #[test]
 fn out_is_a_file() {
-    let mut args = eval_args("out_is_a_file");
-    let i = args.iter().position(|a| a == "--out").unwrap();
-    args[i + 1] = fx().join("file.txt").display().to_string();
-    args.extend(ood("ood", "ood"));
-    let out = bin().args(&args).output().unwrap();
+    let out = with_out("out_is_a_file", fx().join("file.txt").display().to_string());
     expect(&out, 2, "exists and is not a folder");
 }
 
 #[test]
 fn out_under_a_file() {
-    let mut args = eval_args("out_under_a_file");
-    let i = args.iter().position(|a| a == "--out").unwrap();
-    args[i + 1] = fx().join("file.txt/sub").display().to_string();
-    args.extend(ood("ood", "ood"));
-    let out = bin().args(&args).output().unwrap();
+    let out = with_out(
+        "out_under_a_file",
+        fx().join("file.txt/sub").display().to_string(),
+    );
     expect(&out, 2, "cannot create the folder");
 }
 
 #[test]
 fn out_in_proc() {
-    let mut args = eval_args("out_in_proc");
-    let i = args.iter().position(|a| a == "--out").unwrap();
-    args[i + 1] = "/proc/gradnorm-tui-results".into();
-    args.extend(ood("ood", "ood"));
-    let out = bin().args(&args).output().unwrap();
+    let out = with_out("out_in_proc", "/proc/gradnorm-tui-results".into());
     expect(&out, 2, "--out /proc/gradnorm-tui-results: cannot");
 }
 
 // ---- checkpoints ----
-fn with_checkpoint(case: &str, ckpt: &Path, extra: &[&str]) -> Output {
-    let mut args = eval_args(case);
-    let i = args.iter().position(|a| a == "--checkpoint").unwrap();
-    args[i + 1] = ckpt.display().to_string();
-    args.extend(ood("ood", "ood"));
+/// Eval of `case` at the small size with `flag` (a path flag) set to `path`.
+fn with_path(case: &str, flag: &str, path: &Path, extra: &[&str]) -> Output {
+    let mut args = args_with(case, flag, path.display().to_string());
     args.extend(size().map(String::from));
     args.extend(extra.iter().map(|s| s.to_string()));
     bin().args(&args).output().unwrap()
+}
+
+fn with_checkpoint(case: &str, ckpt: &Path, extra: &[&str]) -> Output {
+    with_path(case, "--checkpoint", ckpt, extra)
+}
+
+/// A test that evaluates with the fixture `file` as the checkpoint and
+/// expects a failure saying `msg`.
+macro_rules! checkpoint_case {
+    ($name:ident, $case:expr, $file:expr, $msg:expr) => {
+        #[test]
+        fn $name() {
+            let out = with_checkpoint($case, &fx().join($file), &[]);
+            expect(&out, 1, $msg);
+        }
+    };
 }
 
 fn victim() -> String {
@@ -548,35 +573,40 @@ fn checkpoint_missing_says_so_once() {
     );
 }
 
-#[test]
-fn checkpoint_empty() {
-    let out = with_checkpoint("ckpt_empty", &fx().join("empty.bin"), &[]);
-    expect(&out, 1, "not a checkpoint");
-}
+checkpoint_case!(
+    checkpoint_empty,
+    "ckpt_empty",
+    "empty.bin",
+    "not a checkpoint"
+);
 
-#[test]
-fn checkpoint_random_bytes() {
-    let out = with_checkpoint("ckpt_random", &fx().join("random.bin"), &[]);
-    expect(&out, 1, "not a checkpoint");
-}
+checkpoint_case!(
+    checkpoint_random_bytes,
+    "ckpt_random",
+    "random.bin",
+    "not a checkpoint"
+);
 
-#[test]
-fn checkpoint_truncated() {
-    let out = with_checkpoint("ckpt_truncated", &fx().join("truncated.safetensors"), &[]);
-    expect(&out, 1, "truncated.safetensors: not a checkpoint");
-}
+checkpoint_case!(
+    checkpoint_truncated,
+    "ckpt_truncated",
+    "truncated.safetensors",
+    "truncated.safetensors: not a checkpoint"
+);
 
-#[test]
-fn checkpoint_is_a_text_file() {
-    let out = with_checkpoint("ckpt_text", &fx().join("file.txt"), &[]);
-    expect(&out, 1, "not a checkpoint");
-}
+checkpoint_case!(
+    checkpoint_is_a_text_file,
+    "ckpt_text",
+    "file.txt",
+    "not a checkpoint"
+);
 
-#[test]
-fn checkpoint_is_a_folder() {
-    let out = with_checkpoint("ckpt_folder", &fx().join("id"), &[]);
-    expect(&out, 1, "is a directory");
-}
+checkpoint_case!(
+    checkpoint_is_a_folder,
+    "ckpt_folder",
+    "id",
+    "is a directory"
+);
 
 #[test]
 fn checkpoint_with_nan_weights() {
@@ -585,11 +615,12 @@ fn checkpoint_with_nan_weights() {
     expect(&out, 1, "NaN or infinite");
 }
 
-#[test]
-fn checkpoint_with_infinite_weights() {
-    let out = with_checkpoint("ckpt_inf", &fx().join("inf.safetensors"), &[]);
-    expect(&out, 1, "NaN or infinite value");
-}
+checkpoint_case!(
+    checkpoint_with_infinite_weights,
+    "ckpt_inf",
+    "inf.safetensors",
+    "NaN or infinite value"
+);
 
 #[test]
 fn checkpoint_with_an_integer_weight() {
@@ -651,26 +682,29 @@ fn mahalanobis_params_missing_file() {
 
 // ---- datasets and images ----
 fn with_id(case: &str, id: &Path, extra: &[&str]) -> Output {
-    let mut args = eval_args(case);
-    let i = args.iter().position(|a| a == "--id").unwrap();
-    args[i + 1] = id.display().to_string();
-    args.extend(ood("ood", "ood"));
-    args.extend(size().map(String::from));
-    args.extend(extra.iter().map(|s| s.to_string()));
-    bin().args(&args).output().unwrap()
+    with_path(case, "--id", id, extra)
 }
 
-#[test]
-fn id_missing() {
-    let out = with_id("id_missing", &fx().join("nope"), &[]);
-    expect(&out, 1, "nope: No such file or directory");
+/// A test that evaluates with the fixture `path` as the ID set and expects a
+/// failure saying `msg`.
+macro_rules! id_case {
+    ($name:ident, $case:expr, $path:expr, $msg:expr) => {
+        #[test]
+        fn $name() {
+            let out = with_id($case, &fx().join($path), &[]);
+            expect(&out, 1, $msg);
+        }
+    };
 }
 
-#[test]
-fn id_empty_folder() {
-    let out = with_id("id_empty", &fx().join("empty"), &[]);
-    expect(&out, 1, "no images found");
-}
+id_case!(
+    id_missing,
+    "id_missing",
+    "nope",
+    "nope: No such file or directory"
+);
+
+id_case!(id_empty_folder, "id_empty", "empty", "no images found");
 
 #[test]
 fn id_images_beside_class_folders() {
@@ -764,11 +798,12 @@ fn garbage_list_line() {
     expect(&out, 1, "line 2");
 }
 
-#[test]
-fn image_given_as_a_list() {
-    let out = with_id("png_as_list", &fx().join("id/0.png"), &[]);
-    expect(&out, 1, "read as a list file");
-}
+id_case!(
+    image_given_as_a_list,
+    "png_as_list",
+    "id/0.png",
+    "read as a list file"
+);
 
 #[test]
 fn more_class_folders_than_classes_is_said() {

@@ -72,18 +72,7 @@ fn random_r50x1_builds_with_the_seeds_names() {
 fn check_outputs(m: &dyn Classifier, exp: &HashMap<String, Tensor>, what: &str) {
     let x = &exp["input"];
     let (out, taps) = m.forward_taps(x).unwrap();
-    common::assert_close(
-        &format!("{what} logits"),
-        &flat(&out.logits),
-        &flat(&exp["logits"]),
-        1e-4,
-    );
-    common::assert_close(
-        &format!("{what} feature"),
-        &flat(&out.feature),
-        &flat(&exp["feature"]),
-        1e-4,
-    );
+    common::assert_output_close(what, &out, &exp["logits"], &exp["feature"], 1e-4);
     assert_eq!(taps.len(), 5);
     for (i, tap) in taps.iter().enumerate() {
         common::assert_close(
@@ -360,18 +349,7 @@ fn kernels_equal_candle_ops(
     // demo's width amplify that: 1e-4 relative, as the seed parity asks.
     const RTOL: f32 = 1e-4;
     let (want, want_taps, want_grad) = run(&slow);
-    common::assert_close(
-        &format!("{what} logits"),
-        &flat(&out.logits),
-        &flat(&want.logits),
-        RTOL,
-    );
-    common::assert_close(
-        &format!("{what} feature"),
-        &flat(&out.feature),
-        &flat(&want.feature),
-        RTOL,
-    );
+    common::assert_output_close(what, &out, &want.logits, &want.feature, RTOL);
     for (l, (a, b)) in taps.iter().zip(&want_taps).enumerate() {
         common::assert_close(&format!("{what} tap {l}"), &flat(a), &flat(b), RTOL);
     }

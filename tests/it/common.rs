@@ -96,3 +96,61 @@ pub fn assert_success(out: &std::process::Output) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The command's stdout; panics with its stdout and stderr unless it exited
+/// successfully.
+pub fn success_stdout(out: &std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// AUROC by counting pairs (ties half): the Mann-Whitney definition,
+/// independent of the curve code in src/metrics.rs.
+pub fn auroc_pairs(id: &[f64], ood: &[f64]) -> f64 {
+    let mut s = 0.0;
+    for &a in id {
+        for &b in ood {
+            s += if a > b {
+                1.0
+            } else if a == b {
+                0.5
+            } else {
+                0.0
+            };
+        }
+    }
+    s / (id.len() * ood.len()) as f64
+}
+
+/// A tensor's elements as one f32 vector.
+pub fn flat(t: &candle_core::Tensor) -> Vec<f32> {
+    t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+}
+
+/// Asserts a model's logits and feature equal `logits` and `feature` to
+/// `rtol` (see [`assert_close`]).
+pub fn assert_output_close(
+    what: &str,
+    got: &gradnorm_tui::model::Output,
+    logits: &candle_core::Tensor,
+    feature: &candle_core::Tensor,
+    rtol: f32,
+) {
+    assert_close(
+        &format!("{what} logits"),
+        &flat(&got.logits),
+        &flat(logits),
+        rtol,
+    );
+    assert_close(
+        &format!("{what} feature"),
+        &flat(&got.feature),
+        &flat(feature),
+        rtol,
+    );
+}

@@ -444,12 +444,7 @@ fn predict_names_the_tench() {
         .arg(shared.join("data/ood/cifar10/ship/0000.jpg"))
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = common::success_stdout(&out);
     let lines: Vec<&str> = stdout.lines().collect();
     // Each image: its path, then the ranked classes.
     assert!(lines[0].ends_with("n01440764_tench.JPEG"), "{stdout}");

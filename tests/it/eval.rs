@@ -16,6 +16,19 @@ fn tiny(shared: &Path) -> PathBuf {
     shared.join("fixtures/bit/tiny.pth.tar")
 }
 
+/// `eval` on the CPU at size 64 of the tiny checkpoint, with `flags` and the
+/// shared ImageNet validation list as the ID set.
+fn eval_tiny(shared: &Path, flags: &[&str]) -> Command {
+    let mut cmd = bin();
+    cmd.args(["eval", "--device", "cpu", "--image-size", "64"])
+        .args(flags)
+        .arg("--checkpoint")
+        .arg(tiny(shared))
+        .arg("--id")
+        .arg(shared.join("data/imagenet-val/val_list.txt"));
+    cmd
+}
+
 /// `predict --json` for some images: path -> (logits, feature_l1).
 fn predict(shared: &Path, images: &[PathBuf]) -> HashMap<PathBuf, (Vec<f64>, f64)> {
     let out = bin()
@@ -80,24 +93,6 @@ fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
     )
 }
 
-/// Mann-Whitney AUROC by counting pairs (ties half): independent of the
-/// curve walk in src/metrics.rs.
-fn brute_auroc(id: &[f64], ood: &[f64]) -> f64 {
-    let mut s = 0.0;
-    for a in id {
-        for b in ood {
-            s += if a > b {
-                1.0
-            } else if a == b {
-                0.5
-            } else {
-                0.0
-            };
-        }
-    }
-    s / (id.len() * ood.len()) as f64
-}
-
 #[test]
 fn eval_writes_a_summary_and_scores_that_agree_with_the_logits() {
     let Some(shared) = common::shared() else {
@@ -105,22 +100,7 @@ fn eval_writes_a_summary_and_scores_that_agree_with_the_logits() {
     };
     let data = shared.join("data");
     let out_dir = tempfile::tempdir().unwrap();
-    let out = bin()
-        .args([
-            "eval",
-            "--device",
-            "cpu",
-            "--image-size",
-            "64",
-            "--batch",
-            "7",
-            "--limit",
-            "24",
-            "--checkpoint",
-        ])
-        .arg(tiny(&shared))
-        .arg("--id")
-        .arg(data.join("imagenet-val/val_list.txt"))
+    let out = eval_tiny(&shared, &["--batch", "7", "--limit", "24"])
         .arg(format!(
             "--ood=textures={}",
             data.join("ood/textures").display()
@@ -139,12 +119,7 @@ fn eval_writes_a_summary_and_scores_that_agree_with_the_logits() {
         .arg(out_dir.path())
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = common::success_stdout(&out);
     // The paper's table: a row per method, a column per OOD set and the average.
     for needle in [
         "| method",
@@ -240,7 +215,7 @@ fn eval_writes_a_summary_and_scores_that_agree_with_the_logits() {
         let id = scores("id");
         let mut sum = 0.0;
         for ood in ["textures", "cifar10"] {
-            let want = brute_auroc(&id, &scores(ood));
+            let want = common::auroc_pairs(&id, &scores(ood));
             let got = summary["methods"][method]["ood"][ood]["auroc"]
                 .as_f64()
                 .unwrap();
@@ -278,21 +253,7 @@ fn unreadable_files_are_recorded_and_skipped() {
     std::fs::write(ood.join("truncated.jpg"), &jpeg[..jpeg.len() / 3]).unwrap();
 
     let out_dir = dir.path().join("run");
-    let out = bin()
-        .args([
-            "eval",
-            "--json",
-            "--device",
-            "cpu",
-            "--image-size",
-            "64",
-            "--limit",
-            "6",
-            "--checkpoint",
-        ])
-        .arg(tiny(&shared))
-        .arg("--id")
-        .arg(shared.join("data/imagenet-val/val_list.txt"))
+    let out = eval_tiny(&shared, &["--json", "--limit", "6"])
         .arg(format!("--ood=broken={}", ood.display()))
         .arg("--out")
         .arg(&out_dir)
@@ -336,44 +297,26 @@ fn unreadable_files_are_recorded_and_skipped() {
 
 #[test]
 fn eval_reports_usage_errors_with_exit_code_2() {
-    let out = bin()
-        .args(["eval", "--id", "x", "--ood", "a=b"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--checkpoint"));
-    let out = bin()
-        .args([
-            "eval",
-            "--checkpoint",
-            "c",
-            "--id",
-            "x",
-            "--ood",
-            "a=b",
-            "--methods",
-            "msp,foo",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown method `foo`"));
-    let out = bin()
-        .args([
-            "eval",
-            "--checkpoint",
-            "c",
-            "--id",
-            "x",
-            "--ood",
-            "a=b",
-            "--methods",
-            "mahalanobis",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--mahalanobis-params"));
+    let given = ["--checkpoint", "c", "--id", "x", "--ood", "a=b"];
+    let cases: [(&[&str], &str); 3] = [
+        (&given[2..], "--checkpoint"),
+        (
+            &[&given[..], &["--methods", "msp,foo"]].concat(),
+            "unknown method `foo`",
+        ),
+        (
+            &[&given[..], &["--methods", "mahalanobis"]].concat(),
+            "--mahalanobis-params",
+        ),
+    ];
+    for (args, message) in cases {
+        let out = bin().arg("eval").args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(message),
+            "{args:?}"
+        );
+    }
 }
 
 #[test]

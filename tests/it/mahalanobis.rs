@@ -93,21 +93,24 @@ fn layer_scores_equal_the_seeds_on_the_tiny_fixture() {
         regression: regression.clone(),
         provenance: serde_json::json!({"test": true}),
     };
+    // -P(OOD) = -sigmoid(w . s + b) of the seed's layer scores under `key`.
+    let seed_probabilities = |key: &str| -> Vec<f32> {
+        exp[key]
+            .to_dtype(DType::F64)
+            .unwrap()
+            .to_vec2::<f64>()
+            .unwrap()
+            .iter()
+            .map(|s| -logistic::sigmoid(regression.decision(s)) as f32)
+            .collect()
+    };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("maha.safetensors");
     params.save(&path).unwrap();
     let maha = Mahalanobis::load(&path, m.as_ref()).unwrap();
     assert_eq!(maha.magnitude(), 0.001);
     let got = flat(&maha.score(m.as_ref(), &exp["input"]).unwrap());
-    let seed = exp["mahalanobis_layers_m0.001"]
-        .to_dtype(DType::F64)
-        .unwrap()
-        .to_vec2::<f64>()
-        .unwrap();
-    let want: Vec<f32> = seed
-        .iter()
-        .map(|s| -logistic::sigmoid(regression.decision(s)) as f32)
-        .collect();
+    let want = seed_probabilities("mahalanobis_layers_m0.001");
     common::assert_close("-P(OOD)", &got, &want, 1e-4);
 
     // Magnitude 0 through the Scorer, which hands over its own taps.
@@ -120,15 +123,7 @@ fn layer_scores_equal_the_seeds_on_the_tiny_fixture() {
         .unwrap()
         .scores
         .remove(0);
-    let seed = exp["mahalanobis_layers_m0.0"]
-        .to_dtype(DType::F64)
-        .unwrap()
-        .to_vec2::<f64>()
-        .unwrap();
-    let want: Vec<f32> = seed
-        .iter()
-        .map(|s| -logistic::sigmoid(regression.decision(s)) as f32)
-        .collect();
+    let want = seed_probabilities("mahalanobis_layers_m0.0");
     common::assert_close("-P(OOD), m = 0, Scorer", &got, &want, 1e-4);
 
     // Magnitude 0.001 through the Scorer, whose one tracked forward pass
@@ -151,15 +146,7 @@ fn layer_scores_equal_the_seeds_on_the_tiny_fixture() {
         &flat(&exp["odin_t1000_eps0.002"]),
         1e-4,
     );
-    let seed = exp["mahalanobis_layers_m0.001"]
-        .to_dtype(DType::F64)
-        .unwrap()
-        .to_vec2::<f64>()
-        .unwrap();
-    let want: Vec<f32> = seed
-        .iter()
-        .map(|s| -logistic::sigmoid(regression.decision(s)) as f32)
-        .collect();
+    let want = seed_probabilities("mahalanobis_layers_m0.001");
     common::assert_close(
         "-P(OOD), m = 0.001, shared pass",
         &out.scores[2],

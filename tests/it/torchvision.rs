@@ -187,18 +187,7 @@ fn random_checkpoints_give_torchvisions_outputs_and_the_papers_scores() {
         .unwrap();
         let x = &exp["input"];
         let out = m.forward(x).unwrap();
-        common::assert_close(
-            &format!("{key} logits"),
-            &vec1(&out.logits),
-            &vec1(&exp["logits"]),
-            1e-4,
-        );
-        common::assert_close(
-            &format!("{key} feature"),
-            &vec1(&out.feature),
-            &vec1(&exp["feature"]),
-            1e-4,
-        );
+        common::assert_output_close(key, &out, &exp["logits"], &exp["feature"], 1e-4);
         let scorer = Scorer::new(&methods, m.as_ref()).unwrap();
         let scores = scorer.score(m.as_ref(), x).unwrap();
         for (k, score) in keys.iter().enumerate() {

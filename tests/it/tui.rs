@@ -315,6 +315,17 @@ pub(crate) fn app() -> App {
     )
 }
 
+/// An app whose first launch starts `session`.
+fn app_launching(session: RunSession) -> App {
+    let mut pending = Some(session);
+    App::new(
+        setup(),
+        "gradnorm-tui.toml".into(),
+        Box::new(move |_cfg: RunConfig| pending.take().unwrap()),
+        Previews::inline(picker()),
+    )
+}
+
 /// An app that has folded the first `n` events of the synthetic run.
 pub(crate) fn app_after(n: usize) -> App {
     let mut app = app();
@@ -347,24 +358,6 @@ pub(crate) fn snap(name: &str, app: &mut App) {
     }
 }
 
-/// AUROC by counting pairs (ties half): the Mann-Whitney definition,
-/// independent of the curve code.
-fn auroc_pairs(id: &[f64], ood: &[f64]) -> f64 {
-    let mut s = 0.0;
-    for &a in id {
-        for &b in ood {
-            s += if a > b {
-                1.0
-            } else if a == b {
-                0.5
-            } else {
-                0.0
-            };
-        }
-    }
-    s / (id.len() * ood.len()) as f64
-}
-
 // ---------------------------------------------------------------- snapshots
 
 #[test]
@@ -390,13 +383,7 @@ fn snapshot_dashboard_mid_run_and_finished() {
     let mid = 1 + 2 * 8 + 2 * 2;
     // The run is "going": a session whose sender is still alive.
     let (tx, rx) = mpsc::channel();
-    let mut pending = Some(RunSession::new(rx, Arc::new(Default::default())));
-    let mut app = App::new(
-        setup(),
-        "gradnorm-tui.toml".into(),
-        Box::new(move |_cfg: RunConfig| pending.take().unwrap()),
-        Previews::inline(picker()),
-    );
+    let mut app = app_launching(RunSession::new(rx, Arc::new(Default::default())));
     press(&mut app, &[ch('s')]);
     assert_eq!(app.screen, Screen::Dashboard);
     for e in events.drain(..mid) {
@@ -476,7 +463,7 @@ fn metrics_follow_the_batches() {
                     assert!(shown.is_none());
                     continue;
                 }
-                let want = auroc_pairs(&id, &ood);
+                let want = common::auroc_pairs(&id, &ood);
                 let got = shown.unwrap().auroc;
                 assert!(
                     (got - want).abs() < 1e-12,
@@ -664,13 +651,7 @@ fn filters_and_sorting() {
 fn quit_cancel_and_keep_results() {
     let (tx, rx) = mpsc::channel();
     let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut pending = Some(RunSession::new(rx, cancel.clone()));
-    let mut app = App::new(
-        setup(),
-        "gradnorm-tui.toml".into(),
-        Box::new(move |_cfg: RunConfig| pending.take().unwrap()),
-        Previews::inline(picker()),
-    );
+    let mut app = app_launching(RunSession::new(rx, cancel.clone()));
     press(&mut app, &[ch('s')]);
     assert!(app.running());
     let events = run_events();

@@ -9,7 +9,7 @@ use crate::tui::{app, ch, draw, finished_app, key, press, setup, snap};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 use gradnorm_tui::demo::{self, DataSpec};
 use gradnorm_tui::model::ModelSpec;
-use gradnorm_tui::run::{DatasetSpec, Event, Role, RunConfig};
+use gradnorm_tui::run::{Event, Role, RunConfig};
 use gradnorm_tui::tui::analysis::Split;
 use gradnorm_tui::tui::browser::Sort;
 use gradnorm_tui::tui::preview::Previews;
@@ -285,20 +285,8 @@ fn the_real_engine_gives_metrics_for_every_set_after_the_first_batch() {
         },
         class_names: Some(data.classes.clone()),
         class_order: None,
-        id: DatasetSpec {
-            name: "shapes".into(),
-            path: data.id.clone(),
-            root: None,
-        },
-        ood: data
-            .ood
-            .iter()
-            .map(|(name, path)| DatasetSpec {
-                name: name.clone(),
-                path: path.clone(),
-                root: None,
-            })
-            .collect(),
+        id: data.id_spec(),
+        ood: data.ood_specs(),
         // The methods that need no fit file (this test makes none).
         methods: demo::methods()
             .into_iter()

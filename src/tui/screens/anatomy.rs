@@ -12,9 +12,8 @@ use crate::tui::theme;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
-use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType, Paragraph, Widget, Wrap};
+use ratatui::widgets::{Axis, Block, Chart, GraphType, Paragraph, Widget, Wrap};
 
 /// Points drawn per set at most (evenly strided), to keep frames cheap.
 const MAX_POINTS: usize = 3000;
@@ -162,22 +161,17 @@ fn render_scatter(app: &App, info: &RunInfo, ood: Option<usize>, area: Rect, buf
         })
         .unwrap_or_default();
     let label = |v: f64| Span::raw(theme::num(10f64.powf(v), 10f64.powf(v) * 10.0));
+    let axis = |name, lo: f64, hi: f64| {
+        Axis::default()
+            .title(Span::styled(name, Style::new().fg(theme::ACCENT)))
+            .bounds([lo, hi])
+            .labels(vec![label(lo), label((lo + hi) / 2.0), label(hi)])
+            .style(theme::dim())
+    };
     let datasets = vec![
-        Dataset::default()
-            .marker(Marker::Braille)
-            .graph_type(GraphType::Scatter)
-            .style(Style::new().fg(theme::ID))
-            .data(&id_pts),
-        Dataset::default()
-            .marker(Marker::Braille)
-            .graph_type(GraphType::Scatter)
-            .style(Style::new().fg(theme::OOD))
-            .data(&ood_pts),
-        Dataset::default()
-            .marker(Marker::Braille)
-            .graph_type(GraphType::Line)
-            .style(Style::new().fg(theme::THRESHOLD))
-            .data(&line),
+        theme::series(GraphType::Scatter, theme::ID, &id_pts),
+        theme::series(GraphType::Scatter, theme::OOD, &ood_pts),
+        theme::series(GraphType::Line, theme::THRESHOLD, &line),
     ];
     let bottom = if line.is_empty() {
         Line::styled(" log axes · run GradNorm for its threshold ", theme::dim())
@@ -189,26 +183,8 @@ fn render_scatter(app: &App, info: &RunInfo, ood: Option<usize>, area: Rect, buf
     };
     Chart::new(datasets)
         .block(block.title_bottom(bottom))
-        .x_axis(
-            Axis::default()
-                .title(Span::styled(
-                    factor_name(FEATURE),
-                    Style::new().fg(theme::ACCENT),
-                ))
-                .bounds([x0, x1])
-                .labels(vec![label(x0), label((x0 + x1) / 2.0), label(x1)])
-                .style(theme::dim()),
-        )
-        .y_axis(
-            Axis::default()
-                .title(Span::styled(
-                    factor_name(SOFTMAX),
-                    Style::new().fg(theme::ACCENT),
-                ))
-                .bounds([y0, y1])
-                .labels(vec![label(y0), label((y0 + y1) / 2.0), label(y1)])
-                .style(theme::dim()),
-        )
+        .x_axis(axis(factor_name(FEATURE), x0, x1))
+        .y_axis(axis(factor_name(SOFTMAX), y0, y1))
         .legend_position(None)
         .render(area, buf);
 }

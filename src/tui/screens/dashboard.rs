@@ -9,9 +9,8 @@ use crate::tui::theme;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
-use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType, Paragraph, Widget, Wrap};
+use ratatui::widgets::{Axis, Block, Chart, GraphType, Paragraph, Widget, Wrap};
 
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let Some(info) = app.results.info.clone() else {
@@ -253,21 +252,9 @@ impl Overlay<'_> {
             .map(|t| vec![(t, 0.0), (t, ymax)])
             .unwrap_or_default();
         let datasets = vec![
-            Dataset::default()
-                .marker(Marker::Braille)
-                .graph_type(GraphType::Line)
-                .style(Style::new().fg(theme::ID))
-                .data(&id_pts),
-            Dataset::default()
-                .marker(Marker::Braille)
-                .graph_type(GraphType::Line)
-                .style(Style::new().fg(theme::OOD))
-                .data(&ood_pts),
-            Dataset::default()
-                .marker(Marker::Braille)
-                .graph_type(GraphType::Line)
-                .style(Style::new().fg(theme::THRESHOLD))
-                .data(&thr_pts),
+            theme::series(GraphType::Line, theme::ID, &id_pts),
+            theme::series(GraphType::Line, theme::OOD, &ood_pts),
+            theme::series(GraphType::Line, theme::THRESHOLD, &thr_pts),
         ];
         let y_top = format!("{:.0}%", 100.0 * ymax);
         if let Some(cell) = self.plot {

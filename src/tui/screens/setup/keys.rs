@@ -262,27 +262,19 @@ impl SetupState {
                 Ok(b) => self.batch = b,
                 Err(e) => return SetupAction::Message(format!("batch: {e}")),
             },
-            Row::ImageSize => match text {
-                "" => self.image_size = None,
-                t => match t.parse() {
-                    Ok(s) => self.image_size = Some(s),
-                    Err(e) => {
-                        return SetupAction::Message(format!(
-                            "image size: {e} (or empty for the model's)"
-                        ))
-                    }
-                },
+            Row::ImageSize => match parse_optional(text) {
+                Ok(s) => self.image_size = s,
+                Err(e) => {
+                    return SetupAction::Message(format!(
+                        "image size: {e} (or empty for the model's)"
+                    ))
+                }
             },
-            Row::Limit => match text {
-                "" => self.limit = None,
-                t => match t.parse() {
-                    Ok(l) => self.limit = Some(l),
-                    Err(e) => {
-                        return SetupAction::Message(format!(
-                            "limit: {e} (or empty for every image)"
-                        ))
-                    }
-                },
+            Row::Limit => match parse_optional(text) {
+                Ok(l) => self.limit = l,
+                Err(e) => {
+                    return SetupAction::Message(format!("limit: {e} (or empty for every image)"))
+                }
             },
             _ => {}
         }
@@ -325,4 +317,13 @@ fn cycle<T: Copy + PartialEq>(options: &[T], current: T, step: isize) -> T {
         None => 0,
     };
     options[j as usize]
+}
+
+/// `None` for empty text, else the text parsed.
+fn parse_optional<T: std::str::FromStr>(text: &str) -> Result<Option<T>, T::Err> {
+    if text.is_empty() {
+        Ok(None)
+    } else {
+        text.parse().map(Some)
+    }
 }
