@@ -9,6 +9,9 @@
 //! form's cancellation. With m = 0 one forward pass with all taps serves
 //! every layer; with m > 0 one tracked forward serves the five backward
 //! passes and each layer then runs the network only as deep as it needs.
+//!
+//! Over 600 lines: the Gaussian layers, the parameters file, FGSM and the
+//! magnitude search are the seed's one pipeline and share its quirks.
 
 use super::logistic::{self, Logistic};
 use crate::error::{Error, Result};
