@@ -6,7 +6,9 @@ use crate::data::dataset::{Dataset, DatasetKind, Item};
 use crate::data::loader::{self, LoaderConfig};
 use crate::error::{Error, Result};
 use crate::model::{self, InputSpec, ModelInfo, ModelSpec};
-use crate::run::{DatasetInfo, DatasetSpec, Event, ImageRecord, Progress, Role, RunConfig, RunInfo};
+use crate::run::{
+    DatasetInfo, DatasetSpec, Event, ImageRecord, Progress, Role, RunConfig, RunInfo, Shard,
+};
 use crate::score::{Method, Scorer};
 use candle_core::Tensor;
 use std::path::PathBuf;
@@ -25,11 +27,35 @@ struct Opened {
     items: Arc<[Item]>,
 }
 
+/// Records computed before, looked up by (dataset, path, label) once the run
+/// has started; a hit is reported as is instead of being evaluated again.
+pub type Known<'a> =
+    &'a mut dyn FnMut(usize, &std::path::Path, Option<usize>) -> Option<ImageRecord>;
+
+/// How a run is carried out beyond its config: a shard of every set, and
+/// records already known (the run store's, for resume and reuse).
+#[derive(Default)]
+pub struct RunOptions<'a> {
+    pub shard: Option<Shard>,
+    pub known: Option<Known<'a>>,
+}
+
 /// Runs `config` to the end (or until `cancel` is set), reporting through
 /// `emit`. Returns the error that stopped it, if any; a cancelled run still
 /// ends with `Event::Finished { cancelled: true, .. }`.
 pub fn run(
     config: &RunConfig,
+    cancel: &Arc<AtomicBool>,
+    emit: &mut dyn FnMut(Event),
+) -> Result<()> {
+    run_with(config, RunOptions::default(), cancel, emit)
+}
+
+/// `run` with a shard and known records: known images are reported first
+/// (one `Records` event per dataset), the rest are evaluated.
+pub fn run_with(
+    config: &RunConfig,
+    mut options: RunOptions,
     cancel: &Arc<AtomicBool>,
     emit: &mut dyn FnMut(Event),
 ) -> Result<()> {
@@ -51,10 +77,24 @@ pub fn run(
 
     let id = Dataset::open(&config.id.path, config.id.root.as_deref())?;
     let classes = class_names(config, &info, &id)?;
-    let mut opened = vec![open(&config.id, id, Role::Id, &classes, config.limit)];
+    let mut opened = vec![open(
+        &config.id,
+        id,
+        Role::Id,
+        &classes,
+        config.limit,
+        options.shard,
+    )];
     for spec in &config.ood {
         let ds = Dataset::open(&spec.path, spec.root.as_deref())?;
-        opened.push(open(spec, ds, Role::Ood, &classes, config.limit));
+        opened.push(open(
+            spec,
+            ds,
+            Role::Ood,
+            &classes,
+            config.limit,
+            options.shard,
+        ));
     }
     let scorer = Scorer::new(&config.methods, model.as_ref())?;
     let run_info = Arc::new(RunInfo {
@@ -79,8 +119,27 @@ pub fn run(
     'datasets: for (d, ds) in opened.iter().enumerate() {
         let total = ds.items.len();
         let mut done = 0usize;
+        let (known, todo) = split_known(d, &ds.items, &mut options.known);
+        if !known.is_empty() {
+            done += known.len();
+            run_done += known.len();
+            emit(Event::Records {
+                dataset: d,
+                records: known,
+            });
+            let elapsed = start.elapsed().as_secs_f64();
+            emit(Event::Progress(Progress {
+                dataset: d,
+                done,
+                total,
+                run_done,
+                run_total,
+                images_per_sec: run_done as f64 / elapsed.max(1e-9),
+                elapsed_secs: elapsed,
+            }));
+        }
         let mut batches = loader::batches(
-            ds.items.clone(),
+            todo.clone(),
             LoaderConfig {
                 input,
                 batch: config.batch,
@@ -94,10 +153,10 @@ pub fn run(
                 break 'datasets;
             }
             for (idx, reason) in batch.failures {
-                tracing::warn!(path = %ds.items[idx].path.display(), %reason, "skipped");
+                tracing::warn!(path = %todo[idx].path.display(), %reason, "skipped");
                 emit(Event::Skipped {
                     dataset: d,
-                    path: ds.items[idx].path.clone(),
+                    path: todo[idx].path.clone(),
                     reason,
                 });
                 done += 1;
@@ -117,8 +176,8 @@ pub fn run(
                     .enumerate()
                     .map(|(i, &idx)| ImageRecord {
                         dataset: d,
-                        path: ds.items[idx].path.clone(),
-                        label: ds.items[idx].label,
+                        path: todo[idx].path.clone(),
+                        label: todo[idx].label,
                         top: scores.top[i].clone(),
                         scores: scores.scores.iter().map(|m| m[i]).collect(),
                         softmax_term: scores.softmax_term[i],
@@ -223,12 +282,33 @@ fn class_names(config: &RunConfig, info: &ModelInfo, id: &Dataset) -> Result<Cla
     )
 }
 
+/// The items `known` already has records for, and the rest (in order).
+fn split_known(
+    dataset: usize,
+    items: &Arc<[Item]>,
+    known: &mut Option<Known>,
+) -> (Vec<ImageRecord>, Arc<[Item]>) {
+    let Some(known) = known.as_mut() else {
+        return (Vec::new(), items.clone());
+    };
+    let mut hits = Vec::new();
+    let mut todo = Vec::new();
+    for item in items.iter() {
+        match known(dataset, &item.path, item.label) {
+            Some(rec) => hits.push(rec),
+            None => todo.push(item.clone()),
+        }
+    }
+    (hits, todo.into())
+}
+
 fn open(
     spec: &DatasetSpec,
     ds: Dataset,
     role: Role,
     classes: &Classes,
     limit: Option<usize>,
+    shard: Option<Shard>,
 ) -> Opened {
     // ImageFolder labels are sorted-folder indices; when the folders are
     // wnids and the model's order is known, use the model's index instead.
@@ -242,6 +322,9 @@ fn open(
             })
             .filter(|m: &Vec<Option<usize>>| m.iter().all(Option::is_some));
     let mut items: Vec<Item> = subsample(ds.items, limit);
+    if let Some(shard) = shard {
+        items = items.drain(shard.range(items.len())).collect();
+    }
     for item in &mut items {
         item.label = match role {
             Role::Ood => None,
@@ -316,6 +399,15 @@ impl Drop for RunHandle {
 /// Starts `config` on a background thread; events arrive on `events`, an
 /// error arrives as `Event::Failed` (then the channel closes).
 pub fn spawn(config: RunConfig) -> RunHandle {
+    spawn_with(move |cancel, emit| run(&config, cancel, emit))
+}
+
+/// Runs `work` (an engine run with extras, e.g. the store's recording) on a
+/// background thread, as `spawn` does.
+pub fn spawn_with<W>(work: W) -> RunHandle
+where
+    W: FnOnce(&Arc<AtomicBool>, &mut dyn FnMut(Event)) -> Result<()> + Send + 'static,
+{
     let (tx, rx): (Sender<Event>, Receiver<Event>) = std::sync::mpsc::channel();
     let cancel = Arc::new(AtomicBool::new(false));
     let flag = cancel.clone();
@@ -325,7 +417,7 @@ pub fn spawn(config: RunConfig) -> RunHandle {
             let mut emit = |e: Event| {
                 let _ = tx.send(e);
             };
-            if let Err(e) = run(&config, &flag, &mut emit) {
+            if let Err(e) = work(&flag, &mut emit) {
                 tracing::error!("run failed: {e}");
                 let _ = tx.send(Event::Failed(e.to_string()));
             }

@@ -18,6 +18,7 @@ pub mod model;
 
 pub mod run;
 pub mod score;
+pub mod store;
 
 pub mod tui;
 pub mod weights;

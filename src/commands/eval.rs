@@ -5,11 +5,13 @@
 use crate::cli::{EvalArgs, UsageError};
 use crate::demo;
 use crate::engine;
-use crate::run::{DatasetSpec, Event, RunConfig};
 use crate::model::ModelSpec;
 use crate::run::report;
-use crate::score::Method;
 use crate::run::{self, RunResults};
+use crate::run::{DatasetSpec, Event, RunConfig};
+use crate::score::Method;
+use crate::store::{Recorder, Store};
+use std::cell::RefCell;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,17 +27,46 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
 
     let mut results = RunResults::new();
     let mut progress = ProgressLine::new(std::io::stderr().is_terminal());
-    let outcome = engine::run(&config, &cancel, &mut |event: Event| {
+    let recorder = if args.no_store {
+        None
+    } else {
+        let store = Store::open(&args.store)?;
+        Some(RefCell::new(Recorder::new(store, &config, args.shard)?))
+    };
+    // A store that cannot be written stops the run (what it records is the
+    // point of a long run); the error is reported after the table.
+    let mut store_error: Option<crate::Error> = None;
+    let mut known = |d: usize, p: &std::path::Path, l: Option<usize>| {
+        recorder.as_ref()?.borrow_mut().known(d, p, l)
+    };
+    let options = engine::RunOptions {
+        shard: args.shard,
+        known: recorder.is_some().then_some(&mut known as engine::Known),
+    };
+    let outcome = engine::run_with(&config, options, &cancel, &mut |event: Event| {
+        if let (Some(r), None) = (&recorder, &store_error) {
+            if let Err(e) = r.borrow_mut().on(&event) {
+                store_error = Some(e);
+                cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
         progress.on(&event);
         results.apply(event);
     });
     progress.finish();
+    if let (Some(r), Err(e)) = (&recorder, &outcome) {
+        let _ = r.borrow_mut().finish("failed", Some(&e.to_string()));
+    }
+    let run_id = recorder.as_ref().and_then(|r| r.borrow().run_id());
 
     // What was computed is written even when the run stopped early.
     if results.info.is_some() {
         run::write_run(&args.out, &results)?;
     }
     outcome?;
+    if let Some(e) = store_error {
+        return Err(anyhow::Error::new(e).context("recording the run"));
+    }
     let summary = results
         .summary()
         .ok_or_else(|| anyhow::anyhow!("the run produced no results"))?;
@@ -53,6 +84,12 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
             args.out.join("summary.json").display(),
             args.out.join("scores.csv").display()
         );
+        if let Some(id) = run_id {
+            println!(
+                "recorded as run {id} in {}",
+                args.store.join(crate::store::FILE_NAME).display()
+            );
+        }
     }
     if summary.cancelled {
         eprintln!("interrupted: the results above cover the images evaluated before Ctrl-C");

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod eval;
 pub mod metrics;
 pub mod predict;
+pub mod runs;
 pub mod selftest;
 pub mod train_demo;
 pub mod tui;

@@ -8,8 +8,10 @@ mod event;
 mod model;
 pub mod report;
 mod results;
+mod shard;
 
 pub use config::{DatasetSpec, RunConfig};
 pub use event::{DatasetInfo, Event, ImageRecord, Progress, Role, RunInfo};
 pub use model::{Family, InputSpec, ModelInfo, ModelSpec};
 pub use results::*;
+pub use shard::Shard;

@@ -52,4 +52,3 @@ pub struct ModelSpec {
     pub name: Option<String>,
     pub checkpoint: Option<PathBuf>,
 }
-

@@ -12,5 +12,6 @@ mod eval;
 mod mahalanobis;
 mod metrics;
 mod scores;
+mod store;
 mod tui;
 mod tui_tmux;
