@@ -7,9 +7,9 @@ pub mod generate;
 pub mod rng;
 pub mod train;
 
+use crate::run::{DatasetSpec, RunConfig};
 use crate::error::{Error, Result};
 use crate::model::ModelSpec;
-use crate::run::{DatasetSpec, RunConfig};
 use crate::score::Method;
 use generate::{OodKind, CLASSES};
 use rayon::prelude::*;

@@ -52,3 +52,4 @@ pub struct ModelSpec {
     pub name: Option<String>,
     pub checkpoint: Option<PathBuf>,
 }
+

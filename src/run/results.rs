@@ -2,9 +2,9 @@
 //! share this), summarized, and written to a run folder as summary.json and
 //! scores.csv.
 
+use crate::run::{Event, ImageRecord, Progress, Role, RunInfo};
 use crate::error::{Error, Result};
 use crate::metrics::{self, Measures};
-use crate::run::{Event, ImageRecord, Progress, Role, RunInfo};
 use crate::score::Method;
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -4,8 +4,8 @@
 //! snapshot of the scores on a worker thread, a few times per second at
 //! most, so that rendering never sorts 50,000 scores.
 
-use crate::metrics::{self, Measures, OperatingPoint};
 use crate::run::Role;
+use crate::metrics::{self, Measures, OperatingPoint};
 use crate::run::RunResults;
 use std::sync::mpsc::{Receiver, Sender};
 

@@ -4,8 +4,8 @@
 use super::analysis::Analysis;
 use super::preview::Previews;
 use super::theme;
-use crate::run::RunResults;
 use crate::run::{ImageRecord, Role, RunInfo};
+use crate::run::RunResults;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect, Size};
 use ratatui::style::{Modifier, Style};

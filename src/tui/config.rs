@@ -1,8 +1,8 @@
 //! The TUI's configuration file: `engine::RunConfig` as TOML
 //! (`gradnorm-tui.toml` by default).
 
-use crate::error::{Error, Result};
 use crate::run::RunConfig;
+use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 
 /// The file read when no `--config` is given, in the working directory.

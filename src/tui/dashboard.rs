@@ -4,8 +4,8 @@
 use super::analysis::{self, Analysis};
 use super::app::{App, Status};
 use super::theme;
-use crate::metrics::Measures;
 use crate::run::{Role, RunInfo};
+use crate::metrics::Measures;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};

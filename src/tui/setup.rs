@@ -4,8 +4,8 @@
 
 use super::discover::{Candidate, Count};
 use super::theme;
-use crate::model::ModelSpec;
 use crate::run::{DatasetSpec, RunConfig};
+use crate::model::ModelSpec;
 use crate::score::Method;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::buffer::Buffer;

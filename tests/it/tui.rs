@@ -6,8 +6,8 @@
 use crate::common;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use gradnorm_tui::model::{Family, InputSpec, ModelInfo};
 use gradnorm_tui::run::{DatasetInfo, Event, ImageRecord, Progress, Role, RunConfig, RunInfo};
+use gradnorm_tui::model::{Family, InputSpec, ModelInfo};
 use gradnorm_tui::score::Method;
 use gradnorm_tui::tui::browser::Sort;
 use gradnorm_tui::tui::discover::{self, Candidate, Count};
