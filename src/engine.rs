@@ -5,13 +5,12 @@ use crate::classes::Classes;
 use crate::data::dataset::{Dataset, DatasetKind, Item};
 use crate::data::loader::{self, LoaderConfig};
 use crate::error::{Error, Result};
-use crate::model::{self, InputSpec, ModelInfo, ModelSpec};
+use crate::model::{self, InputSpec, ModelInfo};
 use crate::run::{
     DatasetInfo, DatasetSpec, Event, ImageRecord, Progress, Role, RunConfig, RunInfo, Shard,
 };
-use crate::score::{Method, Scorer};
+use crate::score::Scorer;
 use candle_core::Tensor;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
