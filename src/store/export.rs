@@ -222,7 +222,7 @@ pub fn comparison(c: &Comparison, a: i64, b: i64, format: Format) -> String {
             let mut out = format!(
                 "run #{b} against run #{a}, in percent (delta = #{b} - #{a}; lower FPR95 and higher AUROC are better)\n"
             );
-            out.push_str(&markdown_table(&rows));
+            out.push_str(&markdown_table(&rows, 2));
             for (which, list) in [(a, &c.only_a), (b, &c.only_b)] {
                 if !list.is_empty() {
                     out.push_str(&format!("only in run #{which}: {}\n", list.join(", ")));
@@ -233,8 +233,9 @@ pub fn comparison(c: &Comparison, a: i64, b: i64, format: Format) -> String {
     }
 }
 
-/// A Markdown table, first column left-aligned, the others right-aligned.
-pub fn markdown_table(rows: &[Vec<String>]) -> String {
+/// A Markdown table, the first `left` columns left-aligned, the others
+/// right-aligned.
+pub fn markdown_table(rows: &[Vec<String>], left: usize) -> String {
     let cols = rows.first().map_or(0, Vec::len);
     let widths: Vec<usize> = (0..cols)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
@@ -245,7 +246,7 @@ pub fn markdown_table(rows: &[Vec<String>]) -> String {
             .iter()
             .enumerate()
             .map(|(c, s)| {
-                if c < 2 {
+                if c < left {
                     format!("{s:<w$}", w = widths[c])
                 } else {
                     format!("{s:>w$}", w = widths[c])

@@ -305,8 +305,8 @@ fn roc<DB: DrawingBackend>(
     Ok(())
 }
 
-/// GradNorm's anatomy: each image at (||h||_1, sum_k |C p_k - 1|), log
-/// axes; GradNorm is their product, so its level sets are lines of slope -1.
+/// GradNorm's anatomy: each image at (||h||_1, sum_k |C p_k - 1|);
+/// GradNorm is their product (over T), so its level sets are hyperbolas.
 fn anatomy<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, results: &RunResults) -> DrawResult {
     let info = results.info.as_ref().ok_or("no run")?;
     area.fill(&WHITE).map_err(e)?;
@@ -320,8 +320,8 @@ fn anatomy<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, results: &RunResul
                 .collect()
         })
         .collect();
-    let (xlo, xhi) = range(pts.iter().flatten().map(|p| p.0.ln()));
-    let (ylo, yhi) = range(pts.iter().flatten().map(|p| p.1.ln()));
+    let (xlo, xhi) = range(pts.iter().flatten().map(|p| p.0));
+    let (ylo, yhi) = range(pts.iter().flatten().map(|p| p.1));
     let mut chart = ChartBuilder::on(area)
         .caption(
             "GradNorm anatomy: feature norm and softmax factor",
@@ -330,10 +330,7 @@ fn anatomy<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, results: &RunResul
         .margin(12)
         .x_label_area_size(48)
         .y_label_area_size(70)
-        .build_cartesian_2d(
-            (xlo.exp()..xhi.exp()).log_scale(),
-            (ylo.exp()..yhi.exp()).log_scale(),
-        )
+        .build_cartesian_2d(xlo..xhi, ylo..yhi)
         .map_err(e)?;
     chart
         .configure_mesh()

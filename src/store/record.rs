@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 /// An image's content fingerprint: its size and CRC-32, `SIZE-CRC`.
@@ -453,8 +453,7 @@ pub fn spawn_recorded(config: RunConfig, dir: PathBuf) -> RunHandle {
             if let Err(e) = &result {
                 let _ = recorder.borrow_mut().finish("failed", Some(&e.to_string()));
             }
-            let _ = cancel.load(Ordering::Relaxed);
-            result
+                result
         },
     )
 }

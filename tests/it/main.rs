@@ -12,6 +12,7 @@ mod eval;
 mod mahalanobis;
 mod metrics;
 mod scores;
+mod slurm;
 mod store;
 mod tui;
 mod tui_tmux;

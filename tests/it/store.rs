@@ -20,13 +20,13 @@ const METHODS: &str = "msp,energy,gradnorm,maxlogit";
 
 /// A test's data: the shared ImageNet sample (ID, labelled) and textures,
 /// plus `own/` with 9 CIFAR-10 images copied from ../shared.
-struct Setup {
+pub struct Setup {
     shared: PathBuf,
     tmp: tempfile::TempDir,
 }
 
 impl Setup {
-    fn new() -> Option<Setup> {
+    pub fn new() -> Option<Setup> {
         let shared = common::shared()?;
         let tmp = tempfile::tempdir().unwrap();
         let own = tmp.path().join("own");
@@ -48,42 +48,48 @@ impl Setup {
         self.own().join("img08.png")
     }
 
-    fn dir(&self, name: &str) -> PathBuf {
+    pub fn dir(&self, name: &str) -> PathBuf {
         self.tmp.path().join(name)
+    }
+
+    /// `eval` with the tiny fixture into `store`, plus `extra` flags.
+    /// `eval`'s flags for the tiny fixture on this test's sets (no store).
+    pub fn eval_args(&self) -> Vec<String> {
+        let limit = LIMIT.to_string();
+        let mut args: Vec<String> = [
+            "--device", "cpu", "--image-size", "64", "--batch", "3", "--workers", "1", "--limit",
+            &limit, "--methods", METHODS,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.push("--checkpoint".into());
+        args.push(self.shared.join("fixtures/bit/tiny.pth.tar").display().to_string());
+        args.push("--id".into());
+        args.push(self.shared.join("data/imagenet-sample/list.txt").display().to_string());
+        args.push(format!(
+            "--ood=textures={}",
+            self.shared.join("data/ood/textures").display()
+        ));
+        args.push(format!("--ood=own={}", self.own().display()));
+        args
     }
 
     /// `eval` with the tiny fixture into `store`, plus `extra` flags.
     fn eval(&self, store: &Path, extra: &[&str]) -> std::process::Command {
         let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("gradnorm-tui"));
-        cmd.args([
-            "eval",
-            "--device",
-            "cpu",
-            "--image-size",
-            "64",
-            "--batch",
-            "3",
-        ])
-        .args(["--workers", "1", "--limit", &LIMIT.to_string()])
-        .args(["--methods", METHODS, "--checkpoint"])
-        .arg(self.shared.join("fixtures/bit/tiny.pth.tar"))
-        .arg("--id")
-        .arg(self.shared.join("data/imagenet-sample/list.txt"))
-        .arg(format!(
-            "--ood=textures={}",
-            self.shared.join("data/ood/textures").display()
-        ))
-        .arg(format!("--ood=own={}", self.own().display()))
-        .arg("--store")
-        .arg(store)
-        .arg("--out")
-        .arg(store.join("out"))
-        .env("GRADNORM_LOG", self.tmp.path().join("log.txt"))
-        .args(extra);
+        cmd.arg("eval")
+            .args(self.eval_args())
+            .arg("--store")
+            .arg(store)
+            .arg("--out")
+            .arg(store.join("out"))
+            .env("GRADNORM_LOG", self.tmp.path().join("log.txt"))
+            .args(extra);
         cmd
     }
 
-    fn eval_ok(&self, store: &Path, extra: &[&str]) -> String {
+    pub fn eval_ok(&self, store: &Path, extra: &[&str]) -> String {
         let out = self.eval(store, extra).output().unwrap();
         common::assert_success(&out);
         String::from_utf8(out.stdout).unwrap()
@@ -122,7 +128,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// `report --format FORMAT` of `id` in `store`.
-fn report(store: &Path, id: &str, format: &str) -> String {
+pub fn report(store: &Path, id: &str, format: &str) -> String {
     let out = bin()
         .args(["report", "--store"])
         .arg(store)
@@ -134,7 +140,7 @@ fn report(store: &Path, id: &str, format: &str) -> String {
 }
 
 /// The parts of summary.json a resumed or merged run must reproduce exactly.
-fn essentials(json: &str) -> serde_json::Value {
+pub fn essentials(json: &str) -> serde_json::Value {
     let v: serde_json::Value = serde_json::from_str(json).unwrap();
     serde_json::json!({
         "methods": v["methods"],
@@ -146,7 +152,7 @@ fn essentials(json: &str) -> serde_json::Value {
 }
 
 /// Per-image rows of `report --scores`.
-fn scores(store: &Path, id: &str) -> String {
+pub fn scores(store: &Path, id: &str) -> String {
     let file = store.join(format!("scores-{id}.csv"));
     let out = bin()
         .args(["report", "--store"])
