@@ -126,16 +126,7 @@ pub fn run_with(
                 dataset: d,
                 records: known,
             });
-            let elapsed = start.elapsed().as_secs_f64();
-            emit(Event::Progress(Progress {
-                dataset: d,
-                done,
-                total,
-                run_done,
-                run_total,
-                images_per_sec: run_done as f64 / elapsed.max(1e-9),
-                elapsed_secs: elapsed,
-            }));
+            emit(progress(d, done, total, run_done, run_total, start));
         }
         let mut batches = loader::batches(
             todo.clone(),
@@ -190,16 +181,7 @@ pub fn run_with(
                 done += n;
                 run_done += n;
             }
-            let elapsed = start.elapsed().as_secs_f64();
-            emit(Event::Progress(Progress {
-                dataset: d,
-                done,
-                total,
-                run_done,
-                run_total,
-                images_per_sec: run_done as f64 / elapsed.max(1e-9),
-                elapsed_secs: elapsed,
-            }));
+            emit(progress(d, done, total, run_done, run_total, start));
         }
     }
     let cancelled = cancel.load(Ordering::Relaxed);
@@ -279,6 +261,27 @@ fn class_names(config: &RunConfig, info: &ModelInfo, id: &Dataset) -> Result<Cla
         config.class_names.as_deref(),
         config.class_order.as_deref(),
     )
+}
+
+/// A `Progress` event at the run's current rate.
+fn progress(
+    dataset: usize,
+    done: usize,
+    total: usize,
+    run_done: usize,
+    run_total: usize,
+    start: Instant,
+) -> Event {
+    let elapsed = start.elapsed().as_secs_f64();
+    Event::Progress(Progress {
+        dataset,
+        done,
+        total,
+        run_done,
+        run_total,
+        images_per_sec: run_done as f64 / elapsed.max(1e-9),
+        elapsed_secs: elapsed,
+    })
 }
 
 /// The items `known` already has records for, and the rest (in order).

@@ -344,7 +344,7 @@ impl Store {
         fingerprint: &str,
         keys: &[String],
         factor: &str,
-    ) -> Result<Option<(Vec<(usize, f32)>, f32, Vec<f32>, f32)>> {
+    ) -> Result<Option<Cached>> {
         let row: Option<(i64, String, f64)> = self
             .conn
             .prepare_cached(
@@ -384,12 +384,15 @@ impl Store {
     }
 }
 
+/// A stored image's top-5, softmax factor, scores (in the asked order) and ||h||_1.
+pub(crate) type Cached = (Vec<(usize, f32)>, f32, Vec<f32>, f32);
+
 /// Builds one `ImageRecord` (used by `load` and the recorder).
 pub(crate) fn image_record(
     dataset: usize,
     path: PathBuf,
     label: Option<usize>,
-    (top, softmax_term, scores, feature_l1): (Vec<(usize, f32)>, f32, Vec<f32>, f32),
+    (top, softmax_term, scores, feature_l1): Cached,
 ) -> ImageRecord {
     ImageRecord {
         dataset,

@@ -7,6 +7,7 @@
 use crate::error::{Error, Result};
 use crate::metrics;
 use crate::run::RunResults;
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
@@ -122,6 +123,34 @@ fn e<E: std::fmt::Display>(err: E) -> String {
     err.to_string()
 }
 
+type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// Axes, grid and their descriptions.
+fn mesh<DB: DrawingBackend>(chart: &mut Chart<DB>, x: &str, y: &str) -> DrawResult {
+    chart
+        .configure_mesh()
+        .x_desc(x)
+        .y_desc(y)
+        .label_style(("sans-serif", 15))
+        .draw()
+        .map_err(e)
+}
+
+/// The series' legend in a framed box.
+fn legend<'a, DB: DrawingBackend + 'a>(
+    chart: &mut Chart<'a, DB>,
+    position: SeriesLabelPosition,
+) -> DrawResult {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 16))
+        .draw()
+        .map_err(e)
+}
+
 /// Finite range of all values, widened a little (and made non-empty).
 fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     let (lo, hi) = values
@@ -172,13 +201,11 @@ fn histograms<DB: DrawingBackend>(
         .y_label_area_size(70)
         .build_cartesian_2d(lo..hi, 0f64..ymax.max(1e-12))
         .map_err(e)?;
-    chart
-        .configure_mesh()
-        .x_desc("score (higher = more in-distribution)")
-        .y_desc("density")
-        .label_style(("sans-serif", 15))
-        .draw()
-        .map_err(e)?;
+    mesh(
+        &mut chart,
+        "score (higher = more in-distribution)",
+        "density",
+    )?;
     for (k, ((name, _), dens)) in sets.iter().zip(&densities).enumerate() {
         let color = palette(k);
         let points: Vec<(f64, f64)> = dens
@@ -216,14 +243,7 @@ fn histograms<DB: DrawingBackend>(
                 .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK.stroke_width(2)));
         }
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 16))
-        .draw()
-        .map_err(e)?;
-    Ok(())
+    legend(&mut chart, SeriesLabelPosition::UpperRight)
 }
 
 /// ROC points (FPR, TPR) with ID positive, from the highest score down.
@@ -271,13 +291,11 @@ fn roc<DB: DrawingBackend>(
         .y_label_area_size(60)
         .build_cartesian_2d(0f64..1f64, 0f64..1f64)
         .map_err(e)?;
-    chart
-        .configure_mesh()
-        .x_desc("false positive rate (OOD taken as ID)")
-        .y_desc("true positive rate (ID kept)")
-        .label_style(("sans-serif", 15))
-        .draw()
-        .map_err(e)?;
+    mesh(
+        &mut chart,
+        "false positive rate (OOD taken as ID)",
+        "true positive rate (ID kept)",
+    )?;
     chart
         .draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.3)))
         .map_err(e)?;
@@ -294,15 +312,7 @@ fn roc<DB: DrawingBackend>(
             .label(format!("{} (AUROC {:.2}%)", method.label(), 100.0 * auroc))
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color.stroke_width(3)));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 16))
-        .draw()
-        .map_err(e)?;
-    Ok(())
+    legend(&mut chart, SeriesLabelPosition::LowerRight)
 }
 
 /// GradNorm's anatomy: each image at (||h||_1, sum_k |C p_k - 1|);
@@ -332,13 +342,11 @@ fn anatomy<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, results: &RunResul
         .y_label_area_size(70)
         .build_cartesian_2d(xlo..xhi, ylo..yhi)
         .map_err(e)?;
-    chart
-        .configure_mesh()
-        .x_desc("||h||_1 (penultimate feature, L1)")
-        .y_desc("sum_k |C p_k - 1| (softmax factor)")
-        .label_style(("sans-serif", 15))
-        .draw()
-        .map_err(e)?;
+    mesh(
+        &mut chart,
+        "||h||_1 (penultimate feature, L1)",
+        "sum_k |C p_k - 1| (softmax factor)",
+    )?;
     // At most 4,000 points per set (evenly spaced) keep the SVG small.
     for (d, set) in pts.iter().enumerate() {
         let color = palette(d);
@@ -360,12 +368,5 @@ fn anatomy<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, results: &RunResul
             ))
             .legend(move |(x, y)| Circle::new((x + 8, y), 4, color.filled()));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 16))
-        .draw()
-        .map_err(e)?;
-    Ok(())
+    legend(&mut chart, SeriesLabelPosition::UpperRight)
 }

@@ -453,7 +453,7 @@ pub fn spawn_recorded(config: RunConfig, dir: PathBuf) -> RunHandle {
             if let Err(e) = &result {
                 let _ = recorder.borrow_mut().finish("failed", Some(&e.to_string()));
             }
-                result
+            result
         },
     )
 }

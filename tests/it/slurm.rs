@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scripts")
+        .join(name)
 }
 
 /// Stops the daemons this test started, whatever happens.
@@ -97,7 +99,12 @@ fn slurm_job_array_merges_to_the_unsharded_run() {
     );
     eprintln!("{}", String::from_utf8_lossy(&out.stdout));
     let m = essentials(&report(&merged, "latest", "json"));
-    assert_eq!(m, essentials(&report(&full, "latest", "json")), "{}", logs());
+    assert_eq!(
+        m,
+        essentials(&report(&full, "latest", "json")),
+        "{}",
+        logs()
+    );
     assert_eq!(scores(&merged, "latest"), scores(&full, "latest"));
     for i in 0..3 {
         assert!(merged.join(format!("shard-{i}/runs.sqlite")).is_file());

@@ -57,16 +57,36 @@ impl Setup {
     pub fn eval_args(&self) -> Vec<String> {
         let limit = LIMIT.to_string();
         let mut args: Vec<String> = [
-            "--device", "cpu", "--image-size", "64", "--batch", "3", "--workers", "1", "--limit",
-            &limit, "--methods", METHODS,
+            "--device",
+            "cpu",
+            "--image-size",
+            "64",
+            "--batch",
+            "3",
+            "--workers",
+            "1",
+            "--limit",
+            &limit,
+            "--methods",
+            METHODS,
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
         args.push("--checkpoint".into());
-        args.push(self.shared.join("fixtures/bit/tiny.pth.tar").display().to_string());
+        args.push(
+            self.shared
+                .join("fixtures/bit/tiny.pth.tar")
+                .display()
+                .to_string(),
+        );
         args.push("--id".into());
-        args.push(self.shared.join("data/imagenet-sample/list.txt").display().to_string());
+        args.push(
+            self.shared
+                .join("data/imagenet-sample/list.txt")
+                .display()
+                .to_string(),
+        );
         args.push(format!(
             "--ood=textures={}",
             self.shared.join("data/ood/textures").display()
