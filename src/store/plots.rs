@@ -183,12 +183,13 @@ fn histograms<DB: DrawingBackend>(
         .collect();
     let (lo, hi) = range(sets.iter().flat_map(|(_, s)| s.iter().copied()));
     let width = (hi - lo) / BINS as f64;
+    // Each set's share of its images per bin (sets of any size compare).
     let densities: Vec<Vec<f64>> = sets
         .iter()
         .map(|(_, s)| {
             metrics::histogram(s, lo, hi, BINS)
                 .into_iter()
-                .map(|c| c as f64 / (s.len() as f64 * width))
+                .map(|c| c as f64 / s.len() as f64)
                 .collect()
         })
         .collect();
@@ -204,7 +205,7 @@ fn histograms<DB: DrawingBackend>(
     mesh(
         &mut chart,
         "score (higher = more in-distribution)",
-        "density",
+        "fraction of the set's images",
     )?;
     for (k, ((name, _), dens)) in sets.iter().zip(&densities).enumerate() {
         let color = palette(k);
