@@ -1,7 +1,16 @@
 //! Command-line definitions (clap). Behaviour lives in `commands`.
 
+use crate::run::{Batch, DType, Device, ImageSize, Limit, Workers};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
+
+/// The exit statuses, shown by `--help` (and in the README).
+pub const EXIT_STATUS: &str =
+    "Exit status: 0 success; 1 error (a file that cannot be read, a run that \
+evaluated nothing, an internal error); 2 usage error (a bad flag, argument or config value); \
+130 interrupted by Ctrl-C, 143 by SIGTERM, 129 by SIGHUP (eval writes and prints what was \
+computed before it stops). Logs: $GRADNORM_LOG, else the platform's state folder \
+(~/.local/state/gradnorm-tui/gradnorm-tui.log on Linux).";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -9,7 +18,8 @@ use std::path::PathBuf;
     version,
     about = "Out-of-distribution detection with GradNorm (NeurIPS 2021) and its baselines: \
              a terminal UI and a headless engine",
-    long_about = None
+    long_about = None,
+    after_help = EXIT_STATUS
 )]
 pub struct Cli {
     /// Configuration file for the TUI (default: ./gradnorm-tui.toml when present, else the demo).
@@ -45,6 +55,9 @@ pub enum Command {
     Report(ReportArgs),
     /// Join the shards of `eval --shard i/n` runs into one run.
     Merge(MergeArgs),
+    /// One pass over labelled ID images storing what the fit-based methods
+    /// (react, dice, knn, vim, residual, klm, mds, rmds) need.
+    Fit(FitArgs),
     /// Parity checks against the seed's outputs on the tiny BiT fixture, on
     /// any device (for machines without Rust; see README "Speed").
     #[command(hide = true)]
@@ -67,15 +80,22 @@ pub struct ModelArgs {
     /// Model name (e.g. BiT-S-R101x1, efficientnet-lite0); checked against the checkpoint.
     #[arg(long)]
     pub model: Option<String>,
-    /// Input size N (images are resized to N x N); default: the model's.
+    /// Input size N; default: the model's. Squash-resized models resize to
+    /// N x N; torchvision's crop N after resizing the shorter side to
+    /// floor(N / 0.875).
     #[arg(long)]
-    pub image_size: Option<usize>,
+    pub image_size: Option<ImageSize>,
+    /// Preprocessing: seed (resize N x N, mean/std 0.5) or torchvision
+    /// (shorter side floor(N / 0.875), centre crop N, ImageNet mean/std);
+    /// default: the model's own.
+    #[arg(long)]
+    pub preprocess: Option<crate::run::Preprocess>,
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
-    pub device: String,
+    pub device: Device,
     /// f32, bf16 or f16 (reduced precision is for CUDA).
     #[arg(long, default_value = "f32")]
-    pub dtype: String,
+    pub dtype: DType,
 }
 
 /// Class names and order.
@@ -122,12 +142,14 @@ pub struct EvalArgs {
     /// OOD set as NAME=PATH (a folder, an ImageFolder root or a list file); repeatable.
     #[arg(long, value_name = "NAME=PATH")]
     pub ood: Vec<String>,
-    /// Comma-separated: msp, odin, energy, gradnorm, maxlogit, mahalanobis.
-    #[arg(
-        long,
-        default_value = "msp,odin,energy,gradnorm,maxlogit",
-        value_delimiter = ','
-    )]
+    /// Comma-separated specs `KEY[:PARAM=VALUE[|VALUE...]]...`, e.g.
+    /// `msp,odin:temperature=1000:epsilon=0.002,react:percentile=85|90`
+    /// (alternatives are evaluated from the same pass, one row each). Keys:
+    /// msp, odin, energy, mahalanobis, gradnorm, maxlogit, entropy, gen,
+    /// react, ash-p, ash-b, ash-s, scale, dice, knn, vim, residual, klm, mds, rmds.
+    /// Default: the paper's msp, odin, energy, gradnorm, maxlogit; with
+    /// --demo every method the demo can run.
+    #[arg(long, value_delimiter = ',')]
     pub methods: Vec<String>,
     #[arg(long, default_value_t = 1000.0)]
     pub temperature_odin: f64,
@@ -140,15 +162,19 @@ pub struct EvalArgs {
     /// Parameters from `tune-mahalanobis` (needed by --methods mahalanobis).
     #[arg(long)]
     pub mahalanobis_params: Option<PathBuf>,
+    /// Fit file from `gradnorm-tui fit` (needed by react, dice, knn, vim,
+    /// residual, klm, mds, rmds).
+    #[arg(long)]
+    pub fit: Option<PathBuf>,
     /// Images per batch.
-    #[arg(long, default_value_t = 64)]
-    pub batch: usize,
+    #[arg(long, default_value = "64")]
+    pub batch: Batch,
     /// At most N images per dataset.
     #[arg(long)]
-    pub limit: Option<usize>,
+    pub limit: Option<Limit>,
     /// Decoding threads (default: all cores).
     #[arg(long)]
-    pub workers: Option<usize>,
+    pub workers: Option<Workers>,
     /// Output folder for summary.json and scores.csv.
     #[arg(long, default_value = "runs/latest")]
     pub out: PathBuf,
@@ -169,6 +195,9 @@ pub struct EvalArgs {
     /// counts as `0/n`); join the shards with `merge`.
     #[arg(long, value_name = "i/n", value_parser = crate::run::Shard::parse)]
     pub shard: Option<crate::run::Shard>,
+    /// Run a config file (the TUI's TOML) instead of --checkpoint/--id/--ood.
+    #[arg(long, conflicts_with_all = ["demo", "checkpoint", "id", "ood"])]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -250,7 +279,7 @@ pub struct TrainDemoArgs {
     pub seed: u64,
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
-    pub device: String,
+    pub device: Device,
     /// Training images per class and epoch, new ones every epoch (drawn in
     /// memory; 100 more per class are held out).
     #[arg(long, default_value_t = 150)]
@@ -278,9 +307,9 @@ pub struct BenchArgs {
     pub model: Option<String>,
     /// Input size N; default: the model's.
     #[arg(long)]
-    pub image_size: Option<usize>,
-    #[arg(long, default_value_t = 32)]
-    pub batch: usize,
+    pub image_size: Option<ImageSize>,
+    #[arg(long, default_value = "32")]
+    pub batch: Batch,
     /// Methods timed end to end (comma-separated).
     #[arg(
         long,
@@ -304,13 +333,13 @@ pub struct BenchArgs {
     pub images: usize,
     /// Decoding threads (default: all cores).
     #[arg(long)]
-    pub workers: Option<usize>,
+    pub workers: Option<Workers>,
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
-    pub device: String,
+    pub device: Device,
     /// f32, bf16 or f16.
     #[arg(long, default_value = "f32")]
-    pub dtype: String,
+    pub dtype: DType,
     /// One JSON object on stdout.
     #[arg(long)]
     pub json: bool,
@@ -323,7 +352,7 @@ pub struct SelftestArgs {
     pub fixtures: PathBuf,
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
-    pub device: String,
+    pub device: Device,
 }
 
 #[derive(Debug, Args)]
@@ -363,6 +392,35 @@ pub struct TuneMahalanobisArgs {
     /// train/val ID/FGSM rows), e.g. to refit the regression elsewhere.
     #[arg(long)]
     pub scores_out: Option<PathBuf>,
+    /// Images per batch.
+    #[arg(long, default_value = "32")]
+    pub batch: Batch,
+    /// Decoding threads (default: all cores).
+    #[arg(long)]
+    pub workers: Option<Workers>,
+}
+
+#[derive(Debug, Args)]
+pub struct FitArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Labelled ID training images: a list file (`path label` lines) or an
+    /// ImageFolder root; repeat to pool several. Labels in the model's order.
+    #[arg(long, required = true)]
+    pub train: Vec<PathBuf>,
+    /// Root for the list files' paths (default: each list's folder).
+    #[arg(long)]
+    pub train_root: Option<PathBuf>,
+    /// At most N images, evenly spaced over the list.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// At most N features kept for KNN, ReAct's percentile and ViM's alpha
+    /// (evenly spaced; exact while the set is no larger).
+    #[arg(long, default_value_t = crate::score::fit::DEFAULT_BANK)]
+    pub bank: usize,
+    /// Where to write the fit (safetensors).
+    #[arg(long)]
+    pub out: PathBuf,
     /// Images per batch.
     #[arg(long, default_value_t = 32)]
     pub batch: usize,

@@ -1,15 +1,16 @@
-//! `--device auto|cpu|cuda|cuda:N` and `--dtype f32|bf16|f16`.
+//! From the run's `Device`/`DType` (plain configuration, in `crate::run`) to
+//! candle's: the only place that opens a device.
 
 use crate::error::{Error, Result};
+use crate::run;
 use candle_core::{DType, Device};
 
-/// Parses a device name. `auto` is CUDA device 0 when built with the `cuda`
+/// Opens a device. `auto` is CUDA device 0 when built with the `cuda`
 /// feature and a GPU answers, the CPU otherwise.
-pub fn parse_device(spec: &str) -> Result<Device> {
-    let spec = spec.trim().to_ascii_lowercase();
-    match spec.as_str() {
-        "cpu" => Ok(Device::Cpu),
-        "auto" => {
+pub fn open(spec: run::Device) -> Result<Device> {
+    match spec {
+        run::Device::Cpu => Ok(Device::Cpu),
+        run::Device::Auto => {
             if cfg!(feature = "cuda") {
                 match Device::new_cuda(0) {
                     Ok(d) => Ok(d),
@@ -22,27 +23,25 @@ pub fn parse_device(spec: &str) -> Result<Device> {
                 Ok(Device::Cpu)
             }
         }
-        s if s == "cuda" || s.starts_with("cuda:") => {
-            let ordinal = match s.strip_prefix("cuda:") {
-                None => 0,
-                Some(n) => n.parse::<usize>().map_err(|_| {
-                    Error::Device(spec.clone(), "expected cuda:N with N a number".into())
-                })?,
-            };
+        run::Device::Cuda(ordinal) => {
             if !cfg!(feature = "cuda") {
                 return Err(Error::Device(
-                    spec.clone(),
+                    spec.to_string(),
                     "this binary was built without the `cuda` feature (cargo build --release --features cuda)"
                         .into(),
                 ));
             }
-            Device::new_cuda(ordinal).map_err(|e| Error::Device(spec.clone(), e.to_string()))
+            Device::new_cuda(ordinal).map_err(|e| Error::Device(spec.to_string(), e.to_string()))
         }
-        _ => Err(Error::Device(
-            spec.clone(),
-            "expected auto, cpu, cuda or cuda:N".into(),
-        )),
     }
+}
+
+/// Parses and opens a device name (`auto`, `cpu`, `cuda`, `cuda:N`).
+pub fn parse_device(spec: &str) -> Result<Device> {
+    let parsed: run::Device = spec
+        .parse()
+        .map_err(|e: run::ValueError| Error::Device(spec.trim().to_string(), e.to_string()))?;
+    open(parsed)
 }
 
 /// A short human name: "cpu", "cuda:0".
@@ -54,16 +53,12 @@ pub fn device_name(device: &Device) -> String {
     }
 }
 
-/// Parses `f32`, `bf16` or `f16`. Reduced precision is for CUDA; the CPU
-/// accepts it but gains nothing.
-pub fn parse_dtype(spec: &str) -> Result<DType> {
-    match spec.trim().to_ascii_lowercase().as_str() {
-        "f32" | "fp32" | "float32" => Ok(DType::F32),
-        "bf16" | "bfloat16" => Ok(DType::BF16),
-        "f16" | "fp16" | "float16" | "half" => Ok(DType::F16),
-        other => Err(Error::Invalid(format!(
-            "bad dtype `{other}`: expected f32, bf16 or f16"
-        ))),
+/// candle's dtype for the run's.
+pub fn dtype(d: run::DType) -> DType {
+    match d {
+        run::DType::F32 => DType::F32,
+        run::DType::BF16 => DType::BF16,
+        run::DType::F16 => DType::F16,
     }
 }
 
@@ -82,7 +77,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_devices() {
+    fn opens_devices() {
         assert!(parse_device("cpu").unwrap().is_cpu());
         assert!(parse_device("AUTO").is_ok());
         assert!(parse_device("gpu").is_err());
@@ -94,9 +89,8 @@ mod tests {
     }
 
     #[test]
-    fn parses_dtypes() {
-        assert_eq!(parse_dtype("bf16").unwrap(), DType::BF16);
-        assert_eq!(parse_dtype("F32").unwrap(), DType::F32);
-        assert!(parse_dtype("int8").is_err());
+    fn converts_dtypes() {
+        assert_eq!(dtype(run::DType::BF16), DType::BF16);
+        assert_eq!(dtype_name(dtype(run::DType::F16)), "f16");
     }
 }

@@ -5,9 +5,10 @@ use crate::classes::Classes;
 use crate::data::dataset::{Dataset, DatasetKind, Item};
 use crate::data::loader::{self, LoaderConfig};
 use crate::error::{Error, Result};
-use crate::model::{self, InputSpec, ModelInfo};
+use crate::model::{self, ModelInfo};
 use crate::run::{
-    DatasetInfo, DatasetSpec, Event, ImageRecord, Progress, Role, RunConfig, RunInfo, Shard,
+    self, DatasetInfo, DatasetSpec, Event, ImageRecord, ImageSize, Progress, Role, RunConfig,
+    RunInfo, Shard,
 };
 use crate::score::Scorer;
 use candle_core::Tensor;
@@ -59,129 +60,194 @@ pub fn run_with(
     emit: &mut dyn FnMut(Event),
 ) -> Result<()> {
     let start = Instant::now();
-    if config.methods.is_empty() {
-        return Err(Error::Invalid("no methods selected".into()));
-    }
-    if config.batch == 0 {
-        return Err(Error::Invalid("batch size must be at least 1".into()));
-    }
-    let device = crate::device::parse_device(&config.device)?;
-    let dtype = crate::device::parse_dtype(&config.dtype)?;
+    config
+        .validate()
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    // Files first (cheap), so that a wrong path is found before a large
+    // model loads.
+    let id = Dataset::open(&config.id.path, config.id.root.as_deref())?;
+    let oods = config
+        .ood
+        .iter()
+        .map(|spec| Dataset::open(&spec.path, spec.root.as_deref()))
+        .collect::<Result<Vec<_>>>()?;
+    let device = crate::device::open(config.device)?;
+    let dtype = crate::device::dtype(config.dtype);
     let model = model::load(&config.model, &device, dtype)?;
     let info = model.info().clone();
-    let input = InputSpec {
-        size: config.image_size.unwrap_or(info.input.size),
-        ..info.input
+    let size = match config.image_size {
+        Some(s) => s,
+        None => ImageSize::new(info.input.size)
+            .map_err(|e| Error::Invalid(format!("{}: default input size: {e}", info.name)))?,
     };
+    run::check_batch_bytes(config.batch, size).map_err(|e| Error::Invalid(e.to_string()))?;
+    let input = model
+        .preprocess()
+        .with_overrides(Some(size.get()), config.preprocess);
 
-    let id = Dataset::open(&config.id.path, config.id.root.as_deref())?;
     let classes = class_names(config, &info, &id)?;
+    let mut deferred_notice = None;
+    let limit = config.limit.map(|l| l.get());
     let mut opened = vec![open(
         &config.id,
         id,
         Role::Id,
         &classes,
-        config.limit,
+        limit,
         options.shard,
     )];
-    for spec in &config.ood {
-        let ds = Dataset::open(&spec.path, spec.root.as_deref())?;
-        opened.push(open(
-            spec,
-            ds,
-            Role::Ood,
-            &classes,
-            config.limit,
-            options.shard,
-        ));
+    // A label the model cannot output would count as a silent miss in the
+    // accuracy: such images are scored but left out of it, and said so.
+    let beyond = opened[0]
+        .items
+        .iter()
+        .filter(|i| i.label.is_some_and(|l| l >= info.num_classes))
+        .count();
+    if beyond > 0 {
+        let first = opened[0]
+            .items
+            .iter()
+            .find(|i| i.label.is_some_and(|l| l >= info.num_classes));
+        let note = format!(
+            "{beyond} ID image(s) have labels beyond the model's {} classes (e.g. {} labelled {}): they are scored but left out of the accuracy",
+            info.num_classes,
+            first.map_or(String::new(), |i| i.path.display().to_string()),
+            first.and_then(|i| i.label).unwrap_or_default(),
+        );
+        tracing::warn!("{note}");
+        deferred_notice = Some(note);
     }
-    let scorer = Scorer::new(&config.methods, model.as_ref())?;
+    for (spec, ds) in config.ood.iter().zip(oods) {
+        opened.push(open(spec, ds, Role::Ood, &classes, limit, options.shard));
+    }
+    let scorer = prepare_scorer(config, model.as_ref())?;
     let run_info = Arc::new(RunInfo {
         model: info,
         checkpoint: config.model.checkpoint.clone(),
         device: crate::device::device_name(&device),
         dtype: crate::device::dtype_name(dtype).to_string(),
         image_size: input.size,
-        batch: config.batch,
+        input,
+        batch: config.batch.get(),
         datasets: opened.iter().map(|o| o.info.clone()).collect(),
         methods: config.methods.clone(),
         class_names: Arc::new(classes.names.clone()),
     });
     tracing::info!(model = %run_info.model.name, device = %run_info.device, "run started");
     emit(Event::Started(run_info));
+    if let Some(note) = deferred_notice {
+        emit(Event::Notice(note));
+    }
+    for (method, stat, value) in scorer.stats() {
+        emit(Event::Notice(format!("{method}: {stat} = {value}")));
+    }
 
     let run_total: usize = opened.iter().map(|o| o.items.len()).sum();
     let mut run_done = 0usize;
-    let workers = config.workers.unwrap_or(0);
+    let workers = config.workers.map_or(0, |w| w.get());
     // Reduced (and kept) whenever a batch does not fit the device.
-    let mut max_batch = config.batch;
-    'datasets: for (d, ds) in opened.iter().enumerate() {
-        let total = ds.items.len();
-        let mut done = 0usize;
-        let (known, todo) = split_known(d, &ds.items, &mut options.known);
+    let mut max_batch = config.batch.get();
+    let mut done = vec![0usize; opened.len()];
+    // Known images first, per set, so that a resumed run shows what it
+    // already has before evaluating the rest.
+    let mut todo: Vec<Arc<[Item]>> = Vec::with_capacity(opened.len());
+    for (d, ds) in opened.iter().enumerate() {
+        let (known, rest) = split_known(d, &ds.items, &mut options.known);
         if !known.is_empty() {
-            done += known.len();
+            done[d] += known.len();
             run_done += known.len();
             emit(Event::Records {
                 dataset: d,
                 records: known,
             });
-            emit(progress(d, done, total, run_done, run_total, start));
+            emit(progress(
+                d,
+                done[d],
+                ds.items.len(),
+                run_done,
+                run_total,
+                start,
+            ));
         }
-        let mut batches = loader::batches(
-            todo.clone(),
-            LoaderConfig {
-                input,
-                batch: config.batch,
-                workers,
-                prefetch: PREFETCH,
-            },
-            cancel.clone(),
-        );
-        while let Some(batch) = batches.next() {
-            if cancel.load(Ordering::Relaxed) {
-                break 'datasets;
-            }
-            for (idx, reason) in batch.failures {
-                tracing::warn!(path = %todo[idx].path.display(), %reason, "skipped");
-                emit(Event::Skipped {
+        todo.push(rest);
+    }
+    // Every set at once, in proportion to its size: each batch holds ID and
+    // OOD images, so every metric means something from the first batch and
+    // all sets finish together (a cancel keeps them in proportion).
+    let order = interleave(&todo.iter().map(|t| t.len()).collect::<Vec<_>>());
+    let items: Arc<[Item]> = order.iter().map(|&(d, i)| todo[d][i].clone()).collect();
+    let mut batches = loader::batches(
+        items,
+        LoaderConfig {
+            input,
+            batch: config.batch.get(),
+            workers,
+            prefetch: PREFETCH,
+        },
+        cancel.clone(),
+    );
+    while let Some(batch) = batches.next() {
+        if cancel.load(Ordering::Relaxed) {
+            break;
+        }
+        let mut touched = vec![false; opened.len()];
+        for (idx, reason) in batch.failures {
+            let (d, i) = order[idx];
+            let path = todo[d][i].path.clone();
+            tracing::warn!(path = %path.display(), %reason, "skipped");
+            emit(Event::Skipped {
+                dataset: d,
+                path,
+                reason,
+            });
+            done[d] += 1;
+            run_done += 1;
+            touched[d] = true;
+        }
+        let n = batch.indices.len();
+        if n > 0 {
+            // Straight from the loader's buffer to the device; the buffer
+            // goes back to the loader (fresh allocations cost as much as
+            // preprocessing).
+            let x = Tensor::from_slice(&batch.data, (n, 3, input.size, input.size), &device)?;
+            batches.recycle(batch.data);
+            let scores = score_fitting(&scorer, model.as_ref(), &x, &mut max_batch, emit)?;
+            let mut per_set: Vec<Vec<ImageRecord>> = vec![Vec::new(); opened.len()];
+            for (k, &idx) in batch.indices.iter().enumerate() {
+                let (d, i) = order[idx];
+                let item = &todo[d][i];
+                per_set[d].push(ImageRecord {
                     dataset: d,
-                    path: todo[idx].path.clone(),
-                    reason,
+                    path: item.path.clone(),
+                    label: item.label,
+                    top: scores.top[k].clone(),
+                    scores: scores.scores.iter().map(|m| m[k]).collect(),
+                    softmax_term: scores.softmax_term[k],
+                    feature_l1: scores.feature_l1[k],
                 });
-                done += 1;
-                run_done += 1;
             }
-            let n = batch.indices.len();
-            if n > 0 {
-                // Straight from the loader's buffer to the device; the buffer
-                // goes back to the loader (fresh allocations cost as much as
-                // preprocessing).
-                let x = Tensor::from_slice(&batch.data, (n, 3, input.size, input.size), &device)?;
-                batches.recycle(batch.data);
-                let scores = score_fitting(&scorer, model.as_ref(), &x, &mut max_batch, emit)?;
-                let records = batch
-                    .indices
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &idx)| ImageRecord {
-                        dataset: d,
-                        path: todo[idx].path.clone(),
-                        label: todo[idx].label,
-                        top: scores.top[i].clone(),
-                        scores: scores.scores.iter().map(|m| m[i]).collect(),
-                        softmax_term: scores.softmax_term[i],
-                        feature_l1: scores.feature_l1[i],
-                    })
-                    .collect();
+            for (d, records) in per_set.into_iter().enumerate() {
+                if records.is_empty() {
+                    continue;
+                }
+                done[d] += records.len();
+                run_done += records.len();
+                touched[d] = true;
                 emit(Event::Records {
                     dataset: d,
                     records,
                 });
-                done += n;
-                run_done += n;
             }
-            emit(progress(d, done, total, run_done, run_total, start));
+        }
+        for d in (0..opened.len()).filter(|&d| touched[d]) {
+            emit(progress(
+                d,
+                done[d],
+                opened[d].items.len(),
+                run_done,
+                run_total,
+                start,
+            ));
         }
     }
     let cancelled = cancel.load(Ordering::Relaxed);
@@ -191,6 +257,66 @@ pub fn run_with(
         elapsed_secs: start.elapsed().as_secs_f64(),
     });
     Ok(())
+}
+
+/// A `Progress` event at the run's current rate.
+fn progress(
+    dataset: usize,
+    done: usize,
+    total: usize,
+    run_done: usize,
+    run_total: usize,
+    start: Instant,
+) -> Event {
+    let elapsed = start.elapsed().as_secs_f64();
+    Event::Progress(Progress {
+        dataset,
+        done,
+        total,
+        run_done,
+        run_total,
+        images_per_sec: run_done as f64 / elapsed.max(1e-9),
+        elapsed_secs: elapsed,
+    })
+}
+
+/// The items `known` already has records for, and the rest (in order).
+fn split_known(
+    dataset: usize,
+    items: &Arc<[Item]>,
+    known: &mut Option<Known>,
+) -> (Vec<ImageRecord>, Arc<[Item]>) {
+    let Some(known) = known.as_mut() else {
+        return (Vec::new(), items.clone());
+    };
+    let mut hits = Vec::new();
+    let mut todo = Vec::new();
+    for item in items.iter() {
+        match known(dataset, &item.path, item.label) {
+            Some(rec) => hits.push(rec),
+            None => todo.push(item.clone()),
+        }
+    }
+    (hits, todo.into())
+}
+
+/// The order in which `(set, item)` pairs are evaluated: every set spread
+/// evenly over the run (item `i` of a set of `n` at `(i + 1/2) / n`), so the
+/// sets advance in proportion to their sizes and end together. Within a
+/// set the order is the set's own.
+pub fn interleave(sizes: &[usize]) -> Vec<(usize, usize)> {
+    let mut order: Vec<(usize, usize)> = sizes
+        .iter()
+        .enumerate()
+        .flat_map(|(d, &n)| (0..n).map(move |i| (d, i)))
+        .collect();
+    // (2i + 1) / 2n compared exactly: (2i + 1) * 2m against (2j + 1) * 2n.
+    order.sort_by(|&(d, i), &(e, j)| {
+        let a = (2 * i as u128 + 1) * sizes[e] as u128;
+        let b = (2 * j as u128 + 1) * sizes[d] as u128;
+        a.cmp(&b).then(d.cmp(&e))
+    });
+    order
 }
 
 /// Scores `x` in chunks of at most `max_batch` images; a chunk that runs
@@ -247,6 +373,7 @@ pub fn is_out_of_memory(e: &Error) -> bool {
 /// ID ImageFolder's class folders when they match the model's class count.
 fn class_names(config: &RunConfig, info: &ModelInfo, id: &Dataset) -> Result<Classes> {
     if config.class_names.is_none()
+        && config.class_order.is_none()
         && info.num_classes != 1000
         && id.kind == DatasetKind::ImageFolder
         && id.classes.len() == info.num_classes
@@ -261,47 +388,6 @@ fn class_names(config: &RunConfig, info: &ModelInfo, id: &Dataset) -> Result<Cla
         config.class_names.as_deref(),
         config.class_order.as_deref(),
     )
-}
-
-/// A `Progress` event at the run's current rate.
-fn progress(
-    dataset: usize,
-    done: usize,
-    total: usize,
-    run_done: usize,
-    run_total: usize,
-    start: Instant,
-) -> Event {
-    let elapsed = start.elapsed().as_secs_f64();
-    Event::Progress(Progress {
-        dataset,
-        done,
-        total,
-        run_done,
-        run_total,
-        images_per_sec: run_done as f64 / elapsed.max(1e-9),
-        elapsed_secs: elapsed,
-    })
-}
-
-/// The items `known` already has records for, and the rest (in order).
-fn split_known(
-    dataset: usize,
-    items: &Arc<[Item]>,
-    known: &mut Option<Known>,
-) -> (Vec<ImageRecord>, Arc<[Item]>) {
-    let Some(known) = known.as_mut() else {
-        return (Vec::new(), items.clone());
-    };
-    let mut hits = Vec::new();
-    let mut todo = Vec::new();
-    for item in items.iter() {
-        match known(dataset, &item.path, item.label) {
-            Some(rec) => hits.push(rec),
-            None => todo.push(item.clone()),
-        }
-    }
-    (hits, todo.into())
 }
 
 fn open(
@@ -401,17 +487,21 @@ impl Drop for RunHandle {
 /// Starts `config` on a background thread; events arrive on `events`, an
 /// error arrives as `Event::Failed` (then the channel closes).
 pub fn spawn(config: RunConfig) -> RunHandle {
-    spawn_with(move |cancel, emit| run(&config, cancel, emit))
+    spawn_with(config, Arc::new(AtomicBool::new(false)))
+}
+
+/// [`spawn`] with a cancel flag of the caller's (e.g. set by a signal).
+pub fn spawn_with(config: RunConfig, cancel: Arc<AtomicBool>) -> RunHandle {
+    spawn_work(cancel, move |cancel, emit| run(&config, cancel, emit))
 }
 
 /// Runs `work` (an engine run with extras, e.g. the store's recording) on a
-/// background thread, as `spawn` does.
-pub fn spawn_with<W>(work: W) -> RunHandle
+/// background thread, as `spawn_with` does.
+pub fn spawn_work<W>(cancel: Arc<AtomicBool>, work: W) -> RunHandle
 where
     W: FnOnce(&Arc<AtomicBool>, &mut dyn FnMut(Event)) -> Result<()> + Send + 'static,
 {
     let (tx, rx): (Sender<Event>, Receiver<Event>) = std::sync::mpsc::channel();
-    let cancel = Arc::new(AtomicBool::new(false));
     let flag = cancel.clone();
     let thread = std::thread::Builder::new()
         .name("engine".into())
@@ -429,5 +519,46 @@ where
         events: rx,
         cancel,
         thread: Some(thread),
+    }
+}
+
+/// The Scorer of `config`'s methods, with its fit file when one is given
+/// (checked against the model) or needed (a clear error when missing).
+fn prepare_scorer(config: &RunConfig, model: &dyn crate::model::Classifier) -> Result<Scorer> {
+    let fit = match &config.fit {
+        Some(path) if config.methods.iter().any(|m| m.needs_fit()) => {
+            Some(crate::score::fit::Fit::load_for(path, model)?)
+        }
+        _ => None,
+    };
+    Scorer::with_fit(&config.methods, model, fit.as_ref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::interleave;
+
+    #[test]
+    fn interleaving_keeps_every_set_in_proportion() {
+        let sizes = [600, 50, 200];
+        let order = interleave(&sizes);
+        assert_eq!(order.len(), 850);
+        // Each set's own order is kept and every item comes once.
+        for (d, &n) in sizes.iter().enumerate() {
+            let mine: Vec<usize> = order.iter().filter(|p| p.0 == d).map(|p| p.1).collect();
+            assert_eq!(mine, (0..n).collect::<Vec<_>>());
+        }
+        // After any prefix, each set is within one image of its share.
+        let mut seen = [0usize; 3];
+        for (k, &(d, _)) in order.iter().enumerate() {
+            seen[d] += 1;
+            let frac = (k + 1) as f64 / 850.0;
+            for (e, &n) in sizes.iter().enumerate() {
+                let want = frac * n as f64;
+                assert!((seen[e] as f64 - want).abs() <= 1.5, "{k} {e} {seen:?}");
+            }
+        }
+        assert_eq!(interleave(&[3, 0]), [(0, 0), (0, 1), (0, 2)]);
+        assert!(interleave(&[]).is_empty());
     }
 }

@@ -13,6 +13,7 @@ pub mod demo;
 pub mod device;
 pub mod engine;
 pub mod error;
+pub mod interrupt;
 pub mod metrics;
 pub mod model;
 

@@ -35,6 +35,10 @@ pub struct Checkpoint {
     pub format: Format,
     pub naming: Naming,
     pub tensors: HashMap<String, Tensor>,
+    /// Integer tensors left out (BatchNorm's counters carry no weights),
+    /// kept by name so that a weight stored as integers is reported as
+    /// such rather than as missing.
+    pub non_float: HashMap<String, DType>,
 }
 
 /// Reads any supported checkpoint file, detecting its format from its bytes.
@@ -58,16 +62,35 @@ pub fn read(path: &Path) -> Result<Checkpoint> {
         return Err(not_ckpt("it holds no tensors".into()));
     }
     let mut tensors = HashMap::with_capacity(raw.len());
+    let mut non_float = HashMap::new();
     for (name, t) in raw {
+        let name = name.strip_prefix("module.").unwrap_or(&name).to_string();
         let t = if t.dtype() == DType::F32 {
             t
         } else if t.dtype().is_float() {
             t.to_dtype(DType::F32)?
         } else {
             // Integer buffers (e.g. BatchNorm's num_batches_tracked) carry no weights.
+            non_float.insert(name, t.dtype());
             continue;
         };
-        let name = name.strip_prefix("module.").unwrap_or(&name).to_string();
+        // NaN or infinite weights give NaN scores that would rank as
+        // numbers: refuse them here, naming the tensor.
+        let bad = t
+            .flatten_all()?
+            .to_vec1::<f32>()?
+            .iter()
+            .filter(|v| !v.is_finite())
+            .count();
+        if bad > 0 {
+            return Err(Error::data(
+                path,
+                format!(
+                    "tensor `{name}` holds {bad} NaN or infinite value(s) of {}: the weights are broken",
+                    t.elem_count()
+                ),
+            ));
+        }
         tensors.insert(name, t);
     }
     let naming = detect_naming(&tensors);
@@ -81,6 +104,7 @@ pub fn read(path: &Path) -> Result<Checkpoint> {
         format,
         naming,
         tensors,
+        non_float,
     })
 }
 
@@ -279,6 +303,15 @@ pub fn check_tensors(
 ) -> Result<()> {
     for (name, shape) in expected {
         match ckpt.tensors.get(name) {
+            None if ckpt.non_float.contains_key(name) => {
+                return Err(Error::data(
+                    &ckpt.path,
+                    format!(
+                        "tensor `{name}` holds {:?} values; expected floating-point weights of shape {shape:?}",
+                        ckpt.non_float[name]
+                    ),
+                ))
+            }
             None => {
                 return Err(Error::MissingTensor {
                     path: ckpt.path.clone(),

@@ -5,8 +5,8 @@ use crate::cli::{BenchArgs, UsageError};
 use crate::data::dataset::Dataset;
 use crate::data::loader::{self, LoaderConfig};
 use crate::engine;
-use crate::run::{DatasetSpec, Event, RunConfig};
 use crate::model::{self, Classifier, InputSpec, ModelSpec};
+use crate::run::{Batch, DatasetSpec, Event, ImageSize, Limit, RunConfig};
 use crate::score::Scorer;
 use candle_core::{DType, Device, Tensor};
 use std::process::ExitCode;
@@ -19,28 +19,30 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     if args.checkpoint.is_none() && args.model.is_none() {
         return Err(UsageError("bench needs --checkpoint FILE or --model NAME".into()).into());
     }
-    if args.batch == 0 || args.images == 0 {
-        return Err(UsageError("--batch and --images must be at least 1".into()).into());
+    if args.images == 0 {
+        return Err(UsageError("--images must be at least 1".into()).into());
     }
-    let device = crate::device::parse_device(&args.device)?;
-    let dtype = crate::device::parse_dtype(&args.dtype)?;
+    let device = crate::device::open(args.device)?;
+    let dtype = crate::device::dtype(args.dtype);
     let spec = ModelSpec {
         name: args.model.clone(),
         checkpoint: args.checkpoint.clone(),
     };
     let model = model::load(&spec, &device, dtype)?;
     let info = model.info().clone();
-    let input = InputSpec {
-        size: args.image_size.unwrap_or(info.input.size),
-        ..info.input
-    };
-    let wants_mahalanobis = args.methods.iter().any(|k| k.trim() == "mahalanobis");
+    let input = model
+        .preprocess()
+        .with_overrides(args.image_size.map(|s| s.get()), None);
+    let wants_mahalanobis = args
+        .methods
+        .iter()
+        .any(|k| k.trim().starts_with("mahalanobis"));
     let synthetic = match (&args.mahalanobis_params, wants_mahalanobis) {
         (None, true) => Some(SyntheticParams::new(model.as_ref(), input.size)?),
         _ => None,
     };
     let methods = super::parse_methods(&super::MethodFlags {
-        keys: &args.methods,
+        specs: &args.methods,
         temperature_odin: args.temperature_odin,
         epsilon_odin: args.epsilon_odin,
         temperature_energy: 1.0,
@@ -64,7 +66,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         );
     }
 
-    let mut batch = args.batch;
+    let mut batch = args.batch.get();
     let forward = time_forward(model.as_ref(), &device, &input, &mut batch, args.images)?;
     let (decode, end_to_end) = if args.source == "synthetic" {
         let scorer = Scorer::new(&methods, model.as_ref())?;
@@ -81,7 +83,13 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         )
     } else {
         let source = std::path::PathBuf::from(&args.source);
-        let decode = time_decode(&source, &input, batch, args.workers, args.images)?;
+        let decode = time_decode(
+            &source,
+            &input,
+            batch,
+            args.workers.map(|w| w.get()),
+            args.images,
+        )?;
         drop(model);
         let config = RunConfig {
             model: spec,
@@ -94,11 +102,13 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
             },
             ood: Vec::new(),
             methods: methods.clone(),
-            image_size: Some(input.size),
-            batch,
-            device: args.device.clone(),
-            dtype: args.dtype.clone(),
-            limit: Some(args.images),
+            fit: None,
+            image_size: Some(ImageSize::new(input.size)?),
+            preprocess: None,
+            batch: Batch::new(batch)?,
+            device: args.device,
+            dtype: args.dtype,
+            limit: Some(Limit::new(args.images)?),
             workers: args.workers,
         };
         (Some(decode), time_engine(&config)?)

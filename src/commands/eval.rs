@@ -5,67 +5,96 @@
 use crate::cli::{EvalArgs, UsageError};
 use crate::demo;
 use crate::engine;
+use crate::interrupt;
 use crate::model::ModelSpec;
 use crate::run::report;
 use crate::run::{self, RunResults};
 use crate::run::{DatasetSpec, Event, RunConfig};
 use crate::score::Method;
-use crate::store::{Recorder, Store};
-use std::cell::RefCell;
+use crate::store::{OnStoreError, Recorder, Store};
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     super::init_logging();
     let config = config_from_args(args)?;
-    let cancel = Arc::new(AtomicBool::new(false));
-    super::cancel_on_ctrl_c(cancel.clone());
+    check_writable(&args.out)?;
+    let interrupts = interrupt::listen(|sig, n| {
+        if n == 1 {
+            eprintln!(
+                "\n{}: stopping after the current batch (again to stop at once; what was computed is kept)",
+                interrupt::name(sig)
+            );
+        } else {
+            eprintln!(
+                "\n{} again: stopping now with what was computed",
+                interrupt::name(sig)
+            );
+        }
+    });
 
-    let mut results = RunResults::new();
-    let mut progress = ProgressLine::new(std::io::stderr().is_terminal());
-    let recorder = if args.no_store {
-        None
+    // The store is opened before the run, so that one that cannot be used
+    // is reported before a large model loads.
+    let (handle, run_id) = if args.no_store {
+        let handle = engine::spawn_with(config, interrupts.cancel.clone());
+        (handle, None)
     } else {
         let store = Store::open(&args.store)?;
-        Some(RefCell::new(Recorder::new(store, &config, args.shard)?))
+        let recorder = Recorder::new(store, &config, args.shard)?;
+        // A store that cannot be written stops the run (what it records is
+        // the point of a long run); the error is reported after the results
+        // are written.
+        let run = crate::store::spawn_recorder(
+            config,
+            recorder,
+            OnStoreError::Stop,
+            interrupts.cancel.clone(),
+        );
+        (run.handle, Some(run.run_id))
     };
-    // A store that cannot be written stops the run (what it records is the
-    // point of a long run); the error is reported after the table.
-    let mut store_error: Option<crate::Error> = None;
-    let mut known = |d: usize, p: &std::path::Path, l: Option<usize>| {
-        recorder.as_ref()?.borrow_mut().known(d, p, l)
-    };
-    let options = engine::RunOptions {
-        shard: args.shard,
-        known: recorder.is_some().then_some(&mut known as engine::Known),
-    };
-    let outcome = engine::run_with(&config, options, &cancel, &mut |event: Event| {
-        if let (Some(r), None) = (&recorder, &store_error) {
-            if let Err(e) = r.borrow_mut().on(&event) {
-                store_error = Some(e);
-                cancel.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
+    let mut results = RunResults::new();
+    let mut progress = ProgressLine::new(std::io::stderr().is_terminal());
+    let mut abandoned = false;
+    loop {
+        // A second signal stops waiting for the batch in flight: what the
+        // engine has sent is all there is.
+        if interrupts.count() >= 2 {
+            abandoned = true;
+            break;
         }
-        progress.on(&event);
-        results.apply(event);
-    });
-    progress.finish();
-    if let (Some(r), Err(e)) = (&recorder, &outcome) {
-        let _ = r.borrow_mut().finish("failed", Some(&e.to_string()));
+        match handle.events.recv_timeout(Duration::from_millis(50)) {
+            Ok(event) => {
+                progress.on(&event);
+                results.apply(event);
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
     }
-    let run_id = recorder.as_ref().and_then(|r| r.borrow().run_id());
+    progress.finish();
+    if !abandoned {
+        handle.join();
+    }
+    let interrupted = interrupts.exit_status();
+    if results.finished.is_none() && results.failed.is_none() && interrupted.is_none() {
+        // The engine thread ended without a word: it panicked (the panic
+        // hook has printed it). Keep what it computed all the same.
+        results.failed = Some("the run stopped on an internal error (a bug)".into());
+    }
 
     // What was computed is written even when the run stopped early.
     if results.info.is_some() {
         run::write_run(&args.out, &results)?;
     }
-    outcome?;
-    if let Some(e) = store_error {
-        return Err(anyhow::Error::new(e).context("recording the run"));
+    if let Some(msg) = &results.failed {
+        anyhow::bail!("{msg}");
+    }
+    if let (Some(code), None) = (interrupted, &results.info) {
+        eprintln!("interrupted before any image was evaluated");
+        return Ok(ExitCode::from(code));
     }
     let summary = results
         .summary()
@@ -84,18 +113,63 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
             args.out.join("summary.json").display(),
             args.out.join("scores.csv").display()
         );
-        if let Some(id) = run_id {
+        if let Some(id) = run_id.as_ref().and_then(|id| id.get()) {
             println!(
                 "recorded as run {id} in {}",
                 args.store.join(crate::store::FILE_NAME).display()
             );
         }
     }
-    if summary.cancelled {
-        eprintln!("interrupted: the results above cover the images evaluated before Ctrl-C");
-        return Ok(ExitCode::from(130));
+    for w in &summary.warnings {
+        eprintln!("warning: {w}");
+    }
+    if let Some(code) = interrupted {
+        eprintln!("interrupted: the results above cover the images evaluated before the signal");
+        return Ok(ExitCode::from(code));
+    }
+    // A set that evaluated nothing has no figure: the run did not do what
+    // was asked (a wrong --id-root, files that do not decode).
+    let empty: Vec<String> = summary
+        .datasets
+        .iter()
+        .filter(|d| d.evaluated == 0)
+        .map(|d| {
+            let why = d
+                .skipped
+                .first()
+                .map(|s| format!(" (e.g. {}: {})", s.path.display(), s.reason))
+                .unwrap_or_default();
+            format!("`{}`: 0 of {} images evaluated{why}", d.name, d.images)
+        })
+        .collect();
+    if !empty.is_empty() {
+        anyhow::bail!("nothing evaluated in {}", empty.join("; "));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Fails early (before the model loads) when `--out` cannot take the
+/// results: a file in the way, a read-only place.
+fn check_writable(out: &Path) -> Result<(), UsageError> {
+    let bad = |why: String| UsageError(format!("--out {}: {why}", out.display()));
+    if out.exists() && !out.is_dir() {
+        return Err(bad("exists and is not a folder".into()));
+    }
+    std::fs::create_dir_all(out).map_err(|e| {
+        bad(format!(
+            "cannot create the folder ({})",
+            crate::error::io_reason(&e)
+        ))
+    })?;
+    let probe = out.join(format!(".gradnorm-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|e| {
+        bad(format!(
+            "cannot write there ({})",
+            crate::error::io_reason(&e)
+        ))
+    })?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
 }
 
 /// The run configuration the flags describe.
@@ -103,6 +177,10 @@ pub fn config_from_args(args: &EvalArgs) -> Result<RunConfig, UsageError> {
     let usage = |s: String| UsageError(s);
     if args.demo {
         return demo_config(args);
+    }
+    if let Some(path) = &args.config {
+        // The file decides everything; flags with defaults do not override it.
+        return crate::tui::config::load(path).map_err(|e| usage(e.to_string()));
     }
     let checkpoint = args
         .model
@@ -139,7 +217,8 @@ pub fn config_from_args(args: &EvalArgs) -> Result<RunConfig, UsageError> {
         });
     }
     let methods = methods_from_args(args)?;
-    Ok(RunConfig {
+    let checkpoint_path = checkpoint.clone();
+    let config = RunConfig {
         model: ModelSpec {
             name: args.model.model.clone(),
             checkpoint: Some(checkpoint),
@@ -153,18 +232,38 @@ pub fn config_from_args(args: &EvalArgs) -> Result<RunConfig, UsageError> {
         },
         ood,
         methods,
-        image_size: args.model.image_size,
+        fit: args.fit.clone(),
+        image_size: match args.model.image_size {
+            Some(s) => Some(s),
+            None => demo_size(&checkpoint_path)?,
+        },
+        preprocess: args.model.preprocess,
         batch: args.batch,
-        device: args.model.device.clone(),
-        dtype: args.model.dtype.clone(),
+        device: args.model.device,
+        dtype: args.model.dtype,
         limit: args.limit,
         workers: args.workers,
-    })
+    };
+    config.validate().map_err(|e| usage(e.to_string()))?;
+    Ok(config)
 }
 
+/// The paper's methods, which `eval` runs when --methods is not given.
+pub const DEFAULT_METHODS: [&str; 5] = ["msp", "odin", "energy", "gradnorm", "maxlogit"];
+
 fn methods_from_args(args: &EvalArgs) -> Result<Vec<Method>, UsageError> {
+    methods_or(args, &DEFAULT_METHODS.map(String::from))
+}
+
+/// The methods of --methods, else `defaults`, with the legacy flags.
+fn methods_or(args: &EvalArgs, defaults: &[String]) -> Result<Vec<Method>, UsageError> {
+    let specs = if args.methods.is_empty() {
+        defaults
+    } else {
+        &args.methods
+    };
     super::parse_methods(&super::MethodFlags {
-        keys: &args.methods,
+        specs,
         temperature_odin: args.temperature_odin,
         epsilon_odin: args.epsilon_odin,
         temperature_energy: args.temperature_energy,
@@ -193,15 +292,27 @@ fn demo_config(args: &EvalArgs) -> Result<RunConfig, UsageError> {
         root.join(demo::DATA_DIR).display()
     );
     let mut config = demo::run_config(&root).map_err(|e| UsageError(e.to_string()))?;
-    config.methods = methods_from_args(args)?;
-    config.device = args.model.device.clone();
-    config.dtype = args.model.dtype.clone();
+    let demo_methods: Vec<String> = config
+        .methods
+        .iter()
+        .map(|m| m.name().to_string())
+        .collect();
+    config.methods = methods_or(args, &demo_methods)?;
+    if args.fit.is_some() {
+        config.fit = args.fit.clone();
+    }
+    config.device = args.model.device;
+    config.dtype = args.model.dtype;
     config.batch = args.batch;
     config.limit = args.limit;
     config.workers = args.workers;
     if args.model.image_size.is_some() {
         config.image_size = args.model.image_size;
     }
+    if args.model.preprocess.is_some() {
+        config.preprocess = args.model.preprocess;
+    }
+    config.validate().map_err(|e| UsageError(e.to_string()))?;
     Ok(config)
 }
 
@@ -260,7 +371,7 @@ impl ProgressLine {
                 let name = self.names.get(p.dataset).map(String::as_str).unwrap_or("?");
                 let eta = p
                     .eta_secs()
-                    .map(format_secs)
+                    .map(report::duration)
                     .unwrap_or_else(|| "--:--".into());
                 let line = format!(
                     "{name:<12} {:>6}/{:<6} all {:>6}/{:<6} {:>7.1} img/s  ETA {eta}",
@@ -280,10 +391,8 @@ impl ProgressLine {
                     eprintln!("{line}");
                 }
             }
-            Event::Failed(msg) => {
-                self.clear();
-                eprintln!("run failed: {msg}");
-            }
+            // `main` prints the error once.
+            Event::Failed(_) => self.clear(),
             Event::Notice(msg) => {
                 self.clear();
                 eprintln!("note: {msg}");
@@ -304,11 +413,15 @@ impl ProgressLine {
     }
 }
 
-fn format_secs(s: f64) -> String {
-    let s = s.round() as u64;
-    if s >= 3600 {
-        format!("{}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
-    } else {
-        format!("{:02}:{:02}", s / 60, s % 60)
+/// The demo checkpoint runs at the size it was trained at unless told.
+fn demo_size(checkpoint: &Path) -> Result<Option<crate::run::ImageSize>, UsageError> {
+    match demo::trained_image_size(checkpoint) {
+        Some(n) => {
+            eprintln!("note: the demo checkpoint runs at {n} x {n}, the size it was trained at (--image-size to change)");
+            crate::run::ImageSize::new(n)
+                .map(Some)
+                .map_err(|e| UsageError(e.to_string()))
+        }
+        None => Ok(None),
     }
 }

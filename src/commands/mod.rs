@@ -3,6 +3,8 @@
 
 pub mod bench;
 pub mod eval;
+pub mod fit;
+pub mod logging;
 pub mod metrics;
 pub mod predict;
 pub mod runs;
@@ -13,7 +15,6 @@ pub mod tune_mahalanobis;
 
 use crate::cli::{ModelArgs, UsageError};
 use crate::score::Method;
-use anyhow::Context;
 use candle_core::{DType, Device};
 use std::path::Path;
 
@@ -21,8 +22,8 @@ use std::path::Path;
 pub(crate) fn model_setup(
     args: &ModelArgs,
 ) -> anyhow::Result<(Device, DType, crate::model::ModelSpec)> {
-    let device = crate::device::parse_device(&args.device)?;
-    let dtype = crate::device::parse_dtype(&args.dtype)?;
+    let device = crate::device::open(args.device)?;
+    let dtype = crate::device::dtype(args.dtype);
     let spec = crate::model::ModelSpec {
         name: args.model.clone(),
         checkpoint: args.checkpoint.clone(),
@@ -30,59 +31,12 @@ pub(crate) fn model_setup(
     Ok((device, dtype, spec))
 }
 
-/// Logs go to a file (never the terminal the TUI draws on):
-/// $GRADNORM_LOG or ./gradnorm-tui.log, filtered by $RUST_LOG (default info).
-pub fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let path = std::env::var_os("GRADNORM_LOG")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::PathBuf::from("gradnorm-tui.log"));
-    let Ok(file) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .with_context(|| format!("opening log file {}", path.display()))
-    else {
-        return;
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(false)
-        .with_writer(std::sync::Mutex::new(file))
-        .try_init();
-}
+pub use logging::init as init_logging;
 
-/// First Ctrl-C sets `cancel` (the run stops after its batch and keeps its
-/// results); a second one exits at once.
-pub fn cancel_on_ctrl_c(cancel: std::sync::Arc<std::sync::atomic::AtomicBool>) {
-    let spawned = std::thread::Builder::new()
-        .name("ctrl-c".into())
-        .spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_io()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async {
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    eprintln!("\nCtrl-C: stopping after the current batch (again to quit now)");
-                    cancel.store(true, std::sync::atomic::Ordering::Relaxed);
-                    if tokio::signal::ctrl_c().await.is_ok() {
-                        std::process::exit(130);
-                    }
-                }
-            });
-        });
-    if let Err(e) = spawned {
-        tracing::warn!("no Ctrl-C handler: {e}");
-    }
-}
-
-/// The method flags shared by `eval` and `bench`.
+/// The method flags shared by `eval` and `bench`: the specs and the legacy
+/// per-method flags, which set defaults that a spec's parameters override.
 pub(crate) struct MethodFlags<'a> {
-    pub keys: &'a [String],
+    pub specs: &'a [String],
     pub temperature_odin: f64,
     pub epsilon_odin: f64,
     pub temperature_energy: f64,
@@ -90,56 +44,52 @@ pub(crate) struct MethodFlags<'a> {
     pub mahalanobis_params: Option<&'a Path>,
 }
 
-/// `--methods` keys with their hyperparameters; unknown or repeated keys
-/// and bad temperatures are usage errors.
+/// `--methods` specs (`key[:param=value|value...]`, see the registry) with
+/// the legacy flags as defaults; unknown methods or parameters, values out
+/// of range and repeated columns are usage errors.
 pub(crate) fn parse_methods(args: &MethodFlags) -> Result<Vec<Method>, UsageError> {
+    let mut defaults = vec![
+        ("odin", "temperature", args.temperature_odin.to_string()),
+        ("odin", "epsilon", args.epsilon_odin.to_string()),
+        ("energy", "temperature", args.temperature_energy.to_string()),
+        (
+            "gradnorm",
+            "temperature",
+            args.temperature_gradnorm.to_string(),
+        ),
+    ];
+    if let Some(p) = args.mahalanobis_params {
+        defaults.push(("mahalanobis", "params", p.display().to_string()));
+    }
     let mut methods: Vec<Method> = Vec::new();
-    for key in args.keys.iter().map(|k| k.trim()).filter(|k| !k.is_empty()) {
-        let method = match Method::from_key(key) {
-            Some(Method::Odin { .. }) => Method::Odin {
-                temperature: args.temperature_odin,
-                epsilon: args.epsilon_odin,
-            },
-            Some(Method::Energy { .. }) => Method::Energy {
-                temperature: args.temperature_energy,
-            },
-            Some(Method::GradNorm { .. }) => Method::GradNorm {
-                temperature: args.temperature_gradnorm,
-            },
-            Some(Method::Mahalanobis { .. }) => Method::Mahalanobis {
-                params: args.mahalanobis_params.map(Path::to_path_buf).ok_or_else(|| {
-                    UsageError(
-                        "--methods mahalanobis needs --mahalanobis-params FILE (from tune-mahalanobis)"
-                            .into(),
-                    )
-                })?,
-            },
-            Some(m) => m,
-            None => {
-                return Err(UsageError(format!(
-                    "unknown method `{key}` (choose from {})",
-                    Method::KEYS.join(", ")
-                )))
+    for spec in args
+        .specs
+        .iter()
+        .map(|k| k.trim())
+        .filter(|k| !k.is_empty())
+    {
+        for method in Method::parse_spec(spec, &defaults).map_err(|e| UsageError(e.0))? {
+            if method.key() == "mahalanobis"
+                && method
+                    .path("params")
+                    .is_none_or(|p| p.as_os_str().is_empty())
+            {
+                return Err(UsageError(
+                    "--methods mahalanobis needs --mahalanobis-params FILE (from tune-mahalanobis)"
+                        .into(),
+                ));
             }
-        };
-        if methods.iter().any(|m| m.key() == method.key()) {
-            return Err(UsageError(format!("method `{key}` given twice")));
+            if methods.iter().any(|m| m.name() == method.name()) {
+                return Err(UsageError(format!(
+                    "method `{}` given twice",
+                    method.name()
+                )));
+            }
+            methods.push(method);
         }
-        methods.push(method);
     }
     if methods.is_empty() {
         return Err(UsageError("no methods given".into()));
-    }
-    for t in [
-        args.temperature_odin,
-        args.temperature_energy,
-        args.temperature_gradnorm,
-    ] {
-        if !(t.is_finite() && t > 0.0) {
-            return Err(UsageError(format!(
-                "temperatures must be positive, got {t}"
-            )));
-        }
     }
     Ok(methods)
 }

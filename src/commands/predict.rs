@@ -3,19 +3,26 @@
 use crate::classes::Classes;
 use crate::cli::PredictArgs;
 use crate::data::image::{load_rgb, to_input};
-use crate::model::{self, InputSpec};
+use crate::model;
 use crate::score::top_k;
 use candle_core::{Tensor, D};
 use std::process::ExitCode;
 
 pub fn run(args: &PredictArgs) -> anyhow::Result<ExitCode> {
+    if args.top == 0 {
+        return Err(crate::cli::UsageError("--top must be at least 1, got 0".into()).into());
+    }
     let (device, dtype, spec) = super::model_setup(&args.model)?;
     let model = model::load(&spec, &device, dtype)?;
     let info = model.info();
-    let input = InputSpec {
-        size: args.model.image_size.unwrap_or(info.input.size),
-        ..info.input
+    let size = match (args.model.image_size, &args.model.checkpoint) {
+        (Some(s), _) => Some(s.get()),
+        (None, Some(c)) => crate::demo::trained_image_size(c),
+        (None, None) => None,
     };
+    let input = model
+        .preprocess()
+        .with_overrides(size, args.model.preprocess);
     let named = args.classes.classes.is_some() || info.num_classes == 1000;
     let classes = if named {
         Some(Classes::for_model(

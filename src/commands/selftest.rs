@@ -77,7 +77,7 @@ fn flat(t: &Tensor) -> anyhow::Result<Vec<f32>> {
 
 pub fn run(args: &SelftestArgs) -> anyhow::Result<ExitCode> {
     super::init_logging();
-    let device = crate::device::parse_device(&args.device)?;
+    let device = crate::device::open(args.device)?;
     let ckpt = args.fixtures.join("tiny.pth.tar");
     let exp_path = args.fixtures.join("tiny_expected.safetensors");
     let exp = candle_core::safetensors::load(&exp_path, &Device::Cpu)
@@ -110,24 +110,27 @@ pub fn run(args: &SelftestArgs) -> anyhow::Result<ExitCode> {
 
     // tests/scores.rs: every logit score, ODIN's input perturbation.
     let methods = [
-        ("msp", Method::Msp),
-        ("energy", Method::Energy { temperature: 1.0 }),
+        ("msp", Method::from_key("msp").unwrap()),
+        (
+            "energy",
+            Method::with_params("energy", &[("temperature", 1.0)]).unwrap(),
+        ),
         (
             "odin_t1000_eps0",
-            Method::Odin {
-                temperature: 1000.0,
-                epsilon: 0.0,
-            },
+            Method::with_params("odin", &[("temperature", 1000.0), ("epsilon", 0.0)]).unwrap(),
         ),
         (
             "odin_t1000_eps0.002",
-            Method::Odin {
-                temperature: 1000.0,
-                epsilon: 0.002,
-            },
+            Method::with_params("odin", &[("temperature", 1000.0), ("epsilon", 0.002)]).unwrap(),
         ),
-        ("gradnorm_t1", Method::GradNorm { temperature: 1.0 }),
-        ("gradnorm_t2", Method::GradNorm { temperature: 2.0 }),
+        (
+            "gradnorm_t1",
+            Method::with_params("gradnorm", &[("temperature", 1.0)]).unwrap(),
+        ),
+        (
+            "gradnorm_t2",
+            Method::with_params("gradnorm", &[("temperature", 2.0)]).unwrap(),
+        ),
     ];
     let list: Vec<Method> = methods.iter().map(|(_, m)| m.clone()).collect();
     let scorer = Scorer::new(&list, m.as_ref())?;

@@ -1,7 +1,7 @@
 //! `gradnorm-tui train-demo`: trains the demo's small BiT on generated
 //! shapes, saves it, and measures it on the demo's OOD sets.
 
-use crate::cli::TrainDemoArgs;
+use crate::cli::{TrainDemoArgs, UsageError};
 use crate::demo::{self, train};
 use crate::model;
 use anyhow::Context;
@@ -10,7 +10,8 @@ use std::io::Write;
 use std::process::ExitCode;
 
 pub fn run(args: &TrainDemoArgs) -> anyhow::Result<ExitCode> {
-    let device = crate::device::parse_device(&args.device)?;
+    validate(args)?;
+    let device = crate::device::open(args.device)?;
     let cfg = train::TrainConfig {
         train_per_class: args.per_class,
         epochs: args.epochs,
@@ -108,4 +109,31 @@ pub fn run(args: &TrainDemoArgs) -> anyhow::Result<ExitCode> {
         println!();
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Every flag checked before the images are drawn.
+fn validate(args: &TrainDemoArgs) -> Result<(), UsageError> {
+    let bad = |s: String| Err(UsageError(s));
+    if !(args.lr.is_finite() && args.lr > 0.0 && args.lr <= 1.0) {
+        return bad(format!("--lr must be a number in (0, 1], got {}", args.lr));
+    }
+    for (flag, v) in [
+        ("--epochs", args.epochs),
+        ("--per-class", args.per_class),
+        ("--batch", args.batch),
+    ] {
+        if v == 0 {
+            return bad(format!("{flag} must be at least 1, got 0"));
+        }
+    }
+    if args.max_steps == Some(0) {
+        return bad("--max-steps must be at least 1, got 0".into());
+    }
+    if args.out.is_dir() {
+        return bad(format!(
+            "--out {} is a folder; give the weights file to write (.safetensors)",
+            args.out.display()
+        ));
+    }
+    Ok(())
 }

@@ -3,6 +3,7 @@
 //! the embedded demo (started at once) inside a checkout, else on what is
 //! found under checkpoints/ and dataset/.
 
+use crate::cli::UsageError;
 use crate::demo;
 use crate::tui::{self, discover, session, Level, SetupState};
 use std::io::IsTerminal;
@@ -10,18 +11,31 @@ use std::path::Path;
 use std::process::ExitCode;
 
 pub fn run(config: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let path = tui::config::path(config);
+    // The config is checked first, so that a bad one is reported the same
+    // way with or without a terminal.
+    let loaded = if path.exists() {
+        Some(tui::config::load(&path).map_err(|e| UsageError(e.to_string()))?)
+    } else {
+        None
+    };
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
         anyhow::bail!(
             "the TUI needs a terminal; for a headless run use `gradnorm-tui eval` (see --help)"
         );
     }
     super::init_logging();
-    let path = tui::config::path(config);
+    // SIGTERM and SIGHUP (a closed terminal window) quit as Ctrl-C does in
+    // the UI: the terminal is given back first.
+    let _signals = crate::interrupt::listen(|sig, _| {
+        tracing::info!("{}: quitting", crate::interrupt::name(sig));
+        ratatui::restore();
+        std::process::exit(128 + sig);
+    });
     let checkpoints = discover::checkpoints(Path::new("checkpoints"));
     let datasets = discover::datasets(Path::new("dataset"));
     let mut start = false;
-    let (setup, message) = if path.exists() {
-        let cfg = tui::config::load(&path)?;
+    let (setup, message) = if let Some(cfg) = loaded {
         (
             SetupState::from_config(&cfg, checkpoints, datasets),
             Some((format!("loaded {} · s starts", path.display()), Level::Info)),
@@ -60,7 +74,7 @@ pub fn run(config: Option<&Path>) -> anyhow::Result<ExitCode> {
         path,
         // Every run is recorded in the run store (./runs), as `eval` does.
         Box::new(|config| {
-            session::RunSession::from_source(crate::store::spawn_recorded(
+            session::RunSession::from_engine(crate::store::spawn_recorded(
                 config,
                 crate::store::DEFAULT_DIR.into(),
             ))

@@ -29,13 +29,13 @@ pub fn run(args: &TuneMahalanobisArgs) -> anyhow::Result<ExitCode> {
     let (device, dtype, spec) = super::model_setup(&args.model)?;
     let model = model::load(&spec, &device, dtype)?;
     let info = model.info().clone();
-    let input = InputSpec {
-        size: args.model.image_size.unwrap_or(info.input.size),
-        ..info.input
-    };
-    if args.batch == 0 || args.tune_count == 0 {
+    let input = model.preprocess().with_overrides(
+        args.model.image_size.map(|s| s.get()),
+        args.model.preprocess,
+    );
+    if args.tune_count == 0 {
         bail!(crate::cli::UsageError(
-            "--batch and --tune-count must be at least 1".into()
+            "--tune-count must be at least 1".into()
         ));
     }
     let clamp = match args.fgsm_clamp {
@@ -259,8 +259,8 @@ fn batches(
         items.into(),
         LoaderConfig {
             input: *input,
-            batch: args.batch,
-            workers: args.workers.unwrap_or(0),
+            batch: args.batch.get(),
+            workers: args.workers.map_or(0, |w| w.get()),
             prefetch: 2,
         },
         Arc::new(AtomicBool::new(false)),
@@ -334,7 +334,7 @@ impl Progress {
             self.done,
             self.total,
             rate,
-            hms(eta)
+            crate::run::report::duration(eta)
         );
         let _ = err.flush();
     }
@@ -345,12 +345,4 @@ impl Progress {
         }
         eprintln!();
     }
-}
-
-fn hms(secs: f64) -> String {
-    if !secs.is_finite() {
-        return "?".into();
-    }
-    let s = secs.round() as u64;
-    format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }

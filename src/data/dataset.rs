@@ -47,6 +47,28 @@ pub fn is_image_name(name: &str) -> bool {
     }
 }
 
+/// [`is_image_name`] for any OS file name: a name that is not UTF-8
+/// (`caf\xe9.jpg` in Latin-1) is still an image by its extension.
+fn is_image_file_name(name: &std::ffi::OsStr) -> bool {
+    Path::new(name)
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|ext| IMG_EXTENSIONS.iter().any(|e| ext.eq_ignore_ascii_case(e)))
+}
+
+/// Image files directly in `dir` (not in its subfolders).
+fn top_level_images(dir: &Path) -> Result<usize> {
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let name = entry.file_name();
+        if !is_hidden(&name) && !entry_is_dir(&entry) && is_image_file_name(&name) {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 impl Dataset {
     /// Opens a list file (paths resolved against `root`, by default the
     /// list's folder), an ImageFolder root or a plain folder of images.
@@ -55,7 +77,35 @@ impl Dataset {
     pub fn open(path: &Path, root: Option<&Path>) -> Result<Dataset> {
         let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
         let (kind, items, classes) = if meta.is_dir() {
-            let classes = class_dirs(path)?;
+            let mut classes = class_dirs(path)?;
+            let loose = top_level_images(path)?;
+            if loose > 0 {
+                // Images beside subfolders: a plain folder when the
+                // subfolders hold no images (an empty folder named `x.jpg`
+                // must not turn it into an empty ImageFolder), else an
+                // error: an ImageFolder would silently drop them.
+                let mut with_images = Vec::new();
+                for c in &classes {
+                    let mut n = 0usize;
+                    walk_images(&path.join(c), &mut |_, _| n += 1)?;
+                    if n > 0 {
+                        with_images.push(c.as_str());
+                    }
+                }
+                if !with_images.is_empty() {
+                    return Err(Error::data(
+                        path,
+                        format!(
+                            "holds {loose} image(s) at its top level and {} subfolder(s) with images ({}): \
+                             class folders (an ImageFolder) or a plain folder, not both; \
+                             move the top-level images into a folder or point at a subfolder",
+                            with_images.len(),
+                            with_images.iter().take(3).copied().collect::<Vec<_>>().join(", "),
+                        ),
+                    ));
+                }
+                classes.clear();
+            }
             if classes.is_empty() {
                 let mut items = Vec::new();
                 walk_images(path, &mut |dir, name| {
@@ -126,7 +176,7 @@ impl Dataset {
         }
         let classes = class_dirs(path)?;
         let mut n = 0usize;
-        if classes.is_empty() {
+        if classes.is_empty() || top_level_images(path)? > 0 {
             walk_images(path, &mut |_, _| n += 1)?;
         } else {
             for class in &classes {
@@ -193,7 +243,7 @@ fn walk(
         }
         if entry_is_dir(&entry) {
             subdirs.push(entry.path());
-        } else if name.to_str().is_some_and(is_image_name) {
+        } else if is_image_file_name(&name) {
             found(dir, &name);
         }
     }
@@ -223,7 +273,14 @@ fn sorted_paths(mut files: Vec<(PathBuf, OsString)>) -> Vec<PathBuf> {
 /// a path alone when it has no whitespace or ends in an image extension.
 /// Blank lines and `#` comments are skipped.
 fn read_list(path: &Path) -> Result<Vec<(String, Option<usize>)>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        Error::data(
+            path,
+            "read as a list file (`path label` lines) but it is not UTF-8 text \
+             (an image or a binary file? pass a folder or a list)",
+        )
+    })?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let mut items = Vec::new();
     for (n, line) in text.lines().enumerate() {

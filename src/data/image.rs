@@ -11,7 +11,8 @@
 //! libjpeg-turbo (a level or two on some values).
 
 use crate::error::{Error, Result};
-use crate::model::InputSpec;
+use crate::model::{InputSpec, Resize};
+use crate::run::crop_resize;
 use ::image::{DynamicImage, ImageFormat, ImageReader, RgbImage};
 use std::path::Path;
 
@@ -22,6 +23,16 @@ use std::path::Path;
 pub fn load_rgb(path: &Path) -> Result<RgbImage> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     decode_rgb(&bytes).map_err(|reason| Error::data(path, reason))
+}
+
+thread_local! {
+    static EXPECTED_PANIC: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether this thread is inside a decoder call whose panic is caught and
+/// turned into "cannot decode" (so a panic hook need not report a bug).
+pub fn panic_expected() -> bool {
+    EXPECTED_PANIC.with(|p| p.get())
 }
 
 /// [`load_rgb`] on bytes already read; the error is the reason alone.
@@ -44,7 +55,10 @@ pub fn decode_rgb(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
     }
     // Some decoders panic on malformed data (zune-jpeg 0.5 does on some
     // corrupt JPEGs); that must fail this file, not the loader.
-    let img = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reader.decode()))
+    EXPECTED_PANIC.with(|p| p.set(true));
+    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reader.decode()));
+    EXPECTED_PANIC.with(|p| p.set(false));
+    let img = decoded
         .map_err(|_| format!("cannot decode {format:?}: the decoder crashed on malformed data"))?
         .map_err(|e| format!("cannot decode {format:?}: {e}"))?;
     if img.width() == 0 || img.height() == 0 {
@@ -108,8 +122,20 @@ fn png_is_grey16(bytes: &[u8]) -> bool {
 }
 
 /// Walks a JPEG's markers and entropy-coded data up to EOI; an error when
-/// the data ends first (a truncated file).
+/// the data ends first: a truncated file, or, when the file does end in an
+/// EOI marker, a corrupt one (segment lengths that run past it).
 fn jpeg_complete(b: &[u8]) -> std::result::Result<(), String> {
+    jpeg_walk(b).map_err(|truncated| {
+        if b.ends_with(&[0xFF, 0xD9]) {
+            "corrupt JPEG (the file ends in its EOI marker, but its segments do not lead there)"
+                .to_string()
+        } else {
+            truncated
+        }
+    })
+}
+
+fn jpeg_walk(b: &[u8]) -> std::result::Result<(), String> {
     const TRUNCATED: &str = "truncated JPEG (the data ends before the EOI marker)";
     let mut i = 2; // past SOI
     loop {
@@ -154,9 +180,11 @@ fn jpeg_complete(b: &[u8]) -> std::result::Result<(), String> {
     }
 }
 
-/// Resizes to size x size (aspect ratio not kept) exactly as PIL's
-/// `resize((size, size), BILINEAR)` does, then normalizes to CHW f32:
-/// `(v / 255 - mean) / std`.
+/// The model's preprocessing of a decoded image, normalized to CHW f32
+/// `(v / 255 - mean) / std`: PIL's `resize((size, size), BILINEAR)` for
+/// [`Resize::Squash`], torchvision's `Resize(floor(size / 0.875))` and
+/// `CenterCrop(size)` for [`Resize::ShorterCrop`] (on PIL images, so the
+/// same Pillow resampler).
 pub fn to_input(img: &RgbImage, spec: &InputSpec) -> Vec<f32> {
     let mut out = vec![0f32; 3 * spec.size * spec.size];
     to_input_into(img, spec, &mut out);
@@ -174,14 +202,50 @@ pub fn to_input_into(img: &RgbImage, spec: &InputSpec, out: &mut [f32]) {
     let plane = s * s;
     let (r, rest) = out.split_at_mut(plane);
     let (g, b) = rest.split_at_mut(plane);
-    resample(img, s, s, |y, row| {
-        let at = y * s;
-        for (x, px) in row.chunks_exact(3).enumerate() {
+    let ((rw, rh), (left, top)) = match spec.resize {
+        Resize::Squash => ((s, s), (0, 0)),
+        Resize::ShorterCrop => {
+            let (rw, rh) =
+                shorter_side_size(img.width() as usize, img.height() as usize, crop_resize(s));
+            ((rw, rh), (centre_offset(rw, s), centre_offset(rh, s)))
+        }
+    };
+    resample(img, rw, rh, |y, row| {
+        if y < top || y >= top + s {
+            return;
+        }
+        let at = (y - top) * s;
+        for (x, px) in row[3 * left..3 * (left + s)].chunks_exact(3).enumerate() {
             r[at + x] = lut[0][px[0] as usize];
             g[at + x] = lut[1][px[1] as usize];
             b[at + x] = lut[2][px[2] as usize];
         }
     });
+}
+
+/// torchvision's `Resize(short)` output size (width, height): the shorter
+/// side to `short`, the longer to `int(short * long / short_in)`.
+fn shorter_side_size(w: usize, h: usize, short: usize) -> (usize, usize) {
+    let (s_in, l_in) = if w <= h { (w, h) } else { (h, w) };
+    // Python: int(requested * long / short), true division in doubles.
+    let long = ((short * l_in) as f64 / s_in as f64) as usize;
+    if w <= h {
+        (short, long)
+    } else {
+        (long, short)
+    }
+}
+
+/// `CenterCrop`'s offset: `int(round((len - size) / 2.0))`, Python's round
+/// (half to even).
+fn centre_offset(len: usize, size: usize) -> usize {
+    let d = len.saturating_sub(size);
+    let q = d / 2;
+    if d % 2 == 1 && q % 2 == 1 {
+        q + 1
+    } else {
+        q
+    }
 }
 
 /// PIL's `resize((width, height), Image.BILINEAR)` of an RGB image,
@@ -361,6 +425,19 @@ fn resample(img: &RgbImage, out_w: usize, out_h: usize, mut emit: impl FnMut(usi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn torchvision_resize_and_crop_geometry() {
+        // Resize(256): the shorter side to 256, the longer int(256 * l / s).
+        assert_eq!(shorter_side_size(500, 375, 256), (341, 256));
+        assert_eq!(shorter_side_size(375, 500, 256), (256, 341));
+        assert_eq!(shorter_side_size(32, 32, 36), (36, 36));
+        // CenterCrop: int(round((len - size) / 2.0)), half to even.
+        assert_eq!(centre_offset(341, 224), 58); // 58.5 -> 58
+        assert_eq!(centre_offset(227, 224), 2); // 1.5 -> 2
+        assert_eq!(centre_offset(256, 224), 16);
+        assert_eq!(centre_offset(73, 64), 4); // 4.5 -> 4
+    }
 
     #[test]
     fn jpeg_walk_finds_eoi_and_truncation() {

@@ -162,6 +162,9 @@ fn produce(
     let pool = match rayon::ThreadPoolBuilder::new()
         .num_threads(cfg.workers)
         .thread_name(|i| format!("data-worker-{i}"))
+        // Without a handler a panic in `spawn` aborts the process (and
+        // leaves the TUI's terminal raw); batches catch their own below.
+        .panic_handler(|_| tracing::error!("a decoding worker panicked"))
         .build()
     {
         Ok(pool) => pool,
@@ -200,7 +203,22 @@ fn produce(
                 let start = k * cfg.batch;
                 let end = (start + cfg.batch).min(items.len());
                 let buffer = spares.try_recv().unwrap_or_default();
-                let batch = build(&items, start..end, &cfg.input, buffer, &halt);
+                // A panic (a bug, or a decoder crashing on malformed data)
+                // fails this batch's files instead of the whole run.
+                let batch = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    build(&items, start..end, &cfg.input, buffer, &halt)
+                }))
+                .unwrap_or_else(|_| Batch {
+                    failures: (start..end)
+                        .map(|i| {
+                            (
+                                i,
+                                "internal error while decoding (a bug: see the log)".into(),
+                            )
+                        })
+                        .collect(),
+                    ..Batch::default()
+                });
                 let _ = done_tx.send((k, batch));
             });
             spawned += 1;
@@ -255,7 +273,8 @@ fn build(
             if halt() {
                 return Err("cancelled".to_string());
             }
-            let bytes = std::fs::read(&item.path).map_err(|e| format!("cannot read: {e}"))?;
+            let bytes = std::fs::read(&item.path)
+                .map_err(|e| format!("cannot read: {}", crate::error::io_reason(&e)))?;
             let img = decode_rgb(&bytes)?;
             to_input_into(&img, input, slot);
             Ok(())

@@ -3,13 +3,14 @@
 //! (`train-demo`, weights committed in `checkpoints/demo/`), so that a fresh
 //! clone evaluates with nothing to download.
 
+pub mod fit;
 pub mod generate;
 pub mod rng;
 pub mod train;
 
-use crate::run::{DatasetSpec, RunConfig};
 use crate::error::{Error, Result};
 use crate::model::ModelSpec;
+use crate::run::{self, Batch, DatasetSpec, ImageSize, RunConfig};
 use crate::score::Method;
 use generate::{OodKind, CLASSES};
 use rayon::prelude::*;
@@ -158,7 +159,7 @@ fn check_ours(root: &Path) -> Result<()> {
     if root.join(MANIFEST).is_file() {
         return Ok(());
     }
-    let known: Vec<&str> = ["id", CLASS_FILE, MANIFEST]
+    let known: Vec<&str> = ["id", CLASS_FILE, MANIFEST, fit::FIT_DIR, fit::FIT_FILE]
         .into_iter()
         .chain(OodKind::ALL.iter().map(|k| k.name()))
         .collect();
@@ -218,7 +219,7 @@ fn write_sets(dir: &Path, spec: &DataSpec, manifest: &Manifest) -> Result<()> {
     std::fs::write(&path, text + "\n").map_err(|e| Error::io(&path, e))
 }
 
-fn write_png(img: &image::RgbImage, path: &Path) -> Result<()> {
+pub(crate) fn write_png(img: &image::RgbImage, path: &Path) -> Result<()> {
     let mut bytes = Vec::with_capacity(16 * 1024);
     image::ImageEncoder::write_image(
         image::codecs::png::PngEncoder::new(&mut bytes),
@@ -231,12 +232,13 @@ fn write_png(img: &image::RgbImage, path: &Path) -> Result<()> {
     std::fs::write(path, bytes).map_err(|e| Error::io(path, e))
 }
 
-/// The methods the demo runs, with the seed's defaults, in the paper's order.
+/// The methods the demo runs, with their defaults, in the registry's
+/// order: every one but Mahalanobis (whose tuning is a separate command).
 pub fn methods() -> Vec<Method> {
-    Method::KEYS
+    crate::score::registry::METHODS
         .iter()
-        .filter(|k| **k != "mahalanobis")
-        .filter_map(|k| Method::from_key(k))
+        .filter(|d| !d.needs.taps)
+        .filter_map(|d| Method::from_key(d.key))
         .collect()
 }
 
@@ -254,7 +256,7 @@ pub fn run_config(project_root: &Path) -> Result<RunConfig> {
     Ok(RunConfig {
         model: ModelSpec {
             name: None,
-            checkpoint: Some(checkpoint),
+            checkpoint: Some(checkpoint.clone()),
         },
         class_names: Some(data.classes.clone()),
         class_order: None,
@@ -273,13 +275,23 @@ pub fn run_config(project_root: &Path) -> Result<RunConfig> {
             })
             .collect(),
         methods: methods(),
-        image_size: Some(IMAGE_SIZE),
-        batch: 50,
-        device: "auto".into(),
-        dtype: "f32".into(),
+        fit: Some(fit::ensure_fit(&data.root, &checkpoint, SEED)?),
+        image_size: Some(ImageSize::new(IMAGE_SIZE).expect("the demo's size is valid")),
+        preprocess: None,
+        batch: Batch::new(50).expect("the demo's batch is valid"),
+        device: run::Device::Auto,
+        dtype: run::DType::F32,
         limit: None,
         workers: None,
     })
+}
+
+/// The size the demo's checkpoint was trained at, when `checkpoint` is it
+/// (by its file name): BiT's own default, 480, would run it at a size it
+/// never saw.
+pub fn trained_image_size(checkpoint: &Path) -> Option<usize> {
+    let demo = Path::new(CHECKPOINT).file_name()?;
+    (checkpoint.file_name()? == demo).then_some(IMAGE_SIZE)
 }
 
 /// The nearest folder at or above the working directory that holds the

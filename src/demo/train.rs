@@ -337,6 +337,19 @@ pub fn save(varmap: &VarMap, path: &Path) -> Result<()> {
             .as_tensor()
             .to_dtype(DType::F16)?
             .to_device(&Device::Cpu)?;
+        // Diverged training (too high a learning rate) leaves NaN or
+        // values beyond f16: never save those as if they were a model.
+        let finite = t
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?
+            .iter()
+            .all(|v| v.is_finite());
+        if !finite {
+            return Err(Error::Invalid(format!(
+                "training diverged: weight `{name}` holds NaN or infinite values; nothing was saved (try a lower --lr)"
+            )));
+        }
         tensors.insert(name.clone(), t);
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {

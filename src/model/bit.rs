@@ -3,14 +3,17 @@
 //! seed's state dict (`root.conv`, `body.block1.unit01.gn1`, ...).
 //!
 //! Inference on the CPU runs channels-last ([B, H, W, C]) on our own
-//! differentiable kernels (`super::nhwc`): GroupNorm fused with its ReLU,
+//! differentiable kernels (`super::kernels`): GroupNorm fused with its ReLU,
 //! 1x1 convolutions as one matrix product over every pixel of the batch (the
 //! residual added inside it), 3x3 and strided convolutions as im2col blocks
 //! on gemm, weights standardized once at load. Other devices, and training,
 //! run the same network on candle ops in NCHW.
+//!
+//! Over 600 lines: the variant table, the architecture read from a
+//! checkpoint and both paths (host kernels, candle ops) of one model.
 
-use super::nhwc::{self, Geometry};
-use super::{ops, spatial_mean, Classifier, Family, InputSpec, ModelInfo, Output};
+use super::kernels::{self, Geometry};
+use super::{ops, spatial_mean, Backbone, Family, InputSpec, Meta, ModelInfo, Output};
 use crate::error::{Error, Result};
 use crate::weights::{self, Checkpoint};
 use candle_core::{DType, Device, Module, Tensor};
@@ -250,9 +253,7 @@ pub struct Bit {
     head_b: Tensor,
     /// The same weights for the CPU kernels (inference on the CPU only).
     host: Option<HostWeights>,
-    info: ModelInfo,
-    device: Device,
-    dtype: DType,
+    meta: Meta,
 }
 
 /// A GroupNorm's affine parameters as f32 (values of the model's dtype).
@@ -275,7 +276,7 @@ struct HostUnit {
     stride: usize,
 }
 
-/// The inference weights laid out for `nhwc`'s kernels.
+/// The inference weights laid out for the CPU kernels (`kernels`).
 #[derive(Clone)]
 struct HostWeights {
     root: Arc<[f32]>,
@@ -322,7 +323,7 @@ fn group_norm(
 }
 
 fn gn_relu(x: &Tensor, n: &HostNorm) -> candle_core::Result<Tensor> {
-    nhwc::group_norm_relu(x, GROUPS, GN_EPS, &n.gamma, &n.beta)
+    kernels::group_norm_relu(x, GROUPS, GN_EPS, &n.gamma, &n.beta)
 }
 
 impl HostWeights {
@@ -336,26 +337,32 @@ impl HostWeights {
             )));
         }
         let x = x.permute((0, 2, 3, 1))?;
-        let y = nhwc::conv(&x, Geometry::symmetric(h, w, 7, 2, 3)?, &self.root)?;
-        Ok(nhwc::max_pool_padded(&y, 3, 2, 1)?)
+        let y = kernels::conv(&x, Geometry::symmetric(h, w, 7, 2, 3)?, &self.root)?;
+        Ok(kernels::max_pool_padded(&y, 3, 2, 1)?)
     }
 
     fn unit(u: &HostUnit, x: &Tensor) -> Result<Tensor> {
         let a = gn_relu(x, &u.gn1)?;
         let residual = match &u.downsample {
-            Some(w) if u.stride == 1 => nhwc::pointwise(&a, w, None, false, None)?,
+            Some(w) if u.stride == 1 => kernels::pointwise(&a, w, None, false, None)?,
             Some(w) => {
                 let (_, h, wd, _) = a.dims4()?;
-                nhwc::conv(&a, Geometry::symmetric(h, wd, 1, u.stride, 0)?, w)?
+                kernels::conv(&a, Geometry::symmetric(h, wd, 1, u.stride, 0)?, w)?
             }
             None => x.clone(),
         };
-        let y = nhwc::pointwise(&a, &u.conv1, None, false, None)?;
+        let y = kernels::pointwise(&a, &u.conv1, None, false, None)?;
         let y = gn_relu(&y, &u.gn2)?;
         let (_, h, w, _) = y.dims4()?;
-        let y = nhwc::conv(&y, Geometry::symmetric(h, w, 3, u.stride, 1)?, &u.conv2)?;
+        let y = kernels::conv(&y, Geometry::symmetric(h, w, 3, u.stride, 1)?, &u.conv2)?;
         let y = gn_relu(&y, &u.gn3)?;
-        Ok(nhwc::pointwise(&y, &u.conv3, None, false, Some(&residual))?)
+        Ok(kernels::pointwise(
+            &y,
+            &u.conv3,
+            None,
+            false,
+            Some(&residual),
+        )?)
     }
 }
 
@@ -483,9 +490,11 @@ impl Bit {
             head_w,
             head_b,
             host,
-            info,
-            device,
-            dtype,
+            meta: Meta {
+                info,
+                device,
+                dtype,
+            },
         })
     }
 
@@ -528,7 +537,7 @@ impl Bit {
         let vb = VarBuilder::from_tensors(ckpt.tensors, DType::F32, device);
         let mut model = Bit::new(&cfg, vb, Mode::Inference, dtype)?;
         if let Some(n) = name.filter(|n| variant(n).is_some()) {
-            model.info.name = format!("{}, {} classes", canonical_variant(n), cfg.num_classes);
+            model.meta.info.name = format!("{}, {} classes", canonical_variant(n), cfg.num_classes);
         }
         Ok(model)
     }
@@ -538,7 +547,7 @@ impl Bit {
         let varmap = candle_nn::VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
         let mut m = Bit::new(cfg, vb, Mode::Inference, dtype)?;
-        m.info.name = format!("{} (random weights)", m.info.name);
+        m.meta.info.name = format!("{} (random weights)", m.meta.info.name);
         Ok(m)
     }
 
@@ -547,7 +556,7 @@ impl Bit {
     }
 
     fn root(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let x = x.to_dtype(self.dtype)?;
+        let x = x.to_dtype(self.meta.dtype)?;
         let y = self.root.forward(&x)?;
         // Zero-pad 1, then 3x3 stride-2 pool without padding (not the same as
         // a pool with padding 1, as the seed notes).
@@ -555,51 +564,11 @@ impl Bit {
         ops::max_pool2d(&y, 3, 2)
     }
 
-    fn stage(&self, s: usize, mut x: Tensor) -> candle_core::Result<Tensor> {
+    fn candle_stage(&self, s: usize, mut x: Tensor) -> candle_core::Result<Tensor> {
         for unit in &self.stages[s] {
             x = unit.forward(&x)?;
         }
         Ok(x)
-    }
-
-    fn head_from_body(&self, body: &Tensor) -> Result<Output> {
-        let h = self.gn_head.forward(body)?.relu()?;
-        self.head_from_feature(spatial_mean(&h)?)
-    }
-
-    fn head_from_feature(&self, feature: Tensor) -> Result<Output> {
-        let logits = feature
-            .matmul(&self.head_w.t()?)?
-            .broadcast_add(&self.head_b)?;
-        Ok(Output { logits, feature })
-    }
-
-    /// The network on the CPU kernels: the output (None when `stop` =
-    /// Some(l) ends it as soon as tap l is known) and the taps asked for.
-    fn run_host(
-        &self,
-        host: &HostWeights,
-        x: &Tensor,
-        taps: bool,
-        stop: Option<usize>,
-    ) -> Result<(Option<Output>, Vec<Tensor>)> {
-        let mut kept = Vec::new();
-        let mut y = host.root(&x.to_dtype(self.dtype)?)?;
-        for tap in 0..=4 {
-            if tap > 0 {
-                for unit in &host.stages[tap - 1] {
-                    y = HostWeights::unit(unit, &y)?;
-                }
-            }
-            if taps || stop == Some(tap) {
-                kept.push(nhwc::mean(&y)?);
-            }
-            if stop == Some(tap) {
-                return Ok((None, kept));
-            }
-        }
-        let h = gn_relu(&y, &host.gn_head)?;
-        Ok((Some(self.head_from_feature(nhwc::mean(&h)?)?), kept))
     }
 
     /// Training needs head weight and features in the Vars' dtype (f32).
@@ -617,61 +586,43 @@ fn canonical_variant(name: &str) -> &'static str {
         .unwrap_or("BiT")
 }
 
-impl Classifier for Bit {
-    fn info(&self) -> &ModelInfo {
-        &self.info
+impl Backbone for Bit {
+    fn meta(&self) -> &Meta {
+        &self.meta
     }
 
-    fn device(&self) -> &Device {
-        &self.device
+    /// NCHW with candle ops; NHWC on the CPU kernels.
+    fn stem(&self, x: &Tensor) -> Result<Tensor> {
+        match &self.host {
+            Some(host) => host.root(&x.to_dtype(self.meta.dtype)?),
+            None => Ok(self.root(x)?),
+        }
     }
 
-    fn dtype(&self) -> DType {
-        self.dtype
+    fn stage(&self, l: usize, mut x: Tensor) -> Result<Tensor> {
+        match &self.host {
+            Some(host) => {
+                for unit in &host.stages[l - 1] {
+                    x = HostWeights::unit(unit, &x)?;
+                }
+                Ok(x)
+            }
+            None => Ok(self.candle_stage(l - 1, x)?),
+        }
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Output> {
-        if let Some(host) = &self.host {
-            let (out, _) = self.run_host(host, x, false, None)?;
-            return out.ok_or_else(|| Error::Invalid("internal: forward ended early".into()));
+    fn tap(&self, _l: usize, state: &Tensor) -> Result<Tensor> {
+        match &self.host {
+            Some(_) => Ok(kernels::mean(state)?),
+            None => spatial_mean(state),
         }
-        let mut y = self.root(x)?;
-        for s in 0..4 {
-            y = self.stage(s, y)?;
-        }
-        self.head_from_body(&y)
     }
 
-    fn forward_taps(&self, x: &Tensor) -> Result<(Output, Vec<Tensor>)> {
-        if let Some(host) = &self.host {
-            let (out, taps) = self.run_host(host, x, true, None)?;
-            let out = out.ok_or_else(|| Error::Invalid("internal: forward ended early".into()))?;
-            return Ok((out, taps));
+    fn feature(&self, last: &Tensor) -> Result<Tensor> {
+        match &self.host {
+            Some(host) => Ok(kernels::mean(&gn_relu(last, &host.gn_head)?)?),
+            None => spatial_mean(&self.gn_head.forward(last)?.relu()?),
         }
-        let mut y = self.root(x)?;
-        let mut taps = vec![spatial_mean(&y)?];
-        for s in 0..4 {
-            y = self.stage(s, y)?;
-            taps.push(spatial_mean(&y)?);
-        }
-        Ok((self.head_from_body(&y)?, taps))
-    }
-
-    fn forward_tap(&self, x: &Tensor, layer: usize) -> Result<Tensor> {
-        if layer > 4 {
-            return Err(Error::Invalid(format!("BiT has taps 0..=4, not {layer}")));
-        }
-        if let Some(host) = &self.host {
-            let (_, mut taps) = self.run_host(host, x, false, Some(layer))?;
-            return taps
-                .pop()
-                .ok_or_else(|| Error::Invalid("internal: tap not reached".into()));
-        }
-        let mut y = self.root(x)?;
-        for s in 0..layer {
-            y = self.stage(s, y)?;
-        }
-        spatial_mean(&y)
     }
 
     fn head(&self) -> (&Tensor, &Tensor) {

@@ -4,15 +4,18 @@
 
 pub mod bit;
 pub mod efficientnet_lite;
-mod nhwc;
+mod kernels;
 pub mod ops;
+pub mod params;
+pub mod resnet;
+pub mod vit;
 
 use crate::error::{Error, Result};
 use crate::weights::{self, Checkpoint};
 use candle_core::{DType, Device, Tensor};
 use std::path::Path;
 
-pub use crate::run::{Family, InputSpec, ModelInfo, ModelSpec};
+pub use crate::run::{Family, InputSpec, ModelInfo, ModelSpec, Preprocess, Resize};
 
 /// Logits [B, C] and penultimate feature [B, D], both f32.
 #[derive(Debug, Clone)]
@@ -21,23 +24,117 @@ pub struct Output {
     pub feature: Tensor,
 }
 
-/// A classifier usable by every score. Inputs are f32 [B, 3, H, W] tensors
-/// already normalized; outputs are f32 whatever the model's dtype.
-pub trait Classifier: Send + Sync {
-    fn info(&self) -> &ModelInfo;
-    fn device(&self) -> &Device;
-    /// The dtype the body computes in (the head always runs in f32).
-    fn dtype(&self) -> DType;
-    fn forward(&self, x: &Tensor) -> Result<Output>;
-    /// The forward pass plus every tap, each [B, tap_dims[l]] in f32.
-    fn forward_taps(&self, x: &Tensor) -> Result<(Output, Vec<Tensor>)>;
-    /// Tap `layer` alone, running the network only as far as it needs.
-    fn forward_tap(&self, x: &Tensor, layer: usize) -> Result<Tensor>;
-    /// Head weight [C, D] and bias [C], f32.
-    fn head(&self) -> (&Tensor, &Tensor);
+/// What every backbone carries besides its weights.
+#[derive(Debug, Clone)]
+pub struct Meta {
+    pub info: ModelInfo,
+    pub device: Device,
+    pub dtype: DType,
 }
 
-/// Every model name `--model` accepts.
+/// A backbone as every score uses it. Inputs are f32 [B, 3, H, W] tensors
+/// already normalized (see [`Backbone::preprocess`]); outputs are f32
+/// whatever the model's dtype.
+///
+/// A backbone is a chain of stages between Mahalanobis taps: `stem` gives
+/// the state at tap 0, `stage(l, ..)` the state at tap l (1 <= l < taps),
+/// `tap` pools a state to a vector and `feature` turns the last state into
+/// the head's input h. The forward passes (logits only, logits and every
+/// tap, one tap) are written once here on top of them, so no model carries
+/// its own flags for which of them it is running. The state is the model's
+/// business (NCHW, NHWC for the CPU kernels, tokens for ViT).
+pub trait Backbone: Send + Sync {
+    fn meta(&self) -> &Meta;
+    /// The input [B, 3, H, W] to the state at tap 0.
+    fn stem(&self, x: &Tensor) -> Result<Tensor>;
+    /// The state at tap `l - 1` to the state at tap `l`.
+    fn stage(&self, l: usize, x: Tensor) -> Result<Tensor>;
+    /// Tap `l` of its state, f32 [B, tap_dims[l]].
+    fn tap(&self, l: usize, state: &Tensor) -> Result<Tensor>;
+    /// The head's input h, f32 [B, D], from the state at the last tap.
+    fn feature(&self, last: &Tensor) -> Result<Tensor>;
+    /// Head weight [C, D] and bias [C], f32.
+    fn head(&self) -> (&Tensor, &Tensor);
+
+    fn info(&self) -> &ModelInfo {
+        &self.meta().info
+    }
+
+    fn device(&self) -> &Device {
+        &self.meta().device
+    }
+
+    /// The dtype the body computes in (the head always runs in f32).
+    fn dtype(&self) -> DType {
+        self.meta().dtype
+    }
+
+    /// How this model wants its images (`--image-size` and `--preprocess`
+    /// override parts of it).
+    fn preprocess(&self) -> InputSpec {
+        self.info().input
+    }
+
+    /// Logits of a feature through the head.
+    fn logits(&self, feature: &Tensor) -> Result<Tensor> {
+        let (w, b) = self.head();
+        Ok(feature.matmul(&w.t()?)?.broadcast_add(b)?)
+    }
+
+    fn num_taps(&self) -> usize {
+        self.info().tap_dims.len()
+    }
+
+    /// Logits and feature.
+    fn forward(&self, x: &Tensor) -> Result<Output> {
+        let mut y = self.stem(x)?;
+        for l in 1..self.num_taps() {
+            y = self.stage(l, y)?;
+        }
+        let feature = self.feature(&y)?;
+        Ok(Output {
+            logits: self.logits(&feature)?,
+            feature,
+        })
+    }
+
+    /// The forward pass plus every tap, each [B, tap_dims[l]] in f32.
+    fn forward_taps(&self, x: &Tensor) -> Result<(Output, Vec<Tensor>)> {
+        let mut y = self.stem(x)?;
+        let mut taps = vec![self.tap(0, &y)?];
+        for l in 1..self.num_taps() {
+            y = self.stage(l, y)?;
+            taps.push(self.tap(l, &y)?);
+        }
+        let feature = self.feature(&y)?;
+        let out = Output {
+            logits: self.logits(&feature)?,
+            feature,
+        };
+        Ok((out, taps))
+    }
+
+    /// Tap `layer` alone, running the network only as far as it needs.
+    fn forward_tap(&self, x: &Tensor, layer: usize) -> Result<Tensor> {
+        let n = self.num_taps();
+        if layer >= n {
+            return Err(Error::Invalid(format!(
+                "{} has taps 0..{n}, not {layer}",
+                self.info().name
+            )));
+        }
+        let mut y = self.stem(x)?;
+        for l in 1..=layer {
+            y = self.stage(l, y)?;
+        }
+        self.tap(layer, &y)
+    }
+}
+
+/// The name the scores and commands have used for [`Backbone`].
+pub use Backbone as Classifier;
+
+/// Every model name `--model` accepts (the TUI's Setup lists these).
 pub fn known_models() -> Vec<String> {
     let mut names: Vec<String> = bit::VARIANTS
         .iter()
@@ -49,6 +146,10 @@ pub fn known_models() -> Vec<String> {
             .iter()
             .map(|v| v.name.to_string()),
     );
+    names.extend(resnet::VARIANTS.iter().map(|v| v.0.to_string()));
+    names.push("resnet".to_string());
+    names.extend(vit::VARIANTS.iter().map(|v| v.0.to_string()));
+    names.push("vit".to_string());
     names
 }
 
@@ -58,6 +159,10 @@ fn family_of_name(name: &str) -> Result<Family> {
         Ok(Family::Bit)
     } else if efficientnet_lite::variant(name).is_some() {
         Ok(Family::EfficientNetLite)
+    } else if resnet::is_family_name(name) || resnet::variant(name).is_some() {
+        Ok(Family::ResNet)
+    } else if vit::is_family_name(name) || vit::variant(name).is_some() {
+        Ok(Family::Vit)
     } else {
         Err(Error::UnknownModel(
             name.to_string(),
@@ -67,7 +172,7 @@ fn family_of_name(name: &str) -> Result<Family> {
 }
 
 /// Loads a model from a checkpoint, checking it against `--model` when given.
-pub fn load(spec: &ModelSpec, device: &Device, dtype: DType) -> Result<Box<dyn Classifier>> {
+pub fn load(spec: &ModelSpec, device: &Device, dtype: DType) -> Result<Box<dyn Backbone>> {
     match &spec.checkpoint {
         Some(path) => load_checkpoint(path, spec.name.as_deref(), device, dtype),
         None => {
@@ -85,37 +190,55 @@ pub fn load_checkpoint(
     name: Option<&str>,
     device: &Device,
     dtype: DType,
-) -> Result<Box<dyn Classifier>> {
+) -> Result<Box<dyn Backbone>> {
     let ckpt = weights::read(path)?;
     let family = match name {
         Some(n) => family_of_name(n)?,
         None => detect_family(&ckpt)?,
     };
-    match family {
-        Family::Bit => Ok(Box::new(bit::Bit::from_checkpoint(
+    Ok(match family {
+        Family::Bit => Box::new(bit::Bit::from_checkpoint(ckpt, name, device, dtype)?),
+        Family::EfficientNetLite => Box::new(efficientnet_lite::EfficientNetLite::from_checkpoint(
             ckpt, name, device, dtype,
-        )?)),
-        Family::EfficientNetLite => Ok(Box::new(
-            efficientnet_lite::EfficientNetLite::from_checkpoint(ckpt, name, device, dtype)?,
-        )),
-    }
+        )?),
+        Family::ResNet => Box::new(resnet::ResNet::from_checkpoint(ckpt, name, device, dtype)?),
+        Family::Vit => Box::new(vit::Vit::from_checkpoint(ckpt, name, device, dtype)?),
+    })
 }
 
 /// A model with random weights (for `bench` without a checkpoint).
-pub fn random(name: &str, device: &Device, dtype: DType) -> Result<Box<dyn Classifier>> {
-    match family_of_name(name)? {
+pub fn random(name: &str, device: &Device, dtype: DType) -> Result<Box<dyn Backbone>> {
+    let fixed = |found: bool, family: &str, example: &str| {
+        found.then_some(()).ok_or_else(|| {
+            Error::Invalid(format!(
+                "`{name}` names no fixed {family} variant: give a checkpoint or e.g. {example}"
+            ))
+        })
+    };
+    Ok(match family_of_name(name)? {
         Family::Bit => {
-            let cfg = bit::variant(name).ok_or_else(|| {
-                Error::Invalid(format!(
-                    "`{name}` names no fixed BiT variant: give a checkpoint or e.g. BiT-S-R101x1"
-                ))
-            })?;
-            Ok(Box::new(bit::Bit::random(&cfg, device, dtype)?))
+            let cfg = bit::variant(name);
+            fixed(cfg.is_some(), "BiT", "BiT-S-R101x1")?;
+            Box::new(bit::Bit::random(&cfg.expect("checked"), device, dtype)?)
         }
-        Family::EfficientNetLite => Ok(Box::new(efficientnet_lite::EfficientNetLite::random(
+        Family::EfficientNetLite => Box::new(efficientnet_lite::EfficientNetLite::random(
             name, device, dtype,
-        )?)),
-    }
+        )?),
+        Family::ResNet => {
+            let cfg = resnet::variant(name);
+            fixed(cfg.is_some(), "ResNet", "resnet50")?;
+            Box::new(resnet::ResNet::random(
+                &cfg.expect("checked"),
+                device,
+                dtype,
+            )?)
+        }
+        Family::Vit => {
+            let cfg = vit::variant(name);
+            fixed(cfg.is_some(), "ViT", "vit-b-16")?;
+            Box::new(vit::Vit::random(&cfg.expect("checked"), device, dtype)?)
+        }
+    })
 }
 
 fn detect_family(ckpt: &Checkpoint) -> Result<Family> {
@@ -123,6 +246,10 @@ fn detect_family(ckpt: &Checkpoint) -> Result<Family> {
         Ok(Family::Bit)
     } else if efficientnet_lite::looks_like(ckpt) {
         Ok(Family::EfficientNetLite)
+    } else if resnet::looks_like(ckpt) {
+        Ok(Family::ResNet)
+    } else if vit::looks_like(ckpt) {
+        Ok(Family::Vit)
     } else {
         let mut names: Vec<&String> = ckpt.tensors.keys().collect();
         names.sort();
@@ -130,7 +257,7 @@ fn detect_family(ckpt: &Checkpoint) -> Result<Family> {
         Err(Error::NotACheckpoint {
             path: ckpt.path.clone(),
             reason: format!(
-                "its {} tensors ({}, ...) match neither BiT nor EfficientNet-Lite names; pass --model",
+                "its {} tensors ({}, ...) match no known model (BiT, EfficientNet-Lite, torchvision ResNet or ViT); pass --model",
                 ckpt.tensors.len(),
                 sample.join(", ")
             ),

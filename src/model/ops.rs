@@ -19,8 +19,12 @@ pub fn standardize(w: &Tensor) -> Result<Tensor> {
 
 /// `k x k` max-pool with stride `s` and no padding. candle's `max_pool2d` has
 /// no backward pass when kernel != stride, and ODIN and Mahalanobis need
-/// d score / d input through BiT's stem pool; so when `x` is tracked by
-/// autograd the pool is the maximum over the k² strided views of `x`.
+/// d score / d input through the stem pools; so when `x` is tracked by
+/// autograd the pool is built from the k² strided views of `x`. Each output
+/// takes its value and its gradient from the first view (in row-major
+/// window order) that holds the maximum, as PyTorch's pool does: a plain
+/// maximum of views would share the gradient among ties, and ties are
+/// common in flat regions of real images.
 pub fn max_pool2d(x: &Tensor, k: usize, s: usize) -> Result<Tensor> {
     if !x.track_op() {
         return x.max_pool2d_with_stride(k, s);
@@ -36,7 +40,7 @@ pub fn max_pool2d(x: &Tensor, k: usize, s: usize) -> Result<Tensor> {
     let x = x
         .pad_with_zeros(2, 0, need_h - h)?
         .pad_with_zeros(3, 0, need_w - w)?;
-    let mut out: Option<Tensor> = None;
+    let mut views = Vec::with_capacity(k * k);
     for dy in 0..k {
         let rows = x
             .narrow(2, dy, s * ho)?
@@ -44,16 +48,30 @@ pub fn max_pool2d(x: &Tensor, k: usize, s: usize) -> Result<Tensor> {
             .narrow(3, 0, 1)?
             .squeeze(3)?;
         for dx in 0..k {
-            let view = rows
-                .narrow(3, dx, s * wo)?
-                .reshape((b, c, ho, wo, s))?
-                .narrow(4, 0, 1)?
-                .squeeze(4)?;
-            out = Some(match out {
-                None => view,
-                Some(acc) => acc.maximum(&view)?,
-            });
+            views.push(
+                rows.narrow(3, dx, s * wo)?
+                    .reshape((b, c, ho, wo, s))?
+                    .narrow(4, 0, 1)?
+                    .squeeze(4)?,
+            );
         }
+    }
+    let mut max = views[0].detach();
+    for v in &views[1..] {
+        max = max.maximum(&v.detach())?;
+    }
+    // Constant one-hot masks of the first maximum; the output is the sum of
+    // the views under them.
+    let mut unclaimed = max.ones_like()?;
+    let mut out: Option<Tensor> = None;
+    for v in &views {
+        let first = v.detach().eq(&max)?.to_dtype(v.dtype())?.mul(&unclaimed)?;
+        unclaimed = unclaimed.sub(&first)?;
+        let term = v.mul(&first)?;
+        out = Some(match out {
+            None => term,
+            Some(acc) => acc.add(&term)?,
+        });
     }
     Ok(out.expect("k >= 1"))
 }
@@ -228,6 +246,22 @@ mod tests {
             let total = g.sum_all()?.to_scalar::<f32>()?;
             assert!((total - got.elem_count() as f32).abs() < 1e-3);
         }
+        Ok(())
+    }
+
+    #[test]
+    fn a_tie_sends_the_gradient_to_the_first_maximum_only() -> Result<()> {
+        // A constant 3x3 input pooled 3x3 stride 2: one window, nine ties.
+        // PyTorch's pool routes the gradient to the first (top-left) one.
+        let x = Var::from_tensor(&Tensor::ones((1, 1, 3, 3), DType::F32, &Device::Cpu)?)?;
+        let y = max_pool2d(x.as_tensor(), 3, 2)?;
+        let grads = y.sum_all()?.backward()?;
+        let g = grads
+            .get(x.as_tensor())
+            .unwrap()
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        assert_eq!(g, [1., 0., 0., 0., 0., 0., 0., 0., 0.]);
         Ok(())
     }
 

@@ -1,7 +1,7 @@
 //! What the engine reports while a run goes on, and what each evaluated
 //! image becomes.
 
-use crate::run::ModelInfo;
+use crate::run::{InputSpec, ModelInfo};
 use crate::score::Method;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,6 +30,8 @@ pub struct RunInfo {
     pub device: String,
     pub dtype: String,
     pub image_size: usize,
+    /// The preprocessing in effect (the model's, or `--preprocess`).
+    pub input: InputSpec,
     pub batch: usize,
     /// Dataset 0 is the ID set, then the OOD sets in order.
     pub datasets: Vec<DatasetInfo>,

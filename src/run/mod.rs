@@ -10,8 +10,14 @@ pub mod report;
 mod results;
 mod shard;
 
-pub use config::{DatasetSpec, RunConfig};
+pub use config::{
+    check_batch_bytes, Batch, ConfigError, DType, DatasetSpec, Device, ImageSize, Limit, RunConfig,
+    ValueError, Workers,
+};
 pub use event::{DatasetInfo, Event, ImageRecord, Progress, Role, RunInfo};
-pub use model::{Family, InputSpec, ModelInfo, ModelSpec};
+pub use model::{
+    crop_resize, Family, InputSpec, ModelInfo, ModelSpec, Preprocess, Resize, IMAGENET_MEAN,
+    IMAGENET_STD,
+};
 pub use results::*;
 pub use shard::Shard;

@@ -4,11 +4,14 @@
 use crate::run::Summary;
 
 pub fn paper_table(summary: &Summary) -> String {
+    // Every OOD set gets a column, also those without a figure yet (a
+    // method whose scores are not finite has none).
     let oods: Vec<&str> = summary
-        .methods
-        .first()
-        .map(|m| m.ood.iter().map(|(n, _)| n.as_str()).collect())
-        .unwrap_or_default();
+        .datasets
+        .iter()
+        .filter(|d| d.role == crate::run::Role::Ood)
+        .map(|d| d.name.as_str())
+        .collect();
     let mut header = vec!["method".to_string()];
     header.extend(oods.iter().map(|s| s.to_string()));
     header.push("average".into());
@@ -55,6 +58,9 @@ pub fn paper_table(summary: &Summary) -> String {
             out.push_str(&format!("|-{}-|\n", rule.join("-|-")));
         }
     }
+    for w in &summary.warnings {
+        out.push_str(&format!("WARNING: {w}\n"));
+    }
     out
 }
 
@@ -97,4 +103,19 @@ pub fn run_header(summary: &Summary) -> String {
         ));
     }
     out
+}
+
+/// Seconds as m:ss or h:mm:ss ("-" when unknown); the one duration format
+/// of the TUI and the commands' progress lines.
+pub fn duration(secs: f64) -> String {
+    if !secs.is_finite() || secs < 0.0 {
+        return "-".into();
+    }
+    let s = secs.round() as u64;
+    let (h, m, s) = (s / 3600, (s / 60) % 60, s % 60);
+    if h > 0 {
+        format!("{h}:{m:02}:{s:02}")
+    } else {
+        format!("{m}:{s:02}")
+    }
 }

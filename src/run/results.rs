@@ -2,9 +2,9 @@
 //! share this), summarized, and written to a run folder as summary.json and
 //! scores.csv.
 
-use crate::run::{Event, ImageRecord, Progress, Role, RunInfo};
 use crate::error::{Error, Result};
 use crate::metrics::{self, Measures};
+use crate::run::{Event, ImageRecord, Progress, Role, RunInfo};
 use crate::score::Method;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -108,11 +108,52 @@ impl RunResults {
     }
 
     /// Measures of a method for an OOD dataset against the ID set, once both
-    /// have images.
+    /// have images; none when a score is NaN or infinite (a number that
+    /// cannot be ranked is not shown as a figure; [`Self::warnings`] says why).
     pub fn measures(&self, method: usize, ood: usize) -> Option<Measures> {
         let id = self.scores(0, method);
         let od = self.scores(ood, method);
-        (!id.is_empty() && !od.is_empty()).then(|| metrics::measures(&id, &od))
+        let finite = id.iter().chain(&od).all(|s| s.is_finite());
+        (!id.is_empty() && !od.is_empty() && finite).then(|| metrics::measures(&id, &od))
+    }
+
+    /// Why some of this run's numbers cannot be trusted: NaN or infinite
+    /// scores (their measures are left out), or a model whose outputs do not
+    /// depend on its input (every image scored alike). Empty when none;
+    /// the table, summary.json and the TUI show these.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (m, method) in self.methods().iter().enumerate() {
+            let bad = self
+                .records
+                .iter()
+                .flatten()
+                .filter(|r| !r.scores.get(m).is_some_and(|s| s.is_finite()))
+                .count();
+            if bad > 0 {
+                out.push(format!(
+                    "{bad} {} score(s) are NaN or infinite: its measures are left out",
+                    method.label()
+                ));
+            }
+        }
+        let all: Vec<&ImageRecord> = self.records.iter().flatten().collect();
+        if all.len() >= 2 {
+            let first = all[0];
+            let same = all.iter().all(|r| {
+                r.scores == first.scores
+                    && r.top.first() == first.top.first()
+                    && r.feature_l1 == first.feature_l1
+            });
+            if same {
+                out.push(format!(
+                    "all {} images got identical outputs: the model's outputs do not depend on \
+                     its input (untrained or broken weights?); the measures mean nothing",
+                    all.len()
+                ));
+            }
+        }
+        out
     }
 
     /// The mean of a method's measures over the OOD sets that have any.
@@ -127,11 +168,13 @@ impl RunResults {
 
     /// Top-1 and top-5 accuracy on the labelled ID images, and their count.
     pub fn id_accuracy(&self) -> Option<Accuracy> {
+        // Labels the model cannot output are left out (the engine says so).
+        let classes = self.info.as_ref()?.model.num_classes;
         let labelled: Vec<&ImageRecord> = self
             .records
             .first()?
             .iter()
-            .filter(|r| r.label.is_some())
+            .filter(|r| r.label.is_some_and(|l| l < classes))
             .collect();
         if labelled.is_empty() {
             return None;
@@ -181,8 +224,8 @@ impl RunResults {
                     })
                     .collect::<Vec<_>>();
                 MethodSummary {
-                    key: method.key().to_string(),
-                    label: method.label().to_string(),
+                    key: method.name().to_string(),
+                    label: method.row_label(),
                     params: method.clone(),
                     average: average(&ood.iter().map(|(_, m)| *m).collect::<Vec<_>>()),
                     ood,
@@ -197,12 +240,14 @@ impl RunResults {
             device: info.device.clone(),
             dtype: info.dtype.clone(),
             image_size: info.image_size,
+            preprocess: info.input.describe(),
             batch: info.batch,
             datasets,
             id_accuracy: self.id_accuracy(),
             methods,
             elapsed_secs: self.elapsed_secs,
             cancelled: self.finished.unwrap_or(true),
+            warnings: self.warnings(),
         })
     }
 }
@@ -259,12 +304,16 @@ pub struct Summary {
     pub device: String,
     pub dtype: String,
     pub image_size: usize,
+    /// The preprocessing in words (`InputSpec::describe`).
+    pub preprocess: String,
     pub batch: usize,
     pub datasets: Vec<DatasetSummary>,
     pub id_accuracy: Option<Accuracy>,
     pub methods: Vec<MethodSummary>,
     pub elapsed_secs: f64,
     pub cancelled: bool,
+    /// [`RunResults::warnings`]: numbers not to be trusted, and why.
+    pub warnings: Vec<String>,
 }
 
 impl Summary {
@@ -298,6 +347,7 @@ impl Summary {
             "device": self.device,
             "dtype": self.dtype,
             "image_size": self.image_size,
+            "preprocess": self.preprocess,
             "batch": self.batch,
             "datasets": self.datasets.iter().map(|d| json!({
                 "name": d.name,
@@ -314,6 +364,7 @@ impl Summary {
             "methods": Value::Object(methods),
             "elapsed_secs": self.elapsed_secs,
             "cancelled": self.cancelled,
+            "warnings": self.warnings,
         })
     }
 }
@@ -345,7 +396,7 @@ pub fn write_scores_csv(path: &Path, results: &RunResults) -> Result<()> {
         "top1".into(),
         "top1_prob".into(),
     ];
-    header.extend(info.methods.iter().map(|m| m.key().to_string()));
+    header.extend(info.methods.iter().map(|m| m.name().to_string()));
     let io = |e| Error::io(path, e);
     writeln!(w, "{}", header.join(",")).map_err(io)?;
     for (d, records) in results.records.iter().enumerate() {

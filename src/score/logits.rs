@@ -43,3 +43,43 @@ pub fn gradnorm(logits: &Tensor, feature: &Tensor, temperature: f64) -> Result<T
     let (term, l1) = gradnorm_factors(logits, feature, temperature)?;
     (term * l1)? / temperature
 }
+
+/// A score of the logits (and feature) alone, ready to run.
+struct LogitScore<F>(F);
+
+impl<F> super::Score for LogitScore<F>
+where
+    F: Fn(&Tensor, &Tensor) -> Result<Tensor> + Send + Sync,
+{
+    fn score(&self, f: &super::Forward) -> crate::error::Result<Tensor> {
+        Ok((self.0)(f.logits, f.feature)?)
+    }
+}
+
+type Prepared = crate::error::Result<Box<dyn super::Score>>;
+
+fn temperature(m: &super::Method) -> f64 {
+    m.number("temperature").unwrap_or(1.0)
+}
+
+pub(crate) fn prepare_msp(_: &super::Method, _: &super::Prepare) -> Prepared {
+    Ok(Box::new(LogitScore(|z: &Tensor, _: &Tensor| msp(z))))
+}
+
+pub(crate) fn prepare_max_logit(_: &super::Method, _: &super::Prepare) -> Prepared {
+    Ok(Box::new(LogitScore(|z: &Tensor, _: &Tensor| max_logit(z))))
+}
+
+pub(crate) fn prepare_energy(m: &super::Method, _: &super::Prepare) -> Prepared {
+    let t = temperature(m);
+    Ok(Box::new(LogitScore(move |z: &Tensor, _: &Tensor| {
+        energy(z, t)
+    })))
+}
+
+pub(crate) fn prepare_gradnorm(m: &super::Method, _: &super::Prepare) -> Prepared {
+    let t = temperature(m);
+    Ok(Box::new(LogitScore(move |z: &Tensor, h: &Tensor| {
+        gradnorm(z, h, t)
+    })))
+}

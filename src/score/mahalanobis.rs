@@ -14,7 +14,6 @@ use super::logistic::{self, Logistic};
 use crate::error::{Error, Result};
 use crate::model::Classifier;
 use candle_core::{DType, Device, Tensor, Var, D};
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -25,8 +24,14 @@ pub const MAGNITUDES: [f64; 7] = [0.0, 0.01, 0.005, 0.002, 0.0014, 0.001, 0.0005
 pub const FGSM_STEP: f64 = 0.05;
 
 /// What the parameters file says to identify `format`.
-const FORMAT: &str = "gradnorm-tui/mahalanobis";
-const VERSION: &str = "1";
+const KIND: super::params_file::Kind = super::params_file::Kind {
+    format: "gradnorm-tui/mahalanobis",
+    version: "1",
+    header: "params",
+    what: "Mahalanobis parameters file",
+    short: "Mahalanobis parameters",
+    make: "gradnorm-tui tune-mahalanobis",
+};
 
 /// One tap's Gaussian parameters on the device, with what the argmax over
 /// classes needs precomputed (in f64, then rounded once).
@@ -442,40 +447,11 @@ impl MahalanobisParams {
             regression: self.regression.clone(),
             provenance: self.provenance.clone(),
         };
-        let meta = HashMap::from([
-            ("format".to_string(), FORMAT.to_string()),
-            ("version".to_string(), VERSION.to_string()),
-            (
-                "params".to_string(),
-                serde_json::to_string(&header).map_err(|e| Error::data(path, e.to_string()))?,
-            ),
-        ]);
-        safetensors::serialize_to_file(tensors, Some(meta), path)
-            .map_err(|e| Error::data(path, format!("cannot write: {e}")))
+        super::params_file::write(path, &KIND, tensors, &header)
     }
 
     pub fn read(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let bad = |reason: String| Error::data(path, reason);
-        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
-            .map_err(|e| bad(format!("not a Mahalanobis parameters file: {e}")))?;
-        let meta = meta.metadata().clone().unwrap_or_default();
-        if meta.get("format").map(String::as_str) != Some(FORMAT) {
-            return Err(bad(
-                "not a Mahalanobis parameters file (make one with `gradnorm-tui tune-mahalanobis`)"
-                    .into(),
-            ));
-        }
-        if meta.get("version").map(String::as_str) != Some(VERSION) {
-            return Err(bad(format!(
-                "Mahalanobis parameters version {:?}, this build reads {VERSION}",
-                meta.get("version")
-            )));
-        }
-        let header: Header = serde_json::from_str(meta.get("params").map_or("", |s| s))
-            .map_err(|e| bad(format!("bad `params` metadata: {e}")))?;
-        let mut tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
-            .map_err(|e| bad(e.to_string()))?;
+        let (header, mut tensors): (Header, _) = super::params_file::read(path, &KIND)?;
         let layers = header.model.tap_dims.len();
         let mut means = Vec::with_capacity(layers);
         let mut precisions = Vec::with_capacity(layers);
@@ -502,10 +478,13 @@ impl MahalanobisParams {
             }
         }
         if header.regression.weights.len() != layers {
-            return Err(bad(format!(
-                "{} regression weights for {layers} layers",
-                header.regression.weights.len()
-            )));
+            return Err(Error::data(
+                path,
+                format!(
+                    "{} regression weights for {layers} layers",
+                    header.regression.weights.len()
+                ),
+            ));
         }
         Ok(MahalanobisParams {
             model: header.model,
@@ -628,4 +607,33 @@ impl Mahalanobis {
         let p = (z.neg()?.exp()? + 1.0)?.recip()?;
         Ok(p.neg()?.to_dtype(DType::F32)?)
     }
+}
+
+impl super::Score for Mahalanobis {
+    fn needs_taps(&self) -> bool {
+        true
+    }
+
+    fn tracks_input(&self) -> bool {
+        self.magnitude() != 0.0
+    }
+
+    fn score(&self, f: &super::Forward) -> Result<Tensor> {
+        match f.x_var {
+            Some(xv) if self.magnitude() != 0.0 => self.score_tracked(f.model, f.x, xv, f.taps),
+            _ => self.score_taps(f.taps),
+        }
+    }
+}
+
+/// Mahalanobis as a registry method: its parameters file, checked against
+/// the model.
+pub(crate) fn prepare(m: &super::Method, ctx: &super::Prepare) -> Result<Box<dyn super::Score>> {
+    let path = m.path("params").unwrap_or(Path::new(""));
+    if path.as_os_str().is_empty() {
+        return Err(Error::Invalid(
+            "mahalanobis needs its parameters file (mahalanobis:params=FILE or --mahalanobis-params FILE, from tune-mahalanobis)".into(),
+        ));
+    }
+    Ok(Box::new(Mahalanobis::load(path, ctx.model)?))
 }

@@ -3,27 +3,64 @@
 //! differentiate it, then add the passes on their nudged inputs).
 //! Everything stays on the device until one transfer per batch.
 
+pub mod fit;
+mod fitted;
 pub mod gaussian;
 pub mod logistic;
 pub mod logits;
 pub mod mahalanobis;
 pub mod method;
 pub mod odin;
+mod params_file;
+pub mod posthoc;
+pub mod registry;
 
-pub use method::Method;
+pub use method::{Method, SpecError, Value};
+pub use registry::{MethodDef, ParamDef, ParamKind};
 
 use crate::error::Result;
 use crate::model::Classifier;
 use candle_core::{DType, Tensor, Var, D};
 
-/// A method ready to run (Mahalanobis parameters loaded on the device).
-enum Prepared {
-    Msp,
-    Odin { temperature: f64, epsilon: f64 },
-    Energy { temperature: f64 },
-    GradNorm { temperature: f64 },
-    MaxLogit,
-    Mahalanobis(Box<mahalanobis::Mahalanobis>),
+/// What preparing a method may read: the model (its head, device, taps)
+/// and the fit, when one was given.
+pub(crate) struct Prepare<'a> {
+    pub model: &'a dyn Classifier,
+    pub fit: Option<&'a fitted::FitCache<'a>>,
+}
+
+/// The shared forward pass of one batch, as every method sees it.
+pub(crate) struct Forward<'a> {
+    pub model: &'a dyn Classifier,
+    /// The batch as given.
+    pub x: &'a Tensor,
+    /// The batch as an autograd variable, when some method differentiates.
+    pub x_var: Option<&'a Var>,
+    /// The logits still attached to the graph (for input gradients).
+    pub tracked_logits: &'a Tensor,
+    /// Detached logits [B, C] and feature [B, D], f32.
+    pub logits: &'a Tensor,
+    pub feature: &'a Tensor,
+    /// Every tap, when some method asked for them.
+    pub taps: &'a [Tensor],
+}
+
+/// A method ready to run on one model: tensors loaded on its device.
+pub(crate) trait Score: Send + Sync {
+    /// Wants every tap of the forward pass.
+    fn needs_taps(&self) -> bool {
+        false
+    }
+    /// Differentiates the forward pass with respect to the input.
+    fn tracks_input(&self) -> bool {
+        false
+    }
+    /// The score of every image of the batch: [B].
+    fn score(&self, f: &Forward) -> Result<Tensor>;
+    /// What preparing it derived from the fit (a threshold, alpha).
+    fn stats(&self) -> Vec<(&'static str, f64)> {
+        Vec::new()
+    }
 }
 
 /// Per-image results of one batch.
@@ -55,69 +92,69 @@ impl BatchScores {
 }
 
 pub struct Scorer {
-    methods: Vec<Prepared>,
+    methods: Vec<Box<dyn Score>>,
+    /// Each method's column name.
+    names: Vec<String>,
     /// Temperature of the GradNorm factors reported with every image.
     anatomy_temperature: f64,
-    top_k: usize,
 }
 
+/// Top-k classes reported with every image.
+const TOP_K: usize = 5;
+
 impl Scorer {
-    /// Prepares `methods` for `model` (loads and checks Mahalanobis files).
+    /// Prepares `methods` for `model` (loads and checks parameter files).
     pub fn new(methods: &[Method], model: &dyn Classifier) -> Result<Self> {
-        let mut prepared = Vec::with_capacity(methods.len());
-        let mut anatomy_temperature = 1.0;
-        for m in methods {
-            prepared.push(match m {
-                Method::Msp => Prepared::Msp,
-                Method::Odin {
-                    temperature,
-                    epsilon,
-                } => Prepared::Odin {
-                    temperature: *temperature,
-                    epsilon: *epsilon,
-                },
-                Method::Energy { temperature } => Prepared::Energy {
-                    temperature: *temperature,
-                },
-                Method::GradNorm { temperature } => {
-                    anatomy_temperature = *temperature;
-                    Prepared::GradNorm {
-                        temperature: *temperature,
-                    }
-                }
-                Method::MaxLogit => Prepared::MaxLogit,
-                Method::Mahalanobis { params } => {
-                    Prepared::Mahalanobis(Box::new(mahalanobis::Mahalanobis::load(params, model)?))
-                }
-            });
-        }
+        Self::with_fit(methods, model, None)
+    }
+
+    /// [`Scorer::new`] with the statistics of a fit set, which the
+    /// fit-based methods need.
+    pub fn with_fit(
+        methods: &[Method],
+        model: &dyn Classifier,
+        fit: Option<&fit::Fit>,
+    ) -> Result<Self> {
+        let cache = fit.map(fitted::FitCache::new);
+        let ctx = Prepare {
+            model,
+            fit: cache.as_ref(),
+        };
+        let prepared = methods
+            .iter()
+            .map(|m| (m.def().prepare)(m, &ctx))
+            .collect::<Result<Vec<_>>>()?;
+        // The anatomy follows the (last) GradNorm of the run.
+        let anatomy_temperature = methods
+            .iter()
+            .rev()
+            .filter(|m| m.key() == "gradnorm")
+            .find_map(|m| m.number("temperature"))
+            .unwrap_or(1.0);
         Ok(Scorer {
             methods: prepared,
+            names: methods.iter().map(|m| m.name().to_string()).collect(),
             anatomy_temperature,
-            top_k: 5,
         })
     }
 
-    pub fn with_top_k(mut self, k: usize) -> Self {
-        self.top_k = k;
-        self
+    /// What the methods derived from the fit: (method, statistic, value),
+    /// e.g. ReAct's threshold and ViM's alpha.
+    pub fn stats(&self) -> Vec<(String, &'static str, f64)> {
+        self.names
+            .iter()
+            .zip(&self.methods)
+            .flat_map(|(n, m)| m.stats().into_iter().map(move |(s, v)| (n.clone(), s, v)))
+            .collect()
     }
 
     /// Scores a batch `x` (f32 [B, 3, H, W] on the model's device).
     pub fn score(&self, model: &dyn Classifier, x: &Tensor) -> Result<BatchScores> {
-        // One forward pass serves every method: with all taps when
-        // Mahalanobis is asked for, tracked by autograd when ODIN (eps > 0)
-        // or Mahalanobis (magnitude > 0) differentiate it with respect to
-        // the input; the other scores read its values.
-        let taps_wanted = self
-            .methods
-            .iter()
-            .any(|m| matches!(m, Prepared::Mahalanobis(_)));
-        let tracked = self.methods.iter().any(|m| match m {
-            Prepared::Odin { epsilon, .. } => *epsilon != 0.0,
-            Prepared::Mahalanobis(m) => m.magnitude() != 0.0,
-            _ => false,
-        });
+        // One forward pass serves every method: with all taps when one asks
+        // for them, tracked by autograd when one differentiates it with
+        // respect to the input; the other scores read its values.
+        let taps_wanted = self.methods.iter().any(|m| m.needs_taps());
+        let tracked = self.methods.iter().any(|m| m.tracks_input());
         let x_var = if tracked {
             Some(Var::from_tensor(x)?)
         } else {
@@ -125,37 +162,25 @@ impl Scorer {
         };
         let input = x_var.as_ref().map_or(x, |v| v.as_tensor());
         let (out, taps) = if taps_wanted {
-            let (out, taps) = model.forward_taps(input)?;
-            (out, taps)
+            model.forward_taps(input)?
         } else {
             (model.forward(input)?, Vec::new())
         };
         let logits = &out.logits.detach();
         let feature = &out.feature.detach();
         let c = logits.dim(1)?;
-        let mut columns: Vec<Tensor> = Vec::with_capacity(self.methods.len());
+        let forward = Forward {
+            model,
+            x,
+            x_var: x_var.as_ref(),
+            tracked_logits: &out.logits,
+            logits,
+            feature,
+            taps: &taps,
+        };
+        let mut columns: Vec<Tensor> = Vec::with_capacity(self.methods.len() + 2);
         for m in &self.methods {
-            columns.push(match m {
-                Prepared::Msp => logits::msp(logits)?,
-                Prepared::Odin {
-                    temperature,
-                    epsilon,
-                } => match &x_var {
-                    Some(xv) if *epsilon != 0.0 => {
-                        odin::score_tracked(model, x, xv, &out.logits, *temperature, *epsilon)?
-                    }
-                    _ => logits::msp_at(logits, *temperature)?,
-                },
-                Prepared::Energy { temperature } => logits::energy(logits, *temperature)?,
-                Prepared::GradNorm { temperature } => {
-                    logits::gradnorm(logits, feature, *temperature)?
-                }
-                Prepared::MaxLogit => logits::max_logit(logits)?,
-                Prepared::Mahalanobis(m) => match &x_var {
-                    Some(xv) if m.magnitude() != 0.0 => m.score_tracked(model, x, xv, &taps)?,
-                    _ => m.score_taps(&taps)?,
-                },
-            });
+            columns.push(m.score(&forward)?.to_dtype(DType::F32)?);
         }
         let (term, l1) = logits::gradnorm_factors(logits, feature, self.anatomy_temperature)?;
         columns.push(term);
@@ -168,7 +193,7 @@ impl Scorer {
         let probs = candle_nn::ops::softmax(logits, D::Minus1)?
             .to_device(&candle_core::Device::Cpu)?
             .to_vec2::<f32>()?;
-        let k = self.top_k.min(c);
+        let k = TOP_K.min(c);
         let top = probs.iter().map(|p| top_k(p, k)).collect();
         let mut table = table.into_iter();
         let scores: Vec<Vec<f32>> = table.by_ref().take(self.methods.len()).collect();

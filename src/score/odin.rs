@@ -38,3 +38,37 @@ pub fn perturb(x: &Tensor, grad: &Tensor, step: f64) -> candle_core::Result<Tens
     let sign = grad.ge(0.0)?.to_dtype(x.dtype())?.affine(2.0, -1.0)?;
     x + (sign * step)?
 }
+
+/// ODIN as a registry method: one pass at epsilon 0, else the tracked pass
+/// plus one on the nudged input.
+struct Odin {
+    temperature: f64,
+    epsilon: f64,
+}
+
+impl super::Score for Odin {
+    fn tracks_input(&self) -> bool {
+        self.epsilon != 0.0
+    }
+
+    fn score(&self, f: &super::Forward) -> Result<Tensor> {
+        match f.x_var {
+            Some(xv) if self.epsilon != 0.0 => score_tracked(
+                f.model,
+                f.x,
+                xv,
+                f.tracked_logits,
+                self.temperature,
+                self.epsilon,
+            ),
+            _ => Ok(super::logits::msp_at(f.logits, self.temperature)?),
+        }
+    }
+}
+
+pub(crate) fn prepare(m: &super::Method, _: &super::Prepare) -> Result<Box<dyn super::Score>> {
+    Ok(Box::new(Odin {
+        temperature: m.number("temperature").unwrap_or(1000.0),
+        epsilon: m.number("epsilon").unwrap_or(0.0),
+    }))
+}

@@ -33,7 +33,9 @@ mod schema;
 
 pub use compare::{compare, Comparison, Delta};
 pub use merge::merge;
-pub use record::{fingerprint, spawn_recorded, Recorder};
+pub use record::{
+    fingerprint, spawn_recorded, spawn_recorder, OnStoreError, RecordedRun, Recorder,
+};
 
 use crate::error::{Error, Result};
 pub use crate::run::Shard;
@@ -178,7 +180,7 @@ impl Store {
                     count: c as usize,
                 }),
                 images: n as usize,
-                device: info.map(|i| i.device).unwrap_or(config.device),
+                device: info.map_or_else(|| config.device.into(), |i| i.device),
                 elapsed_secs: elapsed,
                 error,
             });

@@ -10,8 +10,8 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 /// An image's content fingerprint: its size and CRC-32, `SIZE-CRC`.
 pub fn fingerprint(path: &Path) -> Result<String> {
@@ -227,8 +227,11 @@ impl Recorder {
             "family": info.model.family,
             "classes": info.model.num_classes,
             "image_size": info.image_size,
-            "mean": info.model.input.mean,
-            "std": info.model.input.std,
+            // The preprocessing in effect (a `preprocess` preset changes
+            // every score), not the model's default.
+            "mean": info.input.mean,
+            "std": info.input.std,
+            "resize": info.input.resize,
             "dtype": info.dtype,
             "device": info.device,
             "nonce": if sha.is_none() { Some(format!("{}-{}", now(), std::process::id())) } else { None },
@@ -420,40 +423,118 @@ impl Recorder {
     }
 }
 
+/// What a recorded run does when the store cannot be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnStoreError {
+    /// Say so (a `Notice`) and go on unrecorded: the TUI, where the run on
+    /// screen matters more than its record.
+    Notice,
+    /// Stop the run after the batch in flight and end it with the error
+    /// (`Event::Failed`): `eval`, whose long runs are made for the record.
+    Stop,
+}
+
+/// A run on the engine's thread, recorded as it goes.
+pub struct RecordedRun {
+    pub handle: RunHandle,
+    /// The run's id in the store, set once the run has started.
+    pub run_id: Arc<OnceLock<i64>>,
+}
+
 /// Runs `config` through the engine on a background thread (as
 /// `engine::spawn`), recording it into the store in `dir`. A store that
 /// cannot be opened or written is reported as a `Notice`; the run goes on.
 pub fn spawn_recorded(config: RunConfig, dir: PathBuf) -> RunHandle {
-    engine::spawn_with(
+    let cancel = Arc::new(AtomicBool::new(false));
+    engine::spawn_work(
+        cancel,
         move |cancel: &Arc<AtomicBool>, emit: &mut dyn FnMut(Event)| {
             let recorder = Store::open(&dir).and_then(|s| Recorder::new(s, &config, None));
-            let recorder = match recorder {
-                Ok(r) => std::cell::RefCell::new(r),
+            match recorder {
+                Ok(r) => record(
+                    &config,
+                    r,
+                    OnStoreError::Notice,
+                    &OnceLock::new(),
+                    cancel,
+                    emit,
+                ),
                 Err(e) => {
                     emit(Event::Notice(format!("not recording this run: {e}")));
-                    return engine::run(&config, cancel, emit);
+                    engine::run(&config, cancel, emit)
                 }
-            };
-            let mut failed = false;
-            let mut known =
-                |d: usize, p: &Path, l: Option<usize>| recorder.borrow_mut().known(d, p, l);
-            let options = RunOptions {
-                shard: None,
-                known: Some(&mut known),
-            };
-            let result = engine::run_with(&config, options, cancel, &mut |event: Event| {
-                if !failed {
-                    if let Err(e) = recorder.borrow_mut().on(&event) {
-                        failed = true;
-                        emit(Event::Notice(format!("recording stopped: {e}")));
-                    }
-                }
-                emit(event);
-            });
-            if let Err(e) = &result {
-                let _ = recorder.borrow_mut().finish("failed", Some(&e.to_string()));
             }
-            result
         },
     )
+}
+
+/// Runs `config` (the shard the recorder was made for) on a background
+/// thread with the caller's cancel flag, recording it through `recorder`.
+pub fn spawn_recorder(
+    config: RunConfig,
+    recorder: Recorder,
+    on_error: OnStoreError,
+    cancel: Arc<AtomicBool>,
+) -> RecordedRun {
+    let run_id = Arc::new(OnceLock::new());
+    let id = run_id.clone();
+    let handle = engine::spawn_work(
+        cancel,
+        move |cancel: &Arc<AtomicBool>, emit: &mut dyn FnMut(Event)| {
+            record(&config, recorder, on_error, &id, cancel, emit)
+        },
+    );
+    RecordedRun { handle, run_id }
+}
+
+/// One engine run with `recorder` as its source of known records and the
+/// sink of its events.
+fn record(
+    config: &RunConfig,
+    recorder: Recorder,
+    on_error: OnStoreError,
+    run_id: &OnceLock<i64>,
+    cancel: &Arc<AtomicBool>,
+    emit: &mut dyn FnMut(Event),
+) -> Result<()> {
+    let shard = recorder.shard;
+    let recorder = std::cell::RefCell::new(recorder);
+    let mut store_error: Option<Error> = None;
+    let mut known = |d: usize, p: &Path, l: Option<usize>| recorder.borrow_mut().known(d, p, l);
+    let options = RunOptions {
+        shard,
+        known: Some(&mut known),
+    };
+    let result = engine::run_with(config, options, cancel, &mut |event: Event| {
+        if store_error.is_none() {
+            let mut r = recorder.borrow_mut();
+            match r.on(&event) {
+                Ok(()) => {
+                    if let Some(id) = r.run_id() {
+                        let _ = run_id.set(id);
+                    }
+                }
+                Err(e) => {
+                    match on_error {
+                        OnStoreError::Notice => {
+                            emit(Event::Notice(format!("recording stopped: {e}")));
+                        }
+                        OnStoreError::Stop => cancel.store(true, Ordering::Relaxed),
+                    }
+                    store_error = Some(e);
+                }
+            }
+        }
+        emit(event);
+    });
+    if let Err(e) = &result {
+        let _ = recorder.borrow_mut().finish("failed", Some(&e.to_string()));
+    }
+    result?;
+    match store_error {
+        Some(e) if on_error == OnStoreError::Stop => Err(Error::Invalid(format!(
+            "recording the run (what was computed is in --out): {e}"
+        ))),
+        _ => Ok(()),
+    }
 }

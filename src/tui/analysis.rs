@@ -4,8 +4,8 @@
 //! snapshot of the scores on a worker thread, a few times per second at
 //! most, so that rendering never sorts 50,000 scores.
 
-use crate::run::Role;
 use crate::metrics::{self, Measures, OperatingPoint};
+use crate::run::Role;
 use crate::run::RunResults;
 use std::sync::mpsc::{Receiver, Sender};
 
@@ -37,10 +37,8 @@ impl Snapshot {
         let temperature = info
             .methods
             .iter()
-            .find_map(|m| match m {
-                crate::score::Method::GradNorm { temperature } => Some(*temperature),
-                _ => None,
-            })
+            .filter(|m| m.key() == "gradnorm")
+            .find_map(|m| m.number("temperature"))
             .unwrap_or(1.0);
         let mut snap = Snapshot {
             temperature,
@@ -189,6 +187,59 @@ impl Analysis {
     }
 }
 
+/// How a threshold splits the two sets: images at or above it are taken
+/// for ID (the seed's rule).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Split {
+    pub id_kept: usize,
+    pub id_total: usize,
+    pub ood_accepted: usize,
+    pub ood_total: usize,
+}
+
+impl Split {
+    /// Ascending `id` and `ood` scores split at `threshold`.
+    pub fn at(id: &[f64], ood: &[f64], threshold: f64) -> Split {
+        let above = |v: &[f64]| v.len() - v.partition_point(|&x| x < threshold);
+        Split {
+            id_kept: above(id),
+            id_total: id.len(),
+            ood_accepted: above(ood),
+            ood_total: ood.len(),
+        }
+    }
+
+    pub fn tpr(&self) -> f64 {
+        self.id_kept as f64 / self.id_total.max(1) as f64
+    }
+
+    pub fn fpr(&self) -> f64 {
+        self.ood_accepted as f64 / self.ood_total.max(1) as f64
+    }
+}
+
+/// The standard error of an AUROC estimated from `n_id` and `n_ood` images
+/// (Hanley and McNeil, 1982): wide while few images are in.
+pub fn auroc_se(auroc: f64, n_id: usize, n_ood: usize) -> f64 {
+    let (a, n1, n2) = (auroc, n_id as f64, n_ood as f64);
+    if n1 < 1.0 || n2 < 1.0 {
+        return f64::NAN;
+    }
+    let q1 = a / (2.0 - a);
+    let q2 = 2.0 * a * a / (1.0 + a);
+    let v = (a * (1.0 - a) + (n1 - 1.0) * (q1 - a * a) + (n2 - 1.0) * (q2 - a * a)) / (n1 * n2);
+    v.max(0.0).sqrt()
+}
+
+/// The binomial standard error of a rate `p` measured on `n` images (the
+/// FPR at a fixed TPR, ignoring the threshold's own noise).
+pub fn rate_se(p: f64, n: usize) -> f64 {
+    if n == 0 {
+        return f64::NAN;
+    }
+    (p * (1.0 - p) / n as f64).max(0.0).sqrt()
+}
+
 fn sorted_finite(v: &[f64]) -> Vec<f64> {
     let mut s: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
     s.sort_by(f64::total_cmp);
@@ -263,7 +314,8 @@ pub struct Analyzer {
 }
 
 impl Analyzer {
-    pub fn new() -> Analyzer {
+    /// `wake` is told when an analysis is ready.
+    pub fn new(wake: super::wake::Wake) -> Analyzer {
         let (job_tx, job_rx) = std::sync::mpsc::channel::<Snapshot>();
         let (done_tx, done) = std::sync::mpsc::channel();
         std::thread::Builder::new()
@@ -276,6 +328,7 @@ impl Analyzer {
                     if done_tx.send(Analysis::compute(&snap)).is_err() {
                         break;
                     }
+                    wake.wake();
                 }
             })
             .expect("spawning the analysis thread");
@@ -311,15 +364,22 @@ impl Analyzer {
     }
 }
 
-impl Default for Analyzer {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn split_counts_at_or_above_and_errors_shrink_with_n() {
+        let id = [0.1, 0.5, 0.5, 0.9];
+        let ood = [0.0, 0.2, 0.5];
+        let s = Split::at(&id, &ood, 0.5);
+        assert_eq!((s.id_kept, s.ood_accepted), (3, 1));
+        assert_eq!((s.tpr(), s.fpr()), (0.75, 1.0 / 3.0));
+        // Hanley-McNeil at A = 0.9, 50 and 50 (computed by hand in Python).
+        assert!((auroc_se(0.9, 50, 50) - 0.032124).abs() < 1e-6);
+        assert!(auroc_se(0.9, 500, 500) < auroc_se(0.9, 50, 50) / 3.0);
+        assert!((rate_se(0.5, 100) - 0.05).abs() < 1e-12);
+    }
 
     #[test]
     fn density_matches_histogram() {

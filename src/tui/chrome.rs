@@ -2,6 +2,7 @@
 //! hints footer, the help overlay, confirmations, and the too-small notice.
 
 use super::app::{App, Level, Overlay, Screen, Status};
+use super::keymap::{self, Mode};
 use super::theme;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Alignment, Constraint, Rect};
@@ -11,14 +12,20 @@ use ratatui::widgets::{Block, Clear, Paragraph, Widget, Wrap};
 
 pub fn header(app: &App, area: Rect, buf: &mut Buffer) {
     let mut spans = vec![Span::styled(" gradnorm-tui ", theme::title())];
+    let mut x = area.x + spans[0].width() as u16;
+    let mut at = [(0u16, 0u16); 5];
     for (i, s) in Screen::ALL.iter().enumerate() {
         let text = format!(" {} {} ", i + 1, s.tab());
+        let w = text.chars().count() as u16;
+        at[i] = (x, x + w.saturating_sub(1));
+        x += w;
         spans.push(if *s == app.screen {
             Span::styled(text, theme::selected().add_modifier(Modifier::BOLD))
         } else {
             Span::raw(text)
         });
     }
+    app.tabs.set(at);
     let tabs = Line::from(spans);
     let used = tabs.width() as u16;
     tabs.render(area, buf);
@@ -74,40 +81,9 @@ fn status_line(app: &App, short: bool) -> Line<'static> {
     }
 }
 
-/// Key hints of the screen in view: (key, what) pairs.
+/// Key hints of the mode in view: (keys, what) pairs, from the keymap.
 pub fn hints(app: &App) -> Vec<(&'static str, &'static str)> {
-    let mut h: Vec<(&str, &str)> = match app.screen {
-        Screen::Setup if app.setup.edit.is_some() => {
-            return vec![("Enter", "confirm"), ("Esc", "cancel"), ("Ctrl-U", "clear")]
-        }
-        Screen::Setup => vec![
-            ("↑↓", "move"),
-            ("←→", "choose"),
-            ("Space", "toggle"),
-            ("Enter", "edit"),
-            ("s", "start"),
-            ("w", "write config"),
-        ],
-        Screen::Dashboard => vec![
-            ("↑↓", "method"),
-            ("←→", "OOD set"),
-            ("Enter", "misdetections"),
-        ],
-        Screen::Anatomy => vec![("←→", "OOD set")],
-        Screen::Browser => vec![
-            ("↑↓", "move"),
-            ("s", "sort"),
-            ("d", "dataset"),
-            ("x", "misdetections"),
-            ("m", "method"),
-            ("o", "OOD set"),
-        ],
-    };
-    if app.running() {
-        h.push(("c", "cancel run"));
-    }
-    h.extend([("Tab", "screens"), ("?", "help"), ("q", "quit")]);
-    h
+    keymap::hints(app.mode(), app.running())
 }
 
 pub fn footer(app: &App, area: Rect, buf: &mut Buffer) {
@@ -120,62 +96,57 @@ pub fn footer(app: &App, area: Rect, buf: &mut Buffer) {
         Line::styled(format!(" {text}"), style).render(area, buf);
         return;
     }
-    let mut spans = vec![Span::raw(" ")];
-    let mut used = 1usize;
-    for (k, what) in hints(app) {
-        let w = k.chars().count() + what.chars().count() + 4;
-        if used + w > area.width as usize {
-            break;
+    // The help and quit hints always show; others fill what is left, in
+    // order.
+    let all = hints(app);
+    let width = |(k, what): &(&str, &str)| k.chars().count() + what.chars().count() + 4;
+    let kept_last = all
+        .iter()
+        .filter(|(k, _)| matches!(*k, "?" | "q"))
+        .map(width)
+        .sum::<usize>();
+    let mut used = 1 + kept_last;
+    let mut shown = Vec::new();
+    for h in &all {
+        if matches!(h.0, "?" | "q") {
+            shown.push(*h);
+        } else if used + width(h) <= area.width as usize {
+            used += width(h);
+            shown.push(*h);
         }
+    }
+    let mut spans = vec![Span::raw(" ")];
+    for (k, what) in shown {
         spans.push(Span::styled(format!(" {k} "), theme::key()));
         spans.push(Span::raw(format!(" {what} ")));
-        used += w;
     }
     Line::from(spans).render(area, buf);
 }
 
-/// Every key, by screen.
-pub const HELP: &[(&str, &[(&str, &str)])] = &[
-    (
-        "Everywhere",
-        &[
-            ("1 2 3 4 / Tab", "setup, dashboard, anatomy, browser"),
-            ("m M / o O", "next, previous method / OOD set"),
-            ("c", "cancel the run (what was computed is kept)"),
-            ("q / Ctrl-C", "quit (q asks while a run is going)"),
-        ],
-    ),
-    (
-        "Setup",
-        &[
-            ("↑ ↓ / j k", "move between fields"),
-            (
-                "← → / h l",
-                "choose (checkpoint, model, ID set, device, dtype, batch)",
-            ),
-            ("Space", "toggle an OOD set or a method"),
-            ("Enter", "edit a value, type a path"),
-            ("s / w", "start the evaluation / write the config file"),
-        ],
-    ),
-    (
-        "Dashboard",
-        &[
-            ("↑ ↓ / ← →", "method / OOD set: re-plots at once"),
-            ("Enter", "browse the method's misdetections"),
-        ],
-    ),
-    (
-        "Browser",
-        &[
-            ("↑ ↓ PgUp PgDn g G", "move (the preview follows)"),
-            ("s / r", "sort by the method's score / reverse it"),
-            ("d", "filter to one dataset (cycles)"),
-            ("x", "misdetections at the 95%-TPR threshold"),
-            ("Esc", "clear the filters"),
-        ],
-    ),
-];
+/// The help's sections: the screen in view first, then the keys of every
+/// screen, all from the keymap.
+pub fn help_sections(screen: Screen) -> Vec<(&'static str, Vec<(&'static str, &'static str)>)> {
+    let here = Mode::of_screen(screen);
+    let mut modes = vec![here, Mode::Global];
+    if screen == Screen::Setup {
+        modes.push(Mode::Edit);
+    }
+    for m in [
+        Mode::Setup,
+        Mode::Dashboard,
+        Mode::Anatomy,
+        Mode::Browser,
+        Mode::Inspect,
+    ] {
+        if !modes.contains(&m) {
+            modes.push(m);
+        }
+    }
+    modes
+        .into_iter()
+        .map(|m| (m.title(), keymap::help(m)))
+        .collect()
+}
 
 fn centered(area: Rect, w: u16, h: u16) -> Rect {
     area.centered(
@@ -187,10 +158,16 @@ fn centered(area: Rect, w: u16, h: u16) -> Rect {
 pub fn overlay(app: &App, area: Rect, buf: &mut Buffer) {
     match app.overlay {
         None => {}
-        Some(Overlay::Help) => help(area, buf),
+        Some(Overlay::Help) => help(app, area, buf),
         Some(Overlay::ConfirmQuit) => {
             confirm("Quit?", "A run is going. Quit and cancel it?", area, buf)
         }
+        Some(Overlay::ConfirmReplace) => confirm(
+            "Replace the results?",
+            "A new run clears the results on screen (write them with eval --out to keep them).",
+            area,
+            buf,
+        ),
         Some(Overlay::ConfirmCancel) => confirm(
             "Cancel the run?",
             "The images scored so far are kept and stay browsable.",
@@ -200,27 +177,47 @@ pub fn overlay(app: &App, area: Rect, buf: &mut Buffer) {
     }
 }
 
-fn help(area: Rect, buf: &mut Buffer) {
+fn help(app: &App, area: Rect, buf: &mut Buffer) {
     let mut lines = Vec::new();
-    for (section, keys) in HELP {
-        lines.push(Line::styled(*section, theme::title()));
-        for (k, what) in *keys {
+    for (section, keys) in help_sections(app.screen) {
+        if !lines.is_empty() {
+            lines.push(Line::raw(""));
+        }
+        lines.push(Line::styled(section, theme::title()));
+        for (k, what) in keys {
             lines.push(Line::from(vec![
                 Span::styled(
-                    format!("  {k:<18}"),
+                    format!("  {k:<12}"),
                     Style::new().add_modifier(Modifier::BOLD),
                 ),
-                Span::raw(*what),
+                Span::raw(what),
             ]));
         }
     }
-    let h = lines.len() as u16 + 2;
-    let rect = centered(area, 78, h);
+    let rect = centered(area, 90, lines.len() as u16 + 2);
+    let inner_h = rect.height.saturating_sub(2) as usize;
+    let max_scroll = lines.len().saturating_sub(inner_h);
+    let scroll = app.help_scroll.min(max_scroll);
+    let more = if max_scroll > 0 {
+        format!(
+            " {}-{} of {} · ↑↓ scroll ",
+            scroll + 1,
+            scroll + inner_h,
+            lines.len()
+        )
+    } else {
+        String::new()
+    };
     Clear.render(rect, buf);
     Paragraph::new(lines)
+        .scroll((scroll as u16, 0))
         .block(
             Block::bordered()
-                .title(Span::styled(" Keys ", theme::title()))
+                .title(Span::styled(
+                    format!(" Keys · {} ", app.screen.title()),
+                    theme::title(),
+                ))
+                .title_bottom(Line::styled(more, theme::dim()).alignment(Alignment::Left))
                 .title_bottom(
                     Line::styled(" ? or Esc closes ", theme::dim()).alignment(Alignment::Right),
                 ),

@@ -1,8 +1,8 @@
 //! The TUI's configuration file: `engine::RunConfig` as TOML
 //! (`gradnorm-tui.toml` by default).
 
-use crate::run::RunConfig;
 use crate::error::{Error, Result};
+use crate::run::RunConfig;
 use std::path::{Path, PathBuf};
 
 /// The file read when no `--config` is given, in the working directory.
@@ -16,12 +16,22 @@ pub fn path(explicit: Option<&Path>) -> PathBuf {
 }
 
 pub fn load(path: &Path) -> Result<RunConfig> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    parse(&text).map_err(|reason| Error::data(path, reason))
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        Error::data(
+            path,
+            "a config file must be UTF-8 TOML text; this is not text",
+        )
+    })?;
+    parse(&text).map_err(|reason| Error::data(path, format!("config file: {reason}")))
 }
 
+/// Parses and validates a config (the types check each key; `validate`
+/// what spans keys).
 pub fn parse(text: &str) -> std::result::Result<RunConfig, String> {
-    toml::from_str(text).map_err(|e| e.to_string())
+    let config: RunConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+    config.validate().map_err(|e| e.to_string())?;
+    Ok(config)
 }
 
 pub fn to_toml(config: &RunConfig) -> std::result::Result<String, String> {

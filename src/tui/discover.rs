@@ -106,9 +106,23 @@ fn is_list_file(p: &Path) -> bool {
     p.is_file()
         && p.extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("txt") || e.eq_ignore_ascii_case("lst"))
-        && !p
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().eq_ignore_ascii_case("README.txt"))
+        && names_images(p)
+}
+
+/// Whether a text file lists images: its first line names an image file
+/// (so `classes.txt` or a README is not taken for a dataset).
+fn names_images(p: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 4096];
+    let Ok(n) = std::fs::File::open(p).and_then(|mut f| f.read(&mut head)) else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&head[..n]);
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .and_then(|l| l.split_whitespace().next())
+        .is_some_and(crate::data::dataset::is_image_name)
 }
 
 /// A short dataset name from a path: the folder's name, or the list
@@ -145,7 +159,8 @@ pub struct Counter {
 }
 
 impl Counter {
-    pub fn new() -> Counter {
+    /// `wake` is told when a count is ready.
+    pub fn new(wake: super::wake::Wake) -> Counter {
         let (jobs, job_rx) = std::sync::mpsc::channel::<(PathBuf, Option<PathBuf>)>();
         let (done_tx, done) = std::sync::mpsc::channel();
         std::thread::Builder::new()
@@ -159,6 +174,7 @@ impl Counter {
                     if done_tx.send((path, c)).is_err() {
                         break;
                     }
+                    wake.wake();
                 }
             })
             .expect("spawning the counting thread");
@@ -173,11 +189,5 @@ impl Counter {
 
     pub fn poll(&self) -> Vec<(PathBuf, Count)> {
         self.done.try_iter().collect()
-    }
-}
-
-impl Default for Counter {
-    fn default() -> Self {
-        Self::new()
     }
 }

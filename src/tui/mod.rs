@@ -2,23 +2,29 @@
 //! starts runs through a `Launcher`, folds the engine's `Event`s into
 //! `store::RunResults`, and draws from that and its own view state.
 //!
-//! - `app`: state and input; `analysis`: metrics off the UI thread;
-//! - `setup`, `dashboard`, `anatomy`, `browser`: the four screens;
+//! - `app`: state and what actions do; `keymap`: every key, once (dispatch,
+//!   footer, help); `analysis`: metrics off the UI thread;
+//! - `screens/`: setup, dashboard, anatomy, browser;
 //! - `chrome`: tabs, footer, help, confirmations; `preview`: images;
-//! - `discover`, `config`, `session`: files found, the TOML, runs.
+//! - `picker`: popup lists and path completion for the form;
+//! - `discover`, `config`, `session`: files found, the TOML, runs;
+//! - the event loop below: one `tokio::select!` over the terminal's events,
+//!   the workers' wake-ups and a tick.
 
 pub mod analysis;
-pub mod anatomy;
 pub mod app;
-pub mod browser;
 pub mod chrome;
 pub mod config;
-pub mod dashboard;
 pub mod discover;
+pub mod keymap;
+pub mod picker;
 pub mod preview;
+pub mod screens;
 pub mod session;
-pub mod setup;
 pub mod theme;
+pub mod wake;
+
+pub use screens::{anatomy, browser, dashboard, inspect, setup};
 
 pub use app::{App, Level, Overlay, Screen, Status};
 pub use session::{Launcher, RunSession};
@@ -29,8 +35,9 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::widgets::Widget;
 use std::time::{Duration, Instant};
 
-/// How long the loop waits for input before polling the run again.
-const POLL: Duration = Duration::from_millis(50);
+/// The loop's tick: the analysis may be due (it is throttled), and a
+/// running run's header (rate, ETA) is redrawn at least this often.
+const TICK: Duration = Duration::from_millis(250);
 /// While a run goes, redraw at least this often even when nothing arrived.
 const IDLE_REDRAW: Duration = Duration::from_millis(500);
 
@@ -61,26 +68,48 @@ impl Widget for &App {
                 ood: self.ood_dataset(),
             }
             .render(body, buf),
+            Screen::Inspect => inspect::render(self, body, buf),
         }
         chrome::footer(self, foot, buf);
         chrome::overlay(self, body.union(foot), buf);
+        if self.no_color {
+            // NO_COLOR (no-color.org): bold, reverse and underline still
+            // mark what colour would.
+            for y in area.top()..area.bottom() {
+                for x in area.left()..area.right() {
+                    if let Some(cell) = buf.cell_mut((x, y)) {
+                        cell.fg = ratatui::style::Color::Reset;
+                        cell.bg = ratatui::style::Color::Reset;
+                    }
+                }
+            }
+        }
     }
 }
 
-/// The image protocol: the terminal's best (queried once the alternate
-/// screen is up), or half-blocks with `GRADNORM_TUI_IMAGES=halfblocks`, or
-/// none with `=off`.
-fn previews() -> preview::Previews {
+/// The image protocol: half-blocks with `GRADNORM_TUI_IMAGES=halfblocks`,
+/// none with `=off`, else the terminal's best, asked once the alternate
+/// screen is up. Under tmux or screen the answer takes the query's whole
+/// timeout (2 s) and swallows the keys typed meanwhile, so there the query
+/// is only made with `=query`, and half-blocks are used.
+fn previews(wake: wake::Wake) -> preview::Previews {
     use ratatui_image::picker::Picker;
-    match std::env::var("GRADNORM_TUI_IMAGES").as_deref() {
-        Ok("off") => preview::Previews::off(),
-        Ok("halfblocks") => preview::Previews::threaded(Picker::halfblocks()),
+    let setting = std::env::var("GRADNORM_TUI_IMAGES").unwrap_or_default();
+    let multiplexed = std::env::var_os("TMUX").is_some()
+        || std::env::var("TERM").is_ok_and(|t| t.starts_with("screen") || t.starts_with("tmux"));
+    match setting.as_str() {
+        "off" => preview::Previews::off(),
+        "halfblocks" => preview::Previews::threaded(Picker::halfblocks(), wake),
+        s if s != "query" && multiplexed => {
+            tracing::info!("under a terminal multiplexer: half-block previews, no query");
+            preview::Previews::threaded(Picker::halfblocks(), wake)
+        }
         _ => {
             let picker = Picker::from_query_stdio().unwrap_or_else(|e| {
                 tracing::info!("terminal graphics query failed, using half-blocks: {e}");
                 Picker::halfblocks()
             });
-            preview::Previews::threaded(picker)
+            preview::Previews::threaded(picker, wake)
         }
     }
 }
@@ -94,17 +123,24 @@ pub fn run(
     message: Option<(String, Level)>,
     start: bool,
 ) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()?;
     let mut terminal = ratatui::try_init()?;
+    crossterm::execute!(std::io::stdout(), crossterm::event::EnableMouseCapture)?;
     ui_thread_panics_only();
-    let previews = previews();
-    let mut app = App::new(setup, config_path, launcher, previews).threaded();
+    let (wake, notify) = wake::Wake::new();
+    let previews = previews(wake.clone());
+    let mut app = App::new(setup, config_path, launcher, previews).threaded(wake);
+    app.no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     if start {
         app.start();
     }
     if message.is_some() {
         app.message = message;
     }
-    let result = event_loop(&mut terminal, &mut app);
+    let result = runtime.block_on(event_loop(&mut terminal, &mut app, &notify));
+    let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture);
     ratatui::restore();
     result
 }
@@ -117,6 +153,7 @@ fn ui_thread_panics_only() {
     let restore_and_report = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         if std::thread::current().id() == ui {
+            let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture);
             restore_and_report(info);
         } else {
             let name = std::thread::current()
@@ -128,8 +165,25 @@ fn ui_thread_panics_only() {
     }));
 }
 
-fn event_loop(terminal: &mut ratatui::DefaultTerminal, app: &mut App) -> std::io::Result<()> {
-    use crossterm::event;
+/// The next terminal event (crossterm's `EventStream`, a futures `Stream`).
+async fn next_event(
+    events: &mut crossterm::event::EventStream,
+) -> Option<std::io::Result<crossterm::event::Event>> {
+    use futures_core::Stream;
+    std::future::poll_fn(|cx| std::pin::Pin::new(&mut *events).poll_next(cx)).await
+}
+
+/// One `select!` over the terminal's events, the workers' wake-ups (engine
+/// events, analyses, previews, counts) and a tick; after each, every
+/// channel is drained without blocking and the frame redrawn if needed.
+async fn event_loop(
+    terminal: &mut ratatui::DefaultTerminal,
+    app: &mut App,
+    notify: &tokio::sync::Notify,
+) -> std::io::Result<()> {
+    let mut events = crossterm::event::EventStream::new();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_draw = Instant::now() - IDLE_REDRAW;
     loop {
         if app.dirty || (app.running() && last_draw.elapsed() >= IDLE_REDRAW) {
@@ -138,14 +192,14 @@ fn event_loop(terminal: &mut ratatui::DefaultTerminal, app: &mut App) -> std::io
             last_draw = Instant::now();
             app.after_draw();
         }
-        if event::poll(POLL)? {
-            // Take every pending input before drawing again.
-            loop {
-                app.handle_event(event::read()?);
-                if app.should_quit || !event::poll(Duration::ZERO)? {
-                    break;
-                }
-            }
+        tokio::select! {
+            ev = next_event(&mut events) => match ev {
+                Some(Ok(ev)) => app.handle_event(ev),
+                Some(Err(e)) => return Err(e),
+                None => return Ok(()),
+            },
+            _ = notify.notified() => {}
+            _ = tick.tick() => {}
         }
         if app.should_quit {
             return Ok(());

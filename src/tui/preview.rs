@@ -37,7 +37,8 @@ pub struct Previews {
 }
 
 impl Previews {
-    pub fn threaded(picker: Picker) -> Previews {
+    /// `wake` is told when a preview is ready.
+    pub fn threaded(picker: Picker, wake: super::wake::Wake) -> Previews {
         let (jobs, job_rx) = std::sync::mpsc::channel::<Key>();
         let (done_tx, done) = std::sync::mpsc::channel::<Done>();
         let worker_picker = picker.clone();
@@ -53,6 +54,7 @@ impl Previews {
                     if done_tx.send((key, result)).is_err() {
                         break;
                     }
+                    wake.wake();
                 }
             })
             .expect("spawning the preview thread");
@@ -85,10 +87,6 @@ impl Previews {
     pub fn get(&self, path: &Path, size: Size) -> Option<&Result<Protocol, String>> {
         self.cache
             .get(&(path.to_path_buf(), size.width, size.height))
-    }
-
-    pub fn is_pending(&self, path: &Path, size: Size) -> bool {
-        self.pending.as_ref() == Some(&(path.to_path_buf(), size.width, size.height))
     }
 
     /// Asks for a preview (no-op when cached or already asked for).

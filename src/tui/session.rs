@@ -2,65 +2,74 @@
 //! running session whose events arrive on a channel. The real launcher is
 //! the engine's thread; tests plug in deterministic ones.
 
-use crate::engine::RunHandle;
+use super::wake::Wake;
 use crate::run::{Event, RunConfig};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
-/// Where a run's events come from: the engine's handle, or any channel.
-pub trait Source: Send {
-    fn events(&self) -> &Receiver<Event>;
-    fn cancel_flag(&self) -> &AtomicBool;
-}
-
-struct Channel {
-    events: Receiver<Event>,
-    cancel: Arc<AtomicBool>,
-}
-
-impl Source for Channel {
-    fn events(&self) -> &Receiver<Event> {
-        &self.events
-    }
-    fn cancel_flag(&self) -> &AtomicBool {
-        &self.cancel
-    }
-}
-
-impl Source for RunHandle {
-    fn events(&self) -> &Receiver<Event> {
-        &self.events
-    }
-    fn cancel_flag(&self) -> &AtomicBool {
-        &self.cancel
-    }
-}
-
 /// A run in progress: its events and its cancel flag. Dropping it (quitting)
 /// drops the engine's handle, which cancels the run.
 pub struct RunSession {
-    source: Box<dyn Source>,
+    events: Receiver<Event>,
+    cancel: Arc<AtomicBool>,
+    /// What must live as long as the session (the engine's handle).
+    _guard: Option<Box<dyn Send>>,
 }
 
 impl RunSession {
     /// A session fed by a channel (tests, other engines).
     pub fn new(events: Receiver<Event>, cancel: Arc<AtomicBool>) -> RunSession {
-        RunSession::from_source(Channel { events, cancel })
+        RunSession {
+            events,
+            cancel,
+            _guard: None,
+        }
     }
 
-    pub fn from_source(source: impl Source + 'static) -> RunSession {
+    /// The engine's run; dropping the session cancels it.
+    pub fn from_engine(mut handle: crate::engine::RunHandle) -> RunSession {
+        let (_, closed) = std::sync::mpsc::channel();
+        let events = std::mem::replace(&mut handle.events, closed);
         RunSession {
-            source: Box::new(source),
+            events,
+            cancel: handle.cancel.clone(),
+            _guard: Some(Box::new(handle)),
+        }
+    }
+
+    /// The same session with every event also waking the UI's loop: a
+    /// forwarding thread moves the events to a new channel and wakes `wake`
+    /// after each (and once when the run's channel closes).
+    pub fn waking(self, wake: Wake) -> RunSession {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let source = self.events;
+        std::thread::Builder::new()
+            .name("gradnorm-events".into())
+            .spawn(move || {
+                while let Ok(e) = source.recv() {
+                    if tx.send(e).is_err() {
+                        return;
+                    }
+                    wake.wake();
+                }
+                drop(tx);
+                wake.wake();
+            })
+            .expect("spawning the event forwarder");
+        RunSession {
+            events: rx,
+            cancel: self.cancel,
+            _guard: self._guard,
         }
     }
 
     pub fn events(&self) -> &Receiver<Event> {
-        self.source.events()
+        &self.events
     }
 
     pub fn cancel(&self) {
-        self.source.cancel_flag().store(true, Ordering::Relaxed);
+        self.cancel.store(true, Ordering::Relaxed);
     }
 }
 
@@ -96,5 +105,5 @@ where
 
 /// The engine on a background thread (`engine::spawn`).
 pub fn engine_launcher() -> impl Launcher {
-    |config: RunConfig| RunSession::from_source(crate::engine::spawn(config))
+    |config: RunConfig| RunSession::from_engine(crate::engine::spawn(config))
 }

@@ -59,19 +59,7 @@ pub fn count(n: usize) -> String {
     out
 }
 
-/// Seconds as m:ss or h:mm:ss.
-pub fn duration(secs: f64) -> String {
-    if !secs.is_finite() || secs < 0.0 {
-        return "-".into();
-    }
-    let s = secs.round() as u64;
-    let (h, m, s) = (s / 3600, (s / 60) % 60, s % 60);
-    if h > 0 {
-        format!("{h}:{m:02}:{s:02}")
-    } else {
-        format!("{m}:{s:02}")
-    }
-}
+pub use crate::run::report::duration;
 
 /// A score with as many decimals as the spread of the values it sits among
 /// needs (ODIN's scores at T = 1000 differ in the fourth decimal).

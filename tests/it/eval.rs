@@ -108,6 +108,7 @@ fn eval_writes_a_summary_and_scores_that_agree_with_the_logits() {
     let out = bin()
         .args([
             "eval",
+            "--no-store",
             "--device",
             "cpu",
             "--image-size",
@@ -171,7 +172,9 @@ fn eval_writes_a_summary_and_scores_that_agree_with_the_logits() {
         assert_eq!(d["evaluated"], 24);
         assert_eq!(d["skipped_count"], 0);
     }
-    assert!(summary["id_top1"].is_number());
+    // ImageNet labels for a 10-class model: no accuracy to speak of (the
+    // run says so instead of counting every image as a miss).
+    assert!(summary["id_top1"].is_null());
     let (header, rows) = read_csv(&out_dir.path().join("scores.csv"));
     assert_eq!(
         header,
@@ -279,6 +282,7 @@ fn unreadable_files_are_recorded_and_skipped() {
     let out = bin()
         .args([
             "eval",
+            "--no-store",
             "--json",
             "--device",
             "cpu",

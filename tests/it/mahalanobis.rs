@@ -114,13 +114,7 @@ fn layer_scores_equal_the_seeds_on_the_tiny_fixture() {
     let mut zero = params.clone();
     zero.magnitude = 0.0;
     zero.save(&path).unwrap();
-    let scorer = Scorer::new(
-        &[Method::Mahalanobis {
-            params: path.clone(),
-        }],
-        m.as_ref(),
-    )
-    .unwrap();
+    let scorer = Scorer::new(&[mahalanobis_method(&path)], m.as_ref()).unwrap();
     let got = scorer
         .score(m.as_ref(), &exp["input"])
         .unwrap()
@@ -142,14 +136,9 @@ fn layer_scores_equal_the_seeds_on_the_tiny_fixture() {
     params.save(&path).unwrap();
     let scorer = Scorer::new(
         &[
-            Method::Msp,
-            Method::Odin {
-                temperature: 1000.0,
-                epsilon: 0.002,
-            },
-            Method::Mahalanobis {
-                params: path.clone(),
-            },
+            Method::from_key("msp").unwrap(),
+            Method::with_params("odin", &[("temperature", 1000.0), ("epsilon", 0.002)]).unwrap(),
+            mahalanobis_method(&path),
         ],
         m.as_ref(),
     )
@@ -653,6 +642,7 @@ fn tune_then_eval_from_the_command_line() {
         .unwrap()
         .args([
             "eval",
+            "--no-store",
             "--device",
             "cpu",
             "--image-size",
@@ -760,4 +750,11 @@ fn logistic_regression_solves_mahalanobis_scaled_features() {
             );
         }
     }
+}
+
+/// Mahalanobis with the parameters file `path`.
+fn mahalanobis_method(path: &std::path::Path) -> Method {
+    let mut m = Method::from_key("mahalanobis").unwrap();
+    m.set("params", path.to_str().unwrap()).unwrap();
+    m
 }

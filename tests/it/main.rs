@@ -4,15 +4,20 @@
 
 mod common;
 
+mod bad_input;
 mod bit_model;
 mod data;
 mod demo;
 mod efficientnet;
 mod eval;
+mod fuzz_readers;
 mod mahalanobis;
+mod methods;
 mod metrics;
 mod scores;
 mod slurm;
 mod store;
+mod torchvision;
 mod tui;
 mod tui_tmux;
+mod tui_workbench;

@@ -33,18 +33,12 @@ fn vec1(t: &Tensor) -> Vec<f32> {
 fn scores_equal_the_seeds() {
     let Some((m, exp)) = fixture() else { return };
     let methods = vec![
-        Method::Msp,
-        Method::Energy { temperature: 1.0 },
-        Method::Odin {
-            temperature: 1000.0,
-            epsilon: 0.0,
-        },
-        Method::Odin {
-            temperature: 1000.0,
-            epsilon: 0.002,
-        },
-        Method::GradNorm { temperature: 1.0 },
-        Method::GradNorm { temperature: 2.0 },
+        Method::from_key("msp").unwrap(),
+        Method::with_params("energy", &[("temperature", 1.0)]).unwrap(),
+        Method::with_params("odin", &[("temperature", 1000.0), ("epsilon", 0.0)]).unwrap(),
+        Method::with_params("odin", &[("temperature", 1000.0), ("epsilon", 0.002)]).unwrap(),
+        Method::with_params("gradnorm", &[("temperature", 1.0)]).unwrap(),
+        Method::with_params("gradnorm", &[("temperature", 2.0)]).unwrap(),
     ];
     let keys = [
         "msp",

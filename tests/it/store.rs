@@ -16,6 +16,9 @@ fn bin() -> Command {
 /// Images per set; the last OOD set is a folder of this test's own (so a
 /// file in it can be swapped for a FIFO that blocks the run).
 const LIMIT: usize = 16;
+/// Images in `own/` (under LIMIT, so all of them run).
+const OWN: usize = 9;
+const BATCH: usize = 3;
 const METHODS: &str = "msp,energy,gradnorm,maxlogit";
 
 /// A test's data: the shared ImageNet sample (ID, labelled) and textures,
@@ -33,7 +36,7 @@ impl Setup {
         std::fs::create_dir_all(&own).unwrap();
         let mut cifar: Vec<PathBuf> = walk(&shared.join("data/ood/cifar10"));
         cifar.sort();
-        for (i, p) in cifar.iter().take(9).enumerate() {
+        for (i, p) in cifar.iter().take(OWN).enumerate() {
             std::fs::copy(p, own.join(format!("img{i:02}.png"))).unwrap();
         }
         Some(Setup { shared, tmp })
@@ -45,7 +48,7 @@ impl Setup {
 
     /// The file that a FIFO replaces in the interrupted runs (the last one).
     fn last(&self) -> PathBuf {
-        self.own().join("img08.png")
+        self.own().join(format!("img{:02}.png", OWN - 1))
     }
 
     pub fn dir(&self, name: &str) -> PathBuf {
@@ -56,13 +59,14 @@ impl Setup {
     /// `eval`'s flags for the tiny fixture on this test's sets (no store).
     pub fn eval_args(&self) -> Vec<String> {
         let limit = LIMIT.to_string();
+        let batch = BATCH.to_string();
         let mut args: Vec<String> = [
             "--device",
             "cpu",
             "--image-size",
             "64",
             "--batch",
-            "3",
+            &batch,
             "--workers",
             "1",
             "--limit",
@@ -116,7 +120,7 @@ impl Setup {
     }
 
     /// Replaces the last image of `own/` with a FIFO nobody writes to: a
-    /// run blocks when it reaches it, after the ID and textures batches.
+    /// run blocks when it reaches it (see `before_block`).
     fn block(&self) {
         std::fs::remove_file(self.last()).unwrap();
         let status = std::process::Command::new("mkfifo")
@@ -130,7 +134,7 @@ impl Setup {
         std::fs::remove_file(self.last()).unwrap();
         let mut cifar: Vec<PathBuf> = walk(&self.shared.join("data/ood/cifar10"));
         cifar.sort();
-        std::fs::copy(&cifar[8], self.last()).unwrap();
+        std::fs::copy(&cifar[OWN - 1], self.last()).unwrap();
     }
 }
 
@@ -206,8 +210,21 @@ fn recorded(store: &Path) -> usize {
         .unwrap_or(0)
 }
 
+/// Per set, the images a run blocked on the FIFO has recorded: the engine
+/// interleaves the sets in proportion to their sizes, and a batch arrives
+/// only once all of it has loaded, so the FIFO's batch never does and every
+/// batch before it does.
+fn before_block() -> Vec<usize> {
+    let order = gradnorm_tui::engine::interleave(&[LIMIT, LIMIT, OWN]);
+    let fifo = order.iter().position(|&o| o == (2, OWN - 1)).unwrap();
+    let loaded = &order[..fifo / BATCH * BATCH];
+    (0..3)
+        .map(|d| loaded.iter().filter(|o| o.0 == d).count())
+        .collect()
+}
+
 /// Starts a run that blocks on the FIFO and waits until every batch before
-/// it is committed (ID and textures: 2 * LIMIT images).
+/// it is committed.
 fn start_blocked(s: &Setup, store: &Path) -> std::process::Child {
     s.block();
     let mut child = s
@@ -220,7 +237,7 @@ fn start_blocked(s: &Setup, store: &Path) -> std::process::Child {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("eval ended before blocking: {status}");
         }
-        if recorded(store) >= 2 * LIMIT {
+        if recorded(store) >= before_block().iter().sum::<usize>() {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
@@ -241,7 +258,7 @@ fn killed_eval_resumes_to_the_uninterrupted_results() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     // The store opens and holds every batch committed before the kill.
-    assert_eq!(recorded(&killed), 2 * LIMIT);
+    assert_eq!(recorded(&killed), before_block().iter().sum::<usize>());
     let runs = bin()
         .args(["runs", "--store"])
         .arg(&killed)
@@ -266,33 +283,52 @@ fn killed_eval_resumes_to_the_uninterrupted_results() {
     );
 }
 
+#[cfg(unix)]
 #[test]
-fn sigterm_keeps_every_finished_batch() {
+fn sigterm_keeps_every_finished_batch_and_prints_the_partial_table() {
     let Some(s) = Setup::new() else {
         return;
     };
     let store = s.dir("term");
-    let child = start_blocked(&s, &store);
+    let mut child = start_blocked(&s, &store);
     let status = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    // A stop handler (when the binary has one) waits for the batch in
-    // flight, which here never comes: let it go.
-    s.unblock();
+    // Once eval says it is stopping, the cancel flag is set: the batch that
+    // the FIFO completes is then never taken.
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut said = String::new();
+    while !said.contains("stopping after the current batch") {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() == 0 {
+            break;
+        }
+        said.push_str(&line);
+    }
+    // The loader waits for its worker, which waits in open() for a writer
+    // of the FIFO: give it one (end of file, a skipped image). On a thread,
+    // as opening for writing waits for the reader in turn.
+    let fifo = s.last();
+    std::thread::spawn(move || drop(std::fs::OpenOptions::new().write(true).open(fifo)));
     let out = child.wait_with_output().unwrap();
-    eprintln!(
-        "after SIGTERM: {:?}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout)
-    );
-    assert!(recorded(&store) >= 2 * LIMIT);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    std::io::Read::read_to_string(&mut stderr, &mut said).unwrap();
+    assert_eq!(out.status.code(), Some(143), "{stdout}\n{said}");
+    assert!(said.contains("interrupted"), "{said}");
+    // The partial table is printed.
+    assert!(stdout.contains("| method"), "{stdout}");
+    let want = before_block();
+    assert_eq!(recorded(&store), want.iter().sum::<usize>());
     let json = report(&store, "latest", "json");
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-    assert_eq!(v["datasets"][0]["evaluated"], LIMIT);
-    assert_eq!(v["datasets"][1]["evaluated"], LIMIT);
+    assert_eq!(v["datasets"][0]["evaluated"], want[0]);
+    assert_eq!(v["datasets"][1]["evaluated"], want[1]);
     assert!(v["methods"]["gradnorm"]["ood"]["textures"]["auroc"].is_number());
+    // The run's own summary.json (what was computed) equals the store's.
+    let written = std::fs::read_to_string(store.join("out/summary.json")).unwrap();
+    assert_eq!(essentials(&written), essentials(&json));
 }
 
 #[test]

@@ -6,8 +6,8 @@
 use crate::common;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use gradnorm_tui::run::{DatasetInfo, Event, ImageRecord, Progress, Role, RunConfig, RunInfo};
 use gradnorm_tui::model::{Family, InputSpec, ModelInfo};
+use gradnorm_tui::run::{DatasetInfo, Event, ImageRecord, Progress, Role, RunConfig, RunInfo};
 use gradnorm_tui::score::Method;
 use gradnorm_tui::tui::browser::Sort;
 use gradnorm_tui::tui::discover::{self, Candidate, Count};
@@ -84,20 +84,17 @@ const SETS: [(&str, Role, &str, &str, usize); 3] = [
 ];
 const BATCH: usize = 16;
 
-fn methods() -> Vec<Method> {
+pub(crate) fn methods() -> Vec<Method> {
     vec![
-        Method::Msp,
-        Method::Odin {
-            temperature: 1000.0,
-            epsilon: 0.0,
-        },
-        Method::Energy { temperature: 1.0 },
-        Method::GradNorm { temperature: 1.0 },
-        Method::MaxLogit,
+        Method::from_key("msp").unwrap(),
+        Method::with_params("odin", &[("temperature", 1000.0), ("epsilon", 0.0)]).unwrap(),
+        Method::with_params("energy", &[("temperature", 1.0)]).unwrap(),
+        Method::with_params("gradnorm", &[("temperature", 1.0)]).unwrap(),
+        Method::from_key("maxlogit").unwrap(),
     ]
 }
 
-fn info() -> Arc<RunInfo> {
+pub(crate) fn info() -> Arc<RunInfo> {
     Arc::new(RunInfo {
         model: ModelInfo {
             name: "BiT-tiny".into(),
@@ -112,6 +109,7 @@ fn info() -> Arc<RunInfo> {
         device: "cpu".into(),
         dtype: "f32".into(),
         image_size: 64,
+        input: InputSpec::half(64),
         batch: BATCH,
         datasets: SETS
             .iter()
@@ -176,7 +174,7 @@ fn record(rng: &mut Rng, dataset: usize, i: usize) -> ImageRecord {
 
 /// The whole synthetic run as the engine would send it: Started, batches
 /// of records each followed by a Progress, Finished.
-fn run_events() -> Vec<Event> {
+pub(crate) fn run_events() -> Vec<Event> {
     let mut rng = Rng(2021);
     let total: usize = SETS.iter().map(|s| s.4).sum();
     let mut events = vec![Event::Started(info())];
@@ -236,25 +234,25 @@ fn enter_scratch() {
 
 // ---------------------------------------------------------------- helpers
 
-fn key(c: KeyCode) -> KeyEvent {
+pub(crate) fn key(c: KeyCode) -> KeyEvent {
     KeyEvent::new(c, KeyModifiers::NONE)
 }
 
-fn ch(c: char) -> KeyEvent {
+pub(crate) fn ch(c: char) -> KeyEvent {
     key(KeyCode::Char(c))
 }
 
-fn press(app: &mut App, keys: &[KeyEvent]) {
+pub(crate) fn press(app: &mut App, keys: &[KeyEvent]) {
     for k in keys {
         app.handle_key(*k);
     }
 }
 
-fn no_launch() -> Box<dyn gradnorm_tui::tui::Launcher> {
+pub(crate) fn no_launch() -> Box<dyn gradnorm_tui::tui::Launcher> {
     Box::new(|_cfg: RunConfig| -> RunSession { panic!("no run expected") })
 }
 
-fn candidates() -> Vec<Candidate> {
+pub(crate) fn candidates() -> Vec<Candidate> {
     vec![
         Candidate {
             name: "imagenet-val".into(),
@@ -279,7 +277,7 @@ fn candidates() -> Vec<Candidate> {
     ]
 }
 
-fn setup() -> SetupState {
+pub(crate) fn setup() -> SetupState {
     let mut s = SetupState::new(
         vec![
             "checkpoints/BiT-S-R101x1-flat-finetune.pth.tar".into(),
@@ -301,14 +299,14 @@ fn setup() -> SetupState {
     s
 }
 
-fn picker() -> ratatui_image::picker::Picker {
+pub(crate) fn picker() -> ratatui_image::picker::Picker {
     // Fixed protocol and font size: frames are the same on every terminal.
     let mut p = ratatui_image::picker::Picker::halfblocks();
     p.set_protocol_type(ratatui_image::picker::ProtocolType::Halfblocks);
     p
 }
 
-fn app() -> App {
+pub(crate) fn app() -> App {
     App::new(
         setup(),
         "gradnorm-tui.toml".into(),
@@ -318,7 +316,7 @@ fn app() -> App {
 }
 
 /// An app that has folded the first `n` events of the synthetic run.
-fn app_after(n: usize) -> App {
+pub(crate) fn app_after(n: usize) -> App {
     let mut app = app();
     for e in run_events().into_iter().take(n) {
         app.apply(e);
@@ -327,11 +325,11 @@ fn app_after(n: usize) -> App {
     app
 }
 
-fn finished_app() -> App {
+pub(crate) fn finished_app() -> App {
     app_after(usize::MAX)
 }
 
-fn draw(app: &mut App, w: u16, h: u16) -> String {
+pub(crate) fn draw(app: &mut App, w: u16, h: u16) -> String {
     let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
     t.draw(|f| f.render_widget(&*app, f.area())).unwrap();
     // The first frame places the preview; the second shows it.
@@ -342,7 +340,7 @@ fn draw(app: &mut App, w: u16, h: u16) -> String {
 
 const SIZES: [(u16, u16); 2] = [(120, 40), (80, 24)];
 
-fn snap(name: &str, app: &mut App) {
+pub(crate) fn snap(name: &str, app: &mut App) {
     for (w, h) in SIZES {
         let text = draw(app, w, h);
         insta::assert_snapshot!(format!("{name}_{w}x{h}"), text);
@@ -523,7 +521,7 @@ fn table_matches_the_seeds_measures() {
         info.datasets.truncate(2);
         info.datasets[0].count = id.len();
         info.datasets[1].count = ood.len();
-        info.methods = vec![Method::Msp];
+        info.methods = vec![Method::from_key("msp").unwrap()];
         let mut app = app();
         app.apply(Event::Started(Arc::new(info)));
         for (d, scores) in [(0usize, &id), (1, &ood)] {
@@ -647,11 +645,11 @@ fn filters_and_sorting() {
     for w in app.browser.rows.windows(2) {
         assert!(score(&app, w[0]) <= score(&app, w[1]));
     }
-    // The selection follows its image through a re-sort.
+    // A new sort shows its top: the selection goes to the first row.
     press(&mut app, &[key(KeyCode::Down), key(KeyCode::Down)]);
     let picked = app.browser.current().unwrap();
     press(&mut app, &[ch('s')]);
-    assert_eq!(app.browser.current(), Some(picked));
+    assert_eq!(app.browser.selected, 0);
     // Percentiles: the share of ID scores below, ties counted half.
     let (d, i) = picked;
     let v = app.results.records[d][i].scores[1] as f64;
@@ -780,7 +778,8 @@ fn setup_builds_the_config_and_writes_it_back() {
     s.on_key(ch(' '));
     edit(
         &mut s,
-        Row::Param(4, gradnorm_tui::tui::setup::Param::Temperature),
+        // GradNorm's first (only) parameter, its temperature.
+        Row::Param(4, 0),
         "2",
     );
     s.select(Row::Batch);
@@ -803,10 +802,16 @@ fn setup_builds_the_config_and_writes_it_back() {
         cfg.model.checkpoint.as_deref(),
         Some(Path::new("checkpoints/tiny.pth.tar"))
     );
-    assert!(cfg.methods.contains(&Method::GradNorm { temperature: 2.0 }));
-    assert!(cfg.methods.contains(&Method::MaxLogit));
+    assert!(cfg
+        .methods
+        .contains(&Method::with_params("gradnorm", &[("temperature", 2.0)]).unwrap()));
+    assert!(cfg.methods.contains(&Method::from_key("maxlogit").unwrap()));
     assert_eq!(
-        (cfg.batch, cfg.limit, cfg.image_size),
+        (
+            cfg.batch.get(),
+            cfg.limit.map(|l| l.get()),
+            cfg.image_size.map(|s| s.get())
+        ),
         (32, Some(25), Some(64))
     );
     assert_eq!(

@@ -149,6 +149,52 @@ fn assert_table_matches(
     }
 }
 
+/// The paper's four methods: (summary key, table label).
+const PAPER: [(&str, &str); 4] = [
+    ("msp", "MSP"),
+    ("odin", "ODIN"),
+    ("energy", "Energy"),
+    ("gradnorm", "GradNorm"),
+];
+
+/// `eval --json` in `work` on imagenet-val against textures with the
+/// paper's four methods on the CPU, plus `args`.
+fn eval_on_textures(
+    work: &Path,
+    data: &Path,
+    checkpoint: &Path,
+    args: &[&str],
+) -> serde_json::Value {
+    let out = Command::new(BIN)
+        .current_dir(work)
+        .args(["eval", "--no-store", "--json", "--device", "cpu"])
+        .args(["--methods", "msp,odin,energy,gradnorm"])
+        .args(args)
+        .arg("--checkpoint")
+        .arg(checkpoint)
+        .arg("--id")
+        .arg(data.join("imagenet-val/val_list.txt"))
+        .arg(format!(
+            "--ood=textures={}",
+            data.join("ood/textures").display()
+        ))
+        .arg("--out")
+        .arg(work.join("runs/eval"))
+        .output()
+        .unwrap();
+    common::assert_success(&out);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// ../shared, when tmux is installed too (else says why the test skips).
+fn shared_under_tmux() -> Option<std::path::PathBuf> {
+    if !Tmux::available() {
+        eprintln!("SKIPPED: tmux is not installed");
+        return None;
+    }
+    common::shared()
+}
+
 fn link(target: &Path, at: &Path) {
     std::fs::create_dir_all(at.parent().unwrap()).unwrap();
     std::os::unix::fs::symlink(target, at).unwrap();
@@ -156,11 +202,7 @@ fn link(target: &Path, at: &Path) {
 
 #[test]
 fn tui_end_to_end_under_tmux() {
-    if !Tmux::available() {
-        eprintln!("SKIPPED: tmux is not installed");
-        return;
-    }
-    let Some(shared) = common::shared() else {
+    let Some(shared) = shared_under_tmux() else {
         return;
     };
     let data = shared.join("data");
@@ -210,51 +252,23 @@ fn tui_end_to_end_under_tmux() {
     // The config file the menus wrote is the run's.
     let cfg = gradnorm_tui::tui::config::load(&work.join("gradnorm-tui.toml")).unwrap();
     assert_eq!(
-        (cfg.limit, cfg.image_size, cfg.batch),
+        (
+            cfg.limit.map(|l| l.get()),
+            cfg.image_size.map(|s| s.get()),
+            cfg.batch.get()
+        ),
         (Some(24), Some(64), 8)
     );
-    assert_eq!(cfg.device, "cpu");
+    assert_eq!(cfg.device, gradnorm_tui::run::Device::Cpu);
 
     // The same evaluation headless.
-    let out = Command::new(BIN)
-        .current_dir(work)
-        .args([
-            "eval",
-            "--json",
-            "--device",
-            "cpu",
-            "--image-size",
-            "64",
-            "--batch",
-            "8",
-        ])
-        .args(["--limit", "24", "--methods", "msp,odin,energy,gradnorm"])
-        .arg("--checkpoint")
-        .arg(&tiny)
-        .arg("--id")
-        .arg(data.join("imagenet-val/val_list.txt"))
-        .arg(format!(
-            "--ood=textures={}",
-            data.join("ood/textures").display()
-        ))
-        .arg("--out")
-        .arg(work.join("runs/eval"))
-        .output()
-        .unwrap();
-    common::assert_success(&out);
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_table_matches(
-        &screen,
-        &summary,
-        "textures",
-        &[
-            ("msp", "MSP"),
-            ("odin", "ODIN"),
-            ("energy", "Energy"),
-            ("gradnorm", "GradNorm"),
-        ],
-        "eval --json",
+    let summary = eval_on_textures(
+        work,
+        &data,
+        &tiny,
+        &["--image-size", "64", "--batch", "8", "--limit", "24"],
     );
+    assert_table_matches(&screen, &summary, "textures", &PAPER, "eval --json");
 
     // Browser: MSP's misdetections among the textures: FPR95 of 24 images.
     tmux.keys(&["4", "x", "d", "d"]);
@@ -287,7 +301,14 @@ fn demo_summary(dir: &Path) -> serde_json::Value {
     let out = Command::new(BIN)
         .current_dir(dir)
         .args([
-            "eval", "--demo", "--json", "--device", "cpu", "--batch", "50",
+            "eval",
+            "--no-store",
+            "--demo",
+            "--json",
+            "--device",
+            "cpu",
+            "--batch",
+            "50",
         ])
         .arg("--out")
         .arg(dir.join("runs/demo"))
@@ -348,4 +369,104 @@ fn tui_opens_and_runs_the_demo_under_tmux() {
     assert!(s.contains("EXITED 0"), "{s}");
     let alt = tmux.run(&["display-message", "-p", "-t", "main", "#{alternate_on}"]);
     assert_eq!(String::from_utf8_lossy(&alt.stdout).trim(), "0");
+}
+
+#[test]
+fn the_first_key_is_honoured_without_an_image_setting() {
+    if !Tmux::available() {
+        eprintln!("SKIPPED: tmux is not installed");
+        return;
+    }
+    // An empty folder (the setup screen), and no GRADNORM_TUI_IMAGES: the
+    // TUI picks its image protocol itself.
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path();
+    let command = format!(
+        "env -u GRADNORM_TUI_IMAGES GRADNORM_LOG={} {BIN}; echo EXITED $?; sleep 600",
+        work.join("tui.log").display()
+    );
+    let tmux = Tmux::start("firstkey", work, &command, 120, 40);
+    // At once, before the first frame: the key waits in the terminal's
+    // input and must reach the UI, not a graphics query.
+    tmux.keys(&["2"]);
+    let s = tmux.wait_for("the dashboard", |s| s.contains("No run yet"));
+    assert!(s.contains("2 Dashboard"), "{s}");
+    tmux.keys(&["q"]);
+    let s = tmux.wait_for("the TUI to exit", |s| s.contains("EXITED"));
+    assert!(s.contains("EXITED 0"), "{s}");
+}
+
+#[test]
+fn efficientnet_run_from_the_setup_screen_alone() {
+    let Some(shared) = shared_under_tmux() else {
+        return;
+    };
+    let data = shared.join("data");
+    let models = shared.join("models");
+    // Only datasets in the folder: no checkpoint found, no config file.
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path();
+    link(
+        &data.join("imagenet-val"),
+        &work.join("dataset/imagenet-val"),
+    );
+    link(&data.join("ood/textures"), &work.join("dataset/textures"));
+    let command = format!(
+        "env GRADNORM_TUI_IMAGES=halfblocks GRADNORM_LOG={} {BIN}; echo EXITED $?; sleep 600",
+        work.join("tui.log").display()
+    );
+    let tmux = Tmux::start("lite0", work, &command, 120, 40);
+    tmux.wait_for("the setup screen", |s| {
+        s.contains("Setup") && s.contains("1,200 images")
+    });
+
+    // Checkpoint: the list, a path typed and completed with Tab.
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the checkpoint list", |s| {
+        s.contains("none (random weights)")
+    });
+    tmux.keys(&[&format!("{}/eff", models.display()), "Tab", "Tab"]);
+    tmux.wait_for("the completed path", |s| {
+        s.contains("efficientnet-lite0.safetensors")
+    });
+    tmux.keys(&["Enter"]);
+    // Model: the list filtered by typing.
+    tmux.keys(&["Down", "Enter", "lite0"]);
+    tmux.wait_for("the filtered model list", |s| s.contains("1 of "));
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_for("the model chosen", |s| s.contains("‹ efficientnet-lite0 ›"));
+    assert!(s.contains("models/efficientnet-lite0/"), "{s}");
+    // Limit 8 per set, device cpu from its list.
+    tmux.keys(&["G", "Up", "Up", "Enter", "8", "Enter"]);
+    tmux.keys(&["Up", "Up", "Up", "Up", "Enter", "cpu", "Enter"]);
+    let s = tmux.wait_for("the settings", |s| {
+        s.contains("8 images per dataset") && s.contains("‹ cpu ›")
+    });
+    assert!(s.contains("Ready to start"), "{s}");
+    tmux.keys(&["s"]);
+    let screen = tmux.wait_for("the run to finish", |s| {
+        s.contains("finished in") && s.contains("ID imagenet-val (8) vs OOD textures (8)")
+    });
+    assert!(
+        !work.join("gradnorm-tui.toml").exists(),
+        "no config file was written"
+    );
+
+    let summary = eval_on_textures(
+        work,
+        &data,
+        &models.join("efficientnet-lite0/efficientnet-lite0.safetensors"),
+        &[
+            "--model",
+            "efficientnet-lite0",
+            "--batch",
+            "64",
+            "--limit",
+            "8",
+        ],
+    );
+    assert_table_matches(&screen, &summary, "textures", &PAPER, "eval --json");
+    tmux.keys(&["q"]);
+    let s = tmux.wait_for("the TUI to exit", |s| s.contains("EXITED"));
+    assert!(s.contains("EXITED 0"), "{s}");
 }

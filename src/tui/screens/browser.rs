@@ -1,16 +1,18 @@
 //! The image browser: every evaluated image, filtered and sorted, with its
 //! predictions, scores, ID percentiles and a preview.
 
-use super::analysis::Analysis;
-use super::preview::Previews;
-use super::theme;
-use crate::run::{ImageRecord, Role, RunInfo};
 use crate::run::RunResults;
+use crate::run::{ImageRecord, Role, RunInfo};
+use crate::tui::analysis::Analysis;
+use crate::tui::preview::Previews;
+use crate::tui::theme;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect, Size};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Paragraph, Widget, Wrap};
+use ratatui::widgets::{
+    Block, Paragraph, Scrollbar, ScrollbarOrientation, ScrollbarState, StatefulWidget, Widget, Wrap,
+};
 use std::cell::Cell;
 use std::path::Path;
 
@@ -150,8 +152,14 @@ impl BrowserState {
             }
             rows = keyed.into_iter().map(|(_, r)| r).collect();
         }
+        // New images keep the selection on its image; a new sort or filter
+        // shows its top.
+        let same_view = self.key.as_ref().is_some_and(|k| {
+            (k.dataset, k.misdetections, k.sort) == (key.dataset, key.misdetections, key.sort)
+        });
         self.rows = rows;
         self.selected = keep
+            .filter(|_| same_view)
             .and_then(|k| self.rows.iter().position(|r| *r == k))
             .unwrap_or(0);
         self.key = Some(key);
@@ -269,7 +277,23 @@ impl View<'_> {
             ));
         }
         title.push(Span::raw(" "));
-        let block = Block::bordered().title(Line::from(title));
+        let position = match s.rows.len() {
+            0 => String::new(),
+            n => format!(
+                " {}/{} ",
+                theme::count(s.selected.min(n - 1) + 1),
+                theme::count(n)
+            ),
+        };
+        let block = Block::bordered()
+            .title(Line::from(title))
+            .title_bottom(Line::styled(
+                " ≠: top-1 is not the label · ID pct: ID scores below ",
+                theme::dim(),
+            ))
+            .title_bottom(
+                Line::styled(position, theme::dim()).alignment(ratatui::layout::Alignment::Right),
+            );
         let inner = block.inner(area);
         block.render(area, buf);
         if inner.height < 2 {
@@ -333,15 +357,20 @@ impl View<'_> {
                 Role::Id => theme::ID,
                 Role::Ood => theme::OOD,
             });
+            // ≠: an ID image whose top-1 class is not its label.
             let top = match rec.top.first() {
-                Some(&(c, p)) if top_w > 0 => format!(
-                    "{:<top_w$} ",
+                Some(&(c, p)) if top_w > 0 => {
+                    let wrong = rec.label.is_some_and(|l| l != c);
                     format!(
-                        "{} {:.0}%",
-                        theme::fit(&short_name(info, c), top_w - 5),
-                        100.0 * p
+                        "{:<top_w$} ",
+                        format!(
+                            "{}{} {:.0}%",
+                            if wrong { "≠" } else { "" },
+                            theme::fit(&short_name(info, c), top_w - 5 - usize::from(wrong)),
+                            100.0 * p
+                        )
                     )
-                ),
+                }
                 _ => String::new(),
             };
             let score = rec.scores.get(self.method).map(|&v| v as f64);
@@ -383,6 +412,18 @@ impl View<'_> {
                 },
                 buf,
             );
+        }
+        if s.rows.len() > h {
+            let mut bar = ScrollbarState::new(s.rows.len()).position(s.selected);
+            let track = Rect {
+                y: area.y + 1,
+                height: area.height.saturating_sub(2),
+                ..area
+            };
+            Scrollbar::new(ScrollbarOrientation::VerticalRight)
+                .begin_symbol(None)
+                .end_symbol(None)
+                .render(track, buf, &mut bar);
         }
     }
 

@@ -4,12 +4,11 @@
 //! plane with the 95%-TPR threshold line, each factor's own distributions,
 //! and how well each factor alone separates the sets.
 
-use super::analysis::{self, Analysis};
-use super::app::App;
 use super::dashboard::Overlay;
-use super::theme;
 use crate::run::RunInfo;
-use crate::score::Method;
+use crate::tui::analysis::{self, Analysis};
+use crate::tui::app::App;
+use crate::tui::theme;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
@@ -60,6 +59,8 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             ood: od,
             marker: None,
             block: Block::bordered().title(title),
+            plot: None,
+            log: false,
         }
         .render(rect, buf);
     }
@@ -75,9 +76,7 @@ pub fn factor_name(f: usize) -> &'static str {
 }
 
 fn gradnorm_index(info: &RunInfo) -> Option<usize> {
-    info.methods
-        .iter()
-        .position(|m| matches!(m, Method::GradNorm { .. }))
+    info.methods.iter().position(|m| m.key() == "gradnorm")
 }
 
 fn log_points(app: &App, dataset: usize, n: usize) -> Vec<(f64, f64)> {

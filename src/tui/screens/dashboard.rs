@@ -1,11 +1,11 @@
 //! The live dashboard: progress, the score distributions of the method and
 //! OOD set in view with the 95%-TPR threshold, and the metrics table.
 
-use super::analysis::{self, Analysis};
-use super::app::{App, Status};
-use super::theme;
-use crate::run::{Role, RunInfo};
 use crate::metrics::Measures;
+use crate::run::{Role, RunInfo};
+use crate::tui::analysis::{self, Analysis};
+use crate::tui::app::{App, Status};
+use crate::tui::theme;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
@@ -19,8 +19,16 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         return;
     };
     let n_sets = info.datasets.len() as u16;
-    let top_h = (n_sets + 3).clamp(5, 9);
-    let table_h = (info.methods.len() as u16 + 4).min(area.height / 2);
+    // Short terminals give the histogram the progress panels' rows: the
+    // header keeps the run's progress and ETA, the plot's title the counts.
+    let top_h = if area.height < 30 {
+        0
+    } else {
+        (n_sets + 3).clamp(5, 9)
+    };
+    // One more line for the uncertainty while it is wide.
+    let table_h = (info.methods.len() as u16 + 4 + u16::from(uncertainty(app).is_some()))
+        .min(area.height / 2);
     let [top, chart, table] = Layout::vertical([
         Constraint::Length(top_h),
         Constraint::Fill(1),
@@ -193,6 +201,12 @@ pub struct Overlay<'a> {
     pub ood: &'a [f64],
     pub marker: Option<f64>,
     pub block: Block<'a>,
+    /// Told where the plot lies and the score range across it (the mouse
+    /// sets the threshold there).
+    pub plot: Option<&'a std::cell::Cell<(Rect, f64, f64)>>,
+    /// The values are natural logs of the scores: label the axis with the
+    /// scores themselves.
+    pub log: bool,
 }
 
 impl Overlay<'_> {
@@ -255,11 +269,31 @@ impl Overlay<'_> {
                 .style(Style::new().fg(theme::THRESHOLD))
                 .data(&thr_pts),
         ];
+        let y_top = format!("{:.0}%", 100.0 * ymax);
+        if let Some(cell) = self.plot {
+            // The chart's own layout: y labels and the axis on the left,
+            // x labels and the axis below.
+            let left = y_top.chars().count().max(2) as u16 + 1;
+            let plot = Rect {
+                x: inner.x + left,
+                width: inner.width.saturating_sub(left),
+                height: inner.height.saturating_sub(2),
+                ..inner
+            };
+            cell.set((plot, lo, hi));
+        }
         let span = hi - lo;
+        let label = |v: f64| {
+            if self.log {
+                theme::num(v.exp(), hi.exp() - lo.exp())
+            } else {
+                theme::num(v, span)
+            }
+        };
         let x_labels = vec![
-            Span::raw(theme::num(lo, span)),
-            Span::raw(theme::num((lo + hi) / 2.0, span)),
-            Span::raw(theme::num(hi, span)),
+            Span::raw(label(lo)),
+            Span::raw(label((lo + hi) / 2.0)),
+            Span::raw(label(hi)),
         ];
         Chart::new(datasets)
             .block(self.block)
@@ -272,10 +306,7 @@ impl Overlay<'_> {
             .y_axis(
                 Axis::default()
                     .bounds([0.0, ymax])
-                    .labels(vec![
-                        Span::raw("0%"),
-                        Span::raw(format!("{:.0}%", 100.0 * ymax)),
-                    ])
+                    .labels(vec![Span::raw("0%"), Span::raw(y_top)])
                     .style(theme::dim()),
             )
             .legend_position(None)
@@ -292,7 +323,19 @@ fn render_histogram(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
     let ood = app.ood_dataset();
     let id_scores = a.sorted(0, m);
     let ood_scores = ood.map(|d| a.sorted(d, m)).unwrap_or(&[]);
-    let point = ood.and_then(|d| a.point(m, d));
+    let threshold = app.current_threshold();
+    // A log axis for scores spanning decades (GradNorm's); only positive
+    // scores have one.
+    let positive =
+        id_scores.first().is_none_or(|&v| v > 0.0) && ood_scores.first().is_none_or(|&v| v > 0.0);
+    let log = app.log_scale && positive;
+    app.log_plot.set(log);
+    let ln = |v: &[f64]| v.iter().map(|x| x.ln()).collect::<Vec<f64>>();
+    let (id_plot, ood_plot) = if log {
+        (ln(id_scores), ln(ood_scores))
+    } else {
+        (id_scores.to_vec(), ood_scores.to_vec())
+    };
     let ood_name = ood.map(|d| info.datasets[d].name.as_str()).unwrap_or("-");
     let title = Line::from(vec![
         Span::styled(format!(" {} ", method.label()), theme::title()),
@@ -310,28 +353,44 @@ fn render_histogram(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
             Style::new().fg(theme::OOD),
         ),
     ]);
-    let bottom = match point {
-        Some(p) => {
+    let bottom = match threshold {
+        Some(t) => {
             let span = analysis::range(&[id_scores, ood_scores], &[]).map_or(0.0, |(l, h)| h - l);
+            let s = analysis::Split::at(id_scores, ood_scores, t);
+            let which = if app.threshold.is_some() {
+                "moved · t resets"
+            } else {
+                "95% TPR · [ ] move"
+            };
             Line::from(vec![
                 Span::styled(
-                    format!(" │ threshold {} ", theme::num(p.threshold, span)),
+                    format!(" │ threshold {} ", theme::num(t, span)),
                     Style::new().fg(theme::THRESHOLD),
                 ),
                 Span::raw(format!(
-                    "keeps {}% of ID, accepts {}% of OOD ",
-                    theme::pct(p.tpr),
-                    theme::pct(p.fpr)
+                    "({which}) · ID kept {}/{} = TPR {}% · OOD accepted {}/{} = FPR {}% ",
+                    theme::count(s.id_kept),
+                    theme::count(s.id_total),
+                    theme::pct(s.tpr()),
+                    theme::count(s.ood_accepted),
+                    theme::count(s.ood_total),
+                    theme::pct(s.fpr())
                 )),
             ])
         }
         None => Line::styled(" threshold: waiting for both sets ", theme::dim()),
     };
+    let mut block = Block::bordered().title(title).title_bottom(bottom);
+    if log {
+        block = block.title(Line::styled(" log scale (L) ", theme::dim()).right_aligned());
+    }
     Overlay {
-        id: id_scores,
-        ood: ood_scores,
-        marker: point.map(|p| p.threshold),
-        block: Block::bordered().title(title).title_bottom(bottom),
+        id: &id_plot,
+        ood: &ood_plot,
+        marker: threshold.map(|t| if log { t.ln() } else { t }),
+        block,
+        plot: Some(&app.plot),
+        log,
     }
     .render(area, buf);
 }
@@ -392,6 +451,36 @@ fn measures_of(a: &Analysis, m: usize, group: Option<usize>) -> Option<Measures>
         Some(d) => a.measures(m, d),
         None => a.average.get(m).copied().flatten(),
     }
+}
+
+/// The selected method's AUROC and FPR95 against the OOD set in view with
+/// one standard error each, while that error is at least 0.5 points (few
+/// images in): the numbers above are estimates until then.
+pub fn uncertainty(app: &App) -> Option<Line<'static>> {
+    let d = app.ood_dataset()?;
+    let m = app.analysis.measures(app.method, d)?;
+    let (n_id, n_ood) = (
+        app.analysis.sorted(0, app.method).len(),
+        app.analysis.sorted(d, app.method).len(),
+    );
+    let se_auroc = analysis::auroc_se(m.auroc, n_id, n_ood);
+    let se_fpr = analysis::rate_se(m.fpr95, n_ood);
+    // NaN (no images) or narrow: nothing to warn of.
+    if se_auroc.max(se_fpr).is_nan() || se_auroc.max(se_fpr) < 0.005 {
+        return None;
+    }
+    Some(Line::styled(
+        format!(
+            "  ± one standard error, {} ID and {} OOD images in: AUROC {} ± {} · FPR95 {} ± {}",
+            theme::count(n_id),
+            theme::count(n_ood),
+            theme::pct(m.auroc),
+            theme::pct(se_auroc),
+            theme::pct(m.fpr95),
+            theme::pct(se_fpr)
+        ),
+        theme::warn(),
+    ))
 }
 
 fn render_table(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
@@ -482,5 +571,6 @@ fn render_table(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
             line
         });
     }
+    lines.extend(uncertainty(app));
     Paragraph::new(lines).render(inner, buf);
 }

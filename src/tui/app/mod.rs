@@ -1,16 +1,19 @@
 //! The application state: what is shown, the run in progress and its
-//! results, and how keys and engine events change them. Rendering reads it
-//! (`impl Widget for &App` in `ui`); nothing here draws or blocks.
+//! results, and how engine events change them; `input` holds what keys,
+//! the mouse and actions do. Rendering reads it (`impl Widget for &App` in
+//! `tui`); nothing here draws or blocks.
+
+mod input;
 
 use super::analysis::{Analysis, Analyzer, Snapshot};
-use super::browser::{BrowserState, Sort};
+use super::browser::BrowserState;
 use super::discover::Counter;
 use super::preview::Previews;
 use super::session::{Launcher, RunSession};
-use super::setup::{SetupAction, SetupState};
+use super::setup::SetupState;
+use super::wake::Wake;
 use crate::run::Event;
 use crate::run::{Accuracy, RunResults};
-use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use ratatui::layout::Size;
 use std::path::PathBuf;
 use std::sync::mpsc::TryRecvError;
@@ -22,14 +25,16 @@ pub enum Screen {
     Dashboard,
     Anatomy,
     Browser,
+    Inspect,
 }
 
 impl Screen {
-    pub const ALL: [Screen; 4] = [
+    pub const ALL: [Screen; 5] = [
         Screen::Setup,
         Screen::Dashboard,
         Screen::Anatomy,
         Screen::Browser,
+        Screen::Inspect,
     ];
 
     pub fn title(self) -> &'static str {
@@ -38,6 +43,7 @@ impl Screen {
             Screen::Dashboard => "Dashboard",
             Screen::Anatomy => "GradNorm anatomy",
             Screen::Browser => "Browser",
+            Screen::Inspect => "Inspect",
         }
     }
 
@@ -49,7 +55,7 @@ impl Screen {
         }
     }
 
-    fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         Screen::ALL.iter().position(|s| *s == self).unwrap_or(0)
     }
 
@@ -58,7 +64,7 @@ impl Screen {
         match self {
             Screen::Setup => (60, 14),
             Screen::Dashboard | Screen::Anatomy => (70, 20),
-            Screen::Browser => (70, 16),
+            Screen::Browser | Screen::Inspect => (70, 16),
         }
     }
 }
@@ -68,6 +74,8 @@ pub enum Overlay {
     Help,
     ConfirmQuit,
     ConfirmCancel,
+    /// Start a new run over the results shown.
+    ConfirmReplace,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,11 +114,30 @@ pub struct App {
     pub method: usize,
     /// Position among the OOD datasets (not a dataset index).
     pub ood: usize,
+    /// The threshold the user moved to on the dashboard (None: the
+    /// 95%-TPR one of the method and OOD set in view).
+    pub threshold: Option<f64>,
+    /// Where the dashboard drew its plot and the score range across it
+    /// (for the mouse).
+    pub plot: std::cell::Cell<(ratatui::layout::Rect, f64, f64)>,
+    /// Whether the plot last drawn was on a log axis.
+    pub log_plot: std::cell::Cell<bool>,
+    /// Where the header drew each tab: (first column, last column).
+    pub tabs: std::cell::Cell<[(u16, u16); 5]>,
+    /// The Inspect screen's second method, as an offset from the first
+    /// (1: the next one).
+    pub second: usize,
     pub browser: BrowserState,
     pub previews: Previews,
     pub config_path: PathBuf,
     pub message: Option<(String, Level)>,
     pub should_quit: bool,
+    /// The dashboard's histogram on a log axis.
+    pub log_scale: bool,
+    /// Draw without colours (`NO_COLOR` set).
+    pub no_color: bool,
+    /// First line of the help overlay in view.
+    pub help_scroll: usize,
     /// Something changed since the last frame.
     pub dirty: bool,
     run: Option<RunSession>,
@@ -118,6 +145,8 @@ pub struct App {
     /// None: analyses are computed inline (tests).
     analyzer: Option<Analyzer>,
     counter: Option<Counter>,
+    /// Set when threaded: run sessions wake the loop too.
+    wake: Option<Wake>,
     /// Bumped per run, so a late analysis of an old run is dropped.
     generation: u64,
     analysed_generation: u64,
@@ -143,16 +172,25 @@ impl App {
             accuracy: None,
             method: 0,
             ood: 0,
+            threshold: None,
+            plot: Default::default(),
+            tabs: Default::default(),
+            log_plot: Default::default(),
+            second: 1,
             browser: BrowserState::default(),
             previews,
             config_path,
             message: None,
             should_quit: false,
+            help_scroll: 0,
+            no_color: false,
+            log_scale: false,
             dirty: true,
             run: None,
             launcher,
             analyzer: None,
             counter: None,
+            wake: None,
             generation: 0,
             analysed_generation: 0,
             submitted: (0, 0),
@@ -160,14 +198,16 @@ impl App {
         }
     }
 
-    /// Analyses and image counts on worker threads.
-    pub fn threaded(mut self) -> App {
-        self.analyzer = Some(Analyzer::new());
-        let counter = Counter::new();
+    /// Analyses and image counts on worker threads, and the run's events,
+    /// each waking the event loop through `wake`.
+    pub fn threaded(mut self, wake: Wake) -> App {
+        self.analyzer = Some(Analyzer::new(wake.clone()));
+        let counter = Counter::new(wake.clone());
         for (path, root) in self.setup.pending_counts() {
             counter.request(&path, root.as_deref());
         }
         self.counter = Some(counter);
+        self.wake = Some(wake);
         self
     }
 
@@ -211,12 +251,27 @@ impl App {
         self.dirty = true;
     }
 
-    /// Starts the run the setup form describes.
+    /// Starts the run the setup form describes; asks first when it would
+    /// replace results on screen.
     pub fn start(&mut self) {
         if self.running() {
             self.say("a run is going: cancel it first (c)", Level::Warn);
             return;
         }
+        if let Err(e) = self.setup.to_config() {
+            self.say(e, Level::Warn);
+            return;
+        }
+        if self.results.info.is_some() {
+            self.overlay = Some(Overlay::ConfirmReplace);
+            self.dirty = true;
+            return;
+        }
+        self.launch();
+    }
+
+    /// Starts the form's run, dropping the results shown.
+    pub(crate) fn launch(&mut self) {
         let config = match self.setup.to_config() {
             Ok(c) => c,
             Err(e) => {
@@ -232,7 +287,11 @@ impl App {
         self.browser.reset();
         self.method = 0;
         self.ood = 0;
-        self.run = Some(self.launcher.launch(config));
+        let session = self.launcher.launch(config);
+        self.run = Some(match &self.wake {
+            Some(w) => session.waking(w.clone()),
+            None => session,
+        });
         self.screen = Screen::Dashboard;
         self.say("evaluation started", Level::Info);
     }
@@ -407,192 +466,6 @@ impl App {
                     self.dirty = true;
                 }
             }
-        }
-    }
-
-    pub fn handle_event(&mut self, event: crossterm::event::Event) {
-        match event {
-            crossterm::event::Event::Key(k) if k.kind != KeyEventKind::Release => {
-                self.handle_key(k)
-            }
-            crossterm::event::Event::Resize(..) => self.dirty = true,
-            _ => {}
-        }
-    }
-
-    pub fn handle_key(&mut self, key: KeyEvent) {
-        self.dirty = true;
-        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
-        if ctrl && matches!(key.code, KeyCode::Char('c') | KeyCode::Char('q')) {
-            self.cancel();
-            self.should_quit = true;
-            return;
-        }
-        if let Some(overlay) = self.overlay {
-            self.on_overlay_key(overlay, key);
-            return;
-        }
-        if self.screen == Screen::Setup && self.setup.edit.is_some() {
-            let action = self.setup.on_key(key);
-            self.on_setup_action(action);
-            return;
-        }
-        self.message = None;
-        match key.code {
-            KeyCode::Char('?') | KeyCode::F(1) => self.overlay = Some(Overlay::Help),
-            KeyCode::Char('q') => {
-                if self.running() {
-                    self.overlay = Some(Overlay::ConfirmQuit);
-                } else {
-                    self.should_quit = true;
-                }
-            }
-            KeyCode::Char('c') if self.running() => self.overlay = Some(Overlay::ConfirmCancel),
-            KeyCode::Tab => self.screen = Screen::ALL[(self.screen.index() + 1) % 4],
-            KeyCode::BackTab => self.screen = Screen::ALL[(self.screen.index() + 3) % 4],
-            KeyCode::Char(c @ '1'..='4') => {
-                self.screen = Screen::ALL[c as usize - '1' as usize];
-            }
-            KeyCode::Char('m') => self.step_method(1),
-            KeyCode::Char('M') => self.step_method(-1),
-            KeyCode::Char('o') => self.step_ood(1),
-            KeyCode::Char('O') => self.step_ood(-1),
-            _ => match self.screen {
-                Screen::Setup => {
-                    let action = self.setup.on_key(key);
-                    self.on_setup_action(action);
-                }
-                Screen::Dashboard => self.on_dashboard_key(key),
-                Screen::Anatomy => self.on_anatomy_key(key),
-                Screen::Browser => self.on_browser_key(key),
-            },
-        }
-        self.sync_views();
-    }
-
-    fn on_overlay_key(&mut self, overlay: Overlay, key: KeyEvent) {
-        let yes = matches!(
-            key.code,
-            KeyCode::Char('y') | KeyCode::Char('Y') | KeyCode::Enter
-        );
-        match overlay {
-            Overlay::Help => {
-                if matches!(
-                    key.code,
-                    KeyCode::Esc
-                        | KeyCode::Char('?')
-                        | KeyCode::Char('q')
-                        | KeyCode::Enter
-                        | KeyCode::F(1)
-                ) {
-                    self.overlay = None;
-                }
-            }
-            Overlay::ConfirmQuit => {
-                self.overlay = None;
-                if yes {
-                    self.cancel();
-                    self.should_quit = true;
-                }
-            }
-            Overlay::ConfirmCancel => {
-                self.overlay = None;
-                if yes {
-                    self.cancel();
-                }
-            }
-        }
-    }
-
-    fn on_setup_action(&mut self, action: SetupAction) {
-        match action {
-            SetupAction::None => {}
-            SetupAction::Start => self.start(),
-            SetupAction::Save => self.save_config(),
-            SetupAction::Count(path, root) => match &self.counter {
-                Some(c) => c.request(&path, root.as_deref()),
-                None => {
-                    let count = match super::discover::count(&path, root.as_deref()) {
-                        Ok(n) => super::discover::Count::Images(n),
-                        Err(e) => super::discover::Count::Error(e.to_string()),
-                    };
-                    self.setup.set_count(&path, count);
-                }
-            },
-            SetupAction::Message(m) => self.say(m, Level::Warn),
-        }
-    }
-
-    pub fn step_method(&mut self, step: isize) {
-        let n = self.n_methods();
-        if n > 0 {
-            self.method = (self.method as isize + step).rem_euclid(n as isize) as usize;
-        }
-    }
-
-    pub fn step_ood(&mut self, step: isize) {
-        let n = self.ood_datasets().len();
-        if n > 0 {
-            self.ood = (self.ood as isize + step).rem_euclid(n as isize) as usize;
-        }
-    }
-
-    fn on_dashboard_key(&mut self, key: KeyEvent) {
-        match key.code {
-            KeyCode::Up | KeyCode::Char('k') => self.step_method(-1),
-            KeyCode::Down | KeyCode::Char('j') => self.step_method(1),
-            KeyCode::Left | KeyCode::Char('h') => self.step_ood(-1),
-            KeyCode::Right | KeyCode::Char('l') => self.step_ood(1),
-            KeyCode::Enter => {
-                self.browser.misdetections = true;
-                self.browser.dataset = None;
-                self.screen = Screen::Browser;
-            }
-            _ => {}
-        }
-    }
-
-    fn on_anatomy_key(&mut self, key: KeyEvent) {
-        match key.code {
-            KeyCode::Left | KeyCode::Char('h') | KeyCode::Up | KeyCode::Char('k') => {
-                self.step_ood(-1)
-            }
-            KeyCode::Right | KeyCode::Char('l') | KeyCode::Down | KeyCode::Char('j') => {
-                self.step_ood(1)
-            }
-            _ => {}
-        }
-    }
-
-    fn on_browser_key(&mut self, key: KeyEvent) {
-        let page = self.browser.page();
-        match key.code {
-            KeyCode::Up | KeyCode::Char('k') => self.browser.move_by(-1),
-            KeyCode::Down | KeyCode::Char('j') => self.browser.move_by(1),
-            KeyCode::PageUp => self.browser.move_by(-page),
-            KeyCode::PageDown | KeyCode::Char(' ') => self.browser.move_by(page),
-            KeyCode::Home | KeyCode::Char('g') => self.browser.selected = 0,
-            KeyCode::End | KeyCode::Char('G') => {
-                self.browser.selected = self.browser.rows.len().saturating_sub(1)
-            }
-            KeyCode::Char('s') => self.browser.sort = self.browser.sort.next(),
-            KeyCode::Char('r') => {
-                self.browser.sort = match self.browser.sort {
-                    Sort::Descending => Sort::Ascending,
-                    Sort::Ascending => Sort::Descending,
-                    Sort::Evaluation => Sort::Descending,
-                }
-            }
-            KeyCode::Char('d') => {
-                let n = self.results.info.as_ref().map_or(0, |i| i.datasets.len());
-                self.browser.cycle_dataset(n);
-            }
-            KeyCode::Char('x') => self.browser.misdetections = !self.browser.misdetections,
-            KeyCode::Esc => {
-                self.browser.misdetections = false;
-                self.browser.dataset = None;
-            }
-            _ => {}
         }
     }
 }

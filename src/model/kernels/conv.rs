@@ -1,0 +1,421 @@
+//! Dense k x k convolutions over NHWC: EfficientNet-Lite's stem (NCHW
+//! image in, NHWC out, + bias + ReLU6, saving candle's im2col and two layout
+//! copies) and BiT's convolutions as im2col blocks on gemm.
+
+use super::gemm::{matmul_acc, matmul_acc_par};
+use super::simd::{add, gemv, relu6};
+use super::{f32_slice, relu6_grad, Geometry};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+use std::sync::Arc;
+/// Dense convolution of an NCHW image (cin channels) to NHWC + bias + ReLU6;
+/// weights [k, k, cin, cout].
+pub(super) struct Stem {
+    g: Geometry,
+    cin: usize,
+    w: Arc<[f32]>,
+    b: Arc<[f32]>,
+}
+
+impl CustomOp1 for Stem {
+    fn name(&self) -> &'static str {
+        "nhwc-stem-relu6"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s, l, self.name())?;
+        let (g, cin, cout) = (self.g, self.cin, self.b.len());
+        let &[n, xc, h, w] = l.dims() else {
+            candle_core::bail!("stem: expected [B, C, H, W], got {:?}", l.dims())
+        };
+        if (xc, h, w) != (cin, g.h, g.w) {
+            candle_core::bail!(
+                "stem: input {:?} does not fit {g:?}, {cin} channels",
+                l.dims()
+            )
+        }
+        let (row, m) = (g.wo * cout, g.k * g.k * cin);
+        let mut out = vec![0f32; n * g.ho * row];
+        out.par_chunks_mut(row)
+            .enumerate()
+            .for_each_init(Vec::new, |patches, (r, o)| {
+                let (i, oy) = (r / g.ho, r % g.ho);
+                let img = &x[i * cin * h * w..(i + 1) * cin * h * w];
+                // The row's receptive fields [wo, (dy, dx, ci)], zero outside.
+                patches.clear();
+                patches.resize(g.wo * m, 0.0);
+                for dy in 0..g.k {
+                    let Some(iy) = g.in_row(oy, dy) else { continue };
+                    for dx in 0..g.k {
+                        let (lo, hi) = g.cols(dx);
+                        for ci in 0..cin {
+                            let xrow = &img[(ci * h + iy) * w..(ci * h + iy + 1) * w];
+                            let j = (dy * g.k + dx) * cin + ci;
+                            for ox in lo..hi {
+                                patches[ox * m + j] = xrow[ox * g.s + dx - g.pl];
+                            }
+                        }
+                    }
+                }
+                for (px, p) in o.chunks_exact_mut(cout).zip(patches.chunks_exact(m)) {
+                    px.copy_from_slice(&self.b);
+                    gemv(px, p, &self.w);
+                }
+                relu6(o);
+            });
+        Ok((CpuStorage::F32(out), Shape::from((n, g.ho, g.wo, cout))))
+    }
+
+    fn bwd(&self, arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let op = StemGrad {
+            g: self.g,
+            cin: self.cin,
+            w: self.w.clone(),
+            cout: self.b.len(),
+            n: arg.dim(0)?,
+        };
+        Ok(Some(
+            grad.contiguous()?
+                .apply_op2_no_bwd(&res.contiguous()?, &op)?,
+        ))
+    }
+}
+
+/// d input of [`Stem`] from (d output, output), NCHW.
+pub(super) struct StemGrad {
+    g: Geometry,
+    cin: usize,
+    cout: usize,
+    n: usize,
+    w: Arc<[f32]>,
+}
+
+impl CustomOp2 for StemGrad {
+    fn name(&self) -> &'static str {
+        "nhwc-stem-relu6-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let gpre = relu6_grad(
+            f32_slice(s1, l1, self.name())?,
+            f32_slice(s2, l2, self.name())?,
+        );
+        let (g, cin, cout) = (self.g, self.cin, self.cout);
+        let (plane, image) = (g.ho * g.wo * cout, cin * g.h * g.w);
+        let mut out = vec![0f32; self.n * image];
+        // One image per task: every output pixel scatters into cin rows.
+        out.par_chunks_mut(image).enumerate().for_each(|(i, gx)| {
+            let gp = &gpre[i * plane..(i + 1) * plane];
+            for oy in 0..g.ho {
+                for dy in 0..g.k {
+                    let Some(iy) = g.in_row(oy, dy) else { continue };
+                    for dx in 0..g.k {
+                        let (lo, hi) = g.cols(dx);
+                        for ox in lo..hi {
+                            let ix = ox * g.s + dx - g.pl;
+                            let gv = &gp[(oy * g.wo + ox) * cout..][..cout];
+                            for ci in 0..cin {
+                                let wk = &self.w[((dy * g.k + dx) * cin + ci) * cout..][..cout];
+                                let dot: f32 = gv.iter().zip(wk).map(|(a, b)| a * b).sum();
+                                gx[(ci * g.h + iy) * g.w + ix] += dot;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        Ok((CpuStorage::F32(out), Shape::from((self.n, cin, g.h, g.w))))
+    }
+}
+
+/// The stem convolution + bias + ReLU6 on the CPU: NCHW image in, NHWC out;
+/// weights [k, k, cin, cout]. Other float dtypes run in f32.
+pub(crate) fn stem_relu6(
+    x: &Tensor,
+    g: Geometry,
+    w: &Arc<[f32]>,
+    b: &Arc<[f32]>,
+) -> Result<Tensor> {
+    let dtype = x.dtype();
+    let op = Stem {
+        g,
+        cin: x.dim(1)?,
+        w: w.clone(),
+        b: b.clone(),
+    };
+    x.to_dtype(candle_core::DType::F32)?
+        .contiguous()?
+        .apply_op1(op)?
+        .to_dtype(dtype)
+}
+
+/// Output pixels per im2col block: patches of about 4 MB, and at least one
+/// block per thread.
+pub(super) fn block_rows(m: usize, patch: usize) -> usize {
+    let cap = ((1usize << 20) / patch.max(1)).max(16);
+    let per_thread = m.div_ceil(rayon::current_num_threads()).max(1);
+    cap.min(per_thread)
+}
+
+/// Dense k x k convolution of NHWC f32 without bias: weights [k, k, cin,
+/// cout] (rows (dy, dx, ci)). Blocks of output pixels are unfolded into
+/// their receptive fields (im2col) and multiplied on gemm, a block per task.
+pub(super) struct Conv {
+    g: Geometry,
+    cin: usize,
+    cout: usize,
+    w: Arc<[f32]>,
+}
+
+impl Conv {
+    fn patch_len(&self) -> usize {
+        self.g.k * self.g.k * self.cin
+    }
+
+    /// The receptive field of output pixel (oy, ox) of image `img` [h, w,
+    /// cin] as one row [(dy, dx, ci)], zeros outside.
+    fn patch(&self, img: &[f32], oy: usize, ox: usize, dst: &mut [f32]) {
+        let (g, cin) = (&self.g, self.cin);
+        let run = g.k * cin;
+        for (dy, row) in dst.chunks_exact_mut(run).enumerate() {
+            let Some(iy) = g.in_row(oy, dy) else {
+                row.fill(0.0);
+                continue;
+            };
+            let src = &img[iy * g.w * cin..(iy + 1) * g.w * cin];
+            let x0 = (ox * g.s) as isize - g.pl as isize;
+            if x0 >= 0 && x0 as usize + g.k <= g.w {
+                // The k pixels of a kernel row are contiguous in NHWC.
+                row.copy_from_slice(&src[x0 as usize * cin..][..run]);
+                continue;
+            }
+            for (dx, px) in row.chunks_exact_mut(cin).enumerate() {
+                let ix = x0 + dx as isize;
+                if ix >= 0 && (ix as usize) < g.w {
+                    px.copy_from_slice(&src[ix as usize * cin..][..cin]);
+                } else {
+                    px.fill(0.0);
+                }
+            }
+        }
+    }
+}
+
+impl CustomOp1 for Conv {
+    fn name(&self) -> &'static str {
+        "nhwc-conv"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s, l, self.name())?;
+        let (g, cin, cout) = (self.g, self.cin, self.cout);
+        let &[n, h, w, xc] = l.dims() else {
+            candle_core::bail!("conv: expected [B, H, W, C], got {:?}", l.dims())
+        };
+        if (h, w, xc) != (g.h, g.w, cin) {
+            candle_core::bail!(
+                "conv: input {:?} does not fit {g:?}, {cin} channels",
+                l.dims()
+            )
+        }
+        let (plane, pixels, kk) = (h * w * cin, g.ho * g.wo, self.patch_len());
+        let m = n * pixels;
+        let rows = block_rows(m, kk);
+        let mut out = vec![0f32; m * cout];
+        out.par_chunks_mut(rows * cout)
+            .enumerate()
+            .for_each_init(Vec::new, |patches, (b, o)| {
+                let count = o.len() / cout;
+                patches.resize(count * kk, 0.0);
+                for (r, dst) in patches.chunks_exact_mut(kk).enumerate() {
+                    let at = b * rows + r;
+                    let (i, q) = (at / pixels, at % pixels);
+                    self.patch(&x[i * plane..][..plane], q / g.wo, q % g.wo, dst);
+                }
+                let none = gemm::Parallelism::None;
+                matmul_acc_par(o, patches, &self.w, (count, kk, cout), cout, 1, none);
+            });
+        Ok((CpuStorage::F32(out), Shape::from((n, g.ho, g.wo, cout))))
+    }
+
+    fn bwd(&self, arg: &Tensor, _: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let op = ConvGrad {
+            conv: Conv {
+                g: self.g,
+                cin: self.cin,
+                cout: self.cout,
+                w: self.w.clone(),
+            },
+            n: arg.dim(0)?,
+        };
+        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&op)?))
+    }
+}
+
+/// d input of [`Conv`] from d output: per image, the gradient of every
+/// receptive field (d output x weight transposed, one gemm), then each input
+/// row sums the fields that read it.
+pub(super) struct ConvGrad {
+    conv: Conv,
+    n: usize,
+}
+
+impl CustomOp1 for ConvGrad {
+    fn name(&self) -> &'static str {
+        "nhwc-conv-grad"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let grad = f32_slice(s, l, self.name())?;
+        let Conv { g, cin, cout, .. } = self.conv;
+        let (pixels, kk) = (g.ho * g.wo, self.conv.patch_len());
+        if grad.len() != self.n * pixels * cout {
+            candle_core::bail!("conv grad: {:?} does not fit {g:?}", l.dims())
+        }
+        let plane = g.h * g.w * cin;
+        let mut out = vec![0f32; self.n * plane];
+        let mut fields = vec![0f32; pixels * kk];
+        for (i, img) in out.chunks_exact_mut(plane).enumerate() {
+            fields.fill(0.0);
+            let gi = &grad[i * pixels * cout..][..pixels * cout];
+            // w is [kk, cout]; its transpose [cout, kk] has row stride 1.
+            matmul_acc(&mut fields, gi, &self.conv.w, (pixels, cout, kk), 1, cout);
+            let fields = &fields;
+            img.par_chunks_mut(g.w * cin)
+                .enumerate()
+                .for_each(|(iy, row)| {
+                    for dy in 0..g.k {
+                        let Some(oy) = g.out_row(iy, dy) else {
+                            continue;
+                        };
+                        for dx in 0..g.k {
+                            let (lo, hi) = g.cols(dx);
+                            for ox in lo..hi {
+                                let ix = ox * g.s + dx - g.pl;
+                                let src = &fields[(oy * g.wo + ox) * kk + (dy * g.k + dx) * cin..];
+                                add(&mut row[ix * cin..][..cin], &src[..cin], false);
+                            }
+                        }
+                    }
+                });
+        }
+        Ok((CpuStorage::F32(out), Shape::from((self.n, g.h, g.w, cin))))
+    }
+}
+
+/// Dense convolution of NHWC `x` on the CPU: geometry `g`, weights [k, k,
+/// cin, cout], no bias; differentiable with respect to `x`. Other float
+/// dtypes run in f32.
+pub(crate) fn conv(x: &Tensor, g: Geometry, w: &Arc<[f32]>) -> Result<Tensor> {
+    let dtype = x.dtype();
+    let cin = x.dim(3)?;
+    let patch = g.k * g.k * cin;
+    if !w.len().is_multiple_of(patch) {
+        candle_core::bail!("conv: {} weights for patches of {patch}", w.len())
+    }
+    let op = Conv {
+        g,
+        cin,
+        cout: w.len() / patch,
+        w: w.clone(),
+    };
+    x.to_dtype(candle_core::DType::F32)?
+        .contiguous()?
+        .apply_op1(op)?
+        .to_dtype(dtype)
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::kernels::testing::*;
+    use candle_core::Var;
+
+    #[test]
+    fn stem_kernel_matches_the_definition_and_candles_conv() {
+        for (i, &(h, w, k, s, pt, pl)) in CASES.iter().enumerate() {
+            let (n, cin, cout) = (2, 3, 4);
+            let g = geometry(h, w, k, s, pt, pl);
+            let x = rand(&[n, cin, h, w], 5 * i as u64);
+            let wt = rand(&[k, k, cin, cout], 5 * i as u64 + 1);
+            let b = rand(&[cout], 5 * i as u64 + 2);
+            let want = direct(
+                &host(&x),
+                (n, cin, h, w),
+                &host(&wt),
+                &host(&b),
+                &g,
+                false,
+                false,
+            );
+            let xv = Var::from_tensor(&x).unwrap();
+            let ours = stem_relu6(xv.as_tensor(), g, &arc(&wt), &arc(&b)).unwrap();
+            assert_eq!(ours.dims(), &[n, g.ho, g.wo, cout]);
+            assert!(max_diff(&host(&ours), &want) < 1e-5, "case {i}");
+            // candle's (differentiable) conv2d on the explicitly padded input.
+            let (hp, wp) = ((g.ho - 1) * s + k, (g.wo - 1) * s + k);
+            let xp = xv
+                .as_tensor()
+                .pad_with_zeros(2, pt, hp - h - pt)
+                .unwrap()
+                .pad_with_zeros(3, pl, wp - w - pl)
+                .unwrap();
+            let oihw = wt.permute((3, 2, 0, 1)).unwrap().contiguous().unwrap();
+            let theirs = xp
+                .conv2d(&oihw, 0, s, 1, 1)
+                .unwrap()
+                .permute((0, 2, 3, 1))
+                .unwrap()
+                .broadcast_add(&b)
+                .unwrap()
+                .clamp(0f32, 6f32)
+                .unwrap();
+            assert!(max_diff(&host(&theirs), &want) < 1e-5, "case {i}: candle");
+            let r = rand(ours.dims(), 7);
+            let grad = |y: &Tensor| {
+                let gs = (y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+                host(gs.get(xv.as_tensor()).unwrap())
+            };
+            let (go, gt) = (grad(&ours), grad(&theirs));
+            assert!(gt.iter().filter(|v| **v != 0.0).count() > gt.len() / 4);
+            assert!(max_diff(&go, &gt) < 1e-5, "case {i}: gradients");
+        }
+    }
+    #[test]
+    fn dense_conv_matches_candle_conv2d_with_gradients() {
+        // (h, w, cin, cout, k, s, p): BiT's stem, 3x3 with and without
+        // stride, strided 1x1; odd and even sizes. (candle's conv2d backward
+        // mis-sizes strided gradients of non-square inputs: those are square.)
+        for (i, &(h, w, cin, cout, k, s, p)) in [
+            (11, 11, 3, 5, 7, 2, 3),
+            (6, 7, 4, 6, 3, 1, 1),
+            (7, 7, 4, 6, 3, 2, 1),
+            (8, 8, 4, 6, 3, 2, 1),
+            (7, 7, 5, 3, 1, 2, 0),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let x = Var::from_tensor(&rand(&[2, h, w, cin], 41 + i as u64)).unwrap();
+            let oihw = rand(&[cout, cin, k, k], 51 + i as u64);
+            let hwio = oihw.permute((2, 3, 1, 0)).unwrap();
+            let g = Geometry::symmetric(h, w, k, s, p).unwrap();
+            let ours = input_grad(&x, |x| conv(x, g, &arc(&hwio)).unwrap());
+            let theirs = input_grad(&x, |x| {
+                x.permute((0, 3, 1, 2))
+                    .unwrap()
+                    .conv2d(&oihw, p, s, 1, 1)
+                    .unwrap()
+                    .permute((0, 2, 3, 1))
+                    .unwrap()
+            });
+            assert!(max_diff(&ours.0, &theirs.0) < 1e-4, "case {i}: values");
+            assert!(max_diff(&ours.1, &theirs.1) < 1e-4, "case {i}: gradients");
+        }
+    }
+}

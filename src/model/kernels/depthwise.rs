@@ -1,0 +1,325 @@
+//! EfficientNet-Lite's depthwise convolution + bias + ReLU6 over NHWC:
+//! candle's grouped convolution runs one convolution per channel and has
+//! no backward pass, and ODIN and Mahalanobis differentiate the network
+//! with respect to its input. [`depthwise_composed`] is the same from candle
+//! ops for other devices.
+
+use super::simd::{fma, relu6};
+use super::{f32_slice, relu6_grad, Geometry};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+use std::sync::Arc;
+
+/// Per kernel offset, its channel weights repeated over enough pixels
+/// (`t`) that one `fma` call covers at least 256 values: [k * k, t * c].
+pub(super) fn tile_weights(w: &[f32], k: usize, c: usize) -> (Vec<f32>, usize) {
+    let t = 256usize.div_ceil(c);
+    let mut tiled = Vec::with_capacity(k * k * t * c);
+    for wk in w.chunks_exact(c) {
+        for _ in 0..t {
+            tiled.extend_from_slice(wk);
+        }
+    }
+    (tiled, t * c)
+}
+
+/// A run of `dst` (whole pixels) += the same-length run of `src` times the
+/// tiled channel weights.
+pub(super) fn fma_run(dst: &mut [f32], src: &[f32], tile: &[f32]) {
+    for (d, a) in dst.chunks_mut(tile.len()).zip(src.chunks(tile.len())) {
+        fma(d, a, tile);
+    }
+}
+
+/// Input row `row` [w, c] split into its s stride phases, each contiguous:
+/// phase p holds pixels p, p + s, p + 2s, ... at `p * stride_len`.
+pub(super) fn split_phases(row: &[f32], c: usize, s: usize, out: &mut Vec<f32>) -> usize {
+    let w = row.len() / c;
+    let per = w.div_ceil(s) * c;
+    out.clear();
+    out.resize(s * per, 0.0);
+    for (x, px) in row.chunks_exact(c).enumerate() {
+        let at = (x % s) * per + (x / s) * c;
+        out[at..at + c].copy_from_slice(px);
+    }
+    per
+}
+
+/// A depthwise convolution ready to run: geometry, channels, weights tiled
+/// by [`tile_weights`] (`tl` values per kernel offset).
+pub(super) struct DwPlan {
+    g: Geometry,
+    c: usize,
+    tiled: Vec<f32>,
+    tl: usize,
+}
+
+impl DwPlan {
+    fn new(g: Geometry, c: usize, w: &[f32]) -> Self {
+        let (tiled, tl) = tile_weights(w, g.k, c);
+        DwPlan { g, c, tiled, tl }
+    }
+
+    fn tile(&self, dy: usize, dx: usize) -> &[f32] {
+        &self.tiled[(dy * self.g.k + dx) * self.tl..][..self.tl]
+    }
+
+    /// Output row `oy` [wo, c] of the convolution + bias + ReLU6 of one
+    /// image `img` [h, w, c]; `phases` is scratch space.
+    fn row(&self, img: &[f32], b: &[f32], oy: usize, out: &mut [f32], phases: &mut Vec<f32>) {
+        let (g, c) = (&self.g, self.c);
+        for px in out.chunks_exact_mut(c) {
+            px.copy_from_slice(b);
+        }
+        for dy in 0..g.k {
+            let Some(iy) = g.in_row(oy, dy) else { continue };
+            let row = &img[iy * g.w * c..(iy + 1) * g.w * c];
+            // A run of output pixels reads every s-th input pixel: one phase.
+            let (src, per) = if g.s == 1 {
+                (row, 0)
+            } else {
+                let per = split_phases(row, c, g.s, phases);
+                (&phases[..], per)
+            };
+            for dx in 0..g.k {
+                let (lo, hi) = g.cols(dx);
+                if lo == hi {
+                    continue;
+                }
+                let ix = lo * g.s + dx - g.pl;
+                let start = (ix % g.s) * per + (ix / g.s) * c;
+                let src = &src[start..start + (hi - lo) * c];
+                fma_run(&mut out[lo * c..hi * c], src, self.tile(dy, dx));
+            }
+        }
+        relu6(out);
+    }
+
+    /// Input row `iy` [w, c] of the input gradient (the transpose of `row`)
+    /// from the gradient before ReLU6 `gpre` [ho, wo, c] of the same image.
+    fn grad_row(&self, gpre: &[f32], iy: usize, out: &mut [f32], phases: &mut Vec<f32>) {
+        let (g, c) = (&self.g, self.c);
+        // Accumulate per stride phase (contiguous runs), interleave at the end.
+        let per = g.w.div_ceil(g.s) * c;
+        phases.clear();
+        phases.resize(g.s * per, 0.0);
+        for dy in 0..g.k {
+            let Some(oy) = g.out_row(iy, dy) else {
+                continue;
+            };
+            let grow = &gpre[oy * g.wo * c..(oy + 1) * g.wo * c];
+            for dx in 0..g.k {
+                let (lo, hi) = g.cols(dx);
+                if lo == hi {
+                    continue;
+                }
+                let ix = lo * g.s + dx - g.pl;
+                let start = (ix % g.s) * per + (ix / g.s) * c;
+                let dst = &mut phases[start..start + (hi - lo) * c];
+                fma_run(dst, &grow[lo * c..hi * c], self.tile(dy, dx));
+            }
+        }
+        for (x, px) in out.chunks_exact_mut(c).enumerate() {
+            let at = (x % g.s) * per + (x / g.s) * c;
+            px.copy_from_slice(&phases[at..at + c]);
+        }
+    }
+}
+
+/// Depthwise convolution (weights [k, k, C]) + bias + ReLU6 of NHWC f32.
+pub(super) struct Depthwise {
+    g: Geometry,
+    w: Arc<[f32]>,
+    b: Arc<[f32]>,
+}
+
+impl CustomOp1 for Depthwise {
+    fn name(&self) -> &'static str {
+        "nhwc-depthwise-relu6"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s, l, self.name())?;
+        let (g, c) = (self.g, self.b.len());
+        let &[n, h, w, xc] = l.dims() else {
+            candle_core::bail!("depthwise: expected [B, H, W, C], got {:?}", l.dims())
+        };
+        if (h, w, xc) != (g.h, g.w, c) {
+            candle_core::bail!(
+                "depthwise: input {:?} does not fit {g:?}, {c} channels",
+                l.dims()
+            )
+        }
+        let (plane, row) = (h * w * c, g.wo * c);
+        let plan = DwPlan::new(g, c, &self.w);
+        let mut out = vec![0f32; n * g.ho * row];
+        out.par_chunks_mut(row)
+            .enumerate()
+            .for_each_init(Vec::new, |phases, (r, o)| {
+                let (i, oy) = (r / g.ho, r % g.ho);
+                let img = &x[i * plane..(i + 1) * plane];
+                plan.row(img, &self.b, oy, o, phases);
+            });
+        Ok((CpuStorage::F32(out), Shape::from((n, g.ho, g.wo, c))))
+    }
+
+    fn bwd(&self, _: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let op = DepthwiseGrad {
+            g: self.g,
+            w: self.w.clone(),
+            c: self.b.len(),
+        };
+        Ok(Some(
+            grad.contiguous()?
+                .apply_op2_no_bwd(&res.contiguous()?, &op)?,
+        ))
+    }
+}
+
+/// d input of [`Depthwise`] from (d output, output).
+pub(super) struct DepthwiseGrad {
+    g: Geometry,
+    w: Arc<[f32]>,
+    c: usize,
+}
+
+impl CustomOp2 for DepthwiseGrad {
+    fn name(&self) -> &'static str {
+        "nhwc-depthwise-relu6-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let gpre = relu6_grad(
+            f32_slice(s1, l1, self.name())?,
+            f32_slice(s2, l2, self.name())?,
+        );
+        let (g, c, n) = (self.g, self.c, l1.dims()[0]);
+        let (plane, row) = (g.ho * g.wo * c, g.w * c);
+        let plan = DwPlan::new(g, c, &self.w);
+        let mut out = vec![0f32; n * g.h * row];
+        out.par_chunks_mut(row)
+            .enumerate()
+            .for_each_init(Vec::new, |phases, (r, o)| {
+                let (i, iy) = (r / g.h, r % g.h);
+                let gp = &gpre[i * plane..(i + 1) * plane];
+                plan.grad_row(gp, iy, o, phases);
+            });
+        Ok((CpuStorage::F32(out), Shape::from((n, g.h, g.w, c))))
+    }
+}
+
+/// Depthwise convolution + bias + ReLU6 of NHWC input on the CPU; weights
+/// [k, k, C] and bias [C] as f32. Other float dtypes run in f32.
+pub(crate) fn depthwise_relu6(
+    x: &Tensor,
+    g: Geometry,
+    w: &Arc<[f32]>,
+    b: &Arc<[f32]>,
+) -> Result<Tensor> {
+    let dtype = x.dtype();
+    let op = Depthwise {
+        g,
+        w: w.clone(),
+        b: b.clone(),
+    };
+    x.to_dtype(candle_core::DType::F32)?
+        .contiguous()?
+        .apply_op1(op)?
+        .to_dtype(dtype)
+}
+
+/// The same depthwise convolution + bias + ReLU6 from differentiable candle
+/// ops (any device, any dtype): the sum over the k x k kernel offsets of
+/// strided views of the padded input times per-channel weights. Strides
+/// come from viewing the padded input as [B, H/s, s, W/s, s, C] and taking
+/// one phase, so no view is copied before its multiply.
+pub(crate) fn depthwise_composed(
+    x: &Tensor,
+    g: Geometry,
+    w: &Tensor,
+    b: &Tensor,
+) -> Result<Tensor> {
+    let (n, _, _, c) = x.dims4()?;
+    let (k, s) = (g.k, g.s);
+    // Padded extent every (offset, output) pair indexes, a multiple of s.
+    let (hp, wp) = (s * (g.ho + (k - 1) / s), s * (g.wo + (k - 1) / s));
+    let fit = |t: Tensor, dim: usize, before: usize, len: usize| -> Result<Tensor> {
+        let t = t.pad_with_zeros(dim, before, 0)?;
+        let have = t.dim(dim)?;
+        if have < len {
+            t.pad_with_zeros(dim, 0, len - have)
+        } else {
+            t.narrow(dim, 0, len)
+        }
+    };
+    let xp = fit(fit(x.clone(), 1, g.pt, hp)?, 2, g.pl, wp)?;
+    let xp = xp.reshape((n, hp / s, s, wp / s, s, c))?;
+    let mut acc = b.reshape((1, 1, 1, c))?.broadcast_as((n, g.ho, g.wo, c))?;
+    for dy in 0..k {
+        for dx in 0..k {
+            let view = xp
+                .narrow(2, dy % s, 1)?
+                .narrow(4, dx % s, 1)?
+                .squeeze(4)?
+                .squeeze(2)?
+                .narrow(1, dy / s, g.ho)?
+                .narrow(2, dx / s, g.wo)?;
+            let wk = w
+                .narrow(0, dy, 1)?
+                .narrow(1, dx, 1)?
+                .reshape((1, 1, 1, c))?;
+            acc = (acc + view.broadcast_mul(&wk)?)?;
+        }
+    }
+    acc.clamp(0f32, 6f32)
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::kernels::testing::*;
+    use candle_core::Var;
+
+    #[test]
+    fn depthwise_kernels_match_the_definition_and_each_other() {
+        for (i, &(h, w, k, s, pt, pl)) in CASES.iter().enumerate() {
+            let (n, c) = (2, 5);
+            let g = geometry(h, w, k, s, pt, pl);
+            let x = rand(&[n, h, w, c], 3 * i as u64);
+            let wt = rand(&[k, k, c], 3 * i as u64 + 1);
+            let b = rand(&[c], 3 * i as u64 + 2);
+            let want = direct(
+                &host(&x),
+                (n, c, h, w),
+                &host(&wt),
+                &host(&b),
+                &g,
+                true,
+                true,
+            );
+            let xv = Var::from_tensor(&x).unwrap();
+            let fused = depthwise_relu6(xv.as_tensor(), g, &arc(&wt), &arc(&b)).unwrap();
+            let composed = depthwise_composed(xv.as_tensor(), g, &wt, &b).unwrap();
+            assert_eq!(fused.dims(), &[n, g.ho, g.wo, c]);
+            assert!(max_diff(&host(&fused), &want) < 1e-5, "case {i}: kernel");
+            assert!(
+                max_diff(&host(&composed), &want) < 1e-5,
+                "case {i}: composed"
+            );
+            // The gradients of one weighted sum through both agree.
+            let r = rand(fused.dims(), 99);
+            let grad = |y: &Tensor| {
+                let gs = (y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+                host(gs.get(xv.as_tensor()).unwrap())
+            };
+            let (gf, gc) = (grad(&fused), grad(&composed));
+            assert!(gc.iter().filter(|v| **v != 0.0).count() > gc.len() / 4);
+            assert!(max_diff(&gf, &gc) < 1e-5, "case {i}: gradients");
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! Channels-last ([B, H, W, C]) CPU kernels, each a candle custom op with
+//! its input-gradient backward pass (weights are constants at inference, so
+//! no weight gradient is produced), one module per operation:
+//!
+//! - `depthwise`: EfficientNet-Lite's depthwise convolution + bias + ReLU6;
+//! - `conv`: dense k x k convolutions (EfficientNet-Lite's stem, BiT's im2col);
+//! - `pointwise`: 1x1 convolutions with bias, ReLU6 or residual folded in;
+//! - `groupnorm`: BiT's GroupNorm + ReLU;
+//! - `pooling`: BiT's zero-padded stem max-pool;
+//! - `gemm`: the matrix products; `simd`: the AVX2 code all of them use.
+//!
+//! The kernels are f32 and parallel (rayon).
+
+mod conv;
+mod depthwise;
+mod gemm;
+mod groupnorm;
+mod pointwise;
+mod pooling;
+mod simd;
+#[cfg(test)]
+mod testing;
+
+pub(crate) use conv::{conv, stem_relu6};
+pub(crate) use depthwise::{depthwise_composed, depthwise_relu6};
+pub(crate) use groupnorm::group_norm_relu;
+pub(crate) use pointwise::pointwise;
+pub(crate) use pooling::max_pool_padded;
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, Layout, Result, Tensor};
+use rayon::prelude::*;
+
+/// Where a k x k convolution of stride s reads: input h x w, padding before
+/// (pt, pl), output ho x wo. Padding after is whatever makes ho x wo fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Geometry {
+    pub h: usize,
+    pub w: usize,
+    pub k: usize,
+    pub s: usize,
+    pub pt: usize,
+    pub pl: usize,
+    pub ho: usize,
+    pub wo: usize,
+}
+
+impl Geometry {
+    /// The input row read by output row `oy` at kernel row `dy`, if inside.
+    fn in_row(&self, oy: usize, dy: usize) -> Option<usize> {
+        (oy * self.s + dy)
+            .checked_sub(self.pt)
+            .filter(|&r| r < self.h)
+    }
+
+    /// The output columns [lo, hi) whose kernel column `dx` falls inside the
+    /// input (input column ox * s + dx - pl).
+    fn cols(&self, dx: usize) -> (usize, usize) {
+        let lo = (self.pl.saturating_sub(dx)).div_ceil(self.s);
+        let hi = match (self.w - 1 + self.pl).checked_sub(dx) {
+            Some(m) => (m / self.s + 1).min(self.wo),
+            None => 0,
+        };
+        (lo, hi.max(lo))
+    }
+
+    /// The output row reading input row `iy` at kernel row `dy`, if any.
+    fn out_row(&self, iy: usize, dy: usize) -> Option<usize> {
+        let t = (iy + self.pt).checked_sub(dy)?;
+        (t % self.s == 0 && t / self.s < self.ho).then_some(t / self.s)
+    }
+}
+
+impl Geometry {
+    /// A k x k convolution or pool of stride s with `p` zeros on every side
+    /// (PyTorch's `padding=p`).
+    pub(crate) fn symmetric(h: usize, w: usize, k: usize, s: usize, p: usize) -> Result<Self> {
+        if s == 0 || h + 2 * p < k || w + 2 * p < k {
+            candle_core::bail!("{h}x{w} input too small for a {k}x{k} window with padding {p}")
+        }
+        Ok(Geometry {
+            h,
+            w,
+            k,
+            s,
+            pt: p,
+            pl: p,
+            ho: (h + 2 * p - k) / s + 1,
+            wo: (w + 2 * p - k) / s + 1,
+        })
+    }
+}
+
+/// The f32 data of a contiguous tensor.
+pub(super) fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+    let CpuStorage::F32(v) = s else {
+        candle_core::bail!("{what}: f32 only, got {:?}", s.dtype())
+    };
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&v[a..b]),
+        None => candle_core::bail!("{what}: non-contiguous input"),
+    }
+}
+
+/// The gradient before a ReLU6, from its output: passed where the output is
+/// strictly inside (0, 6), as PyTorch's hardtanh backward does.
+pub(super) fn relu6_grad(grad: &[f32], out: &[f32]) -> Vec<f32> {
+    let mut g = vec![0f32; grad.len()];
+    g.par_chunks_mut(4096)
+        .zip(grad.par_chunks(4096).zip(out.par_chunks(4096)))
+        .for_each(|(g, (gr, r))| {
+            for ((g, &gr), &r) in g.iter_mut().zip(gr).zip(r) {
+                *g = if r > 0.0 && r < 6.0 { gr } else { 0.0 };
+            }
+        });
+    g
+}
+
+/// Rows of whole pixels, big enough to amortise scheduling.
+pub(super) fn chunk(c: usize) -> usize {
+    c * (8192 / c).max(1)
+}
+
+/// Spatial mean of [B, H, W, C] as f32 [B, C].
+pub(crate) fn mean(x: &Tensor) -> Result<Tensor> {
+    x.to_dtype(candle_core::DType::F32)?.flatten(1, 2)?.mean(1)
+}

@@ -1,0 +1,291 @@
+//! Building a model through candle-nn's VarBuilder with the checkpoint's own
+//! tensor names, which then live in one place: the model's constructor.
+//! The list of names and shapes an architecture expects (for checking a
+//! checkpoint, `variants.json` and parameter counts) is read by running that
+//! constructor on a [`Recorder`], which hands out zeros that cost no memory.
+//! Also the layers the torchvision models share: BatchNorm in eval mode,
+//! LayerNorm and softmax that stay differentiable when a gradient is asked
+//! for and use candle's fused kernels when none is.
+
+use crate::error::Result;
+use crate::weights::{self, Checkpoint};
+use candle_core::{DType, Device, Shape, Tensor, D};
+use candle_nn::var_builder::SimpleBackend;
+use candle_nn::{Init, VarBuilder, VarMap};
+use std::sync::Mutex;
+
+/// Every (name, shape) a constructor asked for, in order.
+#[derive(Default)]
+struct Recorder {
+    seen: Mutex<Vec<(String, Vec<usize>)>>,
+}
+
+impl SimpleBackend for Recorder {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        _: Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        self.seen
+            .lock()
+            .expect("recorder lock")
+            .push((name.to_string(), s.dims().to_vec()));
+        // A broadcast scalar: the right shape with one element of storage.
+        Tensor::zeros((), dtype, dev)?.broadcast_as(s)
+    }
+
+    fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> candle_core::Result<Tensor> {
+        candle_core::bail!("the recorder cannot tell the shape of {name}")
+    }
+
+    fn contains_tensor(&self, _: &str) -> bool {
+        true
+    }
+}
+
+/// The tensors (names and shapes, in construction order) that `build` asks
+/// its VarBuilder for.
+pub fn tensor_shapes<M>(
+    build: impl FnOnce(VarBuilder) -> Result<M>,
+) -> Result<Vec<(String, Vec<usize>)>> {
+    let rec = std::sync::Arc::new(Recorder::default());
+    let vb = VarBuilder::from_backend(Box::new(ArcBackend(rec.clone())), DType::F32, Device::Cpu);
+    build(vb)?;
+    let seen = std::mem::take(&mut *rec.seen.lock().expect("recorder lock"));
+    Ok(seen)
+}
+
+/// Lets [`tensor_shapes`] keep the recorder after the VarBuilder is gone.
+struct ArcBackend(std::sync::Arc<Recorder>);
+
+impl SimpleBackend for ArcBackend {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        h: Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        self.0.get(s, name, h, dtype, dev)
+    }
+
+    fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        self.0.get_unchecked(name, dtype, dev)
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.0.contains_tensor(name)
+    }
+}
+
+/// The number of values in a tensor list.
+pub fn count(shapes: &[(String, Vec<usize>)]) -> usize {
+    shapes
+        .iter()
+        .map(|(_, s)| s.iter().product::<usize>())
+        .sum()
+}
+
+/// Builds a model from a checkpoint: checks every name and shape the
+/// constructor asks for (errors name the tensor and both shapes, or the
+/// tensor the architecture has no place for), then builds it for real.
+pub fn from_checkpoint<M>(
+    ckpt: Checkpoint,
+    arch: &str,
+    device: &Device,
+    dtype: DType,
+    build: impl Fn(VarBuilder) -> Result<M>,
+) -> Result<M> {
+    let expected = tensor_shapes(&build)?;
+    weights::check_tensors(&ckpt, &expected, arch)?;
+    build(VarBuilder::from_tensors(ckpt.tensors, dtype, device))
+}
+
+/// Builds a model with fresh random weights (for `bench` and tests).
+pub fn random<M>(
+    device: &Device,
+    dtype: DType,
+    build: impl Fn(VarBuilder) -> Result<M>,
+) -> Result<M> {
+    let vars = VarMap::new();
+    build(VarBuilder::from_varmap(&vars, dtype, device))
+}
+
+/// A tensor as f32 (heads and statistics are kept in f32).
+pub fn f32(t: Tensor) -> Result<Tensor> {
+    Ok(t.to_dtype(DType::F32)?)
+}
+
+/// BatchNorm2d in eval mode as a per-channel affine map over NCHW:
+/// `x * scale + shift`, with `scale = weight / sqrt(running_var + eps)`.
+#[derive(Debug, Clone)]
+pub struct BatchNorm {
+    scale: Tensor,
+    shift: Tensor,
+}
+
+impl BatchNorm {
+    pub fn new(vb: VarBuilder, channels: usize) -> Result<Self> {
+        const EPS: f64 = 1e-5;
+        // Statistics in f32 whatever the model's dtype.
+        let get = |name: &str, init: f64| -> Result<Tensor> {
+            f32(vb.get_with_hints(channels, name, Init::Const(init))?)
+        };
+        let weight = get("weight", 1.0)?;
+        let bias = get("bias", 0.0)?;
+        let mean = get("running_mean", 0.0)?;
+        let var = get("running_var", 1.0)?;
+        let scale = weight.div(&(var + EPS)?.sqrt()?)?;
+        let shift = bias.sub(&mean.mul(&scale)?)?;
+        let dtype = vb.dtype();
+        Ok(BatchNorm {
+            scale: scale.to_dtype(dtype)?.reshape((1, channels, 1, 1))?,
+            shift: shift.to_dtype(dtype)?.reshape((1, channels, 1, 1))?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        x.broadcast_mul(&self.scale)?.broadcast_add(&self.shift)
+    }
+}
+
+/// A convolution weight OIHW (Kaiming-normal when random).
+pub fn conv_weight(
+    vb: &VarBuilder,
+    cout: usize,
+    cin: usize,
+    k: usize,
+    name: &str,
+) -> Result<Tensor> {
+    Ok(vb.get_with_hints(
+        (cout, cin, k, k),
+        name,
+        candle_nn::init::DEFAULT_KAIMING_NORMAL,
+    )?)
+}
+
+/// A convolution (groups 1, dilation 1) as im2col and one matmul on the CPU
+/// ([`super::ops::conv2d_im2col`]; candle's `conv2d` elsewhere): its
+/// backward pass (col2im and matmuls) is many times faster than candle's
+/// conv backward, which ODIN and Mahalanobis need.
+pub fn conv2d(
+    x: &Tensor,
+    w: &Tensor,
+    padding: usize,
+    stride: usize,
+) -> candle_core::Result<Tensor> {
+    super::ops::conv2d_im2col(x, w, padding, stride)
+}
+
+/// LayerNorm over the last dimension. candle's fused layer norm has no
+/// backward pass, so with a gradient to carry it is spelt out.
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm {
+    pub fn new(vb: VarBuilder, dim: usize, eps: f64) -> Result<Self> {
+        Ok(LayerNorm {
+            weight: vb.get_with_hints(dim, "weight", Init::Const(1.0))?,
+            bias: vb.get_with_hints(dim, "bias", Init::Const(0.0))?,
+            eps,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if !x.track_op() {
+            return candle_nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps as f32);
+        }
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let centred = x.broadcast_sub(&mean)?;
+        let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
+        centred
+            .broadcast_div(&(var + self.eps)?.sqrt()?)?
+            .broadcast_mul(&self.weight)?
+            .broadcast_add(&self.bias)
+    }
+}
+
+/// Softmax over the last dimension: the fused kernel, or the composed one
+/// (which has a backward pass) when a gradient is asked for.
+pub fn softmax_last(x: &Tensor) -> candle_core::Result<Tensor> {
+    if x.track_op() {
+        candle_nn::ops::softmax(x, D::Minus1)
+    } else {
+        candle_nn::ops::softmax_last_dim(x)
+    }
+}
+
+/// A linear layer `x W^T + b` (weights Kaiming-uniform when random).
+pub fn linear(vb: VarBuilder, din: usize, dout: usize) -> Result<candle_nn::Linear> {
+    let w = vb.get_with_hints(
+        (dout, din),
+        "weight",
+        candle_nn::init::DEFAULT_KAIMING_UNIFORM,
+    )?;
+    let b = vb.get_with_hints(dout, "bias", Init::Const(0.0))?;
+    Ok(candle_nn::Linear::new(w, Some(b)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_recorder_lists_what_a_constructor_asks_for() {
+        let shapes = tensor_shapes(|vb| {
+            let _ = BatchNorm::new(vb.pp("bn"), 4)?;
+            linear(vb.pp("fc"), 4, 2)
+        })
+        .unwrap();
+        let names: Vec<&str> = shapes.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "bn.weight",
+                "bn.bias",
+                "bn.running_mean",
+                "bn.running_var",
+                "fc.weight",
+                "fc.bias"
+            ]
+        );
+        assert_eq!(count(&shapes), 4 * 4 + 2 * 4 + 2);
+    }
+
+    #[test]
+    fn composed_layer_norm_and_softmax_match_the_fused_ones() {
+        let dev = Device::Cpu;
+        let x = Tensor::arange(0f32, 24., &dev)
+            .unwrap()
+            .reshape((2, 3, 4))
+            .unwrap();
+        let x = (x.sin().unwrap() * 3.0).unwrap();
+        let ln = LayerNorm {
+            weight: Tensor::new(&[1f32, 2., 0.5, -1.], &dev).unwrap(),
+            bias: Tensor::new(&[0f32, 0.1, 0.2, 0.3], &dev).unwrap(),
+            eps: 1e-6,
+        };
+        let fused = ln.forward(&x).unwrap();
+        let var = candle_core::Var::from_tensor(&x).unwrap();
+        let composed = ln.forward(var.as_tensor()).unwrap();
+        let diff = (fused - &composed)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap();
+        assert!(diff.to_scalar::<f32>().unwrap() < 1e-5);
+        let a = softmax_last(&x).unwrap();
+        let b = softmax_last(var.as_tensor()).unwrap();
+        let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(diff.to_scalar::<f32>().unwrap() < 1e-6);
+    }
+}

@@ -1,0 +1,383 @@
+//! torchvision's ResNet (v1.5: the stride on the 3x3 convolution), with
+//! torchvision's state-dict names: `conv1`, `bn1`, `layer1..4.N.{conv,bn}K`,
+//! `downsample.{0,1}`, `fc`. BasicBlock (ResNet-18/34) and Bottleneck
+//! (ResNet-50/101/152, and wide variants through `width_per_group`); depth,
+//! width and classes are read from the checkpoint.
+//!
+//! Built on candle-nn rather than candle-transformers' resnet: that crate
+//! compiles every model it has (minutes on two cores), and the input
+//! gradients of ODIN and Mahalanobis need the stem max-pool in its
+//! differentiable form (`ops::max_pool2d`), which its resnet does not use.
+//!
+//! Mahalanobis taps: the spatial mean after the stem (conv, BN, ReLU,
+//! max-pool) and after each of layer1..layer4, as BiT's. The feature h is
+//! the average-pooled layer4 output, the input of `fc`.
+
+use super::params::{self, BatchNorm};
+use super::{ops, spatial_mean, Backbone, Family, Meta, ModelInfo, Preprocess};
+use crate::error::{Error, Result};
+use crate::weights::Checkpoint;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use std::collections::HashMap;
+
+/// Output channels of the four stages' blocks before expansion.
+const PLANES: [usize; 4] = [64, 128, 256, 512];
+const STEM: usize = 64;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResNetConfig {
+    /// Bottleneck blocks (expansion 4) or BasicBlocks.
+    pub bottleneck: bool,
+    pub layers: [usize; 4],
+    /// Bottleneck width per group (64; 128 for the wide ResNets).
+    pub width_per_group: usize,
+    pub num_classes: usize,
+}
+
+/// The torchvision variants by name.
+pub const VARIANTS: [(&str, bool, [usize; 4]); 5] = [
+    ("resnet18", false, [2, 2, 2, 2]),
+    ("resnet34", false, [3, 4, 6, 3]),
+    ("resnet50", true, [3, 4, 6, 3]),
+    ("resnet101", true, [3, 4, 23, 3]),
+    ("resnet152", true, [3, 8, 36, 3]),
+];
+
+pub fn variant(name: &str) -> Option<ResNetConfig> {
+    let key = name.to_ascii_lowercase().replace(['-', '_'], "");
+    VARIANTS
+        .iter()
+        .find(|(n, _, _)| *n == key)
+        .map(|&(_, bottleneck, layers)| ResNetConfig {
+            bottleneck,
+            layers,
+            width_per_group: 64,
+            num_classes: 1000,
+        })
+}
+
+/// The name of the family (an architecture read from the checkpoint).
+pub fn is_family_name(name: &str) -> bool {
+    name.eq_ignore_ascii_case("resnet")
+}
+
+pub fn looks_like(ckpt: &Checkpoint) -> bool {
+    ckpt.tensors.contains_key("conv1.weight")
+        && ckpt.tensors.contains_key("bn1.running_var")
+        && ckpt.tensors.contains_key("layer1.0.conv1.weight")
+}
+
+impl ResNetConfig {
+    fn expansion(&self) -> usize {
+        if self.bottleneck {
+            4
+        } else {
+            1
+        }
+    }
+
+    pub fn feature_dim(&self) -> usize {
+        PLANES[3] * self.expansion()
+    }
+
+    pub fn tap_dims(&self) -> Vec<usize> {
+        let mut dims = vec![STEM];
+        dims.extend(PLANES.iter().map(|p| p * self.expansion()));
+        dims
+    }
+
+    /// "resnet50" when it is one, else a description.
+    pub fn describe(&self) -> String {
+        let standard = VARIANTS
+            .iter()
+            .find(|(_, b, l)| *b == self.bottleneck && *l == self.layers)
+            .filter(|_| self.width_per_group == 64);
+        let block = if self.bottleneck {
+            "Bottleneck"
+        } else {
+            "BasicBlock"
+        };
+        match standard {
+            Some((n, _, _)) if self.num_classes == 1000 => n.to_string(),
+            Some((n, _, _)) => format!("{n}, {} classes", self.num_classes),
+            None => format!(
+                "ResNet ({block} {:?}, width {}, {} classes)",
+                self.layers, self.width_per_group, self.num_classes
+            ),
+        }
+    }
+
+    /// The architecture of a torchvision state dict.
+    pub fn infer(tensors: &HashMap<String, Tensor>) -> Option<ResNetConfig> {
+        let mut layers = [0usize; 4];
+        for (s, n) in layers.iter_mut().enumerate() {
+            while tensors.contains_key(&format!("layer{}.{}.conv1.weight", s + 1, *n)) {
+                *n += 1;
+            }
+        }
+        let bottleneck = tensors.contains_key("layer1.0.conv3.weight");
+        let width_per_group = if bottleneck {
+            // conv1 of a Bottleneck has planes * width_per_group / 64 outputs.
+            tensors.get("layer1.0.conv1.weight")?.dim(0).ok()? * 64 / PLANES[0]
+        } else {
+            64
+        };
+        let num_classes = tensors.get("fc.weight")?.dim(0).ok()?;
+        Some(ResNetConfig {
+            bottleneck,
+            layers,
+            width_per_group,
+            num_classes,
+        })
+    }
+
+    /// Every state-dict entry torchvision saves: the tensors the model reads
+    /// plus BatchNorm's integer `num_batches_tracked` (which carries no
+    /// weight, so the checkpoint reader leaves it out).
+    pub fn state_dict_shapes(&self) -> Result<Vec<(String, Vec<usize>)>> {
+        let mut out = Vec::new();
+        for (name, shape) in self.tensor_shapes()? {
+            let counter = name
+                .strip_suffix(".running_var")
+                .map(|p| format!("{p}.num_batches_tracked"));
+            out.push((name, shape));
+            if let Some(c) = counter {
+                out.push((c, vec![]));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Parameters as torchvision counts them: BatchNorm's running
+    /// statistics are buffers, not parameters.
+    pub fn num_params(&self) -> Result<usize> {
+        let shapes = self.tensor_shapes()?;
+        let params: Vec<_> = shapes
+            .into_iter()
+            .filter(|(n, _)| !n.ends_with(".running_mean") && !n.ends_with(".running_var"))
+            .collect();
+        Ok(params::count(&params))
+    }
+
+    /// The tensors the model reads, in construction order.
+    pub fn tensor_shapes(&self) -> Result<Vec<(String, Vec<usize>)>> {
+        params::tensor_shapes(|vb| ResNet::new(self, vb))
+    }
+}
+
+#[derive(Debug, Clone)]
+struct ConvBn {
+    weight: Tensor,
+    bn: BatchNorm,
+    stride: usize,
+    padding: usize,
+}
+
+impl ConvBn {
+    /// `conv{i}` and `bn{i}` under `vb` (or `downsample.0` and `.1`).
+    fn new(
+        vb: &VarBuilder,
+        conv: &str,
+        bn: &str,
+        (cin, cout, k): (usize, usize, usize),
+        stride: usize,
+    ) -> Result<Self> {
+        Ok(ConvBn {
+            weight: params::conv_weight(&vb.pp(conv), cout, cin, k, "weight")?,
+            bn: BatchNorm::new(vb.pp(bn), cout)?,
+            stride,
+            padding: k / 2,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let y = params::conv2d(x, &self.weight, self.padding, self.stride)?;
+        self.bn.forward(&y)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Block {
+    convs: Vec<ConvBn>,
+    downsample: Option<ConvBn>,
+}
+
+impl Block {
+    fn new(
+        cfg: &ResNetConfig,
+        vb: VarBuilder,
+        cin: usize,
+        planes: usize,
+        stride: usize,
+    ) -> Result<Self> {
+        let cout = planes * cfg.expansion();
+        let convs = if cfg.bottleneck {
+            let width = planes * cfg.width_per_group / 64;
+            vec![
+                ConvBn::new(&vb, "conv1", "bn1", (cin, width, 1), 1)?,
+                ConvBn::new(&vb, "conv2", "bn2", (width, width, 3), stride)?,
+                ConvBn::new(&vb, "conv3", "bn3", (width, cout, 1), 1)?,
+            ]
+        } else {
+            vec![
+                ConvBn::new(&vb, "conv1", "bn1", (cin, cout, 3), stride)?,
+                ConvBn::new(&vb, "conv2", "bn2", (cout, cout, 3), 1)?,
+            ]
+        };
+        let downsample = (stride != 1 || cin != cout)
+            .then(|| ConvBn::new(&vb.pp("downsample"), "0", "1", (cin, cout, 1), stride))
+            .transpose()?;
+        Ok(Block { convs, downsample })
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let mut y = x.clone();
+        let last = self.convs.len() - 1;
+        for (i, c) in self.convs.iter().enumerate() {
+            y = c.forward(&y)?;
+            if i < last {
+                y = y.relu()?;
+            }
+        }
+        let identity = match &self.downsample {
+            Some(d) => d.forward(x)?,
+            None => x.clone(),
+        };
+        (y + identity)?.relu()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ResNet {
+    cfg: ResNetConfig,
+    stem: ConvBn,
+    stages: Vec<Vec<Block>>,
+    fc_w: Tensor,
+    fc_b: Tensor,
+    meta: Meta,
+}
+
+impl ResNet {
+    /// The model over `vb`, whose names are torchvision's.
+    pub fn new(cfg: &ResNetConfig, vb: VarBuilder) -> Result<Self> {
+        let stem = ConvBn::new(&vb, "conv1", "bn1", (3, STEM, 7), 2)?;
+        let mut cin = STEM;
+        let mut stages = Vec::with_capacity(4);
+        for (s, (&n, &planes)) in cfg.layers.iter().zip(&PLANES).enumerate() {
+            let vbs = vb.pp(format!("layer{}", s + 1));
+            let mut blocks = Vec::with_capacity(n);
+            for b in 0..n {
+                let stride = if s > 0 && b == 0 { 2 } else { 1 };
+                blocks.push(Block::new(cfg, vbs.pp(b.to_string()), cin, planes, stride)?);
+                cin = planes * cfg.expansion();
+            }
+            stages.push(blocks);
+        }
+        let fc = params::linear(vb.pp("fc"), cfg.feature_dim(), cfg.num_classes)?;
+        let fc_w = params::f32(fc.weight().clone())?;
+        let fc_b = params::f32(fc.bias().expect("built with a bias").clone())?;
+        let info = ModelInfo {
+            name: cfg.describe(),
+            family: Family::ResNet,
+            num_classes: cfg.num_classes,
+            feature_dim: cfg.feature_dim(),
+            tap_dims: cfg.tap_dims(),
+            num_params: 0,
+            input: Preprocess::Torchvision.spec(224),
+        };
+        Ok(ResNet {
+            cfg: cfg.clone(),
+            stem,
+            stages,
+            fc_w,
+            fc_b,
+            meta: Meta {
+                info,
+                device: vb.device().clone(),
+                dtype: vb.dtype(),
+            },
+        })
+    }
+
+    fn with_param_count(mut self) -> Result<Self> {
+        self.meta.info.num_params = self.cfg.num_params()?;
+        Ok(self)
+    }
+
+    /// Loads a torchvision state dict, the architecture read from it (and
+    /// checked against `--model` when it names a variant).
+    pub fn from_checkpoint(
+        ckpt: Checkpoint,
+        name: Option<&str>,
+        device: &Device,
+        dtype: DType,
+    ) -> Result<Self> {
+        let cfg = ResNetConfig::infer(&ckpt.tensors).ok_or_else(|| Error::NotACheckpoint {
+            path: ckpt.path.clone(),
+            reason: "no torchvision ResNet tensors (conv1, layer1.0.conv1, fc)".into(),
+        })?;
+        if let Some(want) = name.and_then(variant) {
+            if want.bottleneck != cfg.bottleneck || want.layers != cfg.layers {
+                return Err(Error::ModelMismatch {
+                    path: ckpt.path.clone(),
+                    requested: name.unwrap_or_default().to_string(),
+                    found: cfg.describe(),
+                });
+            }
+        }
+        let arch = cfg.describe();
+        params::from_checkpoint(ckpt, &arch, device, dtype, |vb| ResNet::new(&cfg, vb))?
+            .with_param_count()
+    }
+
+    /// Random weights (for `bench`).
+    pub fn random(cfg: &ResNetConfig, device: &Device, dtype: DType) -> Result<Self> {
+        let mut m = params::random(device, dtype, |vb| ResNet::new(cfg, vb))?.with_param_count()?;
+        m.meta.info.name = format!("{} (random weights)", m.meta.info.name);
+        Ok(m)
+    }
+
+    pub fn config(&self) -> &ResNetConfig {
+        &self.cfg
+    }
+}
+
+impl Backbone for ResNet {
+    fn meta(&self) -> &Meta {
+        &self.meta
+    }
+
+    /// conv1, bn1, ReLU, then the 3x3 stride-2 max-pool with padding 1. The
+    /// pool follows a ReLU, so zero padding selects what -inf padding would.
+    fn stem(&self, x: &Tensor) -> Result<Tensor> {
+        let (_, c, _, _) = x.dims4()?;
+        if c != 3 {
+            return Err(Error::Invalid(format!(
+                "ResNet takes 3-channel input, not {c}"
+            )));
+        }
+        let y = self.stem.forward(&x.to_dtype(self.meta.dtype)?)?.relu()?;
+        let y = y.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?;
+        Ok(ops::max_pool2d(&y, 3, 2)?)
+    }
+
+    fn stage(&self, l: usize, mut x: Tensor) -> Result<Tensor> {
+        for block in &self.stages[l - 1] {
+            x = block.forward(&x)?;
+        }
+        Ok(x)
+    }
+
+    fn tap(&self, _l: usize, state: &Tensor) -> Result<Tensor> {
+        spatial_mean(state)
+    }
+
+    fn feature(&self, last: &Tensor) -> Result<Tensor> {
+        spatial_mean(last)
+    }
+
+    fn head(&self) -> (&Tensor, &Tensor) {
+        (&self.fc_w, &self.fc_b)
+    }
+}

@@ -1,0 +1,413 @@
+//! torchvision's VisionTransformer with torchvision's state-dict names:
+//! `conv_proj`, `class_token`, `encoder.pos_embedding`,
+//! `encoder.layers.encoder_layer_N.{ln_1, self_attention.{in_proj_*,
+//! out_proj}, ln_2, mlp.{0,3}}`, `encoder.ln`, `heads.head`. Image and patch
+//! size, depth, width, MLP width and classes are read from the checkpoint;
+//! the number of heads is not in a state dict, so it is hidden / 64 (right
+//! for ViT-B and ViT-L) unless the model name gives it (`vit:heads=4`).
+//!
+//! Built on candle-nn rather than candle-transformers' vit (other names,
+//! and a crate that compiles every model it has): attention's softmax and
+//! the LayerNorms are the composed, differentiable forms whenever a
+//! gradient is asked for (ODIN, Mahalanobis), candle's fused kernels
+//! otherwise.
+//!
+//! Mahalanobis taps: the mean over all tokens (class token included) of the
+//! embedded input and of the output of each quarter of the encoder layers
+//! (fewer stages when there are fewer than four layers). The feature h is
+//! the class token after the final LayerNorm, the input of `heads.head`.
+
+use super::params::{self, LayerNorm};
+use super::{Backbone, Family, Meta, ModelInfo, Preprocess};
+use crate::error::{Error, Result};
+use crate::weights::Checkpoint;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{Init, Linear, Module, VarBuilder};
+use std::collections::HashMap;
+
+const LN_EPS: f64 = 1e-6;
+const LAYER: &str = "encoder.layers.encoder_layer_";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VitConfig {
+    pub image_size: usize,
+    pub patch_size: usize,
+    pub num_layers: usize,
+    pub num_heads: usize,
+    pub hidden_dim: usize,
+    pub mlp_dim: usize,
+    pub num_classes: usize,
+}
+
+/// torchvision's variants: (name, patch, layers, heads, hidden, mlp).
+pub const VARIANTS: [(&str, usize, usize, usize, usize, usize); 3] = [
+    ("vit-b-16", 16, 12, 12, 768, 3072),
+    ("vit-b-32", 32, 12, 12, 768, 3072),
+    ("vit-l-16", 16, 24, 16, 1024, 4096),
+];
+
+fn key(name: &str) -> String {
+    name.to_ascii_lowercase().replace(['_', '/'], "-")
+}
+
+pub fn variant(name: &str) -> Option<VitConfig> {
+    let k = key(name);
+    VARIANTS.iter().find(|v| v.0 == k).map(
+        |&(_, patch_size, num_layers, num_heads, hidden_dim, mlp_dim)| VitConfig {
+            image_size: 224,
+            patch_size,
+            num_layers,
+            num_heads,
+            hidden_dim,
+            mlp_dim,
+            num_classes: 1000,
+        },
+    )
+}
+
+/// "vit" (everything from the checkpoint) or "vit:heads=N".
+pub fn is_family_name(name: &str) -> bool {
+    family_heads(name).is_some()
+}
+
+/// For a family name, the heads it sets (Some(None) when it sets none).
+fn family_heads(name: &str) -> Option<Option<usize>> {
+    let k = key(name);
+    if k == "vit" {
+        return Some(None);
+    }
+    let n = k.strip_prefix("vit:heads=")?.parse().ok()?;
+    Some(Some(n))
+}
+
+pub fn looks_like(ckpt: &Checkpoint) -> bool {
+    ckpt.tensors.contains_key("conv_proj.weight")
+        && ckpt.tensors.contains_key("encoder.pos_embedding")
+}
+
+impl VitConfig {
+    pub fn num_stages(&self) -> usize {
+        self.num_layers.clamp(1, 4)
+    }
+
+    /// Encoder layers of stage `l` (1-based).
+    fn stage_layers(&self, l: usize) -> std::ops::Range<usize> {
+        let n = self.num_stages();
+        self.num_layers * (l - 1) / n..self.num_layers * l / n
+    }
+
+    pub fn describe(&self) -> String {
+        let standard = VARIANTS.iter().find(|v| {
+            variant(v.0).is_some_and(|c| {
+                VitConfig {
+                    num_classes: self.num_classes,
+                    ..c
+                } == *self
+            })
+        });
+        match standard {
+            Some(v) if self.num_classes == 1000 => v.0.to_string(),
+            Some(v) => format!("{}, {} classes", v.0, self.num_classes),
+            None => format!(
+                "ViT (image {}, patch {}, {} layers, {} heads, width {}, MLP {}, {} classes)",
+                self.image_size,
+                self.patch_size,
+                self.num_layers,
+                self.num_heads,
+                self.hidden_dim,
+                self.mlp_dim,
+                self.num_classes
+            ),
+        }
+    }
+
+    /// The architecture of a torchvision state dict; `heads` when the name
+    /// gave them.
+    pub fn infer(tensors: &HashMap<String, Tensor>, heads: Option<usize>) -> Option<VitConfig> {
+        let (hidden_dim, _, patch_size, _) = tensors.get("conv_proj.weight")?.dims4().ok()?;
+        let (_, tokens, _) = tensors.get("encoder.pos_embedding")?.dims3().ok()?;
+        let side = (((tokens - 1) as f64).sqrt()).round() as usize;
+        if side * side + 1 != tokens {
+            return None;
+        }
+        let mut num_layers = 0;
+        while tensors.contains_key(&format!("{LAYER}{num_layers}.ln_1.weight")) {
+            num_layers += 1;
+        }
+        let mlp_dim = tensors
+            .get(&format!("{LAYER}0.mlp.0.weight"))?
+            .dim(0)
+            .ok()?;
+        let num_classes = tensors.get("heads.head.weight")?.dim(0).ok()?;
+        let num_heads = heads.unwrap_or((hidden_dim / 64).max(1));
+        (hidden_dim % num_heads == 0).then_some(VitConfig {
+            image_size: side * patch_size,
+            patch_size,
+            num_layers,
+            num_heads,
+            hidden_dim,
+            mlp_dim,
+            num_classes,
+        })
+    }
+
+    /// Parameters, as torchvision counts them.
+    pub fn num_params(&self) -> Result<usize> {
+        Ok(params::count(&self.tensor_shapes()?))
+    }
+
+    /// The tensors the model reads (all of torchvision's state dict).
+    pub fn tensor_shapes(&self) -> Result<Vec<(String, Vec<usize>)>> {
+        params::tensor_shapes(|vb| Vit::new(self, vb))
+    }
+}
+
+#[derive(Debug, Clone)]
+struct EncoderLayer {
+    ln_1: LayerNorm,
+    in_proj: Linear,
+    out_proj: Linear,
+    ln_2: LayerNorm,
+    mlp_0: Linear,
+    mlp_3: Linear,
+    heads: usize,
+}
+
+impl EncoderLayer {
+    fn new(cfg: &VitConfig, vb: VarBuilder) -> Result<Self> {
+        let d = cfg.hidden_dim;
+        // In torchvision's state-dict order (the recorder lists them so).
+        let ln_1 = LayerNorm::new(vb.pp("ln_1"), d, LN_EPS)?;
+        let att = vb.pp("self_attention");
+        let in_w = att.get_with_hints(
+            (3 * d, d),
+            "in_proj_weight",
+            candle_nn::init::DEFAULT_KAIMING_UNIFORM,
+        )?;
+        let in_b = att.get_with_hints(3 * d, "in_proj_bias", Init::Const(0.0))?;
+        Ok(EncoderLayer {
+            ln_1,
+            in_proj: Linear::new(in_w, Some(in_b)),
+            out_proj: params::linear(att.pp("out_proj"), d, d)?,
+            ln_2: LayerNorm::new(vb.pp("ln_2"), d, LN_EPS)?,
+            mlp_0: params::linear(vb.pp("mlp").pp("0"), d, cfg.mlp_dim)?,
+            mlp_3: params::linear(vb.pp("mlp").pp("3"), cfg.mlp_dim, d)?,
+            heads: cfg.num_heads,
+        })
+    }
+
+    /// nn.MultiheadAttention (batch first, self-attention, no mask).
+    fn attention(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, n, d) = x.dims3()?;
+        let hd = d / self.heads;
+        let qkv = self
+            .in_proj
+            .forward(x)?
+            .reshape((b, n, 3, self.heads, hd))?
+            .permute((2, 0, 3, 1, 4))?; // [3, b, heads, n, hd]
+        let q = (qkv.get(0)?.contiguous()? * (1.0 / (hd as f64).sqrt()))?;
+        let k = qkv.get(1)?.contiguous()?;
+        let v = qkv.get(2)?.contiguous()?;
+        let att = params::softmax_last(&q.matmul(&k.t()?)?)?;
+        let y = att.matmul(&v)?.transpose(1, 2)?.reshape((b, n, d))?;
+        self.out_proj.forward(&y)
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let x = (self.attention(&self.ln_1.forward(x)?)? + x)?;
+        let y = self.mlp_0.forward(&self.ln_2.forward(&x)?)?.gelu_erf()?;
+        x + self.mlp_3.forward(&y)?
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Vit {
+    cfg: VitConfig,
+    conv_w: Tensor,
+    conv_b: Tensor,
+    class_token: Tensor,
+    pos_embedding: Tensor,
+    layers: Vec<EncoderLayer>,
+    ln: LayerNorm,
+    head_w: Tensor,
+    head_b: Tensor,
+    meta: Meta,
+}
+
+impl Vit {
+    /// The model over `vb`, whose names are torchvision's.
+    pub fn new(cfg: &VitConfig, vb: VarBuilder) -> Result<Self> {
+        let d = cfg.hidden_dim;
+        let p = cfg.patch_size;
+        if !cfg.image_size.is_multiple_of(p) || !d.is_multiple_of(cfg.num_heads) {
+            return Err(Error::Invalid(format!(
+                "ViT: image {} not a multiple of patch {p}, or width {d} of {} heads",
+                cfg.image_size, cfg.num_heads
+            )));
+        }
+        let tokens = (cfg.image_size / p).pow(2) + 1;
+        let init = Init::Randn {
+            mean: 0.0,
+            stdev: 0.02,
+        };
+        let class_token = vb.get_with_hints((1, 1, d), "class_token", Init::Const(0.0))?;
+        let conv_w = params::conv_weight(&vb.pp("conv_proj"), d, 3, p, "weight")?;
+        let conv_b = vb
+            .pp("conv_proj")
+            .get_with_hints(d, "bias", Init::Const(0.0))?;
+        let enc = vb.pp("encoder");
+        let pos_embedding = enc.get_with_hints((1, tokens, d), "pos_embedding", init)?;
+        let layers = (0..cfg.num_layers)
+            .map(|i| EncoderLayer::new(cfg, enc.pp("layers").pp(format!("encoder_layer_{i}"))))
+            .collect::<Result<Vec<_>>>()?;
+        let ln = LayerNorm::new(enc.pp("ln"), d, LN_EPS)?;
+        let head = params::linear(vb.pp("heads").pp("head"), d, cfg.num_classes)?;
+        let info = ModelInfo {
+            name: cfg.describe(),
+            family: Family::Vit,
+            num_classes: cfg.num_classes,
+            feature_dim: d,
+            tap_dims: vec![d; cfg.num_stages() + 1],
+            num_params: 0,
+            input: Preprocess::Torchvision.spec(cfg.image_size),
+        };
+        Ok(Vit {
+            cfg: cfg.clone(),
+            conv_w,
+            conv_b: conv_b.reshape((1, d, 1, 1))?,
+            class_token,
+            pos_embedding,
+            layers,
+            ln,
+            head_w: params::f32(head.weight().clone())?,
+            head_b: params::f32(head.bias().expect("built with a bias").clone())?,
+            meta: Meta {
+                info,
+                device: vb.device().clone(),
+                dtype: vb.dtype(),
+            },
+        })
+    }
+
+    fn with_param_count(mut self) -> Result<Self> {
+        self.meta.info.num_params = self.cfg.num_params()?;
+        Ok(self)
+    }
+
+    /// Loads a torchvision state dict, the architecture read from it.
+    pub fn from_checkpoint(
+        ckpt: Checkpoint,
+        name: Option<&str>,
+        device: &Device,
+        dtype: DType,
+    ) -> Result<Self> {
+        let heads = name.and_then(family_heads).flatten();
+        let named = name.and_then(variant);
+        let heads = heads.or(named.as_ref().map(|c| c.num_heads));
+        let cfg = VitConfig::infer(&ckpt.tensors, heads).ok_or_else(|| Error::NotACheckpoint {
+            path: ckpt.path.clone(),
+            reason: "no torchvision ViT tensors (conv_proj, encoder.pos_embedding, heads.head)"
+                .into(),
+        })?;
+        if let Some(want) = named {
+            let found = VitConfig {
+                num_classes: want.num_classes,
+                ..cfg.clone()
+            };
+            if found != want {
+                return Err(Error::ModelMismatch {
+                    path: ckpt.path.clone(),
+                    requested: name.unwrap_or_default().to_string(),
+                    found: cfg.describe(),
+                });
+            }
+        }
+        let arch = cfg.describe();
+        params::from_checkpoint(ckpt, &arch, device, dtype, |vb| Vit::new(&cfg, vb))?
+            .with_param_count()
+    }
+
+    /// Random weights (for `bench`).
+    pub fn random(cfg: &VitConfig, device: &Device, dtype: DType) -> Result<Self> {
+        let mut m = params::random(device, dtype, |vb| Vit::new(cfg, vb))?.with_param_count()?;
+        m.meta.info.name = format!("{} (random weights)", m.meta.info.name);
+        Ok(m)
+    }
+
+    pub fn config(&self) -> &VitConfig {
+        &self.cfg
+    }
+}
+
+impl Backbone for Vit {
+    fn meta(&self) -> &Meta {
+        &self.meta
+    }
+
+    /// Patches, class token and position embedding: tokens [B, 1 + n, D].
+    fn stem(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, c, h, w) = x.dims4()?;
+        let s = self.cfg.image_size;
+        if c != 3 || h != s || w != s {
+            return Err(Error::Invalid(format!(
+                "{} takes 3 x {s} x {s} input (its position embeddings are fixed), not {c} x {h} x {w}",
+                self.meta.info.name
+            )));
+        }
+        let p = self.cfg.patch_size;
+        let y = params::conv2d(&x.to_dtype(self.meta.dtype)?, &self.conv_w, 0, p)?
+            .broadcast_add(&self.conv_b)?;
+        let d = self.cfg.hidden_dim;
+        let y = y.flatten_from(2)?.transpose(1, 2)?; // [b, n, d]
+        let cls = self.class_token.broadcast_as((b, 1, d))?;
+        let y = Tensor::cat(&[&cls, &y], 1)?;
+        Ok(y.broadcast_add(&self.pos_embedding)?)
+    }
+
+    fn stage(&self, l: usize, mut x: Tensor) -> Result<Tensor> {
+        for layer in &self.layers[self.cfg.stage_layers(l)] {
+            x = layer.forward(&x)?;
+        }
+        Ok(x)
+    }
+
+    fn tap(&self, _l: usize, state: &Tensor) -> Result<Tensor> {
+        Ok(state.to_dtype(DType::F32)?.mean(1)?)
+    }
+
+    fn feature(&self, last: &Tensor) -> Result<Tensor> {
+        let y = self
+            .ln
+            .forward(&last.narrow(1, 0, 1)?.squeeze(1)?.contiguous()?)?;
+        params::f32(y)
+    }
+
+    fn head(&self) -> (&Tensor, &Tensor) {
+        (&self.head_w, &self.head_b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stages_split_the_layers_in_quarters() {
+        let cfg = variant("vit-b-16").unwrap();
+        let stages: Vec<_> = (1..=4).map(|l| cfg.stage_layers(l)).collect();
+        assert_eq!(stages, vec![0..3, 3..6, 6..9, 9..12]);
+        let two = VitConfig {
+            num_layers: 2,
+            ..cfg
+        };
+        assert_eq!(two.num_stages(), 2);
+        assert_eq!(two.stage_layers(2), 1..2);
+    }
+
+    #[test]
+    fn family_names_may_give_the_heads() {
+        assert_eq!(family_heads("vit"), Some(None));
+        assert_eq!(family_heads("ViT:heads=4"), Some(Some(4)));
+        assert_eq!(family_heads("vit-b-16"), None);
+    }
+}

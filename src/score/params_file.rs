@@ -1,0 +1,71 @@
+//! Parameter files (Mahalanobis parameters, fits): safetensors whose
+//! metadata names the format, its version and a JSON header.
+
+use crate::error::{Error, Result};
+use candle_core::{Device, Tensor};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// What a kind of file is called in messages and how it is made.
+pub struct Kind {
+    pub format: &'static str,
+    pub version: &'static str,
+    /// The metadata key holding the JSON header.
+    pub header: &'static str,
+    /// e.g. "Mahalanobis parameters file".
+    pub what: &'static str,
+    /// e.g. "Mahalanobis parameters" (before "version ...").
+    pub short: &'static str,
+    /// The command that makes one.
+    pub make: &'static str,
+}
+
+/// Writes `tensors` with the kind's metadata and `header` as JSON.
+pub fn write<H: serde::Serialize>(
+    path: &Path,
+    kind: &Kind,
+    tensors: Vec<(String, Tensor)>,
+    header: &H,
+) -> Result<()> {
+    let meta = HashMap::from([
+        ("format".to_string(), kind.format.to_string()),
+        ("version".to_string(), kind.version.to_string()),
+        (
+            kind.header.to_string(),
+            serde_json::to_string(header).map_err(|e| Error::data(path, e.to_string()))?,
+        ),
+    ]);
+    safetensors::serialize_to_file(tensors, Some(meta), path)
+        .map_err(|e| Error::data(path, format!("cannot write: {e}")))
+}
+
+/// Reads a file of `kind`: its header and its tensors (on the CPU).
+pub fn read<H: serde::de::DeserializeOwned>(
+    path: &Path,
+    kind: &Kind,
+) -> Result<(H, HashMap<String, Tensor>)> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bad = |reason: String| Error::data(path, reason);
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| bad(format!("not a {}: {e}", kind.what)))?;
+    let meta = meta.metadata().clone().unwrap_or_default();
+    if meta.get("format").map(String::as_str) != Some(kind.format) {
+        return Err(bad(format!(
+            "not a {} (make one with `{}`)",
+            kind.what, kind.make
+        )));
+    }
+    if meta.get("version").map(String::as_str) != Some(kind.version) {
+        return Err(bad(format!(
+            "{} version {:?}, this build reads {}",
+            kind.short,
+            meta.get("version"),
+            kind.version
+        )));
+    }
+    let header: H = serde_json::from_str(meta.get(kind.header).map_or("", |s| s))
+        .map_err(|e| bad(format!("bad `{}` metadata: {e}", kind.header)))?;
+    let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
+        .map_err(|e| bad(e.to_string()))?;
+    Ok((header, tensors))
+}

@@ -1,0 +1,10 @@
+//! The five screens, each drawing from the app's state: `setup` (the form),
+//! `dashboard` (metrics, histogram, progress), `anatomy` (GradNorm's two
+//! factors), `browser` (images, sorted and filtered, with a preview),
+//! `inspect` (absorbing classes, methods that disagree).
+
+pub mod anatomy;
+pub mod browser;
+pub mod dashboard;
+pub mod inspect;
+pub mod setup;

@@ -1,0 +1,147 @@
+//! The form's choosers: Enter on the model, checkpoint, ID set, device or
+//! dtype opens a popup list filtered as one types; Tab completes a path
+//! being typed.
+
+use super::state::{Row, SetupAction, SetupState};
+use crate::run::{DType, Device};
+use crate::tui::keymap::Action;
+use crate::tui::picker::{complete_path, Picked, Picker};
+
+impl SetupState {
+    /// A popup list for `row`, or None when the row is typed or toggled.
+    pub(super) fn picker_for(&self, row: Row) -> Option<Picker> {
+        let p = match row {
+            Row::Checkpoint => {
+                let mut items: Vec<String> = self
+                    .checkpoints
+                    .iter()
+                    .map(|c| c.display().to_string())
+                    .collect();
+                items.push("none (random weights)".into());
+                let at = self.checkpoint.unwrap_or(items.len() - 1);
+                Picker::new(
+                    "checkpoint · type to filter, or a path (Tab completes)",
+                    items,
+                    Some(at),
+                )
+                .with_free_text()
+            }
+            Row::Model => {
+                let mut items = vec!["auto (from the checkpoint)".to_string()];
+                items.extend(self.model_names.iter().cloned());
+                let at = self
+                    .model
+                    .as_ref()
+                    .and_then(|m| self.model_names.iter().position(|x| x == m))
+                    .map_or(0, |p| p + 1);
+                Picker::new("model · type to filter", items, Some(at))
+            }
+            Row::Id => {
+                let items = self
+                    .datasets
+                    .iter()
+                    .map(|d| format!("{}  {}", d.name, d.path.display()))
+                    .collect();
+                Picker::new(
+                    "ID set · type to filter, or a path (Tab completes)",
+                    items,
+                    self.id,
+                )
+                .with_free_text()
+            }
+            Row::Device => {
+                let at = Device::CHOICES.iter().position(|d| *d == self.device);
+                Picker::new(
+                    "device · or type one (cuda:1)",
+                    Device::CHOICES.map(|d| d.to_string()).to_vec(),
+                    at,
+                )
+                .with_free_text()
+            }
+            Row::Dtype => {
+                let at = DType::CHOICES.iter().position(|d| *d == self.dtype);
+                Picker::new(
+                    "dtype",
+                    DType::CHOICES.map(|d| d.name().to_string()).to_vec(),
+                    at,
+                )
+            }
+            _ => return None,
+        };
+        Some(p)
+    }
+
+    /// A key while the popup list is open.
+    pub(super) fn on_picker(&mut self, action: Action) -> SetupAction {
+        let Some(p) = self.picker.as_mut() else {
+            return SetupAction::None;
+        };
+        match action {
+            Action::Up => p.move_by(-1),
+            Action::Down => p.move_by(1),
+            Action::PageUp => p.move_by(-10),
+            Action::PageDown => p.move_by(10),
+            Action::EditBackspace => p.backspace(),
+            Action::EditClear => {
+                p.filter.clear();
+                p.selected = 0;
+            }
+            Action::Complete if p.free_text => {
+                let (text, fits) = complete_path(&p.filter);
+                p.filter = text;
+                p.selected = 0;
+                self.completions = fits;
+            }
+            Action::EditCancel => self.picker = None,
+            Action::EditConfirm => {
+                let picked = p.pick();
+                self.picker = None;
+                self.completions.clear();
+                return match picked {
+                    Some(x) => self.apply_pick(x),
+                    None => SetupAction::Message("nothing matches: Esc closes the list".into()),
+                };
+            }
+            _ => {}
+        }
+        SetupAction::None
+    }
+
+    fn apply_pick(&mut self, picked: Picked) -> SetupAction {
+        let row = self.current();
+        match (row, picked) {
+            (_, Picked::Text(t)) => return self.commit(&t),
+            (Row::Checkpoint, Picked::Item(i)) => {
+                let before = self.checkpoint;
+                self.checkpoint = (i < self.checkpoints.len()).then_some(i);
+                if before != self.checkpoint {
+                    return self.model_changed();
+                }
+            }
+            (Row::Model, Picked::Item(i)) => {
+                let model = (i > 0).then(|| self.model_names[i - 1].clone());
+                if model != self.model {
+                    self.model = model;
+                    return self.model_changed();
+                }
+            }
+            (Row::Id, Picked::Item(i)) => self.id = Some(i),
+            (Row::Device, Picked::Item(i)) => self.device = Device::CHOICES[i],
+            (Row::Dtype, Picked::Item(i)) => self.dtype = DType::CHOICES[i],
+            _ => {}
+        }
+        SetupAction::None
+    }
+
+    /// Tab while typing a path: complete it from the disk.
+    pub(super) fn complete_edit(&mut self) {
+        if !self.current_takes_path() {
+            return;
+        }
+        if let Some(text) = self.edit.as_mut() {
+            let (done, fits) = complete_path(text);
+            *text = done;
+            self.completions = fits;
+        }
+    }
+}

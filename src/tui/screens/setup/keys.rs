@@ -1,0 +1,328 @@
+//! What the form's keys do: moving, choosing, toggling, typing a value
+//! and committing it.
+
+use super::params::{param_text, set_param};
+use super::state::{Row, SetupAction, SetupState};
+use crate::run::DatasetSpec;
+use crate::run::{Batch, DType, Device};
+use crate::tui::discover::{self, Count};
+use crate::tui::keymap::{self, Action, Mode};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use std::path::{Path, PathBuf};
+
+impl SetupState {
+    /// Handles a key; editing captures every key until Enter or Esc.
+    /// Handles a key as the keymap reads it (tests and the app): editing
+    /// captures every key until Enter or Esc.
+    pub fn on_key(&mut self, key: KeyEvent) -> SetupAction {
+        let mode = if self.picker.is_some() {
+            Mode::Picker
+        } else if self.edit.is_some() {
+            Mode::Edit
+        } else {
+            Mode::Setup
+        };
+        match keymap::lookup(mode, &key) {
+            Some(action) => self.act(action),
+            None => {
+                let chord = key
+                    .modifiers
+                    .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT);
+                if let (KeyCode::Char(c), false) = (key.code, chord) {
+                    self.type_char(c);
+                }
+                SetupAction::None
+            }
+        }
+    }
+
+    /// Types a character into the value being edited or the list's filter.
+    pub fn type_char(&mut self, c: char) {
+        if let Some(p) = self.picker.as_mut() {
+            p.type_char(c);
+        } else if let Some(buf) = self.edit.as_mut() {
+            buf.push(c);
+        }
+    }
+
+    /// Does what a form key asks; actions of other screens do nothing.
+    pub fn act(&mut self, action: Action) -> SetupAction {
+        let n = self.rows().len();
+        if self.picker.is_some() {
+            return self.on_picker(action);
+        }
+        if action == Action::Complete {
+            self.complete_edit();
+            return SetupAction::None;
+        }
+        if let Some(buf) = self.edit.as_mut() {
+            match action {
+                Action::EditCancel => {
+                    self.edit = None;
+                    self.renaming = false;
+                    self.completions.clear();
+                }
+                Action::EditConfirm => {
+                    let text = self.edit.take().unwrap_or_default();
+                    self.completions.clear();
+                    return self.commit(text.trim());
+                }
+                Action::EditBackspace => {
+                    buf.pop();
+                }
+                Action::EditClear => buf.clear(),
+                _ => {}
+            }
+            return SetupAction::None;
+        }
+        match action {
+            Action::Up => self.cursor = self.cursor.saturating_sub(1),
+            Action::Down => self.cursor = (self.cursor + 1).min(n - 1),
+            Action::NextField => self.cursor = (self.cursor + 1) % n,
+            Action::PrevField => self.cursor = (self.cursor + n - 1) % n,
+            Action::PageUp => self.cursor = self.cursor.saturating_sub(10),
+            Action::PageDown => self.cursor = (self.cursor + 10).min(n - 1),
+            Action::Top => self.cursor = 0,
+            Action::Bottom => self.cursor = n - 1,
+            Action::Left => return self.cycle(-1),
+            Action::Right => return self.cycle(1),
+            Action::Toggle => self.toggle(),
+            Action::Activate => return self.activate(),
+            Action::Start => return SetupAction::Start,
+            Action::Save => return SetupAction::Save,
+            Action::Rename => {
+                let d = match self.current() {
+                    Row::Ood(i) => Some(i),
+                    Row::Id => self.id,
+                    _ => None,
+                };
+                if let Some(d) = d {
+                    self.renaming = true;
+                    self.edit = Some(self.datasets[d].name.clone());
+                }
+            }
+            _ => {}
+        }
+        SetupAction::None
+    }
+
+    /// The model changed: class names chosen for the previous one (a demo's
+    /// ten names, say) would not fit it, so they are dropped, saying so.
+    pub(super) fn model_changed(&mut self) -> SetupAction {
+        match self.class_names.take() {
+            Some(p) => SetupAction::Message(format!(
+                "class names {} cleared: they were for the previous model",
+                p.display()
+            )),
+            None => SetupAction::None,
+        }
+    }
+
+    fn cycle(&mut self, step: isize) -> SetupAction {
+        let wrap = |i: usize, n: usize| ((i as isize + step).rem_euclid(n as isize)) as usize;
+        match self.current() {
+            Row::Checkpoint if !self.checkpoints.is_empty() => {
+                // The last position is "none" (random weights by model name).
+                let n = self.checkpoints.len() + 1;
+                let i = self.checkpoint.unwrap_or(n - 1);
+                let j = wrap(i, n);
+                self.checkpoint = (j < n - 1).then_some(j);
+                return self.model_changed();
+            }
+            Row::Model => {
+                let n = self.model_names.len() + 1;
+                let i = self
+                    .model
+                    .as_ref()
+                    .and_then(|m| self.model_names.iter().position(|x| x == m))
+                    .map_or(0, |p| p + 1);
+                let j = wrap(i, n);
+                self.model = (j > 0).then(|| self.model_names[j - 1].clone());
+                return self.model_changed();
+            }
+            Row::Id if !self.datasets.is_empty() => {
+                let i = wrap(self.id.unwrap_or(0), self.datasets.len());
+                self.id = Some(i);
+            }
+            Row::Device => self.device = cycle(&Device::CHOICES, self.device, step),
+            Row::Dtype => self.dtype = cycle(&DType::CHOICES, self.dtype, step),
+            Row::Batch => {
+                let b = self.batch.get();
+                let next = if step > 0 { b * 2 } else { b / 2 };
+                self.batch = Batch::new(next.clamp(Batch::MIN, Batch::MAX)).unwrap_or(self.batch);
+            }
+            Row::Ood(_) | Row::Method(_) => self.toggle(),
+            _ => {}
+        }
+        SetupAction::None
+    }
+
+    fn toggle(&mut self) {
+        match self.current() {
+            Row::Ood(i) => self.datasets[i].ood = !self.datasets[i].ood,
+            Row::Method(i) => self.methods[i].enabled = !self.methods[i].enabled,
+            _ => {}
+        }
+    }
+
+    fn activate(&mut self) -> SetupAction {
+        match self.current() {
+            Row::Ood(_) | Row::Method(_) => self.toggle(),
+            row @ (Row::Checkpoint | Row::Model | Row::Id | Row::Device | Row::Dtype) => {
+                self.picker = self.picker_for(row);
+            }
+            Row::Start => return SetupAction::Start,
+            Row::Save => return SetupAction::Save,
+            row => self.edit = Some(self.edit_text(row)),
+        }
+        SetupAction::None
+    }
+
+    /// What an edit of `row` starts from: paths start empty (a new entry),
+    /// values from their current setting.
+    fn edit_text(&self, row: Row) -> String {
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        match row {
+            Row::ClassNames => path(&self.class_names).unwrap_or_default(),
+            Row::ClassOrder => path(&self.class_order).unwrap_or_default(),
+            Row::IdRoot => self
+                .id_entry()
+                .and_then(|d| path(&d.root))
+                .unwrap_or_default(),
+            Row::Param(i, p) => param_text(&self.methods[i].method, p),
+            Row::Device => self.device.to_string(),
+            Row::Batch => self.batch.to_string(),
+            Row::ImageSize => self.image_size.map(|s| s.to_string()).unwrap_or_default(),
+            Row::Limit => self.limit.map(|s| s.to_string()).unwrap_or_default(),
+            _ => String::new(),
+        }
+    }
+
+    pub(super) fn commit(&mut self, text: &str) -> SetupAction {
+        if std::mem::take(&mut self.renaming) {
+            return self.rename(text);
+        }
+        let opt_path = |t: &str| (!t.is_empty()).then(|| PathBuf::from(t));
+        match self.current() {
+            Row::Checkpoint => {
+                if text.is_empty() {
+                    return SetupAction::None;
+                }
+                let i = self.add_checkpoint(PathBuf::from(text));
+                self.checkpoint = Some(i);
+                if !Path::new(text).exists() {
+                    return SetupAction::Message(format!("{text}: no such file (yet)"));
+                }
+            }
+            Row::ClassOrder => self.class_order = opt_path(text),
+            Row::ClassNames => self.class_names = opt_path(text),
+            Row::Id | Row::AddDataset => {
+                if text.is_empty() {
+                    return SetupAction::None;
+                }
+                let path = PathBuf::from(text);
+                let spec = DatasetSpec {
+                    name: discover::name_of(&path),
+                    path: path.clone(),
+                    root: None,
+                };
+                let before = self.datasets.len();
+                let i = self.add_dataset(&spec);
+                if self.datasets.len() > before {
+                    self.dedupe_names();
+                }
+                if self.current() == Row::Id {
+                    self.id = Some(i);
+                } else {
+                    self.datasets[i].ood = true;
+                }
+                if self.datasets[i].count == Count::Pending {
+                    return SetupAction::Count(path, None);
+                }
+            }
+            Row::IdRoot => {
+                if let Some(i) = self.id {
+                    self.datasets[i].root = opt_path(text);
+                    self.datasets[i].count = Count::Pending;
+                    let d = &self.datasets[i];
+                    return SetupAction::Count(d.path.clone(), d.root.clone());
+                }
+            }
+            Row::Param(i, p) => {
+                if let Err(e) = set_param(&mut self.methods[i].method, p, text) {
+                    return SetupAction::Message(e);
+                }
+            }
+            // The same parsers as the flags and the config file.
+            Row::Device if !text.is_empty() => match text.parse() {
+                Ok(d) => self.device = d,
+                Err(e) => return SetupAction::Message(format!("device: {e}")),
+            },
+            Row::Batch => match text.parse() {
+                Ok(b) => self.batch = b,
+                Err(e) => return SetupAction::Message(format!("batch: {e}")),
+            },
+            Row::ImageSize => match text {
+                "" => self.image_size = None,
+                t => match t.parse() {
+                    Ok(s) => self.image_size = Some(s),
+                    Err(e) => {
+                        return SetupAction::Message(format!(
+                            "image size: {e} (or empty for the model's)"
+                        ))
+                    }
+                },
+            },
+            Row::Limit => match text {
+                "" => self.limit = None,
+                t => match t.parse() {
+                    Ok(l) => self.limit = Some(l),
+                    Err(e) => {
+                        return SetupAction::Message(format!(
+                            "limit: {e} (or empty for every image)"
+                        ))
+                    }
+                },
+            },
+            _ => {}
+        }
+        SetupAction::None
+    }
+}
+
+impl SetupState {
+    /// Renames the dataset under the cursor; names stay unique (they key
+    /// each OOD set's metrics).
+    fn rename(&mut self, name: &str) -> SetupAction {
+        let d = match self.current() {
+            Row::Ood(i) => i,
+            Row::Id => match self.id {
+                Some(i) => i,
+                None => return SetupAction::None,
+            },
+            _ => return SetupAction::None,
+        };
+        if name.is_empty() {
+            return SetupAction::Message("a dataset needs a name".into());
+        }
+        if self
+            .datasets
+            .iter()
+            .enumerate()
+            .any(|(j, x)| j != d && x.name == name)
+        {
+            return SetupAction::Message(format!("{name}: another dataset has this name"));
+        }
+        self.datasets[d].name = name.to_string();
+        SetupAction::None
+    }
+}
+
+fn cycle<T: Copy + PartialEq>(options: &[T], current: T, step: isize) -> T {
+    let n = options.len() as isize;
+    let j = match options.iter().position(|o| *o == current) {
+        Some(i) => (i as isize + step).rem_euclid(n),
+        None => 0,
+    };
+    options[j as usize]
+}

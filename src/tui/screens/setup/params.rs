@@ -1,0 +1,29 @@
+//! A method's hyperparameters as rows of the form: each row is the index
+//! of one of the method's registry parameters (`score::registry`), shown
+//! and set through the registry.
+
+use crate::score::registry::ParamKind;
+use crate::score::Method;
+
+/// A hyperparameter row under a method: its index in the method's
+/// registry parameters.
+pub type Param = usize;
+
+/// The parameter rows of a method: one per registry parameter.
+pub fn params_of(m: &Method) -> std::ops::Range<Param> {
+    0..m.def().params.len()
+}
+
+pub fn param_text(m: &Method, p: Param) -> String {
+    m.values()[p].to_string()
+}
+
+pub fn set_param(m: &mut Method, p: Param, text: &str) -> Result<(), String> {
+    let name = m.def().params[p].name;
+    m.set(name, text).map_err(|e| e.0)
+}
+
+/// Whether the parameter is a file path (Tab completes it).
+pub fn is_path(m: &Method, p: Param) -> bool {
+    matches!(m.def().params[p].kind, ParamKind::Path)
+}

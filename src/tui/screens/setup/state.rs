@@ -1,0 +1,417 @@
+//! The setup screen: a form of model, datasets, methods and run settings
+//! that becomes a `RunConfig`. Keys move a cursor over rows; ←/→ change a
+//! choice, Space toggles, Enter edits a value or types a path.
+
+use super::params::{is_path, params_of, Param};
+use crate::model::ModelSpec;
+use crate::run::{Batch, DType, DatasetSpec, Device, ImageSize, Limit, RunConfig};
+use crate::score::Method;
+use crate::tui::discover::{Candidate, Count};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasetEntry {
+    pub name: String,
+    pub path: PathBuf,
+    pub root: Option<PathBuf>,
+    pub count: Count,
+    /// Selected as an OOD set (ignored for the entry chosen as ID).
+    pub ood: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MethodEntry {
+    pub enabled: bool,
+    /// The method with its hyperparameters (kept while disabled).
+    pub method: Method,
+}
+
+/// One selectable line of the form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Row {
+    Checkpoint,
+    Model,
+    /// A file of class names (one a line); none: ImageNet's, or the ID
+    /// folders' names when they match the model.
+    ClassNames,
+    ClassOrder,
+    Id,
+    IdRoot,
+    Ood(usize),
+    AddDataset,
+    Method(usize),
+    Param(usize, Param),
+    Device,
+    Dtype,
+    Batch,
+    ImageSize,
+    Limit,
+    Start,
+    Save,
+}
+
+impl Row {
+    /// Whether the row's value is typed as a path (Tab completes it).
+    pub fn takes_path(self) -> bool {
+        matches!(
+            self,
+            Row::Checkpoint
+                | Row::ClassNames
+                | Row::ClassOrder
+                | Row::Id
+                | Row::IdRoot
+                | Row::AddDataset
+        )
+    }
+}
+
+/// What a key in the form asks the app to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SetupAction {
+    None,
+    Start,
+    Save,
+    /// Count the images of a newly typed dataset.
+    Count(PathBuf, Option<PathBuf>),
+    Message(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SetupState {
+    pub checkpoints: Vec<PathBuf>,
+    pub checkpoint: Option<usize>,
+    /// None: inferred from the checkpoint.
+    pub model: Option<String>,
+    pub model_names: Vec<String>,
+    pub class_names: Option<PathBuf>,
+    pub class_order: Option<PathBuf>,
+    pub datasets: Vec<DatasetEntry>,
+    pub id: Option<usize>,
+    pub methods: Vec<MethodEntry>,
+    pub device: Device,
+    pub dtype: DType,
+    pub batch: Batch,
+    pub image_size: Option<ImageSize>,
+    pub limit: Option<Limit>,
+    /// Index into `rows()`.
+    pub cursor: usize,
+    /// Text being typed into the row under the cursor.
+    pub edit: Option<String>,
+    /// The popup list open over the row under the cursor.
+    pub picker: Option<crate::tui::picker::Picker>,
+    /// The text being typed is the dataset's new name, not a path.
+    pub renaming: bool,
+    /// Names that fit the path being typed (after Tab).
+    pub completions: Vec<String>,
+    /// The loaded config, for the fields the form does not edit.
+    base: Option<RunConfig>,
+}
+
+impl SetupState {
+    /// A form over what was found on disk, with the paper's methods.
+    pub fn new(checkpoints: Vec<PathBuf>, candidates: Vec<Candidate>) -> SetupState {
+        let datasets: Vec<DatasetEntry> = candidates
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| DatasetEntry {
+                name: c.name,
+                path: c.path,
+                root: c.root,
+                count: Count::Pending,
+                ood: i > 0,
+            })
+            .collect();
+        let id = (!datasets.is_empty()).then_some(0);
+        let methods = crate::score::registry::METHODS
+            .iter()
+            .filter_map(|d| Method::from_key(d.key))
+            .map(|m| MethodEntry {
+                enabled: matches!(m.key(), "msp" | "odin" | "energy" | "gradnorm"),
+                method: m,
+            })
+            .collect();
+        let mut s = SetupState {
+            checkpoint: (!checkpoints.is_empty()).then_some(0),
+            checkpoints,
+            model: None,
+            model_names: crate::model::known_models(),
+            class_names: None,
+            class_order: None,
+            datasets,
+            id,
+            methods,
+            device: Device::Auto,
+            dtype: DType::F32,
+            batch: Batch::new(64).expect("64 is a valid batch"),
+            image_size: None,
+            limit: None,
+            cursor: 0,
+            edit: None,
+            picker: None,
+            renaming: false,
+            completions: Vec::new(),
+            base: None,
+        };
+        s.dedupe_names();
+        s
+    }
+
+    /// The form filled from a config, with what was found on disk offered too.
+    pub fn from_config(
+        config: &RunConfig,
+        checkpoints: Vec<PathBuf>,
+        candidates: Vec<Candidate>,
+    ) -> SetupState {
+        let mut s = SetupState::new(checkpoints, candidates);
+        for d in &mut s.datasets {
+            d.ood = false;
+        }
+        s.checkpoint = config
+            .model
+            .checkpoint
+            .as_ref()
+            .map(|c| s.add_checkpoint(c.clone()));
+        s.model = config.model.name.clone();
+        s.class_names = config.class_names.clone();
+        s.class_order = config.class_order.clone();
+        // The config's sets first, in its order (the run's dataset order),
+        // then the others found on disk.
+        let mut order = vec![s.add_dataset(&config.id)];
+        for spec in &config.ood {
+            let i = s.add_dataset(spec);
+            s.datasets[i].ood = true;
+            order.push(i);
+        }
+        let rest: Vec<usize> = (0..s.datasets.len())
+            .filter(|i| !order.contains(i))
+            .collect();
+        order.extend(rest);
+        s.datasets = order.iter().map(|&i| s.datasets[i].clone()).collect();
+        s.id = Some(0);
+        for entry in &mut s.methods {
+            entry.enabled = false;
+            if let Some(m) = config
+                .methods
+                .iter()
+                .find(|m| m.key() == entry.method.key())
+            {
+                entry.enabled = true;
+                entry.method = m.clone();
+            }
+        }
+        s.device = config.device;
+        s.dtype = config.dtype;
+        s.batch = config.batch;
+        s.image_size = config.image_size;
+        s.limit = config.limit;
+        s.base = Some(config.clone());
+        s.dedupe_names();
+        s
+    }
+
+    pub(super) fn add_checkpoint(&mut self, path: PathBuf) -> usize {
+        if let Some(i) = self.checkpoints.iter().position(|c| *c == path) {
+            return i;
+        }
+        self.checkpoints.push(path);
+        self.checkpoints.len() - 1
+    }
+
+    /// The entry for `spec` (matched by path and root), added when new; the
+    /// spec's name wins.
+    pub(super) fn add_dataset(&mut self, spec: &DatasetSpec) -> usize {
+        if let Some(i) = self
+            .datasets
+            .iter()
+            .position(|d| d.path == spec.path && d.root == spec.root)
+        {
+            self.datasets[i].name = spec.name.clone();
+            return i;
+        }
+        self.datasets.push(DatasetEntry {
+            name: spec.name.clone(),
+            path: spec.path.clone(),
+            root: spec.root.clone(),
+            count: Count::Pending,
+            ood: false,
+        });
+        self.datasets.len() - 1
+    }
+
+    /// Names must be unique: they key the metrics of each OOD set.
+    pub(super) fn dedupe_names(&mut self) {
+        for i in 1..self.datasets.len() {
+            let base = self.datasets[i].name.clone();
+            let mut k = 2;
+            while self.datasets[..i]
+                .iter()
+                .any(|d| d.name == self.datasets[i].name)
+            {
+                self.datasets[i].name = format!("{base}-{k}");
+                k += 1;
+            }
+        }
+    }
+
+    /// Stores an image count that the counter reports.
+    pub fn set_count(&mut self, path: &Path, count: Count) {
+        for d in self.datasets.iter_mut().filter(|d| d.path == path) {
+            d.count = count.clone();
+        }
+    }
+
+    /// Datasets whose count is still unknown.
+    pub fn pending_counts(&self) -> Vec<(PathBuf, Option<PathBuf>)> {
+        self.datasets
+            .iter()
+            .filter(|d| d.count == Count::Pending)
+            .map(|d| (d.path.clone(), d.root.clone()))
+            .collect()
+    }
+
+    pub fn rows(&self) -> Vec<Row> {
+        let mut rows = vec![
+            Row::Checkpoint,
+            Row::Model,
+            Row::ClassNames,
+            Row::ClassOrder,
+            Row::Id,
+            Row::IdRoot,
+        ];
+        rows.extend(
+            (0..self.datasets.len())
+                .filter(|&i| Some(i) != self.id)
+                .map(Row::Ood),
+        );
+        rows.push(Row::AddDataset);
+        for (i, m) in self.methods.iter().enumerate() {
+            rows.push(Row::Method(i));
+            if m.enabled {
+                rows.extend(params_of(&m.method).map(|p| Row::Param(i, p)));
+            }
+        }
+        rows.extend([
+            Row::Device,
+            Row::Dtype,
+            Row::Batch,
+            Row::ImageSize,
+            Row::Limit,
+            Row::Start,
+            Row::Save,
+        ]);
+        rows
+    }
+
+    /// Whether the row under the cursor takes a path (Tab completes it).
+    pub fn current_takes_path(&self) -> bool {
+        match self.current() {
+            Row::Param(i, p) => is_path(&self.methods[i].method, p),
+            row => row.takes_path(),
+        }
+    }
+
+    /// The row under the cursor.
+    pub fn current(&self) -> Row {
+        let rows = self.rows();
+        rows[self.cursor.min(rows.len() - 1)]
+    }
+
+    /// Puts the cursor on `row` when the form has it.
+    pub fn select(&mut self, row: Row) -> bool {
+        match self.rows().iter().position(|r| *r == row) {
+            Some(i) => {
+                self.cursor = i;
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn id_entry(&self) -> Option<&DatasetEntry> {
+        self.id.and_then(|i| self.datasets.get(i))
+    }
+
+    pub fn ood_entries(&self) -> impl Iterator<Item = &DatasetEntry> {
+        self.datasets
+            .iter()
+            .enumerate()
+            .filter(move |(i, d)| Some(*i) != self.id && d.ood)
+            .map(|(_, d)| d)
+    }
+
+    /// The run this form describes, or what is missing.
+    pub fn to_config(&self) -> Result<RunConfig, String> {
+        let checkpoint = self.checkpoint.map(|i| self.checkpoints[i].clone());
+        if checkpoint.is_none() && self.model.is_none() {
+            return Err("choose a checkpoint (or a model name for random weights)".into());
+        }
+        let id = self.id_entry().ok_or("choose an ID dataset")?;
+        let ood: Vec<DatasetSpec> = self
+            .ood_entries()
+            .map(|d| DatasetSpec {
+                name: d.name.clone(),
+                path: d.path.clone(),
+                root: d.root.clone(),
+            })
+            .collect();
+        if ood.is_empty() {
+            return Err("select at least one OOD dataset (Space)".into());
+        }
+        let methods: Vec<Method> = self
+            .methods
+            .iter()
+            .filter(|m| m.enabled)
+            .map(|m| m.method.clone())
+            .collect();
+        if methods.is_empty() {
+            return Err("select at least one method (Space)".into());
+        }
+        if let Some(params) = methods
+            .iter()
+            .find(|m| m.key() == "mahalanobis")
+            .and_then(|m| m.path("params"))
+        {
+            if params.as_os_str().is_empty() {
+                return Err("Mahalanobis needs its parameters file (from tune-mahalanobis)".into());
+            }
+        }
+        let base = self.base.clone();
+        let config = RunConfig {
+            model: ModelSpec {
+                name: self.model.clone(),
+                checkpoint,
+            },
+            class_names: self.class_names.clone(),
+            class_order: self.class_order.clone(),
+            id: DatasetSpec {
+                name: id.name.clone(),
+                path: id.path.clone(),
+                root: id.root.clone(),
+            },
+            ood,
+            methods,
+            fit: base.as_ref().and_then(|b| b.fit.clone()),
+            preprocess: base.as_ref().and_then(|b| b.preprocess),
+            image_size: self.image_size,
+            batch: self.batch,
+            device: self.device,
+            dtype: self.dtype,
+            limit: self.limit,
+            workers: base.as_ref().and_then(|b| b.workers),
+        };
+        config.validate().map_err(|e| e.to_string())?;
+        Ok(config)
+    }
+
+    /// Images the run would evaluate, when every count is known.
+    pub fn planned_images(&self) -> Option<usize> {
+        let mut total = 0;
+        for d in self.id_entry().into_iter().chain(self.ood_entries()) {
+            match d.count {
+                Count::Images(n) => total += self.limit.map_or(n, |l| n.min(l.get())),
+                _ => return None,
+            }
+        }
+        Some(total)
+    }
+}
