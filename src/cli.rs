@@ -48,6 +48,13 @@ pub enum Command {
     /// Fit Mahalanobis class means and precisions, tune its regression and
     /// magnitude as the seed does, and write the parameters file.
     TuneMahalanobis(TuneMahalanobisArgs),
+    /// The run store: list runs, show one, remove one.
+    Runs(RunsArgs),
+    /// A stored run's table (md, latex, csv, json), per-image scores, plots,
+    /// or two runs' metric deltas.
+    Report(ReportArgs),
+    /// Join the shards of `eval --shard i/n` runs into one run.
+    Merge(MergeArgs),
     /// One pass over labelled ID images storing what the fit-based methods
     /// (react, dice, knn, vim, residual, klm, mds, rmds) need.
     Fit(FitArgs),
@@ -177,9 +184,74 @@ pub struct EvalArgs {
     /// Run the embedded demo (model, ID set and OOD sets made by the project).
     #[arg(long)]
     pub demo: bool,
+    /// Run store folder: the run is recorded there batch by batch, and a
+    /// rerun of the same configuration continues from it.
+    #[arg(long, default_value = crate::store::DEFAULT_DIR)]
+    pub store: PathBuf,
+    /// Record nothing (and reuse nothing).
+    #[arg(long, conflicts_with = "shard")]
+    pub no_store: bool,
+    /// Evaluate the i-th of n disjoint slices of every set (i from 0; `n/n`
+    /// counts as `0/n`); join the shards with `merge`.
+    #[arg(long, value_name = "i/n", value_parser = crate::run::Shard::parse)]
+    pub shard: Option<crate::run::Shard>,
     /// Run a config file (the TUI's TOML) instead of --checkpoint/--id/--ood.
     #[arg(long, conflicts_with_all = ["demo", "checkpoint", "id", "ood"])]
     pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// Run store folder.
+    #[arg(long, global = true, default_value = crate::store::DEFAULT_DIR)]
+    pub store: PathBuf,
+    /// JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Option<RunsCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// One run: config, datasets, state and its table.
+    Show {
+        /// Run id or `latest`.
+        id: String,
+    },
+    /// Delete a run (its image records stay as a cache for later runs).
+    Rm {
+        /// Run id or `latest`.
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Run store folder.
+    #[arg(long, default_value = crate::store::DEFAULT_DIR)]
+    pub store: PathBuf,
+    /// Run id or `latest`; a second id compares the two (deltas second - first).
+    #[arg(required = true, num_args = 1..=2)]
+    pub ids: Vec<String>,
+    #[arg(long, value_enum, default_value_t = crate::store::export::Format::Md)]
+    pub format: crate::store::export::Format,
+    /// Also write per-image rows (dataset, path, label, top-1, every score) to FILE.csv.
+    #[arg(long)]
+    pub scores: Option<PathBuf>,
+    /// Also write plots (PNG and SVG) into DIR: score histograms, ROC curves, GradNorm's anatomy.
+    #[arg(long)]
+    pub plots: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Store folder that receives the merged run (may be one of the sources).
+    #[arg(long)]
+    pub into: PathBuf,
+    /// Store folders holding the shards.
+    #[arg(required = true)]
+    pub sources: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::model::{self, ModelInfo};
 use crate::run::{
     self, DatasetInfo, DatasetSpec, Event, ImageRecord, ImageSize, Progress, Role, RunConfig,
-    RunInfo,
+    RunInfo, Shard,
 };
 use crate::score::Scorer;
 use candle_core::Tensor;
@@ -27,11 +27,35 @@ struct Opened {
     items: Arc<[Item]>,
 }
 
+/// Records computed before, looked up by (dataset, path, label) once the run
+/// has started; a hit is reported as is instead of being evaluated again.
+pub type Known<'a> =
+    &'a mut dyn FnMut(usize, &std::path::Path, Option<usize>) -> Option<ImageRecord>;
+
+/// How a run is carried out beyond its config: a shard of every set, and
+/// records already known (the run store's, for resume and reuse).
+#[derive(Default)]
+pub struct RunOptions<'a> {
+    pub shard: Option<Shard>,
+    pub known: Option<Known<'a>>,
+}
+
 /// Runs `config` to the end (or until `cancel` is set), reporting through
 /// `emit`. Returns the error that stopped it, if any; a cancelled run still
 /// ends with `Event::Finished { cancelled: true, .. }`.
 pub fn run(
     config: &RunConfig,
+    cancel: &Arc<AtomicBool>,
+    emit: &mut dyn FnMut(Event),
+) -> Result<()> {
+    run_with(config, RunOptions::default(), cancel, emit)
+}
+
+/// `run` with a shard and known records: known images are reported first
+/// (one `Records` event per dataset), the rest are evaluated.
+pub fn run_with(
+    config: &RunConfig,
+    mut options: RunOptions,
     cancel: &Arc<AtomicBool>,
     emit: &mut dyn FnMut(Event),
 ) -> Result<()> {
@@ -64,7 +88,14 @@ pub fn run(
     let classes = class_names(config, &info, &id)?;
     let mut deferred_notice = None;
     let limit = config.limit.map(|l| l.get());
-    let mut opened = vec![open(&config.id, id, Role::Id, &classes, limit)];
+    let mut opened = vec![open(
+        &config.id,
+        id,
+        Role::Id,
+        &classes,
+        limit,
+        options.shard,
+    )];
     // A label the model cannot output would count as a silent miss in the
     // accuracy: such images are scored but left out of it, and said so.
     let beyond = opened[0]
@@ -87,7 +118,7 @@ pub fn run(
         deferred_notice = Some(note);
     }
     for (spec, ds) in config.ood.iter().zip(oods) {
-        opened.push(open(spec, ds, Role::Ood, &classes, limit));
+        opened.push(open(spec, ds, Role::Ood, &classes, limit, options.shard));
     }
     let scorer = prepare_scorer(config, model.as_ref())?;
     let run_info = Arc::new(RunInfo {
@@ -116,15 +147,35 @@ pub fn run(
     let workers = config.workers.map_or(0, |w| w.get());
     // Reduced (and kept) whenever a batch does not fit the device.
     let mut max_batch = config.batch.get();
+    let mut done = vec![0usize; opened.len()];
+    // Known images first, per set, so that a resumed run shows what it
+    // already has before evaluating the rest.
+    let mut todo: Vec<Arc<[Item]>> = Vec::with_capacity(opened.len());
+    for (d, ds) in opened.iter().enumerate() {
+        let (known, rest) = split_known(d, &ds.items, &mut options.known);
+        if !known.is_empty() {
+            done[d] += known.len();
+            run_done += known.len();
+            emit(Event::Records {
+                dataset: d,
+                records: known,
+            });
+            emit(progress(
+                d,
+                done[d],
+                ds.items.len(),
+                run_done,
+                run_total,
+                start,
+            ));
+        }
+        todo.push(rest);
+    }
     // Every set at once, in proportion to its size: each batch holds ID and
     // OOD images, so every metric means something from the first batch and
     // all sets finish together (a cancel keeps them in proportion).
-    let order = interleave(&opened.iter().map(|o| o.items.len()).collect::<Vec<_>>());
-    let items: Arc<[Item]> = order
-        .iter()
-        .map(|&(d, i)| opened[d].items[i].clone())
-        .collect();
-    let mut done = vec![0usize; opened.len()];
+    let order = interleave(&todo.iter().map(|t| t.len()).collect::<Vec<_>>());
+    let items: Arc<[Item]> = order.iter().map(|&(d, i)| todo[d][i].clone()).collect();
     let mut batches = loader::batches(
         items,
         LoaderConfig {
@@ -142,7 +193,7 @@ pub fn run(
         let mut touched = vec![false; opened.len()];
         for (idx, reason) in batch.failures {
             let (d, i) = order[idx];
-            let path = opened[d].items[i].path.clone();
+            let path = todo[d][i].path.clone();
             tracing::warn!(path = %path.display(), %reason, "skipped");
             emit(Event::Skipped {
                 dataset: d,
@@ -164,7 +215,7 @@ pub fn run(
             let mut per_set: Vec<Vec<ImageRecord>> = vec![Vec::new(); opened.len()];
             for (k, &idx) in batch.indices.iter().enumerate() {
                 let (d, i) = order[idx];
-                let item = &opened[d].items[i];
+                let item = &todo[d][i];
                 per_set[d].push(ImageRecord {
                     dataset: d,
                     path: item.path.clone(),
@@ -188,17 +239,15 @@ pub fn run(
                 });
             }
         }
-        let elapsed = start.elapsed().as_secs_f64();
         for d in (0..opened.len()).filter(|&d| touched[d]) {
-            emit(Event::Progress(Progress {
-                dataset: d,
-                done: done[d],
-                total: opened[d].items.len(),
+            emit(progress(
+                d,
+                done[d],
+                opened[d].items.len(),
                 run_done,
                 run_total,
-                images_per_sec: run_done as f64 / elapsed.max(1e-9),
-                elapsed_secs: elapsed,
-            }));
+                start,
+            ));
         }
     }
     let cancelled = cancel.load(Ordering::Relaxed);
@@ -208,6 +257,47 @@ pub fn run(
         elapsed_secs: start.elapsed().as_secs_f64(),
     });
     Ok(())
+}
+
+/// A `Progress` event at the run's current rate.
+fn progress(
+    dataset: usize,
+    done: usize,
+    total: usize,
+    run_done: usize,
+    run_total: usize,
+    start: Instant,
+) -> Event {
+    let elapsed = start.elapsed().as_secs_f64();
+    Event::Progress(Progress {
+        dataset,
+        done,
+        total,
+        run_done,
+        run_total,
+        images_per_sec: run_done as f64 / elapsed.max(1e-9),
+        elapsed_secs: elapsed,
+    })
+}
+
+/// The items `known` already has records for, and the rest (in order).
+fn split_known(
+    dataset: usize,
+    items: &Arc<[Item]>,
+    known: &mut Option<Known>,
+) -> (Vec<ImageRecord>, Arc<[Item]>) {
+    let Some(known) = known.as_mut() else {
+        return (Vec::new(), items.clone());
+    };
+    let mut hits = Vec::new();
+    let mut todo = Vec::new();
+    for item in items.iter() {
+        match known(dataset, &item.path, item.label) {
+            Some(rec) => hits.push(rec),
+            None => todo.push(item.clone()),
+        }
+    }
+    (hits, todo.into())
 }
 
 /// The order in which `(set, item)` pairs are evaluated: every set spread
@@ -306,6 +396,7 @@ fn open(
     role: Role,
     classes: &Classes,
     limit: Option<usize>,
+    shard: Option<Shard>,
 ) -> Opened {
     // ImageFolder labels are sorted-folder indices; when the folders are
     // wnids and the model's order is known, use the model's index instead.
@@ -319,6 +410,9 @@ fn open(
             })
             .filter(|m: &Vec<Option<usize>>| m.iter().all(Option::is_some));
     let mut items: Vec<Item> = subsample(ds.items, limit);
+    if let Some(shard) = shard {
+        items = items.drain(shard.range(items.len())).collect();
+    }
     for item in &mut items {
         item.label = match role {
             Role::Ood => None,
@@ -398,6 +492,15 @@ pub fn spawn(config: RunConfig) -> RunHandle {
 
 /// [`spawn`] with a cancel flag of the caller's (e.g. set by a signal).
 pub fn spawn_with(config: RunConfig, cancel: Arc<AtomicBool>) -> RunHandle {
+    spawn_work(cancel, move |cancel, emit| run(&config, cancel, emit))
+}
+
+/// Runs `work` (an engine run with extras, e.g. the store's recording) on a
+/// background thread, as `spawn_with` does.
+pub fn spawn_work<W>(cancel: Arc<AtomicBool>, work: W) -> RunHandle
+where
+    W: FnOnce(&Arc<AtomicBool>, &mut dyn FnMut(Event)) -> Result<()> + Send + 'static,
+{
     let (tx, rx): (Sender<Event>, Receiver<Event>) = std::sync::mpsc::channel();
     let flag = cancel.clone();
     let thread = std::thread::Builder::new()
@@ -406,7 +509,7 @@ pub fn spawn_with(config: RunConfig, cancel: Arc<AtomicBool>) -> RunHandle {
             let mut emit = |e: Event| {
                 let _ = tx.send(e);
             };
-            if let Err(e) = run(&config, &flag, &mut emit) {
+            if let Err(e) = work(&flag, &mut emit) {
                 tracing::error!("run failed: {e}");
                 let _ = tx.send(Event::Failed(e.to_string()));
             }

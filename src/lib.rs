@@ -19,6 +19,7 @@ pub mod model;
 
 pub mod run;
 pub mod score;
+pub mod store;
 
 pub mod tui;
 pub mod weights;

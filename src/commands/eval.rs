@@ -11,6 +11,7 @@ use crate::run::report;
 use crate::run::{self, RunResults};
 use crate::run::{DatasetSpec, Event, RunConfig};
 use crate::score::Method;
+use crate::store::{OnStoreError, Recorder, Store};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -35,7 +36,25 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
         }
     });
 
-    let handle = engine::spawn_with(config, interrupts.cancel.clone());
+    // The store is opened before the run, so that one that cannot be used
+    // is reported before a large model loads.
+    let (handle, run_id) = if args.no_store {
+        let handle = engine::spawn_with(config, interrupts.cancel.clone());
+        (handle, None)
+    } else {
+        let store = Store::open(&args.store)?;
+        let recorder = Recorder::new(store, &config, args.shard)?;
+        // A store that cannot be written stops the run (what it records is
+        // the point of a long run); the error is reported after the results
+        // are written.
+        let run = crate::store::spawn_recorder(
+            config,
+            recorder,
+            OnStoreError::Stop,
+            interrupts.cancel.clone(),
+        );
+        (run.handle, Some(run.run_id))
+    };
     let mut results = RunResults::new();
     let mut progress = ProgressLine::new(std::io::stderr().is_terminal());
     let mut abandoned = false;
@@ -94,6 +113,12 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
             args.out.join("summary.json").display(),
             args.out.join("scores.csv").display()
         );
+        if let Some(id) = run_id.as_ref().and_then(|id| id.get()) {
+            println!(
+                "recorded as run {id} in {}",
+                args.store.join(crate::store::FILE_NAME).display()
+            );
+        }
     }
     for w in &summary.warnings {
         eprintln!("warning: {w}");

@@ -7,6 +7,7 @@ pub mod fit;
 pub mod logging;
 pub mod metrics;
 pub mod predict;
+pub mod runs;
 pub mod selftest;
 pub mod train_demo;
 pub mod tui;

@@ -72,7 +72,13 @@ pub fn run(config: Option<&Path>) -> anyhow::Result<ExitCode> {
     tui::run(
         setup,
         path,
-        Box::new(session::engine_launcher()),
+        // Every run is recorded in the run store (./runs), as `eval` does.
+        Box::new(|config| {
+            session::RunSession::from_engine(crate::store::spawn_recorded(
+                config,
+                crate::store::DEFAULT_DIR.into(),
+            ))
+        }),
         message,
         start,
     )?;

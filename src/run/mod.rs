@@ -8,6 +8,7 @@ mod event;
 mod model;
 pub mod report;
 mod results;
+mod shard;
 
 pub use config::{
     check_batch_bytes, Batch, ConfigError, DType, DatasetSpec, Device, ImageSize, Limit, RunConfig,
@@ -19,3 +20,4 @@ pub use model::{
     IMAGENET_STD,
 };
 pub use results::*;
+pub use shard::Shard;

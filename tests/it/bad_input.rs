@@ -227,6 +227,8 @@ fn eval_args(case: &str) -> Vec<String> {
     let f = fx();
     [
         "eval",
+        // Each case computes: no shared store in the checkout.
+        "--no-store",
         "--checkpoint",
         DEMO,
         "--id",

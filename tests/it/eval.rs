@@ -20,7 +20,8 @@ fn tiny(shared: &Path) -> PathBuf {
 /// shared ImageNet validation list as the ID set.
 fn eval_tiny(shared: &Path, flags: &[&str]) -> Command {
     let mut cmd = bin();
-    cmd.args(["eval", "--device", "cpu", "--image-size", "64"])
+    // --no-store: these runs must compute, not reuse a store in the checkout.
+    cmd.args(["eval", "--no-store", "--device", "cpu", "--image-size", "64"])
         .args(flags)
         .arg("--checkpoint")
         .arg(tiny(shared))

@@ -629,6 +629,7 @@ fn tune_then_eval_from_the_command_line() {
         .unwrap()
         .args([
             "eval",
+            "--no-store",
             "--device",
             "cpu",
             "--image-size",

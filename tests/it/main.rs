@@ -15,6 +15,8 @@ mod mahalanobis;
 mod methods;
 mod metrics;
 mod scores;
+mod slurm;
+mod store;
 mod torchvision;
 mod tui;
 mod tui_tmux;

@@ -88,6 +88,7 @@ fn fit_then_eval_reproduces_the_fourteen_scores() {
     let run = dir.path().join("run");
     let out = bin()
         .arg("eval")
+        .arg("--no-store")
         .arg("--checkpoint")
         .arg(&ckpt)
         .args(["--image-size", "64", "--id"])

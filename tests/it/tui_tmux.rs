@@ -167,7 +167,7 @@ fn eval_on_textures(
 ) -> serde_json::Value {
     let out = Command::new(BIN)
         .current_dir(work)
-        .args(["eval", "--json", "--device", "cpu"])
+        .args(["eval", "--no-store", "--json", "--device", "cpu"])
         .args(["--methods", "msp,odin,energy,gradnorm"])
         .args(args)
         .arg("--checkpoint")
@@ -301,7 +301,14 @@ fn demo_summary(dir: &Path) -> serde_json::Value {
     let out = Command::new(BIN)
         .current_dir(dir)
         .args([
-            "eval", "--demo", "--json", "--device", "cpu", "--batch", "50",
+            "eval",
+            "--no-store",
+            "--demo",
+            "--json",
+            "--device",
+            "cpu",
+            "--batch",
+            "50",
         ])
         .arg("--out")
         .arg(dir.join("runs/demo"))
