@@ -295,7 +295,6 @@ fn the_real_engine_gives_metrics_for_every_set_after_the_first_batch() {
         fit: None,
         preprocess: None,
         image_size: Some(demo::IMAGE_SIZE.to_string().parse().unwrap()),
-        preprocess: None,
         batch: "12".parse().unwrap(),
         device: "cpu".parse().unwrap(),
         dtype: "f32".parse().unwrap(),
