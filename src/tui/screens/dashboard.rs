@@ -2,7 +2,7 @@
 //! OOD set in view with the 95%-TPR threshold, and the metrics table.
 
 use crate::metrics::Measures;
-use crate::run::{Role, RunInfo};
+use crate::run::{crop_resize, InputSpec, Resize, Role, RunInfo, IMAGENET_MEAN};
 use crate::tui::analysis::{self, Analysis};
 use crate::tui::app::{App, Status};
 use crate::tui::theme;
@@ -148,8 +148,11 @@ fn render_run(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
         )),
         Line::styled(
             format!(
-                "{}x{} · batch {} · {} {}",
-                info.image_size, info.image_size, info.batch, info.device, info.dtype
+                "{} · batch {} · {} {}",
+                preprocessing(&info.input),
+                info.batch,
+                info.device,
+                info.dtype
             ),
             theme::dim(),
         ),
@@ -174,10 +177,32 @@ fn render_run(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
         Status::Failed(e) => Line::styled(format!("failed: {e}"), theme::error()),
     };
     lines.push(status);
-    if let Some(n) = app.results.notices.last() {
+    // Numbers that cannot be trusted (NaN scores, outputs that ignore the
+    // input) take the place of the last notice: they matter more.
+    if let Some(w) = app.results.warnings().first() {
+        lines.push(Line::styled(format!("warning: {w}"), theme::error()));
+    } else if let Some(n) = app.results.notices.last() {
         lines.push(Line::styled(n.clone(), theme::warn()));
     }
     Paragraph::new(lines).block(block).render(area, buf);
+}
+
+/// The model's input in a few words: a ResNet run and a BiT run at the
+/// same size do not see the same pixels.
+fn preprocessing(input: &InputSpec) -> String {
+    let s = input.size;
+    let resize = match input.resize {
+        Resize::Squash => format!("{s}x{s}"),
+        Resize::ShorterCrop => format!("{}→{s} crop", crop_resize(s)),
+    };
+    let norm = if input.mean == IMAGENET_MEAN {
+        "ImageNet norm"
+    } else if input.mean == [0.5; 3] && input.std == [0.5; 3] {
+        "norm ±1"
+    } else {
+        "own norm"
+    };
+    format!("{resize} {norm}")
 }
 
 /// Step outline of a histogram: (x, density) corners.
