@@ -21,12 +21,19 @@ fn tiny(shared: &Path) -> PathBuf {
 fn eval_tiny(shared: &Path, flags: &[&str]) -> Command {
     let mut cmd = bin();
     // --no-store: these runs must compute, not reuse a store in the checkout.
-    cmd.args(["eval", "--no-store", "--device", "cpu", "--image-size", "64"])
-        .args(flags)
-        .arg("--checkpoint")
-        .arg(tiny(shared))
-        .arg("--id")
-        .arg(shared.join("data/imagenet-val/val_list.txt"));
+    cmd.args([
+        "eval",
+        "--no-store",
+        "--device",
+        "cpu",
+        "--image-size",
+        "64",
+    ])
+    .args(flags)
+    .arg("--checkpoint")
+    .arg(tiny(shared))
+    .arg("--id")
+    .arg(shared.join("data/imagenet-val/val_list.txt"));
     cmd
 }
 
