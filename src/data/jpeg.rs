@@ -1,3 +1,6 @@
+//! Over 600 lines on purpose: one decoder that reads against libjpeg's
+//! jdhuff.c, jidctint.c and jdsample.c step by step, for bit-exactness.
+//!
 //! A sequential (baseline) JPEG decoder whose output is bit-identical to
 //! libjpeg-turbo's default decompression, which PIL uses and so the seed:
 //! the accurate integer IDCT ("islow"), "fancy" triangle-filter chroma
@@ -14,10 +17,6 @@
 //! The arithmetic follows the Independent JPEG Group's algorithms as
 //! libjpeg-turbo implements them (jidctint.c, jdsample.c, jdcolor.c); this
 //! software is based in part on the work of the Independent JPEG Group.
-//!
-//! Over 600 lines on purpose: the decoder is one unit that reads against
-//! libjpeg's jdhuff.c, jidctint.c and jdsample.c step by step; split, its
-//! bit-exactness would be harder to check.
 
 use image::RgbImage;
 

@@ -1,10 +1,9 @@
+//! Over 600 lines on purpose: the rasterizers share anti-aliasing and RNG
+//! streams, and the committed demo weights depend on their order of draws.
+//!
 //! The demo's images: ten classes of shapes (in-distribution) and three OOD
 //! sets of graded difficulty, drawn with anti-aliasing on varied backgrounds
 //! with noise. Every image is a pure function of (seed, stream, index).
-//!
-//! Over 600 lines: the shape rasterizers and the backgrounds share the
-//! anti-aliasing and the RNG streams, and the generated images (and so the
-//! committed demo weights) depend on their exact order of draws.
 
 use super::rng::{derive, Pcg32};
 use image::{Rgb, RgbImage};

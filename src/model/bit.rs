@@ -1,3 +1,6 @@
+//! Over 600 lines on purpose: the variant table, reading the architecture
+//! from a checkpoint and both forward paths of ResNetV2 belong together.
+//!
 //! BiT: ResNetV2 with pre-activation bottlenecks, GroupNorm and Weight
 //! Standardization, as the seed's `resnetv2.py`. Tensor names follow the
 //! seed's state dict (`root.conv`, `body.block1.unit01.gn1`, ...).
@@ -8,9 +11,6 @@
 //! residual added inside it), 3x3 and strided convolutions as im2col blocks
 //! on gemm, weights standardized once at load. Other devices, and training,
 //! run the same network on candle ops in NCHW.
-//!
-//! Over 600 lines: the variant table, the architecture read from a
-//! checkpoint and both paths (host kernels, candle ops) of one model.
 
 use super::kernels::{self, Geometry};
 use super::{ops, params, spatial_mean, Backbone, Family, InputSpec, Meta, ModelInfo, Output};

@@ -1,3 +1,6 @@
+//! Over 600 lines on purpose: the variant table, TF "same" padding and the
+//! candle and channels-last paths of one architecture read best together.
+//!
 //! EfficientNet-Lite0..4 as the `efficientnet_lite_pytorch` wheel builds them
 //! (lukemelas' EfficientNet-PyTorch with the Lite settings): MBConv blocks
 //! without squeeze-excitation, ReLU6, BatchNorm (eps 1e-3) in inference
@@ -21,12 +24,6 @@
 //! 40 and 112 channels; stride 16 holds two stages, the tap ends the second);
 //! 4 the head convolution after BatchNorm + ReLU6 (1280), whose average is
 //! also the penultimate feature h.
-//!
-//! Over 600 lines: the variant table, TensorFlow's "same" padding, the
-//! architecture read from a checkpoint and both paths (host kernels, candle
-//! ops) of one model. It still reads its tensors from the checkpoint map
-//! rather than through VarBuilder (see `params.rs` for how ResNet and ViT
-//! do it); moving it is future work.
 
 use super::kernels::{self, Geometry};
 use super::{params, Backbone, Family, InputSpec, Meta, ModelInfo};

@@ -1,3 +1,6 @@
+//! Over 600 lines on purpose: layers, parameters file, FGSM and the
+//! magnitude search are the seed's one pipeline with shared quirks.
+//!
 //! Mahalanobis (Lee et al. 2018) as the seed runs it: per tap, the
 //! class-conditional Gaussian score of the closest class on an input nudged
 //! towards that class (magnitude m), the five layer scores combined by a
@@ -9,9 +12,6 @@
 //! form's cancellation. With m = 0 one forward pass with all taps serves
 //! every layer; with m > 0 one tracked forward serves the five backward
 //! passes and each layer then runs the network only as deep as it needs.
-//!
-//! Over 600 lines: the Gaussian layers, the parameters file, FGSM and the
-//! magnitude search are the seed's one pipeline and share its quirks.
 
 use super::logistic::{self, Logistic};
 use crate::error::{Error, Result};
