@@ -1,5 +1,7 @@
 //! Over 600 lines on purpose: the variant table, TF "same" padding and the
 //! candle and channels-last paths of one architecture read best together.
+//! It still reads tensors from the checkpoint map, not through VarBuilder
+//! (ResNet and ViT do, see params.rs): future work.
 //!
 //! EfficientNet-Lite0..4 as the `efficientnet_lite_pytorch` wheel builds them
 //! (lukemelas' EfficientNet-PyTorch with the Lite settings): MBConv blocks
