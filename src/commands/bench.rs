@@ -5,7 +5,7 @@ use crate::cli::{BenchArgs, UsageError};
 use crate::data::dataset::Dataset;
 use crate::data::loader::{self, LoaderConfig};
 use crate::engine;
-use crate::model::{self, Classifier, InputSpec, ModelSpec};
+use crate::model::{self, Classifier, InputSpec};
 use crate::run::{Batch, DatasetSpec, Event, ImageSize, Limit, RunConfig};
 use crate::score::Scorer;
 use candle_core::{DType, Device, Tensor};
@@ -16,23 +16,19 @@ use std::time::Instant;
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     super::init_logging();
-    if args.checkpoint.is_none() && args.model.is_none() {
+    if args.model.checkpoint.is_none() && args.model.model.is_none() {
         return Err(UsageError("bench needs --checkpoint FILE or --model NAME".into()).into());
     }
     if args.images == 0 {
         return Err(UsageError("--images must be at least 1".into()).into());
     }
-    let device = crate::device::open(args.device)?;
-    let dtype = crate::device::dtype(args.dtype);
-    let spec = ModelSpec {
-        name: args.model.clone(),
-        checkpoint: args.checkpoint.clone(),
-    };
+    let (device, dtype, spec) = super::model_setup(&args.model)?;
     let model = model::load(&spec, &device, dtype)?;
     let info = model.info().clone();
-    let input = model
-        .preprocess()
-        .with_overrides(args.image_size.map(|s| s.get()), None);
+    let input = model.preprocess().with_overrides(
+        args.model.image_size.map(|s| s.get()),
+        args.model.preprocess,
+    );
     let wants_mahalanobis = args
         .methods
         .iter()
@@ -43,8 +39,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     };
     let methods = super::parse_methods(&super::MethodFlags {
         specs: &args.methods,
-        temperature_odin: args.temperature_odin,
-        epsilon_odin: args.epsilon_odin,
+        odin: args.odin,
         temperature_energy: 1.0,
         temperature_gradnorm: 1.0,
         mahalanobis_params: args
@@ -62,7 +57,13 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     if !args.json {
         eprintln!(
             "{} ({} parameters) on {device_name} ({}), {}x{}, batch {}, {} images per measurement",
-            info.name, info.num_params, args.dtype, input.size, input.size, args.batch, args.images
+            info.name,
+            info.num_params,
+            args.model.on.dtype,
+            input.size,
+            input.size,
+            args.batch,
+            args.images
         );
     }
 
@@ -87,7 +88,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
             &source,
             &input,
             batch,
-            args.workers.map(|w| w.get()),
+            args.workers.workers.map(|w| w.get()),
             args.images,
         )?;
         drop(model);
@@ -104,12 +105,12 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
             methods: methods.clone(),
             fit: None,
             image_size: Some(ImageSize::new(input.size)?),
-            preprocess: None,
+            preprocess: args.model.preprocess,
             batch: Batch::new(batch)?,
-            device: args.device,
-            dtype: args.dtype,
+            device: args.model.on.device,
+            dtype: args.model.on.dtype,
             limit: Some(Limit::new(args.images)?),
-            workers: args.workers,
+            workers: args.workers.workers,
         };
         (Some(decode), time_engine(&config)?)
     };
@@ -128,7 +129,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
                 "forward_img_per_s": forward,
                 "end_to_end_img_per_s": end_to_end,
                 "methods": methods.iter().map(|m| m.key()).collect::<Vec<_>>(),
-                "epsilon_odin": args.epsilon_odin,
+                "epsilon_odin": args.odin.epsilon_odin,
                 "mahalanobis_params": if synthetic.is_some() {
                     Some("synthetic".to_string())
                 } else {

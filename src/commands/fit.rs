@@ -25,8 +25,8 @@ pub fn run(args: &FitArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!(UsageError("--bank and --batch must be at least 1".into()));
     }
     let mut items: Vec<Item> = Vec::new();
-    for path in &args.train {
-        let mut ds = Dataset::open(path, args.train_root.as_deref())
+    for path in &args.train.train {
+        let mut ds = Dataset::open(path, args.train.train_root.as_deref())
             .with_context(|| format!("fit set {}", path.display()))?;
         if let Some(n) = args.limit {
             ds.limit(n);
@@ -51,7 +51,7 @@ pub fn run(args: &FitArgs) -> anyhow::Result<ExitCode> {
     let opts = FitOptions {
         input,
         batch: args.batch,
-        workers: args.workers.unwrap_or(0),
+        workers: args.workers.threads(),
         bank: args.bank,
     };
     let mut last = Instant::now();

@@ -22,8 +22,8 @@ use std::path::Path;
 pub(crate) fn model_setup(
     args: &ModelArgs,
 ) -> anyhow::Result<(Device, DType, crate::model::ModelSpec)> {
-    let device = crate::device::open(args.device)?;
-    let dtype = crate::device::dtype(args.dtype);
+    let device = crate::device::open(args.on.device)?;
+    let dtype = crate::device::dtype(args.on.dtype);
     let spec = crate::model::ModelSpec {
         name: args.model.clone(),
         checkpoint: args.checkpoint.clone(),
@@ -37,8 +37,7 @@ pub use logging::init as init_logging;
 /// per-method flags, which set defaults that a spec's parameters override.
 pub(crate) struct MethodFlags<'a> {
     pub specs: &'a [String],
-    pub temperature_odin: f64,
-    pub epsilon_odin: f64,
+    pub odin: crate::cli::OdinArgs,
     pub temperature_energy: f64,
     pub temperature_gradnorm: f64,
     pub mahalanobis_params: Option<&'a Path>,
@@ -49,8 +48,12 @@ pub(crate) struct MethodFlags<'a> {
 /// of range and repeated columns are usage errors.
 pub(crate) fn parse_methods(args: &MethodFlags) -> Result<Vec<Method>, UsageError> {
     let mut defaults = vec![
-        ("odin", "temperature", args.temperature_odin.to_string()),
-        ("odin", "epsilon", args.epsilon_odin.to_string()),
+        (
+            "odin",
+            "temperature",
+            args.odin.temperature_odin.to_string(),
+        ),
+        ("odin", "epsilon", args.odin.epsilon_odin.to_string()),
         ("energy", "temperature", args.temperature_energy.to_string()),
         (
             "gradnorm",

@@ -55,8 +55,8 @@ pub fn run(args: &TuneMahalanobisArgs) -> anyhow::Result<ExitCode> {
 
     // 1. Means and precisions.
     let mut train: Vec<Item> = Vec::new();
-    for path in &args.train {
-        let ds = Dataset::open(path, args.train_root.as_deref())
+    for path in &args.train.train {
+        let ds = Dataset::open(path, args.train.train_root.as_deref())
             .with_context(|| format!("training set {}", path.display()))?;
         train.extend(ds.items);
     }
@@ -189,7 +189,7 @@ pub fn run(args: &TuneMahalanobisArgs) -> anyhow::Result<ExitCode> {
     }
     println!("best magnitude: {} (C = {:.4e})", tuned.magnitude, tuned.c);
     let provenance = serde_json::json!({
-        "train": args.train,
+        "train": args.train.train,
         "train_images": fit.count(),
         "covariance_ranks": ranks,
         "val": args.val,
@@ -260,7 +260,7 @@ fn batches(
         LoaderConfig {
             input: *input,
             batch: args.batch.get(),
-            workers: args.workers.map_or(0, |w| w.get()),
+            workers: args.workers.threads(),
             prefetch: 2,
         },
         Arc::new(AtomicBool::new(false)),

@@ -109,6 +109,20 @@ pub fn success_stdout(out: &std::process::Output) -> String {
     stdout
 }
 
+/// The error `result` must hold, as text, after checking that it says each
+/// of `needles`.
+#[track_caller]
+pub fn error_saying<T, E: std::fmt::Display>(result: Result<T, E>, needles: &[&str]) -> String {
+    let Err(e) = result else {
+        panic!("must fail: {needles:?}")
+    };
+    let e = e.to_string();
+    for n in needles {
+        assert!(e.contains(n), "lacks `{n}`: {e}");
+    }
+    e
+}
+
 /// AUROC by counting pairs (ties half): the Mann-Whitney definition,
 /// independent of the curve code in src/metrics.rs.
 pub fn auroc_pairs(id: &[f64], ood: &[f64]) -> f64 {

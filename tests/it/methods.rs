@@ -380,11 +380,8 @@ fn a_fit_for_another_model_and_a_missing_fit_are_clear_errors() {
         return;
     };
     let (m, _, _) = model_and_batch(&shared);
-    let err = Scorer::new(&[spec("react")], m.as_ref())
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(err.contains("react needs a fit file"), "{err}");
+    let scorer = Scorer::new(&[spec("react")], m.as_ref());
+    common::error_saying(scorer, &["react needs a fit file"]);
 }
 
 #[test]
