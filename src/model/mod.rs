@@ -208,8 +208,12 @@ pub fn load_checkpoint(
         Family::EfficientNetLite => Box::new(efficientnet_lite::EfficientNetLite::from_checkpoint(
             ckpt, name, device, dtype,
         )?),
-        Family::ResNet => Box::new(resnet::ResNet::from_checkpoint(ckpt, name, device, dtype)?),
-        Family::Vit => Box::new(vit::Vit::from_checkpoint(ckpt, name, device, dtype)?),
+        Family::ResNet => Box::new(params::load_torchvision::<resnet::ResNetConfig>(
+            ckpt, name, device, dtype,
+        )?),
+        Family::Vit => Box::new(params::load_torchvision::<vit::VitConfig>(
+            ckpt, name, device, dtype,
+        )?),
     })
 }
 
@@ -234,7 +238,7 @@ pub fn random(name: &str, device: &Device, dtype: DType) -> Result<Box<dyn Backb
         Family::ResNet => {
             let cfg = resnet::variant(name);
             fixed(cfg.is_some(), "ResNet", "resnet50")?;
-            Box::new(resnet::ResNet::random(
+            Box::new(params::random_torchvision(
                 &cfg.expect("checked"),
                 device,
                 dtype,
@@ -243,7 +247,11 @@ pub fn random(name: &str, device: &Device, dtype: DType) -> Result<Box<dyn Backb
         Family::Vit => {
             let cfg = vit::variant(name);
             fixed(cfg.is_some(), "ViT", "vit-b-16")?;
-            Box::new(vit::Vit::random(&cfg.expect("checked"), device, dtype)?)
+            Box::new(params::random_torchvision(
+                &cfg.expect("checked"),
+                device,
+                dtype,
+            )?)
         }
     })
 }

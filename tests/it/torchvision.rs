@@ -8,6 +8,7 @@ use crate::common;
 
 use candle_core::{DType, Device, Tensor, Var};
 use gradnorm_tui::data::image::{load_rgb, to_input};
+use gradnorm_tui::model::params::TorchvisionArch;
 use gradnorm_tui::model::{self, Classifier, Family, Preprocess};
 use gradnorm_tui::model::{resnet, vit};
 use gradnorm_tui::score::{Method, Scorer};
