@@ -268,6 +268,7 @@ fn methods_or(args: &EvalArgs, defaults: &[String]) -> Result<Vec<Method>, Usage
         temperature_energy: args.temperature_energy,
         temperature_gradnorm: args.temperature_gradnorm,
         mahalanobis_params: args.mahalanobis_params.as_deref(),
+        mahalanobis_in_memory: false,
     })
 }
 

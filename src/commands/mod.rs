@@ -41,6 +41,8 @@ pub(crate) struct MethodFlags<'a> {
     pub temperature_energy: f64,
     pub temperature_gradnorm: f64,
     pub mahalanobis_params: Option<&'a Path>,
+    /// Mahalanobis's parameters come in memory: no file is needed.
+    pub mahalanobis_in_memory: bool,
 }
 
 /// `--methods` specs (`key[:param=value|value...]`, see the registry) with
@@ -73,6 +75,7 @@ pub(crate) fn parse_methods(args: &MethodFlags) -> Result<Vec<Method>, UsageErro
     {
         for method in Method::parse_spec(spec, &defaults).map_err(|e| UsageError(e.0))? {
             if method.key() == "mahalanobis"
+                && !args.mahalanobis_in_memory
                 && method
                     .path("params")
                     .is_none_or(|p| p.as_os_str().is_empty())

@@ -4,8 +4,8 @@ use crate::classes::Classes;
 use crate::cli::PredictArgs;
 use crate::data::image::{load_rgb, to_input};
 use crate::model;
-use crate::score::top_k;
-use candle_core::{Tensor, D};
+use crate::score;
+use candle_core::Tensor;
 use std::process::ExitCode;
 
 pub fn run(args: &PredictArgs) -> anyhow::Result<ExitCode> {
@@ -48,13 +48,10 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<ExitCode> {
             (1, 3, input.size, input.size),
             &device,
         )?;
-        let out = model.forward(&x)?;
-        let logits: Vec<f32> = out.logits.squeeze(0)?.to_vec1()?;
-        let probs: Vec<f32> = candle_nn::ops::softmax(&out.logits, D::Minus1)?
-            .squeeze(0)?
-            .to_vec1()?;
-        let feature_l1: f32 = out.feature.abs()?.sum_all()?.to_scalar()?;
-        let top = top_k(&probs, args.top);
+        let Some(prediction) = score::predict(model.as_ref(), &x, args.top)?.pop() else {
+            continue;
+        };
+        let top = &prediction.top;
         if args.json {
             let top: Vec<serde_json::Value> = top
                 .iter()
@@ -70,8 +67,8 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<ExitCode> {
                 "{}",
                 serde_json::json!({
                     "image": path,
-                    "logits": logits,
-                    "feature_l1": feature_l1,
+                    "logits": prediction.logits,
+                    "feature_l1": prediction.feature_l1,
                     "top": top,
                 })
             );

@@ -281,12 +281,9 @@ pub static METHODS: &[MethodDef] = &[
             input_gradient: true,
             ..LOGITS
         },
-        describe: |m, f| {
-            write!(
-                f,
-                "Mahalanobis ({})",
-                m.path("params").unwrap_or(std::path::Path::new("")).display()
-            )
+        describe: |m, f| match m.path("params").filter(|p| !p.as_os_str().is_empty()) {
+            Some(p) => write!(f, "Mahalanobis ({})", p.display()),
+            None => write!(f, "Mahalanobis (parameters in memory)"),
         },
         prepare: super::mahalanobis::prepare,
     },
