@@ -5,7 +5,7 @@ use crate::cli::{BenchArgs, UsageError};
 use crate::data::dataset::Dataset;
 use crate::data::loader::{self, LoaderConfig};
 use crate::engine;
-use crate::model::{self, Classifier, InputSpec};
+use crate::model::{Classifier, InputSpec};
 use crate::run::{Batch, DatasetSpec, Event, ImageSize, Limit, RunConfig};
 use crate::score::{InMemory, Scorer};
 use candle_core::{DType, Device, Tensor};
@@ -22,13 +22,14 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     if args.images == 0 {
         return Err(UsageError("--images must be at least 1".into()).into());
     }
-    let (device, dtype, spec) = super::model_setup(&args.model)?;
-    let model = model::load(&spec, &device, dtype)?;
+    let super::Loaded {
+        model,
+        input,
+        spec,
+        device,
+        dtype,
+    } = super::load_model(&args.model, None)?;
     let info = model.info().clone();
-    let input = model.preprocess().with_overrides(
-        args.model.image_size.map(|s| s.get()),
-        args.model.preprocess,
-    );
     let wants_mahalanobis = args
         .methods
         .iter()

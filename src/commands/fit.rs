@@ -4,7 +4,6 @@
 
 use crate::cli::{FitArgs, UsageError};
 use crate::data::dataset::{Dataset, Item};
-use crate::model::{self, InputSpec};
 use crate::score::fit::{fit_images, Fit, FitOptions};
 use crate::score::{Method, Scorer};
 use anyhow::Context;
@@ -14,13 +13,13 @@ use std::time::Instant;
 
 pub fn run(args: &FitArgs) -> anyhow::Result<ExitCode> {
     super::init_logging();
-    let (device, dtype, spec) = super::model_setup(&args.model)?;
-    let model = model::load(&spec, &device, dtype)?;
+    let super::Loaded {
+        model,
+        input,
+        device,
+        ..
+    } = super::load_model(&args.model, None)?;
     let info = model.info().clone();
-    let input = InputSpec {
-        size: args.model.image_size.map_or(info.input.size, |s| s.get()),
-        ..info.input
-    };
     if args.bank == 0 || args.batch == 0 {
         anyhow::bail!(UsageError("--bank and --batch must be at least 1".into()));
     }

@@ -18,17 +18,35 @@ use crate::score::Method;
 use candle_core::{DType, Device};
 use std::path::Path;
 
-/// Device, dtype and model spec from the shared model flags.
-pub(crate) fn model_setup(
-    args: &ModelArgs,
-) -> anyhow::Result<(Device, DType, crate::model::ModelSpec)> {
+/// The model of the shared model flags, loaded, and what it was loaded from.
+pub(crate) struct Loaded {
+    pub model: Box<dyn crate::model::Classifier>,
+    /// Its input with --image-size (else `size`, else the model's own) and
+    /// --preprocess applied.
+    pub input: crate::model::InputSpec,
+    pub spec: crate::model::ModelSpec,
+    pub device: Device,
+    pub dtype: DType,
+}
+
+/// Loads the model the shared model flags name (see [`Loaded`]).
+pub(crate) fn load_model(args: &ModelArgs, size: Option<usize>) -> anyhow::Result<Loaded> {
     let device = crate::device::open(args.on.device)?;
     let dtype = crate::device::dtype(args.on.dtype);
     let spec = crate::model::ModelSpec {
         name: args.model.clone(),
         checkpoint: args.checkpoint.clone(),
     };
-    Ok((device, dtype, spec))
+    let model = crate::model::load(&spec, &device, dtype)?;
+    let size = args.image_size.map(|s| s.get()).or(size);
+    let input = model.preprocess().with_overrides(size, args.preprocess);
+    Ok(Loaded {
+        model,
+        input,
+        spec,
+        device,
+        dtype,
+    })
 }
 
 pub use logging::init as init_logging;

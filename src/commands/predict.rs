@@ -3,7 +3,6 @@
 use crate::classes::Classes;
 use crate::cli::PredictArgs;
 use crate::data::image::{load_rgb, to_input};
-use crate::model;
 use crate::score;
 use candle_core::Tensor;
 use std::process::ExitCode;
@@ -12,17 +11,16 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<ExitCode> {
     if args.top == 0 {
         return Err(crate::cli::UsageError("--top must be at least 1, got 0".into()).into());
     }
-    let (device, dtype, spec) = super::model_setup(&args.model)?;
-    let model = model::load(&spec, &device, dtype)?;
+    // The demo's checkpoint is evaluated at the size it was trained at.
+    let trained = args.model.checkpoint.as_deref();
+    let trained = trained.and_then(crate::demo::trained_image_size);
+    let super::Loaded {
+        model,
+        input,
+        device,
+        ..
+    } = super::load_model(&args.model, trained)?;
     let info = model.info();
-    let size = match (args.model.image_size, &args.model.checkpoint) {
-        (Some(s), _) => Some(s.get()),
-        (None, Some(c)) => crate::demo::trained_image_size(c),
-        (None, None) => None,
-    };
-    let input = model
-        .preprocess()
-        .with_overrides(size, args.model.preprocess);
     let named = args.classes.classes.is_some() || info.num_classes == 1000;
     let classes = if named {
         Some(Classes::for_model(

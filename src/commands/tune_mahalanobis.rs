@@ -4,7 +4,6 @@
 
 use crate::cli::{FgsmClampArg, TuneMahalanobisArgs};
 use crate::data::dataset::{Dataset, Item};
-use crate::model;
 use crate::score::mahalanobis::{FgsmClamp, MahalanobisParams, ModelStamp, FGSM_STEP, MAGNITUDES};
 use crate::score::tune::{self, Feed, Labelled, TuneEvent};
 use anyhow::{bail, Context};
@@ -13,13 +12,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 pub fn run(args: &TuneMahalanobisArgs) -> anyhow::Result<ExitCode> {
-    let (device, dtype, spec) = super::model_setup(&args.model)?;
-    let model = model::load(&spec, &device, dtype)?;
+    let loaded = super::load_model(&args.model, None)?;
+    let (model, input, dtype) = (&loaded.model, loaded.input, loaded.dtype);
     let info = model.info().clone();
-    let input = model.preprocess().with_overrides(
-        args.model.image_size.map(|s| s.get()),
-        args.model.preprocess,
-    );
     if args.tune_count == 0 {
         bail!(crate::cli::UsageError(
             "--tune-count must be at least 1".into()
@@ -42,7 +37,7 @@ pub fn run(args: &TuneMahalanobisArgs) -> anyhow::Result<ExitCode> {
         info.num_classes,
         info.tap_dims,
         input.size,
-        crate::device::device_name(&device)
+        crate::device::device_name(&loaded.device)
     );
     let mut progress = Progress::default();
     let mut events = |e: TuneEvent| progress.show(e);
