@@ -141,6 +141,17 @@ pub fn auroc_pairs(id: &[f64], ood: &[f64]) -> f64 {
     s / (id.len() * ood.len()) as f64
 }
 
+/// The checkpoint at `path` on the CPU in f32, its architecture inferred.
+pub fn load_cpu(path: &std::path::Path) -> Box<dyn gradnorm_tui::model::Classifier> {
+    gradnorm_tui::model::load_checkpoint(
+        path,
+        None,
+        &candle_core::Device::Cpu,
+        candle_core::DType::F32,
+    )
+    .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// A tensor's elements as one f32 vector.
 pub fn flat(t: &candle_core::Tensor) -> Vec<f32> {
     t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
