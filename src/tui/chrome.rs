@@ -54,13 +54,14 @@ fn status_line(app: &App, short: bool) -> Line<'static> {
             let mut t = if short { "●" } else { "● running" }.to_string();
             if let Some(p) = p {
                 if p.run_total > 0 {
-                    t.push_str(&format!(
-                        " {:.0}%",
-                        100.0 * p.run_done as f64 / p.run_total as f64
+                    t.push(' ');
+                    t.push_str(&theme::percent(
+                        p.run_done as f64 / p.run_total as f64,
+                        0,
                     ));
                 }
                 if !short {
-                    t.push_str(&format!(" · {:.1} img/s", p.images_per_sec));
+                    t.push_str(&format!(" · {}", theme::rate(p.images_per_sec)));
                 }
                 if let Some(eta) = p.eta_secs() {
                     t.push_str(&format!(" · ETA {}", theme::duration(eta)));

@@ -188,6 +188,12 @@ impl BrowserState {
     }
 }
 
+/// The set column: as wide as the longest name, up to a fifth of `width`.
+pub fn set_width(info: &RunInfo, width: usize) -> usize {
+    let longest = info.datasets.iter().map(|d| d.name.chars().count()).max();
+    longest.unwrap_or(10).clamp(6, (width / 5).max(6))
+}
+
 /// The first synonym of a class name ("tench, Tinca tinca" -> "tench").
 pub fn short_name(info: &RunInfo, class: usize) -> String {
     info.class_names
@@ -301,7 +307,7 @@ impl View<'_> {
         }
         let w = inner.width as usize;
         // Narrow lists drop the top-1 column (the details pane has it).
-        let (set_w, score_w, pct_w) = (10usize, 11usize, 7usize);
+        let (set_w, score_w, pct_w) = (set_width(info, w), 11usize, 7usize);
         let top_w = if w >= 64 { 20usize } else { 0 };
         let gap = |n: usize| usize::from(n > 0);
         let file_w = w.saturating_sub(2 + set_w + 1 + top_w + gap(top_w) + score_w + pct_w + 1);
@@ -364,10 +370,10 @@ impl View<'_> {
                     format!(
                         "{:<top_w$} ",
                         format!(
-                            "{}{} {:.0}%",
+                            "{}{} {}",
                             if wrong { "≠" } else { "" },
                             theme::fit(&short_name(info, c), top_w - 5 - usize::from(wrong)),
-                            100.0 * p
+                            theme::percent(p as f64, 0)
                         )
                     )
                 }
@@ -376,7 +382,7 @@ impl View<'_> {
             let score = rec.scores.get(self.method).map(|&v| v as f64);
             let pct = score
                 .and_then(|v| self.analysis.id_percentile(self.method, v))
-                .map(|p| format!("{:.1}%", 100.0 * p))
+                .map(|p| theme::percent(p, 1))
                 .unwrap_or_else(|| "-".into());
             let wrong = misdetected(self.analysis, rec, ds.role, self.method, self.ood);
             let mark = if wrong == Some(true) { "✗" } else { " " };
@@ -492,7 +498,7 @@ impl View<'_> {
             let pct = self
                 .analysis
                 .id_percentile(m, v)
-                .map(|p| format!("{:.1}%", 100.0 * p))
+                .map(|p| theme::percent(p, 1))
                 .unwrap_or_else(|| "-".into());
             let wrong = misdetected(self.analysis, rec, ds.role, m, self.ood);
             // Called ID when the score reaches the threshold.
@@ -538,7 +544,7 @@ impl View<'_> {
         for &(c, p) in rec.top.iter().take(5) {
             let hit = rec.label == Some(c);
             lines.push(Line::from(vec![
-                Span::raw(format!("{:>6.2}% ", 100.0 * p)),
+                Span::raw(format!("{:>7} ", theme::percent(p as f64, 2))),
                 Span::styled(
                     short_name(info, c),
                     if hit { theme::best() } else { Style::new() },

@@ -81,7 +81,9 @@ fn render_progress(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
     let inner = block.inner(area);
     block.render(area, buf);
     let w = inner.width as usize;
-    let name_w = 12usize;
+    // Names as long as they are, up to a third of the panel.
+    let longest = info.datasets.iter().map(|d| d.name.chars().count()).max();
+    let name_w = longest.unwrap_or(12).clamp(8, (w / 3).max(8));
     let count_w = 15usize;
     let bar_w = w.saturating_sub(4 + name_w + 1 + count_w + 1).max(4);
     let mut lines = Vec::new();
@@ -106,10 +108,10 @@ fn render_progress(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
     let mut summary = Vec::new();
     if let Some(p) = &app.results.progress {
         summary.push(Span::raw(format!(
-            "{}/{} images · {:.1} img/s",
+            "{}/{} images · {}",
             theme::count(p.run_done),
             theme::count(p.run_total),
-            p.images_per_sec
+            theme::rate(p.images_per_sec)
         )));
         if app.running() {
             if let Some(eta) = p.eta_secs() {
@@ -141,18 +143,19 @@ fn render_run(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
         .and_then(|p| p.file_name())
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "random weights".into());
+    let w = block.inner(area).width as usize;
     let mut lines = vec![
-        Line::raw(format!(
-            "{} ({} classes) · {}",
-            info.model.name, info.model.num_classes, ckpt
-        )),
+        Line::raw(theme::fit(&model_name(info), w)),
         Line::styled(
-            format!(
-                "{} · batch {} · {} {}",
-                preprocessing(&info.input),
-                info.batch,
-                info.device,
-                info.dtype
+            theme::fit(
+                &format!(
+                    "{ckpt} · {} · batch {} · {} {}",
+                    preprocessing(&info.input),
+                    info.batch,
+                    info.device,
+                    info.dtype
+                ),
+                w,
             ),
             theme::dim(),
         ),
@@ -160,10 +163,10 @@ fn render_run(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
     lines.push(match app.accuracy {
         Some(a) => Line::from(vec![
             Span::raw("ID top-1 "),
-            Span::styled(format!("{}%", theme::pct(a.top1)), theme::best()),
+            Span::styled(theme::percent(a.top1, 2), theme::best()),
             Span::raw(format!(
-                " · top-5 {}% · {} labelled",
-                theme::pct(a.top5),
+                " · top-5 {} · {} labelled",
+                theme::percent(a.top5, 2),
                 theme::count(a.images)
             )),
         ]),
@@ -185,6 +188,18 @@ fn render_run(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
         lines.push(Line::styled(n.clone(), theme::warn()));
     }
     Paragraph::new(lines).block(block).render(area, buf);
+}
+
+/// The model's name with its class count said once: the models' own
+/// names already end in "…, 1000 classes".
+pub fn model_name(info: &RunInfo) -> String {
+    let n = info.model.num_classes;
+    let name = info.model.name.trim();
+    if name.contains(&format!("{n} classes")) {
+        name.to_string()
+    } else {
+        format!("{name}, {} classes", theme::count(n))
+    }
 }
 
 /// The model's input in a few words: a ResNet run and a BiT run at the
@@ -440,15 +455,9 @@ fn column(m: &Measures, c: usize) -> f64 {
 
 /// Column groups of the table: an OOD dataset index, or None for the average.
 pub fn groups(app: &App, width: u16) -> Vec<Option<usize>> {
-    let oods = app.ood_datasets();
-    let fit = ((width as usize).saturating_sub(METHOD_W + 2) / GROUP_W).max(2) - 1;
-    let sel = app.ood.min(oods.len().saturating_sub(1));
-    let start = if oods.len() <= fit {
-        0
-    } else {
-        sel.saturating_sub(fit - 1).min(oods.len() - fit)
-    };
-    let mut g: Vec<Option<usize>> = oods
+    let (start, fit, _) = window(app, width);
+    let mut g: Vec<Option<usize>> = app
+        .ood_datasets()
         .iter()
         .skip(start)
         .take(fit)
@@ -456,6 +465,34 @@ pub fn groups(app: &App, width: u16) -> Vec<Option<usize>> {
         .collect();
     g.push(None);
     g
+}
+
+/// The OOD sets the table shows in `width`: (first, how many, how many in
+/// all), the one in view always among them.
+fn window(app: &App, width: u16) -> (usize, usize, usize) {
+    let n = app.ood_datasets().len();
+    let fit = ((width as usize).saturating_sub(METHOD_W + 2) / GROUP_W).max(2) - 1;
+    let sel = app.ood.min(n.saturating_sub(1));
+    let start = if n <= fit {
+        0
+    } else {
+        sel.saturating_sub(fit - 1).min(n - fit)
+    };
+    (start, fit.min(n), n)
+}
+
+/// What says that OOD sets are off the table's sides (a narrow terminal):
+/// "← 1 set · 2 sets →", or None when every set is shown.
+pub fn hidden_sets(app: &App, width: u16) -> Option<String> {
+    let (start, shown, n) = window(app, width);
+    let right = n.saturating_sub(start + shown);
+    let sets = |k: usize| format!("{k} set{}", if k == 1 { "" } else { "s" });
+    match (start, right) {
+        (0, 0) => None,
+        (l, 0) => Some(format!("← +{} (←→)", sets(l))),
+        (0, r) => Some(format!("+{} → (←→)", sets(r))),
+        (l, r) => Some(format!("← +{} · +{} →", sets(l), sets(r))),
+    }
 }
 
 fn measures_of(a: &Analysis, m: usize, group: Option<usize>) -> Option<Measures> {
@@ -496,12 +533,15 @@ pub fn uncertainty(app: &App) -> Option<Line<'static>> {
 }
 
 fn render_table(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
-    let block = Block::bordered()
+    let mut block = Block::bordered()
         .title(Span::styled(" Metrics (%) ", theme::title()))
         .title(Span::styled(
             " * best · ↑↓ method · ←→ OOD set · Enter: misdetections ",
             theme::dim(),
         ));
+    if let Some(more) = hidden_sets(app, area.width) {
+        block = block.title_bottom(Line::styled(format!(" {more} "), theme::warn()).right_aligned());
+    }
     let inner = block.inner(area);
     block.render(area, buf);
     let a = &app.analysis;
