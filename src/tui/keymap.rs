@@ -40,8 +40,8 @@ impl Mode {
         match self {
             Mode::Global => "Everywhere",
             Mode::Setup => "Setup",
-            Mode::Edit => "Setup, typing a value",
-            Mode::Picker => "Setup, choosing from a list",
+            Mode::Edit => "Typing a value, a search or a number",
+            Mode::Picker => "Choosing from a list",
             Mode::Dashboard => "Dashboard",
             Mode::Anatomy => "Anatomy",
             Mode::Browser => "Browser",
@@ -113,6 +113,14 @@ pub enum Action {
     AroundThreshold,
     /// Dashboard: the histogram on a log axis, or back.
     LogScale,
+    /// Browser: search the file names (`/`).
+    Search,
+    /// Browser: go to an image by its number in the list.
+    Jump,
+    /// Browser: keep one top-1 class (a popup list).
+    ClassFilter,
+    /// Setup: a file browser for the path under the cursor.
+    Browse,
 }
 
 /// A key as bound: a code and whether Ctrl is held. Shift is part of the
@@ -214,7 +222,7 @@ pub static KEYMAP: &[Binding] = &[
     b(M::Edit, &[k(K::Enter)], A::EditConfirm, "Enter", "confirm", "keep the value", Always),
     b(M::Edit, &[k(K::Esc)], A::EditCancel, "Esc", "cancel", "leave the value as it was", Always),
     b(M::Edit, &[ctrl('u')], A::EditClear, "Ctrl-U", "clear", "clear the text", Always),
-    b(M::Edit, &[k(K::Tab)], A::Complete, "Tab", "complete", "complete the path from the disk", Always),
+    b(M::Edit, &[k(K::Tab)], A::Complete, "Tab", "complete", "complete the path from the disk (setup)", Always),
     b(M::Edit, &[k(K::Backspace)], A::EditBackspace, "Backspace", "", "delete a character", Help),
     // A popup list
     b(M::Picker, &[k(K::Up)], A::Up, "↑↓", "move", "move in the list (type to filter it)", Always),
@@ -251,7 +259,10 @@ pub static KEYMAP: &[Binding] = &[
     b(M::Browser, &[c('r')], A::Reverse, "r", "", "reverse the sort", Help),
     b(M::Browser, &[c('d')], A::CycleDataset, "d", "dataset", "filter to one dataset (cycles)", Always),
     b(M::Browser, &[c('x')], A::ToggleMisdetections, "x", "misdetections", "misdetections at the 95%-TPR threshold", Always),
-    b(M::Browser, &[k(K::Esc)], A::ClearFilters, "Esc", "", "clear the filters", Help),
+    b(M::Browser, &[c('/')], A::Search, "/", "search", "search the file names (as typed; Enter keeps, Esc undoes)", Always),
+    b(M::Browser, &[c(':'), c('#')], A::Jump, ":", "", "go to an image by its number in the list", Help),
+    b(M::Browser, &[c('p')], A::ClassFilter, "p", "class", "only images of one top-1 class (a list; type to filter)", Always),
+    b(M::Browser, &[k(K::Esc)], A::ClearFilters, "Esc", "", "clear the filters (set, misdetections, search, class)", Help),
     // Inspect
     b(M::Inspect, &[c('n')], A::NextSecond, "n", "second method", "the method compared with the one in view (m)", Always),
     // Overlays
@@ -305,9 +316,9 @@ pub fn lookup(mode: Mode, ev: &KeyEvent) -> Option<Action> {
     Some(global)
 }
 
-/// The footer's (keys, what) pairs for `mode`: the mode's own, then the
-/// global ones (none in modal modes).
-pub fn hints(mode: Mode, running: bool) -> Vec<(&'static str, &'static str)> {
+/// The footer's (keys, what, action) hints for `mode`: the mode's own,
+/// then the global ones (none in modal modes).
+pub fn hints(mode: Mode, running: bool) -> Vec<(&'static str, &'static str, Action)> {
     let shown = |b: &&Binding| match b.shown {
         Always => true,
         Running => running,
@@ -319,7 +330,7 @@ pub fn hints(mode: Mode, running: bool) -> Vec<(&'static str, &'static str)> {
         .filter(|b| b.mode == Mode::Global && !mode.modal());
     own.chain(global)
         .filter(shown)
-        .map(|b| (b.label, b.short))
+        .map(|b| (b.label, b.short, b.action))
         .collect()
 }
 

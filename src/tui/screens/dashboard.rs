@@ -5,6 +5,7 @@ use crate::metrics::Measures;
 use crate::run::{crop_resize, InputSpec, Resize, Role, RunInfo, IMAGENET_MEAN};
 use crate::tui::analysis::{self, Analysis};
 use crate::tui::app::{App, Status};
+use crate::tui::mouse::Target;
 use crate::tui::theme;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -625,4 +626,22 @@ fn render_table(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
     }
     lines.extend(uncertainty(app));
     Paragraph::new(lines).render(inner, buf);
+    // Clicks: a method's row selects it, a set's name shows that set.
+    let oods = app.ood_datasets();
+    for (k, g) in groups.iter().enumerate() {
+        let pos = g.and_then(|d| oods.iter().position(|&x| x == d));
+        if let Some(pos) = pos {
+            let x = inner.x + (METHOD_W + k * GROUP_W + 1) as u16;
+            let w = ((GROUP_W - 1) as u16).min(inner.right().saturating_sub(x));
+            let at = Rect::new(x, inner.y, w, 2.min(inner.height));
+            app.targets.push(at, Target::Ood(pos));
+        }
+    }
+    for m in 0..n {
+        let y = inner.y + 2 + m as u16;
+        if y < inner.bottom() {
+            app.targets
+                .push(Rect { y, height: 1, ..inner }, Target::Method(m));
+        }
+    }
 }

@@ -5,6 +5,7 @@
 use super::params::param_text;
 use super::state::{Row, SetupState};
 use crate::tui::discover::Count;
+use crate::tui::mouse::{Target, Targets};
 use crate::tui::picker::Picker;
 use crate::tui::theme;
 use ratatui::buffer::Buffer;
@@ -282,7 +283,13 @@ fn row_line(
 
 /// The setup screen: the form on the left, the plan (or what is missing)
 /// on the right when there is room.
-pub fn render(s: &SetupState, config_path: &Path, area: Rect, buf: &mut Buffer) {
+pub fn render(
+    s: &SetupState,
+    config_path: &Path,
+    targets: &Targets,
+    area: Rect,
+    buf: &mut Buffer,
+) {
     let wide = area.width >= 110;
     let [form_area, side] = if wide {
         Layout::horizontal([Constraint::Fill(1), Constraint::Length(40)]).areas(area)
@@ -304,11 +311,18 @@ pub fn render(s: &SetupState, config_path: &Path, area: Rect, buf: &mut Buffer) 
         cursor_line.saturating_sub(h / 2).min(lines.len() - h)
     };
     Paragraph::new(lines.into_iter().skip(offset).take(h).collect::<Vec<_>>()).render(inner, buf);
+    for (r, &line) in at.iter().enumerate() {
+        // Not while a value is typed: the click would move the edit.
+        if s.edit.is_none() && (offset..offset + h).contains(&line) {
+            let y = inner.y + (line - offset) as u16;
+            targets.push(Rect { y, height: 1, ..inner }, Target::FormRow(r));
+        }
+    }
     if wide {
         render_plan(s, config_path, side, buf);
     }
     if let Some(p) = &s.picker {
-        render_picker(p, &s.completions, form_area, buf);
+        render_picker(p, &s.completions, form_area, buf, targets);
     } else if s.edit.is_some() && !s.completions.is_empty() {
         render_completions(&s.completions, inner, buf);
     }
@@ -316,7 +330,15 @@ pub fn render(s: &SetupState, config_path: &Path, area: Rect, buf: &mut Buffer) 
 
 /// The popup list over the form: the filter typed, the items that match
 /// (the highlighted one kept in view), and how many match.
-fn render_picker(p: &Picker, completions: &[String], area: Rect, buf: &mut Buffer) {
+pub(crate) fn render_picker(
+    p: &Picker,
+    completions: &[String],
+    area: Rect,
+    buf: &mut Buffer,
+    targets: &Targets,
+) {
+    // The list is modal: nothing beneath it answers a click.
+    targets.clear();
     let matches = p.matches();
     let h = (matches.len() as u16 + 4).clamp(6, area.height.saturating_sub(2).max(6));
     let w = area.width.saturating_sub(6).clamp(30, 80);
@@ -357,6 +379,8 @@ fn render_picker(p: &Picker, completions: &[String], area: Rect, buf: &mut Buffe
         let sel = p.selected.min(matches.len() - 1);
         let first = sel.saturating_sub(room.saturating_sub(1));
         for (k, &i) in matches.iter().enumerate().skip(first).take(room) {
+            let y = inner.y + 1 + (k - first) as u16;
+            targets.push(Rect { y, height: 1, ..inner }, Target::ListItem(k));
             let text = theme::fit(&p.items[i], inner.width as usize - 2);
             lines.push(if k == sel {
                 Line::styled(
