@@ -107,14 +107,26 @@ impl SetupState {
     }
 
     /// The model changed: class names chosen for the previous one (a demo's
-    /// ten names, say) would not fit it, so they are dropped, saying so.
+    /// ten names, say) would not fit it, so they are dropped, and an image
+    /// size the user did not type (a config's) gives way to the new model's,
+    /// saying so.
     pub(super) fn model_changed(&mut self) -> SetupAction {
-        match self.class_names.take() {
-            Some(p) => SetupAction::Message(format!(
-                "class names {} cleared: they were for the previous model",
-                p.display()
-            )),
-            None => SetupAction::None,
+        let mut notes = Vec::new();
+        if let Some(p) = self.class_names.take() {
+            notes.push(format!("class names {} cleared", p.display()));
+        }
+        if !self.image_size_typed {
+            if let Some(old) = self.image_size.take() {
+                let new = self
+                    .default_size()
+                    .map_or("the model's".to_string(), |(n, _)| n.to_string());
+                notes.push(format!("image size {old} -> {new}"));
+            }
+        }
+        if notes.is_empty() {
+            SetupAction::None
+        } else {
+            SetupAction::Message(format!("{}: they were for the previous model", notes.join(", ")))
         }
     }
 
@@ -263,7 +275,11 @@ impl SetupState {
                 Err(e) => return SetupAction::Message(format!("batch: {e}")),
             },
             Row::ImageSize => match parse_optional(text) {
-                Ok(s) => self.image_size = s,
+                Ok(s) => {
+                    // Empty: the model's again, following later models too.
+                    self.image_size_typed = s.is_some();
+                    self.image_size = s;
+                }
                 Err(e) => {
                     return SetupAction::Message(format!(
                         "image size: {e} (or empty for the model's)"

@@ -209,9 +209,12 @@ fn lines(s: &SetupState, width: usize) -> (Vec<Line<'static>>, Vec<usize>) {
             ),
             Row::ImageSize => (
                 "image size".into(),
-                s.image_size
-                    .map(|n| format!("{n} x {n}"))
-                    .unwrap_or_else(|| "the model's default".into()),
+                match (s.image_size, s.default_size()) {
+                    (Some(n), _) if s.image_size_typed => format!("{n} x {n}"),
+                    (Some(n), _) => format!("{n} x {n} (from the config; a new model resets it)"),
+                    (None, Some((n, model))) => format!("{n} x {n} ({model}'s default)"),
+                    (None, None) => "the model's default".into(),
+                },
                 Style::new(),
             ),
             Row::Limit => (
