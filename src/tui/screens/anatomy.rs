@@ -4,7 +4,7 @@
 //! plane with the 95%-TPR threshold line, each factor's own distributions,
 //! and how well each factor alone separates the sets.
 
-use super::dashboard::Overlay;
+use crate::tui::histogram::Histograms;
 use crate::run::RunInfo;
 use crate::tui::analysis::{self, Analysis};
 use crate::tui::app::App;
@@ -53,7 +53,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
                 None => String::new(),
             }),
         ]);
-        Overlay {
+        Histograms {
             id,
             ood: od,
             marker: None,
@@ -113,9 +113,9 @@ fn render_scatter(app: &App, info: &RunInfo, ood: Option<usize>, area: Rect, buf
     let ood_name = ood.map(|d| info.datasets[d].name.as_str()).unwrap_or("-");
     let title = Line::from(vec![
         Span::styled(" GradNorm = Σ|C·p−1|·||h||₁/T ", theme::title()),
-        Span::styled("ID", Style::new().fg(theme::ID)),
+        Span::styled("⠿ ID", Style::new().fg(theme::ID)),
         Span::raw(" vs "),
-        Span::styled(format!("{ood_name} "), Style::new().fg(theme::OOD)),
+        Span::styled(format!("• {ood_name} "), Style::new().fg(theme::OOD)),
     ]);
     let block = Block::bordered().title(title);
     let sets = |f: usize| -> Vec<Vec<f64>> {
@@ -170,7 +170,9 @@ fn render_scatter(app: &App, info: &RunInfo, ood: Option<usize>, area: Rect, buf
     };
     let datasets = vec![
         theme::series(GraphType::Scatter, theme::ID, &id_pts),
-        theme::series(GraphType::Scatter, theme::OOD, &ood_pts),
+        // OOD as dots, ID as braille: apart without colour too.
+        theme::series(GraphType::Scatter, theme::OOD, &ood_pts)
+            .marker(ratatui::symbols::Marker::Dot),
         theme::series(GraphType::Line, theme::THRESHOLD, &line),
     ];
     let bottom = if line.is_empty() {

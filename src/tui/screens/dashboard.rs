@@ -5,13 +5,14 @@ use crate::metrics::Measures;
 use crate::run::{crop_resize, InputSpec, Resize, Role, RunInfo, IMAGENET_MEAN};
 use crate::tui::analysis::{self, Analysis};
 use crate::tui::app::{App, Status};
+use crate::tui::histogram::Histograms;
 use crate::tui::mouse::Target;
 use crate::tui::theme;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Axis, Block, Chart, GraphType, Paragraph, Widget, Wrap};
+use ratatui::widgets::{Block, Paragraph, Widget, Wrap};
 
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let Some(info) = app.results.info.clone() else {
@@ -221,127 +222,6 @@ fn preprocessing(input: &InputSpec) -> String {
     format!("{resize} {norm}")
 }
 
-/// Step outline of a histogram: (x, density) corners.
-pub fn steps(dens: &[f64], lo: f64, hi: f64) -> Vec<(f64, f64)> {
-    let w = (hi - lo) / dens.len().max(1) as f64;
-    let mut pts = Vec::with_capacity(dens.len() * 2 + 2);
-    pts.push((lo, 0.0));
-    for (i, &d) in dens.iter().enumerate() {
-        pts.push((lo + w * i as f64, d));
-        pts.push((lo + w * (i + 1) as f64, d));
-    }
-    pts.push((hi, 0.0));
-    pts
-}
-
-/// Two distributions overlaid as step outlines, with an optional vertical
-/// marker. Shared by the dashboard and the anatomy screen.
-pub struct Overlay<'a> {
-    pub id: &'a [f64],
-    pub ood: &'a [f64],
-    pub marker: Option<f64>,
-    pub block: Block<'a>,
-    /// Told where the plot lies and the score range across it (the mouse
-    /// sets the threshold there).
-    pub plot: Option<&'a std::cell::Cell<(Rect, f64, f64)>>,
-    /// The values are natural logs of the scores: label the axis with the
-    /// scores themselves.
-    pub log: bool,
-}
-
-impl Overlay<'_> {
-    pub fn render(self, area: Rect, buf: &mut Buffer) {
-        let inner = self.block.inner(area);
-        let extra: Vec<f64> = self.marker.into_iter().collect();
-        let Some((lo, hi)) = analysis::range(&[self.id, self.ood], &extra) else {
-            Paragraph::new(Line::styled("waiting for scores…", theme::dim()))
-                .block(self.block)
-                .render(area, buf);
-            return;
-        };
-        // About 2·sqrt(n) bins for the smaller set (noisy otherwise), at
-        // least two cells each.
-        let n = [self.id.len(), self.ood.len()]
-            .into_iter()
-            .filter(|&n| n > 0)
-            .min()
-            .unwrap_or(1);
-        let by_width = (inner.width as usize).saturating_sub(10) / 2;
-        let bins = ((2.0 * (n as f64).sqrt()) as usize)
-            .clamp(8, 80)
-            .min(by_width.max(8));
-        let did = analysis::density(self.id, lo, hi, bins);
-        let dood = analysis::density(self.ood, lo, hi, bins);
-        let ymax = did
-            .iter()
-            .chain(&dood)
-            .fold(0.0f64, |m, &v| m.max(v))
-            .max(1e-9)
-            * 1.1;
-        let id_pts = if self.id.is_empty() {
-            Vec::new()
-        } else {
-            steps(&did, lo, hi)
-        };
-        let ood_pts = if self.ood.is_empty() {
-            Vec::new()
-        } else {
-            steps(&dood, lo, hi)
-        };
-        let thr_pts: Vec<(f64, f64)> = self
-            .marker
-            .map(|t| vec![(t, 0.0), (t, ymax)])
-            .unwrap_or_default();
-        let datasets = vec![
-            theme::series(GraphType::Line, theme::ID, &id_pts),
-            theme::series(GraphType::Line, theme::OOD, &ood_pts),
-            theme::series(GraphType::Line, theme::THRESHOLD, &thr_pts),
-        ];
-        let y_top = format!("{:.0}%", 100.0 * ymax);
-        if let Some(cell) = self.plot {
-            // The chart's own layout: y labels and the axis on the left,
-            // x labels and the axis below.
-            let left = y_top.chars().count().max(2) as u16 + 1;
-            let plot = Rect {
-                x: inner.x + left,
-                width: inner.width.saturating_sub(left),
-                height: inner.height.saturating_sub(2),
-                ..inner
-            };
-            cell.set((plot, lo, hi));
-        }
-        let span = hi - lo;
-        let label = |v: f64| {
-            if self.log {
-                theme::num(v.exp(), hi.exp() - lo.exp())
-            } else {
-                theme::num(v, span)
-            }
-        };
-        let x_labels = vec![
-            Span::raw(label(lo)),
-            Span::raw(label((lo + hi) / 2.0)),
-            Span::raw(label(hi)),
-        ];
-        Chart::new(datasets)
-            .block(self.block)
-            .x_axis(
-                Axis::default()
-                    .bounds([lo, hi])
-                    .labels(x_labels)
-                    .style(theme::dim()),
-            )
-            .y_axis(
-                Axis::default()
-                    .bounds([0.0, ymax])
-                    .labels(vec![Span::raw("0%"), Span::raw(y_top)])
-                    .style(theme::dim()),
-            )
-            .legend_position(None)
-            .render(area, buf);
-    }
-}
-
 fn render_histogram(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
     let a = &app.analysis;
     let m = app.method;
@@ -369,7 +249,8 @@ fn render_histogram(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
         Span::styled(format!(" {} ", method.label()), theme::title()),
         Span::styled(
             format!(
-                "ID {} ({})",
+                "{} ID {} ({})",
+                crate::tui::histogram::ID_GLYPH,
                 info.datasets[0].name,
                 theme::count(id_scores.len())
             ),
@@ -377,7 +258,11 @@ fn render_histogram(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
         ),
         Span::raw(" vs "),
         Span::styled(
-            format!("OOD {ood_name} ({}) ", theme::count(ood_scores.len())),
+            format!(
+                "{} OOD {ood_name} ({}) ",
+                crate::tui::histogram::OOD_GLYPH,
+                theme::count(ood_scores.len())
+            ),
             Style::new().fg(theme::OOD),
         ),
     ]);
@@ -412,7 +297,7 @@ fn render_histogram(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
     if log {
         block = block.title(Line::styled(" log scale (L) ", theme::dim()).right_aligned());
     }
-    Overlay {
+    Histograms {
         id: &id_plot,
         ood: &ood_plot,
         marker: threshold.map(|t| if log { t.ln() } else { t }),
