@@ -56,10 +56,7 @@ fn status_line(app: &App, short: bool) -> Line<'static> {
             if let Some(p) = p {
                 if p.run_total > 0 {
                     t.push(' ');
-                    t.push_str(&theme::percent(
-                        p.run_done as f64 / p.run_total as f64,
-                        0,
-                    ));
+                    t.push_str(&theme::percent(p.run_done as f64 / p.run_total as f64, 0));
                 }
                 if !short {
                     t.push_str(&format!(" · {}", theme::rate(p.images_per_sec)));
@@ -267,7 +264,14 @@ fn confirm(title: &str, text: &str, area: Rect, buf: &mut Buffer, targets: &Targ
         Span::styled(" n ", theme::key()),
         Span::raw(" no"),
     ])
-    .render(Rect { y, height: 1, ..inner }, buf);
+    .render(
+        Rect {
+            y,
+            height: 1,
+            ..inner
+        },
+        buf,
+    );
     targets.push(Rect::new(inner.x, y, 9, 1), Target::Act(Action::Yes));
     targets.push(Rect::new(inner.x + 10, y, 7, 1), Target::Act(Action::No));
 }

@@ -111,7 +111,12 @@ impl Histograms<'_> {
         for y in plot.top()..plot.bottom() {
             buf.set_string(axis_x, y, "│", dim);
         }
-        buf.set_string(inner.x, plot.y, format!("{y_top:>w$}", w = label_w as usize), dim);
+        buf.set_string(
+            inner.x,
+            plot.y,
+            format!("{y_top:>w$}", w = label_w as usize),
+            dim,
+        );
         buf.set_string(
             inner.x,
             plot.bottom() - 1,
@@ -124,8 +129,16 @@ impl Histograms<'_> {
         let has = |v: &[f64]| !v.is_empty();
         for c in 0..plot.width {
             let b = (c as usize * bins / plot.width as usize).min(bins - 1);
-            let h_id = if has(self.id) { did[b] / ymax * rows } else { 0.0 };
-            let h_ood = if has(self.ood) { dood[b] / ymax * rows } else { 0.0 };
+            let h_id = if has(self.id) {
+                did[b] / ymax * rows
+            } else {
+                0.0
+            };
+            let h_ood = if has(self.ood) {
+                dood[b] / ymax * rows
+            } else {
+                0.0
+            };
             for r in 0..plot.height as usize {
                 let (glyph, color) = cell(h_id, h_ood, r);
                 if glyph != " " {

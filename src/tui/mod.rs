@@ -59,7 +59,9 @@ impl Widget for &App {
         .areas(area);
         chrome::header(self, head, buf);
         match self.screen {
-            Screen::Setup => setup::render(&self.setup, &self.config_path, &self.targets, body, buf),
+            Screen::Setup => {
+                setup::render(&self.setup, &self.config_path, &self.targets, body, buf)
+            }
             Screen::Dashboard => dashboard::render(self, body, buf),
             Screen::Anatomy => anatomy::render(self, body, buf),
             Screen::Browser => browser::View {

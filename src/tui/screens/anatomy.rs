@@ -4,10 +4,10 @@
 //! plane with the 95%-TPR threshold line, each factor's own distributions,
 //! and how well each factor alone separates the sets.
 
-use crate::tui::histogram::Histograms;
 use crate::run::RunInfo;
 use crate::tui::analysis::{self, Analysis};
 use crate::tui::app::App;
+use crate::tui::histogram::Histograms;
 use crate::tui::theme;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};

@@ -426,7 +426,8 @@ fn render_table(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
             theme::dim(),
         ));
     if let Some(more) = hidden_sets(app, area.width) {
-        block = block.title_bottom(Line::styled(format!(" {more} "), theme::warn()).right_aligned());
+        block =
+            block.title_bottom(Line::styled(format!(" {more} "), theme::warn()).right_aligned());
     }
     let inner = block.inner(area);
     block.render(area, buf);
@@ -525,8 +526,14 @@ fn render_table(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
     for m in 0..n {
         let y = inner.y + 2 + m as u16;
         if y < inner.bottom() {
-            app.targets
-                .push(Rect { y, height: 1, ..inner }, Target::Method(m));
+            app.targets.push(
+                Rect {
+                    y,
+                    height: 1,
+                    ..inner
+                },
+                Target::Method(m),
+            );
         }
     }
 }

@@ -185,7 +185,13 @@ impl BrowserState {
         // shows its top.
         let same_view = self.key.as_ref().is_some_and(|k| {
             (k.dataset, k.misdetections, k.sort, &k.query, k.class)
-                == (key.dataset, key.misdetections, key.sort, &key.query, key.class)
+                == (
+                    key.dataset,
+                    key.misdetections,
+                    key.sort,
+                    &key.query,
+                    key.class,
+                )
         });
         self.rows = rows;
         self.selected = keep

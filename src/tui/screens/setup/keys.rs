@@ -126,7 +126,10 @@ impl SetupState {
         if notes.is_empty() {
             SetupAction::None
         } else {
-            SetupAction::Message(format!("{}: they were for the previous model", notes.join(", ")))
+            SetupAction::Message(format!(
+                "{}: they were for the previous model",
+                notes.join(", ")
+            ))
         }
     }
 

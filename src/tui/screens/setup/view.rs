@@ -286,13 +286,7 @@ fn row_line(
 
 /// The setup screen: the form on the left, the plan (or what is missing)
 /// on the right when there is room.
-pub fn render(
-    s: &SetupState,
-    config_path: &Path,
-    targets: &Targets,
-    area: Rect,
-    buf: &mut Buffer,
-) {
+pub fn render(s: &SetupState, config_path: &Path, targets: &Targets, area: Rect, buf: &mut Buffer) {
     let wide = area.width >= 110;
     let [form_area, side] = if wide {
         Layout::horizontal([Constraint::Fill(1), Constraint::Length(40)]).areas(area)
@@ -318,7 +312,14 @@ pub fn render(
         // Not while a value is typed: the click would move the edit.
         if s.edit.is_none() && (offset..offset + h).contains(&line) {
             let y = inner.y + (line - offset) as u16;
-            targets.push(Rect { y, height: 1, ..inner }, Target::FormRow(r));
+            targets.push(
+                Rect {
+                    y,
+                    height: 1,
+                    ..inner
+                },
+                Target::FormRow(r),
+            );
         }
     }
     if wide {
@@ -383,7 +384,14 @@ pub(crate) fn render_picker(
         let first = sel.saturating_sub(room.saturating_sub(1));
         for (k, &i) in matches.iter().enumerate().skip(first).take(room) {
             let y = inner.y + 1 + (k - first) as u16;
-            targets.push(Rect { y, height: 1, ..inner }, Target::ListItem(k));
+            targets.push(
+                Rect {
+                    y,
+                    height: 1,
+                    ..inner
+                },
+                Target::ListItem(k),
+            );
             let text = theme::fit(&p.items[i], inner.width as usize - 2);
             lines.push(if k == sel {
                 Line::styled(
