@@ -136,7 +136,7 @@ pub fn help_sections(screen: Screen) -> Vec<(&'static str, Vec<(&'static str, &'
     let here = Mode::of_screen(screen);
     let mut modes = vec![here, Mode::Global];
     if screen == Screen::Setup {
-        modes.push(Mode::Edit);
+        modes.extend([Mode::Edit, Mode::Picker, Mode::Files]);
     }
     for m in [
         Mode::Setup,

@@ -16,6 +16,8 @@ pub enum Mode {
     Edit,
     /// A popup list of the setup form, filtered by typing.
     Picker,
+    /// The setup form's file browser.
+    Files,
     Dashboard,
     Anatomy,
     Browser,
@@ -42,6 +44,7 @@ impl Mode {
             Mode::Setup => "Setup",
             Mode::Edit => "Typing a value, a search or a number",
             Mode::Picker => "Choosing from a list",
+            Mode::Files => "Setup, browsing files",
             Mode::Dashboard => "Dashboard",
             Mode::Anatomy => "Anatomy",
             Mode::Browser => "Browser",
@@ -52,7 +55,10 @@ impl Mode {
     }
 
     fn modal(self) -> bool {
-        matches!(self, Mode::Edit | Mode::Picker | Mode::Help | Mode::Confirm)
+        matches!(
+            self,
+            Mode::Edit | Mode::Picker | Mode::Files | Mode::Help | Mode::Confirm
+        )
     }
 }
 
@@ -217,6 +223,7 @@ pub static KEYMAP: &[Binding] = &[
     b(M::Setup, &[k(K::Enter)], A::Activate, "Enter", "edit", "edit a value, type a path, or open the list of choices", Always),
     b(M::Setup, &[c('s')], A::Start, "s", "start", "start the evaluation (asks before replacing results)", Always),
     b(M::Setup, &[c('r')], A::Rename, "r", "", "rename the dataset under the cursor", Help),
+    b(M::Setup, &[c('f')], A::Browse, "f", "files", "browse the disk for the path under the cursor", Always),
     b(M::Setup, &[c('w')], A::Save, "w", "write config", "write the config file", Always),
     // Editing a value
     b(M::Edit, &[k(K::Enter)], A::EditConfirm, "Enter", "confirm", "keep the value", Always),
@@ -234,6 +241,16 @@ pub static KEYMAP: &[Binding] = &[
     b(M::Picker, &[k(K::Tab)], A::Complete, "Tab", "complete", "complete a typed path", Always),
     b(M::Picker, &[ctrl('u')], A::EditClear, "Ctrl-U", "", "clear the filter", Help),
     b(M::Picker, &[k(K::Backspace)], A::EditBackspace, "Backspace", "", "", Help),
+    // The file browser
+    b(M::Files, &[k(K::Up)], A::Up, "↑↓", "move", "move (type to filter)", Always),
+    b(M::Files, &[k(K::Down)], A::Down, "↓", "", "", Help),
+    b(M::Files, &[k(K::PageUp)], A::PageUp, "PgUp PgDn", "", "ten up / down", Help),
+    b(M::Files, &[k(K::PageDown)], A::PageDown, "PgDn", "", "", Help),
+    b(M::Files, &[k(K::Enter)], A::EditConfirm, "Enter", "open/pick", "open a folder, pick a file (or ./ the folder)", Always),
+    b(M::Files, &[k(K::Backspace), k(K::Left)], A::EditBackspace, "Backspace", "up", "a filter character, or the parent folder (also ←)", Always),
+    b(M::Files, &[k(K::Right)], A::Right, "→", "", "into the folder selected", Help),
+    b(M::Files, &[ctrl('u')], A::EditClear, "Ctrl-U", "", "clear the filter", Help),
+    b(M::Files, &[k(K::Esc)], A::EditCancel, "Esc", "close", "close, changing nothing", Always),
     // Dashboard
     b(M::Dashboard, UP, A::PrevMethod, "↑↓", "method", "method: re-plots at once", Always),
     b(M::Dashboard, DOWN, A::NextMethod, "↓", "", "", Help),

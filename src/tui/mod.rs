@@ -16,6 +16,7 @@ pub mod app;
 pub mod chrome;
 pub mod config;
 pub mod discover;
+pub mod files;
 pub mod histogram;
 pub mod keymap;
 pub mod mouse;

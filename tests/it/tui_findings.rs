@@ -308,3 +308,68 @@ fn histograms_read_without_colour() {
     press(&mut app, &[ch('3')]);
     snap("anatomy_monochrome", &mut app);
 }
+
+#[test]
+fn the_file_browser_picks_checkpoints_and_dataset_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("models")).unwrap();
+    std::fs::create_dir_all(root.join("data/id/circle")).unwrap();
+    std::fs::write(root.join("models/a.safetensors"), b"").unwrap();
+    std::fs::write(root.join("models/b.safetensors"), b"").unwrap();
+    let mut app = app_on_setup();
+    // A checkpoint typed, then f browses from its folder.
+    assert!(app.setup.select(Row::Checkpoint));
+    press(&mut app, &[key(KeyCode::Enter)]);
+    typed(
+        &mut app,
+        &root.join("models/a.safetensors").display().to_string(),
+    );
+    press(&mut app, &[key(KeyCode::Enter), ch('f')]);
+    let files = app.setup.files.clone().expect("f opens the file browser");
+    assert_eq!(files.dir, root.join("models"));
+    let screen = draw(&mut app, 120, 40);
+    assert!(
+        screen.contains("▶ ../") && screen.contains("  b.safetensors"),
+        "{screen}"
+    );
+    // Typing filters; Enter picks.
+    typed(&mut app, "b.");
+    press(&mut app, &[key(KeyCode::Down), key(KeyCode::Enter)]);
+    assert!(app.setup.files.is_none());
+    let cfg = app.setup.to_config().unwrap();
+    assert_eq!(
+        cfg.model.checkpoint,
+        Some(root.join("models/b.safetensors"))
+    );
+    // A dataset folder: from the ID set's folder, up one, pick "./".
+    assert!(app.setup.select(Row::Id));
+    press(&mut app, &[key(KeyCode::Enter)]);
+    typed(&mut app, &root.join("data/id").display().to_string());
+    press(&mut app, &[key(KeyCode::Enter)]);
+    assert!(app.setup.select(Row::AddDataset));
+    press(&mut app, &[ch('f')]);
+    assert_eq!(app.setup.files.as_ref().unwrap().dir, root.join("data/id"));
+    press(&mut app, &[key(KeyCode::Backspace)]);
+    let f = app.setup.files.as_ref().unwrap();
+    assert_eq!(f.dir, root.join("data"));
+    assert_eq!(f.label(f.items()[f.selected]), "id/");
+    // A click on an item is Enter on it: into id/ again.
+    let screen = draw(&mut app, 120, 40);
+    let (x, y) = find(&screen, "  id/").unwrap();
+    click(&mut app, x + 2, y);
+    assert_eq!(app.setup.files.as_ref().unwrap().dir, root.join("data/id"));
+    press(&mut app, &[key(KeyCode::Left), key(KeyCode::Home)]);
+    // Home is not bound here: the selection is still on id/; go to ./.
+    press(&mut app, &[key(KeyCode::PageUp), key(KeyCode::Enter)]);
+    assert!(app.setup.files.is_none());
+    let added = app
+        .setup
+        .datasets
+        .iter()
+        .find(|d| d.path == root.join("data"));
+    assert!(added.is_some_and(|d| d.ood), "{:?}", app.setup.datasets);
+    // Esc closes it, changing nothing.
+    press(&mut app, &[ch('f'), key(KeyCode::Esc)]);
+    assert!(app.setup.files.is_none());
+}

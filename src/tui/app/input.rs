@@ -14,7 +14,10 @@ fn plain(key: &KeyEvent) -> bool {
 }
 
 fn mode_is_modal(mode: Mode) -> bool {
-    matches!(mode, Mode::Edit | Mode::Picker | Mode::Help | Mode::Confirm)
+    matches!(
+        mode,
+        Mode::Edit | Mode::Picker | Mode::Files | Mode::Help | Mode::Confirm
+    )
 }
 
 impl App {
@@ -108,6 +111,8 @@ impl App {
             Target::ListItem(k) => {
                 if let Some((p, _)) = self.browser.class_picker.as_mut() {
                     p.selected = k;
+                } else if let Some(f) = self.setup.files.as_mut() {
+                    f.selected = k;
                 } else if let Some(p) = self.setup.picker.as_mut() {
                     p.selected = k;
                 }
@@ -129,6 +134,7 @@ impl App {
                 Mode::Picker
             }
             None if self.screen == Screen::Browser && self.browser.prompt.is_some() => Mode::Edit,
+            None if self.screen == Screen::Setup && self.setup.files.is_some() => Mode::Files,
             None if self.screen == Screen::Setup && self.setup.picker.is_some() => Mode::Picker,
             None if self.screen == Screen::Setup && self.setup.edit.is_some() => Mode::Edit,
             None => Mode::of_screen(self.screen),
@@ -143,7 +149,7 @@ impl App {
             Some(action) => self.perform(action),
             None => match (mode, key.code) {
                 // Ctrl and Alt chords are not text.
-                (Mode::Edit | Mode::Picker, KeyCode::Char(c)) if plain(&key) => {
+                (Mode::Edit | Mode::Picker | Mode::Files, KeyCode::Char(c)) if plain(&key) => {
                     if self.screen == Screen::Browser {
                         self.browser.type_char(c);
                         self.sync_views();
@@ -185,7 +191,7 @@ impl App {
                 }
                 return;
             }
-            Mode::Edit | Mode::Picker => {
+            Mode::Edit | Mode::Picker | Mode::Files => {
                 if action == Action::ForceQuit {
                     self.force_quit();
                 } else if self.screen == Screen::Browser {

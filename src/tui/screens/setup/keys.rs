@@ -15,7 +15,9 @@ impl SetupState {
     /// Handles a key as the keymap reads it (tests and the app): editing
     /// captures every key until Enter or Esc.
     pub fn on_key(&mut self, key: KeyEvent) -> SetupAction {
-        let mode = if self.picker.is_some() {
+        let mode = if self.files.is_some() {
+            Mode::Files
+        } else if self.picker.is_some() {
             Mode::Picker
         } else if self.edit.is_some() {
             Mode::Edit
@@ -38,7 +40,9 @@ impl SetupState {
 
     /// Types a character into the value being edited or the list's filter.
     pub fn type_char(&mut self, c: char) {
-        if let Some(p) = self.picker.as_mut() {
+        if let Some(f) = self.files.as_mut() {
+            f.type_char(c);
+        } else if let Some(p) = self.picker.as_mut() {
             p.type_char(c);
         } else if let Some(buf) = self.edit.as_mut() {
             buf.push(c);
@@ -48,6 +52,9 @@ impl SetupState {
     /// Does what a form key asks; actions of other screens do nothing.
     pub fn act(&mut self, action: Action) -> SetupAction {
         let n = self.rows().len();
+        if self.files.is_some() {
+            return self.on_files(action);
+        }
         if self.picker.is_some() {
             return self.on_picker(action);
         }
@@ -90,6 +97,7 @@ impl SetupState {
             Action::Activate => return self.activate(),
             Action::Start => return SetupAction::Start,
             Action::Save => return SetupAction::Save,
+            Action::Browse => return self.open_files(),
             Action::Rename => {
                 let d = match self.current() {
                     Row::Ood(i) => Some(i),

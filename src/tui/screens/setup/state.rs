@@ -102,6 +102,8 @@ pub struct SetupState {
     pub edit: Option<String>,
     /// The popup list open over the row under the cursor.
     pub picker: Option<crate::tui::picker::Picker>,
+    /// The file browser open for the row under the cursor's path.
+    pub files: Option<crate::tui::files::FileBrowser>,
     /// The text being typed is the dataset's new name, not a path.
     pub renaming: bool,
     /// Names that fit the path being typed (after Tab).
@@ -152,6 +154,7 @@ impl SetupState {
             cursor: 0,
             edit: None,
             picker: None,
+            files: None,
             renaming: false,
             completions: Vec::new(),
             base: None,

@@ -5,6 +5,7 @@
 use super::params::param_text;
 use super::state::{Row, SetupState};
 use crate::tui::discover::Count;
+use crate::tui::files::{FileBrowser, Item};
 use crate::tui::mouse::{Target, Targets};
 use crate::tui::picker::Picker;
 use crate::tui::theme;
@@ -18,7 +19,7 @@ use std::path::Path;
 /// One line of help for the row under the cursor.
 pub fn hint(s: &SetupState) -> &'static str {
     match s.current() {
-            Row::Checkpoint => "Enter: list of checkpoints found, or type a path · ←/→ next",
+            Row::Checkpoint => "Enter: list of checkpoints found, or type a path · f: browse files · ←/→ next",
             Row::Model => "Enter: list of models · ←/→ next; auto infers it from the checkpoint",
             Row::ClassNames => {
                 "Enter: a file of class names, one a line; empty = ImageNet's, or the ID set's folders"
@@ -26,10 +27,10 @@ pub fn hint(s: &SetupState) -> &'static str {
             Row::ClassOrder => {
                 "Enter: wnid order of the model's outputs (e.g. the seed's val list); empty = sorted wnids"
             }
-            Row::Id => "Enter: list of datasets, or type a path · ←/→ next · r: rename",
+            Row::Id => "Enter: list of datasets, or type a path · f: browse files · ←/→ next · r: rename",
             Row::IdRoot => "Enter: folder the ID list file's paths are relative to (empty = its folder)",
             Row::Ood(_) => "Space: use this set as OOD · r: rename it",
-            Row::AddDataset => "Enter: type the path of a folder or list file to add as an OOD set",
+            Row::AddDataset => "Enter: type the path of a folder or list file to add as an OOD set · f: browse files",
             Row::Method(_) => "Space: run this score",
             Row::Param(i, p) => s.methods[i].method.def().params[p].help,
             Row::Device => "←/→ auto, cpu, cuda · Enter: list, or type e.g. cuda:1",
@@ -325,7 +326,9 @@ pub fn render(s: &SetupState, config_path: &Path, targets: &Targets, area: Rect,
     if wide {
         render_plan(s, config_path, side, buf);
     }
-    if let Some(p) = &s.picker {
+    if let Some(f) = &s.files {
+        render_files(f, form_area, buf, targets);
+    } else if let Some(p) = &s.picker {
         render_picker(p, &s.completions, form_area, buf, targets);
     } else if s.edit.is_some() && !s.completions.is_empty() {
         render_completions(&s.completions, inner, buf);
@@ -402,6 +405,76 @@ pub(crate) fn render_picker(
                 Line::raw(format!("  {text}"))
             });
         }
+    }
+    Paragraph::new(lines).render(inner, buf);
+}
+
+/// The file browser over the form: the folder, the filter typed, the
+/// entries (the selected one kept in view), and how many.
+fn render_files(f: &FileBrowser, area: Rect, buf: &mut Buffer, targets: &Targets) {
+    targets.clear();
+    let items = f.items();
+    let rect = area.centered(
+        Constraint::Length(area.width.saturating_sub(4).clamp(30, 100)),
+        Constraint::Length(area.height.saturating_sub(2).max(6).min(area.height)),
+    );
+    Clear.render(rect, buf);
+    let title_w = rect.width.saturating_sub(4) as usize;
+    let block = Block::bordered()
+        .border_style(theme::title())
+        .title(Span::styled(
+            format!(
+                " {} ",
+                theme::fit_left(&f.dir.display().to_string(), title_w)
+            ),
+            theme::title(),
+        ))
+        .title_bottom(Line::styled(
+            format!(
+                " {} entries · Enter open/pick · ← up · Esc close ",
+                theme::count(f.entries.len())
+            ),
+            theme::dim(),
+        ));
+    let inner = block.inner(rect);
+    block.render(rect, buf);
+    let mut lines = vec![Line::from(vec![
+        Span::styled("› ", theme::title()),
+        Span::styled(
+            f.filter.clone(),
+            Style::new().add_modifier(Modifier::UNDERLINED),
+        ),
+        Span::styled("█", Style::new().add_modifier(Modifier::SLOW_BLINK)),
+    ])];
+    if let Some(note) = &f.note {
+        lines.push(Line::styled(note.clone(), theme::warn()));
+    }
+    let top = lines.len();
+    let room = (inner.height as usize).saturating_sub(top);
+    let sel = f.selected.min(items.len().saturating_sub(1));
+    let first = sel.saturating_sub(room.saturating_sub(1));
+    for (k, &item) in items.iter().enumerate().skip(first).take(room) {
+        let y = inner.y + (top + k - first) as u16;
+        targets.push(
+            Rect {
+                y,
+                height: 1,
+                ..inner
+            },
+            Target::ListItem(k),
+        );
+        let text = theme::fit(&f.label(item), inner.width as usize - 2);
+        let dir = !matches!(item, Item::Entry(i) if !f.entries[i].is_dir);
+        lines.push(if k == sel {
+            Line::styled(
+                format!("▶ {text}"),
+                theme::selected().add_modifier(Modifier::BOLD),
+            )
+        } else if dir {
+            Line::styled(format!("  {text}"), theme::title())
+        } else {
+            Line::raw(format!("  {text}"))
+        });
     }
     Paragraph::new(lines).render(inner, buf);
 }
