@@ -28,6 +28,8 @@ pub struct Histograms<'a> {
     /// The values are natural logs of the scores: label the axis with the
     /// scores themselves.
     pub log: bool,
+    /// The glyphs' legend in the top right corner.
+    pub legend: bool,
 }
 
 /// The legend, in the block's top right corner.
@@ -71,7 +73,11 @@ pub fn cell(id: f64, ood: f64, row: usize) -> (&'static str, Color) {
 
 impl Histograms<'_> {
     pub fn render(self, area: Rect, buf: &mut Buffer) {
-        let block = self.block.title(legend());
+        let block = if self.legend {
+            self.block.title(legend())
+        } else {
+            self.block
+        };
         let inner = block.inner(area);
         let extra: Vec<f64> = self.marker.into_iter().collect();
         let Some((lo, hi)) = analysis::range(&[self.id, self.ood], &extra) else {

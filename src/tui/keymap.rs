@@ -238,7 +238,7 @@ pub static KEYMAP: &[Binding] = &[
     b(M::Picker, &[k(K::PageDown)], A::PageDown, "PgDn", "", "", Help),
     b(M::Picker, &[k(K::Enter)], A::EditConfirm, "Enter", "pick", "take the highlighted item (or the path typed)", Always),
     b(M::Picker, &[k(K::Esc)], A::EditCancel, "Esc", "close", "close the list, changing nothing", Always),
-    b(M::Picker, &[k(K::Tab)], A::Complete, "Tab", "complete", "complete a typed path", Always),
+    b(M::Picker, &[k(K::Tab)], A::Complete, "Tab", "complete", "complete a typed path (setup)", Help),
     b(M::Picker, &[ctrl('u')], A::EditClear, "Ctrl-U", "", "clear the filter", Help),
     b(M::Picker, &[k(K::Backspace)], A::EditBackspace, "Backspace", "", "", Help),
     // The file browser
@@ -307,6 +307,17 @@ pub static KEYMAP: &[Binding] = &[
     b(M::Global, &[c('q')], A::Quit, "q", "quit", "quit (asks while a run is going)", Always),
     b(M::Global, &[ctrl('c'), ctrl('q')], A::ForceQuit, "Ctrl-C", "", "quit at once, cancelling the run", Help),
 ];
+
+/// How far a list moves for `action`: arrows one, pages ten.
+pub fn list_step(action: Action) -> Option<isize> {
+    match action {
+        Action::Up => Some(-1),
+        Action::Down => Some(1),
+        Action::PageUp => Some(-10),
+        Action::PageDown => Some(10),
+        _ => None,
+    }
+}
 
 fn matches(key: &Key, ev: &KeyEvent) -> bool {
     let ctrl = ev.modifiers.contains(KeyModifiers::CONTROL);

@@ -121,7 +121,7 @@ fn clicks_select_rows_pick_items_and_press_buttons() {
     // The browser: a click on the fourth row selects it.
     press(&mut app, &[ch('4')]);
     let screen = draw(&mut app, 120, 40);
-    let (_, y) = find(&screen, "ILSVRC2012_val_00000004").unwrap();
+    let (_, y) = find(&screen, "00000004.png").unwrap();
     click(&mut app, 20, y);
     assert_eq!(app.browser.selected, 3);
     // The dashboard's table: a method's row, a set's name.
@@ -205,6 +205,7 @@ fn the_image_size_follows_the_model_unless_typed() {
         app.setup.default_size(),
         Some((224, "efficientnet-lite0".to_string()))
     );
+    assert!(app.setup.select(Row::ImageSize));
     let screen = draw(&mut app, 120, 40);
     assert!(
         screen.contains("224 x 224 (efficientnet-lite0's default)"),
@@ -267,7 +268,10 @@ fn hidden_ood_columns_are_marked_and_names_use_the_width() {
     }
     press(&mut app, &[ch('4')]);
     let wide = draw(&mut app, 200, 60);
-    assert!(wide.contains("imagenet-val-2012-full ILSVRC"), "{wide}");
+    assert!(
+        wide.contains("imagenet-val-2012-full images/ILSVRC"),
+        "{wide}"
+    );
     let narrow = draw(&mut app, 80, 24);
     assert!(narrow.contains('…'), "{narrow}");
     snap("browser_long_names", &mut app);
@@ -356,7 +360,7 @@ fn the_file_browser_picks_checkpoints_and_dataset_folders() {
     assert_eq!(f.label(f.items()[f.selected]), "id/");
     // A click on an item is Enter on it: into id/ again.
     let screen = draw(&mut app, 120, 40);
-    let (x, y) = find(&screen, "  id/").unwrap();
+    let (x, y) = find(&screen, "▶ id/").unwrap();
     click(&mut app, x + 2, y);
     assert_eq!(app.setup.files.as_ref().unwrap().dir, root.join("data/id"));
     press(&mut app, &[key(KeyCode::Left), key(KeyCode::Home)]);

@@ -60,6 +60,9 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             block: Block::bordered().title(title),
             plot: None,
             log: false,
+            // Narrow plots keep their title (the scatter's legend and the
+            // dashboard's say the same).
+            legend: rect.width >= 56,
         }
         .render(rect, buf);
     }

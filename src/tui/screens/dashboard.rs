@@ -304,6 +304,7 @@ fn render_histogram(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
         block,
         plot: Some(&app.plot),
         log,
+        legend: true,
     }
     .render(area, buf);
 }

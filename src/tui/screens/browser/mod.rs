@@ -329,16 +329,10 @@ impl BrowserState {
     /// list's moves).
     pub fn act_capturing(&mut self, action: Action) {
         if let Some((p, classes)) = self.class_picker.as_mut() {
+            if p.edit(action) {
+                return;
+            }
             match action {
-                Action::Up => p.move_by(-1),
-                Action::Down => p.move_by(1),
-                Action::PageUp => p.move_by(-10),
-                Action::PageDown => p.move_by(10),
-                Action::EditBackspace => p.backspace(),
-                Action::EditClear => {
-                    p.filter.clear();
-                    p.selected = 0;
-                }
                 Action::EditCancel => self.class_picker = None,
                 Action::EditConfirm => {
                     if let Some(Picked::Item(i)) = p.pick() {

@@ -242,9 +242,10 @@ impl View<'_> {
         }
         if s.rows.len() > h {
             let mut bar = ScrollbarState::new(s.rows.len()).position(s.selected);
+            // Beside the rows, not the column header.
             let track = Rect {
-                y: area.y + 1,
-                height: area.height.saturating_sub(2),
+                y: body.y,
+                height: body.height,
                 ..area
             };
             Scrollbar::new(ScrollbarOrientation::VerticalRight)

@@ -77,16 +77,10 @@ impl SetupState {
         let Some(p) = self.picker.as_mut() else {
             return SetupAction::None;
         };
+        if p.edit(action) {
+            return SetupAction::None;
+        }
         match action {
-            Action::Up => p.move_by(-1),
-            Action::Down => p.move_by(1),
-            Action::PageUp => p.move_by(-10),
-            Action::PageDown => p.move_by(10),
-            Action::EditBackspace => p.backspace(),
-            Action::EditClear => {
-                p.filter.clear();
-                p.selected = 0;
-            }
             Action::Complete if p.free_text => {
                 let (text, fits) = complete_path(&p.filter);
                 p.filter = text;
@@ -173,11 +167,11 @@ impl SetupState {
         let Some(f) = self.files.as_mut() else {
             return SetupAction::None;
         };
+        if let Some(step) = crate::tui::keymap::list_step(action) {
+            f.move_by(step);
+            return SetupAction::None;
+        }
         match action {
-            Action::Up => f.move_by(-1),
-            Action::Down => f.move_by(1),
-            Action::PageUp => f.move_by(-10),
-            Action::PageDown => f.move_by(10),
             Action::EditBackspace => f.backspace(),
             Action::Right => f.right(),
             Action::EditClear => {

@@ -363,14 +363,7 @@ pub(crate) fn render_picker(
         ));
     let inner = block.inner(rect);
     block.render(rect, buf);
-    let mut lines = vec![Line::from(vec![
-        Span::styled("› ", theme::title()),
-        Span::styled(
-            p.filter.clone(),
-            Style::new().add_modifier(Modifier::UNDERLINED),
-        ),
-        Span::styled("█", Style::new().add_modifier(Modifier::SLOW_BLINK)),
-    ])];
+    let mut lines = vec![filter_line(&p.filter)];
     let room = (inner.height as usize).saturating_sub(1);
     if matches.is_empty() {
         let text = if p.free_text && !p.filter.trim().is_empty() {
@@ -409,6 +402,18 @@ pub(crate) fn render_picker(
     Paragraph::new(lines).render(inner, buf);
 }
 
+/// The text typed to filter a popup, with its cursor.
+fn filter_line(text: &str) -> Line<'static> {
+    Line::from(vec![
+        Span::styled("› ", theme::title()),
+        Span::styled(
+            text.to_string(),
+            Style::new().add_modifier(Modifier::UNDERLINED),
+        ),
+        Span::styled("█", Style::new().add_modifier(Modifier::SLOW_BLINK)),
+    ])
+}
+
 /// The file browser over the form: the folder, the filter typed, the
 /// entries (the selected one kept in view), and how many.
 fn render_files(f: &FileBrowser, area: Rect, buf: &mut Buffer, targets: &Targets) {
@@ -438,14 +443,7 @@ fn render_files(f: &FileBrowser, area: Rect, buf: &mut Buffer, targets: &Targets
         ));
     let inner = block.inner(rect);
     block.render(rect, buf);
-    let mut lines = vec![Line::from(vec![
-        Span::styled("› ", theme::title()),
-        Span::styled(
-            f.filter.clone(),
-            Style::new().add_modifier(Modifier::UNDERLINED),
-        ),
-        Span::styled("█", Style::new().add_modifier(Modifier::SLOW_BLINK)),
-    ])];
+    let mut lines = vec![filter_line(&f.filter)];
     if let Some(note) = &f.note {
         lines.push(Line::styled(note.clone(), theme::warn()));
     }
