@@ -381,3 +381,15 @@ fn the_file_browser_picks_checkpoints_and_dataset_folders() {
     press(&mut app, &[ch('f'), key(KeyCode::Esc)]);
     assert!(app.setup.files.is_none());
 }
+
+#[test]
+fn setup_shows_long_set_names_whole_when_wide() {
+    let mut s = setup();
+    s.datasets[1].name = "describable-textures-dtd".into();
+    let mut app = App::new(s, "x.toml".into(), crate::tui::no_launch(), Previews::off());
+    let wide = draw(&mut app, 200, 60);
+    assert!(wide.contains("[x] describable-textures-dtd "), "{wide}");
+    // 80 columns: a quarter of the form, cut with an ellipsis.
+    let narrow = draw(&mut app, 80, 24);
+    assert!(narrow.contains("[x] describable-textur… "), "{narrow}");
+}

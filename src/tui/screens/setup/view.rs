@@ -58,6 +58,9 @@ fn lines(s: &SetupState, width: usize) -> (Vec<Line<'static>>, Vec<usize>) {
     let mut out: Vec<Line> = Vec::new();
     let mut at = Vec::with_capacity(rows.len());
     let label_w = 16usize;
+    // Set names whole up to a quarter of the form (paths get the rest).
+    let longest = s.datasets.iter().map(|d| d.name.chars().count()).max();
+    let name_w = longest.unwrap_or(14).clamp(14, (width / 4).max(14));
     let mut section = "";
     for (k, row) in rows.iter().enumerate() {
         let sec = match row {
@@ -146,7 +149,7 @@ fn lines(s: &SetupState, width: usize) -> (Vec<Line<'static>>, Vec<usize>) {
                 let mut spans = vec![
                     Span::raw(format!("{} ", check(d.ood))),
                     Span::styled(
-                        format!("{:<14}", theme::fit(&d.name, 14)),
+                        format!("{:<name_w$}", theme::fit(&d.name, name_w)),
                         if d.ood {
                             Style::new().fg(theme::OOD)
                         } else {
@@ -155,7 +158,7 @@ fn lines(s: &SetupState, width: usize) -> (Vec<Line<'static>>, Vec<usize>) {
                     ),
                     Span::styled(format!("{c:>16}  "), cs),
                 ];
-                let used: usize = label_w + 2 + 2 + 14 + 18;
+                let used: usize = label_w + 2 + 2 + name_w + 18;
                 spans.push(Span::styled(
                     theme::fit_left(&d.path.display().to_string(), width.saturating_sub(used)),
                     theme::dim(),
