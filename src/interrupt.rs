@@ -83,10 +83,15 @@ pub fn listen(on_signal: impl Fn(i32, usize) + Send + 'static) -> Arc<Interrupts
                         return;
                     };
                     loop {
+                        // Two signals may both be pending by the time this
+                        // thread runs, and their order is lost: take them
+                        // in the kernel's delivery order (lowest number
+                        // first) rather than select!'s random one.
                         let sig = tokio::select! {
+                            biased;
+                            _ = hup.recv() => SIGHUP,
                             _ = int.recv() => SIGINT,
                             _ = term.recv() => SIGTERM,
-                            _ = hup.recv() => SIGHUP,
                         };
                         let n = state.record(sig);
                         on_signal(sig, n);
