@@ -114,9 +114,17 @@ impl Setup {
     }
 
     pub fn eval_ok(&self, store: &Path, extra: &[&str]) -> String {
+        self.eval_both(store, extra).0
+    }
+
+    /// `eval_ok`'s stdout and stderr.
+    fn eval_both(&self, store: &Path, extra: &[&str]) -> (String, String) {
         let out = self.eval(store, extra).output().unwrap();
         common::assert_success(&out);
-        String::from_utf8(out.stdout).unwrap()
+        (
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
     }
 
     /// Replaces the last image of `own/` with a FIFO nobody writes to: a
@@ -246,7 +254,6 @@ fn start_blocked(s: &Setup, store: &Path) -> std::process::Child {
 }
 
 #[test]
-#[ignore = "hangs since the merge of main: the engine now looks up known records for every set before the first batch, and the lookup fingerprints (reads) the FIFO; see the merge report"]
 fn killed_eval_resumes_to_the_uninterrupted_results() {
     let Some(s) = Setup::new() else {
         return;
@@ -269,8 +276,15 @@ fn killed_eval_resumes_to_the_uninterrupted_results() {
     assert!(String::from_utf8_lossy(&runs.stdout).contains("running"));
 
     s.unblock();
-    let stdout = s.eval_ok(&killed, &[]);
+    let (stdout, stderr) = s.eval_both(&killed, &[]);
     assert!(stdout.contains("recorded as run 1"), "{stdout}");
+    // Every committed image is reused, the rest evaluated.
+    let total = recorded(&full);
+    let reused = before_block().iter().sum::<usize>();
+    assert!(
+        stderr.contains(&format!("{reused} of {total} images reused")),
+        "{stderr}"
+    );
     assert_eq!(
         essentials(&report(&killed, "latest", "json")),
         essentials(&report(&full, "latest", "json"))
@@ -284,9 +298,38 @@ fn killed_eval_resumes_to_the_uninterrupted_results() {
     );
 }
 
+#[test]
+fn a_changed_image_is_evaluated_again() {
+    let Some(s) = Setup::new() else {
+        return;
+    };
+    let store = s.dir("changed");
+    s.eval_ok(&store, &[]);
+    let before = scores(&store, "1");
+    let total = recorded(&store);
+    // Same path, other bytes: only that image is evaluated again.
+    let mut cifar: Vec<PathBuf> = walk(&s.shared.join("data/ood/cifar10"));
+    cifar.sort();
+    let changed = s.own().join("img00.png");
+    std::fs::copy(&cifar[OWN], &changed).unwrap();
+    let (_, stderr) = s.eval_both(&store, &[]);
+    assert!(
+        stderr.contains(&format!("{} of {total} images reused", total - 1)),
+        "{stderr}"
+    );
+    let after = scores(&store, "1");
+    let name = changed.display().to_string();
+    let differ: Vec<(&str, &str)> = before
+        .lines()
+        .zip(after.lines())
+        .filter(|(a, b)| a != b)
+        .collect();
+    assert_eq!(differ.len(), 1, "{differ:?}");
+    assert!(differ[0].1.contains(&name), "{differ:?}");
+}
+
 #[cfg(unix)]
 #[test]
-#[ignore = "hangs since the merge of main: the engine now looks up known records for every set before the first batch, and the lookup fingerprints (reads) the FIFO; see the merge report"]
 fn sigterm_keeps_every_finished_batch_and_prints_the_partial_table() {
     let Some(s) = Setup::new() else {
         return;
