@@ -27,6 +27,7 @@
 mod compare;
 pub mod export;
 mod merge;
+pub mod parquet;
 pub mod plots;
 mod record;
 mod schema;

@@ -25,6 +25,17 @@ fn sha256_file(path: &Path) -> Result<String> {
     Ok(hex(&hasher.finalize()))
 }
 
+/// A key no other start has: two runs of one process within a second
+/// (the TUI's) must not share unidentified weights' records.
+fn nonce() -> String {
+    static STARTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let n = STARTS.fetch_add(1, Ordering::Relaxed);
+    format!("{nanos}-{}-{n}", std::process::id())
+}
+
 fn sha256_str(s: &str) -> String {
     hex(&Sha256::digest(s.as_bytes()))
 }
@@ -223,7 +234,7 @@ impl Recorder {
             "resize": info.input.resize,
             "dtype": info.dtype,
             "device": info.device,
-            "nonce": if sha.is_none() { Some(format!("{}-{}", now(), std::process::id())) } else { None },
+            "nonce": sha.is_none().then(nonce),
         });
         let model_key = sha256_str(&identity.to_string());
         let info_json =

@@ -412,6 +412,79 @@ fn three_shards_merge_to_the_unsharded_run() {
     assert_eq!(scores(&merged, "latest"), scores(&full, "latest"));
 }
 
+/// Reads a Parquet file with pyarrow (an independent reader) and checks it
+/// against a CSV of the same rows: same columns, types, strings, nulls and
+/// values (the CSV's floats rounded to f32, as the engine computed them).
+const PYARROW_CHECK: &str = r#"
+import csv, struct, sys
+import pyarrow as pa, pyarrow.parquet as pq
+table = pq.read_table(sys.argv[1])
+rows = list(csv.reader(open(sys.argv[2], newline="")))
+header, rows = rows[0], rows[1:]
+assert table.column_names == header, (table.column_names, header)
+assert table.num_rows == len(rows), (table.num_rows, len(rows))
+types = [str(f.type) for f in table.schema]
+assert types[:5] == ["string", "string", "int64", "int64", "float"], types
+assert all(t == "float" for t in types[5:]), types
+f32 = lambda s: struct.unpack("f", struct.pack("f", float(s)))[0]
+cols = [table.column(i).to_pylist() for i in range(len(header))]
+nulls = 0
+for r, row in enumerate(rows):
+    got = [c[r] for c in cols]
+    assert got[0] == row[0] and got[1] == row[1], (got, row)
+    if row[2] == "":
+        assert got[2] is None, (got, row)
+        nulls += 1
+    else:
+        assert got[2] == int(row[2]), (got, row)
+    assert got[3] == int(row[3]), (got, row)
+    for g, w in zip(got[4:], row[4:]):
+        assert g == f32(w), (g, w, row)
+print(f"{table.num_rows} rows, {len(header)} columns, {nulls} null labels")
+"#;
+
+#[test]
+fn scores_parquet_reads_back_in_pyarrow() {
+    let Some(s) = Setup::new() else {
+        return;
+    };
+    let have = std::process::Command::new("python3")
+        .args(["-c", "import pyarrow"])
+        .output();
+    if !have.is_ok_and(|o| o.status.success()) {
+        println!("SKIPPED: python3 with pyarrow is not available (pip install pyarrow)");
+        return;
+    }
+    let store = s.dir("parquet");
+    s.eval_ok(&store, &[]);
+    let csv = store.join("scores-1.csv");
+    scores(&store, "1");
+    let parquet = store.join("scores.parquet");
+    let out = bin()
+        .args(["report", "--store"])
+        .arg(&store)
+        .args(["1", "--scores"])
+        .arg(&parquet)
+        .output()
+        .unwrap();
+    common::assert_success(&out);
+    let out = std::process::Command::new("python3")
+        .args(["-c", PYARROW_CHECK])
+        .arg(&parquet)
+        .arg(&csv)
+        .output()
+        .unwrap();
+    common::assert_success(&out);
+    let said = String::from_utf8_lossy(&out.stdout);
+    let total = recorded(&store);
+    // The OOD sets' labels are null.
+    let nulls = total - LIMIT;
+    assert!(
+        said.contains(&format!("{total} rows, 9 columns, {nulls} null labels")),
+        "{said}"
+    );
+}
+
 #[test]
 fn report_formats_and_compare() {
     let Some(s) = Setup::new() else {
