@@ -263,6 +263,54 @@ fn feature_methods_reduce_to_their_special_cases() {
 }
 
 #[test]
+fn mds_refuses_a_fit_with_one_image_per_class() {
+    let Some(shared) = common::shared() else {
+        return;
+    };
+    let (m, _, _) = model_and_batch(&shared);
+    let mut items = Dataset::open(&shared.join("fixtures/methods/fit.txt"), None)
+        .unwrap()
+        .items;
+    let mut seen = std::collections::HashSet::new();
+    items.retain(|it| seen.insert(it.label));
+    let opts = FitOptions {
+        input: InputSpec {
+            size: SIZE,
+            ..m.info().input
+        },
+        batch: 16,
+        workers: 1,
+        bank: 1000,
+    };
+    let (fit, _) = fit_images(
+        m.as_ref(),
+        items,
+        opts,
+        Arc::new(AtomicBool::new(false)),
+        &mut |_, _| {},
+    )
+    .unwrap();
+    assert_eq!(fit.images as usize, fit.classes.len());
+    for key in ["mds", "rmds"] {
+        let err = Scorer::with_fit(&[spec(key)], m.as_ref(), Some(&fit))
+            .err()
+            .unwrap_or_else(|| panic!("{key} accepted a fit with one image per class"))
+            .to_string();
+        assert!(
+            err.contains("at least two fit images in some class"),
+            "{err}"
+        );
+    }
+    // The methods that need no class covariance still work on it.
+    assert!(Scorer::with_fit(
+        &[spec("vim:dim=16"), spec("knn:k=1")],
+        m.as_ref(),
+        Some(&fit)
+    )
+    .is_ok());
+}
+
+#[test]
 fn fit_methods_reduce_to_their_special_cases() {
     let Some(shared) = common::shared() else {
         return;
