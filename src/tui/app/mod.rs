@@ -288,13 +288,7 @@ impl App {
             }
         };
         tracing::info!(?config, "starting a run from the TUI");
-        self.results = RunResults::new();
-        self.analysis = Analysis::default();
-        self.accuracy = None;
-        self.generation += 1;
-        self.browser.reset();
-        self.method = 0;
-        self.ood = 0;
+        self.replace_results(RunResults::new());
         let session = self.launcher.launch(config);
         self.run = Some(match &self.wake {
             Some(w) => session.waking(w.clone()),
@@ -302,6 +296,18 @@ impl App {
         });
         self.screen = Screen::Dashboard;
         self.say("evaluation started", Level::Info);
+    }
+
+    /// Shows `results` in place of those on screen, with fresh views (an
+    /// analysis of the old run arriving late is dropped).
+    fn replace_results(&mut self, results: RunResults) {
+        self.results = results;
+        self.analysis = Analysis::default();
+        self.accuracy = None;
+        self.generation += 1;
+        self.browser.reset();
+        self.method = 0;
+        self.ood = 0;
     }
 
     pub fn save_config(&mut self) {
@@ -420,13 +426,7 @@ impl App {
             images_per_sec: done as f64 / results.elapsed_secs.max(1e-9),
             elapsed_secs: results.elapsed_secs,
         });
-        self.results = results;
-        self.analysis = Analysis::default();
-        self.accuracy = None;
-        self.generation += 1;
-        self.browser.reset();
-        self.method = 0;
-        self.ood = 0;
+        self.replace_results(results);
         self.threshold = None;
         self.screen = Screen::Dashboard;
         self.say(format!("run {id} reopened from the run store"), Level::Info);
