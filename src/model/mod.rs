@@ -160,6 +160,19 @@ pub fn known_models() -> Vec<String> {
     names
 }
 
+/// The input a named model expects, without reading weights (what the
+/// TUI's Setup shows as the image size while the user has set none).
+pub fn default_input(name: &str) -> Option<InputSpec> {
+    match family_of_name(name).ok()? {
+        Family::Bit => Some(InputSpec::half(480)),
+        Family::EfficientNetLite => {
+            efficientnet_lite::variant(name).map(|v| InputSpec::half(v.resolution))
+        }
+        Family::ResNet => Some(Preprocess::Torchvision.spec(224)),
+        Family::Vit => vit::variant(name).map(|c| Preprocess::Torchvision.spec(c.image_size)),
+    }
+}
+
 fn family_of_name(name: &str) -> Result<Family> {
     let lower = name.to_ascii_lowercase();
     if lower == "bit" || bit::variant(name).is_some() {
