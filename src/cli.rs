@@ -277,7 +277,7 @@ pub struct ReportArgs {
     pub ids: Vec<String>,
     #[arg(long, value_enum, default_value_t = crate::store::export::Format::Md)]
     pub format: crate::store::export::Format,
-    /// Also write per-image rows (dataset, path, label, top-1, every score) to FILE.csv.
+    /// Also write per-image rows (dataset, path, label, top-1, every score) to FILE.csv or FILE.parquet.
     #[arg(long)]
     pub scores: Option<PathBuf>,
     /// Also write plots (PNG and SVG) into DIR: score histograms, ROC curves, GradNorm's anatomy.

@@ -27,17 +27,31 @@ struct Opened {
     items: Arc<[Item]>,
 }
 
-/// Records computed before, looked up by (dataset, path, label) once the run
-/// has started; a hit is reported as is instead of being evaluated again.
-pub type Known<'a> =
-    &'a mut dyn FnMut(usize, &std::path::Path, Option<usize>) -> Option<ImageRecord>;
+/// Records computed before (the run store's), for resume and reuse.
+pub trait KnownRecords {
+    /// A stored record of this image and the content fingerprint it was
+    /// computed from, found without reading the image (the run store
+    /// looks the path up). The loader reads the image when its batch comes
+    /// and the record is reused only if the bytes still have that
+    /// fingerprint; otherwise the image is evaluated.
+    fn lookup(
+        &mut self,
+        dataset: usize,
+        path: &std::path::Path,
+        label: Option<usize>,
+    ) -> Option<(String, ImageRecord)>;
+
+    /// The fingerprint of the bytes an evaluated image was scored from,
+    /// told just before its record is emitted.
+    fn scored(&mut self, path: &std::path::Path, fingerprint: String);
+}
 
 /// How a run is carried out beyond its config: a shard of every set, and
 /// records already known (the run store's, for resume and reuse).
 #[derive(Default)]
 pub struct RunOptions<'a> {
     pub shard: Option<Shard>,
-    pub known: Option<Known<'a>>,
+    pub known: Option<&'a mut dyn KnownRecords>,
     /// Mahalanobis's parameters in memory, for a `mahalanobis` given no
     /// file (bench's synthetic ones).
     pub mahalanobis: Option<&'a crate::score::mahalanobis::MahalanobisParams>,
@@ -54,8 +68,8 @@ pub fn run(
     run_with(config, RunOptions::default(), cancel, emit)
 }
 
-/// `run` with a shard and known records: known images are reported first
-/// (one `Records` event per dataset), the rest are evaluated.
+/// `run` with a shard and known records: a known image is reported in its
+/// batch, as an evaluated one, once the loader has checked its bytes.
 pub fn run_with(
     config: &RunConfig,
     mut options: RunOptions,
@@ -151,36 +165,34 @@ pub fn run_with(
     // Reduced (and kept) whenever a batch does not fit the device.
     let mut max_batch = config.batch.get();
     let mut done = vec![0usize; opened.len()];
-    // Known images first, per set, so that a resumed run shows what it
-    // already has before evaluating the rest.
-    let mut todo: Vec<Arc<[Item]>> = Vec::with_capacity(opened.len());
-    for (d, ds) in opened.iter().enumerate() {
-        let (known, rest) = split_known(d, &ds.items, &mut options.known);
-        if !known.is_empty() {
-            done[d] += known.len();
-            run_done += known.len();
-            emit(Event::Records {
-                dataset: d,
-                records: known,
-            });
-            emit(progress(
-                d,
-                done[d],
-                ds.items.len(),
-                run_done,
-                run_total,
-                start,
-            ));
-        }
-        todo.push(rest);
-    }
     // Every set at once, in proportion to its size: each batch holds ID and
     // OOD images, so every metric means something from the first batch and
     // all sets finish together (a cancel keeps them in proportion).
-    let order = interleave(&todo.iter().map(|t| t.len()).collect::<Vec<_>>());
-    let items: Arc<[Item]> = order.iter().map(|&(d, i)| todo[d][i].clone()).collect();
-    let mut batches = loader::batches(
-        items,
+    let order = interleave(&opened.iter().map(|o| o.items.len()).collect::<Vec<_>>());
+    let items: Arc<[Item]> = order
+        .iter()
+        .map(|&(d, i)| opened[d].items[i].clone())
+        .collect();
+    // Stored records, looked up by path only (no image is read here, so
+    // the first batch starts at once); the loader checks each one's bytes.
+    let mut stored: Vec<Option<ImageRecord>> = Vec::new();
+    let mut reused = 0usize;
+    let expected = options.known.as_mut().map(|known| {
+        stored = vec![None; items.len()];
+        order
+            .iter()
+            .zip(items.iter())
+            .zip(stored.iter_mut())
+            .map(|((&(d, _), item), slot)| {
+                let (fp, record) = known.lookup(d, &item.path, item.label)?;
+                *slot = Some(record);
+                Some(fp)
+            })
+            .collect::<loader::Expected>()
+    });
+    let mut batches = loader::batches_checked(
+        items.clone(),
+        expected,
         LoaderConfig {
             input,
             batch: config.batch.get(),
@@ -195,8 +207,8 @@ pub fn run_with(
         }
         let mut touched = vec![false; opened.len()];
         for (idx, reason) in batch.failures {
-            let (d, i) = order[idx];
-            let path = todo[d][i].path.clone();
+            let (d, _) = order[idx];
+            let path = items[idx].path.clone();
             tracing::warn!(path = %path.display(), %reason, "skipped");
             emit(Event::Skipped {
                 dataset: d,
@@ -207,6 +219,13 @@ pub fn run_with(
             run_done += 1;
             touched[d] = true;
         }
+        let mut per_set: Vec<Vec<ImageRecord>> = vec![Vec::new(); opened.len()];
+        for &idx in &batch.matched {
+            if let Some(record) = stored.get_mut(idx).and_then(Option::take) {
+                per_set[order[idx].0].push(record);
+                reused += 1;
+            }
+        }
         let n = batch.indices.len();
         if n > 0 {
             // Straight from the loader's buffer to the device; the buffer
@@ -215,10 +234,12 @@ pub fn run_with(
             let x = Tensor::from_slice(&batch.data, (n, 3, input.size, input.size), &device)?;
             batches.recycle(batch.data);
             let scores = score_fitting(&scorer, model.as_ref(), &x, &mut max_batch, emit)?;
-            let mut per_set: Vec<Vec<ImageRecord>> = vec![Vec::new(); opened.len()];
-            for (k, &idx) in batch.indices.iter().enumerate() {
-                let (d, i) = order[idx];
-                let item = &todo[d][i];
+            for ((k, &idx), fp) in batch.indices.iter().enumerate().zip(batch.fingerprints) {
+                let (d, _) = order[idx];
+                let item = &items[idx];
+                if let Some(known) = options.known.as_mut() {
+                    known.scored(&item.path, fp);
+                }
                 per_set[d].push(ImageRecord {
                     dataset: d,
                     path: item.path.clone(),
@@ -229,18 +250,18 @@ pub fn run_with(
                     feature_l1: scores.feature_l1[k],
                 });
             }
-            for (d, records) in per_set.into_iter().enumerate() {
-                if records.is_empty() {
-                    continue;
-                }
-                done[d] += records.len();
-                run_done += records.len();
-                touched[d] = true;
-                emit(Event::Records {
-                    dataset: d,
-                    records,
-                });
+        }
+        for (d, records) in per_set.into_iter().enumerate() {
+            if records.is_empty() {
+                continue;
             }
+            done[d] += records.len();
+            run_done += records.len();
+            touched[d] = true;
+            emit(Event::Records {
+                dataset: d,
+                records,
+            });
         }
         for d in (0..opened.len()).filter(|&d| touched[d]) {
             emit(progress(
@@ -254,7 +275,12 @@ pub fn run_with(
         }
     }
     let cancelled = cancel.load(Ordering::Relaxed);
-    tracing::info!(cancelled, images = run_done, "run finished");
+    tracing::info!(cancelled, images = run_done, reused, "run finished");
+    if reused > 0 {
+        emit(Event::Notice(format!(
+            "{reused} of {run_done} images reused from earlier records (same model, preprocessing and file contents)"
+        )));
+    }
     emit(Event::Finished {
         cancelled,
         elapsed_secs: start.elapsed().as_secs_f64(),
@@ -281,26 +307,6 @@ fn progress(
         images_per_sec: run_done as f64 / elapsed.max(1e-9),
         elapsed_secs: elapsed,
     })
-}
-
-/// The items `known` already has records for, and the rest (in order).
-fn split_known(
-    dataset: usize,
-    items: &Arc<[Item]>,
-    known: &mut Option<Known>,
-) -> (Vec<ImageRecord>, Arc<[Item]>) {
-    let Some(known) = known.as_mut() else {
-        return (Vec::new(), items.clone());
-    };
-    let mut hits = Vec::new();
-    let mut todo = Vec::new();
-    for item in items.iter() {
-        match known(dataset, &item.path, item.label) {
-            Some(rec) => hits.push(rec),
-            None => todo.push(item.clone()),
-        }
-    }
-    (hits, todo.into())
 }
 
 /// The order in which `(set, item)` pairs are evaluated: every set spread

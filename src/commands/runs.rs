@@ -119,15 +119,8 @@ pub fn report(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.scores {
         match path.extension().and_then(|e| e.to_str()) {
             Some("csv") => crate::run::write_scores_csv(path, &results)?,
-            Some("parquet") => {
-                return Err(UsageError(
-                    "--scores: Parquet is not built into this version (the parquet crate \
-                     doubles the build); write FILE.csv"
-                        .into(),
-                )
-                .into())
-            }
-            _ => return Err(UsageError("--scores: name a FILE.csv".into()).into()),
+            Some("parquet") => export::write_scores_parquet(path, &results)?,
+            _ => return Err(UsageError("--scores: name a FILE.csv or FILE.parquet".into()).into()),
         }
         eprintln!("wrote {}", path.display());
     }

@@ -9,6 +9,11 @@
 //! hands back (`Loader::recycle`) are reused. Unreadable files are
 //! recorded as failures, never replaced by other images (the seed's loader
 //! substitutes a random image).
+//!
+//! Every image read is fingerprinted from the bytes it was decoded from, and
+//! an image whose bytes match the fingerprint the caller expected (a record
+//! the run store already has) is not decoded at all: the run store's reuse
+//! costs one read per known image, in the workers, batch by batch.
 
 use super::dataset::Item;
 use super::image::{decode_rgb, to_input_into};
@@ -43,7 +48,19 @@ pub struct Batch {
     pub data: Vec<f32>,
     /// Items of this batch that could not be read or decoded, with why.
     pub failures: Vec<(usize, String)>,
+    /// The content fingerprint of each image in `data` (as `indices`).
+    pub fingerprints: Vec<String>,
+    /// Items whose bytes had the expected fingerprint: read, not decoded.
+    pub matched: Vec<usize>,
 }
+
+/// An image's content fingerprint: its size and CRC-32, `SIZE-CRC`.
+pub fn fingerprint(bytes: &[u8]) -> String {
+    format!("{}-{:08x}", bytes.len(), crc32fast::hash(bytes))
+}
+
+/// Per item, the fingerprint whose bytes need no decoding (see `Batch::matched`).
+pub type Expected = Arc<[Option<String>]>;
 
 /// An iterator over the batches, in order. Stops early when `cancel` is
 /// set; dropping it stops the background work.
@@ -62,6 +79,17 @@ const POLL: Duration = Duration::from_millis(20);
 
 /// Starts loading `items` in batches of `cfg.batch`.
 pub fn batches(items: Arc<[Item]>, cfg: LoaderConfig, cancel: Arc<AtomicBool>) -> Loader {
+    batches_checked(items, None, cfg, cancel)
+}
+
+/// [`batches`], where an item whose bytes have its `expected` fingerprint is
+/// reported in `Batch::matched` instead of being decoded.
+pub fn batches_checked(
+    items: Arc<[Item]>,
+    expected: Option<Expected>,
+    cfg: LoaderConfig,
+    cancel: Arc<AtomicBool>,
+) -> Loader {
     let cfg = LoaderConfig {
         batch: cfg.batch.max(1),
         prefetch: cfg.prefetch.max(1),
@@ -79,7 +107,7 @@ pub fn batches(items: Arc<[Item]>, cfg: LoaderConfig, cancel: Arc<AtomicBool>) -
         let (cancel, stop) = (cancel.clone(), stop.clone());
         std::thread::Builder::new()
             .name("data-loader".into())
-            .spawn(move || produce(items, cfg, tx, spares, cancel, stop))
+            .spawn(move || produce(items, expected, cfg, tx, spares, cancel, stop))
             .expect("spawn the loader thread")
     };
     Loader {
@@ -152,6 +180,7 @@ impl Drop for Loader {
 
 fn produce(
     items: Arc<[Item]>,
+    expected: Option<Expected>,
     cfg: LoaderConfig,
     tx: Sender<Batch>,
     spares: Receiver<Vec<f32>>,
@@ -196,6 +225,7 @@ fn produce(
     while sent < n_batches {
         while spawned < n_batches && spawned < sent + window {
             let (items, done_tx, spares) = (items.clone(), done_tx.clone(), spares.clone());
+            let expected = expected.clone();
             let (cancel, stop) = (cancel.clone(), stop.clone());
             let k = spawned;
             pool.spawn(move || {
@@ -206,7 +236,8 @@ fn produce(
                 // A panic (a bug, or a decoder crashing on malformed data)
                 // fails this batch's files instead of the whole run.
                 let batch = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    build(&items, start..end, &cfg.input, buffer, &halt)
+                    let expected = expected.as_deref().map(|e| &e[start..end]);
+                    build(&items, start..end, expected, &cfg.input, buffer, &halt)
                 }))
                 .unwrap_or_else(|_| Batch {
                     failures: (start..end)
@@ -251,12 +282,23 @@ fn produce(
     }
 }
 
+/// What became of one item of a batch.
+enum Outcome {
+    /// Decoded into its slot; the fingerprint of its bytes.
+    Decoded(String),
+    /// Its bytes had the expected fingerprint: not decoded.
+    Matched,
+    Failed(String),
+}
+
 /// Decodes items `range` in parallel (on the current rayon pool) into one
 /// batch, in `data` (a recycled buffer, or an empty one); failed images are
-/// left out and recorded.
+/// left out and recorded, matched ones (`expected`, per item of the range)
+/// left out and listed.
 fn build(
     items: &[Item],
     range: std::ops::Range<usize>,
+    expected: Option<&[Option<String>]>,
     input: &InputSpec,
     mut data: Vec<f32>,
     halt: &(dyn Fn() -> bool + Sync),
@@ -266,39 +308,50 @@ fn build(
     // Every kept slot is overwritten; zeroing a reused buffer is cheap.
     data.clear();
     data.resize(range.len() * per, 0.0);
-    let outcomes: Vec<Result<(), String>> = data
+    let outcomes: Vec<Outcome> = data
         .par_chunks_mut(per)
-        .zip(&items[range.clone()])
-        .map(|(slot, item)| {
+        .enumerate()
+        .map(|(j, slot)| {
             if halt() {
-                return Err("cancelled".to_string());
+                return Outcome::Failed("cancelled".to_string());
             }
-            let bytes = std::fs::read(&item.path)
-                .map_err(|e| format!("cannot read: {}", crate::error::io_reason(&e)))?;
-            let img = decode_rgb(&bytes)?;
-            to_input_into(&img, input, slot);
-            Ok(())
+            let item = &items[start + j];
+            let bytes = match std::fs::read(&item.path) {
+                Ok(b) => b,
+                Err(e) => {
+                    return Outcome::Failed(format!("cannot read: {}", crate::error::io_reason(&e)))
+                }
+            };
+            let fp = fingerprint(&bytes);
+            if expected.and_then(|e| e[j].as_ref()) == Some(&fp) {
+                return Outcome::Matched;
+            }
+            match decode_rgb(&bytes) {
+                Ok(img) => {
+                    to_input_into(&img, input, slot);
+                    Outcome::Decoded(fp)
+                }
+                Err(reason) => Outcome::Failed(reason),
+            }
         })
         .collect();
-    let mut indices = Vec::with_capacity(range.len());
-    let mut failures = Vec::new();
+    let mut batch = Batch::default();
     for (j, outcome) in outcomes.into_iter().enumerate() {
         match outcome {
-            Ok(()) => {
-                // Close the gaps left by failures.
-                let dst = indices.len();
+            Outcome::Decoded(fp) => {
+                // Close the gaps left by failures and matches.
+                let dst = batch.indices.len();
                 if dst != j {
                     data.copy_within(j * per..(j + 1) * per, dst * per);
                 }
-                indices.push(start + j);
+                batch.indices.push(start + j);
+                batch.fingerprints.push(fp);
             }
-            Err(reason) => failures.push((start + j, reason)),
+            Outcome::Matched => batch.matched.push(start + j),
+            Outcome::Failed(reason) => batch.failures.push((start + j, reason)),
         }
     }
-    data.truncate(indices.len() * per);
-    Batch {
-        indices,
-        data,
-        failures,
-    }
+    data.truncate(batch.indices.len() * per);
+    batch.data = data;
+    batch
 }

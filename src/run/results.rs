@@ -381,14 +381,9 @@ pub fn write_run(dir: &Path, results: &RunResults) -> Result<()> {
     write_scores_csv(&dir.join("scores.csv"), results)
 }
 
-/// One row per image: dataset, path, label, top-1 class, its probability,
-/// one column per method.
-pub fn write_scores_csv(path: &Path, results: &RunResults) -> Result<()> {
-    let Some(info) = &results.info else {
-        return Ok(());
-    };
-    let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
-    let mut w = std::io::BufWriter::new(file);
+/// The columns of the per-image scores (`scores.csv`, `--scores`): dataset,
+/// path, label, top-1 class, its probability, one column per method.
+pub fn scores_header(info: &RunInfo) -> Vec<String> {
     let mut header = vec![
         "dataset".to_string(),
         "path".into(),
@@ -397,8 +392,18 @@ pub fn write_scores_csv(path: &Path, results: &RunResults) -> Result<()> {
         "top1_prob".into(),
     ];
     header.extend(info.methods.iter().map(|m| m.name().to_string()));
+    header
+}
+
+/// One row per image, the columns of [`scores_header`].
+pub fn write_scores_csv(path: &Path, results: &RunResults) -> Result<()> {
+    let Some(info) = &results.info else {
+        return Ok(());
+    };
+    let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+    let mut w = std::io::BufWriter::new(file);
     let io = |e| Error::io(path, e);
-    writeln!(w, "{}", header.join(",")).map_err(io)?;
+    writeln!(w, "{}", scores_header(info).join(",")).map_err(io)?;
     for (d, records) in results.records.iter().enumerate() {
         let name = csv_field(&info.datasets[d].name);
         for r in records {

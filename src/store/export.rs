@@ -1,8 +1,57 @@
 //! A stored run as text: the paper table in Markdown, LaTeX, CSV or JSON
-//! (summary.json's shape), and two runs' metric deltas.
+//! (summary.json's shape), two runs' metric deltas, and the per-image
+//! scores as Parquet.
 
+use super::parquet::{self, Column, Values};
 use super::Comparison;
-use crate::run::{report, Summary};
+use crate::error::Result;
+use crate::run::{report, RunResults, Summary};
+use std::path::Path;
+
+/// The per-image scores as Parquet: the columns and rows of `scores.csv`
+/// (labels and top-1 as INT64, a missing label null; probabilities and
+/// scores as FLOAT, the f32 the engine computed).
+pub fn write_scores_parquet(path: &Path, results: &RunResults) -> Result<()> {
+    let Some(info) = &results.info else {
+        return Ok(());
+    };
+    let header = crate::run::scores_header(info);
+    let named = || {
+        results.records.iter().enumerate().flat_map(|(d, records)| {
+            let name = &info.datasets[d].name;
+            records.iter().map(move |r| (name, r))
+        })
+    };
+    let records = || named().map(|(_, r)| r);
+    let mut columns = vec![
+        Values::Utf8(named().map(|(name, _)| name.clone()).collect()),
+        Values::Utf8(
+            records()
+                .map(|r| r.path.to_string_lossy().into_owned())
+                .collect(),
+        ),
+        Values::Int64(records().map(|r| r.label.map(|l| l as i64)).collect()),
+        Values::Int64(
+            records()
+                .map(|r| Some(r.top.first().map_or(0, |t| t.0) as i64))
+                .collect(),
+        ),
+        Values::Float(
+            records()
+                .map(|r| r.top.first().map_or(f32::NAN, |t| t.1))
+                .collect(),
+        ),
+    ];
+    for m in 0..info.methods.len() {
+        columns.push(Values::Float(records().map(|r| r.scores[m]).collect()));
+    }
+    let columns: Vec<Column> = header
+        .into_iter()
+        .zip(columns)
+        .map(|(name, values)| Column { name, values })
+        .collect();
+    parquet::write(path, &columns)
+}
 
 /// The formats `report --format` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -27,6 +27,7 @@
 mod compare;
 pub mod export;
 mod merge;
+pub mod parquet;
 pub mod plots;
 mod record;
 mod schema;
@@ -338,29 +339,29 @@ impl Store {
             .map_err(|e| Error::data(&self.path, format!("run {id}: unreadable record: {e}")))
     }
 
-    /// Records of one image under a model key, when every method is there.
+    /// The latest record of a path under a model key, with the fingerprint
+    /// of the bytes it was computed from, when every method is there.
     pub(crate) fn cached(
         &self,
         model_key: &str,
         path: &str,
-        fingerprint: &str,
         keys: &[String],
         factor: &str,
-    ) -> Result<Option<Cached>> {
-        let row: Option<(i64, String, f64)> = self
+    ) -> Result<Option<(String, Cached)>> {
+        let row: Option<(i64, String, String, f64)> = self
             .conn
             .prepare_cached(
-                "SELECT id, top, feature_l1 FROM images
-                 WHERE model_key = ?1 AND path = ?2 AND fingerprint = ?3",
+                "SELECT id, fingerprint, top, feature_l1 FROM images
+                 WHERE model_key = ?1 AND path = ?2 ORDER BY id DESC LIMIT 1",
             )
             .and_then(|mut s| {
-                s.query_row(params![model_key, path, fingerprint], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                s.query_row(params![model_key, path], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
                 })
                 .optional()
             })
             .map_err(|e| self.err(e))?;
-        let Some((image, top, feature_l1)) = row else {
+        let Some((image, fp, top, feature_l1)) = row else {
             return Ok(None);
         };
         let mut stmt = self
@@ -382,7 +383,10 @@ impl Store {
             Ok(t) => t,
             Err(_) => return Ok(None),
         };
-        Ok(Some((top, *softmax as f32, scores, feature_l1 as f32)))
+        Ok(Some((
+            fp,
+            (top, *softmax as f32, scores, feature_l1 as f32),
+        )))
     }
 }
 

@@ -2,32 +2,20 @@
 //! "is this image known?" from earlier records.
 
 use super::{image_record, now, Store};
-use crate::engine::{self, RunHandle, RunOptions};
+use crate::engine::{self, KnownRecords, RunHandle, RunOptions};
 use crate::error::{Error, Result};
 use crate::run::{Event, ImageRecord, RunConfig, RunInfo, Shard};
 use rusqlite::params;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
-/// An image's content fingerprint: its size and CRC-32, `SIZE-CRC`.
+/// An image file's content fingerprint (the loader's, `SIZE-CRC`).
 pub fn fingerprint(path: &Path) -> Result<String> {
-    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut hasher = crc32fast::Hasher::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut size = 0u64;
-    loop {
-        let n = file.read(&mut buf).map_err(|e| Error::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        size += n as u64;
-        hasher.update(&buf[..n]);
-    }
-    Ok(format!("{size}-{:08x}", hasher.finalize()))
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    Ok(crate::data::loader::fingerprint(&bytes))
 }
 
 fn sha256_file(path: &Path) -> Result<String> {
@@ -35,6 +23,17 @@ fn sha256_file(path: &Path) -> Result<String> {
     let mut hasher = Sha256::new();
     std::io::copy(&mut file, &mut hasher).map_err(|e| Error::io(path, e))?;
     Ok(hex(&hasher.finalize()))
+}
+
+/// A key no other start has: two runs of one process within a second
+/// (the TUI's) must not share unidentified weights' records.
+fn nonce() -> String {
+    static STARTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let n = STARTS.fetch_add(1, Ordering::Relaxed);
+    format!("{nanos}-{}-{n}", std::process::id())
 }
 
 fn sha256_str(s: &str) -> String {
@@ -180,29 +179,30 @@ impl Recorder {
         }
     }
 
-    /// The engine's question: a stored record for this image under this
-    /// run's model, with every method of the run, if there is one.
-    pub fn known(
+    /// The engine's question: the latest stored record of this path under
+    /// this run's model, with every method of the run, and the fingerprint
+    /// it was computed from (a database lookup; no image is read).
+    pub fn lookup(
         &mut self,
         dataset: usize,
         path: &Path,
         label: Option<usize>,
-    ) -> Option<ImageRecord> {
-        let model_key = self.model_key.clone()?;
-        let fp = fingerprint(path).ok()?;
-        self.fingerprints.insert(path.to_path_buf(), fp.clone());
-        let found = self
+    ) -> Option<(String, ImageRecord)> {
+        let model_key = self.model_key.as_deref()?;
+        let (fp, found) = self
             .store
-            .cached(
-                &model_key,
-                &path.to_string_lossy(),
-                &fp,
-                &self.keys,
-                &self.factor,
-            )
+            .cached(model_key, &path.to_string_lossy(), &self.keys, &self.factor)
             .map_err(|e| tracing::warn!("store lookup: {e}"))
             .ok()??;
-        Some(image_record(dataset, path.to_path_buf(), label, found))
+        // Kept for the record's row when the image is reused; replaced by
+        // `scored` when its bytes changed and it is evaluated again.
+        self.fingerprints.insert(path.to_path_buf(), fp.clone());
+        Some((fp, image_record(dataset, path.to_path_buf(), label, found)))
+    }
+
+    /// The fingerprint of the bytes an evaluated image was scored from.
+    pub fn scored(&mut self, path: &Path, fingerprint: String) {
+        self.fingerprints.insert(path.to_path_buf(), fingerprint);
     }
 
     fn started(&self) -> Result<i64> {
@@ -234,7 +234,7 @@ impl Recorder {
             "resize": info.input.resize,
             "dtype": info.dtype,
             "device": info.device,
-            "nonce": if sha.is_none() { Some(format!("{}-{}", now(), std::process::id())) } else { None },
+            "nonce": sha.is_none().then(nonce),
         });
         let model_key = sha256_str(&identity.to_string());
         let info_json =
@@ -500,7 +500,7 @@ fn record(
     let shard = recorder.shard;
     let recorder = std::cell::RefCell::new(recorder);
     let mut store_error: Option<Error> = None;
-    let mut known = |d: usize, p: &Path, l: Option<usize>| recorder.borrow_mut().known(d, p, l);
+    let mut known = Lookup(&recorder);
     let options = RunOptions {
         shard,
         known: Some(&mut known),
@@ -537,5 +537,23 @@ fn record(
             "recording the run (what was computed is in --out): {e}"
         ))),
         _ => Ok(()),
+    }
+}
+
+/// The engine's view of a recorder shared with the event sink.
+struct Lookup<'a>(&'a std::cell::RefCell<Recorder>);
+
+impl KnownRecords for Lookup<'_> {
+    fn lookup(
+        &mut self,
+        dataset: usize,
+        path: &Path,
+        label: Option<usize>,
+    ) -> Option<(String, ImageRecord)> {
+        self.0.borrow_mut().lookup(dataset, path, label)
+    }
+
+    fn scored(&mut self, path: &Path, fingerprint: String) {
+        self.0.borrow_mut().scored(path, fingerprint);
     }
 }

@@ -12,9 +12,21 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph, Widget, Wrap};
 
 pub fn header(app: &App, area: Rect, buf: &mut Buffer) {
-    let mut spans = vec![Span::styled(" gradnorm-tui ", theme::title())];
-    let mut x = area.x + spans[0].width() as u16;
-    let mut at = [(0u16, 0u16); 5];
+    // The program's name goes first where the tabs and the short status
+    // leave room for it (at 80 columns they do not).
+    let name = Span::styled(" gradnorm-tui ", theme::title());
+    let tabs_w: usize = Screen::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, s)| format!(" {} {} ", i + 1, s.tab()).chars().count())
+        .sum();
+    let room = name.width() + tabs_w + 1 + status_line(app, true).width();
+    let mut spans = Vec::new();
+    if room <= area.width as usize {
+        spans.push(name);
+    }
+    let mut x = area.x + spans.first().map_or(0, |s| s.width()) as u16;
+    let mut at = [(0u16, 0u16); Screen::ALL.len()];
     for (i, s) in Screen::ALL.iter().enumerate() {
         let text = format!(" {} {} ", i + 1, s.tab());
         let w = text.chars().count() as u16;
@@ -144,6 +156,7 @@ pub fn help_sections(screen: Screen) -> Vec<(&'static str, Vec<(&'static str, &'
         Mode::Anatomy,
         Mode::Browser,
         Mode::Inspect,
+        Mode::Runs,
     ] {
         if !modes.contains(&m) {
             modes.push(m);

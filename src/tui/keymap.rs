@@ -22,6 +22,7 @@ pub enum Mode {
     Anatomy,
     Browser,
     Inspect,
+    Runs,
     Help,
     Confirm,
 }
@@ -34,6 +35,7 @@ impl Mode {
             Screen::Anatomy => Mode::Anatomy,
             Screen::Browser => Mode::Browser,
             Screen::Inspect => Mode::Inspect,
+            Screen::Runs => Mode::Runs,
         }
     }
 
@@ -49,6 +51,7 @@ impl Mode {
             Mode::Anatomy => "Anatomy",
             Mode::Browser => "Browser",
             Mode::Inspect => "Inspect",
+            Mode::Runs => "Runs",
             Mode::Help => "Help",
             Mode::Confirm => "Questions",
         }
@@ -127,6 +130,10 @@ pub enum Action {
     ClassFilter,
     /// Setup: a file browser for the path under the cursor.
     Browse,
+    /// Runs: write the selected run's report and scores into a folder.
+    Export,
+    /// Runs: read the store again.
+    Refresh,
 }
 
 /// A key as bound: a code and whether Ctrl is held. Shift is part of the
@@ -282,6 +289,15 @@ pub static KEYMAP: &[Binding] = &[
     b(M::Browser, &[k(K::Esc)], A::ClearFilters, "Esc", "", "clear the filters (set, misdetections, search, class)", Help),
     // Inspect
     b(M::Inspect, &[c('n')], A::NextSecond, "n", "second method", "the method compared with the one in view (m)", Always),
+    // Runs
+    b(M::Runs, UP, A::Up, "↑↓", "move", "move in the list of runs", Always),
+    b(M::Runs, DOWN, A::Down, "↓", "", "", Help),
+    b(M::Runs, &[k(K::Home), c('g')], A::Top, "g G", "", "first / last run", Help),
+    b(M::Runs, &[k(K::End), c('G')], A::Bottom, "G", "", "", Help),
+    b(M::Runs, &[k(K::Enter)], A::Activate, "Enter", "open", "reopen the run in the dashboard and the browser", Always),
+    b(M::Runs, &[c(' ')], A::Toggle, "Space", "compare", "mark a run; with two marked, their metric deltas (b - a)", Always),
+    b(M::Runs, &[c('e')], A::Export, "e", "export", "write the run's report (md, csv, json) and scores.csv into a folder", Always),
+    b(M::Runs, &[c('r')], A::Refresh, "r", "", "read the run store again", Help),
     // Overlays
     b(M::Help, &[k(K::Esc), c('?'), c('q'), k(K::Enter), k(K::F(1))], A::Close, "Esc ?", "close", "close the help", Always),
     b(M::Help, UP, A::Up, "↑↓", "scroll", "scroll", Always),
@@ -296,11 +312,12 @@ pub static KEYMAP: &[Binding] = &[
     b(M::Global, &[c('o')], A::NextOod, "o O", "", "next / previous OOD set", Help),
     b(M::Global, &[c('O')], A::PrevOod, "O", "", "", Help),
     b(M::Global, &[c('c')], A::CancelRun, "c", "cancel run", "cancel the run (what was computed is kept)", Running),
-    b(M::Global, &[c('1')], A::Go(Screen::Setup), "1-5", "screens", "setup, dashboard, anatomy, browser, inspect", Always),
+    b(M::Global, &[c('1')], A::Go(Screen::Setup), "1-6", "screens", "setup, dashboard, anatomy, browser, inspect, runs", Always),
     b(M::Global, &[c('2')], A::Go(Screen::Dashboard), "2", "", "", Help),
     b(M::Global, &[c('3')], A::Go(Screen::Anatomy), "3", "", "", Help),
     b(M::Global, &[c('4')], A::Go(Screen::Browser), "4", "", "", Help),
     b(M::Global, &[c('5')], A::Go(Screen::Inspect), "5", "", "", Help),
+    b(M::Global, &[c('6')], A::Go(Screen::Runs), "6", "", "", Help),
     b(M::Global, &[k(K::Tab)], A::NextScreen, "Tab S-Tab", "", "next / previous screen (outside the form)", Help),
     b(M::Global, &[k(K::BackTab)], A::PrevScreen, "S-Tab", "", "", Help),
     b(M::Global, &[c('?'), k(K::F(1))], A::Help, "?", "help", "this help (per screen, scrollable)", Always),

@@ -4,7 +4,7 @@
 //!
 //! - `app`: state and what actions do; `keymap`: every key, once (dispatch,
 //!   footer, help); `analysis`: metrics off the UI thread;
-//! - `screens/`: setup, dashboard, anatomy, browser;
+//! - `screens/`: setup, dashboard, anatomy, browser, inspect, runs;
 //! - `chrome`: tabs, footer, help, confirmations; `preview`: images;
 //! - `picker`: popup lists and path completion for the form;
 //! - `discover`, `config`, `session`: files found, the TOML, runs;
@@ -27,7 +27,7 @@ pub mod session;
 pub mod theme;
 pub mod wake;
 
-pub use screens::{anatomy, browser, dashboard, inspect, setup};
+pub use screens::{anatomy, browser, dashboard, inspect, runs, setup};
 
 pub use app::{App, Level, Overlay, Screen, Status};
 pub use session::{Launcher, RunSession};
@@ -76,6 +76,7 @@ impl Widget for &App {
             }
             .render(body, buf),
             Screen::Inspect => inspect::render(self, body, buf),
+            Screen::Runs => runs::render(&self.runs, body, buf),
         }
         chrome::footer(self, foot, buf);
         chrome::overlay(self, body.union(foot), buf);

@@ -20,5 +20,6 @@ mod store;
 mod torchvision;
 mod tui;
 mod tui_findings;
+mod tui_runs;
 mod tui_tmux;
 mod tui_workbench;

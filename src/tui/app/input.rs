@@ -43,8 +43,8 @@ impl App {
                 let action = match mode {
                     Mode::Dashboard if up => Action::PrevMethod,
                     Mode::Dashboard => Action::NextMethod,
-                    Mode::Setup | Mode::Browser | Mode::Help if up => Action::Up,
-                    Mode::Setup | Mode::Browser | Mode::Help => Action::Down,
+                    Mode::Setup | Mode::Browser | Mode::Runs | Mode::Help if up => Action::Up,
+                    Mode::Setup | Mode::Browser | Mode::Runs | Mode::Help => Action::Down,
                     _ => return,
                 };
                 self.perform(action);
@@ -220,9 +220,14 @@ impl App {
                 }
             }
             Action::CancelRun if self.running() => self.overlay = Some(Overlay::ConfirmCancel),
-            Action::Go(screen) => self.screen = screen,
-            Action::NextScreen => self.screen = Screen::ALL[(self.screen.index() + 1) % 5],
-            Action::PrevScreen => self.screen = Screen::ALL[(self.screen.index() + 4) % 5],
+            Action::Go(screen) => self.go(screen),
+            Action::NextScreen => {
+                self.go(Screen::ALL[(self.screen.index() + 1) % Screen::ALL.len()])
+            }
+            Action::PrevScreen => {
+                let n = Screen::ALL.len();
+                self.go(Screen::ALL[(self.screen.index() + n - 1) % n])
+            }
             Action::NextSecond => {
                 let n = self.n_methods().max(1);
                 self.second = (self.second + 1) % n;
@@ -243,10 +248,23 @@ impl App {
                     self.on_setup_action(out);
                 }
                 Screen::Browser => self.on_browser_action(a),
+                Screen::Runs => {
+                    self.runs.act(a);
+                    self.poll_runs();
+                }
                 Screen::Dashboard | Screen::Anatomy | Screen::Inspect => {}
             },
         }
         self.sync_views();
+    }
+
+    /// Shows `screen`; the Runs screen reads the store on every visit.
+    fn go(&mut self, screen: Screen) {
+        if screen == Screen::Runs && self.screen != Screen::Runs {
+            self.runs.refresh();
+            self.poll_runs();
+        }
+        self.screen = screen;
     }
 
     /// The method compared with the one in view on the Inspect screen.

@@ -9,6 +9,7 @@ use super::analysis::{Analysis, Analyzer, Snapshot};
 use super::browser::BrowserState;
 use super::discover::Counter;
 use super::preview::Previews;
+use super::screens::runs::{Outcome as RunsOutcome, RunsState};
 use super::session::{Launcher, RunSession};
 use super::setup::SetupState;
 use super::wake::Wake;
@@ -26,15 +27,17 @@ pub enum Screen {
     Anatomy,
     Browser,
     Inspect,
+    Runs,
 }
 
 impl Screen {
-    pub const ALL: [Screen; 5] = [
+    pub const ALL: [Screen; 6] = [
         Screen::Setup,
         Screen::Dashboard,
         Screen::Anatomy,
         Screen::Browser,
         Screen::Inspect,
+        Screen::Runs,
     ];
 
     pub fn title(self) -> &'static str {
@@ -44,6 +47,7 @@ impl Screen {
             Screen::Anatomy => "GradNorm anatomy",
             Screen::Browser => "Browser",
             Screen::Inspect => "Inspect",
+            Screen::Runs => "Runs",
         }
     }
 
@@ -64,7 +68,7 @@ impl Screen {
         match self {
             Screen::Setup => (60, 14),
             Screen::Dashboard | Screen::Anatomy => (70, 20),
-            Screen::Browser | Screen::Inspect => (70, 16),
+            Screen::Browser | Screen::Inspect | Screen::Runs => (70, 16),
         }
     }
 }
@@ -125,11 +129,13 @@ pub struct App {
     /// What a click reaches in the last frame.
     pub targets: super::mouse::Targets,
     /// Where the header drew each tab: (first column, last column).
-    pub tabs: std::cell::Cell<[(u16, u16); 5]>,
+    pub tabs: std::cell::Cell<[(u16, u16); Screen::ALL.len()]>,
     /// The Inspect screen's second method, as an offset from the first
     /// (1: the next one).
     pub second: usize,
     pub browser: BrowserState,
+    /// The Runs screen (the run store in `./runs`).
+    pub runs: RunsState,
     pub previews: Previews,
     pub config_path: PathBuf,
     pub message: Option<(String, Level)>,
@@ -181,6 +187,7 @@ impl App {
             log_plot: Default::default(),
             second: 1,
             browser: BrowserState::default(),
+            runs: RunsState::new(crate::store::DEFAULT_DIR.into()),
             previews,
             config_path,
             message: None,
@@ -210,6 +217,7 @@ impl App {
             counter.request(&path, root.as_deref());
         }
         self.counter = Some(counter);
+        self.runs.threaded(wake.clone());
         self.wake = Some(wake);
         self
     }
@@ -283,13 +291,7 @@ impl App {
             }
         };
         tracing::info!(?config, "starting a run from the TUI");
-        self.results = RunResults::new();
-        self.analysis = Analysis::default();
-        self.accuracy = None;
-        self.generation += 1;
-        self.browser.reset();
-        self.method = 0;
-        self.ood = 0;
+        self.replace_results(RunResults::new());
         let session = self.launcher.launch(config);
         self.run = Some(match &self.wake {
             Some(w) => session.waking(w.clone()),
@@ -297,6 +299,18 @@ impl App {
         });
         self.screen = Screen::Dashboard;
         self.say("evaluation started", Level::Info);
+    }
+
+    /// Shows `results` in place of those on screen, with fresh views (an
+    /// analysis of the old run arriving late is dropped).
+    fn replace_results(&mut self, results: RunResults) {
+        self.results = results;
+        self.analysis = Analysis::default();
+        self.accuracy = None;
+        self.generation += 1;
+        self.browser.reset();
+        self.method = 0;
+        self.ood = 0;
     }
 
     pub fn save_config(&mut self) {
@@ -369,8 +383,56 @@ impl App {
         if self.previews.poll() {
             self.dirty = true;
         }
+        self.poll_runs();
         self.refresh_analysis(false);
         self.sync_views();
+    }
+
+    /// Acts on what the Runs screen's store jobs answered.
+    pub(crate) fn poll_runs(&mut self) {
+        for outcome in self.runs.poll() {
+            match outcome {
+                RunsOutcome::Open(id, results) => self.reopen(id, *results),
+                RunsOutcome::Say(text, error) => {
+                    self.say(text, if error { Level::Error } else { Level::Info })
+                }
+            }
+            self.dirty = true;
+        }
+    }
+
+    /// Shows a stored run as if its events had just arrived.
+    fn reopen(&mut self, id: i64, mut results: RunResults) {
+        if self.running() {
+            self.say("a run is going: cancel it first (c)", Level::Warn);
+            return;
+        }
+        if results.info.is_none() {
+            self.say(
+                format!("run {id} never started: nothing to show"),
+                Level::Warn,
+            );
+            return;
+        }
+        let done: usize = results.records.iter().map(Vec::len).sum::<usize>()
+            + results.skipped.iter().map(Vec::len).sum::<usize>();
+        let total = results
+            .info
+            .as_ref()
+            .map_or(0, |i| i.datasets.iter().map(|d| d.count).sum());
+        results.progress = Some(crate::run::Progress {
+            dataset: 0,
+            done,
+            total,
+            run_done: done,
+            run_total: total,
+            images_per_sec: done as f64 / results.elapsed_secs.max(1e-9),
+            elapsed_secs: results.elapsed_secs,
+        });
+        self.replace_results(results);
+        self.threshold = None;
+        self.screen = Screen::Dashboard;
+        self.say(format!("run {id} reopened from the run store"), Level::Info);
     }
 
     fn drain_run(&mut self) {
