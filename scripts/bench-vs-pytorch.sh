@@ -54,6 +54,24 @@ for r in $(seq "$ROUNDS"); do
   done
 done
 
+# CPU seconds per image of our forward pass: the bench's process time at
+# two image counts, differenced (model building and warm-up cancel out; each
+# extra batch runs twice, timed forward and timed end to end with MSP).
+ours_cpu() { # images -> user + system seconds
+  /usr/bin/time -f '%U %S' -o "$tmp/time" env RAYON_NUM_THREADS="$THREADS" "$BIN" bench \
+    --device cpu --json --methods msp --model BiT-S-R101x1 --image-size 480 \
+    --batch "$BIT_BATCH" --images "$1" >/dev/null
+  awk '{print $1 + $2}' "$tmp/time"
+}
+if [ "${CPU_TIME:-1}" = 1 ]; then
+  echo "## CPU seconds per image, BiT-S-R101x1 @480, batch $BIT_BATCH, $THREADS threads (noise-robust)"
+  a=$(ours_cpu "$BIT_BATCH")
+  b=$(ours_cpu $((3 * BIT_BATCH)))
+  o=$(python3 -c "print(($b - $a) / (4 * $BIT_BATCH))")
+  t=$(python3 -c 'import json,sys; print(min(json.loads(l)["cpu_s_per_img"] for l in open(sys.argv[1]) if l.startswith("{")))' "$tmp/torch-bit")
+  printf 'ours %.3f s/img  pytorch %.3f s/img (best of its runs above)  ratio (pytorch / ours) %.2f\n' "$o" "$t" "$(python3 -c "print($t/$o)")"
+fi
+
 echo "## best of $ROUNDS rounds, forward img/s (ratio = ours / PyTorch)"
 for m in bit eff; do
   o=$(best "$tmp/ours-$m" forward_img_per_s)

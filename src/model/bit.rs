@@ -1,5 +1,6 @@
 //! Over 600 lines on purpose: the variant table, reading the architecture
-//! from a checkpoint and both forward paths of ResNetV2 belong together.
+//! from a checkpoint and both forward paths of ResNetV2 belong together
+//! (and the per-layer profile of the CPU path with them).
 //!
 //! BiT: ResNetV2 with pre-activation bottlenecks, GroupNorm and Weight
 //! Standardization, as the seed's `resnetv2.py`. Tensor names follow the
@@ -643,14 +644,33 @@ mod tests {
     }
 
     /// A profiling tool, not a check of speed: the CPU forward pass of a
-    /// random R101x1 @480 layer by layer (time and GMAC/s per kind of layer
+    /// random R101x1 @480 layer by layer (CPU time and GMAC per CPU second
+    /// per kind of layer
     /// and stage), checked against `HostWeights::unit`. Run by hand:
     /// `cargo test --release --lib profile_r101x1 -- --ignored --nocapture`
     /// (PROFILE_BATCH, default 2; GRADNORM_CPU_GEMM=1 for the gemm crate).
     #[test]
     #[ignore]
     fn profile_r101x1_forward_by_layer() {
-        use std::time::Instant;
+        // Process CPU seconds (all threads): steady on a shared machine.
+        struct Instant(f64);
+        impl Instant {
+            fn now() -> Self {
+                let mut ts = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                };
+                // SAFETY: writes the one timespec passed.
+                unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+                Instant(ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9)
+            }
+            fn elapsed(&self) -> Self {
+                Instant(Self::now().0 - self.0)
+            }
+            fn as_secs_f64(&self) -> f64 {
+                self.0
+            }
+        }
         let b: usize = std::env::var("PROFILE_BATCH").map_or(2, |v| v.parse().unwrap());
         let cfg = variant("BiT-S-R101x1").unwrap();
         let m = Bit::random(&cfg, &Device::Cpu, DType::F32).unwrap();
@@ -661,9 +681,12 @@ mod tests {
         let mut add = |name: String, t: Instant, macs: usize| {
             let dt = t.elapsed().as_secs_f64();
             match table.iter_mut().find(|r| r.0 == name) {
-                Some(r) => (r.1 += dt, r.2 += macs as f64),
+                Some(r) => {
+                    r.1 += dt;
+                    r.2 += macs as f64;
+                }
                 None => table.push((name, dt, macs as f64)),
-            };
+            }
         };
         let t = Instant::now();
         let xs = x.permute((0, 2, 3, 1)).unwrap();
@@ -695,7 +718,11 @@ mod tests {
                     None => x.clone(),
                 };
                 if u.downsample.is_some() {
-                    add(format!("s{} 1x1 downsample", s + 1), t, b * ho * wo * cin * cout);
+                    add(
+                        format!("s{} 1x1 downsample", s + 1),
+                        t,
+                        b * ho * wo * cin * cout,
+                    );
                 }
                 let t = Instant::now();
                 let y = kernels::pointwise(&a, &u.conv1, None, false, None).unwrap();
@@ -707,13 +734,21 @@ mod tests {
                 let g = Geometry::symmetric(h, w, 3, u.stride, 1).unwrap();
                 let y = kernels::conv(&y, g, &u.conv2).unwrap();
                 let kind = if u.stride == 1 { "3x3" } else { "3x3/2" };
-                add(format!("s{} {kind} conv2", s + 1), t, b * ho * wo * 9 * cmid * cmid);
+                add(
+                    format!("s{} {kind} conv2", s + 1),
+                    t,
+                    b * ho * wo * 9 * cmid * cmid,
+                );
                 let t = Instant::now();
                 let y = gn_relu(&y, &u.gn3).unwrap();
                 add(format!("s{} GroupNorm+ReLU", s + 1), t, 0);
                 let t = Instant::now();
                 let y = kernels::pointwise(&y, &u.conv3, None, false, Some(&residual)).unwrap();
-                add(format!("s{} 1x1 conv3 + add", s + 1), t, b * ho * wo * cmid * cout);
+                add(
+                    format!("s{} 1x1 conv3 + add", s + 1),
+                    t,
+                    b * ho * wo * cmid * cout,
+                );
                 let diff = (&y - &want).unwrap().abs().unwrap().max_all().unwrap();
                 assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
                 x = y;
@@ -723,8 +758,14 @@ mod tests {
         let _ = kernels::mean(&gn_relu(&x, &host.gn_head).unwrap()).unwrap();
         add("head GroupNorm+ReLU+mean".into(), t, 0);
         let all: f64 = table.iter().map(|r| r.1).sum();
-        println!("R101x1 @480, batch {b}, {} threads", rayon::current_num_threads());
-        println!("{:<28} {:>9} {:>6} {:>8}", "layer", "ms/img", "%", "GMAC/s");
+        println!(
+            "R101x1 @480, batch {b}, {} threads",
+            rayon::current_num_threads()
+        );
+        println!(
+            "{:<28} {:>9} {:>6} {:>8}",
+            "layer", "CPU ms/img", "%", "GMAC/CPU s"
+        );
         for (name, dt, macs) in &table {
             let rate = if *macs > 0.0 { macs / dt / 1e9 } else { 0.0 };
             println!(

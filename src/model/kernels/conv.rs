@@ -4,8 +4,8 @@
 
 use super::gemm::{matmul_acc, matmul_acc_par};
 use super::packed::{matmul_block, PackedB, MC};
-use super::winograd;
 use super::simd::{add, gemv, relu6};
+use super::winograd;
 use super::{apply_f32, apply_grad2, f32_slice, nhwc_batch, relu6_grad_of, Geometry};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;

@@ -21,9 +21,9 @@ mod packed;
 mod pointwise;
 mod pooling;
 mod simd;
-mod winograd;
 #[cfg(test)]
 mod testing;
+mod winograd;
 
 pub(crate) use conv::{conv, stem_relu6};
 pub(crate) use depthwise::{depthwise_composed, depthwise_relu6};

@@ -42,14 +42,6 @@ impl PackedB {
         }
         Some(PackedB { k, n, data })
     }
-
-    pub(super) fn k(&self) -> usize {
-        self.k
-    }
-
-    pub(super) fn n(&self) -> usize {
-        self.n
-    }
 }
 
 /// Whether `n` columns can go through this kernel on this CPU. Setting
@@ -152,7 +144,14 @@ unsafe fn kernel<const M: usize>(
 
 /// Never called: [`usable`] is false off x86-64.
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn kernel<const M: usize>(_: usize, _: *const f32, _: usize, _: *const f32, _: *mut f32, _: usize) {
+unsafe fn kernel<const M: usize>(
+    _: usize,
+    _: *const f32,
+    _: usize,
+    _: *const f32,
+    _: *mut f32,
+    _: usize,
+) {
     unreachable!("the packed kernel needs AVX2")
 }
 
@@ -162,10 +161,14 @@ mod tests {
 
     /// Deterministic values in [-1, 1).
     fn values(len: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (0..len)
             .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((s >> 40) as f32 / (1u64 << 23) as f32) - 1.0
             })
             .collect()

@@ -229,7 +229,16 @@ unsafe fn output(m: &[f32], g: &Geometry, cout: usize, rows: usize, tiles: usize
 
 #[cfg(not(target_arch = "x86_64"))]
 #[allow(clippy::too_many_arguments)]
-unsafe fn input(_: &[f32], _: &Geometry, _: usize, _: usize, _: usize, _: usize, _: &[f32], _: &mut [f32]) {
+unsafe fn input(
+    _: &[f32],
+    _: &Geometry,
+    _: usize,
+    _: usize,
+    _: usize,
+    _: usize,
+    _: &[f32],
+    _: &mut [f32],
+) {
     unreachable!("Winograd needs AVX2")
 }
 
