@@ -22,9 +22,9 @@ computed before it stops). Logs: $GRADNORM_LOG, else the platform's state folder
     after_help = EXIT_STATUS
 )]
 pub struct Cli {
-    /// Configuration file for the TUI (default: ./gradnorm-tui.toml when present, else the demo).
-    #[arg(long)]
-    pub config: Option<PathBuf>,
+    /// The TUI's flags, which also open it without the `tui` command.
+    #[command(flatten)]
+    pub tui: TuiArgs,
 
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -43,7 +43,8 @@ pub enum Command {
     /// Train the demo's small BiT on generated shapes (the committed
     /// checkpoints/demo/ weights were made this way).
     TrainDemo(TrainDemoArgs),
-    /// Throughput: decoding, the forward pass, and end to end with the chosen methods.
+    /// Throughput: decoding, the forward pass, and end to end with the chosen
+    /// methods (random weights of --model without --checkpoint).
     Bench(BenchArgs),
     /// Fit Mahalanobis class means and precisions, tune its regression and
     /// magnitude as the seed does, and write the parameters file.
@@ -66,7 +67,7 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct TuiArgs {
-    /// Configuration file (default: ./gradnorm-tui.toml when present, else the demo).
+    /// Configuration file for the TUI (default: ./gradnorm-tui.toml when present, else the demo).
     #[arg(long)]
     pub config: Option<PathBuf>,
 }
@@ -90,12 +91,55 @@ pub struct ModelArgs {
     /// default: the model's own.
     #[arg(long)]
     pub preprocess: Option<crate::run::Preprocess>,
+    #[command(flatten)]
+    pub on: DeviceArgs,
+}
+
+/// Where the model runs, and in which precision.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct DeviceArgs {
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: Device,
     /// f32, bf16 or f16 (reduced precision is for CUDA).
     #[arg(long, default_value = "f32")]
     pub dtype: DType,
+}
+
+/// ODIN's legacy flags (`--methods odin:temperature=T:epsilon=E` overrides them).
+#[derive(Debug, Clone, Copy, Args)]
+pub struct OdinArgs {
+    #[arg(long, default_value_t = 1000.0)]
+    pub temperature_odin: f64,
+    #[arg(long, default_value_t = 0.0)]
+    pub epsilon_odin: f64,
+}
+
+/// Labelled ID training images (`tune-mahalanobis`, `fit`).
+#[derive(Debug, Clone, Args)]
+pub struct TrainArgs {
+    /// Labelled ID training images: a list file (`path label` lines) or an
+    /// ImageFolder root; repeat to pool several. Labels in the model's order.
+    #[arg(long, required = true)]
+    pub train: Vec<PathBuf>,
+    /// Root for the training list files' paths (default: each list's folder).
+    #[arg(long)]
+    pub train_root: Option<PathBuf>,
+}
+
+/// How many threads decode images.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct WorkersArgs {
+    /// Decoding threads (default: all cores).
+    #[arg(long)]
+    pub workers: Option<Workers>,
+}
+
+impl WorkersArgs {
+    /// The thread count, 0 for all cores.
+    pub fn threads(&self) -> usize {
+        self.workers.map_or(0, |w| w.get())
+    }
 }
 
 /// Class names and order.
@@ -151,10 +195,8 @@ pub struct EvalArgs {
     /// --demo every method the demo can run.
     #[arg(long, value_delimiter = ',')]
     pub methods: Vec<String>,
-    #[arg(long, default_value_t = 1000.0)]
-    pub temperature_odin: f64,
-    #[arg(long, default_value_t = 0.0)]
-    pub epsilon_odin: f64,
+    #[command(flatten)]
+    pub odin: OdinArgs,
     #[arg(long, default_value_t = 1.0)]
     pub temperature_energy: f64,
     #[arg(long, default_value_t = 1.0)]
@@ -172,9 +214,8 @@ pub struct EvalArgs {
     /// At most N images per dataset.
     #[arg(long)]
     pub limit: Option<Limit>,
-    /// Decoding threads (default: all cores).
-    #[arg(long)]
-    pub workers: Option<Workers>,
+    #[command(flatten)]
+    pub workers: WorkersArgs,
     /// Output folder for summary.json and scores.csv.
     #[arg(long, default_value = "runs/latest")]
     pub out: PathBuf,
@@ -299,15 +340,9 @@ pub struct TrainDemoArgs {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Checkpoint to time (else random weights of --model).
-    #[arg(long)]
-    pub checkpoint: Option<PathBuf>,
-    /// Model name (random weights without --checkpoint), e.g. BiT-S-R101x1, efficientnet-lite0.
-    #[arg(long)]
-    pub model: Option<String>,
-    /// Input size N; default: the model's.
-    #[arg(long)]
-    pub image_size: Option<ImageSize>,
+    /// The checkpoint timed, else random weights of --model.
+    #[command(flatten)]
+    pub model: ModelArgs,
     #[arg(long, default_value = "32")]
     pub batch: Batch,
     /// Methods timed end to end (comma-separated).
@@ -317,10 +352,8 @@ pub struct BenchArgs {
         value_delimiter = ','
     )]
     pub methods: Vec<String>,
-    #[arg(long, default_value_t = 1000.0)]
-    pub temperature_odin: f64,
-    #[arg(long, default_value_t = 0.0)]
-    pub epsilon_odin: f64,
+    #[command(flatten)]
+    pub odin: OdinArgs,
     /// Parameters for --methods mahalanobis (default: synthetic Gaussians of
     /// the model's shapes, magnitude 0.001: the same cost, for timing).
     #[arg(long)]
@@ -331,15 +364,8 @@ pub struct BenchArgs {
     /// Images per measurement.
     #[arg(long, default_value_t = 256)]
     pub images: usize,
-    /// Decoding threads (default: all cores).
-    #[arg(long)]
-    pub workers: Option<Workers>,
-    /// auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: Device,
-    /// f32, bf16 or f16.
-    #[arg(long, default_value = "f32")]
-    pub dtype: DType,
+    #[command(flatten)]
+    pub workers: WorkersArgs,
     /// One JSON object on stdout.
     #[arg(long)]
     pub json: bool,
@@ -359,14 +385,9 @@ pub struct SelftestArgs {
 pub struct TuneMahalanobisArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Training images for the class means and covariance (the seed: the
-    /// ImageNet train list): a list file (`path label` lines) or an
-    /// ImageFolder root; repeat to pool several. Labels in the model's order.
-    #[arg(long, required = true)]
-    pub train: Vec<PathBuf>,
-    /// Root for the training list files' paths (default: each list's folder).
-    #[arg(long)]
-    pub train_root: Option<PathBuf>,
+    /// For the class means and covariance (the seed: the ImageNet train list).
+    #[command(flatten)]
+    pub train: TrainArgs,
     /// At most N training images (from the first --train on).
     #[arg(long)]
     pub train_limit: Option<usize>,
@@ -395,22 +416,16 @@ pub struct TuneMahalanobisArgs {
     /// Images per batch.
     #[arg(long, default_value = "32")]
     pub batch: Batch,
-    /// Decoding threads (default: all cores).
-    #[arg(long)]
-    pub workers: Option<Workers>,
+    #[command(flatten)]
+    pub workers: WorkersArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct FitArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Labelled ID training images: a list file (`path label` lines) or an
-    /// ImageFolder root; repeat to pool several. Labels in the model's order.
-    #[arg(long, required = true)]
-    pub train: Vec<PathBuf>,
-    /// Root for the list files' paths (default: each list's folder).
-    #[arg(long)]
-    pub train_root: Option<PathBuf>,
+    #[command(flatten)]
+    pub train: TrainArgs,
     /// At most N images, evenly spaced over the list.
     #[arg(long)]
     pub limit: Option<usize>,
@@ -424,9 +439,8 @@ pub struct FitArgs {
     /// Images per batch.
     #[arg(long, default_value_t = 32)]
     pub batch: usize,
-    /// Decoding threads (default: all cores).
-    #[arg(long)]
-    pub workers: Option<usize>,
+    #[command(flatten)]
+    pub workers: WorkersArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

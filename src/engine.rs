@@ -38,6 +38,9 @@ pub type Known<'a> =
 pub struct RunOptions<'a> {
     pub shard: Option<Shard>,
     pub known: Option<Known<'a>>,
+    /// Mahalanobis's parameters in memory, for a `mahalanobis` given no
+    /// file (bench's synthetic ones).
+    pub mahalanobis: Option<&'a crate::score::mahalanobis::MahalanobisParams>,
 }
 
 /// Runs `config` to the end (or until `cancel` is set), reporting through
@@ -120,7 +123,7 @@ pub fn run_with(
     for (spec, ds) in config.ood.iter().zip(oods) {
         opened.push(open(spec, ds, Role::Ood, &classes, limit, options.shard));
     }
-    let scorer = prepare_scorer(config, model.as_ref())?;
+    let scorer = prepare_scorer(config, model.as_ref(), options.mahalanobis)?;
     let run_info = Arc::new(RunInfo {
         model: info,
         checkpoint: config.model.checkpoint.clone(),
@@ -524,14 +527,22 @@ where
 
 /// The Scorer of `config`'s methods, with its fit file when one is given
 /// (checked against the model) or needed (a clear error when missing).
-fn prepare_scorer(config: &RunConfig, model: &dyn crate::model::Classifier) -> Result<Scorer> {
+fn prepare_scorer(
+    config: &RunConfig,
+    model: &dyn crate::model::Classifier,
+    mahalanobis: Option<&crate::score::mahalanobis::MahalanobisParams>,
+) -> Result<Scorer> {
     let fit = match &config.fit {
         Some(path) if config.methods.iter().any(|m| m.needs_fit()) => {
             Some(crate::score::fit::Fit::load_for(path, model)?)
         }
         _ => None,
     };
-    Scorer::with_fit(&config.methods, model, fit.as_ref())
+    let given = crate::score::InMemory {
+        fit: fit.as_ref(),
+        mahalanobis,
+    };
+    Scorer::with_params(&config.methods, model, given)
 }
 
 #[cfg(test)]

@@ -8,9 +8,9 @@ fn main() -> ExitCode {
     restore_sigpipe();
     let cli = Cli::parse();
     let result = match cli.command {
-        None => commands::tui::run(cli.config.as_deref()),
+        None => commands::tui::run(cli.tui.config.as_deref()),
         Some(Command::Tui(args)) => {
-            commands::tui::run(args.config.as_deref().or(cli.config.as_deref()))
+            commands::tui::run(args.config.as_deref().or(cli.tui.config.as_deref()))
         }
         Some(Command::Predict(args)) => commands::predict::run(&args),
         Some(Command::Eval(args)) => commands::eval::run(&args),

@@ -5,9 +5,9 @@ use crate::cli::{BenchArgs, UsageError};
 use crate::data::dataset::Dataset;
 use crate::data::loader::{self, LoaderConfig};
 use crate::engine;
-use crate::model::{self, Classifier, InputSpec, ModelSpec};
+use crate::model::{Classifier, InputSpec};
 use crate::run::{Batch, DatasetSpec, Event, ImageSize, Limit, RunConfig};
-use crate::score::Scorer;
+use crate::score::{InMemory, Scorer};
 use candle_core::{DType, Device, Tensor};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -16,42 +16,40 @@ use std::time::Instant;
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     super::init_logging();
-    if args.checkpoint.is_none() && args.model.is_none() {
+    if args.model.checkpoint.is_none() && args.model.model.is_none() {
         return Err(UsageError("bench needs --checkpoint FILE or --model NAME".into()).into());
     }
     if args.images == 0 {
         return Err(UsageError("--images must be at least 1".into()).into());
     }
-    let device = crate::device::open(args.device)?;
-    let dtype = crate::device::dtype(args.dtype);
-    let spec = ModelSpec {
-        name: args.model.clone(),
-        checkpoint: args.checkpoint.clone(),
-    };
-    let model = model::load(&spec, &device, dtype)?;
+    let super::Loaded {
+        model,
+        input,
+        spec,
+        device,
+        dtype,
+    } = super::load_model(&args.model, None)?;
     let info = model.info().clone();
-    let input = model
-        .preprocess()
-        .with_overrides(args.image_size.map(|s| s.get()), None);
     let wants_mahalanobis = args
         .methods
         .iter()
         .any(|k| k.trim().starts_with("mahalanobis"));
     let synthetic = match (&args.mahalanobis_params, wants_mahalanobis) {
-        (None, true) => Some(SyntheticParams::new(model.as_ref(), input.size)?),
+        (None, true) => Some(synthetic_params(model.as_ref(), input.size)?),
         _ => None,
     };
     let methods = super::parse_methods(&super::MethodFlags {
         specs: &args.methods,
-        temperature_odin: args.temperature_odin,
-        epsilon_odin: args.epsilon_odin,
+        odin: args.odin,
         temperature_energy: 1.0,
         temperature_gradnorm: 1.0,
-        mahalanobis_params: args
-            .mahalanobis_params
-            .as_deref()
-            .or(synthetic.as_ref().map(|s| s.path.as_path())),
+        mahalanobis_params: args.mahalanobis_params.as_deref(),
+        mahalanobis_in_memory: synthetic.is_some(),
     })?;
+    let given = InMemory {
+        mahalanobis: synthetic.as_ref(),
+        ..InMemory::default()
+    };
     if synthetic.is_some() && !args.json {
         eprintln!(
             "note: Mahalanobis timed on synthetic Gaussians (random class means, identity \
@@ -62,14 +60,20 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     if !args.json {
         eprintln!(
             "{} ({} parameters) on {device_name} ({}), {}x{}, batch {}, {} images per measurement",
-            info.name, info.num_params, args.dtype, input.size, input.size, args.batch, args.images
+            info.name,
+            info.num_params,
+            args.model.on.dtype,
+            input.size,
+            input.size,
+            args.batch,
+            args.images
         );
     }
 
     let mut batch = args.batch.get();
     let forward = time_forward(model.as_ref(), &device, &input, &mut batch, args.images)?;
     let (decode, end_to_end) = if args.source == "synthetic" {
-        let scorer = Scorer::new(&methods, model.as_ref())?;
+        let scorer = Scorer::with_params(&methods, model.as_ref(), given)?;
         (
             None,
             time_synthetic(
@@ -87,7 +91,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
             &source,
             &input,
             batch,
-            args.workers.map(|w| w.get()),
+            args.workers.workers.map(|w| w.get()),
             args.images,
         )?;
         drop(model);
@@ -104,14 +108,14 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
             methods: methods.clone(),
             fit: None,
             image_size: Some(ImageSize::new(input.size)?),
-            preprocess: None,
+            preprocess: args.model.preprocess,
             batch: Batch::new(batch)?,
-            device: args.device,
-            dtype: args.dtype,
+            device: args.model.on.device,
+            dtype: args.model.on.dtype,
             limit: Some(Limit::new(args.images)?),
-            workers: args.workers,
+            workers: args.workers.workers,
         };
-        (Some(decode), time_engine(&config)?)
+        (Some(decode), time_engine(&config, given)?)
     };
 
     let methods_text: Vec<String> = methods.iter().map(|m| m.to_string()).collect();
@@ -128,7 +132,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
                 "forward_img_per_s": forward,
                 "end_to_end_img_per_s": end_to_end,
                 "methods": methods.iter().map(|m| m.key()).collect::<Vec<_>>(),
-                "epsilon_odin": args.epsilon_odin,
+                "epsilon_odin": args.odin.epsilon_odin,
                 "mahalanobis_params": if synthetic.is_some() {
                     Some("synthetic".to_string())
                 } else {
@@ -161,51 +165,38 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
 /// partial forward passes).
 const SYNTHETIC_MAGNITUDE: f64 = 0.001;
 
-/// A Mahalanobis parameters file of the loaded model's shapes, for timing
-/// without `--mahalanobis-params`; removed when dropped. It fits any
-/// checkpoint and BiT's random weights (whose head is zero), not
-/// EfficientNet's random head when the engine reloads the model.
-struct SyntheticParams {
-    path: std::path::PathBuf,
-}
-
-impl SyntheticParams {
-    fn new(model: &dyn Classifier, image_size: usize) -> anyhow::Result<Self> {
-        use crate::score::logistic::Logistic;
-        use crate::score::mahalanobis::{MahalanobisParams, ModelStamp};
-        let info = model.info();
-        let k = info.num_classes;
-        let mut means = Vec::new();
-        let mut precisions = Vec::new();
-        for &d in &info.tap_dims {
-            means.push(Tensor::randn(0f32, 1., (k, d), &Device::Cpu)?);
-            precisions.push(Tensor::eye(d, DType::F32, &Device::Cpu)?);
-        }
-        let params = MahalanobisParams {
-            model: ModelStamp::of(model, image_size)?,
-            classes: (0..k).collect(),
-            means,
-            precisions,
-            magnitude: SYNTHETIC_MAGNITUDE,
-            regression: Logistic {
-                weights: vec![1e-3; info.tap_dims.len()],
-                bias: 0.0,
-            },
-            provenance: serde_json::json!({"bench": "synthetic"}),
-        };
-        let path = std::env::temp_dir().join(format!(
-            "gradnorm-tui-bench-mahalanobis-{}.safetensors",
-            std::process::id()
-        ));
-        params.save(&path)?;
-        Ok(SyntheticParams { path })
+/// Mahalanobis parameters of the loaded model's shapes (random class
+/// means, identity precisions), given to the Scorer in memory for timing
+/// without `--mahalanobis-params`. They fit any checkpoint and BiT's random
+/// weights (whose head is zero), not EfficientNet's random head when the
+/// engine reloads the model.
+fn synthetic_params(
+    model: &dyn Classifier,
+    image_size: usize,
+) -> anyhow::Result<crate::score::mahalanobis::MahalanobisParams> {
+    use crate::score::logistic::Logistic;
+    use crate::score::mahalanobis::{MahalanobisParams, ModelStamp};
+    let info = model.info();
+    let k = info.num_classes;
+    let mut means = Vec::new();
+    let mut precisions = Vec::new();
+    for &d in &info.tap_dims {
+        means.push(Tensor::randn(0f32, 1., (k, d), &Device::Cpu)?);
+        precisions.push(Tensor::eye(d, DType::F32, &Device::Cpu)?);
     }
-}
-
-impl Drop for SyntheticParams {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
+    let params = MahalanobisParams {
+        model: ModelStamp::of(model, image_size)?,
+        classes: (0..k).collect(),
+        means,
+        precisions,
+        magnitude: SYNTHETIC_MAGNITUDE,
+        regression: Logistic {
+            weights: vec![1e-3; info.tap_dims.len()],
+            bias: 0.0,
+        },
+        provenance: serde_json::json!({"bench": "synthetic"}),
+    };
+    Ok(params)
 }
 
 /// Runs `f` on batches of `*batch` images, halving the batch on
@@ -324,12 +315,16 @@ fn time_decode(
 }
 
 /// The engine from files: decoding, transfer, model and scores overlapped.
-fn time_engine(config: &RunConfig) -> anyhow::Result<f64> {
+fn time_engine(config: &RunConfig, given: InMemory) -> anyhow::Result<f64> {
     let cancel = Arc::new(AtomicBool::new(false));
     let mut started: Option<Instant> = None;
     let mut images = 0usize;
     let mut elapsed = 0f64;
-    engine::run(config, &cancel, &mut |e| match e {
+    let options = engine::RunOptions {
+        mahalanobis: given.mahalanobis,
+        ..engine::RunOptions::default()
+    };
+    engine::run_with(config, options, &cancel, &mut |e| match e {
         // The clock starts once the model is loaded and the files listed.
         Event::Started(_) => started = Some(Instant::now()),
         Event::Records { records, .. } => images += records.len(),

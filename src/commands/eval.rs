@@ -239,10 +239,10 @@ pub fn config_from_args(args: &EvalArgs) -> Result<RunConfig, UsageError> {
         },
         preprocess: args.model.preprocess,
         batch: args.batch,
-        device: args.model.device,
-        dtype: args.model.dtype,
+        device: args.model.on.device,
+        dtype: args.model.on.dtype,
         limit: args.limit,
-        workers: args.workers,
+        workers: args.workers.workers,
     };
     config.validate().map_err(|e| usage(e.to_string()))?;
     Ok(config)
@@ -264,11 +264,11 @@ fn methods_or(args: &EvalArgs, defaults: &[String]) -> Result<Vec<Method>, Usage
     };
     super::parse_methods(&super::MethodFlags {
         specs,
-        temperature_odin: args.temperature_odin,
-        epsilon_odin: args.epsilon_odin,
+        odin: args.odin,
         temperature_energy: args.temperature_energy,
         temperature_gradnorm: args.temperature_gradnorm,
         mahalanobis_params: args.mahalanobis_params.as_deref(),
+        mahalanobis_in_memory: false,
     })
 }
 
@@ -301,11 +301,11 @@ fn demo_config(args: &EvalArgs) -> Result<RunConfig, UsageError> {
     if args.fit.is_some() {
         config.fit = args.fit.clone();
     }
-    config.device = args.model.device;
-    config.dtype = args.model.dtype;
+    config.device = args.model.on.device;
+    config.dtype = args.model.on.dtype;
     config.batch = args.batch;
     config.limit = args.limit;
-    config.workers = args.workers;
+    config.workers = args.workers.workers;
     if args.model.image_size.is_some() {
         config.image_size = args.model.image_size;
     }

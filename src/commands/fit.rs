@@ -4,7 +4,6 @@
 
 use crate::cli::{FitArgs, UsageError};
 use crate::data::dataset::{Dataset, Item};
-use crate::model::{self, InputSpec};
 use crate::score::fit::{fit_images, Fit, FitOptions};
 use crate::score::{Method, Scorer};
 use anyhow::Context;
@@ -14,19 +13,19 @@ use std::time::Instant;
 
 pub fn run(args: &FitArgs) -> anyhow::Result<ExitCode> {
     super::init_logging();
-    let (device, dtype, spec) = super::model_setup(&args.model)?;
-    let model = model::load(&spec, &device, dtype)?;
+    let super::Loaded {
+        model,
+        input,
+        device,
+        ..
+    } = super::load_model(&args.model, None)?;
     let info = model.info().clone();
-    let input = InputSpec {
-        size: args.model.image_size.map_or(info.input.size, |s| s.get()),
-        ..info.input
-    };
     if args.bank == 0 || args.batch == 0 {
         anyhow::bail!(UsageError("--bank and --batch must be at least 1".into()));
     }
     let mut items: Vec<Item> = Vec::new();
-    for path in &args.train {
-        let mut ds = Dataset::open(path, args.train_root.as_deref())
+    for path in &args.train.train {
+        let mut ds = Dataset::open(path, args.train.train_root.as_deref())
             .with_context(|| format!("fit set {}", path.display()))?;
         if let Some(n) = args.limit {
             ds.limit(n);
@@ -51,7 +50,7 @@ pub fn run(args: &FitArgs) -> anyhow::Result<ExitCode> {
     let opts = FitOptions {
         input,
         batch: args.batch,
-        workers: args.workers.unwrap_or(0),
+        workers: args.workers.threads(),
         bank: args.bank,
     };
     let mut last = Instant::now();

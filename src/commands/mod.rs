@@ -18,17 +18,35 @@ use crate::score::Method;
 use candle_core::{DType, Device};
 use std::path::Path;
 
-/// Device, dtype and model spec from the shared model flags.
-pub(crate) fn model_setup(
-    args: &ModelArgs,
-) -> anyhow::Result<(Device, DType, crate::model::ModelSpec)> {
-    let device = crate::device::open(args.device)?;
-    let dtype = crate::device::dtype(args.dtype);
+/// The model of the shared model flags, loaded, and what it was loaded from.
+pub(crate) struct Loaded {
+    pub model: Box<dyn crate::model::Classifier>,
+    /// Its input with --image-size (else `size`, else the model's own) and
+    /// --preprocess applied.
+    pub input: crate::model::InputSpec,
+    pub spec: crate::model::ModelSpec,
+    pub device: Device,
+    pub dtype: DType,
+}
+
+/// Loads the model the shared model flags name (see [`Loaded`]).
+pub(crate) fn load_model(args: &ModelArgs, size: Option<usize>) -> anyhow::Result<Loaded> {
+    let device = crate::device::open(args.on.device)?;
+    let dtype = crate::device::dtype(args.on.dtype);
     let spec = crate::model::ModelSpec {
         name: args.model.clone(),
         checkpoint: args.checkpoint.clone(),
     };
-    Ok((device, dtype, spec))
+    let model = crate::model::load(&spec, &device, dtype)?;
+    let size = args.image_size.map(|s| s.get()).or(size);
+    let input = model.preprocess().with_overrides(size, args.preprocess);
+    Ok(Loaded {
+        model,
+        input,
+        spec,
+        device,
+        dtype,
+    })
 }
 
 pub use logging::init as init_logging;
@@ -37,11 +55,12 @@ pub use logging::init as init_logging;
 /// per-method flags, which set defaults that a spec's parameters override.
 pub(crate) struct MethodFlags<'a> {
     pub specs: &'a [String],
-    pub temperature_odin: f64,
-    pub epsilon_odin: f64,
+    pub odin: crate::cli::OdinArgs,
     pub temperature_energy: f64,
     pub temperature_gradnorm: f64,
     pub mahalanobis_params: Option<&'a Path>,
+    /// Mahalanobis's parameters come in memory: no file is needed.
+    pub mahalanobis_in_memory: bool,
 }
 
 /// `--methods` specs (`key[:param=value|value...]`, see the registry) with
@@ -49,8 +68,12 @@ pub(crate) struct MethodFlags<'a> {
 /// of range and repeated columns are usage errors.
 pub(crate) fn parse_methods(args: &MethodFlags) -> Result<Vec<Method>, UsageError> {
     let mut defaults = vec![
-        ("odin", "temperature", args.temperature_odin.to_string()),
-        ("odin", "epsilon", args.epsilon_odin.to_string()),
+        (
+            "odin",
+            "temperature",
+            args.odin.temperature_odin.to_string(),
+        ),
+        ("odin", "epsilon", args.odin.epsilon_odin.to_string()),
         ("energy", "temperature", args.temperature_energy.to_string()),
         (
             "gradnorm",
@@ -70,6 +93,7 @@ pub(crate) fn parse_methods(args: &MethodFlags) -> Result<Vec<Method>, UsageErro
     {
         for method in Method::parse_spec(spec, &defaults).map_err(|e| UsageError(e.0))? {
             if method.key() == "mahalanobis"
+                && !args.mahalanobis_in_memory
                 && method
                     .path("params")
                     .is_none_or(|p| p.as_os_str().is_empty())

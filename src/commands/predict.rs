@@ -3,26 +3,24 @@
 use crate::classes::Classes;
 use crate::cli::PredictArgs;
 use crate::data::image::{load_rgb, to_input};
-use crate::model;
-use crate::score::top_k;
-use candle_core::{Tensor, D};
+use crate::score;
+use candle_core::Tensor;
 use std::process::ExitCode;
 
 pub fn run(args: &PredictArgs) -> anyhow::Result<ExitCode> {
     if args.top == 0 {
         return Err(crate::cli::UsageError("--top must be at least 1, got 0".into()).into());
     }
-    let (device, dtype, spec) = super::model_setup(&args.model)?;
-    let model = model::load(&spec, &device, dtype)?;
+    // The demo's checkpoint is evaluated at the size it was trained at.
+    let trained = args.model.checkpoint.as_deref();
+    let trained = trained.and_then(crate::demo::trained_image_size);
+    let super::Loaded {
+        model,
+        input,
+        device,
+        ..
+    } = super::load_model(&args.model, trained)?;
     let info = model.info();
-    let size = match (args.model.image_size, &args.model.checkpoint) {
-        (Some(s), _) => Some(s.get()),
-        (None, Some(c)) => crate::demo::trained_image_size(c),
-        (None, None) => None,
-    };
-    let input = model
-        .preprocess()
-        .with_overrides(size, args.model.preprocess);
     let named = args.classes.classes.is_some() || info.num_classes == 1000;
     let classes = if named {
         Some(Classes::for_model(
@@ -48,13 +46,10 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<ExitCode> {
             (1, 3, input.size, input.size),
             &device,
         )?;
-        let out = model.forward(&x)?;
-        let logits: Vec<f32> = out.logits.squeeze(0)?.to_vec1()?;
-        let probs: Vec<f32> = candle_nn::ops::softmax(&out.logits, D::Minus1)?
-            .squeeze(0)?
-            .to_vec1()?;
-        let feature_l1: f32 = out.feature.abs()?.sum_all()?.to_scalar()?;
-        let top = top_k(&probs, args.top);
+        let Some(prediction) = score::predict(model.as_ref(), &x, args.top)?.pop() else {
+            continue;
+        };
+        let top = &prediction.top;
         if args.json {
             let top: Vec<serde_json::Value> = top
                 .iter()
@@ -70,8 +65,8 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<ExitCode> {
                 "{}",
                 serde_json::json!({
                     "image": path,
-                    "logits": logits,
-                    "feature_l1": feature_l1,
+                    "logits": prediction.logits,
+                    "feature_l1": prediction.feature_l1,
                     "top": top,
                 })
             );

@@ -160,6 +160,19 @@ pub fn known_models() -> Vec<String> {
     names
 }
 
+/// The input a named model expects, without reading weights (what the
+/// TUI's Setup shows as the image size while the user has set none).
+pub fn default_input(name: &str) -> Option<InputSpec> {
+    match family_of_name(name).ok()? {
+        Family::Bit => Some(InputSpec::half(480)),
+        Family::EfficientNetLite => {
+            efficientnet_lite::variant(name).map(|v| InputSpec::half(v.resolution))
+        }
+        Family::ResNet => Some(Preprocess::Torchvision.spec(224)),
+        Family::Vit => vit::variant(name).map(|c| Preprocess::Torchvision.spec(c.image_size)),
+    }
+}
+
 fn family_of_name(name: &str) -> Result<Family> {
     let lower = name.to_ascii_lowercase();
     if lower == "bit" || bit::variant(name).is_some() {
@@ -208,42 +221,38 @@ pub fn load_checkpoint(
         Family::EfficientNetLite => Box::new(efficientnet_lite::EfficientNetLite::from_checkpoint(
             ckpt, name, device, dtype,
         )?),
-        Family::ResNet => Box::new(resnet::ResNet::from_checkpoint(ckpt, name, device, dtype)?),
-        Family::Vit => Box::new(vit::Vit::from_checkpoint(ckpt, name, device, dtype)?),
+        Family::ResNet => Box::new(params::load_torchvision::<resnet::ResNetConfig>(
+            ckpt, name, device, dtype,
+        )?),
+        Family::Vit => Box::new(params::load_torchvision::<vit::VitConfig>(
+            ckpt, name, device, dtype,
+        )?),
     })
 }
 
 /// A model with random weights (for `bench` without a checkpoint).
 pub fn random(name: &str, device: &Device, dtype: DType) -> Result<Box<dyn Backbone>> {
-    let fixed = |found: bool, family: &str, example: &str| {
-        found.then_some(()).ok_or_else(|| {
-            Error::Invalid(format!(
-                "`{name}` names no fixed {family} variant: give a checkpoint or e.g. {example}"
-            ))
-        })
+    // The variant `name` names, else an error naming the family and an example.
+    let fixed = |family: &str, example: &str| {
+        Error::Invalid(format!(
+            "`{name}` names no fixed {family} variant: give a checkpoint or e.g. {example}"
+        ))
     };
     Ok(match family_of_name(name)? {
         Family::Bit => {
-            let cfg = bit::variant(name);
-            fixed(cfg.is_some(), "BiT", "BiT-S-R101x1")?;
-            Box::new(bit::Bit::random(&cfg.expect("checked"), device, dtype)?)
+            let cfg = bit::variant(name).ok_or_else(|| fixed("BiT", "BiT-S-R101x1"))?;
+            Box::new(bit::Bit::random(&cfg, device, dtype)?)
         }
         Family::EfficientNetLite => Box::new(efficientnet_lite::EfficientNetLite::random(
             name, device, dtype,
         )?),
         Family::ResNet => {
-            let cfg = resnet::variant(name);
-            fixed(cfg.is_some(), "ResNet", "resnet50")?;
-            Box::new(resnet::ResNet::random(
-                &cfg.expect("checked"),
-                device,
-                dtype,
-            )?)
+            let cfg = resnet::variant(name).ok_or_else(|| fixed("ResNet", "resnet50"))?;
+            Box::new(params::random_torchvision(&cfg, device, dtype)?)
         }
         Family::Vit => {
-            let cfg = vit::variant(name);
-            fixed(cfg.is_some(), "ViT", "vit-b-16")?;
-            Box::new(vit::Vit::random(&cfg.expect("checked"), device, dtype)?)
+            let cfg = vit::variant(name).ok_or_else(|| fixed("ViT", "vit-b-16"))?;
+            Box::new(params::random_torchvision(&cfg, device, dtype)?)
         }
     })
 }

@@ -89,7 +89,7 @@ pub fn conv2d_im2col(x: &Tensor, w: &Tensor, padding: usize, stride: usize) -> R
     if ci != c {
         candle_core::bail!("conv2d_im2col: input has {c} channels, kernel expects {ci}");
     }
-    let geo = Im2Col::new(b, c, h, wd, kh, kw, padding, stride)?;
+    let geo = Im2Col::new([b, c, h, wd], (kh, kw), padding, stride)?;
     let cols = x.contiguous()?.apply_op1(geo)?; // [b * ho * wo, c * kh * kw]
     cols.matmul(&w.reshape((co, c * kh * kw))?.t()?)?
         .reshape((b, geo.ho, geo.wo, co))?
@@ -114,20 +114,18 @@ struct Im2Col {
 }
 
 impl Im2Col {
-    #[allow(clippy::too_many_arguments)]
+    /// The geometry of input dims `[b, c, h, w]` under a `kh` x `kw`
+    /// kernel.
     fn new(
-        b: usize,
-        c: usize,
-        h: usize,
-        w: usize,
-        kh: usize,
-        kw: usize,
+        [b, c, h, w]: [usize; 4],
+        (kh, kw): (usize, usize),
         padding: usize,
         stride: usize,
     ) -> Result<Self> {
         if stride == 0 || h + 2 * padding < kh || w + 2 * padding < kw {
             candle_core::bail!("im2col: input {h}x{w} too small for kernel {kh}x{kw}");
         }
+        let out = |n: usize, k: usize| (n + 2 * padding - k) / stride + 1;
         Ok(Im2Col {
             b,
             c,
@@ -137,8 +135,8 @@ impl Im2Col {
             kw,
             padding,
             stride,
-            ho: (h + 2 * padding - kh) / stride + 1,
-            wo: (w + 2 * padding - kw) / stride + 1,
+            ho: out(h, kh),
+            wo: out(w, kw),
         })
     }
 

@@ -125,6 +125,63 @@ pub fn random<M>(
     build(VarBuilder::from_varmap(&vars, dtype, device))
 }
 
+/// A torchvision architecture, as the shared loaders need it: read from a
+/// state dict (and the `--model` name), compared, described, counted and
+/// built.
+pub trait TorchvisionArch: Sized {
+    type Model;
+    /// Why a state dict is not one of this family's (its telltale tensors).
+    const NOT_FOUND: &'static str;
+    /// The architecture of `tensors`, given the `--model` name.
+    fn infer(
+        tensors: &std::collections::HashMap<String, Tensor>,
+        name: Option<&str>,
+    ) -> Option<Self>;
+    /// The fixed variant a name stands for.
+    fn variant(name: &str) -> Option<Self>;
+    /// Whether a checkpoint of this architecture is the named variant `want`.
+    fn is_variant(&self, want: &Self) -> bool;
+    fn describe(&self) -> String;
+    fn num_params(&self) -> Result<usize>;
+    fn build(&self, vb: VarBuilder) -> Result<Self::Model>;
+    fn meta_mut(model: &mut Self::Model) -> &mut super::Meta;
+}
+
+/// Loads a torchvision state dict, the architecture read from it and
+/// checked against `name` when that names a variant.
+pub fn load_torchvision<A: TorchvisionArch>(
+    ckpt: Checkpoint,
+    name: Option<&str>,
+    device: &Device,
+    dtype: DType,
+) -> Result<A::Model> {
+    let cfg = A::infer(&ckpt.tensors, name).ok_or_else(|| crate::error::Error::NotACheckpoint {
+        path: ckpt.path.clone(),
+        reason: A::NOT_FOUND.into(),
+    })?;
+    if let Some((requested, want)) = name.and_then(|n| Some((n, A::variant(n)?))) {
+        if !cfg.is_variant(&want) {
+            return Err(mismatch(&ckpt, requested, cfg.describe()));
+        }
+    }
+    let mut model = from_checkpoint(ckpt, &cfg.describe(), device, dtype, |vb| cfg.build(vb))?;
+    A::meta_mut(&mut model).info.num_params = cfg.num_params()?;
+    Ok(model)
+}
+
+/// A torchvision architecture with random weights (for `bench`).
+pub fn random_torchvision<A: TorchvisionArch>(
+    cfg: &A,
+    device: &Device,
+    dtype: DType,
+) -> Result<A::Model> {
+    let mut model = random(device, dtype, |vb| cfg.build(vb))?;
+    let meta = A::meta_mut(&mut model);
+    meta.info.num_params = cfg.num_params()?;
+    meta.mark_random();
+    Ok(model)
+}
+
 /// A tensor as f32 (heads and statistics are kept in f32).
 pub fn f32(t: Tensor) -> Result<Tensor> {
     Ok(t.to_dtype(DType::F32)?)

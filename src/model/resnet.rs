@@ -13,11 +13,11 @@
 //! max-pool) and after each of layer1..layer4, as BiT's. The feature h is
 //! the average-pooled layer4 output, the input of `fc`.
 
-use super::params::{self, BatchNorm};
+use super::params::{self, BatchNorm, TorchvisionArch};
 use super::{ops, spatial_mean, Backbone, Family, Meta, ModelInfo, Preprocess};
 use crate::error::{Error, Result};
 use crate::weights::Checkpoint;
-use candle_core::{DType, Device, Tensor};
+use candle_core::Tensor;
 use candle_nn::VarBuilder;
 use std::collections::HashMap;
 
@@ -87,51 +87,6 @@ impl ResNetConfig {
         dims
     }
 
-    /// "resnet50" when it is one, else a description.
-    pub fn describe(&self) -> String {
-        let standard = VARIANTS
-            .iter()
-            .find(|(_, b, l)| *b == self.bottleneck && *l == self.layers)
-            .filter(|_| self.width_per_group == 64);
-        let block = if self.bottleneck {
-            "Bottleneck"
-        } else {
-            "BasicBlock"
-        };
-        match standard {
-            Some((n, _, _)) if self.num_classes == 1000 => n.to_string(),
-            Some((n, _, _)) => format!("{n}, {} classes", self.num_classes),
-            None => format!(
-                "ResNet ({block} {:?}, width {}, {} classes)",
-                self.layers, self.width_per_group, self.num_classes
-            ),
-        }
-    }
-
-    /// The architecture of a torchvision state dict.
-    pub fn infer(tensors: &HashMap<String, Tensor>) -> Option<ResNetConfig> {
-        let mut layers = [0usize; 4];
-        for (s, n) in layers.iter_mut().enumerate() {
-            while tensors.contains_key(&format!("layer{}.{}.conv1.weight", s + 1, *n)) {
-                *n += 1;
-            }
-        }
-        let bottleneck = tensors.contains_key("layer1.0.conv3.weight");
-        let width_per_group = if bottleneck {
-            // conv1 of a Bottleneck has planes * width_per_group / 64 outputs.
-            tensors.get("layer1.0.conv1.weight")?.dim(0).ok()? * 64 / PLANES[0]
-        } else {
-            64
-        };
-        let num_classes = tensors.get("fc.weight")?.dim(0).ok()?;
-        Some(ResNetConfig {
-            bottleneck,
-            layers,
-            width_per_group,
-            num_classes,
-        })
-    }
-
     /// Every state-dict entry torchvision saves: the tensors the model reads
     /// plus BatchNorm's integer `num_batches_tracked` (which carries no
     /// weight, so the checkpoint reader leaves it out).
@@ -147,17 +102,6 @@ impl ResNetConfig {
             }
         }
         Ok(out)
-    }
-
-    /// Parameters as torchvision counts them: BatchNorm's running
-    /// statistics are buffers, not parameters.
-    pub fn num_params(&self) -> Result<usize> {
-        let shapes = self.tensor_shapes()?;
-        let params: Vec<_> = shapes
-            .into_iter()
-            .filter(|(n, _)| !n.ends_with(".running_mean") && !n.ends_with(".running_var"))
-            .collect();
-        Ok(params::count(&params))
     }
 
     /// The tensors the model reads, in construction order.
@@ -300,43 +244,86 @@ impl ResNet {
         })
     }
 
-    fn with_param_count(mut self) -> Result<Self> {
-        self.meta.info.num_params = self.cfg.num_params()?;
-        Ok(self)
-    }
-
-    /// Loads a torchvision state dict, the architecture read from it (and
-    /// checked against `--model` when it names a variant).
-    pub fn from_checkpoint(
-        ckpt: Checkpoint,
-        name: Option<&str>,
-        device: &Device,
-        dtype: DType,
-    ) -> Result<Self> {
-        let cfg = ResNetConfig::infer(&ckpt.tensors).ok_or_else(|| Error::NotACheckpoint {
-            path: ckpt.path.clone(),
-            reason: "no torchvision ResNet tensors (conv1, layer1.0.conv1, fc)".into(),
-        })?;
-        if let Some(want) = name.and_then(variant) {
-            if want.bottleneck != cfg.bottleneck || want.layers != cfg.layers {
-                let requested = name.unwrap_or_default();
-                return Err(params::mismatch(&ckpt, requested, cfg.describe()));
-            }
-        }
-        let arch = cfg.describe();
-        params::from_checkpoint(ckpt, &arch, device, dtype, |vb| ResNet::new(&cfg, vb))?
-            .with_param_count()
-    }
-
-    /// Random weights (for `bench`).
-    pub fn random(cfg: &ResNetConfig, device: &Device, dtype: DType) -> Result<Self> {
-        let mut m = params::random(device, dtype, |vb| ResNet::new(cfg, vb))?.with_param_count()?;
-        m.meta.mark_random();
-        Ok(m)
-    }
-
     pub fn config(&self) -> &ResNetConfig {
         &self.cfg
+    }
+}
+
+impl params::TorchvisionArch for ResNetConfig {
+    type Model = ResNet;
+    const NOT_FOUND: &'static str = "no torchvision ResNet tensors (conv1, layer1.0.conv1, fc)";
+
+    /// The architecture of a torchvision state dict.
+    fn infer(tensors: &HashMap<String, Tensor>, _name: Option<&str>) -> Option<Self> {
+        let mut layers = [0usize; 4];
+        for (s, n) in layers.iter_mut().enumerate() {
+            while tensors.contains_key(&format!("layer{}.{}.conv1.weight", s + 1, *n)) {
+                *n += 1;
+            }
+        }
+        let bottleneck = tensors.contains_key("layer1.0.conv3.weight");
+        let width_per_group = if bottleneck {
+            // conv1 of a Bottleneck has planes * width_per_group / 64 outputs.
+            tensors.get("layer1.0.conv1.weight")?.dim(0).ok()? * 64 / PLANES[0]
+        } else {
+            64
+        };
+        let num_classes = tensors.get("fc.weight")?.dim(0).ok()?;
+        Some(ResNetConfig {
+            bottleneck,
+            layers,
+            width_per_group,
+            num_classes,
+        })
+    }
+
+    fn variant(name: &str) -> Option<Self> {
+        variant(name)
+    }
+
+    /// Depth and block kind; width and classes are the checkpoint's.
+    fn is_variant(&self, want: &Self) -> bool {
+        want.bottleneck == self.bottleneck && want.layers == self.layers
+    }
+
+    /// "resnet50" when it is one, else a description.
+    fn describe(&self) -> String {
+        let standard = VARIANTS
+            .iter()
+            .find(|(_, b, l)| *b == self.bottleneck && *l == self.layers)
+            .filter(|_| self.width_per_group == 64);
+        let block = if self.bottleneck {
+            "Bottleneck"
+        } else {
+            "BasicBlock"
+        };
+        match standard {
+            Some((n, _, _)) if self.num_classes == 1000 => n.to_string(),
+            Some((n, _, _)) => format!("{n}, {} classes", self.num_classes),
+            None => format!(
+                "ResNet ({block} {:?}, width {}, {} classes)",
+                self.layers, self.width_per_group, self.num_classes
+            ),
+        }
+    }
+
+    /// Parameters as torchvision counts them: BatchNorm's running
+    /// statistics are buffers, not parameters.
+    fn num_params(&self) -> Result<usize> {
+        let shapes = self.tensor_shapes()?;
+        let params: Vec<_> = shapes
+            .into_iter()
+            .filter(|(n, _)| !n.ends_with(".running_mean") && !n.ends_with(".running_var"))
+            .collect();
+        Ok(params::count(&params))
+    }
+
+    fn build(&self, vb: VarBuilder) -> Result<ResNet> {
+        ResNet::new(self, vb)
+    }
+
+    fn meta_mut(model: &mut ResNet) -> &mut Meta {
+        &mut model.meta
     }
 }
 

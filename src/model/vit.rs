@@ -17,11 +17,11 @@
 //! (fewer stages when there are fewer than four layers). The feature h is
 //! the class token after the final LayerNorm, the input of `heads.head`.
 
-use super::params::{self, LayerNorm};
+use super::params::{self, LayerNorm, TorchvisionArch};
 use super::{Backbone, Family, Meta, ModelInfo, Preprocess};
 use crate::error::{Error, Result};
 use crate::weights::Checkpoint;
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use candle_nn::{Init, Linear, Module, VarBuilder};
 use std::collections::HashMap;
 
@@ -96,31 +96,6 @@ impl VitConfig {
         self.num_layers * (l - 1) / n..self.num_layers * l / n
     }
 
-    pub fn describe(&self) -> String {
-        let standard = VARIANTS.iter().find(|v| {
-            variant(v.0).is_some_and(|c| {
-                VitConfig {
-                    num_classes: self.num_classes,
-                    ..c
-                } == *self
-            })
-        });
-        match standard {
-            Some(v) if self.num_classes == 1000 => v.0.to_string(),
-            Some(v) => format!("{}, {} classes", v.0, self.num_classes),
-            None => format!(
-                "ViT (image {}, patch {}, {} layers, {} heads, width {}, MLP {}, {} classes)",
-                self.image_size,
-                self.patch_size,
-                self.num_layers,
-                self.num_heads,
-                self.hidden_dim,
-                self.mlp_dim,
-                self.num_classes
-            ),
-        }
-    }
-
     /// The architecture of a torchvision state dict; `heads` when the name
     /// gave them.
     pub fn infer(tensors: &HashMap<String, Tensor>, heads: Option<usize>) -> Option<VitConfig> {
@@ -149,11 +124,6 @@ impl VitConfig {
             mlp_dim,
             num_classes,
         })
-    }
-
-    /// Parameters, as torchvision counts them.
-    pub fn num_params(&self) -> Result<usize> {
-        Ok(params::count(&self.tensor_shapes()?))
     }
 
     /// The tensors the model reads (all of torchvision's state dict).
@@ -289,50 +259,73 @@ impl Vit {
         })
     }
 
-    fn with_param_count(mut self) -> Result<Self> {
-        self.meta.info.num_params = self.cfg.num_params()?;
-        Ok(self)
-    }
-
-    /// Loads a torchvision state dict, the architecture read from it.
-    pub fn from_checkpoint(
-        ckpt: Checkpoint,
-        name: Option<&str>,
-        device: &Device,
-        dtype: DType,
-    ) -> Result<Self> {
-        let heads = name.and_then(family_heads).flatten();
-        let named = name.and_then(variant);
-        let heads = heads.or(named.as_ref().map(|c| c.num_heads));
-        let cfg = VitConfig::infer(&ckpt.tensors, heads).ok_or_else(|| Error::NotACheckpoint {
-            path: ckpt.path.clone(),
-            reason: "no torchvision ViT tensors (conv_proj, encoder.pos_embedding, heads.head)"
-                .into(),
-        })?;
-        if let Some(want) = named {
-            let found = VitConfig {
-                num_classes: want.num_classes,
-                ..cfg.clone()
-            };
-            if found != want {
-                let requested = name.unwrap_or_default();
-                return Err(params::mismatch(&ckpt, requested, cfg.describe()));
-            }
-        }
-        let arch = cfg.describe();
-        params::from_checkpoint(ckpt, &arch, device, dtype, |vb| Vit::new(&cfg, vb))?
-            .with_param_count()
-    }
-
-    /// Random weights (for `bench`).
-    pub fn random(cfg: &VitConfig, device: &Device, dtype: DType) -> Result<Self> {
-        let mut m = params::random(device, dtype, |vb| Vit::new(cfg, vb))?.with_param_count()?;
-        m.meta.mark_random();
-        Ok(m)
-    }
-
     pub fn config(&self) -> &VitConfig {
         &self.cfg
+    }
+}
+
+impl params::TorchvisionArch for VitConfig {
+    type Model = Vit;
+    const NOT_FOUND: &'static str =
+        "no torchvision ViT tensors (conv_proj, encoder.pos_embedding, heads.head)";
+
+    /// The heads are not in a state dict: the name's (a family name with
+    /// heads, or a variant), else hidden / 64.
+    fn infer(tensors: &HashMap<String, Tensor>, name: Option<&str>) -> Option<Self> {
+        let heads = name.and_then(family_heads).flatten();
+        let heads = heads.or(name.and_then(variant).map(|c| c.num_heads));
+        VitConfig::infer(tensors, heads)
+    }
+
+    fn variant(name: &str) -> Option<Self> {
+        variant(name)
+    }
+
+    /// Everything but the classes, which are the checkpoint's.
+    fn is_variant(&self, want: &Self) -> bool {
+        *want
+            == VitConfig {
+                num_classes: want.num_classes,
+                ..self.clone()
+            }
+    }
+
+    fn describe(&self) -> String {
+        let standard = VARIANTS.iter().find(|v| {
+            variant(v.0).is_some_and(|c| {
+                VitConfig {
+                    num_classes: self.num_classes,
+                    ..c
+                } == *self
+            })
+        });
+        match standard {
+            Some(v) if self.num_classes == 1000 => v.0.to_string(),
+            Some(v) => format!("{}, {} classes", v.0, self.num_classes),
+            None => format!(
+                "ViT (image {}, patch {}, {} layers, {} heads, width {}, MLP {}, {} classes)",
+                self.image_size,
+                self.patch_size,
+                self.num_layers,
+                self.num_heads,
+                self.hidden_dim,
+                self.mlp_dim,
+                self.num_classes
+            ),
+        }
+    }
+
+    /// Parameters, as torchvision counts them.
+    fn num_params(&self) -> Result<usize> {
+        Ok(params::count(&self.tensor_shapes()?))
+    }
+
+    fn build(&self, vb: VarBuilder) -> Result<Vit> {
+        Vit::new(self, vb)
+    }
+
+    fn meta_mut(model: &mut Vit) -> &mut Meta {
+        &mut model.meta
     }
 }
 

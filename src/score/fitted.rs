@@ -378,6 +378,17 @@ impl Score for Mds {
 fn prepare_mds_like(m: &Method, ctx: &Prepare, relative: bool) -> Prepared {
     let cache = fit_of(m, ctx)?;
     let fit = cache.fit;
+    // With one image per class every class-centred feature is zero: the tied
+    // covariance is rounding noise and its pseudo-inverse ranks images at
+    // random (sklearn's pinvh does the same), so refuse rather than mislead.
+    if fit.images as usize <= fit.classes.len() {
+        return Err(Error::Invalid(format!(
+            "{} needs at least two fit images in some class: this fit has {} images in {} classes, so the within-class covariance is zero; fit on more images per class",
+            m.name(),
+            fit.images,
+            fit.classes.len()
+        )));
+    }
     let d = fit.feature_dim;
     let cpu = &Device::Cpu;
     let means = Tensor::from_slice(&fit.class_means, (fit.classes.len(), d), cpu)?;

@@ -633,6 +633,9 @@ impl super::Score for Mahalanobis {
 /// the model.
 pub(crate) fn prepare(m: &super::Method, ctx: &super::Prepare) -> Result<Box<dyn super::Score>> {
     let path = m.path("params").unwrap_or(Path::new(""));
+    if let (true, Some(params)) = (path.as_os_str().is_empty(), ctx.mahalanobis) {
+        return Ok(Box::new(Mahalanobis::new(params.clone(), ctx.model)?));
+    }
     if path.as_os_str().is_empty() {
         return Err(Error::Invalid(
             "mahalanobis needs its parameters file (mahalanobis:params=FILE or --mahalanobis-params FILE, from tune-mahalanobis)".into(),

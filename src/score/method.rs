@@ -290,7 +290,7 @@ impl<'de> serde::Deserialize<'de> for Method {
 impl ParamKind {
     fn default_value(&self) -> Value {
         match self {
-            ParamKind::Number { default, .. } => Value::Number(*default),
+            ParamKind::Number(range) => Value::Number(range.default),
             ParamKind::Path => Value::Path(PathBuf::new()),
         }
     }

@@ -14,6 +14,7 @@ pub mod odin;
 mod params_file;
 pub mod posthoc;
 pub mod registry;
+pub mod tune;
 
 pub use method::{Method, SpecError, Value};
 pub use registry::{MethodDef, ParamDef, ParamKind};
@@ -27,6 +28,16 @@ use candle_core::{DType, Tensor, Var, D};
 pub(crate) struct Prepare<'a> {
     pub model: &'a dyn Classifier,
     pub fit: Option<&'a fitted::FitCache<'a>>,
+    pub mahalanobis: Option<&'a mahalanobis::MahalanobisParams>,
+}
+
+/// Parameters given in memory rather than read from a file.
+#[derive(Default, Clone, Copy)]
+pub struct InMemory<'a> {
+    /// The statistics of a fit set, which the fit-based methods need.
+    pub fit: Option<&'a fit::Fit>,
+    /// Mahalanobis's parameters, for a `mahalanobis` given no file.
+    pub mahalanobis: Option<&'a mahalanobis::MahalanobisParams>,
 }
 
 /// The shared forward pass of one batch, as every method sees it.
@@ -115,10 +126,24 @@ impl Scorer {
         model: &dyn Classifier,
         fit: Option<&fit::Fit>,
     ) -> Result<Self> {
-        let cache = fit.map(fitted::FitCache::new);
+        let given = InMemory {
+            fit,
+            ..InMemory::default()
+        };
+        Self::with_params(methods, model, given)
+    }
+
+    /// [`Scorer::new`] with parameters given in memory.
+    pub fn with_params(
+        methods: &[Method],
+        model: &dyn Classifier,
+        given: InMemory,
+    ) -> Result<Self> {
+        let cache = given.fit.map(fitted::FitCache::new);
         let ctx = Prepare {
             model,
             fit: cache.as_ref(),
+            mahalanobis: given.mahalanobis,
         };
         let prepared = methods
             .iter()
@@ -190,11 +215,7 @@ impl Scorer {
             .to_dtype(DType::F32)?
             .to_device(&candle_core::Device::Cpu)?
             .to_vec2::<f32>()?;
-        let probs = candle_nn::ops::softmax(logits, D::Minus1)?
-            .to_device(&candle_core::Device::Cpu)?
-            .to_vec2::<f32>()?;
-        let k = TOP_K.min(c);
-        let top = probs.iter().map(|p| top_k(p, k)).collect();
+        let top = top_classes(logits, TOP_K.min(c))?;
         let mut table = table.into_iter();
         let scores: Vec<Vec<f32>> = table.by_ref().take(self.methods.len()).collect();
         let softmax_term = table.next().unwrap_or_default();
@@ -206,6 +227,48 @@ impl Scorer {
             feature_l1,
         })
     }
+}
+
+/// One image's prediction: its logits, its k most probable classes (class,
+/// probability) and the feature's L1 norm ||h||_1.
+#[derive(Debug, Clone)]
+pub struct Prediction {
+    pub logits: Vec<f32>,
+    pub top: Vec<(usize, f32)>,
+    pub feature_l1: f32,
+}
+
+/// Forward, softmax and the top `k` classes of each image of a batch `x`
+/// (f32 [B, 3, H, W] on the model's device), as the Scorer reports them.
+pub fn predict(model: &dyn Classifier, x: &Tensor, k: usize) -> Result<Vec<Prediction>> {
+    let cpu = candle_core::Device::Cpu;
+    let out = model.forward(x)?;
+    let logits = out.logits.to_device(&cpu)?.to_vec2::<f32>()?;
+    let top = top_classes(&out.logits, k)?;
+    let l1 = out
+        .feature
+        .abs()?
+        .sum(1)?
+        .to_device(&cpu)?
+        .to_vec1::<f32>()?;
+    Ok(logits
+        .into_iter()
+        .zip(top)
+        .zip(l1)
+        .map(|((logits, top), feature_l1)| Prediction {
+            logits,
+            top,
+            feature_l1,
+        })
+        .collect())
+}
+
+/// The `k` most probable classes of each row of `logits`.
+fn top_classes(logits: &Tensor, k: usize) -> Result<Vec<Vec<(usize, f32)>>> {
+    let probs = candle_nn::ops::softmax(logits, D::Minus1)?
+        .to_device(&candle_core::Device::Cpu)?
+        .to_vec2::<f32>()?;
+    Ok(probs.iter().map(|p| top_k(p, k)).collect())
 }
 
 /// The k largest entries (index, value), largest first; ties by lower index.

@@ -12,17 +12,49 @@ use std::path::PathBuf;
 /// What a parameter holds.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ParamKind {
-    /// A number in `[min, max]` (`(min, max]` when `open_min`), an integer
-    /// when `integer`.
-    Number {
-        default: f64,
-        min: f64,
-        max: f64,
-        open_min: bool,
-        integer: bool,
-    },
+    /// A number, its default and the values it may take.
+    Number(NumberRange),
     /// A file path.
     Path,
+}
+
+/// A number in `[min, max]` (`(min, max]` when `open_min`), an integer when
+/// `integer`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NumberRange {
+    pub default: f64,
+    pub min: f64,
+    pub max: f64,
+    pub open_min: bool,
+    pub integer: bool,
+}
+
+impl NumberRange {
+    /// E.g. `> 0`, `0..=100`, an integer `>= 1`.
+    fn text(&self) -> String {
+        let what = if self.integer {
+            "an integer"
+        } else {
+            "a number"
+        };
+        let (min, max) = (self.min, self.max);
+        if max.is_finite() {
+            let open = if self.open_min { "(open) " } else { "" };
+            format!("{what} in {open}{min}..={max}")
+        } else {
+            let lo = if self.open_min { "> " } else { ">= " };
+            format!("{what} {lo}{min}")
+        }
+    }
+
+    fn accepts(&self, v: f64) -> bool {
+        let low_ok = if self.open_min {
+            v > self.min
+        } else {
+            v >= self.min
+        };
+        v.is_finite() && low_ok && v <= self.max && !(self.integer && v.fract() != 0.0)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -39,24 +71,7 @@ impl ParamDef {
     pub fn range_text(&self) -> String {
         match self.kind {
             ParamKind::Path => "a file path".into(),
-            ParamKind::Number {
-                min,
-                max,
-                open_min,
-                integer,
-                ..
-            } => {
-                let what = if integer { "an integer" } else { "a number" };
-                let lo = if open_min { "> " } else { ">= " };
-                if max.is_finite() {
-                    format!(
-                        "{what} in {}{min}..={max}",
-                        if open_min { "(open) " } else { "" }
-                    )
-                } else {
-                    format!("{what} {lo}{min}")
-                }
-            }
+            ParamKind::Number(range) => range.text(),
         }
     }
 
@@ -64,13 +79,7 @@ impl ParamDef {
     pub fn parse(&self, key: &str, text: &str) -> std::result::Result<Value, SpecError> {
         match self.kind {
             ParamKind::Path => Ok(Value::Path(PathBuf::from(text.trim()))),
-            ParamKind::Number {
-                min,
-                max,
-                open_min,
-                integer,
-                ..
-            } => {
+            ParamKind::Number(range) => {
                 let bad = || {
                     SpecError(format!(
                         "{key}: {} must be {}, got `{text}`",
@@ -79,8 +88,7 @@ impl ParamDef {
                     ))
                 };
                 let v: f64 = text.trim().parse().map_err(|_| bad())?;
-                let low_ok = if open_min { v > min } else { v >= min };
-                if !v.is_finite() || !low_ok || v > max || (integer && v.fract() != 0.0) {
+                if !range.accepts(v) {
                     return Err(bad());
                 }
                 Ok(Value::Number(v))
@@ -132,30 +140,33 @@ const fn number(
     ParamDef {
         name,
         label: name,
-        kind: ParamKind::Number {
+        kind: ParamKind::Number(NumberRange {
             default,
             min,
             max,
             open_min,
             integer: false,
-        },
+        }),
         help,
     }
 }
 
+/// A softmax temperature T > 0, 1 by default (energy, GradNorm).
+const TEMPERATURE: ParamDef = number(
+    "temperature",
+    1.0,
+    0.0,
+    f64::INFINITY,
+    true,
+    "temperature T",
+);
+
 const fn integer(name: &'static str, default: f64, min: f64, help: &'static str) -> ParamDef {
-    ParamDef {
-        name,
-        label: name,
-        kind: ParamKind::Number {
-            default,
-            min,
-            max: f64::INFINITY,
-            open_min: false,
-            integer: true,
-        },
-        help,
+    let mut p = number(name, default, min, f64::INFINITY, false, help);
+    if let ParamKind::Number(range) = &mut p.kind {
+        range.integer = true;
     }
+    p
 }
 
 const fn percentile(default: f64, help: &'static str) -> ParamDef {
@@ -254,14 +265,7 @@ pub static METHODS: &[MethodDef] = &[
         key: "energy",
         label: "Energy",
         help: "T * logsumexp(logits / T) (Liu et al. 2020)",
-        params: &[number(
-            "temperature",
-            1.0,
-            0.0,
-            f64::INFINITY,
-            true,
-            "temperature T",
-        )],
+        params: &[TEMPERATURE],
         needs: LOGITS,
         describe: with_temperature,
         prepare: super::logits::prepare_energy,
@@ -281,12 +285,9 @@ pub static METHODS: &[MethodDef] = &[
             input_gradient: true,
             ..LOGITS
         },
-        describe: |m, f| {
-            write!(
-                f,
-                "Mahalanobis ({})",
-                m.path("params").unwrap_or(std::path::Path::new("")).display()
-            )
+        describe: |m, f| match m.path("params").filter(|p| !p.as_os_str().is_empty()) {
+            Some(p) => write!(f, "Mahalanobis ({})", p.display()),
+            None => write!(f, "Mahalanobis (parameters in memory)"),
         },
         prepare: super::mahalanobis::prepare,
     },
@@ -294,14 +295,7 @@ pub static METHODS: &[MethodDef] = &[
         key: "gradnorm",
         label: "GradNorm",
         help: "L1 norm of the head's gradient of the KL to uniform (Huang et al. 2021)",
-        params: &[number(
-            "temperature",
-            1.0,
-            0.0,
-            f64::INFINITY,
-            true,
-            "temperature T",
-        )],
+        params: &[TEMPERATURE],
         needs: FEATURE_HEAD,
         describe: with_temperature,
         prepare: super::logits::prepare_gradnorm,

@@ -9,6 +9,7 @@ use crate::metrics;
 use crate::run::RunResults;
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
+use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -117,6 +118,16 @@ fn palette(i: usize) -> RGBColor {
         RGBColor(23, 190, 207),
     ];
     COLORS[i % COLORS.len()]
+}
+
+/// Dash and gap in pixels of the `i`-th line: solid (gap 0) for the first
+/// eight, then dashed, then dotted, so no two of 24 lines look the same.
+fn dash_of(i: usize) -> (u32, u32) {
+    match i / 8 {
+        0 => (24, 0),
+        1 => (9, 5),
+        _ => (3, 4),
+    }
 }
 
 fn e<E: std::fmt::Display>(err: E) -> String {
@@ -307,11 +318,23 @@ fn roc<DB: DrawingBackend>(
         }
         let color = palette(m);
         let auroc = metrics::auroc(&id, &od);
-        chart
-            .draw_series(LineSeries::new(roc_points(&id, &od), color.stroke_width(2)))
-            .map_err(e)?
-            .label(format!("{} (AUROC {:.2}%)", method.label(), 100.0 * auroc))
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color.stroke_width(3)));
+        let label = format!("{} (AUROC {:.2}%)", method.label(), 100.0 * auroc);
+        // Past the palette's eight colours a curve is told apart by its dash.
+        let (dash, gap) = dash_of(m);
+        let points = roc_points(&id, &od);
+        let series = if gap == 0 {
+            chart.draw_series(LineSeries::new(points, color.stroke_width(2)))
+        } else {
+            chart.draw_series(DashedLineSeries::new(
+                points,
+                dash,
+                gap,
+                color.stroke_width(2),
+            ))
+        };
+        series.map_err(e)?.label(label).legend(move |(x, y)| {
+            DashedPathElement::new([(x, y), (x + 24, y)], dash, gap, color.stroke_width(3))
+        });
     }
     legend(&mut chart, SeriesLabelPosition::LowerRight)
 }

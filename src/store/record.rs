@@ -504,6 +504,7 @@ fn record(
     let options = RunOptions {
         shard,
         known: Some(&mut known),
+        ..RunOptions::default()
     };
     let result = engine::run_with(config, options, cancel, &mut |event: Event| {
         if store_error.is_none() {

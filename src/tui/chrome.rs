@@ -2,7 +2,8 @@
 //! hints footer, the help overlay, confirmations, and the too-small notice.
 
 use super::app::{App, Level, Overlay, Screen, Status};
-use super::keymap::{self, Mode};
+use super::keymap::{self, Action, Mode};
+use super::mouse::{Target, Targets};
 use super::theme;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Alignment, Constraint, Rect};
@@ -54,13 +55,11 @@ fn status_line(app: &App, short: bool) -> Line<'static> {
             let mut t = if short { "●" } else { "● running" }.to_string();
             if let Some(p) = p {
                 if p.run_total > 0 {
-                    t.push_str(&format!(
-                        " {:.0}%",
-                        100.0 * p.run_done as f64 / p.run_total as f64
-                    ));
+                    t.push(' ');
+                    t.push_str(&theme::percent(p.run_done as f64 / p.run_total as f64, 0));
                 }
                 if !short {
-                    t.push_str(&format!(" · {:.1} img/s", p.images_per_sec));
+                    t.push_str(&format!(" · {}", theme::rate(p.images_per_sec)));
                 }
                 if let Some(eta) = p.eta_secs() {
                     t.push_str(&format!(" · ETA {}", theme::duration(eta)));
@@ -81,8 +80,8 @@ fn status_line(app: &App, short: bool) -> Line<'static> {
     }
 }
 
-/// Key hints of the mode in view: (keys, what) pairs, from the keymap.
-pub fn hints(app: &App) -> Vec<(&'static str, &'static str)> {
+/// Key hints of the mode in view: (keys, what, action), from the keymap.
+pub fn hints(app: &App) -> Vec<(&'static str, &'static str, Action)> {
     keymap::hints(app.mode(), app.running())
 }
 
@@ -99,10 +98,10 @@ pub fn footer(app: &App, area: Rect, buf: &mut Buffer) {
     // The help and quit hints always show; others fill what is left, in
     // order.
     let all = hints(app);
-    let width = |(k, what): &(&str, &str)| k.chars().count() + what.chars().count() + 4;
+    let width = |(k, what, _): &(&str, &str, Action)| k.chars().count() + what.chars().count() + 4;
     let kept_last = all
         .iter()
-        .filter(|(k, _)| matches!(*k, "?" | "q"))
+        .filter(|(k, _, _)| matches!(*k, "?" | "q"))
         .map(width)
         .sum::<usize>();
     let mut used = 1 + kept_last;
@@ -116,7 +115,15 @@ pub fn footer(app: &App, area: Rect, buf: &mut Buffer) {
         }
     }
     let mut spans = vec![Span::raw(" ")];
-    for (k, what) in shown {
+    // Each hint is a button: a click does what its key does.
+    let mut x = area.x + 1;
+    for (k, what, action) in shown {
+        let w = (k.chars().count() + what.chars().count() + 4) as u16;
+        app.targets.push(
+            Rect::new(x, area.y, w.min(area.right().saturating_sub(x)), 1),
+            Target::Act(action),
+        );
+        x += w;
         spans.push(Span::styled(format!(" {k} "), theme::key()));
         spans.push(Span::raw(format!(" {what} ")));
     }
@@ -129,7 +136,7 @@ pub fn help_sections(screen: Screen) -> Vec<(&'static str, Vec<(&'static str, &'
     let here = Mode::of_screen(screen);
     let mut modes = vec![here, Mode::Global];
     if screen == Screen::Setup {
-        modes.push(Mode::Edit);
+        modes.extend([Mode::Edit, Mode::Picker, Mode::Files]);
     }
     for m in [
         Mode::Setup,
@@ -156,23 +163,30 @@ fn centered(area: Rect, w: u16, h: u16) -> Rect {
 }
 
 pub fn overlay(app: &App, area: Rect, buf: &mut Buffer) {
+    if app.overlay.is_some() {
+        // Modal: nothing beneath answers a click.
+        app.targets.clear();
+    }
+    let t = &app.targets;
     match app.overlay {
         None => {}
         Some(Overlay::Help) => help(app, area, buf),
         Some(Overlay::ConfirmQuit) => {
-            confirm("Quit?", "A run is going. Quit and cancel it?", area, buf)
+            confirm("Quit?", "A run is going. Quit and cancel it?", area, buf, t)
         }
         Some(Overlay::ConfirmReplace) => confirm(
             "Replace the results?",
             "A new run clears the results on screen (write them with eval --out to keep them).",
             area,
             buf,
+            t,
         ),
         Some(Overlay::ConfirmCancel) => confirm(
             "Cancel the run?",
             "The images scored so far are kept and stay browsable.",
             area,
             buf,
+            t,
         ),
     }
 }
@@ -225,26 +239,41 @@ fn help(app: &App, area: Rect, buf: &mut Buffer) {
         .render(rect, buf);
 }
 
-fn confirm(title: &str, text: &str, area: Rect, buf: &mut Buffer) {
+fn confirm(title: &str, text: &str, area: Rect, buf: &mut Buffer, targets: &Targets) {
     let rect = centered(area, 50, 6);
     Clear.render(rect, buf);
-    Paragraph::new(vec![
-        Line::raw(text.to_string()),
-        Line::raw(""),
-        Line::from(vec![
-            Span::styled(" y ", theme::key()),
-            Span::raw(" yes   "),
-            Span::styled(" n ", theme::key()),
-            Span::raw(" no"),
-        ]),
+    let block = Block::bordered()
+        .border_style(theme::warn())
+        .title(Span::styled(format!(" {title} "), theme::warn()));
+    let inner = block.inner(rect);
+    block.render(rect, buf);
+    Paragraph::new(text.to_string())
+        .wrap(Wrap { trim: true })
+        .render(
+            Rect {
+                height: inner.height.saturating_sub(1),
+                ..inner
+            },
+            buf,
+        );
+    // The buttons on the last line; a click answers as the key does.
+    let y = inner.bottom().saturating_sub(1);
+    Line::from(vec![
+        Span::styled(" y ", theme::key()),
+        Span::raw(" yes   "),
+        Span::styled(" n ", theme::key()),
+        Span::raw(" no"),
     ])
-    .wrap(Wrap { trim: true })
-    .block(
-        Block::bordered()
-            .border_style(theme::warn())
-            .title(Span::styled(format!(" {title} "), theme::warn())),
-    )
-    .render(rect, buf);
+    .render(
+        Rect {
+            y,
+            height: 1,
+            ..inner
+        },
+        buf,
+    );
+    targets.push(Rect::new(inner.x, y, 9, 1), Target::Act(Action::Yes));
+    targets.push(Rect::new(inner.x + 10, y, 7, 1), Target::Act(Action::No));
 }
 
 pub fn too_small(screen: Screen, area: Rect, buf: &mut Buffer) {

@@ -16,6 +16,8 @@ pub enum Mode {
     Edit,
     /// A popup list of the setup form, filtered by typing.
     Picker,
+    /// The setup form's file browser.
+    Files,
     Dashboard,
     Anatomy,
     Browser,
@@ -40,8 +42,9 @@ impl Mode {
         match self {
             Mode::Global => "Everywhere",
             Mode::Setup => "Setup",
-            Mode::Edit => "Setup, typing a value",
-            Mode::Picker => "Setup, choosing from a list",
+            Mode::Edit => "Typing a value, a search or a number",
+            Mode::Picker => "Choosing from a list",
+            Mode::Files => "Setup, browsing files",
             Mode::Dashboard => "Dashboard",
             Mode::Anatomy => "Anatomy",
             Mode::Browser => "Browser",
@@ -52,7 +55,10 @@ impl Mode {
     }
 
     fn modal(self) -> bool {
-        matches!(self, Mode::Edit | Mode::Picker | Mode::Help | Mode::Confirm)
+        matches!(
+            self,
+            Mode::Edit | Mode::Picker | Mode::Files | Mode::Help | Mode::Confirm
+        )
     }
 }
 
@@ -113,6 +119,14 @@ pub enum Action {
     AroundThreshold,
     /// Dashboard: the histogram on a log axis, or back.
     LogScale,
+    /// Browser: search the file names (`/`).
+    Search,
+    /// Browser: go to an image by its number in the list.
+    Jump,
+    /// Browser: keep one top-1 class (a popup list).
+    ClassFilter,
+    /// Setup: a file browser for the path under the cursor.
+    Browse,
 }
 
 /// A key as bound: a code and whether Ctrl is held. Shift is part of the
@@ -209,12 +223,13 @@ pub static KEYMAP: &[Binding] = &[
     b(M::Setup, &[k(K::Enter)], A::Activate, "Enter", "edit", "edit a value, type a path, or open the list of choices", Always),
     b(M::Setup, &[c('s')], A::Start, "s", "start", "start the evaluation (asks before replacing results)", Always),
     b(M::Setup, &[c('r')], A::Rename, "r", "", "rename the dataset under the cursor", Help),
+    b(M::Setup, &[c('f')], A::Browse, "f", "files", "browse the disk for the path under the cursor", Always),
     b(M::Setup, &[c('w')], A::Save, "w", "write config", "write the config file", Always),
     // Editing a value
     b(M::Edit, &[k(K::Enter)], A::EditConfirm, "Enter", "confirm", "keep the value", Always),
     b(M::Edit, &[k(K::Esc)], A::EditCancel, "Esc", "cancel", "leave the value as it was", Always),
     b(M::Edit, &[ctrl('u')], A::EditClear, "Ctrl-U", "clear", "clear the text", Always),
-    b(M::Edit, &[k(K::Tab)], A::Complete, "Tab", "complete", "complete the path from the disk", Always),
+    b(M::Edit, &[k(K::Tab)], A::Complete, "Tab", "complete", "complete the path from the disk (setup)", Always),
     b(M::Edit, &[k(K::Backspace)], A::EditBackspace, "Backspace", "", "delete a character", Help),
     // A popup list
     b(M::Picker, &[k(K::Up)], A::Up, "↑↓", "move", "move in the list (type to filter it)", Always),
@@ -223,9 +238,19 @@ pub static KEYMAP: &[Binding] = &[
     b(M::Picker, &[k(K::PageDown)], A::PageDown, "PgDn", "", "", Help),
     b(M::Picker, &[k(K::Enter)], A::EditConfirm, "Enter", "pick", "take the highlighted item (or the path typed)", Always),
     b(M::Picker, &[k(K::Esc)], A::EditCancel, "Esc", "close", "close the list, changing nothing", Always),
-    b(M::Picker, &[k(K::Tab)], A::Complete, "Tab", "complete", "complete a typed path", Always),
+    b(M::Picker, &[k(K::Tab)], A::Complete, "Tab", "complete", "complete a typed path (setup)", Help),
     b(M::Picker, &[ctrl('u')], A::EditClear, "Ctrl-U", "", "clear the filter", Help),
     b(M::Picker, &[k(K::Backspace)], A::EditBackspace, "Backspace", "", "", Help),
+    // The file browser
+    b(M::Files, &[k(K::Up)], A::Up, "↑↓", "move", "move (type to filter)", Always),
+    b(M::Files, &[k(K::Down)], A::Down, "↓", "", "", Help),
+    b(M::Files, &[k(K::PageUp)], A::PageUp, "PgUp PgDn", "", "ten up / down", Help),
+    b(M::Files, &[k(K::PageDown)], A::PageDown, "PgDn", "", "", Help),
+    b(M::Files, &[k(K::Enter)], A::EditConfirm, "Enter", "open/pick", "open a folder, pick a file (or ./ the folder)", Always),
+    b(M::Files, &[k(K::Backspace), k(K::Left)], A::EditBackspace, "Backspace", "up", "a filter character, or the parent folder (also ←)", Always),
+    b(M::Files, &[k(K::Right)], A::Right, "→", "", "into the folder selected", Help),
+    b(M::Files, &[ctrl('u')], A::EditClear, "Ctrl-U", "", "clear the filter", Help),
+    b(M::Files, &[k(K::Esc)], A::EditCancel, "Esc", "close", "close, changing nothing", Always),
     // Dashboard
     b(M::Dashboard, UP, A::PrevMethod, "↑↓", "method", "method: re-plots at once", Always),
     b(M::Dashboard, DOWN, A::NextMethod, "↓", "", "", Help),
@@ -251,7 +276,10 @@ pub static KEYMAP: &[Binding] = &[
     b(M::Browser, &[c('r')], A::Reverse, "r", "", "reverse the sort", Help),
     b(M::Browser, &[c('d')], A::CycleDataset, "d", "dataset", "filter to one dataset (cycles)", Always),
     b(M::Browser, &[c('x')], A::ToggleMisdetections, "x", "misdetections", "misdetections at the 95%-TPR threshold", Always),
-    b(M::Browser, &[k(K::Esc)], A::ClearFilters, "Esc", "", "clear the filters", Help),
+    b(M::Browser, &[c('/')], A::Search, "/", "search", "search the file names (as typed; Enter keeps, Esc undoes)", Always),
+    b(M::Browser, &[c(':'), c('#')], A::Jump, ":", "", "go to an image by its number in the list", Help),
+    b(M::Browser, &[c('p')], A::ClassFilter, "p", "class", "only images of one top-1 class (a list; type to filter)", Always),
+    b(M::Browser, &[k(K::Esc)], A::ClearFilters, "Esc", "", "clear the filters (set, misdetections, search, class)", Help),
     // Inspect
     b(M::Inspect, &[c('n')], A::NextSecond, "n", "second method", "the method compared with the one in view (m)", Always),
     // Overlays
@@ -280,6 +308,17 @@ pub static KEYMAP: &[Binding] = &[
     b(M::Global, &[ctrl('c'), ctrl('q')], A::ForceQuit, "Ctrl-C", "", "quit at once, cancelling the run", Help),
 ];
 
+/// How far a list moves for `action`: arrows one, pages ten.
+pub fn list_step(action: Action) -> Option<isize> {
+    match action {
+        Action::Up => Some(-1),
+        Action::Down => Some(1),
+        Action::PageUp => Some(-10),
+        Action::PageDown => Some(10),
+        _ => None,
+    }
+}
+
 fn matches(key: &Key, ev: &KeyEvent) -> bool {
     let ctrl = ev.modifiers.contains(KeyModifiers::CONTROL);
     key.code == ev.code && key.ctrl == ctrl
@@ -305,9 +344,9 @@ pub fn lookup(mode: Mode, ev: &KeyEvent) -> Option<Action> {
     Some(global)
 }
 
-/// The footer's (keys, what) pairs for `mode`: the mode's own, then the
-/// global ones (none in modal modes).
-pub fn hints(mode: Mode, running: bool) -> Vec<(&'static str, &'static str)> {
+/// The footer's (keys, what, action) hints for `mode`: the mode's own,
+/// then the global ones (none in modal modes).
+pub fn hints(mode: Mode, running: bool) -> Vec<(&'static str, &'static str, Action)> {
     let shown = |b: &&Binding| match b.shown {
         Always => true,
         Running => running,
@@ -319,7 +358,7 @@ pub fn hints(mode: Mode, running: bool) -> Vec<(&'static str, &'static str)> {
         .filter(|b| b.mode == Mode::Global && !mode.modal());
     own.chain(global)
         .filter(shown)
-        .map(|b| (b.label, b.short))
+        .map(|b| (b.label, b.short, b.action))
         .collect()
 }
 

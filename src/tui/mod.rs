@@ -16,7 +16,10 @@ pub mod app;
 pub mod chrome;
 pub mod config;
 pub mod discover;
+pub mod files;
+pub mod histogram;
 pub mod keymap;
+pub mod mouse;
 pub mod picker;
 pub mod preview;
 pub mod screens;
@@ -43,6 +46,7 @@ const IDLE_REDRAW: Duration = Duration::from_millis(500);
 
 impl Widget for &App {
     fn render(self, area: Rect, buf: &mut Buffer) {
+        self.targets.clear();
         let (w, h) = self.screen.min_size();
         if area.width < w || area.height < h {
             chrome::too_small(self.screen, area, buf);
@@ -56,7 +60,9 @@ impl Widget for &App {
         .areas(area);
         chrome::header(self, head, buf);
         match self.screen {
-            Screen::Setup => setup::render(&self.setup, &self.config_path, body, buf),
+            Screen::Setup => {
+                setup::render(&self.setup, &self.config_path, &self.targets, body, buf)
+            }
             Screen::Dashboard => dashboard::render(self, body, buf),
             Screen::Anatomy => anatomy::render(self, body, buf),
             Screen::Browser => browser::View {
@@ -66,6 +72,7 @@ impl Widget for &App {
                 previews: &self.previews,
                 method: self.method,
                 ood: self.ood_dataset(),
+                targets: &self.targets,
             }
             .render(body, buf),
             Screen::Inspect => inspect::render(self, body, buf),

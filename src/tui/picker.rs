@@ -72,6 +72,24 @@ impl Picker {
         }
     }
 
+    /// A move or an edit of the filter; false for other actions.
+    pub fn edit(&mut self, action: crate::tui::keymap::Action) -> bool {
+        use crate::tui::keymap::{list_step, Action};
+        if let Some(step) = list_step(action) {
+            self.move_by(step);
+            return true;
+        }
+        match action {
+            Action::EditBackspace => self.backspace(),
+            Action::EditClear => {
+                self.filter.clear();
+                self.selected = 0;
+            }
+            _ => return false,
+        }
+        true
+    }
+
     /// The highlighted item, or the typed text when allowed.
     pub fn pick(&self) -> Option<Picked> {
         let m = self.matches();

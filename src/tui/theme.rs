@@ -1,4 +1,7 @@
-//! Colours, styles and number formatting shared by every screen.
+//! Colours, styles, the histogram glyphs and the one number formatting
+//! every screen uses: `pct` for metrics (the paper's two decimals, the
+//! header says %), `percent` for shares with their sign, `num` for scores,
+//! `count` for counts, `rate` for speeds.
 
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::symbols::Marker;
@@ -48,16 +51,51 @@ pub fn pct(v: f64) -> String {
     }
 }
 
+/// A fraction as a percentage with `decimals` decimals and its sign:
+/// `percent(0.8759, 1)` is "87.6%". Every share on screen (ID percentiles,
+/// probabilities, progress) goes through here.
+pub fn percent(v: f64, decimals: usize) -> String {
+    if v.is_finite() {
+        format!("{:.decimals$}%", 100.0 * v)
+    } else {
+        "-".into()
+    }
+}
+
+/// Images per second, one decimal: "65.7 img/s".
+pub fn rate(per_sec: f64) -> String {
+    if per_sec.is_finite() {
+        format!("{per_sec:.1} img/s")
+    } else {
+        "-".into()
+    }
+}
+
 /// An integer with thousands separators: 50,000.
 pub fn count(n: usize) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
+    group_digits(&n.to_string())
+}
+
+/// Thousands separators in the integer digits of `s` (a sign and a
+/// fraction are kept as they are).
+fn group_digits(s: &str) -> String {
+    let (sign, rest) = match s.strip_prefix('-') {
+        Some(r) => ("-", r),
+        None => ("", s),
+    };
+    let (int, frac) = match rest.find('.') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let mut out = String::with_capacity(s.len() + int.len() / 3);
+    out.push_str(sign);
+    for (i, c) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
     }
+    out.push_str(frac);
     out
 }
 
@@ -75,10 +113,11 @@ pub fn num(v: f64, span: f64) -> String {
         v.abs().max(1e-12)
     };
     let decimals = (3 - span.log10().floor() as i32).clamp(0, 7) as usize;
-    if v.abs() >= 1e6 || (v != 0.0 && v.abs() < 1e-6 && decimals >= 7) {
+    if v.abs() >= 1e9 || (v != 0.0 && v.abs() < 1e-6 && decimals >= 7) {
         format!("{v:.3e}")
     } else {
-        format!("{v:.decimals$}")
+        // Large scores (GradNorm's) read like counts: 370,404.
+        group_digits(&format!("{v:.decimals$}"))
     }
 }
 
@@ -134,6 +173,11 @@ mod tests {
         assert_eq!(pct(0.87594), "87.59");
         assert_eq!(num(0.0012345, 0.0005), "0.0012345");
         assert_eq!(num(12.345, 10.0), "12.35");
+        assert_eq!(num(370404.2, 1e5), "370,404");
+        assert_eq!(num(-1234.5, 10.0), "-1,234.50");
+        assert_eq!(percent(0.87594, 1), "87.6%");
+        assert_eq!(percent(0.5, 0), "50%");
+        assert_eq!(rate(65.72), "65.7 img/s");
         assert_eq!(fit("abcdef", 4), "abc…");
         assert_eq!(fit_left("abcdef", 4), "…def");
     }

@@ -321,115 +321,55 @@ fn evaluated(summary: &serde_json::Value, dataset: usize) -> u64 {
     summary["datasets"][dataset]["evaluated"].as_u64().unwrap()
 }
 
-/// A usage error of eval: exit 2 with the message.
-macro_rules! usage_case {
-    ($name:ident, [$($arg:expr),* $(,)?], $msg:expr) => {
-        #[test]
-        fn $name() {
-            let out = eval(stringify!($name), &[$($arg),*]);
-            expect(&out, 2, $msg);
-        }
-    };
+/// Checks a finished run's exit status and message, then returns what it
+/// wrote (see `written`).
+#[track_caller]
+fn finished(case: &str, out: &Output, code: i32, needle: &str) -> serde_json::Value {
+    expect(out, code, needle);
+    written(case)
 }
 
 // ---- flags ----
-usage_case!(
-    image_size_zero,
-    ["--image-size", "0"],
-    "the image size must be between 32 and 2048, got 0"
-);
-usage_case!(
-    image_size_huge,
-    ["--image-size", "100000"],
-    "between 32 and 2048, got 100000"
-);
-usage_case!(
-    image_size_negative,
-    ["--image-size=-5"],
-    "the image size must be at least 32"
-);
-usage_case!(
-    image_size_not_a_number,
-    ["--image-size", "abc"],
-    "not a whole number"
-);
-usage_case!(image_size_too_small, ["--image-size", "8"], "--image-size");
-usage_case!(
-    batch_zero,
-    ["--batch", "0"],
-    "the batch size must be between 1 and 4096, got 0"
-);
-usage_case!(batch_huge, ["--batch", "5000"], "between 1 and 4096");
-usage_case!(
-    batch_times_size_too_big,
-    ["--batch", "4096", "--image-size", "2048"],
-    "lower --batch or --image-size"
-);
-usage_case!(
-    limit_zero,
-    ["--limit", "0"],
-    "the limit must be at least 1, got 0"
-);
-usage_case!(
-    workers_zero,
-    ["--workers", "0"],
-    "the number of workers must be between 1 and 1024"
-);
-usage_case!(
-    device_unknown,
-    ["--device", "gpu"],
-    "expected auto, cpu, cuda or cuda:N"
-);
-usage_case!(
-    device_bad_ordinal,
-    ["--device", "cuda:x"],
-    "cuda:N with N a GPU number"
-);
-usage_case!(
-    dtype_unknown,
-    ["--dtype", "int8"],
-    "expected f32, bf16 or f16"
-);
-usage_case!(
-    method_unknown,
-    ["--methods", "msp,bogus"],
-    "unknown method `bogus`"
-);
-usage_case!(method_twice, ["--methods", "msp,msp"], "given twice");
-usage_case!(methods_empty, ["--methods", ""], "no methods");
-usage_case!(
-    epsilon_nan,
-    ["--epsilon-odin", "NaN"],
-    "odin: epsilon must be a number >= 0, got `NaN`"
-);
-usage_case!(
-    epsilon_negative,
-    ["--epsilon-odin=-0.1"],
-    "odin: epsilon must be"
-);
-usage_case!(
-    temperature_zero,
-    ["--temperature-odin", "0"],
-    "odin: temperature must be"
-);
-usage_case!(
-    temperature_inf,
-    ["--temperature-gradnorm", "inf"],
-    "gradnorm: temperature must be"
-);
-usage_case!(
-    temperature_nan,
-    ["--temperature-energy", "NaN"],
-    "energy: temperature must be"
-);
-usage_case!(
-    mahalanobis_without_params,
-    ["--methods", "msp,mahalanobis"],
-    "needs --mahalanobis-params"
-);
-usage_case!(ood_without_name, ["--ood", "=x"], "expected NAME=PATH");
-usage_case!(ood_without_path, ["--ood", "a="], "expected NAME=PATH");
-usage_case!(unknown_flag, ["--frobnicate"], "unexpected argument");
+/// Usage errors of eval (exit 2 with the message): the case (its output
+/// folder), the flags added to the base ones (split at spaces), and what
+/// stderr must say.
+#[rustfmt::skip] // one case a line
+const USAGE_CASES: &[(&str, &str, &str)] = &[
+    ("image_size_zero", "--image-size 0", "the image size must be between 32 and 2048, got 0"),
+    ("image_size_huge", "--image-size 100000", "between 32 and 2048, got 100000"),
+    ("image_size_negative", "--image-size=-5", "the image size must be at least 32"),
+    ("image_size_not_a_number", "--image-size abc", "not a whole number"),
+    ("image_size_too_small", "--image-size 8", "--image-size"),
+    ("batch_zero", "--batch 0", "the batch size must be between 1 and 4096, got 0"),
+    ("batch_huge", "--batch 5000", "between 1 and 4096"),
+    ("batch_times_size_too_big", "--batch 4096 --image-size 2048", "lower --batch or --image-size"),
+    ("limit_zero", "--limit 0", "the limit must be at least 1, got 0"),
+    ("workers_zero", "--workers 0", "the number of workers must be between 1 and 1024"),
+    ("device_unknown", "--device gpu", "expected auto, cpu, cuda or cuda:N"),
+    ("device_bad_ordinal", "--device cuda:x", "cuda:N with N a GPU number"),
+    ("dtype_unknown", "--dtype int8", "expected f32, bf16 or f16"),
+    ("method_unknown", "--methods msp,bogus", "unknown method `bogus`"),
+    ("method_twice", "--methods msp,msp", "given twice"),
+    ("methods_empty", "--methods=", "no methods"),
+    ("epsilon_nan", "--epsilon-odin NaN", "odin: epsilon must be a number >= 0, got `NaN`"),
+    ("epsilon_negative", "--epsilon-odin=-0.1", "odin: epsilon must be"),
+    ("temperature_zero", "--temperature-odin 0", "odin: temperature must be"),
+    ("temperature_inf", "--temperature-gradnorm inf", "gradnorm: temperature must be"),
+    ("temperature_nan", "--temperature-energy NaN", "energy: temperature must be"),
+    ("mahalanobis_without_params", "--methods msp,mahalanobis", "needs --mahalanobis-params"),
+    ("ood_without_name", "--ood =x", "expected NAME=PATH"),
+    ("ood_without_path", "--ood a=", "expected NAME=PATH"),
+    ("unknown_flag", "--frobnicate", "unexpected argument"),
+];
+
+#[test]
+fn usage_errors() {
+    for (case, args, msg) in USAGE_CASES {
+        println!("case {case}");
+        let args: Vec<&str> = args.split(' ').collect();
+        expect(&eval(case, &args), 2, msg);
+    }
+}
 
 #[test]
 fn ood_names_twice() {
@@ -445,48 +385,22 @@ fn ood_named_like_the_id_set() {
     expect(&out, 2, "two datasets are named `id`");
 }
 
-/// A test that runs the binary with exactly `args` and expects a usage error.
-macro_rules! bare_usage_case {
-    ($name:ident, [$($arg:expr),* $(,)?], $msg:expr) => {
-        #[test]
-        fn $name() {
-            let out = bin().args([$($arg),*]).output().unwrap();
-            expect(&out, 2, $msg);
-        }
-    };
-}
-
+/// Usage errors of the binary run with exactly these arguments.
 #[test]
-fn eval_needs_a_checkpoint_an_id_and_an_ood_set() {
-    for (args, msg) in [
-        (
-            ["eval", "--id", "x", "--ood", "a=b"],
-            "eval needs --checkpoint",
-        ),
-        (
-            ["eval", "--checkpoint", DEMO, "--ood", "a=b"],
-            "eval needs --id",
-        ),
-        (
-            ["eval", "--checkpoint", DEMO, "--id", "x"],
-            "at least one --ood",
-        ),
-    ] {
-        let out = bin().args(args).output().unwrap();
-        expect(&out, 2, msg);
+fn bare_usage_errors() {
+    #[rustfmt::skip] // one case a line
+    let cases: [(&[&str], &str); 5] = [
+        (&["eval", "--id", "x", "--ood", "a=b"], "eval needs --checkpoint"),
+        (&["eval", "--checkpoint", DEMO, "--ood", "a=b"], "eval needs --id"),
+        (&["eval", "--checkpoint", DEMO, "--id", "x"], "at least one --ood"),
+        (&["eval", "--demo", "--checkpoint", DEMO], "--demo brings its own model"),
+        (&["eval", "--config", "x.toml", "--checkpoint", DEMO], "cannot be used with"),
+    ];
+    for (args, msg) in cases {
+        println!("case {args:?}");
+        expect(&bin().args(args).output().unwrap(), 2, msg);
     }
 }
-
-bare_usage_case!(
-    demo_with_a_checkpoint,
-    ["eval", "--demo", "--checkpoint", DEMO],
-    "--demo brings its own model"
-);
-bare_usage_case!(
-    config_with_a_checkpoint,
-    ["eval", "--config", "x.toml", "--checkpoint", DEMO],
-    "cannot be used with"
-);
 
 #[test]
 fn cuda_without_the_feature() {
@@ -547,18 +461,6 @@ fn with_checkpoint(case: &str, ckpt: &Path, extra: &[&str]) -> Output {
     with_path(case, "--checkpoint", ckpt, extra)
 }
 
-/// A test that evaluates with the fixture `file` as the checkpoint and
-/// expects a failure saying `msg`.
-macro_rules! checkpoint_case {
-    ($name:ident, $case:expr, $file:expr, $msg:expr) => {
-        #[test]
-        fn $name() {
-            let out = with_checkpoint($case, &fx().join($file), &[]);
-            expect(&out, 1, $msg);
-        }
-    };
-}
-
 fn victim() -> String {
     std::fs::read_to_string(fx().join("victim.txt")).unwrap()
 }
@@ -575,54 +477,12 @@ fn checkpoint_missing_says_so_once() {
     );
 }
 
-checkpoint_case!(
-    checkpoint_empty,
-    "ckpt_empty",
-    "empty.bin",
-    "not a checkpoint"
-);
-
-checkpoint_case!(
-    checkpoint_random_bytes,
-    "ckpt_random",
-    "random.bin",
-    "not a checkpoint"
-);
-
-checkpoint_case!(
-    checkpoint_truncated,
-    "ckpt_truncated",
-    "truncated.safetensors",
-    "truncated.safetensors: not a checkpoint"
-);
-
-checkpoint_case!(
-    checkpoint_is_a_text_file,
-    "ckpt_text",
-    "file.txt",
-    "not a checkpoint"
-);
-
-checkpoint_case!(
-    checkpoint_is_a_folder,
-    "ckpt_folder",
-    "id",
-    "is a directory"
-);
-
 #[test]
 fn checkpoint_with_nan_weights() {
     let out = with_checkpoint("ckpt_nan", &fx().join("nan.safetensors"), &[]);
     expect(&out, 1, &format!("tensor `{}` holds", victim()));
     expect(&out, 1, "NaN or infinite");
 }
-
-checkpoint_case!(
-    checkpoint_with_infinite_weights,
-    "ckpt_inf",
-    "inf.safetensors",
-    "NaN or infinite value"
-);
 
 #[test]
 fn checkpoint_with_an_integer_weight() {
@@ -650,36 +510,42 @@ fn checkpoint_missing_a_tensor() {
 #[test]
 fn model_whose_outputs_do_not_depend_on_the_input_is_flagged() {
     let out = with_checkpoint("ckpt_zeros", &fx().join("zeros.safetensors"), &[]);
-    expect(&out, 0, "do not depend on its input");
+    let summary = finished("ckpt_zeros", &out, 0, "do not depend on its input");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("WARNING: "), "{stdout}");
-    let summary = written("ckpt_zeros");
     let warnings = summary["warnings"].as_array().unwrap();
     assert!(warnings
         .iter()
         .any(|w| w.as_str().unwrap().contains("do not depend")));
 }
 
+/// Eval failures (exit 1) with the flags a case adds: the case, the flags,
+/// what stderr says.
 #[test]
-fn model_name_mismatch() {
-    let out = eval("model_mismatch", &["--model", "efficientnet-lite0"]);
-    expect(&out, 1, "not the requested efficientnet-lite0");
-}
-
-#[test]
-fn model_name_unknown() {
-    let out = eval("model_unknown", &["--model", "resnet9000"]);
-    expect(&out, 1, "resnet9000");
-}
-
-#[test]
-fn mahalanobis_params_missing_file() {
-    let p = fx().join("nope.safetensors").display().to_string();
-    let out = eval(
-        "maha_missing",
-        &["--methods", "msp,mahalanobis", "--mahalanobis-params", &p],
-    );
-    expect(&out, 1, "nope.safetensors");
+fn eval_failures() {
+    let path = |p: &str| fx().join(p).display().to_string();
+    let (maha, order) = (path("nope.safetensors"), path("nope-order.txt"));
+    let garbage = list("order.txt", "not a wnid\n").display().to_string();
+    let names = list("names.txt", "a\nb\nc\n").display().to_string();
+    let maha_flags = [
+        "--methods",
+        "msp,mahalanobis",
+        "--mahalanobis-params",
+        &maha,
+    ];
+    #[rustfmt::skip] // one case a line
+    let cases: [(&str, &[&str], &str); 6] = [
+        ("model_mismatch", &["--model", "efficientnet-lite0"], "not the requested efficientnet-lite0"),
+        ("model_unknown", &["--model", "resnet9000"], "resnet9000"),
+        ("maha_missing", &maha_flags, "nope.safetensors"),
+        ("order_missing", &["--class-order", &order], "nope-order.txt: No such file or directory"),
+        ("order_garbage", &["--class-order", &garbage], "order.txt"),
+        ("names_count", &["--classes", &names], "3 class names for a model with 10 classes"),
+    ];
+    for (case, args, msg) in cases {
+        println!("case {case}");
+        expect(&eval(case, args), 1, msg);
+    }
 }
 
 // ---- datasets and images ----
@@ -687,26 +553,48 @@ fn with_id(case: &str, id: &Path, extra: &[&str]) -> Output {
     with_path(case, "--id", id, extra)
 }
 
-/// A test that evaluates with the fixture `path` as the ID set and expects a
-/// failure saying `msg`.
-macro_rules! id_case {
-    ($name:ident, $case:expr, $path:expr, $msg:expr) => {
-        #[test]
-        fn $name() {
-            let out = with_id($case, &fx().join($path), &[]);
-            expect(&out, 1, $msg);
+/// Checkpoints, ID sets (exit 1) and config files (exit 2) that eval must
+/// refuse: the case, the fixture the flag points at, what stderr says.
+#[test]
+fn bad_files() {
+    #[rustfmt::skip] // one case a line
+    let checkpoints = [
+        ("ckpt_empty", "empty.bin", "not a checkpoint"),
+        ("ckpt_random", "random.bin", "not a checkpoint"),
+        ("ckpt_truncated", "truncated.safetensors", "truncated.safetensors: not a checkpoint"),
+        ("ckpt_text", "file.txt", "not a checkpoint"),
+        ("ckpt_folder", "id", "is a directory"),
+        ("ckpt_inf", "inf.safetensors", "NaN or infinite value"),
+    ];
+    #[rustfmt::skip]
+    let id_sets = [
+        ("id_missing", "nope", "nope: No such file or directory"),
+        ("id_empty", "empty", "no images found"),
+        ("png_as_list", "id/0.png", "read as a list file"),
+    ];
+    #[rustfmt::skip]
+    let configs = [
+        ("config_not_toml", "id.txt", "config file"),
+        ("config_not_text", "id/0.png", "must be UTF-8 TOML text"),
+        ("config_missing", "nope.toml", "nope.toml: No such file or directory"),
+    ];
+    let groups = [
+        ("--checkpoint", 1, &checkpoints[..]),
+        ("--id", 1, &id_sets[..]),
+        ("--config", 2, &configs[..]),
+    ];
+    for (flag, code, cases) in groups {
+        for (case, file, msg) in cases {
+            println!("case {case}");
+            let path = fx().join(file);
+            let out = match flag {
+                "--config" => eval_config(case, &path),
+                _ => with_path(case, flag, &path, &[]),
+            };
+            expect(&out, code, msg);
         }
-    };
+    }
 }
-
-id_case!(
-    id_missing,
-    "id_missing",
-    "nope",
-    "nope: No such file or directory"
-);
-
-id_case!(id_empty_folder, "id_empty", "empty", "no images found");
 
 #[test]
 fn id_images_beside_class_folders() {
@@ -715,23 +603,29 @@ fn id_images_beside_class_folders() {
     expect(&out, 1, "1 image(s) at its top level");
 }
 
+/// OOD folders of odd content: the case, the folder, the exit status and
+/// message, and how many images of which set count as evaluated. An empty
+/// folder named like an image is no image; 16-bit grey (converted as PIL
+/// does), 1 x 1 and a non-UTF-8 name are evaluated, not dropped; a set where
+/// nothing decodes is an error, but what was computed is kept.
 #[test]
-fn folder_with_an_empty_subfolder_named_like_an_image() {
-    let out = eval("loose", &["--ood", &ood("loose", "loose")[1]]);
-    expect(&out, 0, "loose");
-    let summary = written("loose");
-    assert_eq!(evaluated(&summary, 1), 2);
-}
-
-#[test]
-fn odd_images_are_evaluated_not_dropped() {
-    // 16-bit grey (converted as PIL does), 1 x 1, a non-UTF-8 name.
-    let out = eval("weird", &["--ood", &ood("weird", "weird")[1]]);
-    expect(&out, 0, "weird");
-    let summary = written("weird");
-    let want = if cfg!(unix) { 3 } else { 2 };
-    assert_eq!(evaluated(&summary, 1), want);
-    assert_eq!(summary["datasets"][1]["skipped_count"], 0);
+fn odd_ood_folders() {
+    let weird = if cfg!(unix) { 3 } else { 2 };
+    #[rustfmt::skip] // one case a line
+    let cases = [
+        ("loose", "loose", 0, "loose", 1, 2),
+        ("weird", "weird", 0, "weird", 1, weird),
+        ("all_bad", "bad", 1, "nothing evaluated in `bad`", 0, 6),
+    ];
+    for (case, dir, code, msg, set, count) in cases {
+        println!("case {case}");
+        let out = eval(case, &["--ood", &ood(dir, dir)[1]]);
+        let summary = finished(case, &out, code, msg);
+        assert_eq!(evaluated(&summary, set), count);
+        if case == "weird" {
+            assert_eq!(summary["datasets"][1]["skipped_count"], 0);
+        }
+    }
 }
 
 #[test]
@@ -744,23 +638,14 @@ fn undecodable_files_are_skipped_and_counted_each_with_why() {
     )
     .unwrap();
     let out = eval("some_bad", &["--ood", &format!("some={}", list.display())]);
-    expect(&out, 0, "skipped");
+    let summary = finished("some_bad", &out, 0, "skipped");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("truncated.jpg: truncated JPEG"), "{stderr}");
     assert!(stderr.contains("corrupt.jpg: corrupt JPEG"), "{stderr}");
     assert!(stderr.contains("text.jpg"), "{stderr}");
     assert!(stderr.contains("huge.png"), "{stderr}");
-    let summary = written("some_bad");
     assert_eq!(evaluated(&summary, 1), 2);
     assert_eq!(summary["datasets"][1]["skipped_count"], 5);
-}
-
-#[test]
-fn a_set_where_nothing_decodes_is_an_error_but_kept() {
-    let out = eval("all_bad", &["--ood", &ood("bad", "bad")[1]]);
-    expect(&out, 1, "nothing evaluated in `bad`");
-    let summary = written("all_bad");
-    assert_eq!(evaluated(&summary, 0), 6);
 }
 
 #[test]
@@ -781,8 +666,7 @@ fn list(name: &str, text: &str) -> PathBuf {
 fn label_beyond_the_model_is_left_out_of_the_accuracy_and_said() {
     let l = list("label10.txt", "id/0.png 0\nid/1.png 10\n");
     let out = with_id("label10", &l, &[]);
-    expect(&out, 0, "labels beyond the model's 10 classes");
-    let summary = written("label10");
+    let summary = finished("label10", &out, 0, "labels beyond the model's 10 classes");
     assert_eq!(summary["id_labelled"], 1);
 }
 
@@ -800,13 +684,6 @@ fn garbage_list_line() {
     expect(&out, 1, "line 2");
 }
 
-id_case!(
-    image_given_as_a_list,
-    "png_as_list",
-    "id/0.png",
-    "read as a list file"
-);
-
 #[test]
 fn more_class_folders_than_classes_is_said() {
     let out = with_id("eleven", &fx().join("eleven"), &[]);
@@ -820,31 +697,9 @@ fn more_class_folders_than_classes_is_said() {
 }
 
 #[test]
-fn class_order_missing() {
-    let p = fx().join("nope-order.txt").display().to_string();
-    let out = eval("order_missing", &["--class-order", &p]);
-    expect(&out, 1, "nope-order.txt: No such file or directory");
-}
-
-#[test]
-fn class_order_garbage() {
-    let p = list("order.txt", "not a wnid\n").display().to_string();
-    let out = eval("order_garbage", &["--class-order", &p]);
-    expect(&out, 1, "order.txt");
-}
-
-#[test]
-fn class_names_of_the_wrong_count() {
-    let p = list("names.txt", "a\nb\nc\n").display().to_string();
-    let out = eval("names_count", &["--classes", &p]);
-    expect(&out, 1, "3 class names for a model with 10 classes");
-}
-
-#[test]
 fn limit_one_evaluates_one_per_set() {
     let out = eval("limit_one", &["--limit", "1"]);
-    expect(&out, 0, "");
-    let summary = written("limit_one");
+    let summary = finished("limit_one", &out, 0, "");
     assert_eq!((evaluated(&summary, 0), evaluated(&summary, 1)), (1, 1));
 }
 
@@ -883,78 +738,36 @@ fn config_written_by_the_old_form_still_runs() {
     assert_eq!(evaluated(&summary, 0), 2);
 }
 
-macro_rules! config_case {
-    ($name:ident, $body:expr, $msg:expr) => {
-        #[test]
-        fn $name() {
-            let cfg = config(concat!(stringify!($name), ".toml"), $body);
-            let out = eval_config(stringify!($name), &cfg);
-            expect(&out, 2, $msg);
-            expect(&out, 2, concat!(stringify!($name), ".toml"));
-        }
-    };
-}
-
-config_case!(
-    config_limit_zero,
-    "limit = 0",
-    "the limit must be at least 1"
-);
-config_case!(
-    config_dtype_unknown,
-    "dtype = \"int8\"",
-    "expected f32, bf16 or f16"
-);
-config_case!(
-    config_workers_huge,
-    "workers = 100000",
-    "between 1 and 1024"
-);
-config_case!(config_negative_limit, "limit = -3", "limit");
-config_case!(config_unknown_key_type, "limit = \"many\"", "limit");
-
+/// Config edits eval must refuse (exit 2): the case (its file's name), the
+/// line of a good config replaced and by what, what stderr says. The
+/// message names the file, and the key where one was set.
 #[test]
-fn config_batch_and_device_errors_name_the_key() {
-    let f = fx();
+fn bad_config_values() {
     let good = std::fs::read_to_string(config("base.toml", "")).unwrap();
-    for (from, to, msg) in [
-        ("batch = 4", "batch = 0", "between 1 and 4096"),
-        (
-            "device = \"cpu\"",
-            "device = \"gpu\"",
-            "expected auto, cpu, cuda or cuda:N",
-        ),
-        ("image_size = 32", "image_size = 5", "between 32 and 2048"),
-        ("epsilon = 0.0", "epsilon = nan", "`epsilon`"),
-        ("batch = 4", "", "missing field `batch`"),
-    ] {
-        let p = f.join("edited.toml");
+    #[rustfmt::skip] // one case a line
+    let cases = [
+        ("config_limit_zero", "batch = 4", "batch = 4\nlimit = 0", "the limit must be at least 1"),
+        ("config_dtype_unknown", "batch = 4", "batch = 4\ndtype = \"int8\"", "expected f32, bf16 or f16"),
+        ("config_workers_huge", "batch = 4", "batch = 4\nworkers = 100000", "between 1 and 1024"),
+        ("config_negative_limit", "batch = 4", "batch = 4\nlimit = -3", "limit"),
+        ("config_unknown_key_type", "batch = 4", "batch = 4\nlimit = \"many\"", "limit"),
+        ("config_batch_zero", "batch = 4", "batch = 0", "between 1 and 4096"),
+        ("config_device_unknown", "device = \"cpu\"", "device = \"gpu\"", "expected auto, cpu, cuda or cuda:N"),
+        ("config_image_size", "image_size = 32", "image_size = 5", "between 32 and 2048"),
+        ("config_epsilon_nan", "epsilon = 0.0", "epsilon = nan", "`epsilon`"),
+        ("config_no_batch", "batch = 4", "", "missing field `batch`"),
+    ];
+    for (case, from, to, msg) in cases {
+        println!("case {case}");
+        let p = fx().join(format!("{case}.toml"));
         std::fs::write(&p, good.replace(from, to)).unwrap();
-        let out = eval_config("config_edit", &p);
+        let out = eval_config(case, &p);
         expect(&out, 2, msg);
-        if !to.is_empty() {
-            let key = to.split(' ').next().unwrap();
-            expect(&out, 2, key);
+        expect(&out, 2, &format!("{case}.toml"));
+        if let Some(key) = to.lines().last() {
+            expect(&out, 2, key.split(' ').next().unwrap());
         }
     }
-}
-
-#[test]
-fn config_not_toml() {
-    let out = eval_config("config_not_toml", &fx().join("id.txt"));
-    expect(&out, 2, "config file");
-}
-
-#[test]
-fn config_not_text() {
-    let out = eval_config("config_not_text", &fx().join("id/0.png"));
-    expect(&out, 2, "must be UTF-8 TOML text");
-}
-
-#[test]
-fn config_missing() {
-    let out = eval_config("config_missing", &fx().join("nope.toml"));
-    expect(&out, 2, "nope.toml: No such file or directory");
 }
 
 #[test]
@@ -982,24 +795,31 @@ fn tui_without_a_terminal() {
 }
 
 // ---- other commands ----
+/// Usage errors of the other commands: their arguments and the message.
 #[test]
-fn predict_top_zero() {
-    let out = bin()
-        .args(["predict", "--checkpoint", DEMO, "--top", "0"])
-        .arg(fx().join("id/0.png"))
-        .output()
-        .unwrap();
-    expect(&out, 2, "--top must be at least 1");
-}
-
-#[test]
-fn predict_image_size_zero() {
-    let out = bin()
-        .args(["predict", "--checkpoint", DEMO, "--image-size", "0"])
-        .arg(fx().join("id/0.png"))
-        .output()
-        .unwrap();
-    expect(&out, 2, "between 32 and 2048");
+fn other_commands_usage_errors() {
+    let path = |p: &str| fx().join(p).display().to_string();
+    let image = path("id/0.png");
+    let (t, t0, folder) = (path("t.safetensors"), path("t0.safetensors"), path("id"));
+    let id = list("scores-id.txt", "0.5\nNaN\n").display().to_string();
+    let ood = list("scores-ood.txt", "0.1\n").display().to_string();
+    #[rustfmt::skip] // one case a line
+    let cases = [
+        (vec!["predict", "--checkpoint", DEMO, "--top", "0", &image], "--top must be at least 1"),
+        (vec!["predict", "--checkpoint", DEMO, "--image-size", "0", &image], "between 32 and 2048"),
+        (vec!["metrics", "--id", &id, "--ood", &ood], "not a finite number"),
+        (vec!["train-demo", "--lr", "NaN", "--out", &t], "--lr must be a number in (0, 1]"),
+        (vec!["train-demo", "--epochs", "0", "--out", &t0], "--epochs must be at least 1"),
+        (vec!["train-demo", "--out", &folder], "is a folder"),
+        (vec!["bench", "--model", "BiT-S-R50x1", "--batch", "0"], "the batch size must be between 1 and 4096"),
+        (vec!["bench", "--model", "BiT-S-R50x1", "--device", "tpu"], "expected auto, cpu, cuda or cuda:N"),
+        (vec!["tune-mahalanobis", "--checkpoint", DEMO, "--train", "x", "--val", "y", "--out", "z", "--batch", "0"], "the batch size must be between 1 and 4096"),
+    ];
+    for (args, msg) in cases {
+        println!("case {args:?}");
+        expect(&bin().args(args).output().unwrap(), 2, msg);
+    }
+    assert!(!fx().join("t.safetensors").exists());
 }
 
 #[test]
@@ -1023,91 +843,6 @@ fn predict_missing_image_says_so_once() {
     assert_eq!(stderr.matches("No such file").count(), 1, "{stderr}");
     // The image that could be read is still classified.
     assert!(String::from_utf8_lossy(&out.stdout).contains("0.png"));
-}
-
-#[test]
-fn metrics_with_nan() {
-    let id = list("scores-id.txt", "0.5\nNaN\n");
-    let ood = list("scores-ood.txt", "0.1\n");
-    let out = bin()
-        .arg("metrics")
-        .arg("--id")
-        .arg(&id)
-        .arg("--ood")
-        .arg(&ood)
-        .output()
-        .unwrap();
-    expect(&out, 2, "not a finite number");
-}
-
-#[test]
-fn train_demo_rejects_a_nan_learning_rate() {
-    let out = bin()
-        .args(["train-demo", "--lr", "NaN", "--out"])
-        .arg(fx().join("t.safetensors"))
-        .output()
-        .unwrap();
-    expect(&out, 2, "--lr must be a number in (0, 1]");
-    assert!(!fx().join("t.safetensors").exists());
-}
-
-#[test]
-fn train_demo_rejects_zero_epochs() {
-    let out = bin()
-        .args(["train-demo", "--epochs", "0", "--out"])
-        .arg(fx().join("t0.safetensors"))
-        .output()
-        .unwrap();
-    expect(&out, 2, "--epochs must be at least 1");
-}
-
-#[test]
-fn train_demo_out_is_a_folder() {
-    let out = bin()
-        .args(["train-demo", "--out"])
-        .arg(fx().join("id"))
-        .output()
-        .unwrap();
-    expect(&out, 2, "is a folder");
-}
-
-#[test]
-fn bench_batch_zero() {
-    let out = bin()
-        .args(["bench", "--model", "BiT-S-R50x1", "--batch", "0"])
-        .output()
-        .unwrap();
-    expect(&out, 2, "the batch size must be between 1 and 4096");
-}
-
-#[test]
-fn bench_device_unknown() {
-    let out = bin()
-        .args(["bench", "--model", "BiT-S-R50x1", "--device", "tpu"])
-        .output()
-        .unwrap();
-    expect(&out, 2, "expected auto, cpu, cuda or cuda:N");
-}
-
-#[test]
-fn tune_mahalanobis_batch_zero() {
-    let out = bin()
-        .args([
-            "tune-mahalanobis",
-            "--checkpoint",
-            DEMO,
-            "--train",
-            "x",
-            "--val",
-            "y",
-            "--out",
-            "z",
-            "--batch",
-            "0",
-        ])
-        .output()
-        .unwrap();
-    expect(&out, 2, "the batch size must be between 1 and 4096");
 }
 
 #[test]

@@ -154,17 +154,34 @@ fn npz_and_safetensors_of_the_same_weights_give_the_same_outputs() {
     check_outputs(m.as_ref(), &exp, "timm safetensors");
 }
 
+/// The tensors outside the body: the seed's name, Google's (npz), timm's.
+const OUTSIDE_THE_BODY: [(&str, &str, &str); 5] = [
+    (
+        "root.conv.weight",
+        "resnet/root_block/standardized_conv2d/kernel",
+        "stem.conv.weight",
+    ),
+    (
+        "before_head.gn.weight",
+        "resnet/group_norm/gamma",
+        "norm.weight",
+    ),
+    ("before_head.gn.bias", "resnet/group_norm/beta", "norm.bias"),
+    (
+        "head.conv.weight",
+        "resnet/head/conv2d/kernel",
+        "head.fc.weight",
+    ),
+    ("head.conv.bias", "resnet/head/conv2d/bias", "head.fc.bias"),
+];
+
+fn outside_the_body(name: &str) -> Option<&'static (&'static str, &'static str, &'static str)> {
+    OUTSIDE_THE_BODY.iter().find(|n| n.0 == name)
+}
+
 fn to_tf_name(name: &str) -> String {
-    let fixed = match name {
-        "root.conv.weight" => Some("resnet/root_block/standardized_conv2d/kernel"),
-        "before_head.gn.weight" => Some("resnet/group_norm/gamma"),
-        "before_head.gn.bias" => Some("resnet/group_norm/beta"),
-        "head.conv.weight" => Some("resnet/head/conv2d/kernel"),
-        "head.conv.bias" => Some("resnet/head/conv2d/bias"),
-        _ => None,
-    };
-    if let Some(f) = fixed {
-        return f.to_string();
+    if let Some((_, tf, _)) = outside_the_body(name) {
+        return tf.to_string();
     }
     let parts: Vec<&str> = name.split('.').collect(); // body blockB unitUU layer param
     let (block, unit, layer, param) = (parts[1], parts[2], parts[3], parts[4]);
@@ -187,16 +204,8 @@ fn to_tf_name(name: &str) -> String {
 }
 
 fn to_timm_name(name: &str) -> String {
-    let fixed = match name {
-        "root.conv.weight" => Some("stem.conv.weight"),
-        "before_head.gn.weight" => Some("norm.weight"),
-        "before_head.gn.bias" => Some("norm.bias"),
-        "head.conv.weight" => Some("head.fc.weight"),
-        "head.conv.bias" => Some("head.fc.bias"),
-        _ => None,
-    };
-    if let Some(f) = fixed {
-        return f.to_string();
+    if let Some((_, _, timm)) = outside_the_body(name) {
+        return timm.to_string();
     }
     let parts: Vec<&str> = name.split('.').collect();
     let stage: usize = parts[1]["block".len()..].parse::<usize>().unwrap() - 1;
@@ -222,10 +231,7 @@ fn bad_checkpoints_are_errors_that_name_the_tensor_or_file() {
     let load = |tensors: &HashMap<String, Tensor>, name: &str| {
         let p = dir.path().join(name);
         candle_core::safetensors::save(tensors, &p).unwrap();
-        model::load_checkpoint(&p, None, &dev, DType::F32)
-            .err()
-            .expect("must fail")
-            .to_string()
+        common::error_saying(model::load_checkpoint(&p, None, &dev, DType::F32), &[])
     };
 
     let mut missing = pth.tensors.clone();
@@ -261,47 +267,29 @@ fn bad_checkpoints_are_errors_that_name_the_tensor_or_file() {
         "{e}"
     );
 
-    let junk = dir.path().join("junk.pth");
-    std::fs::write(&junk, b"this is not a checkpoint at all").unwrap();
-    let e = model::load_checkpoint(&junk, None, &dev, DType::F32)
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(
-        e.contains("junk.pth") && e.contains("not a checkpoint"),
-        "{e}"
-    );
-
-    let e = model::load_checkpoint(&dir.path().join("absent.pth"), None, &dev, DType::F32)
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(e.contains("absent.pth"), "{e}");
-
-    let empty = dir.path().join("empty.safetensors");
-    std::fs::write(&empty, b"").unwrap();
-    let e = model::load_checkpoint(&empty, None, &dev, DType::F32)
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(e.contains("empty.safetensors"), "{e}");
+    // Files that are no checkpoint (None: absent): the message names them.
+    for (name, bytes) in [
+        ("junk.pth", Some(&b"this is not a checkpoint at all"[..])),
+        ("absent.pth", None),
+        ("empty.safetensors", Some(&b""[..])),
+    ] {
+        let p = dir.path().join(name);
+        if let Some(bytes) = bytes {
+            std::fs::write(&p, bytes).unwrap();
+        }
+        let e = common::error_saying(model::load_checkpoint(&p, None, &dev, DType::F32), &[name]);
+        if name == "junk.pth" {
+            assert!(e.contains("not a checkpoint"), "{e}");
+        }
+    }
 
     // A checkpoint checked against the wrong named variant.
-    let e = model::load(
-        &ModelSpec {
-            name: Some("BiT-S-R101x1".into()),
-            checkpoint: Some(shared.join("fixtures/bit/tiny.pth.tar")),
-        },
-        &dev,
-        DType::F32,
-    )
-    .err()
-    .unwrap()
-    .to_string();
-    assert!(
-        e.contains("BiT-S-R101x1") && e.contains("units [1, 1, 1, 1]"),
-        "{e}"
-    );
+    let spec = ModelSpec {
+        name: Some("BiT-S-R101x1".into()),
+        checkpoint: Some(shared.join("fixtures/bit/tiny.pth.tar")),
+    };
+    let loaded = model::load(&spec, &dev, DType::F32);
+    common::error_saying(loaded, &["BiT-S-R101x1", "units [1, 1, 1, 1]"]);
 }
 
 #[test]

@@ -109,6 +109,20 @@ pub fn success_stdout(out: &std::process::Output) -> String {
     stdout
 }
 
+/// The error `result` must hold, as text, after checking that it says each
+/// of `needles`.
+#[track_caller]
+pub fn error_saying<T, E: std::fmt::Display>(result: Result<T, E>, needles: &[&str]) -> String {
+    let Err(e) = result else {
+        panic!("must fail: {needles:?}")
+    };
+    let e = e.to_string();
+    for n in needles {
+        assert!(e.contains(n), "lacks `{n}`: {e}");
+    }
+    e
+}
+
 /// AUROC by counting pairs (ties half): the Mann-Whitney definition,
 /// independent of the curve code in src/metrics.rs.
 pub fn auroc_pairs(id: &[f64], ood: &[f64]) -> f64 {
@@ -125,6 +139,17 @@ pub fn auroc_pairs(id: &[f64], ood: &[f64]) -> f64 {
         }
     }
     s / (id.len() * ood.len()) as f64
+}
+
+/// The checkpoint at `path` on the CPU in f32, its architecture inferred.
+pub fn load_cpu(path: &std::path::Path) -> Box<dyn gradnorm_tui::model::Classifier> {
+    gradnorm_tui::model::load_checkpoint(
+        path,
+        None,
+        &candle_core::Device::Cpu,
+        candle_core::DType::F32,
+    )
+    .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// A tensor's elements as one f32 vector.

@@ -159,14 +159,8 @@ fn layer_scores_equal_the_seeds_on_the_tiny_fixture() {
     other.model.name = "BiT-S-R101x1".into();
     other.model.head_fingerprint = "fnv1a64:0000000000000000".into();
     other.save(&path).unwrap();
-    let err = Mahalanobis::load(&path, m.as_ref())
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(
-        err.contains("BiT-S-R101x1") && err.contains(&m.info().name),
-        "{err}"
-    );
+    let loaded = Mahalanobis::load(&path, m.as_ref());
+    common::error_saying(loaded, &["BiT-S-R101x1", &m.info().name]);
 }
 
 /// Features far from the origin relative to their spread: the expanded

@@ -19,5 +19,6 @@ mod slurm;
 mod store;
 mod torchvision;
 mod tui;
+mod tui_findings;
 mod tui_tmux;
 mod tui_workbench;

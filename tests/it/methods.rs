@@ -6,12 +6,12 @@
 use crate::common;
 use assert_cmd::Command;
 use candle_core::{Device, Tensor, D};
-use gradnorm_tui::data::dataset::Dataset;
+use gradnorm_tui::data::dataset::{Dataset, Item};
 use gradnorm_tui::data::image::{load_rgb, to_input};
 use gradnorm_tui::model::{self, Classifier, InputSpec};
-use gradnorm_tui::score::fit::{fit_images, FitOptions};
+use gradnorm_tui::score::fit::{fit_images, Fit, FitOptions};
 use gradnorm_tui::score::{logits, Method, Scorer};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -263,15 +263,40 @@ fn feature_methods_reduce_to_their_special_cases() {
 }
 
 #[test]
-fn fit_methods_reduce_to_their_special_cases() {
+fn mds_refuses_a_fit_with_one_image_per_class() {
     let Some(shared) = common::shared() else {
         return;
     };
-    let (m, x, paths) = model_and_batch(&shared);
-    let items = Dataset::open(&shared.join("fixtures/methods/fit.txt"), None)
+    let (m, _, _) = model_and_batch(&shared);
+    let mut items = Dataset::open(&shared.join("fixtures/methods/fit.txt"), None)
         .unwrap()
         .items;
-    let n_fit = items.len();
+    let mut seen = std::collections::HashSet::new();
+    items.retain(|it| seen.insert(it.label));
+    let (fit, _) = fit_at_test_size(m.as_ref(), items);
+    assert_eq!(fit.images as usize, fit.classes.len());
+    for key in ["mds", "rmds"] {
+        let err = Scorer::with_fit(&[spec(key)], m.as_ref(), Some(&fit))
+            .err()
+            .unwrap_or_else(|| panic!("{key} accepted a fit with one image per class"))
+            .to_string();
+        assert!(
+            err.contains("at least two fit images in some class"),
+            "{err}"
+        );
+    }
+    // The methods that need no class covariance still work on it.
+    assert!(Scorer::with_fit(
+        &[spec("vim:dim=16"), spec("knn:k=1")],
+        m.as_ref(),
+        Some(&fit)
+    )
+    .is_ok());
+}
+
+/// The fit of `items` at the test size (16 a batch, one worker, a bank of
+/// 1000), and the images it skipped.
+fn fit_at_test_size(m: &dyn Classifier, items: Vec<Item>) -> (Fit, Vec<(PathBuf, String)>) {
     let opts = FitOptions {
         input: InputSpec {
             size: SIZE,
@@ -281,14 +306,21 @@ fn fit_methods_reduce_to_their_special_cases() {
         workers: 1,
         bank: 1000,
     };
-    let (fit, skipped) = fit_images(
-        m.as_ref(),
-        items,
-        opts,
-        Arc::new(AtomicBool::new(false)),
-        &mut |_, _| {},
-    )
-    .unwrap();
+    let cancel = Arc::new(AtomicBool::new(false));
+    fit_images(m, items, opts, cancel, &mut |_, _| {}).unwrap()
+}
+
+#[test]
+fn fit_methods_reduce_to_their_special_cases() {
+    let Some(shared) = common::shared() else {
+        return;
+    };
+    let (m, x, paths) = model_and_batch(&shared);
+    let items = Dataset::open(&shared.join("fixtures/methods/fit.txt"), None)
+        .unwrap()
+        .items;
+    let n_fit = items.len();
+    let (fit, skipped) = fit_at_test_size(m.as_ref(), items);
     assert!(skipped.is_empty());
     assert_eq!((fit.images as usize, fit.bank_rows), (n_fit, n_fit));
     let methods: Vec<Method> = [
@@ -380,11 +412,8 @@ fn a_fit_for_another_model_and_a_missing_fit_are_clear_errors() {
         return;
     };
     let (m, _, _) = model_and_batch(&shared);
-    let err = Scorer::new(&[spec("react")], m.as_ref())
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(err.contains("react needs a fit file"), "{err}");
+    let scorer = Scorer::new(&[spec("react")], m.as_ref());
+    common::error_saying(scorer, &["react needs a fit file"]);
 }
 
 #[test]

@@ -3,20 +3,14 @@
 
 use crate::common;
 
-use candle_core::{DType, Device, Tensor, Var, D};
-use gradnorm_tui::model::{self, Classifier};
+use candle_core::{Device, Tensor, Var, D};
+use gradnorm_tui::model::Classifier;
 use gradnorm_tui::score::{logits, Method, Scorer};
 use std::collections::HashMap;
 
 fn fixture() -> Option<(Box<dyn Classifier>, HashMap<String, Tensor>)> {
     let shared = common::shared()?;
-    let m = model::load_checkpoint(
-        &shared.join("fixtures/bit/tiny.pth.tar"),
-        None,
-        &Device::Cpu,
-        DType::F32,
-    )
-    .unwrap();
+    let m = common::load_cpu(&shared.join("fixtures/bit/tiny.pth.tar"));
     let exp = candle_core::safetensors::load(
         shared.join("fixtures/bit/tiny_expected.safetensors"),
         &Device::Cpu,

@@ -8,6 +8,7 @@ use crate::common;
 
 use candle_core::{DType, Device, Tensor, Var};
 use gradnorm_tui::data::image::{load_rgb, to_input};
+use gradnorm_tui::model::params::TorchvisionArch;
 use gradnorm_tui::model::{self, Classifier, Family, Preprocess};
 use gradnorm_tui::model::{resnet, vit};
 use gradnorm_tui::score::{Method, Scorer};
@@ -112,31 +113,14 @@ fn the_architecture_is_read_from_the_checkpoint() {
         }
     }
     // Without --model the family is detected from the names.
-    let m = model::load_checkpoint(
-        &dir.join("resnet_basic.pth"),
-        None,
-        &Device::Cpu,
-        DType::F32,
-    )
-    .unwrap();
+    let m = common::load_cpu(&dir.join("resnet_basic.pth"));
     assert_eq!(m.info().family, Family::ResNet);
-    let m =
-        model::load_checkpoint(&dir.join("vit_tiny.pth"), None, &Device::Cpu, DType::F32).unwrap();
+    let m = common::load_cpu(&dir.join("vit_tiny.pth"));
     assert_eq!(m.info().family, Family::Vit);
     // A named variant that the file is not is refused, naming both.
-    let err = model::load_checkpoint(
-        &dir.join("resnet_basic.pth"),
-        Some("resnet50"),
-        &Device::Cpu,
-        DType::F32,
-    )
-    .err()
-    .unwrap()
-    .to_string();
-    assert!(
-        err.contains("resnet50") && err.contains("BasicBlock"),
-        "{err}"
-    );
+    let path = dir.join("resnet_basic.pth");
+    let loaded = model::load_checkpoint(&path, Some("resnet50"), &Device::Cpu, DType::F32);
+    common::error_saying(loaded, &["resnet50", "BasicBlock"]);
 }
 
 /// The scores the fixtures hold, in the order asked of the Scorer.
@@ -173,6 +157,16 @@ fn assert_odin_t1000(what: &str, got: &[f32], want: &[f32], classes: usize) {
     common::assert_close(what, &dist(got), &dist(want), 1e-3);
 }
 
+/// A score column against the fixture's to 1e-4; ODIN at T = 1000 by the
+/// distance from 1/C (see [`assert_odin_t1000`]).
+fn assert_score(what: &str, got: &[f32], want: &[f32], odin_t1000: bool) {
+    if odin_t1000 {
+        assert_odin_t1000(what, got, want, 10);
+    } else {
+        common::assert_close(what, got, want, 1e-4);
+    }
+}
+
 #[test]
 fn random_checkpoints_give_torchvisions_outputs_and_the_papers_scores() {
     let Some(dir) = dir() else { return };
@@ -193,11 +187,8 @@ fn random_checkpoints_give_torchvisions_outputs_and_the_papers_scores() {
         for (k, score) in keys.iter().enumerate() {
             let what = format!("{key} {score}");
             let want = vec1(&exp[*score]);
-            if score.starts_with("odin_t1000") {
-                assert_odin_t1000(&what, &scores.scores[k], &want, 10);
-            } else {
-                common::assert_close(&what, &scores.scores[k], &want, 1e-4);
-            }
+            let odin_t1000 = score.starts_with("odin_t1000");
+            assert_score(&what, &scores.scores[k], &want, odin_t1000);
         }
     }
 }
@@ -297,11 +288,7 @@ fn image_files_through_decoding_crop_and_scores() {
                 .map(|f| f["scores"][score].as_f64().unwrap() as f32)
                 .collect();
             let what = format!("{key} file {score}");
-            if k == 2 || k == 3 {
-                assert_odin_t1000(&what, &scores.scores[k], &want, 10);
-            } else {
-                common::assert_close(&what, &scores.scores[k], &want, 1e-4);
-            }
+            assert_score(&what, &scores.scores[k], &want, k == 2 || k == 3);
         }
     }
 }

@@ -212,7 +212,7 @@ pub(crate) fn run_events() -> Vec<Event> {
 /// Small PNGs behind the synthetic paths, for the preview. Paths are
 /// relative to the test's scratch folder so snapshots do not hold
 /// machine-specific paths.
-fn enter_scratch() {
+pub(crate) fn enter_scratch() {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
     std::env::set_current_dir(dir).unwrap();
     for e in run_events() {

@@ -245,7 +245,7 @@ fn tui_end_to_end_under_tmux() {
     tmux.keys(&["s"]);
     // Finished, and the analysis (a moment behind) covers every image.
     let screen = tmux.wait_for("the run to finish", |s| {
-        s.contains("finished in") && s.contains("ID imagenet-val (24) vs OOD textures (24)")
+        s.contains("finished in") && s.contains("ID imagenet-val (24) vs ▒ OOD textures (24)")
     });
     assert!(screen.contains("24/24"), "{screen}");
 
@@ -344,7 +344,7 @@ fn tui_opens_and_runs_the_demo_under_tmux() {
     );
     let tmux = Tmux::start("demo", work, &command, 120, 40);
     let screen = tmux.wait_for("the demo run to finish", |s| {
-        s.contains("finished in") && s.contains("ID shapes (500) vs OOD textures (300)")
+        s.contains("finished in") && s.contains("ID shapes (500) vs ▒ OOD textures (300)")
     });
     assert!(
         work.join("dataset/demo/manifest.json").is_file(),
@@ -445,7 +445,7 @@ fn efficientnet_run_from_the_setup_screen_alone() {
     assert!(s.contains("Ready to start"), "{s}");
     tmux.keys(&["s"]);
     let screen = tmux.wait_for("the run to finish", |s| {
-        s.contains("finished in") && s.contains("ID imagenet-val (8) vs OOD textures (8)")
+        s.contains("finished in") && s.contains("ID imagenet-val (8) vs ▒ OOD textures (8)")
     });
     assert!(
         !work.join("gradnorm-tui.toml").exists(),

@@ -3,6 +3,7 @@
 use super::{App, Level, Overlay, Screen};
 use crate::tui::browser::Sort;
 use crate::tui::keymap::{self, Action, Mode};
+use crate::tui::mouse::Target;
 use crate::tui::setup::SetupAction;
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
@@ -13,7 +14,10 @@ fn plain(key: &KeyEvent) -> bool {
 }
 
 fn mode_is_modal(mode: Mode) -> bool {
-    matches!(mode, Mode::Edit | Mode::Picker | Mode::Help | Mode::Confirm)
+    matches!(
+        mode,
+        Mode::Edit | Mode::Picker | Mode::Files | Mode::Help | Mode::Confirm
+    )
 }
 
 impl App {
@@ -46,7 +50,15 @@ impl App {
                 self.perform(action);
             }
             MouseEventKind::Down(MouseButton::Left) | MouseEventKind::Drag(MouseButton::Left) => {
-                if m.row == 0 && !mode_is_modal(mode) {
+                let down = matches!(m.kind, MouseEventKind::Down(_));
+                if let Some(t) = self.targets.at(m.column, m.row).filter(|_| down) {
+                    self.click(t);
+                    return;
+                }
+                if mode_is_modal(mode) {
+                    return;
+                }
+                if m.row == 0 {
                     let tabs = self.tabs.get();
                     if let Some(i) = tabs
                         .iter()
@@ -68,11 +80,61 @@ impl App {
         }
     }
 
-    /// Where keys are read now: an overlay, the form's edit, or the screen.
+    /// A click on something the last frame drew: rows select (a second
+    /// click on the form's row activates it), buttons and hints act, list
+    /// items are picked.
+    pub fn click(&mut self, target: Target) {
+        self.dirty = true;
+        match target {
+            Target::Act(a) => self.perform(a),
+            Target::Method(m) => {
+                if m != self.method {
+                    self.step_method(m as isize - self.method as isize);
+                }
+            }
+            Target::Ood(pos) => {
+                if pos != self.ood {
+                    self.step_ood(pos as isize - self.ood as isize);
+                }
+            }
+            Target::FormRow(r) => {
+                use crate::tui::setup::Row;
+                let rows = self.setup.rows();
+                let button = matches!(rows.get(r), Some(Row::Start | Row::Save));
+                if self.setup.cursor == r || button {
+                    self.setup.cursor = r;
+                    self.perform(Action::Activate);
+                } else {
+                    self.setup.cursor = r;
+                }
+            }
+            Target::ListItem(k) => {
+                if let Some((p, _)) = self.browser.class_picker.as_mut() {
+                    p.selected = k;
+                } else if let Some(f) = self.setup.files.as_mut() {
+                    f.selected = k;
+                } else if let Some(p) = self.setup.picker.as_mut() {
+                    p.selected = k;
+                }
+                self.perform(Action::EditConfirm);
+            }
+            Target::ImageRow(k) => {
+                self.browser.selected = k.min(self.browser.rows.len().saturating_sub(1));
+            }
+        }
+    }
+
+    /// Where keys are read now: an overlay, the form's edit, a browser's
+    /// search or list, or the screen.
     pub fn mode(&self) -> Mode {
         match self.overlay {
             Some(Overlay::Help) => Mode::Help,
             Some(_) => Mode::Confirm,
+            None if self.screen == Screen::Browser && self.browser.class_picker.is_some() => {
+                Mode::Picker
+            }
+            None if self.screen == Screen::Browser && self.browser.prompt.is_some() => Mode::Edit,
+            None if self.screen == Screen::Setup && self.setup.files.is_some() => Mode::Files,
             None if self.screen == Screen::Setup && self.setup.picker.is_some() => Mode::Picker,
             None if self.screen == Screen::Setup && self.setup.edit.is_some() => Mode::Edit,
             None => Mode::of_screen(self.screen),
@@ -87,8 +149,13 @@ impl App {
             Some(action) => self.perform(action),
             None => match (mode, key.code) {
                 // Ctrl and Alt chords are not text.
-                (Mode::Edit | Mode::Picker, KeyCode::Char(c)) if plain(&key) => {
-                    self.setup.type_char(c)
+                (Mode::Edit | Mode::Picker | Mode::Files, KeyCode::Char(c)) if plain(&key) => {
+                    if self.screen == Screen::Browser {
+                        self.browser.type_char(c);
+                        self.sync_views();
+                    } else {
+                        self.setup.type_char(c)
+                    }
                 }
                 // Any other key answers no.
                 (Mode::Confirm, _) => self.perform(Action::No),
@@ -124,9 +191,12 @@ impl App {
                 }
                 return;
             }
-            Mode::Edit | Mode::Picker => {
+            Mode::Edit | Mode::Picker | Mode::Files => {
                 if action == Action::ForceQuit {
                     self.force_quit();
+                } else if self.screen == Screen::Browser {
+                    self.browser.act_capturing(action);
+                    self.sync_views();
                 } else {
                     let a = self.setup.act(action);
                     self.on_setup_action(a);
@@ -330,7 +400,14 @@ impl App {
             Action::ClearFilters => {
                 self.browser.misdetections = false;
                 self.browser.dataset = None;
+                self.browser.query.clear();
+                self.browser.class = None;
             }
+            Action::Search => self.browser.start_search(),
+            Action::Jump => self.browser.start_jump(),
+            Action::ClassFilter => self
+                .browser
+                .open_class_picker(&self.results, &self.analysis),
             _ => {}
         }
     }

@@ -122,6 +122,8 @@ pub struct App {
     pub plot: std::cell::Cell<(ratatui::layout::Rect, f64, f64)>,
     /// Whether the plot last drawn was on a log axis.
     pub log_plot: std::cell::Cell<bool>,
+    /// What a click reaches in the last frame.
+    pub targets: super::mouse::Targets,
     /// Where the header drew each tab: (first column, last column).
     pub tabs: std::cell::Cell<[(u16, u16); 5]>,
     /// The Inspect screen's second method, as an offset from the first
@@ -175,6 +177,7 @@ impl App {
             threshold: None,
             plot: Default::default(),
             tabs: Default::default(),
+            targets: Default::default(),
             log_plot: Default::default(),
             second: 1,
             browser: BrowserState::default(),

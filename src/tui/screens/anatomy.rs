@@ -4,10 +4,10 @@
 //! plane with the 95%-TPR threshold line, each factor's own distributions,
 //! and how well each factor alone separates the sets.
 
-use super::dashboard::Overlay;
 use crate::run::RunInfo;
 use crate::tui::analysis::{self, Analysis};
 use crate::tui::app::App;
+use crate::tui::histogram::Histograms;
 use crate::tui::theme;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -53,13 +53,16 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
                 None => String::new(),
             }),
         ]);
-        Overlay {
+        Histograms {
             id,
             ood: od,
             marker: None,
             block: Block::bordered().title(title),
             plot: None,
             log: false,
+            // Narrow plots keep their title (the scatter's legend and the
+            // dashboard's say the same).
+            legend: rect.width >= 56,
         }
         .render(rect, buf);
     }
@@ -113,9 +116,9 @@ fn render_scatter(app: &App, info: &RunInfo, ood: Option<usize>, area: Rect, buf
     let ood_name = ood.map(|d| info.datasets[d].name.as_str()).unwrap_or("-");
     let title = Line::from(vec![
         Span::styled(" GradNorm = Σ|C·p−1|·||h||₁/T ", theme::title()),
-        Span::styled("ID", Style::new().fg(theme::ID)),
+        Span::styled("⠿ ID", Style::new().fg(theme::ID)),
         Span::raw(" vs "),
-        Span::styled(format!("{ood_name} "), Style::new().fg(theme::OOD)),
+        Span::styled(format!("• {ood_name} "), Style::new().fg(theme::OOD)),
     ]);
     let block = Block::bordered().title(title);
     let sets = |f: usize| -> Vec<Vec<f64>> {
@@ -170,7 +173,9 @@ fn render_scatter(app: &App, info: &RunInfo, ood: Option<usize>, area: Rect, buf
     };
     let datasets = vec![
         theme::series(GraphType::Scatter, theme::ID, &id_pts),
-        theme::series(GraphType::Scatter, theme::OOD, &ood_pts),
+        // OOD as dots, ID as braille: apart without colour too.
+        theme::series(GraphType::Scatter, theme::OOD, &ood_pts)
+            .marker(ratatui::symbols::Marker::Dot),
         theme::series(GraphType::Line, theme::THRESHOLD, &line),
     ];
     let bottom = if line.is_empty() {

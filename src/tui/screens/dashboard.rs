@@ -5,12 +5,14 @@ use crate::metrics::Measures;
 use crate::run::{crop_resize, InputSpec, Resize, Role, RunInfo, IMAGENET_MEAN};
 use crate::tui::analysis::{self, Analysis};
 use crate::tui::app::{App, Status};
+use crate::tui::histogram::Histograms;
+use crate::tui::mouse::Target;
 use crate::tui::theme;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Axis, Block, Chart, GraphType, Paragraph, Widget, Wrap};
+use ratatui::widgets::{Block, Paragraph, Widget, Wrap};
 
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let Some(info) = app.results.info.clone() else {
@@ -81,7 +83,9 @@ fn render_progress(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
     let inner = block.inner(area);
     block.render(area, buf);
     let w = inner.width as usize;
-    let name_w = 12usize;
+    // Names as long as they are, up to a third of the panel.
+    let longest = info.datasets.iter().map(|d| d.name.chars().count()).max();
+    let name_w = longest.unwrap_or(12).clamp(8, (w / 3).max(8));
     let count_w = 15usize;
     let bar_w = w.saturating_sub(4 + name_w + 1 + count_w + 1).max(4);
     let mut lines = Vec::new();
@@ -106,10 +110,10 @@ fn render_progress(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
     let mut summary = Vec::new();
     if let Some(p) = &app.results.progress {
         summary.push(Span::raw(format!(
-            "{}/{} images · {:.1} img/s",
+            "{}/{} images · {}",
             theme::count(p.run_done),
             theme::count(p.run_total),
-            p.images_per_sec
+            theme::rate(p.images_per_sec)
         )));
         if app.running() {
             if let Some(eta) = p.eta_secs() {
@@ -141,18 +145,19 @@ fn render_run(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
         .and_then(|p| p.file_name())
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "random weights".into());
+    let w = block.inner(area).width as usize;
     let mut lines = vec![
-        Line::raw(format!(
-            "{} ({} classes) · {}",
-            info.model.name, info.model.num_classes, ckpt
-        )),
+        Line::raw(theme::fit(&model_name(info), w)),
         Line::styled(
-            format!(
-                "{} · batch {} · {} {}",
-                preprocessing(&info.input),
-                info.batch,
-                info.device,
-                info.dtype
+            theme::fit(
+                &format!(
+                    "{ckpt} · {} · batch {} · {} {}",
+                    preprocessing(&info.input),
+                    info.batch,
+                    info.device,
+                    info.dtype
+                ),
+                w,
             ),
             theme::dim(),
         ),
@@ -160,10 +165,10 @@ fn render_run(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
     lines.push(match app.accuracy {
         Some(a) => Line::from(vec![
             Span::raw("ID top-1 "),
-            Span::styled(format!("{}%", theme::pct(a.top1)), theme::best()),
+            Span::styled(theme::percent(a.top1, 2), theme::best()),
             Span::raw(format!(
-                " · top-5 {}% · {} labelled",
-                theme::pct(a.top5),
+                " · top-5 {} · {} labelled",
+                theme::percent(a.top5, 2),
                 theme::count(a.images)
             )),
         ]),
@@ -187,6 +192,18 @@ fn render_run(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
     Paragraph::new(lines).block(block).render(area, buf);
 }
 
+/// The model's name with its class count said once: the models' own
+/// names already end in "…, 1000 classes".
+pub fn model_name(info: &RunInfo) -> String {
+    let n = info.model.num_classes;
+    let name = info.model.name.trim();
+    if name.contains(&format!("{n} classes")) {
+        name.to_string()
+    } else {
+        format!("{name}, {} classes", theme::count(n))
+    }
+}
+
 /// The model's input in a few words: a ResNet run and a BiT run at the
 /// same size do not see the same pixels.
 fn preprocessing(input: &InputSpec) -> String {
@@ -203,127 +220,6 @@ fn preprocessing(input: &InputSpec) -> String {
         "own norm"
     };
     format!("{resize} {norm}")
-}
-
-/// Step outline of a histogram: (x, density) corners.
-pub fn steps(dens: &[f64], lo: f64, hi: f64) -> Vec<(f64, f64)> {
-    let w = (hi - lo) / dens.len().max(1) as f64;
-    let mut pts = Vec::with_capacity(dens.len() * 2 + 2);
-    pts.push((lo, 0.0));
-    for (i, &d) in dens.iter().enumerate() {
-        pts.push((lo + w * i as f64, d));
-        pts.push((lo + w * (i + 1) as f64, d));
-    }
-    pts.push((hi, 0.0));
-    pts
-}
-
-/// Two distributions overlaid as step outlines, with an optional vertical
-/// marker. Shared by the dashboard and the anatomy screen.
-pub struct Overlay<'a> {
-    pub id: &'a [f64],
-    pub ood: &'a [f64],
-    pub marker: Option<f64>,
-    pub block: Block<'a>,
-    /// Told where the plot lies and the score range across it (the mouse
-    /// sets the threshold there).
-    pub plot: Option<&'a std::cell::Cell<(Rect, f64, f64)>>,
-    /// The values are natural logs of the scores: label the axis with the
-    /// scores themselves.
-    pub log: bool,
-}
-
-impl Overlay<'_> {
-    pub fn render(self, area: Rect, buf: &mut Buffer) {
-        let inner = self.block.inner(area);
-        let extra: Vec<f64> = self.marker.into_iter().collect();
-        let Some((lo, hi)) = analysis::range(&[self.id, self.ood], &extra) else {
-            Paragraph::new(Line::styled("waiting for scores…", theme::dim()))
-                .block(self.block)
-                .render(area, buf);
-            return;
-        };
-        // About 2·sqrt(n) bins for the smaller set (noisy otherwise), at
-        // least two cells each.
-        let n = [self.id.len(), self.ood.len()]
-            .into_iter()
-            .filter(|&n| n > 0)
-            .min()
-            .unwrap_or(1);
-        let by_width = (inner.width as usize).saturating_sub(10) / 2;
-        let bins = ((2.0 * (n as f64).sqrt()) as usize)
-            .clamp(8, 80)
-            .min(by_width.max(8));
-        let did = analysis::density(self.id, lo, hi, bins);
-        let dood = analysis::density(self.ood, lo, hi, bins);
-        let ymax = did
-            .iter()
-            .chain(&dood)
-            .fold(0.0f64, |m, &v| m.max(v))
-            .max(1e-9)
-            * 1.1;
-        let id_pts = if self.id.is_empty() {
-            Vec::new()
-        } else {
-            steps(&did, lo, hi)
-        };
-        let ood_pts = if self.ood.is_empty() {
-            Vec::new()
-        } else {
-            steps(&dood, lo, hi)
-        };
-        let thr_pts: Vec<(f64, f64)> = self
-            .marker
-            .map(|t| vec![(t, 0.0), (t, ymax)])
-            .unwrap_or_default();
-        let datasets = vec![
-            theme::series(GraphType::Line, theme::ID, &id_pts),
-            theme::series(GraphType::Line, theme::OOD, &ood_pts),
-            theme::series(GraphType::Line, theme::THRESHOLD, &thr_pts),
-        ];
-        let y_top = format!("{:.0}%", 100.0 * ymax);
-        if let Some(cell) = self.plot {
-            // The chart's own layout: y labels and the axis on the left,
-            // x labels and the axis below.
-            let left = y_top.chars().count().max(2) as u16 + 1;
-            let plot = Rect {
-                x: inner.x + left,
-                width: inner.width.saturating_sub(left),
-                height: inner.height.saturating_sub(2),
-                ..inner
-            };
-            cell.set((plot, lo, hi));
-        }
-        let span = hi - lo;
-        let label = |v: f64| {
-            if self.log {
-                theme::num(v.exp(), hi.exp() - lo.exp())
-            } else {
-                theme::num(v, span)
-            }
-        };
-        let x_labels = vec![
-            Span::raw(label(lo)),
-            Span::raw(label((lo + hi) / 2.0)),
-            Span::raw(label(hi)),
-        ];
-        Chart::new(datasets)
-            .block(self.block)
-            .x_axis(
-                Axis::default()
-                    .bounds([lo, hi])
-                    .labels(x_labels)
-                    .style(theme::dim()),
-            )
-            .y_axis(
-                Axis::default()
-                    .bounds([0.0, ymax])
-                    .labels(vec![Span::raw("0%"), Span::raw(y_top)])
-                    .style(theme::dim()),
-            )
-            .legend_position(None)
-            .render(area, buf);
-    }
 }
 
 fn render_histogram(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
@@ -353,7 +249,8 @@ fn render_histogram(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
         Span::styled(format!(" {} ", method.label()), theme::title()),
         Span::styled(
             format!(
-                "ID {} ({})",
+                "{} ID {} ({})",
+                crate::tui::histogram::ID_GLYPH,
                 info.datasets[0].name,
                 theme::count(id_scores.len())
             ),
@@ -361,7 +258,11 @@ fn render_histogram(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
         ),
         Span::raw(" vs "),
         Span::styled(
-            format!("OOD {ood_name} ({}) ", theme::count(ood_scores.len())),
+            format!(
+                "{} OOD {ood_name} ({}) ",
+                crate::tui::histogram::OOD_GLYPH,
+                theme::count(ood_scores.len())
+            ),
             Style::new().fg(theme::OOD),
         ),
     ]);
@@ -396,13 +297,14 @@ fn render_histogram(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
     if log {
         block = block.title(Line::styled(" log scale (L) ", theme::dim()).right_aligned());
     }
-    Overlay {
+    Histograms {
         id: &id_plot,
         ood: &ood_plot,
         marker: threshold.map(|t| if log { t.ln() } else { t }),
         block,
         plot: Some(&app.plot),
         log,
+        legend: true,
     }
     .render(area, buf);
 }
@@ -440,15 +342,9 @@ fn column(m: &Measures, c: usize) -> f64 {
 
 /// Column groups of the table: an OOD dataset index, or None for the average.
 pub fn groups(app: &App, width: u16) -> Vec<Option<usize>> {
-    let oods = app.ood_datasets();
-    let fit = ((width as usize).saturating_sub(METHOD_W + 2) / GROUP_W).max(2) - 1;
-    let sel = app.ood.min(oods.len().saturating_sub(1));
-    let start = if oods.len() <= fit {
-        0
-    } else {
-        sel.saturating_sub(fit - 1).min(oods.len() - fit)
-    };
-    let mut g: Vec<Option<usize>> = oods
+    let (start, fit, _) = window(app, width);
+    let mut g: Vec<Option<usize>> = app
+        .ood_datasets()
         .iter()
         .skip(start)
         .take(fit)
@@ -456,6 +352,34 @@ pub fn groups(app: &App, width: u16) -> Vec<Option<usize>> {
         .collect();
     g.push(None);
     g
+}
+
+/// The OOD sets the table shows in `width`: (first, how many, how many in
+/// all), the one in view always among them.
+fn window(app: &App, width: u16) -> (usize, usize, usize) {
+    let n = app.ood_datasets().len();
+    let fit = ((width as usize).saturating_sub(METHOD_W + 2) / GROUP_W).max(2) - 1;
+    let sel = app.ood.min(n.saturating_sub(1));
+    let start = if n <= fit {
+        0
+    } else {
+        sel.saturating_sub(fit - 1).min(n - fit)
+    };
+    (start, fit.min(n), n)
+}
+
+/// What says that OOD sets are off the table's sides (a narrow terminal):
+/// "← 1 set · 2 sets →", or None when every set is shown.
+pub fn hidden_sets(app: &App, width: u16) -> Option<String> {
+    let (start, shown, n) = window(app, width);
+    let right = n.saturating_sub(start + shown);
+    let sets = |k: usize| format!("{k} set{}", if k == 1 { "" } else { "s" });
+    match (start, right) {
+        (0, 0) => None,
+        (l, 0) => Some(format!("← +{} (←→)", sets(l))),
+        (0, r) => Some(format!("+{} → (←→)", sets(r))),
+        (l, r) => Some(format!("← +{} · +{} →", sets(l), sets(r))),
+    }
 }
 
 fn measures_of(a: &Analysis, m: usize, group: Option<usize>) -> Option<Measures> {
@@ -496,12 +420,16 @@ pub fn uncertainty(app: &App) -> Option<Line<'static>> {
 }
 
 fn render_table(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
-    let block = Block::bordered()
+    let mut block = Block::bordered()
         .title(Span::styled(" Metrics (%) ", theme::title()))
         .title(Span::styled(
             " * best · ↑↓ method · ←→ OOD set · Enter: misdetections ",
             theme::dim(),
         ));
+    if let Some(more) = hidden_sets(app, area.width) {
+        block =
+            block.title_bottom(Line::styled(format!(" {more} "), theme::warn()).right_aligned());
+    }
     let inner = block.inner(area);
     block.render(area, buf);
     let a = &app.analysis;
@@ -585,4 +513,28 @@ fn render_table(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
     }
     lines.extend(uncertainty(app));
     Paragraph::new(lines).render(inner, buf);
+    // Clicks: a method's row selects it, a set's name shows that set.
+    let oods = app.ood_datasets();
+    for (k, g) in groups.iter().enumerate() {
+        let pos = g.and_then(|d| oods.iter().position(|&x| x == d));
+        if let Some(pos) = pos {
+            let x = inner.x + (METHOD_W + k * GROUP_W + 1) as u16;
+            let w = ((GROUP_W - 1) as u16).min(inner.right().saturating_sub(x));
+            let at = Rect::new(x, inner.y, w, 2.min(inner.height));
+            app.targets.push(at, Target::Ood(pos));
+        }
+    }
+    for m in 0..n {
+        let y = inner.y + 2 + m as u16;
+        if y < inner.bottom() {
+            app.targets.push(
+                Rect {
+                    y,
+                    height: 1,
+                    ..inner
+                },
+                Target::Method(m),
+            );
+        }
+    }
 }

@@ -127,10 +127,10 @@ fn render_absorbing(app: &App, info: &RunInfo, ood: usize, area: Rect, buf: &mut
         let bar = "█".repeat((bar_w * n).div_ceil(top.max(1)).min(bar_w));
         lines.push(Line::from(vec![
             Span::raw(format!(
-                "{:<name_w$} {:>5} {:>6}% ",
+                "{:<name_w$} {:>5} {:>6} ",
                 theme::fit(&short_name(info, class), name_w),
                 theme::count(n),
-                format!("{:.1}", 100.0 * n as f64 / total.max(1) as f64)
+                theme::percent(n as f64 / total.max(1) as f64, 1)
             )),
             Span::styled(bar, Style::new().fg(theme::OOD)),
         ]));
@@ -157,7 +157,7 @@ fn render_disagreements(app: &App, info: &RunInfo, ood: usize, area: Rect, buf: 
     let rows = inner.height.saturating_sub(2) as usize;
     let found = disagreements(&app.results, &app.analysis, a, b, ood, rows);
     let w = inner.width as usize;
-    let (set_w, pct_w) = (10usize, 9usize);
+    let (set_w, pct_w) = (super::browser::set_width(info, w), 9usize);
     let file_w = w.saturating_sub(set_w + 2 * pct_w + 3);
     let mut lines = vec![
         Line::styled(
@@ -194,8 +194,8 @@ fn render_disagreements(app: &App, info: &RunInfo, ood: usize, area: Rect, buf: 
             Span::raw(format!(
                 "{:<file_w$} {:>pct_w$} {:>pct_w$}",
                 theme::fit_left(&display_path(info, rec), file_w),
-                format!("{:.1}", 100.0 * x.first),
-                format!("{:.1}", 100.0 * x.second),
+                theme::percent(x.first, 1),
+                theme::percent(x.second, 1),
             )),
         ]));
     }

@@ -4,6 +4,7 @@
 
 use super::state::{Row, SetupAction, SetupState};
 use crate::run::{DType, Device};
+use crate::tui::files::{FileBrowser, Outcome};
 use crate::tui::keymap::Action;
 use crate::tui::picker::{complete_path, Picked, Picker};
 
@@ -76,16 +77,10 @@ impl SetupState {
         let Some(p) = self.picker.as_mut() else {
             return SetupAction::None;
         };
+        if p.edit(action) {
+            return SetupAction::None;
+        }
         match action {
-            Action::Up => p.move_by(-1),
-            Action::Down => p.move_by(1),
-            Action::PageUp => p.move_by(-10),
-            Action::PageDown => p.move_by(10),
-            Action::EditBackspace => p.backspace(),
-            Action::EditClear => {
-                p.filter.clear();
-                p.selected = 0;
-            }
             Action::Complete if p.free_text => {
                 let (text, fits) = complete_path(&p.filter);
                 p.filter = text;
@@ -143,5 +138,55 @@ impl SetupState {
             *text = done;
             self.completions = fits;
         }
+    }
+}
+
+impl SetupState {
+    /// `f` on a path row: a file browser from the row's current path.
+    pub(super) fn open_files(&mut self) -> SetupAction {
+        if !self.current_takes_path() {
+            return SetupAction::Message("f browses files on a path row".into());
+        }
+        let start = match self.current() {
+            Row::Checkpoint => self.checkpoint.map(|i| self.checkpoints[i].clone()),
+            Row::ClassNames => self.class_names.clone(),
+            Row::ClassOrder => self.class_order.clone(),
+            Row::Id | Row::AddDataset => self.id_entry().map(|d| d.path.clone()),
+            Row::IdRoot => self.id_entry().and_then(|d| d.root.clone()),
+            _ => None,
+        };
+        // Datasets and list roots may be folders; the rest are files.
+        let dirs = matches!(self.current(), Row::Id | Row::AddDataset | Row::IdRoot);
+        self.files = Some(FileBrowser::open(start.as_deref(), dirs));
+        SetupAction::None
+    }
+
+    /// A key while the file browser is open; a pick is committed as if
+    /// typed into the row.
+    pub(super) fn on_files(&mut self, action: Action) -> SetupAction {
+        let Some(f) = self.files.as_mut() else {
+            return SetupAction::None;
+        };
+        if let Some(step) = crate::tui::keymap::list_step(action) {
+            f.move_by(step);
+            return SetupAction::None;
+        }
+        match action {
+            Action::EditBackspace => f.backspace(),
+            Action::Right => f.right(),
+            Action::EditClear => {
+                f.filter.clear();
+                f.selected = 0;
+            }
+            Action::EditCancel => self.files = None,
+            Action::EditConfirm => {
+                if let Outcome::Picked(path) = f.enter() {
+                    self.files = None;
+                    return self.commit(&path.display().to_string());
+                }
+            }
+            _ => {}
+        }
+        SetupAction::None
     }
 }

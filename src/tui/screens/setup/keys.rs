@@ -15,7 +15,9 @@ impl SetupState {
     /// Handles a key as the keymap reads it (tests and the app): editing
     /// captures every key until Enter or Esc.
     pub fn on_key(&mut self, key: KeyEvent) -> SetupAction {
-        let mode = if self.picker.is_some() {
+        let mode = if self.files.is_some() {
+            Mode::Files
+        } else if self.picker.is_some() {
             Mode::Picker
         } else if self.edit.is_some() {
             Mode::Edit
@@ -38,7 +40,9 @@ impl SetupState {
 
     /// Types a character into the value being edited or the list's filter.
     pub fn type_char(&mut self, c: char) {
-        if let Some(p) = self.picker.as_mut() {
+        if let Some(f) = self.files.as_mut() {
+            f.type_char(c);
+        } else if let Some(p) = self.picker.as_mut() {
             p.type_char(c);
         } else if let Some(buf) = self.edit.as_mut() {
             buf.push(c);
@@ -48,6 +52,9 @@ impl SetupState {
     /// Does what a form key asks; actions of other screens do nothing.
     pub fn act(&mut self, action: Action) -> SetupAction {
         let n = self.rows().len();
+        if self.files.is_some() {
+            return self.on_files(action);
+        }
         if self.picker.is_some() {
             return self.on_picker(action);
         }
@@ -90,6 +97,7 @@ impl SetupState {
             Action::Activate => return self.activate(),
             Action::Start => return SetupAction::Start,
             Action::Save => return SetupAction::Save,
+            Action::Browse => return self.open_files(),
             Action::Rename => {
                 let d = match self.current() {
                     Row::Ood(i) => Some(i),
@@ -107,14 +115,29 @@ impl SetupState {
     }
 
     /// The model changed: class names chosen for the previous one (a demo's
-    /// ten names, say) would not fit it, so they are dropped, saying so.
+    /// ten names, say) would not fit it, so they are dropped, and an image
+    /// size the user did not type (a config's) gives way to the new model's,
+    /// saying so.
     pub(super) fn model_changed(&mut self) -> SetupAction {
-        match self.class_names.take() {
-            Some(p) => SetupAction::Message(format!(
-                "class names {} cleared: they were for the previous model",
-                p.display()
-            )),
-            None => SetupAction::None,
+        let mut notes = Vec::new();
+        if let Some(p) = self.class_names.take() {
+            notes.push(format!("class names {} cleared", p.display()));
+        }
+        if !self.image_size_typed {
+            if let Some(old) = self.image_size.take() {
+                let new = self
+                    .default_size()
+                    .map_or("the model's".to_string(), |(n, _)| n.to_string());
+                notes.push(format!("image size {old} -> {new}"));
+            }
+        }
+        if notes.is_empty() {
+            SetupAction::None
+        } else {
+            SetupAction::Message(format!(
+                "{}: they were for the previous model",
+                notes.join(", ")
+            ))
         }
     }
 
@@ -263,7 +286,11 @@ impl SetupState {
                 Err(e) => return SetupAction::Message(format!("batch: {e}")),
             },
             Row::ImageSize => match parse_optional(text) {
-                Ok(s) => self.image_size = s,
+                Ok(s) => {
+                    // Empty: the model's again, following later models too.
+                    self.image_size_typed = s.is_some();
+                    self.image_size = s;
+                }
                 Err(e) => {
                     return SetupAction::Message(format!(
                         "image size: {e} (or empty for the model's)"

@@ -92,6 +92,9 @@ pub struct SetupState {
     pub dtype: DType,
     pub batch: Batch,
     pub image_size: Option<ImageSize>,
+    /// The image size was typed here (kept when the model changes); one
+    /// from a config follows the model.
+    pub image_size_typed: bool,
     pub limit: Option<Limit>,
     /// Index into `rows()`.
     pub cursor: usize,
@@ -99,6 +102,8 @@ pub struct SetupState {
     pub edit: Option<String>,
     /// The popup list open over the row under the cursor.
     pub picker: Option<crate::tui::picker::Picker>,
+    /// The file browser open for the row under the cursor's path.
+    pub files: Option<crate::tui::files::FileBrowser>,
     /// The text being typed is the dataset's new name, not a path.
     pub renaming: bool,
     /// Names that fit the path being typed (after Tab).
@@ -144,10 +149,12 @@ impl SetupState {
             dtype: DType::F32,
             batch: Batch::new(64).expect("64 is a valid batch"),
             image_size: None,
+            image_size_typed: false,
             limit: None,
             cursor: 0,
             edit: None,
             picker: None,
+            files: None,
             renaming: false,
             completions: Vec::new(),
             base: None,
@@ -401,6 +408,29 @@ impl SetupState {
         };
         config.validate().map_err(|e| e.to_string())?;
         Ok(config)
+    }
+
+    /// The model the form names, or the one its checkpoint's file name
+    /// suggests (the longest known name inside it, ignoring case, - and _).
+    pub fn model_name(&self) -> Option<String> {
+        if self.model.is_some() {
+            return self.model.clone();
+        }
+        let file = self.checkpoints.get(self.checkpoint?)?.file_name()?;
+        let squash = |s: &str| s.to_lowercase().replace(['-', '_'], "");
+        let file = squash(&file.to_string_lossy());
+        self.model_names
+            .iter()
+            .filter(|m| file.contains(&squash(m)))
+            .max_by_key(|m| m.len())
+            .cloned()
+    }
+
+    /// The image size the run gets with none set: the named (or guessed)
+    /// model's default, with that model's name.
+    pub fn default_size(&self) -> Option<(usize, String)> {
+        let name = self.model_name()?;
+        crate::model::default_input(&name).map(|i| (i.size, name))
     }
 
     /// Images the run would evaluate, when every count is known.

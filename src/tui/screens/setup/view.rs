@@ -5,6 +5,8 @@
 use super::params::param_text;
 use super::state::{Row, SetupState};
 use crate::tui::discover::Count;
+use crate::tui::files::{FileBrowser, Item};
+use crate::tui::mouse::{Target, Targets};
 use crate::tui::picker::Picker;
 use crate::tui::theme;
 use ratatui::buffer::Buffer;
@@ -17,7 +19,7 @@ use std::path::Path;
 /// One line of help for the row under the cursor.
 pub fn hint(s: &SetupState) -> &'static str {
     match s.current() {
-            Row::Checkpoint => "Enter: list of checkpoints found, or type a path · ←/→ next",
+            Row::Checkpoint => "Enter: list of checkpoints found, or type a path · f: browse files · ←/→ next",
             Row::Model => "Enter: list of models · ←/→ next; auto infers it from the checkpoint",
             Row::ClassNames => {
                 "Enter: a file of class names, one a line; empty = ImageNet's, or the ID set's folders"
@@ -25,10 +27,10 @@ pub fn hint(s: &SetupState) -> &'static str {
             Row::ClassOrder => {
                 "Enter: wnid order of the model's outputs (e.g. the seed's val list); empty = sorted wnids"
             }
-            Row::Id => "Enter: list of datasets, or type a path · ←/→ next · r: rename",
+            Row::Id => "Enter: list of datasets, or type a path · f: browse files · ←/→ next · r: rename",
             Row::IdRoot => "Enter: folder the ID list file's paths are relative to (empty = its folder)",
             Row::Ood(_) => "Space: use this set as OOD · r: rename it",
-            Row::AddDataset => "Enter: type the path of a folder or list file to add as an OOD set",
+            Row::AddDataset => "Enter: type the path of a folder or list file to add as an OOD set · f: browse files",
             Row::Method(_) => "Space: run this score",
             Row::Param(i, p) => s.methods[i].method.def().params[p].help,
             Row::Device => "←/→ auto, cpu, cuda · Enter: list, or type e.g. cuda:1",
@@ -56,6 +58,9 @@ fn lines(s: &SetupState, width: usize) -> (Vec<Line<'static>>, Vec<usize>) {
     let mut out: Vec<Line> = Vec::new();
     let mut at = Vec::with_capacity(rows.len());
     let label_w = 16usize;
+    // Set names whole up to a quarter of the form (paths get the rest).
+    let longest = s.datasets.iter().map(|d| d.name.chars().count()).max();
+    let name_w = longest.unwrap_or(14).clamp(14, (width / 4).max(14));
     let mut section = "";
     for (k, row) in rows.iter().enumerate() {
         let sec = match row {
@@ -144,7 +149,7 @@ fn lines(s: &SetupState, width: usize) -> (Vec<Line<'static>>, Vec<usize>) {
                 let mut spans = vec![
                     Span::raw(format!("{} ", check(d.ood))),
                     Span::styled(
-                        format!("{:<14}", theme::fit(&d.name, 14)),
+                        format!("{:<name_w$}", theme::fit(&d.name, name_w)),
                         if d.ood {
                             Style::new().fg(theme::OOD)
                         } else {
@@ -153,7 +158,7 @@ fn lines(s: &SetupState, width: usize) -> (Vec<Line<'static>>, Vec<usize>) {
                     ),
                     Span::styled(format!("{c:>16}  "), cs),
                 ];
-                let used: usize = label_w + 2 + 2 + 14 + 18;
+                let used: usize = label_w + 2 + 2 + name_w + 18;
                 spans.push(Span::styled(
                     theme::fit_left(&d.path.display().to_string(), width.saturating_sub(used)),
                     theme::dim(),
@@ -208,9 +213,12 @@ fn lines(s: &SetupState, width: usize) -> (Vec<Line<'static>>, Vec<usize>) {
             ),
             Row::ImageSize => (
                 "image size".into(),
-                s.image_size
-                    .map(|n| format!("{n} x {n}"))
-                    .unwrap_or_else(|| "the model's default".into()),
+                match (s.image_size, s.default_size()) {
+                    (Some(n), _) if s.image_size_typed => format!("{n} x {n}"),
+                    (Some(n), _) => format!("{n} x {n} (from the config; a new model resets it)"),
+                    (None, Some((n, model))) => format!("{n} x {n} ({model}'s default)"),
+                    (None, None) => "the model's default".into(),
+                },
                 Style::new(),
             ),
             Row::Limit => (
@@ -282,7 +290,7 @@ fn row_line(
 
 /// The setup screen: the form on the left, the plan (or what is missing)
 /// on the right when there is room.
-pub fn render(s: &SetupState, config_path: &Path, area: Rect, buf: &mut Buffer) {
+pub fn render(s: &SetupState, config_path: &Path, targets: &Targets, area: Rect, buf: &mut Buffer) {
     let wide = area.width >= 110;
     let [form_area, side] = if wide {
         Layout::horizontal([Constraint::Fill(1), Constraint::Length(40)]).areas(area)
@@ -304,11 +312,27 @@ pub fn render(s: &SetupState, config_path: &Path, area: Rect, buf: &mut Buffer) 
         cursor_line.saturating_sub(h / 2).min(lines.len() - h)
     };
     Paragraph::new(lines.into_iter().skip(offset).take(h).collect::<Vec<_>>()).render(inner, buf);
+    for (r, &line) in at.iter().enumerate() {
+        // Not while a value is typed: the click would move the edit.
+        if s.edit.is_none() && (offset..offset + h).contains(&line) {
+            let y = inner.y + (line - offset) as u16;
+            targets.push(
+                Rect {
+                    y,
+                    height: 1,
+                    ..inner
+                },
+                Target::FormRow(r),
+            );
+        }
+    }
     if wide {
         render_plan(s, config_path, side, buf);
     }
-    if let Some(p) = &s.picker {
-        render_picker(p, &s.completions, form_area, buf);
+    if let Some(f) = &s.files {
+        render_files(f, form_area, buf, targets);
+    } else if let Some(p) = &s.picker {
+        render_picker(p, &s.completions, form_area, buf, targets);
     } else if s.edit.is_some() && !s.completions.is_empty() {
         render_completions(&s.completions, inner, buf);
     }
@@ -316,7 +340,15 @@ pub fn render(s: &SetupState, config_path: &Path, area: Rect, buf: &mut Buffer) 
 
 /// The popup list over the form: the filter typed, the items that match
 /// (the highlighted one kept in view), and how many match.
-fn render_picker(p: &Picker, completions: &[String], area: Rect, buf: &mut Buffer) {
+pub(crate) fn render_picker(
+    p: &Picker,
+    completions: &[String],
+    area: Rect,
+    buf: &mut Buffer,
+    targets: &Targets,
+) {
+    // The list is modal: nothing beneath it answers a click.
+    targets.clear();
     let matches = p.matches();
     let h = (matches.len() as u16 + 4).clamp(6, area.height.saturating_sub(2).max(6));
     let w = area.width.saturating_sub(6).clamp(30, 80);
@@ -334,14 +366,7 @@ fn render_picker(p: &Picker, completions: &[String], area: Rect, buf: &mut Buffe
         ));
     let inner = block.inner(rect);
     block.render(rect, buf);
-    let mut lines = vec![Line::from(vec![
-        Span::styled("› ", theme::title()),
-        Span::styled(
-            p.filter.clone(),
-            Style::new().add_modifier(Modifier::UNDERLINED),
-        ),
-        Span::styled("█", Style::new().add_modifier(Modifier::SLOW_BLINK)),
-    ])];
+    let mut lines = vec![filter_line(&p.filter)];
     let room = (inner.height as usize).saturating_sub(1);
     if matches.is_empty() {
         let text = if p.free_text && !p.filter.trim().is_empty() {
@@ -357,6 +382,15 @@ fn render_picker(p: &Picker, completions: &[String], area: Rect, buf: &mut Buffe
         let sel = p.selected.min(matches.len() - 1);
         let first = sel.saturating_sub(room.saturating_sub(1));
         for (k, &i) in matches.iter().enumerate().skip(first).take(room) {
+            let y = inner.y + 1 + (k - first) as u16;
+            targets.push(
+                Rect {
+                    y,
+                    height: 1,
+                    ..inner
+                },
+                Target::ListItem(k),
+            );
             let text = theme::fit(&p.items[i], inner.width as usize - 2);
             lines.push(if k == sel {
                 Line::styled(
@@ -367,6 +401,81 @@ fn render_picker(p: &Picker, completions: &[String], area: Rect, buf: &mut Buffe
                 Line::raw(format!("  {text}"))
             });
         }
+    }
+    Paragraph::new(lines).render(inner, buf);
+}
+
+/// The text typed to filter a popup, with its cursor.
+fn filter_line(text: &str) -> Line<'static> {
+    Line::from(vec![
+        Span::styled("› ", theme::title()),
+        Span::styled(
+            text.to_string(),
+            Style::new().add_modifier(Modifier::UNDERLINED),
+        ),
+        Span::styled("█", Style::new().add_modifier(Modifier::SLOW_BLINK)),
+    ])
+}
+
+/// The file browser over the form: the folder, the filter typed, the
+/// entries (the selected one kept in view), and how many.
+fn render_files(f: &FileBrowser, area: Rect, buf: &mut Buffer, targets: &Targets) {
+    targets.clear();
+    let items = f.items();
+    let rect = area.centered(
+        Constraint::Length(area.width.saturating_sub(4).clamp(30, 100)),
+        Constraint::Length(area.height.saturating_sub(2).max(6).min(area.height)),
+    );
+    Clear.render(rect, buf);
+    let title_w = rect.width.saturating_sub(4) as usize;
+    let block = Block::bordered()
+        .border_style(theme::title())
+        .title(Span::styled(
+            format!(
+                " {} ",
+                theme::fit_left(&f.dir.display().to_string(), title_w)
+            ),
+            theme::title(),
+        ))
+        .title_bottom(Line::styled(
+            format!(
+                " {} entries · Enter open/pick · ← up · Esc close ",
+                theme::count(f.entries.len())
+            ),
+            theme::dim(),
+        ));
+    let inner = block.inner(rect);
+    block.render(rect, buf);
+    let mut lines = vec![filter_line(&f.filter)];
+    if let Some(note) = &f.note {
+        lines.push(Line::styled(note.clone(), theme::warn()));
+    }
+    let top = lines.len();
+    let room = (inner.height as usize).saturating_sub(top);
+    let sel = f.selected.min(items.len().saturating_sub(1));
+    let first = sel.saturating_sub(room.saturating_sub(1));
+    for (k, &item) in items.iter().enumerate().skip(first).take(room) {
+        let y = inner.y + (top + k - first) as u16;
+        targets.push(
+            Rect {
+                y,
+                height: 1,
+                ..inner
+            },
+            Target::ListItem(k),
+        );
+        let text = theme::fit(&f.label(item), inner.width as usize - 2);
+        let dir = !matches!(item, Item::Entry(i) if !f.entries[i].is_dir);
+        lines.push(if k == sel {
+            Line::styled(
+                format!("▶ {text}"),
+                theme::selected().add_modifier(Modifier::BOLD),
+            )
+        } else if dir {
+            Line::styled(format!("  {text}"), theme::title())
+        } else {
+            Line::raw(format!("  {text}"))
+        });
     }
     Paragraph::new(lines).render(inner, buf);
 }

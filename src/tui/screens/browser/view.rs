@@ -1,9 +1,11 @@
-//! The image browser: every evaluated image, filtered and sorted, with its
-//! predictions, scores, ID percentiles and a preview.
+//! The browser's drawing: the list with its filters, the preview and the
+//! details of the image under the cursor.
 
+use super::{display_path, misdetected, set_width, short_name, BrowserState, Prompt, Sort};
 use crate::run::RunResults;
-use crate::run::{ImageRecord, Role, RunInfo};
+use crate::run::{Role, RunInfo};
 use crate::tui::analysis::Analysis;
+use crate::tui::mouse::{Target, Targets};
 use crate::tui::preview::Previews;
 use crate::tui::theme;
 use ratatui::buffer::Buffer;
@@ -13,209 +15,6 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{
     Block, Paragraph, Scrollbar, ScrollbarOrientation, ScrollbarState, StatefulWidget, Widget, Wrap,
 };
-use std::cell::Cell;
-use std::path::Path;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Sort {
-    /// The order the engine evaluated them in.
-    #[default]
-    Evaluation,
-    /// By the current method's score, highest (most ID-like) first.
-    Descending,
-    Ascending,
-}
-
-impl Sort {
-    pub fn next(self) -> Sort {
-        match self {
-            Sort::Evaluation => Sort::Descending,
-            Sort::Descending => Sort::Ascending,
-            Sort::Ascending => Sort::Evaluation,
-        }
-    }
-}
-
-/// What the rows were built from; a change rebuilds them.
-#[derive(Debug, Clone, PartialEq)]
-struct RowsKey {
-    counts: Vec<usize>,
-    dataset: Option<usize>,
-    misdetections: bool,
-    sort: Sort,
-    method: usize,
-    ood: Option<usize>,
-}
-
-#[derive(Debug, Default)]
-pub struct BrowserState {
-    /// Show one dataset only (None: all).
-    pub dataset: Option<usize>,
-    /// Only images the current method gets wrong at its 95%-TPR threshold.
-    pub misdetections: bool,
-    pub sort: Sort,
-    /// `(dataset, record)` of every row shown, in display order.
-    pub rows: Vec<(usize, usize)>,
-    /// Index into `rows`.
-    pub selected: usize,
-    key: Option<RowsKey>,
-    offset: Cell<usize>,
-    page: Cell<usize>,
-    /// Where the last frame drew the preview (the app asks for it there).
-    pub preview_area: Cell<Rect>,
-}
-
-/// Whether the current method misdetects an image: an OOD image scoring at
-/// or above its set's threshold (accepted as ID), or an ID image below the
-/// threshold of the OOD set in view (rejected).
-pub fn misdetected(
-    analysis: &Analysis,
-    rec: &ImageRecord,
-    role: Role,
-    method: usize,
-    ood: Option<usize>,
-) -> Option<bool> {
-    let score = *rec.scores.get(method)? as f64;
-    match role {
-        Role::Ood => analysis
-            .point(method, rec.dataset)
-            .map(|p| score >= p.threshold),
-        Role::Id => analysis.point(method, ood?).map(|p| score < p.threshold),
-    }
-}
-
-impl BrowserState {
-    pub fn reset(&mut self) {
-        *self = BrowserState::default();
-    }
-
-    pub fn current(&self) -> Option<(usize, usize)> {
-        self.rows.get(self.selected).copied()
-    }
-
-    /// Rebuilds the rows when the analysis, the filters or the sort changed.
-    /// Only analysed records are listed, so rows change a few times per
-    /// second at most while a run goes.
-    pub fn sync(
-        &mut self,
-        results: &RunResults,
-        analysis: &Analysis,
-        method: usize,
-        ood: Option<usize>,
-    ) {
-        let key = RowsKey {
-            counts: analysis.counts.clone(),
-            dataset: self.dataset,
-            misdetections: self.misdetections,
-            sort: self.sort,
-            method,
-            ood,
-        };
-        if self.key.as_ref() == Some(&key) {
-            return;
-        }
-        let keep = self.current();
-        let Some(info) = &results.info else {
-            self.rows.clear();
-            self.key = Some(key);
-            return;
-        };
-        let mut rows = Vec::new();
-        for (d, &n) in analysis.counts.iter().enumerate() {
-            if self.dataset.is_some_and(|f| f != d) {
-                continue;
-            }
-            let role = info.datasets[d].role;
-            let records = &results.records[d][..n.min(results.records[d].len())];
-            for (i, rec) in records.iter().enumerate() {
-                if self.misdetections && misdetected(analysis, rec, role, method, ood) != Some(true)
-                {
-                    continue;
-                }
-                rows.push((d, i));
-            }
-        }
-        if self.sort != Sort::Evaluation {
-            // Keys first, then one sort: 90,000 rows in a few milliseconds.
-            // Stable, so ties keep the evaluation order.
-            let mut keyed: Vec<(f32, (usize, usize))> = rows
-                .iter()
-                .map(|&(d, i)| {
-                    let s = results.records[d][i].scores.get(method).copied();
-                    (s.unwrap_or(f32::NAN), (d, i))
-                })
-                .collect();
-            if self.sort == Sort::Descending {
-                keyed.sort_by(|a, b| b.0.total_cmp(&a.0));
-            } else {
-                keyed.sort_by(|a, b| a.0.total_cmp(&b.0));
-            }
-            rows = keyed.into_iter().map(|(_, r)| r).collect();
-        }
-        // New images keep the selection on its image; a new sort or filter
-        // shows its top.
-        let same_view = self.key.as_ref().is_some_and(|k| {
-            (k.dataset, k.misdetections, k.sort) == (key.dataset, key.misdetections, key.sort)
-        });
-        self.rows = rows;
-        self.selected = keep
-            .filter(|_| same_view)
-            .and_then(|k| self.rows.iter().position(|r| *r == k))
-            .unwrap_or(0);
-        self.key = Some(key);
-    }
-
-    pub fn move_by(&mut self, delta: isize) {
-        if self.rows.is_empty() {
-            self.selected = 0;
-            return;
-        }
-        let max = self.rows.len() as isize - 1;
-        self.selected = (self.selected as isize + delta).clamp(0, max) as usize;
-    }
-
-    pub fn page(&self) -> isize {
-        self.page.get().max(1) as isize
-    }
-
-    /// Next dataset filter: all, then each dataset in turn.
-    pub fn cycle_dataset(&mut self, n_datasets: usize) {
-        self.dataset = match self.dataset {
-            None if n_datasets > 0 => Some(0),
-            Some(d) if d + 1 < n_datasets => Some(d + 1),
-            _ => None,
-        };
-    }
-}
-
-/// The first synonym of a class name ("tench, Tinca tinca" -> "tench").
-pub fn short_name(info: &RunInfo, class: usize) -> String {
-    info.class_names
-        .get(class)
-        .map(|n| n.split(',').next().unwrap_or(n).trim().to_string())
-        .unwrap_or_else(|| class.to_string())
-}
-
-/// A record's path relative to its dataset's folder, when it lies inside.
-pub fn display_path(info: &RunInfo, rec: &ImageRecord) -> String {
-    // A list file's paths are relative to its folder; decided by name, not
-    // by a file-system call per row and frame.
-    let base = info.datasets.get(rec.dataset).map(|d| {
-        let list = d
-            .path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("txt") || e.eq_ignore_ascii_case("lst"));
-        if list {
-            d.path.parent().unwrap_or(Path::new("")).to_path_buf()
-        } else {
-            d.path.clone()
-        }
-    });
-    base.and_then(|b| rec.path.strip_prefix(&b).ok().map(Path::to_path_buf))
-        .unwrap_or_else(|| rec.path.clone())
-        .display()
-        .to_string()
-}
 
 pub struct View<'a> {
     pub state: &'a BrowserState,
@@ -224,6 +23,7 @@ pub struct View<'a> {
     pub previews: &'a Previews,
     pub method: usize,
     pub ood: Option<usize>,
+    pub targets: &'a Targets,
 }
 
 impl View<'_> {
@@ -248,6 +48,9 @@ impl View<'_> {
             Layout::vertical([Constraint::Length(preview_h), Constraint::Fill(1)]).areas(side);
         self.render_preview(preview, buf);
         self.render_details(info, details, buf);
+        if let Some((p, _)) = &self.state.class_picker {
+            crate::tui::setup::view::render_picker(p, &[], area, buf, self.targets);
+        }
     }
 
     fn render_list(&self, info: &RunInfo, area: Rect, buf: &mut Buffer) {
@@ -276,6 +79,15 @@ impl View<'_> {
                 theme::warn(),
             ));
         }
+        if let Some(c) = s.class {
+            title.push(Span::styled(
+                format!(" · top-1 {}", short_name(info, c)),
+                theme::warn(),
+            ));
+        }
+        if !s.query.is_empty() && s.prompt.is_none() {
+            title.push(Span::styled(format!(" · /{}", s.query), theme::warn()));
+        }
         title.push(Span::raw(" "));
         let position = match s.rows.len() {
             0 => String::new(),
@@ -285,12 +97,28 @@ impl View<'_> {
                 theme::count(n)
             ),
         };
-        let block = Block::bordered()
-            .title(Line::from(title))
-            .title_bottom(Line::styled(
+        let legend = match &s.prompt {
+            Some(Prompt::Search { .. }) => Line::from(vec![
+                Span::styled(" search file names: /", theme::title()),
+                Span::styled(
+                    s.query.clone(),
+                    Style::new().add_modifier(Modifier::UNDERLINED),
+                ),
+                Span::raw("█ "),
+            ]),
+            Some(Prompt::Jump(t)) => Line::from(vec![
+                Span::styled(" go to image number: ", theme::title()),
+                Span::styled(t.clone(), Style::new().add_modifier(Modifier::UNDERLINED)),
+                Span::raw("█ "),
+            ]),
+            None => Line::styled(
                 " ≠: top-1 is not the label · ID pct: ID scores below ",
                 theme::dim(),
-            ))
+            ),
+        };
+        let block = Block::bordered()
+            .title(Line::from(title))
+            .title_bottom(legend)
             .title_bottom(
                 Line::styled(position, theme::dim()).alignment(ratatui::layout::Alignment::Right),
             );
@@ -301,7 +129,7 @@ impl View<'_> {
         }
         let w = inner.width as usize;
         // Narrow lists drop the top-1 column (the details pane has it).
-        let (set_w, score_w, pct_w) = (10usize, 11usize, 7usize);
+        let (set_w, score_w, pct_w) = (set_width(info, w), 11usize, 7usize);
         let top_w = if w >= 64 { 20usize } else { 0 };
         let gap = |n: usize| usize::from(n > 0);
         let file_w = w.saturating_sub(2 + set_w + 1 + top_w + gap(top_w) + score_w + pct_w + 1);
@@ -364,10 +192,10 @@ impl View<'_> {
                     format!(
                         "{:<top_w$} ",
                         format!(
-                            "{}{} {:.0}%",
+                            "{}{} {}",
                             if wrong { "≠" } else { "" },
                             theme::fit(&short_name(info, c), top_w - 5 - usize::from(wrong)),
-                            100.0 * p
+                            theme::percent(p as f64, 0)
                         )
                     )
                 }
@@ -376,7 +204,7 @@ impl View<'_> {
             let score = rec.scores.get(self.method).map(|&v| v as f64);
             let pct = score
                 .and_then(|v| self.analysis.id_percentile(self.method, v))
-                .map(|p| format!("{:.1}%", 100.0 * p))
+                .map(|p| theme::percent(p, 1))
                 .unwrap_or_else(|| "-".into());
             let wrong = misdetected(self.analysis, rec, ds.role, self.method, self.ood);
             let mark = if wrong == Some(true) { "✗" } else { " " };
@@ -404,20 +232,20 @@ impl View<'_> {
             } else {
                 line
             };
-            line.render(
-                Rect {
-                    y: body.y + (k - offset) as u16,
-                    height: 1,
-                    ..body
-                },
-                buf,
-            );
+            let at = Rect {
+                y: body.y + (k - offset) as u16,
+                height: 1,
+                ..body
+            };
+            line.render(at, buf);
+            self.targets.push(at, Target::ImageRow(k));
         }
         if s.rows.len() > h {
             let mut bar = ScrollbarState::new(s.rows.len()).position(s.selected);
+            // Beside the rows, not the column header.
             let track = Rect {
-                y: area.y + 1,
-                height: area.height.saturating_sub(2),
+                y: body.y,
+                height: body.height,
                 ..area
             };
             Scrollbar::new(ScrollbarOrientation::VerticalRight)
@@ -492,7 +320,7 @@ impl View<'_> {
             let pct = self
                 .analysis
                 .id_percentile(m, v)
-                .map(|p| format!("{:.1}%", 100.0 * p))
+                .map(|p| theme::percent(p, 1))
                 .unwrap_or_else(|| "-".into());
             let wrong = misdetected(self.analysis, rec, ds.role, m, self.ood);
             // Called ID when the score reaches the threshold.
@@ -538,7 +366,7 @@ impl View<'_> {
         for &(c, p) in rec.top.iter().take(5) {
             let hit = rec.label == Some(c);
             lines.push(Line::from(vec![
-                Span::raw(format!("{:>6.2}% ", 100.0 * p)),
+                Span::raw(format!("{:>7} ", theme::percent(p as f64, 2))),
                 Span::styled(
                     short_name(info, c),
                     if hit { theme::best() } else { Style::new() },
