@@ -3,7 +3,9 @@
 //! copies) and BiT's convolutions as im2col blocks on gemm.
 
 use super::gemm::{matmul_acc, matmul_acc_par};
+use super::packed::{matmul_block, PackedB, MC};
 use super::simd::{add, gemv, relu6};
+use super::winograd;
 use super::{apply_f32, apply_grad2, f32_slice, nhwc_batch, relu6_grad_of, Geometry};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -208,7 +210,19 @@ impl CustomOp1 for Conv {
         let n = nhwc_batch("conv", l, &g, cin)?;
         let (plane, pixels, kk) = (g.h * g.w * cin, g.ho * g.wo, self.patch_len());
         let m = n * pixels;
-        let rows = block_rows(m, kk);
+        if winograd::applies(&g, cin, cout) {
+            if let Some(t) = winograd::Transformed::new(&self.w, cin, cout) {
+                let mut out = vec![0f32; m * cout];
+                winograd::conv3x3(x, &g, n, &t, &mut out);
+                return Ok((CpuStorage::F32(out), Shape::from((n, g.ho, g.wo, cout))));
+            }
+        }
+        let packed = PackedB::new(&self.w, kk, cout);
+        let rows = match packed {
+            // Blocks the packed kernel takes whole (its rows x KC in L2).
+            Some(_) => MC.min(m.div_ceil(rayon::current_num_threads()).max(1)),
+            None => block_rows(m, kk),
+        };
         let mut out = vec![0f32; m * cout];
         out.par_chunks_mut(rows * cout)
             .enumerate()
@@ -220,8 +234,13 @@ impl CustomOp1 for Conv {
                     let (i, q) = (at / pixels, at % pixels);
                     self.patch(&x[i * plane..][..plane], q / g.wo, q % g.wo, dst);
                 }
-                let none = gemm::Parallelism::None;
-                matmul_acc_par(o, patches, &self.w, (count, kk, cout), cout, 1, none);
+                match &packed {
+                    Some(w) => matmul_block(o, patches, kk, w),
+                    None => {
+                        let none = gemm::Parallelism::None;
+                        matmul_acc_par(o, patches, &self.w, (count, kk, cout), cout, 1, none)
+                    }
+                }
             });
         Ok((CpuStorage::F32(out), Shape::from((n, g.ho, g.wo, cout))))
     }
@@ -375,6 +394,13 @@ mod tests {
             (7, 7, 4, 6, 3, 2, 1),
             (8, 8, 4, 6, 3, 2, 1),
             (7, 7, 5, 3, 1, 2, 0),
+            // Channels the packed kernel takes (cout % 16 == 0): Winograd
+            // for stride-1 3x3 (odd and even sizes, partial edge tiles),
+            // im2col blocks on the packed kernel otherwise.
+            (6, 7, 8, 16, 3, 1, 1),
+            (9, 9, 16, 32, 3, 1, 1),
+            (8, 8, 8, 16, 3, 2, 1),
+            (7, 7, 8, 32, 1, 2, 0),
         ]
         .iter()
         .enumerate()

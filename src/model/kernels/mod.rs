@@ -7,7 +7,9 @@
 //! - `pointwise`: 1x1 convolutions with bias, ReLU6 or residual folded in;
 //! - `groupnorm`: BiT's GroupNorm + ReLU;
 //! - `pooling`: BiT's zero-padded stem max-pool;
-//! - `gemm`: the matrix products; `simd`: the AVX2 code all of them use.
+//! - `winograd`: 3x3 stride-1 convolutions as Winograd F(2x2, 3x3);
+//! - `packed`: our matrix product on packed weight panels (6 x 16 AVX2);
+//! - `gemm`: the other matrix products; `simd`: the AVX2 code all of them use.
 //!
 //! The kernels are f32 and parallel (rayon).
 
@@ -15,11 +17,13 @@ mod conv;
 mod depthwise;
 mod gemm;
 mod groupnorm;
+mod packed;
 mod pointwise;
 mod pooling;
 mod simd;
 #[cfg(test)]
 mod testing;
+mod winograd;
 
 pub(crate) use conv::{conv, stem_relu6};
 pub(crate) use depthwise::{depthwise_composed, depthwise_relu6};
@@ -169,6 +173,24 @@ pub(super) fn relu6_grad_of(
 /// Rows of whole pixels, big enough to amortise scheduling.
 pub(super) fn chunk(c: usize) -> usize {
     c * (8192 / c).max(1)
+}
+
+/// Asks glibc's malloc to keep freed memory for reuse instead of handing
+/// large blocks back to the kernel: every activation of BiT @480 is larger
+/// than malloc's mmap threshold (32 MB at most), so each op's output would
+/// otherwise be fresh pages, zeroed by the kernel on first touch (about 5%
+/// of a forward pass on the CPU). Process-wide and once; peak memory is
+/// unchanged, but it is not returned to the system until exit.
+pub(crate) fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        // SAFETY: mallopt only changes malloc's parameters.
+        ONCE.call_once(|| unsafe {
+            libc::mallopt(libc::M_MMAP_MAX, 0);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+        });
+    }
 }
 
 /// Spatial mean of [B, H, W, C] as f32 [B, C].

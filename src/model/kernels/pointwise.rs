@@ -3,6 +3,7 @@
 
 use super::depthwise::tile_weights;
 use super::gemm::matmul_acc;
+use super::packed::{self, PackedB};
 use super::simd::{add, relu6};
 use super::{chunk, f32_slice, relu6_grad};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
@@ -54,7 +55,10 @@ impl Pointwise {
                 }
             });
         }
-        matmul_acc(&mut out, x, &self.w, (rows, cin, cout), cout, 1);
+        match PackedB::new(&self.w, cin, cout) {
+            Some(w) => packed::matmul(&mut out, x, &w),
+            None => matmul_acc(&mut out, x, &self.w, (rows, cin, cout), cout, 1),
+        }
         if self.relu6 {
             out.par_chunks_mut(8192).for_each(relu6);
         }
@@ -197,8 +201,15 @@ mod tests {
 
     #[test]
     fn pointwise_matches_candle_with_gradients() {
-        for (relu6, residual) in [(true, false), (false, false), (false, true)] {
-            let (cin, cout) = (5, 7);
+        // cout 7 runs on gemm, 32 on the packed kernel.
+        for (relu6, residual, cout) in [
+            (true, false, 7),
+            (false, false, 7),
+            (false, true, 7),
+            (true, false, 32),
+            (false, true, 32),
+        ] {
+            let cin = 5;
             let x = Var::from_tensor(&rand(&[3, 4, 6, cin], 21)).unwrap();
             let r = Var::from_tensor(&rand(&[3, 4, 6, cout], 22)).unwrap();
             let w = (rand(&[cin, cout], 23) * 2.0).unwrap();
