@@ -296,7 +296,7 @@ pub static KEYMAP: &[Binding] = &[
     b(M::Runs, &[k(K::End), c('G')], A::Bottom, "G", "", "", Help),
     b(M::Runs, &[k(K::Enter)], A::Activate, "Enter", "open", "reopen the run in the dashboard and the browser", Always),
     b(M::Runs, &[c(' ')], A::Toggle, "Space", "compare", "mark a run; with two marked, their metric deltas (b - a)", Always),
-    b(M::Runs, &[c('e')], A::Export, "e", "export", "write the run's report (md, csv, json) and scores.csv into a folder", Always),
+    b(M::Runs, &[c('e')], A::Export, "e", "export", "write the run's report (md, csv, json), scores.csv and plots into a folder", Always),
     b(M::Runs, &[c('r')], A::Refresh, "r", "", "read the run store again", Help),
     // Overlays
     b(M::Help, &[k(K::Esc), c('?'), c('q'), k(K::Enter), k(K::F(1))], A::Close, "Esc ?", "close", "close the help", Always),

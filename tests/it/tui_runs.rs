@@ -161,7 +161,7 @@ fn runs_are_listed_compared_exported_and_reopened() {
     snap("runs_compare", &mut app);
     app.runs.dir = dir.clone();
 
-    // Export run 2: the report in three formats and scores.csv.
+    // Export run 2: the report in three formats, scores.csv and the plots.
     press(&mut app, &[ch('e')]);
     let out = dir.join("export-2");
     let (said, _) = app.message.clone().unwrap();
@@ -176,6 +176,15 @@ fn runs_are_listed_compared_exported_and_reopened() {
     assert!(csv.starts_with("method,set,fpr95,auroc,aupr_in,aupr_out\n"));
     let scores = std::fs::read_to_string(out.join("scores.csv")).unwrap();
     assert_eq!(scores.lines().count(), 1 + 260);
+    // ... and the plots `report --plots` writes, one ROC per OOD set.
+    let plots: Vec<String> = std::fs::read_dir(out.join("plots"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for want in ["anatomy.png", "anatomy.svg", "hist-gradnorm.png"] {
+        assert!(plots.iter().any(|p| p == want), "{want} not in {plots:?}");
+    }
+    assert!(plots.iter().any(|p| p.starts_with("roc-")), "{plots:?}");
 
     // Enter reopens run 1: the dashboard on its records, finished.
     press(&mut app, &[key(KeyCode::Up), key(KeyCode::Enter)]);

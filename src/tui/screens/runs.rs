@@ -1,7 +1,7 @@
 //! The Runs screen: the run store's runs (id, when, model, sets, methods,
 //! state); Enter reopens one into the dashboard and the browser, Space
 //! marks two to compare (the metric deltas of `report ID1 ID2`), `e`
-//! exports one (the report as Markdown, CSV and JSON, and scores.csv).
+//! exports one (the report as Markdown, CSV and JSON, scores.csv and the plots).
 //!
 //! SQLite never runs on the UI thread: every store access is a job for a
 //! worker thread whose answers wake the event loop, as the engine's events
@@ -99,8 +99,9 @@ fn compare(store: &Store, a: i64, b: i64) -> Result<Comparison, String> {
     Ok(store::compare(&summary(store, a)?, &summary(store, b)?))
 }
 
-/// Writes run `id`'s report (md, csv, json) and scores.csv into
-/// `DIR/export-ID/` beside the store.
+/// Writes run `id`'s report (md, csv, json), scores.csv and its plots
+/// (`plots/`, PNG and SVG, as `report --plots`) into `DIR/export-ID/`
+/// beside the store.
 fn export_run(store: &Store, dir: &Path, id: i64) -> Result<PathBuf, String> {
     let results = store.load(id).map_err(|e| e.to_string())?;
     let summary = results
@@ -118,6 +119,7 @@ fn export_run(store: &Store, dir: &Path, id: i64) -> Result<PathBuf, String> {
             .map_err(|e| format!("{}: {e}", path.display()))?;
     }
     crate::run::write_scores_csv(&out.join("scores.csv"), &results).map_err(|e| e.to_string())?;
+    store::plots::write_all(&out.join("plots"), &results).map_err(|e| e.to_string())?;
     Ok(out)
 }
 
@@ -262,7 +264,7 @@ impl RunsState {
                 )),
                 Reply::Exported(id, Ok(dir)) => out.push(Outcome::Say(
                     format!(
-                        "exported run {id} to {} (report.md, report.csv, report.json, scores.csv)",
+                        "exported run {id} to {} (report.md, report.csv, report.json, scores.csv, plots/)",
                         dir.display()
                     ),
                     false,
