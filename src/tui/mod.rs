@@ -149,7 +149,8 @@ pub fn run(
     }
     let result = runtime.block_on(event_loop(&mut terminal, &mut app, &notify));
     let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture);
-    ratatui::restore();
+    // try_restore: restore() panics (eprintln!) when the terminal is gone.
+    let _ = ratatui::try_restore();
     result
 }
 

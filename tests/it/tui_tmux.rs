@@ -470,3 +470,51 @@ fn efficientnet_run_from_the_setup_screen_alone() {
     let s = tmux.wait_for("the TUI to exit", |s| s.contains("EXITED"));
     assert!(s.contains("EXITED 0"), "{s}");
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_closed_terminal_ends_the_tui() {
+    if !Tmux::available() {
+        eprintln!("SKIPPED: tmux is not installed");
+        return;
+    }
+    // The shell writes its pid and becomes the TUI (exec), so the pid is
+    // the TUI's.
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path();
+    let pid_file = work.join("pid");
+    let command = format!(
+        "echo $$ > {}; GRADNORM_LOG={} exec {BIN}",
+        pid_file.display(),
+        work.join("tui.log").display()
+    );
+    let tmux = Tmux::start("hangup", work, &command, 120, 40);
+    tmux.wait_for("the setup screen", |s| s.contains("1 Setup"));
+    let pid: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // Closing the terminal (the window, the ssh session, tmux) hangs it up.
+    drop(tmux);
+    // Alive means a process that is not a zombie waiting to be reaped.
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|r| !r.trim_start().starts_with('Z'))
+        })
+    };
+    let start = Instant::now();
+    while alive() && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let still = alive();
+    if still {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    }
+    assert!(
+        !still,
+        "the TUI outlived its terminal by 20 s (it used to spin on it)"
+    );
+}
