@@ -29,11 +29,7 @@ pub fn run(config: Option<&Path>) -> anyhow::Result<ExitCode> {
     // the UI: the terminal is given back first.
     let _signals = crate::interrupt::listen(|sig, _| {
         tracing::info!("{}: quitting", crate::interrupt::name(sig));
-        // Not ratatui::restore(): on a hung-up terminal it reports its write
-        // error with eprintln!, which panics, killing this thread before the
-        // exit and leaving the UI spinning on the dead terminal.
-        let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture);
-        let _ = ratatui::try_restore();
+        tui::restore_terminal();
         std::process::exit(128 + sig);
     });
     let checkpoints = discover::checkpoints(Path::new("checkpoints"));

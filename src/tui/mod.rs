@@ -148,10 +148,17 @@ pub fn run(
         app.message = message;
     }
     let result = runtime.block_on(event_loop(&mut terminal, &mut app, &notify));
-    let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture);
-    // try_restore: restore() panics (eprintln!) when the terminal is gone.
-    let _ = ratatui::try_restore();
+    restore_terminal();
     result
+}
+
+/// Gives the terminal back (mouse capture off, raw mode off, main screen).
+/// Not ratatui::restore(): on a hung-up terminal it reports its write error
+/// with eprintln!, which panics (in the SIGHUP handler that killed the
+/// signal thread before its exit, leaving the UI spinning on the dead tty).
+pub fn restore_terminal() {
+    let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture);
+    let _ = ratatui::try_restore();
 }
 
 /// ratatui's hook restores the terminal on a panic; a panic on a worker
