@@ -24,15 +24,32 @@ pub struct Output {
     pub feature: Tensor,
 }
 
-/// What every backbone carries besides its weights.
+/// What every backbone carries besides its body's weights: what it is,
+/// where and in which dtype it runs, and its classifier head.
 #[derive(Debug, Clone)]
 pub struct Meta {
     pub info: ModelInfo,
     pub device: Device,
     pub dtype: DType,
+    /// Head weight [C, D] and bias [C] (f32, or BiT's Vars while training).
+    head: (Tensor, Tensor),
 }
 
 impl Meta {
+    pub(crate) fn new(
+        info: ModelInfo,
+        device: &Device,
+        dtype: DType,
+        head: (Tensor, Tensor),
+    ) -> Self {
+        Meta {
+            info,
+            device: device.clone(),
+            dtype,
+            head,
+        }
+    }
+
     /// Marks the model as built with random weights (its name says so).
     pub(crate) fn mark_random(&mut self) {
         self.info.name = format!("{} (random weights)", self.info.name);
@@ -58,10 +75,17 @@ pub trait Backbone: Send + Sync {
     fn stage(&self, l: usize, x: Tensor) -> Result<Tensor>;
     /// Tap `l` of its state, f32 [B, tap_dims[l]].
     fn tap(&self, l: usize, state: &Tensor) -> Result<Tensor>;
-    /// The head's input h, f32 [B, D], from the state at the last tap.
-    fn feature(&self, last: &Tensor) -> Result<Tensor>;
+    /// The head's input h, f32 [B, D], from the state at the last tap: by
+    /// default that state's tap (a CNN's pooled last stage).
+    fn feature(&self, last: &Tensor) -> Result<Tensor> {
+        self.tap(self.num_taps() - 1, last)
+    }
+
     /// Head weight [C, D] and bias [C], f32.
-    fn head(&self) -> (&Tensor, &Tensor);
+    fn head(&self) -> (&Tensor, &Tensor) {
+        let (w, b) = &self.meta().head;
+        (w, b)
+    }
 
     fn info(&self) -> &ModelInfo {
         &self.meta().info

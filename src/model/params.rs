@@ -82,10 +82,12 @@ impl SimpleBackend for ArcBackend {
     }
 }
 
-/// The number of values in a tensor list.
-pub fn count(shapes: &[(String, Vec<usize>)]) -> usize {
+/// Learned parameters in a tensor list, as PyTorch's `parameters()` counts
+/// them: BatchNorm's running statistics are buffers, not parameters.
+pub fn count_parameters(shapes: &[(String, Vec<usize>)]) -> usize {
     shapes
         .iter()
+        .filter(|(n, _)| !n.ends_with("running_mean") && !n.ends_with("running_var"))
         .map(|(_, s)| s.iter().product::<usize>())
         .sum()
 }
@@ -142,9 +144,18 @@ pub trait TorchvisionArch: Sized {
     /// Whether a checkpoint of this architecture is the named variant `want`.
     fn is_variant(&self, want: &Self) -> bool;
     fn describe(&self) -> String;
-    fn num_params(&self) -> Result<usize>;
     fn build(&self, vb: VarBuilder) -> Result<Self::Model>;
     fn meta_mut(model: &mut Self::Model) -> &mut super::Meta;
+
+    /// The tensors the model reads, in construction order.
+    fn tensor_shapes(&self) -> Result<Vec<(String, Vec<usize>)>> {
+        tensor_shapes(|vb| self.build(vb))
+    }
+
+    /// Parameters, as torchvision counts them.
+    fn num_params(&self) -> Result<usize> {
+        Ok(count_parameters(&self.tensor_shapes()?))
+    }
 }
 
 /// Loads a torchvision state dict, the architecture read from it and
@@ -290,6 +301,13 @@ pub fn softmax_last(x: &Tensor) -> candle_core::Result<Tensor> {
     }
 }
 
+/// A classifier head (a linear layer) as f32 weight [dout, din] and bias.
+pub fn head(vb: VarBuilder, din: usize, dout: usize) -> Result<(Tensor, Tensor)> {
+    let fc = linear(vb, din, dout)?;
+    let b = fc.bias().expect("linear builds a bias").clone();
+    Ok((f32(fc.weight().clone())?, f32(b)?))
+}
+
 /// A linear layer `x W^T + b` (weights Kaiming-uniform when random).
 pub fn linear(vb: VarBuilder, din: usize, dout: usize) -> Result<candle_nn::Linear> {
     let w = vb.get_with_hints(
@@ -324,7 +342,8 @@ mod tests {
                 "fc.bias"
             ]
         );
-        assert_eq!(count(&shapes), 4 * 4 + 2 * 4 + 2);
+        // BatchNorm's running statistics are buffers, not parameters.
+        assert_eq!(count_parameters(&shapes), 2 * 4 + 2 * 4 + 2);
     }
 
     #[test]

@@ -103,11 +103,6 @@ impl ResNetConfig {
         }
         Ok(out)
     }
-
-    /// The tensors the model reads, in construction order.
-    pub fn tensor_shapes(&self) -> Result<Vec<(String, Vec<usize>)>> {
-        params::tensor_shapes(|vb| ResNet::new(self, vb))
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -197,8 +192,6 @@ pub struct ResNet {
     cfg: ResNetConfig,
     stem: ConvBn,
     stages: Vec<Vec<Block>>,
-    fc_w: Tensor,
-    fc_b: Tensor,
     meta: Meta,
 }
 
@@ -218,9 +211,7 @@ impl ResNet {
             }
             stages.push(blocks);
         }
-        let fc = params::linear(vb.pp("fc"), cfg.feature_dim(), cfg.num_classes)?;
-        let fc_w = params::f32(fc.weight().clone())?;
-        let fc_b = params::f32(fc.bias().expect("built with a bias").clone())?;
+        let head = params::head(vb.pp("fc"), cfg.feature_dim(), cfg.num_classes)?;
         let info = ModelInfo {
             name: cfg.describe(),
             family: Family::ResNet,
@@ -234,13 +225,7 @@ impl ResNet {
             cfg: cfg.clone(),
             stem,
             stages,
-            fc_w,
-            fc_b,
-            meta: Meta {
-                info,
-                device: vb.device().clone(),
-                dtype: vb.dtype(),
-            },
+            meta: Meta::new(info, vb.device(), vb.dtype(), head),
         })
     }
 
@@ -307,17 +292,6 @@ impl params::TorchvisionArch for ResNetConfig {
         }
     }
 
-    /// Parameters as torchvision counts them: BatchNorm's running
-    /// statistics are buffers, not parameters.
-    fn num_params(&self) -> Result<usize> {
-        let shapes = self.tensor_shapes()?;
-        let params: Vec<_> = shapes
-            .into_iter()
-            .filter(|(n, _)| !n.ends_with(".running_mean") && !n.ends_with(".running_var"))
-            .collect();
-        Ok(params::count(&params))
-    }
-
     fn build(&self, vb: VarBuilder) -> Result<ResNet> {
         ResNet::new(self, vb)
     }
@@ -353,15 +327,8 @@ impl Backbone for ResNet {
         Ok(x)
     }
 
+    /// The spatial mean; that of layer4 is also the feature h.
     fn tap(&self, _l: usize, state: &Tensor) -> Result<Tensor> {
         spatial_mean(state)
-    }
-
-    fn feature(&self, last: &Tensor) -> Result<Tensor> {
-        spatial_mean(last)
-    }
-
-    fn head(&self) -> (&Tensor, &Tensor) {
-        (&self.fc_w, &self.fc_b)
     }
 }

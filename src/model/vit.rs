@@ -125,11 +125,6 @@ impl VitConfig {
             num_classes,
         })
     }
-
-    /// The tensors the model reads (all of torchvision's state dict).
-    pub fn tensor_shapes(&self) -> Result<Vec<(String, Vec<usize>)>> {
-        params::tensor_shapes(|vb| Vit::new(self, vb))
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -199,8 +194,6 @@ pub struct Vit {
     pos_embedding: Tensor,
     layers: Vec<EncoderLayer>,
     ln: LayerNorm,
-    head_w: Tensor,
-    head_b: Tensor,
     meta: Meta,
 }
 
@@ -231,7 +224,7 @@ impl Vit {
             .map(|i| EncoderLayer::new(cfg, enc.pp("layers").pp(format!("encoder_layer_{i}"))))
             .collect::<Result<Vec<_>>>()?;
         let ln = LayerNorm::new(enc.pp("ln"), d, LN_EPS)?;
-        let head = params::linear(vb.pp("heads").pp("head"), d, cfg.num_classes)?;
+        let head = params::head(vb.pp("heads").pp("head"), d, cfg.num_classes)?;
         let info = ModelInfo {
             name: cfg.describe(),
             family: Family::Vit,
@@ -249,13 +242,7 @@ impl Vit {
             pos_embedding,
             layers,
             ln,
-            head_w: params::f32(head.weight().clone())?,
-            head_b: params::f32(head.bias().expect("built with a bias").clone())?,
-            meta: Meta {
-                info,
-                device: vb.device().clone(),
-                dtype: vb.dtype(),
-            },
+            meta: Meta::new(info, vb.device(), vb.dtype(), head),
         })
     }
 
@@ -315,11 +302,6 @@ impl params::TorchvisionArch for VitConfig {
         }
     }
 
-    /// Parameters, as torchvision counts them.
-    fn num_params(&self) -> Result<usize> {
-        Ok(params::count(&self.tensor_shapes()?))
-    }
-
     fn build(&self, vb: VarBuilder) -> Result<Vit> {
         Vit::new(self, vb)
     }
@@ -370,10 +352,6 @@ impl Backbone for Vit {
             .ln
             .forward(&last.narrow(1, 0, 1)?.squeeze(1)?.contiguous()?)?;
         params::f32(y)
-    }
-
-    fn head(&self) -> (&Tensor, &Tensor) {
-        (&self.head_w, &self.head_b)
     }
 }
 
