@@ -167,10 +167,7 @@ pub use Backbone as Classifier;
 
 /// Every model name `--model` accepts (the TUI's Setup lists these).
 pub fn known_models() -> Vec<String> {
-    let mut names: Vec<String> = bit::VARIANTS
-        .iter()
-        .map(|(n, _, _)| n.to_string())
-        .collect();
+    let mut names: Vec<String> = bit::variant_names().collect();
     names.push("bit".to_string());
     names.extend(
         efficientnet_lite::VARIANTS

@@ -21,21 +21,31 @@ use host::{gn_relu, HostWeights};
 use layers::{StdConv, Unit};
 use std::collections::HashMap;
 
-/// The twelve published variants: name, units per stage, width factor.
-pub const VARIANTS: [(&str, [usize; 4], usize); 12] = [
-    ("BiT-M-R50x1", [3, 4, 6, 3], 1),
-    ("BiT-M-R50x3", [3, 4, 6, 3], 3),
-    ("BiT-M-R101x1", [3, 4, 23, 3], 1),
-    ("BiT-M-R101x3", [3, 4, 23, 3], 3),
-    ("BiT-M-R152x2", [3, 8, 36, 3], 2),
-    ("BiT-M-R152x4", [3, 8, 36, 3], 4),
-    ("BiT-S-R50x1", [3, 4, 6, 3], 1),
-    ("BiT-S-R50x3", [3, 4, 6, 3], 3),
-    ("BiT-S-R101x1", [3, 4, 23, 3], 1),
-    ("BiT-S-R101x3", [3, 4, 23, 3], 3),
-    ("BiT-S-R152x2", [3, 8, 36, 3], 2),
-    ("BiT-S-R152x4", [3, 8, 36, 3], 4),
+/// The six published shapes, each pretrained twice (BiT-M on ImageNet-21k,
+/// BiT-S on ImageNet-1k): name, units per stage, width factor.
+const SHAPES: [(&str, [usize; 4], usize); 6] = [
+    ("R50x1", [3, 4, 6, 3], 1),
+    ("R50x3", [3, 4, 6, 3], 3),
+    ("R101x1", [3, 4, 23, 3], 1),
+    ("R101x3", [3, 4, 23, 3], 3),
+    ("R152x2", [3, 8, 36, 3], 2),
+    ("R152x4", [3, 8, 36, 3], 4),
 ];
+
+/// The twelve published variants, BiT-M-R50x1 .. BiT-S-R152x4, with their
+/// shapes.
+fn variants() -> impl Iterator<Item = (String, [usize; 4], usize)> {
+    ["BiT-M", "BiT-S"].into_iter().flat_map(|upstream| {
+        SHAPES
+            .iter()
+            .map(move |&(n, units, wf)| (format!("{upstream}-{n}"), units, wf))
+    })
+}
+
+/// The names of the twelve published variants.
+pub fn variant_names() -> impl Iterator<Item = String> {
+    variants().map(|(n, _, _)| n)
+}
 
 const GROUPS: usize = 32;
 const GN_EPS: f64 = 1e-5;
@@ -51,11 +61,10 @@ pub struct BitConfig {
 
 /// The variant of that name (case-insensitive), with 1,000 classes.
 pub fn variant(name: &str) -> Option<BitConfig> {
-    VARIANTS
-        .iter()
+    variants()
         .find(|(n, _, _)| n.eq_ignore_ascii_case(name))
         .map(|(_, units, wf)| BitConfig {
-            units: *units,
+            units,
             width: 64 * wf,
             num_classes: 1000,
         })
@@ -80,14 +89,13 @@ impl BitConfig {
         dims
     }
 
-    /// The published variant this is, if any ("BiT-S-R101x1" and
-    /// "BiT-M-R101x1" share a shape; the S name is given).
+    /// The published shape this is, if any, as "BiT-R101x1" (BiT-S-R101x1
+    /// and BiT-M-R101x1 share it).
     pub fn variant_name(&self) -> Option<String> {
-        VARIANTS
+        SHAPES
             .iter()
-            .rev()
             .find(|(_, units, wf)| *units == self.units && 64 * wf == self.width)
-            .map(|(n, _, _)| n.replace("BiT-S-", "BiT-"))
+            .map(|(n, _, _)| format!("BiT-{n}"))
     }
 
     pub fn describe(&self) -> String {
@@ -231,12 +239,10 @@ impl Bit {
 }
 
 /// "bit-s-r101x1" -> "BiT-S-R101x1".
-fn canonical_variant(name: &str) -> &'static str {
-    VARIANTS
-        .iter()
-        .find(|(n, _, _)| n.eq_ignore_ascii_case(name))
-        .map(|(n, _, _)| *n)
-        .unwrap_or("BiT")
+fn canonical_variant(name: &str) -> String {
+    variant_names()
+        .find(|n| n.eq_ignore_ascii_case(name))
+        .unwrap_or_else(|| "BiT".into())
 }
 
 impl Backbone for Bit {
