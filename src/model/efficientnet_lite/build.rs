@@ -51,10 +51,10 @@ impl ConvBn {
         Ok(ConvBn { weight, bn })
     }
 
-    /// The folded weight (OIHW, f32 on the CPU) and bias: per output
-    /// channel `scale = gamma / sqrt(var + eps)`, weight * scale and
+    /// The folded weight (OIHW) and bias: per output channel
+    /// `scale = gamma / sqrt(var + eps)`, weight * scale and
     /// `beta - mean * scale`, computed in f64.
-    fn fold(&self) -> Result<(Tensor, Vec<f32>)> {
+    fn fold(&self) -> Result<(Vec<f32>, Vec<f32>)> {
         let bn = self.bn.iter().map(host).collect::<Result<Vec<_>>>()?;
         let (gamma, beta, mean, var) = (&bn[0], &bn[1], &bn[2], &bn[3]);
         let scale: Vec<f64> = gamma
@@ -74,10 +74,7 @@ impl ConvBn {
             .zip(&scale)
             .flat_map(|(w, &s)| w.iter().map(move |&v| (v as f64 * s) as f32))
             .collect();
-        Ok((
-            Tensor::from_vec(w, self.weight.dims(), &Device::Cpu)?,
-            shift,
-        ))
+        Ok((w, shift))
     }
 }
 
@@ -160,13 +157,19 @@ impl Folded {
     /// or OIHW when `dims` is None.
     fn new(conv: &ConvBn, dims: Option<&[usize]>, t: &Target) -> Result<Self> {
         let (oihw, bias) = conv.fold()?;
-        let w_host = oihw
-            .permute((2, 3, 1, 0))?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
+        let (cout, cin, kh, kw) = conv.weight.dims4()?;
+        // OIHW -> [kh, kw, cin, cout].
+        let mut w_host = vec![0f32; oihw.len()];
+        for (o, filter) in oihw.chunks(cin * kh * kw).enumerate() {
+            for (i, plane) in filter.chunks(kh * kw).enumerate() {
+                for (j, &v) in plane.iter().enumerate() {
+                    w_host[(j * cin + i) * cout + o] = v;
+                }
+            }
+        }
         let w = match dims {
             Some(dims) => t.tensor(w_host.clone(), dims)?,
-            None => t.tensor(oihw.flatten_all()?.to_vec1::<f32>()?, oihw.dims())?,
+            None => t.tensor(oihw, conv.weight.dims())?,
         };
         Ok(Folded {
             w,
