@@ -3,13 +3,15 @@
 //! copies) and BiT's convolutions as im2col blocks on gemm.
 
 use super::gemm::{matmul_acc, matmul_acc_par};
+use super::op::{apply_f32, gradient, Bwd, Grads, In, Kernel};
 use super::packed::{matmul_block, PackedB, MC};
 use super::simd::{add, gemv, relu6};
 use super::winograd;
-use super::{apply_f32, apply_grad2, f32_slice, nhwc_batch, relu6_grad_of, Geometry};
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
+use super::{nhwc_batch, par_rows, relu6_grad, Geometry};
+use candle_core::{Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Arc;
+
 /// Dense convolution of an NCHW image (cin channels) to NHWC + bias + ReLU6;
 /// weights [k, k, cin, cout].
 pub(super) struct Stem {
@@ -19,13 +21,10 @@ pub(super) struct Stem {
     b: Arc<[f32]>,
 }
 
-impl CustomOp1 for Stem {
-    fn name(&self) -> &'static str {
-        "nhwc-stem-relu6"
-    }
+impl Kernel<1> for Stem {
+    const NAME: &'static str = "nhwc-stem-relu6";
 
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = f32_slice(s, l, self.name())?;
+    fn forward(&self, [In { x, l }]: [In<'_>; 1]) -> Result<(Vec<f32>, Shape)> {
         let (g, cin, cout) = (self.g, self.cin, self.b.len());
         let &[n, xc, h, w] = l.dims() else {
             candle_core::bail!("stem: expected [B, C, H, W], got {:?}", l.dims())
@@ -37,46 +36,42 @@ impl CustomOp1 for Stem {
             )
         }
         let (row, m) = (g.wo * cout, g.k * g.k * cin);
-        let mut out = vec![0f32; n * g.ho * row];
-        out.par_chunks_mut(row)
-            .enumerate()
-            .for_each_init(Vec::new, |patches, (r, o)| {
-                let (i, oy) = (r / g.ho, r % g.ho);
-                let img = &x[i * cin * h * w..(i + 1) * cin * h * w];
-                // The row's receptive fields [wo, (dy, dx, ci)], zero outside.
-                patches.clear();
-                patches.resize(g.wo * m, 0.0);
-                for dy in 0..g.k {
-                    let Some(iy) = g.in_row(oy, dy) else { continue };
-                    for dx in 0..g.k {
-                        let (lo, hi) = g.cols(dx);
-                        for ci in 0..cin {
-                            let xrow = &img[(ci * h + iy) * w..(ci * h + iy + 1) * w];
-                            let j = (dy * g.k + dx) * cin + ci;
-                            for ox in lo..hi {
-                                patches[ox * m + j] = xrow[ox * g.s + dx - g.pl];
-                            }
+        let out = par_rows((n, g.ho, row), |i, oy, o, patches| {
+            let img = &x[i * cin * h * w..(i + 1) * cin * h * w];
+            // The row's receptive fields [wo, (dy, dx, ci)], zero outside.
+            patches.clear();
+            patches.resize(g.wo * m, 0.0);
+            for dy in 0..g.k {
+                let Some(iy) = g.in_row(oy, dy) else { continue };
+                for dx in 0..g.k {
+                    let (lo, hi) = g.cols(dx);
+                    for ci in 0..cin {
+                        let xrow = &img[(ci * h + iy) * w..(ci * h + iy + 1) * w];
+                        let j = (dy * g.k + dx) * cin + ci;
+                        for ox in lo..hi {
+                            patches[ox * m + j] = xrow[ox * g.s + dx - g.pl];
                         }
                     }
                 }
-                for (px, p) in o.chunks_exact_mut(cout).zip(patches.chunks_exact(m)) {
-                    px.copy_from_slice(&self.b);
-                    gemv(px, p, &self.w);
-                }
-                relu6(o);
-            });
-        Ok((CpuStorage::F32(out), Shape::from((n, g.ho, g.wo, cout))))
+            }
+            for (px, p) in o.chunks_exact_mut(cout).zip(patches.chunks_exact(m)) {
+                px.copy_from_slice(&self.b);
+                gemv(px, p, &self.w);
+            }
+            relu6(o);
+        });
+        Ok((out, Shape::from((n, g.ho, g.wo, cout))))
     }
 
-    fn bwd(&self, arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+    fn backward(&self, t: Bwd<'_, 1>) -> Grads<1> {
         let op = StemGrad {
             g: self.g,
             cin: self.cin,
             w: self.w.clone(),
             cout: self.b.len(),
-            n: arg.dim(0)?,
+            n: t.args[0].dim(0)?,
         };
-        apply_grad2(grad, res, &op)
+        Ok([gradient(op, [t.grad, t.res])?])
     }
 }
 
@@ -89,19 +84,11 @@ pub(super) struct StemGrad {
     w: Arc<[f32]>,
 }
 
-impl CustomOp2 for StemGrad {
-    fn name(&self) -> &'static str {
-        "nhwc-stem-relu6-grad"
-    }
+impl Kernel<2> for StemGrad {
+    const NAME: &'static str = "nhwc-stem-relu6-grad";
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let gpre = relu6_grad_of(self.name(), s1, l1, s2, l2)?;
+    fn forward(&self, [grad, res]: [In<'_>; 2]) -> Result<(Vec<f32>, Shape)> {
+        let gpre = relu6_grad(grad.x, res.x);
         let (g, cin, cout) = (self.g, self.cin, self.cout);
         let (plane, image) = (g.ho * g.wo * cout, cin * g.h * g.w);
         let mut out = vec![0f32; self.n * image];
@@ -126,7 +113,7 @@ impl CustomOp2 for StemGrad {
                 }
             }
         });
-        Ok((CpuStorage::F32(out), Shape::from((self.n, cin, g.h, g.w))))
+        Ok((out, Shape::from((self.n, cin, g.h, g.w))))
     }
 }
 
@@ -158,6 +145,7 @@ pub(super) fn block_rows(m: usize, patch: usize) -> usize {
 /// Dense k x k convolution of NHWC f32 without bias: weights [k, k, cin,
 /// cout] (rows (dy, dx, ci)). Blocks of output pixels are unfolded into
 /// their receptive fields (im2col) and multiplied on gemm, a block per task.
+#[derive(Clone)]
 pub(super) struct Conv {
     g: Geometry,
     cin: usize,
@@ -199,13 +187,10 @@ impl Conv {
     }
 }
 
-impl CustomOp1 for Conv {
-    fn name(&self) -> &'static str {
-        "nhwc-conv"
-    }
+impl Kernel<1> for Conv {
+    const NAME: &'static str = "nhwc-conv";
 
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = f32_slice(s, l, self.name())?;
+    fn forward(&self, [In { x, l }]: [In<'_>; 1]) -> Result<(Vec<f32>, Shape)> {
         let (g, cin, cout) = (self.g, self.cin, self.cout);
         let n = nhwc_batch("conv", l, &g, cin)?;
         let (plane, pixels, kk) = (g.h * g.w * cin, g.ho * g.wo, self.patch_len());
@@ -214,7 +199,7 @@ impl CustomOp1 for Conv {
             if let Some(t) = winograd::Transformed::new(&self.w, cin, cout) {
                 let mut out = vec![0f32; m * cout];
                 winograd::conv3x3(x, &g, n, &t, &mut out);
-                return Ok((CpuStorage::F32(out), Shape::from((n, g.ho, g.wo, cout))));
+                return Ok((out, Shape::from((n, g.ho, g.wo, cout))));
             }
         }
         let packed = PackedB::new(&self.w, kk, cout);
@@ -242,20 +227,15 @@ impl CustomOp1 for Conv {
                     }
                 }
             });
-        Ok((CpuStorage::F32(out), Shape::from((n, g.ho, g.wo, cout))))
+        Ok((out, Shape::from((n, g.ho, g.wo, cout))))
     }
 
-    fn bwd(&self, arg: &Tensor, _: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+    fn backward(&self, t: Bwd<'_, 1>) -> Grads<1> {
         let op = ConvGrad {
-            conv: Conv {
-                g: self.g,
-                cin: self.cin,
-                cout: self.cout,
-                w: self.w.clone(),
-            },
-            n: arg.dim(0)?,
+            conv: self.clone(),
+            n: t.args[0].dim(0)?,
         };
-        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&op)?))
+        Ok([gradient(op, [t.grad])?])
     }
 }
 
@@ -267,13 +247,10 @@ pub(super) struct ConvGrad {
     n: usize,
 }
 
-impl CustomOp1 for ConvGrad {
-    fn name(&self) -> &'static str {
-        "nhwc-conv-grad"
-    }
+impl Kernel<1> for ConvGrad {
+    const NAME: &'static str = "nhwc-conv-grad";
 
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let grad = f32_slice(s, l, self.name())?;
+    fn forward(&self, [In { x: grad, l }]: [In<'_>; 1]) -> Result<(Vec<f32>, Shape)> {
         let Conv { g, cin, cout, .. } = self.conv;
         let (pixels, kk) = (g.ho * g.wo, self.conv.patch_len());
         if grad.len() != self.n * pixels * cout {
@@ -306,7 +283,7 @@ impl CustomOp1 for ConvGrad {
                     }
                 });
         }
-        Ok((CpuStorage::F32(out), Shape::from((self.n, g.h, g.w, cin))))
+        Ok((out, Shape::from((self.n, g.h, g.w, cin))))
     }
 }
 

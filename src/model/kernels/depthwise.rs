@@ -4,10 +4,10 @@
 //! with respect to its input. [`depthwise_composed`] is the same from candle
 //! ops for other devices.
 
+use super::op::{apply_f32, gradient, Bwd, Grads, In, Kernel};
 use super::simd::{fma, relu6};
-use super::{apply_f32, apply_grad2, f32_slice, nhwc_batch, relu6_grad_of, Geometry};
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
+use super::{nhwc_batch, par_rows, relu6_grad, Geometry};
+use candle_core::{Result, Shape, Tensor};
 use std::sync::Arc;
 
 /// Per kernel offset, its channel weights repeated over enough pixels
@@ -133,35 +133,27 @@ pub(super) struct Depthwise {
     b: Arc<[f32]>,
 }
 
-impl CustomOp1 for Depthwise {
-    fn name(&self) -> &'static str {
-        "nhwc-depthwise-relu6"
-    }
+impl Kernel<1> for Depthwise {
+    const NAME: &'static str = "nhwc-depthwise-relu6";
 
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = f32_slice(s, l, self.name())?;
+    fn forward(&self, [In { x, l }]: [In<'_>; 1]) -> Result<(Vec<f32>, Shape)> {
         let (g, c) = (self.g, self.b.len());
         let n = nhwc_batch("depthwise", l, &g, c)?;
-        let (plane, row) = (g.h * g.w * c, g.wo * c);
+        let plane = g.h * g.w * c;
         let plan = DwPlan::new(g, c, &self.w);
-        let mut out = vec![0f32; n * g.ho * row];
-        out.par_chunks_mut(row)
-            .enumerate()
-            .for_each_init(Vec::new, |phases, (r, o)| {
-                let (i, oy) = (r / g.ho, r % g.ho);
-                let img = &x[i * plane..(i + 1) * plane];
-                plan.row(img, &self.b, oy, o, phases);
-            });
-        Ok((CpuStorage::F32(out), Shape::from((n, g.ho, g.wo, c))))
+        let out = par_rows((n, g.ho, g.wo * c), |i, oy, o, phases| {
+            plan.row(&x[i * plane..(i + 1) * plane], &self.b, oy, o, phases)
+        });
+        Ok((out, Shape::from((n, g.ho, g.wo, c))))
     }
 
-    fn bwd(&self, _: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+    fn backward(&self, t: Bwd<'_, 1>) -> Grads<1> {
         let op = DepthwiseGrad {
             g: self.g,
             w: self.w.clone(),
             c: self.b.len(),
         };
-        apply_grad2(grad, res, &op)
+        Ok([gradient(op, [t.grad, t.res])?])
     }
 }
 
@@ -172,31 +164,18 @@ pub(super) struct DepthwiseGrad {
     c: usize,
 }
 
-impl CustomOp2 for DepthwiseGrad {
-    fn name(&self) -> &'static str {
-        "nhwc-depthwise-relu6-grad"
-    }
+impl Kernel<2> for DepthwiseGrad {
+    const NAME: &'static str = "nhwc-depthwise-relu6-grad";
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let gpre = relu6_grad_of(self.name(), s1, l1, s2, l2)?;
-        let (g, c, n) = (self.g, self.c, l1.dims()[0]);
-        let (plane, row) = (g.ho * g.wo * c, g.w * c);
+    fn forward(&self, [grad, res]: [In<'_>; 2]) -> Result<(Vec<f32>, Shape)> {
+        let gpre = relu6_grad(grad.x, res.x);
+        let (g, c, n) = (self.g, self.c, grad.dims()[0]);
+        let plane = g.ho * g.wo * c;
         let plan = DwPlan::new(g, c, &self.w);
-        let mut out = vec![0f32; n * g.h * row];
-        out.par_chunks_mut(row)
-            .enumerate()
-            .for_each_init(Vec::new, |phases, (r, o)| {
-                let (i, iy) = (r / g.h, r % g.h);
-                let gp = &gpre[i * plane..(i + 1) * plane];
-                plan.grad_row(gp, iy, o, phases);
-            });
-        Ok((CpuStorage::F32(out), Shape::from((n, g.h, g.w, c))))
+        let out = par_rows((n, g.h, g.w * c), |i, iy, o, phases| {
+            plan.grad_row(&gpre[i * plane..(i + 1) * plane], iy, o, phases)
+        });
+        Ok((out, Shape::from((n, g.h, g.w, c))))
     }
 }
 
