@@ -7,25 +7,25 @@ use super::op::{apply_f32, gradient, Bwd, Grads, In, Kernel};
 use super::packed::{matmul_block, PackedB, MC};
 use super::simd::{add, gemv, relu6};
 use super::winograd;
-use super::{nhwc_batch, par_rows, relu6_grad, Geometry};
+use super::{nhwc_batch, par_rows, relu6_grad, ConvRelu6, Geometry};
 use candle_core::{Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Arc;
 
 /// Dense convolution of an NCHW image (cin channels) to NHWC + bias + ReLU6;
 /// weights [k, k, cin, cout].
+#[derive(Clone)]
 pub(super) struct Stem {
-    g: Geometry,
+    conv: ConvRelu6,
     cin: usize,
-    w: Arc<[f32]>,
-    b: Arc<[f32]>,
 }
 
 impl Kernel<1> for Stem {
     const NAME: &'static str = "nhwc-stem-relu6";
 
     fn forward(&self, [In { x, l }]: [In<'_>; 1]) -> Result<(Vec<f32>, Shape)> {
-        let (g, cin, cout) = (self.g, self.cin, self.b.len());
+        let ConvRelu6 { g, w: wt, b } = &self.conv;
+        let (g, cin, cout) = (*g, self.cin, b.len());
         let &[n, xc, h, w] = l.dims() else {
             candle_core::bail!("stem: expected [B, C, H, W], got {:?}", l.dims())
         };
@@ -55,8 +55,8 @@ impl Kernel<1> for Stem {
                 }
             }
             for (px, p) in o.chunks_exact_mut(cout).zip(patches.chunks_exact(m)) {
-                px.copy_from_slice(&self.b);
-                gemv(px, p, &self.w);
+                px.copy_from_slice(b);
+                gemv(px, p, wt);
             }
             relu6(o);
         });
@@ -65,10 +65,7 @@ impl Kernel<1> for Stem {
 
     fn backward(&self, t: Bwd<'_, 1>) -> Grads<1> {
         let op = StemGrad {
-            g: self.g,
-            cin: self.cin,
-            w: self.w.clone(),
-            cout: self.b.len(),
+            stem: self.clone(),
             n: t.args[0].dim(0)?,
         };
         Ok([gradient(op, [t.grad, t.res])?])
@@ -77,11 +74,8 @@ impl Kernel<1> for Stem {
 
 /// d input of [`Stem`] from (d output, output), NCHW.
 pub(super) struct StemGrad {
-    g: Geometry,
-    cin: usize,
-    cout: usize,
+    stem: Stem,
     n: usize,
-    w: Arc<[f32]>,
 }
 
 impl Kernel<2> for StemGrad {
@@ -89,7 +83,8 @@ impl Kernel<2> for StemGrad {
 
     fn forward(&self, [grad, res]: [In<'_>; 2]) -> Result<(Vec<f32>, Shape)> {
         let gpre = relu6_grad(grad.x, res.x);
-        let (g, cin, cout) = (self.g, self.cin, self.cout);
+        let Stem { conv, cin } = &self.stem;
+        let (g, cin, cout) = (conv.g, *cin, conv.b.len());
         let (plane, image) = (g.ho * g.wo * cout, cin * g.h * g.w);
         let mut out = vec![0f32; self.n * image];
         // One image per task: every output pixel scatters into cin rows.
@@ -104,7 +99,7 @@ impl Kernel<2> for StemGrad {
                             let ix = ox * g.s + dx - g.pl;
                             let gv = &gp[(oy * g.wo + ox) * cout..][..cout];
                             for ci in 0..cin {
-                                let wk = &self.w[((dy * g.k + dx) * cin + ci) * cout..][..cout];
+                                let wk = &conv.w[((dy * g.k + dx) * cin + ci) * cout..][..cout];
                                 let dot: f32 = gv.iter().zip(wk).map(|(a, b)| a * b).sum();
                                 gx[(ci * g.h + iy) * g.w + ix] += dot;
                             }
@@ -126,10 +121,8 @@ pub(crate) fn stem_relu6(
     b: &Arc<[f32]>,
 ) -> Result<Tensor> {
     let op = Stem {
-        g,
+        conv: ConvRelu6::new(g, w, b),
         cin: x.dim(1)?,
-        w: w.clone(),
-        b: b.clone(),
     };
     apply_f32(x, op)
 }
@@ -312,54 +305,33 @@ mod tests {
 
     #[test]
     fn stem_kernel_matches_the_definition_and_candles_conv() {
-        for (i, &(h, w, k, s, pt, pl)) in CASES.iter().enumerate() {
-            let (n, cin, cout) = (2, 3, 4);
-            let g = geometry(h, w, k, s, pt, pl);
-            let x = rand(&[n, cin, h, w], 5 * i as u64);
-            let wt = rand(&[k, k, cin, cout], 5 * i as u64 + 1);
-            let b = rand(&[cout], 5 * i as u64 + 2);
-            let want = direct(
-                &host(&x),
-                (n, cin, h, w),
-                &host(&wt),
-                &host(&b),
-                &g,
-                false,
-                false,
-            );
-            let xv = Var::from_tensor(&x).unwrap();
-            let ours = stem_relu6(xv.as_tensor(), g, &arc(&wt), &arc(&b)).unwrap();
-            assert_eq!(ours.dims(), &[n, g.ho, g.wo, cout]);
-            assert!(max_diff(&host(&ours), &want) < 1e-5, "case {i}");
+        let theirs = |x: &Tensor, g: Geometry, wt: &Tensor, b: &Tensor| {
             // candle's (differentiable) conv2d on the explicitly padded input.
-            let (hp, wp) = ((g.ho - 1) * s + k, (g.wo - 1) * s + k);
-            let xp = xv
-                .as_tensor()
-                .pad_with_zeros(2, pt, hp - h - pt)
+            let (hp, wp) = ((g.ho - 1) * g.s + g.k, (g.wo - 1) * g.s + g.k);
+            let xp = x
+                .pad_with_zeros(2, g.pt, hp - g.h - g.pt)
                 .unwrap()
-                .pad_with_zeros(3, pl, wp - w - pl)
+                .pad_with_zeros(3, g.pl, wp - g.w - g.pl)
                 .unwrap();
             let oihw = wt.permute((3, 2, 0, 1)).unwrap().contiguous().unwrap();
-            let theirs = xp
-                .conv2d(&oihw, 0, s, 1, 1)
+            xp.conv2d(&oihw, 0, g.s, 1, 1)
                 .unwrap()
                 .permute((0, 2, 3, 1))
                 .unwrap()
-                .broadcast_add(&b)
+                .broadcast_add(b)
                 .unwrap()
                 .clamp(0f32, 6f32)
-                .unwrap();
-            assert!(max_diff(&host(&theirs), &want) < 1e-5, "case {i}: candle");
-            let r = rand(ours.dims(), 7);
-            let grad = |y: &Tensor| {
-                let gs = (y * &r).unwrap().sum_all().unwrap().backward().unwrap();
-                host(gs.get(xv.as_tensor()).unwrap())
-            };
-            let (go, gt) = (grad(&ours), grad(&theirs));
-            assert!(gt.iter().filter(|v| **v != 0.0).count() > gt.len() / 4);
-            assert!(max_diff(&go, &gt) < 1e-5, "case {i}: gradients");
-        }
+                .unwrap()
+        };
+        check_against_direct(
+            (2, 3, 4),
+            false,
+            (5, 7),
+            |x, g, wt, b| stem_relu6(x, g, &arc(wt), &arc(b)).unwrap(),
+            theirs,
+        );
     }
+
     #[test]
     fn dense_conv_matches_candle_conv2d_with_gradients() {
         // (h, w, cin, cout, k, s, p): BiT's stem, 3x3 with and without

@@ -35,6 +35,7 @@ pub(crate) use pooling::max_pool_padded;
 
 use candle_core::{Layout, Result, Tensor};
 use rayon::prelude::*;
+use std::sync::Arc;
 
 /// Where a k x k convolution of stride s reads: input h x w, padding before
 /// (pt, pl), output ho x wo. Padding after is whatever makes ho x wo fit.
@@ -93,6 +94,23 @@ impl Geometry {
             ho: (h + 2 * p - k) / s + 1,
             wo: (w + 2 * p - k) / s + 1,
         })
+    }
+}
+
+/// The constants of a k x k convolution + bias + ReLU6 (EfficientNet-Lite's
+/// stem and depthwise convolutions): geometry, weights [k, k, cin, cout]
+/// (depthwise: [k, k, c]) and bias [cout].
+#[derive(Clone)]
+pub(super) struct ConvRelu6 {
+    pub g: Geometry,
+    pub w: Arc<[f32]>,
+    pub b: Arc<[f32]>,
+}
+
+impl ConvRelu6 {
+    fn new(g: Geometry, w: &Arc<[f32]>, b: &Arc<[f32]>) -> Self {
+        let (w, b) = (w.clone(), b.clone());
+        ConvRelu6 { g, w, b }
     }
 }
 
