@@ -1,8 +1,9 @@
 //! The candle side of every kernel, written once: a [`Kernel`] computes on
 //! contiguous f32 slices, and [`Op`] makes it a candle `CustomOp1/2/3` (the
-//! storages unpacked and checked, the output wrapped back). CPU only, as
-//! before: `Op` has no `cuda_fwd`, so candle's default error stands and the
-//! models keep choosing the composed candle ops on other devices.
+//! storages unpacked and checked, the output vector moved into candle's
+//! storage). CPU only, as before: `Op` has no `cuda_fwd`, so candle's
+//! default "no cuda implementation" error stands, and the models call these
+//! kernels only on the CPU (composed candle ops elsewhere).
 
 use candle_core::backend::BackendStorage;
 use candle_core::{
@@ -40,8 +41,9 @@ pub(super) trait Kernel<const N: usize>: Send + Sync {
     /// The output values and their shape.
     fn forward(&self, xs: [In<'_>; N]) -> Result<(Vec<f32>, Shape)>;
 
-    /// The inputs' gradients. None by default: the backward kernels run
-    /// outside autograd (see [`gradient`]).
+    /// The inputs' gradients. By default candle's "backward not supported"
+    /// error, as before: the backward kernels run outside autograd (see
+    /// [`gradient`]).
     fn backward(&self, _: Bwd<'_, N>) -> Grads<N> {
         Err(candle_core::Error::BackwardNotSupported { op: Self::NAME })
     }
