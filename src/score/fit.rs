@@ -223,21 +223,8 @@ impl Fit {
         let (h, mut tensors): (Header, _) = super::params_file::read(path, &KIND)?;
         let d = h.feature_dim;
         let c = h.model.num_classes;
-        let mut take = |name: &str, shape: Vec<usize>| -> Result<Tensor> {
-            let t = tensors.remove(name).ok_or_else(|| Error::MissingTensor {
-                path: path.to_path_buf(),
-                name: name.to_string(),
-                expected: shape.clone(),
-            })?;
-            if t.dims() != shape.as_slice() {
-                return Err(Error::ShapeMismatch {
-                    path: path.to_path_buf(),
-                    name: name.to_string(),
-                    expected: shape,
-                    found: t.dims().to_vec(),
-                });
-            }
-            Ok(t)
+        let mut take = |name: &str, shape: Vec<usize>| {
+            super::params_file::take(&mut tensors, path, name, shape)
         };
         let v64 = |t: Tensor| -> Result<Vec<f64>> {
             Ok(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?)

@@ -88,12 +88,10 @@ impl Store {
     /// Opens the store in `dir`, which must exist (for reading commands).
     pub fn open_existing(dir: &Path) -> Result<Store> {
         let path = dir.join(FILE_NAME);
-        if !path.is_file() {
-            return Err(Error::data(
-                &path,
-                "no run store here (run `gradnorm-tui eval --store DIR ...` first)",
-            ));
-        }
+        Error::require_file(
+            &path,
+            "no run store here (run `gradnorm-tui eval --store DIR ...` first)",
+        )?;
         Self::open_file(&path, false)
     }
 

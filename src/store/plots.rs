@@ -147,6 +147,28 @@ fn mesh<DB: DrawingBackend>(chart: &mut Chart<DB>, x: &str, y: &str) -> DrawResu
         .map_err(e)
 }
 
+/// Fills `area` white and builds a captioned chart over `x` by `y` with its
+/// axes, grid and their descriptions; `y_labels` is the room, in pixels, the
+/// y-axis labels take.
+fn chart_on<'a, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    caption: &str,
+    y_labels: u32,
+    (x, x_desc): (std::ops::Range<f64>, &str),
+    (y, y_desc): (std::ops::Range<f64>, &str),
+) -> std::result::Result<Chart<'a, DB>, String> {
+    area.fill(&WHITE).map_err(e)?;
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 26))
+        .margin(12)
+        .x_label_area_size(48)
+        .y_label_area_size(y_labels)
+        .build_cartesian_2d(x, y)
+        .map_err(e)?;
+    mesh(&mut chart, x_desc, y_desc)?;
+    Ok(chart)
+}
+
 /// The series' legend in a framed box.
 fn legend<'a, DB: DrawingBackend + 'a>(
     chart: &mut Chart<'a, DB>,
@@ -184,7 +206,6 @@ fn histograms<DB: DrawingBackend>(
     method: usize,
 ) -> DrawResult {
     let info = results.info.as_ref().ok_or("no run")?;
-    area.fill(&WHITE).map_err(e)?;
     let sets: Vec<(String, Vec<f64>)> = info
         .datasets
         .iter()
@@ -206,17 +227,12 @@ fn histograms<DB: DrawingBackend>(
         .collect();
     let ymax = densities.iter().flatten().fold(0f64, |m, &v| m.max(v)) * 1.1;
     let label = info.methods[method].to_string();
-    let mut chart = ChartBuilder::on(area)
-        .caption(format!("{label}: score histograms"), ("sans-serif", 26))
-        .margin(12)
-        .x_label_area_size(48)
-        .y_label_area_size(70)
-        .build_cartesian_2d(lo..hi, 0f64..ymax.max(1e-12))
-        .map_err(e)?;
-    mesh(
-        &mut chart,
-        "score (higher = more in-distribution)",
-        "fraction of the set's images",
+    let mut chart = chart_on(
+        area,
+        &format!("{label}: score histograms"),
+        70,
+        (lo..hi, "score (higher = more in-distribution)"),
+        (0f64..ymax.max(1e-12), "fraction of the set's images"),
     )?;
     for (k, ((name, _), dens)) in sets.iter().zip(&densities).enumerate() {
         let color = palette(k);
@@ -258,30 +274,6 @@ fn histograms<DB: DrawingBackend>(
     legend(&mut chart, SeriesLabelPosition::UpperRight)
 }
 
-/// ROC points (FPR, TPR) with ID positive, from the highest score down.
-fn roc_points(id: &[f64], ood: &[f64]) -> Vec<(f64, f64)> {
-    let mut all: Vec<(f64, bool)> = id
-        .iter()
-        .map(|&s| (s, true))
-        .chain(ood.iter().map(|&s| (s, false)))
-        .collect();
-    all.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let (p, n) = (id.len() as f64, ood.len() as f64);
-    let mut out = vec![(0.0, 0.0)];
-    let (mut tp, mut fp) = (0f64, 0f64);
-    for (i, &(s, pos)) in all.iter().enumerate() {
-        if pos {
-            tp += 1.0;
-        } else {
-            fp += 1.0;
-        }
-        if i + 1 == all.len() || all[i + 1].0 != s {
-            out.push((fp / n, tp / p));
-        }
-    }
-    out
-}
-
 /// One OOD set: every method's ROC curve, AUROC in the legend.
 fn roc<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
@@ -289,24 +281,15 @@ fn roc<DB: DrawingBackend>(
     ood: usize,
 ) -> DrawResult {
     let info = results.info.as_ref().ok_or("no run")?;
-    area.fill(&WHITE).map_err(e)?;
-    let mut chart = ChartBuilder::on(area)
-        .caption(
-            format!(
-                "ROC: {} (ID) against {}",
-                info.datasets[0].name, info.datasets[ood].name
-            ),
-            ("sans-serif", 26),
-        )
-        .margin(12)
-        .x_label_area_size(48)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0f64..1f64, 0f64..1f64)
-        .map_err(e)?;
-    mesh(
-        &mut chart,
-        "false positive rate (OOD taken as ID)",
-        "true positive rate (ID kept)",
+    let mut chart = chart_on(
+        area,
+        &format!(
+            "ROC: {} (ID) against {}",
+            info.datasets[0].name, info.datasets[ood].name
+        ),
+        60,
+        (0f64..1f64, "false positive rate (OOD taken as ID)"),
+        (0f64..1f64, "true positive rate (ID kept)"),
     )?;
     chart
         .draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.3)))
@@ -321,7 +304,7 @@ fn roc<DB: DrawingBackend>(
         let label = format!("{} (AUROC {:.2}%)", method.label(), 100.0 * auroc);
         // Past the palette's eight colours a curve is told apart by its dash.
         let (dash, gap) = dash_of(m);
-        let points = roc_points(&id, &od);
+        let points = metrics::roc_points(&id, &od);
         let series = if gap == 0 {
             chart.draw_series(LineSeries::new(points, color.stroke_width(2)))
         } else {
@@ -343,7 +326,6 @@ fn roc<DB: DrawingBackend>(
 /// GradNorm is their product (over T), so its level sets are hyperbolas.
 fn anatomy<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, results: &RunResults) -> DrawResult {
     let info = results.info.as_ref().ok_or("no run")?;
-    area.fill(&WHITE).map_err(e)?;
     let pts: Vec<Vec<(f64, f64)>> = results
         .records
         .iter()
@@ -356,20 +338,12 @@ fn anatomy<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, results: &RunResul
         .collect();
     let (xlo, xhi) = range(pts.iter().flatten().map(|p| p.0));
     let (ylo, yhi) = range(pts.iter().flatten().map(|p| p.1));
-    let mut chart = ChartBuilder::on(area)
-        .caption(
-            "GradNorm anatomy: feature norm and softmax factor",
-            ("sans-serif", 26),
-        )
-        .margin(12)
-        .x_label_area_size(48)
-        .y_label_area_size(70)
-        .build_cartesian_2d(xlo..xhi, ylo..yhi)
-        .map_err(e)?;
-    mesh(
-        &mut chart,
-        "||h||_1 (penultimate feature, L1)",
-        "sum_k |C p_k - 1| (softmax factor)",
+    let mut chart = chart_on(
+        area,
+        "GradNorm anatomy: feature norm and softmax factor",
+        70,
+        (xlo..xhi, "||h||_1 (penultimate feature, L1)"),
+        (ylo..yhi, "sum_k |C p_k - 1| (softmax factor)"),
     )?;
     // At most 4,000 points per set (evenly spaced) keep the SVG small.
     for (d, set) in pts.iter().enumerate() {

@@ -3,11 +3,12 @@
 use crate::error::{Error, Result};
 use crate::model::Classifier;
 use crate::score::logistic::Logistic;
+use crate::score::params_file;
 use candle_core::{DType, Device, Tensor};
 use std::path::Path;
 
 /// What the parameters file says to identify `format`.
-const KIND: crate::score::params_file::Kind = crate::score::params_file::Kind {
+const KIND: params_file::Kind = params_file::Kind {
     format: "gradnorm-tui/mahalanobis",
     version: "1",
     header: "params",
@@ -121,11 +122,11 @@ impl MahalanobisParams {
             regression: self.regression.clone(),
             provenance: self.provenance.clone(),
         };
-        crate::score::params_file::write(path, &KIND, tensors, &header)
+        params_file::write(path, &KIND, tensors, &header)
     }
 
     pub fn read(path: &Path) -> Result<Self> {
-        let (header, mut tensors): (Header, _) = crate::score::params_file::read(path, &KIND)?;
+        let (header, mut tensors): (Header, _) = params_file::read(path, &KIND)?;
         let layers = header.model.tap_dims.len();
         let mut means = Vec::with_capacity(layers);
         let mut precisions = Vec::with_capacity(layers);
@@ -135,20 +136,7 @@ impl MahalanobisParams {
                 (format!("mean.{l}"), vec![k, d], &mut means),
                 (format!("precision.{l}"), vec![d, d], &mut precisions),
             ] {
-                let t = tensors.remove(&name).ok_or_else(|| Error::MissingTensor {
-                    path: path.to_path_buf(),
-                    name: name.clone(),
-                    expected: shape.clone(),
-                })?;
-                if t.dims() != shape.as_slice() {
-                    return Err(Error::ShapeMismatch {
-                        path: path.to_path_buf(),
-                        name,
-                        expected: shape,
-                        found: t.dims().to_vec(),
-                    });
-                }
-                out.push(t);
+                out.push(params_file::take(&mut tensors, path, &name, shape)?);
             }
         }
         if header.regression.weights.len() != layers {
