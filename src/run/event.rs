@@ -22,14 +22,23 @@ pub struct DatasetInfo {
     pub count: usize,
 }
 
-/// Sent once the model is loaded and the datasets are listed.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct RunInfo {
-    pub model: ModelInfo,
+/// Where and how the model ran: its weights file, the device, the precision
+/// and the input size (in [`RunInfo`] and, as written, in `Summary`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Setup {
     pub checkpoint: Option<PathBuf>,
     pub device: String,
     pub dtype: String,
     pub image_size: usize,
+}
+
+/// Sent once the model is loaded and the datasets are listed.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct RunInfo {
+    pub model: ModelInfo,
+    /// Flattened: the stored run info keeps its fields at the top level.
+    #[serde(flatten)]
+    pub setup: Setup,
     /// The preprocessing in effect (the model's, or `--preprocess`).
     pub input: InputSpec,
     pub batch: usize,

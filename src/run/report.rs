@@ -53,10 +53,10 @@ pub fn run_header(summary: &Summary) -> String {
         "model: {} ({} parameters) on {} ({}), {}x{}, batch {}\n",
         summary.model,
         summary.num_params,
-        summary.device,
-        summary.dtype,
-        summary.image_size,
-        summary.image_size,
+        summary.setup.device,
+        summary.setup.dtype,
+        summary.setup.image_size,
+        summary.setup.image_size,
         summary.batch
     );
     for d in &summary.datasets {
