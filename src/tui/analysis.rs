@@ -4,10 +4,10 @@
 //! snapshot of the scores on a worker thread, a few times per second at
 //! most, so that rendering never sorts 50,000 scores.
 
+use super::wake::{Queue, Worker};
 use crate::metrics::{self, Measures, OperatingPoint};
 use crate::run::Role;
 use crate::run::RunResults;
-use std::sync::mpsc::{Receiver, Sender};
 
 /// The TPR at which thresholds are drawn and misdetections counted.
 pub const TPR: f64 = 0.95;
@@ -308,33 +308,18 @@ pub fn range(sets: &[&[f64]], extra: &[f64]) -> Option<(f64, f64)> {
 
 /// Computes analyses off the UI thread; the latest snapshot wins.
 pub struct Analyzer {
-    jobs: Option<Sender<Snapshot>>,
-    done: Receiver<Analysis>,
+    worker: Worker<Snapshot, Analysis>,
     in_flight: bool,
 }
 
 impl Analyzer {
     /// `wake` is told when an analysis is ready.
     pub fn new(wake: super::wake::Wake) -> Analyzer {
-        let (job_tx, job_rx) = std::sync::mpsc::channel::<Snapshot>();
-        let (done_tx, done) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
-            .name("gradnorm-analysis".into())
-            .spawn(move || {
-                while let Ok(mut snap) = job_rx.recv() {
-                    while let Ok(newer) = job_rx.try_recv() {
-                        snap = newer;
-                    }
-                    if done_tx.send(Analysis::compute(&snap)).is_err() {
-                        break;
-                    }
-                    wake.wake();
-                }
-            })
-            .expect("spawning the analysis thread");
+        let worker = Worker::spawn("gradnorm-analysis", Queue::Latest, wake, |snap| {
+            Analysis::compute(&snap)
+        });
         Analyzer {
-            jobs: Some(job_tx),
-            done,
+            worker,
             in_flight: false,
         }
     }
@@ -344,19 +329,14 @@ impl Analyzer {
     }
 
     pub fn submit(&mut self, snap: Snapshot) {
-        if let Some(tx) = &self.jobs {
-            if tx.send(snap).is_ok() {
-                self.in_flight = true;
-            }
+        if self.worker.send(snap) {
+            self.in_flight = true;
         }
     }
 
     /// The newest finished analysis, if one arrived.
     pub fn poll(&mut self) -> Option<Analysis> {
-        let mut latest = None;
-        while let Ok(a) = self.done.try_recv() {
-            latest = Some(a);
-        }
+        let latest = self.worker.replies().last();
         if latest.is_some() {
             self.in_flight = false;
         }

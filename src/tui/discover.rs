@@ -2,9 +2,9 @@
 //! datasets under `dataset/`, and their image counts (counted on a worker
 //! thread: a 50,000-image folder must not stall the menus).
 
+use super::wake::{Queue, Worker};
 use crate::error::Result;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, Sender};
 
 const CHECKPOINT_SUFFIXES: [&str; 5] = [".pth", ".pth.tar", ".tar", ".npz", ".safetensors"];
 /// How deep the scans look below `checkpoints/` and `dataset/`.
@@ -154,40 +154,33 @@ pub enum Count {
 
 /// Counts datasets on a worker thread; results come back in any order.
 pub struct Counter {
-    jobs: Sender<(PathBuf, Option<PathBuf>)>,
-    done: Receiver<(PathBuf, Count)>,
+    worker: Worker<(PathBuf, Option<PathBuf>), (PathBuf, Count)>,
 }
 
 impl Counter {
     /// `wake` is told when a count is ready.
     pub fn new(wake: super::wake::Wake) -> Counter {
-        let (jobs, job_rx) = std::sync::mpsc::channel::<(PathBuf, Option<PathBuf>)>();
-        let (done_tx, done) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
-            .name("gradnorm-count".into())
-            .spawn(move || {
-                while let Ok((path, root)) = job_rx.recv() {
-                    let c = match count(&path, root.as_deref()) {
-                        Ok(n) => Count::Images(n),
-                        Err(e) => Count::Error(e.to_string()),
-                    };
-                    if done_tx.send((path, c)).is_err() {
-                        break;
-                    }
-                    wake.wake();
-                }
-            })
-            .expect("spawning the counting thread");
-        Counter { jobs, done }
+        let worker = Worker::spawn(
+            "gradnorm-count",
+            Queue::Each,
+            wake,
+            |(path, root): (PathBuf, Option<PathBuf>)| {
+                let c = match count(&path, root.as_deref()) {
+                    Ok(n) => Count::Images(n),
+                    Err(e) => Count::Error(e.to_string()),
+                };
+                (path, c)
+            },
+        );
+        Counter { worker }
     }
 
     pub fn request(&self, path: &Path, root: Option<&Path>) {
-        let _ = self
-            .jobs
+        self.worker
             .send((path.to_path_buf(), root.map(Path::to_path_buf)));
     }
 
     pub fn poll(&self) -> Vec<(PathBuf, Count)> {
-        self.done.try_iter().collect()
+        self.worker.replies().collect()
     }
 }

@@ -30,15 +30,15 @@ pub enum Item {
 pub struct FileBrowser {
     /// The folder shown (absolute).
     pub dir: PathBuf,
-    pub entries: Vec<Entry>,
+    pub(crate) entries: Vec<Entry>,
     /// Typed to narrow the entries (any case).
     pub filter: String,
     /// Index into `items()`.
     pub selected: usize,
     /// Folders may be picked, not only files.
-    pub pick_dirs: bool,
+    pub(crate) pick_dirs: bool,
     /// Why the folder could not be read, or that it was cut.
-    pub note: Option<String>,
+    pub(crate) note: Option<String>,
 }
 
 /// What a key in the browser gives.

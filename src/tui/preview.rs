@@ -2,13 +2,13 @@
 //! graphics protocol (kitty, sixel, iTerm2 or half-blocks) on a worker
 //! thread, cached per file and size, so a 480px JPEG never stalls a frame.
 
+use super::wake::{Queue, Worker};
 use ratatui::layout::Size;
 use ratatui_image::picker::Picker;
 use ratatui_image::protocol::Protocol;
 use ratatui_image::Resize;
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, Sender};
 
 type Key = (PathBuf, u16, u16);
 type Done = (Key, Result<Protocol, String>);
@@ -18,10 +18,7 @@ const CACHE: usize = 48;
 
 enum Mode {
     /// Decode on a worker; the newest request wins.
-    Thread {
-        jobs: Sender<Key>,
-        done: Receiver<Done>,
-    },
+    Thread(Worker<Key, Done>),
     /// Decode at once (tests: deterministic frames).
     Inline,
     /// No previews (the picker could not be built).
@@ -39,26 +36,12 @@ pub struct Previews {
 impl Previews {
     /// `wake` is told when a preview is ready.
     pub fn threaded(picker: Picker, wake: super::wake::Wake) -> Previews {
-        let (jobs, job_rx) = std::sync::mpsc::channel::<Key>();
-        let (done_tx, done) = std::sync::mpsc::channel::<Done>();
         let worker_picker = picker.clone();
-        std::thread::Builder::new()
-            .name("gradnorm-preview".into())
-            .spawn(move || {
-                while let Ok(mut key) = job_rx.recv() {
-                    // Scrolling fast queues many requests; only the last matters.
-                    while let Ok(newer) = job_rx.try_recv() {
-                        key = newer;
-                    }
-                    let result = encode(&worker_picker, &key.0, Size::new(key.1, key.2));
-                    if done_tx.send((key, result)).is_err() {
-                        break;
-                    }
-                    wake.wake();
-                }
-            })
-            .expect("spawning the preview thread");
-        Previews::with_mode(picker, Mode::Thread { jobs, done })
+        let worker = Worker::spawn("gradnorm-preview", Queue::Latest, wake, move |key: Key| {
+            let result = encode(&worker_picker, &key.0, Size::new(key.1, key.2));
+            (key, result)
+        });
+        Previews::with_mode(picker, Mode::Thread(worker))
     }
 
     pub fn inline(picker: Picker) -> Previews {
@@ -99,8 +82,8 @@ impl Previews {
             return;
         }
         match &self.mode {
-            Mode::Thread { jobs, .. } => {
-                if jobs.send(key.clone()).is_ok() {
+            Mode::Thread(worker) => {
+                if worker.send(key.clone()) {
                     self.pending = Some(key);
                 }
             }
@@ -115,8 +98,8 @@ impl Previews {
     /// Takes finished previews in; true when one arrived.
     pub fn poll(&mut self) -> bool {
         let mut arrived = Vec::new();
-        if let Mode::Thread { done, .. } = &self.mode {
-            arrived.extend(done.try_iter());
+        if let Mode::Thread(worker) = &self.mode {
+            arrived.extend(worker.replies());
         }
         let any = !arrived.is_empty();
         for (key, result) in arrived {

@@ -3,30 +3,29 @@
 //! copies) and BiT's convolutions as im2col blocks on gemm.
 
 use super::gemm::{matmul_acc, matmul_acc_par};
+use super::op::{apply_f32, gradient, Bwd, Grads, In, Kernel};
 use super::packed::{matmul_block, PackedB, MC};
 use super::simd::{add, gemv, relu6};
 use super::winograd;
-use super::{apply_f32, apply_grad2, f32_slice, nhwc_batch, relu6_grad_of, Geometry};
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
+use super::{nhwc_batch, par_rows, relu6_grad, ConvRelu6, Geometry};
+use candle_core::{Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Arc;
+
 /// Dense convolution of an NCHW image (cin channels) to NHWC + bias + ReLU6;
 /// weights [k, k, cin, cout].
+#[derive(Clone)]
 pub(super) struct Stem {
-    g: Geometry,
+    conv: ConvRelu6,
     cin: usize,
-    w: Arc<[f32]>,
-    b: Arc<[f32]>,
 }
 
-impl CustomOp1 for Stem {
-    fn name(&self) -> &'static str {
-        "nhwc-stem-relu6"
-    }
+impl Kernel<1> for Stem {
+    const NAME: &'static str = "nhwc-stem-relu6";
 
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = f32_slice(s, l, self.name())?;
-        let (g, cin, cout) = (self.g, self.cin, self.b.len());
+    fn forward(&self, [In { x, l }]: [In<'_>; 1]) -> Result<(Vec<f32>, Shape)> {
+        let ConvRelu6 { g, w: wt, b } = &self.conv;
+        let (g, cin, cout) = (*g, self.cin, b.len());
         let &[n, xc, h, w] = l.dims() else {
             candle_core::bail!("stem: expected [B, C, H, W], got {:?}", l.dims())
         };
@@ -37,72 +36,55 @@ impl CustomOp1 for Stem {
             )
         }
         let (row, m) = (g.wo * cout, g.k * g.k * cin);
-        let mut out = vec![0f32; n * g.ho * row];
-        out.par_chunks_mut(row)
-            .enumerate()
-            .for_each_init(Vec::new, |patches, (r, o)| {
-                let (i, oy) = (r / g.ho, r % g.ho);
-                let img = &x[i * cin * h * w..(i + 1) * cin * h * w];
-                // The row's receptive fields [wo, (dy, dx, ci)], zero outside.
-                patches.clear();
-                patches.resize(g.wo * m, 0.0);
-                for dy in 0..g.k {
-                    let Some(iy) = g.in_row(oy, dy) else { continue };
-                    for dx in 0..g.k {
-                        let (lo, hi) = g.cols(dx);
-                        for ci in 0..cin {
-                            let xrow = &img[(ci * h + iy) * w..(ci * h + iy + 1) * w];
-                            let j = (dy * g.k + dx) * cin + ci;
-                            for ox in lo..hi {
-                                patches[ox * m + j] = xrow[ox * g.s + dx - g.pl];
-                            }
+        let out = par_rows((n, g.ho, row), |i, oy, o, patches| {
+            let img = &x[i * cin * h * w..(i + 1) * cin * h * w];
+            // The row's receptive fields [wo, (dy, dx, ci)], zero outside.
+            patches.clear();
+            patches.resize(g.wo * m, 0.0);
+            for dy in 0..g.k {
+                let Some(iy) = g.in_row(oy, dy) else { continue };
+                for dx in 0..g.k {
+                    let (lo, hi) = g.cols(dx);
+                    for ci in 0..cin {
+                        let xrow = &img[(ci * h + iy) * w..(ci * h + iy + 1) * w];
+                        let j = (dy * g.k + dx) * cin + ci;
+                        for ox in lo..hi {
+                            patches[ox * m + j] = xrow[ox * g.s + dx - g.pl];
                         }
                     }
                 }
-                for (px, p) in o.chunks_exact_mut(cout).zip(patches.chunks_exact(m)) {
-                    px.copy_from_slice(&self.b);
-                    gemv(px, p, &self.w);
-                }
-                relu6(o);
-            });
-        Ok((CpuStorage::F32(out), Shape::from((n, g.ho, g.wo, cout))))
+            }
+            for (px, p) in o.chunks_exact_mut(cout).zip(patches.chunks_exact(m)) {
+                px.copy_from_slice(b);
+                gemv(px, p, wt);
+            }
+            relu6(o);
+        });
+        Ok((out, Shape::from((n, g.ho, g.wo, cout))))
     }
 
-    fn bwd(&self, arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+    fn backward(&self, t: Bwd<'_, 1>) -> Grads<1> {
         let op = StemGrad {
-            g: self.g,
-            cin: self.cin,
-            w: self.w.clone(),
-            cout: self.b.len(),
-            n: arg.dim(0)?,
+            stem: self.clone(),
+            n: t.args[0].dim(0)?,
         };
-        apply_grad2(grad, res, &op)
+        Ok([gradient(op, [t.grad, t.res])?])
     }
 }
 
 /// d input of [`Stem`] from (d output, output), NCHW.
 pub(super) struct StemGrad {
-    g: Geometry,
-    cin: usize,
-    cout: usize,
+    stem: Stem,
     n: usize,
-    w: Arc<[f32]>,
 }
 
-impl CustomOp2 for StemGrad {
-    fn name(&self) -> &'static str {
-        "nhwc-stem-relu6-grad"
-    }
+impl Kernel<2> for StemGrad {
+    const NAME: &'static str = "nhwc-stem-relu6-grad";
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let gpre = relu6_grad_of(self.name(), s1, l1, s2, l2)?;
-        let (g, cin, cout) = (self.g, self.cin, self.cout);
+    fn forward(&self, [grad, res]: [In<'_>; 2]) -> Result<(Vec<f32>, Shape)> {
+        let gpre = relu6_grad(grad.x, res.x);
+        let Stem { conv, cin } = &self.stem;
+        let (g, cin, cout) = (conv.g, *cin, conv.b.len());
         let (plane, image) = (g.ho * g.wo * cout, cin * g.h * g.w);
         let mut out = vec![0f32; self.n * image];
         // One image per task: every output pixel scatters into cin rows.
@@ -117,7 +99,7 @@ impl CustomOp2 for StemGrad {
                             let ix = ox * g.s + dx - g.pl;
                             let gv = &gp[(oy * g.wo + ox) * cout..][..cout];
                             for ci in 0..cin {
-                                let wk = &self.w[((dy * g.k + dx) * cin + ci) * cout..][..cout];
+                                let wk = &conv.w[((dy * g.k + dx) * cin + ci) * cout..][..cout];
                                 let dot: f32 = gv.iter().zip(wk).map(|(a, b)| a * b).sum();
                                 gx[(ci * g.h + iy) * g.w + ix] += dot;
                             }
@@ -126,7 +108,7 @@ impl CustomOp2 for StemGrad {
                 }
             }
         });
-        Ok((CpuStorage::F32(out), Shape::from((self.n, cin, g.h, g.w))))
+        Ok((out, Shape::from((self.n, cin, g.h, g.w))))
     }
 }
 
@@ -139,10 +121,8 @@ pub(crate) fn stem_relu6(
     b: &Arc<[f32]>,
 ) -> Result<Tensor> {
     let op = Stem {
-        g,
+        conv: ConvRelu6::new(g, w, b),
         cin: x.dim(1)?,
-        w: w.clone(),
-        b: b.clone(),
     };
     apply_f32(x, op)
 }
@@ -158,6 +138,7 @@ pub(super) fn block_rows(m: usize, patch: usize) -> usize {
 /// Dense k x k convolution of NHWC f32 without bias: weights [k, k, cin,
 /// cout] (rows (dy, dx, ci)). Blocks of output pixels are unfolded into
 /// their receptive fields (im2col) and multiplied on gemm, a block per task.
+#[derive(Clone)]
 pub(super) struct Conv {
     g: Geometry,
     cin: usize,
@@ -199,13 +180,10 @@ impl Conv {
     }
 }
 
-impl CustomOp1 for Conv {
-    fn name(&self) -> &'static str {
-        "nhwc-conv"
-    }
+impl Kernel<1> for Conv {
+    const NAME: &'static str = "nhwc-conv";
 
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = f32_slice(s, l, self.name())?;
+    fn forward(&self, [In { x, l }]: [In<'_>; 1]) -> Result<(Vec<f32>, Shape)> {
         let (g, cin, cout) = (self.g, self.cin, self.cout);
         let n = nhwc_batch("conv", l, &g, cin)?;
         let (plane, pixels, kk) = (g.h * g.w * cin, g.ho * g.wo, self.patch_len());
@@ -214,7 +192,7 @@ impl CustomOp1 for Conv {
             if let Some(t) = winograd::Transformed::new(&self.w, cin, cout) {
                 let mut out = vec![0f32; m * cout];
                 winograd::conv3x3(x, &g, n, &t, &mut out);
-                return Ok((CpuStorage::F32(out), Shape::from((n, g.ho, g.wo, cout))));
+                return Ok((out, Shape::from((n, g.ho, g.wo, cout))));
             }
         }
         let packed = PackedB::new(&self.w, kk, cout);
@@ -242,20 +220,15 @@ impl CustomOp1 for Conv {
                     }
                 }
             });
-        Ok((CpuStorage::F32(out), Shape::from((n, g.ho, g.wo, cout))))
+        Ok((out, Shape::from((n, g.ho, g.wo, cout))))
     }
 
-    fn bwd(&self, arg: &Tensor, _: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+    fn backward(&self, t: Bwd<'_, 1>) -> Grads<1> {
         let op = ConvGrad {
-            conv: Conv {
-                g: self.g,
-                cin: self.cin,
-                cout: self.cout,
-                w: self.w.clone(),
-            },
-            n: arg.dim(0)?,
+            conv: self.clone(),
+            n: t.args[0].dim(0)?,
         };
-        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&op)?))
+        Ok([gradient(op, [t.grad])?])
     }
 }
 
@@ -267,13 +240,10 @@ pub(super) struct ConvGrad {
     n: usize,
 }
 
-impl CustomOp1 for ConvGrad {
-    fn name(&self) -> &'static str {
-        "nhwc-conv-grad"
-    }
+impl Kernel<1> for ConvGrad {
+    const NAME: &'static str = "nhwc-conv-grad";
 
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let grad = f32_slice(s, l, self.name())?;
+    fn forward(&self, [In { x: grad, l }]: [In<'_>; 1]) -> Result<(Vec<f32>, Shape)> {
         let Conv { g, cin, cout, .. } = self.conv;
         let (pixels, kk) = (g.ho * g.wo, self.conv.patch_len());
         if grad.len() != self.n * pixels * cout {
@@ -306,7 +276,7 @@ impl CustomOp1 for ConvGrad {
                     }
                 });
         }
-        Ok((CpuStorage::F32(out), Shape::from((self.n, g.h, g.w, cin))))
+        Ok((out, Shape::from((self.n, g.h, g.w, cin))))
     }
 }
 
@@ -335,54 +305,33 @@ mod tests {
 
     #[test]
     fn stem_kernel_matches_the_definition_and_candles_conv() {
-        for (i, &(h, w, k, s, pt, pl)) in CASES.iter().enumerate() {
-            let (n, cin, cout) = (2, 3, 4);
-            let g = geometry(h, w, k, s, pt, pl);
-            let x = rand(&[n, cin, h, w], 5 * i as u64);
-            let wt = rand(&[k, k, cin, cout], 5 * i as u64 + 1);
-            let b = rand(&[cout], 5 * i as u64 + 2);
-            let want = direct(
-                &host(&x),
-                (n, cin, h, w),
-                &host(&wt),
-                &host(&b),
-                &g,
-                false,
-                false,
-            );
-            let xv = Var::from_tensor(&x).unwrap();
-            let ours = stem_relu6(xv.as_tensor(), g, &arc(&wt), &arc(&b)).unwrap();
-            assert_eq!(ours.dims(), &[n, g.ho, g.wo, cout]);
-            assert!(max_diff(&host(&ours), &want) < 1e-5, "case {i}");
+        let theirs = |x: &Tensor, g: Geometry, wt: &Tensor, b: &Tensor| {
             // candle's (differentiable) conv2d on the explicitly padded input.
-            let (hp, wp) = ((g.ho - 1) * s + k, (g.wo - 1) * s + k);
-            let xp = xv
-                .as_tensor()
-                .pad_with_zeros(2, pt, hp - h - pt)
+            let (hp, wp) = ((g.ho - 1) * g.s + g.k, (g.wo - 1) * g.s + g.k);
+            let xp = x
+                .pad_with_zeros(2, g.pt, hp - g.h - g.pt)
                 .unwrap()
-                .pad_with_zeros(3, pl, wp - w - pl)
+                .pad_with_zeros(3, g.pl, wp - g.w - g.pl)
                 .unwrap();
             let oihw = wt.permute((3, 2, 0, 1)).unwrap().contiguous().unwrap();
-            let theirs = xp
-                .conv2d(&oihw, 0, s, 1, 1)
+            xp.conv2d(&oihw, 0, g.s, 1, 1)
                 .unwrap()
                 .permute((0, 2, 3, 1))
                 .unwrap()
-                .broadcast_add(&b)
+                .broadcast_add(b)
                 .unwrap()
                 .clamp(0f32, 6f32)
-                .unwrap();
-            assert!(max_diff(&host(&theirs), &want) < 1e-5, "case {i}: candle");
-            let r = rand(ours.dims(), 7);
-            let grad = |y: &Tensor| {
-                let gs = (y * &r).unwrap().sum_all().unwrap().backward().unwrap();
-                host(gs.get(xv.as_tensor()).unwrap())
-            };
-            let (go, gt) = (grad(&ours), grad(&theirs));
-            assert!(gt.iter().filter(|v| **v != 0.0).count() > gt.len() / 4);
-            assert!(max_diff(&go, &gt) < 1e-5, "case {i}: gradients");
-        }
+                .unwrap()
+        };
+        check_against_direct(
+            (2, 3, 4),
+            false,
+            (5, 7),
+            |x, g, wt, b| stem_relu6(x, g, &arc(wt), &arc(b)).unwrap(),
+            theirs,
+        );
     }
+
     #[test]
     fn dense_conv_matches_candle_conv2d_with_gradients() {
         // (h, w, cin, cout, k, s, p): BiT's stem, 3x3 with and without

@@ -4,10 +4,11 @@
 //! with respect to its input. [`depthwise_composed`] is the same from candle
 //! ops for other devices.
 
+use super::op::{apply_f32, gradient, Bwd, Grads, In, Kernel};
 use super::simd::{fma, relu6};
-use super::{apply_f32, apply_grad2, f32_slice, nhwc_batch, relu6_grad_of, Geometry};
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
+use super::{nhwc_batch, par_rows, relu6_grad, ConvRelu6, Geometry};
+use candle_core::{Result, Shape, Tensor};
+use std::ops::Range;
 use std::sync::Arc;
 
 /// Per kernel offset, its channel weights repeated over enough pixels
@@ -64,6 +65,23 @@ impl DwPlan {
         &self.tiled[(dy * self.g.k + dx) * self.tl..][..self.tl]
     }
 
+    /// Per kernel column `dx` that reads inside the input, `f(dx, outputs,
+    /// inputs)`: the ranges of an output row and of the matching input row
+    /// split into stride phases of `per` values each (`per` unused for
+    /// stride 1), both whole pixels.
+    fn taps(&self, per: usize, mut f: impl FnMut(usize, Range<usize>, Range<usize>)) {
+        let (g, c) = (&self.g, self.c);
+        for dx in 0..g.k {
+            let (lo, hi) = g.cols(dx);
+            if lo == hi {
+                continue;
+            }
+            let ix = lo * g.s + dx - g.pl;
+            let start = (ix % g.s) * per + (ix / g.s) * c;
+            f(dx, lo * c..hi * c, start..start + (hi - lo) * c);
+        }
+    }
+
     /// Output row `oy` [wo, c] of the convolution + bias + ReLU6 of one
     /// image `img` [h, w, c]; `phases` is scratch space.
     fn row(&self, img: &[f32], b: &[f32], oy: usize, out: &mut [f32], phases: &mut Vec<f32>) {
@@ -81,16 +99,9 @@ impl DwPlan {
                 let per = split_phases(row, c, g.s, phases);
                 (&phases[..], per)
             };
-            for dx in 0..g.k {
-                let (lo, hi) = g.cols(dx);
-                if lo == hi {
-                    continue;
-                }
-                let ix = lo * g.s + dx - g.pl;
-                let start = (ix % g.s) * per + (ix / g.s) * c;
-                let src = &src[start..start + (hi - lo) * c];
-                fma_run(&mut out[lo * c..hi * c], src, self.tile(dy, dx));
-            }
+            self.taps(per, |dx, o, i| {
+                fma_run(&mut out[o], &src[i], self.tile(dy, dx))
+            });
         }
         relu6(out);
     }
@@ -108,16 +119,9 @@ impl DwPlan {
                 continue;
             };
             let grow = &gpre[oy * g.wo * c..(oy + 1) * g.wo * c];
-            for dx in 0..g.k {
-                let (lo, hi) = g.cols(dx);
-                if lo == hi {
-                    continue;
-                }
-                let ix = lo * g.s + dx - g.pl;
-                let start = (ix % g.s) * per + (ix / g.s) * c;
-                let dst = &mut phases[start..start + (hi - lo) * c];
-                fma_run(dst, &grow[lo * c..hi * c], self.tile(dy, dx));
-            }
+            self.taps(per, |dx, o, i| {
+                fma_run(&mut phases[i], &grow[o], self.tile(dy, dx))
+            });
         }
         for (x, px) in out.chunks_exact_mut(c).enumerate() {
             let at = (x % g.s) * per + (x / g.s) * c;
@@ -127,76 +131,46 @@ impl DwPlan {
 }
 
 /// Depthwise convolution (weights [k, k, C]) + bias + ReLU6 of NHWC f32.
-pub(super) struct Depthwise {
-    g: Geometry,
-    w: Arc<[f32]>,
-    b: Arc<[f32]>,
-}
+#[derive(Clone)]
+pub(super) struct Depthwise(ConvRelu6);
 
-impl CustomOp1 for Depthwise {
-    fn name(&self) -> &'static str {
-        "nhwc-depthwise-relu6"
-    }
+impl Kernel<1> for Depthwise {
+    const NAME: &'static str = "nhwc-depthwise-relu6";
 
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = f32_slice(s, l, self.name())?;
-        let (g, c) = (self.g, self.b.len());
+    fn forward(&self, [In { x, l }]: [In<'_>; 1]) -> Result<(Vec<f32>, Shape)> {
+        let ConvRelu6 { g, w, b } = &self.0;
+        let (g, c) = (*g, b.len());
         let n = nhwc_batch("depthwise", l, &g, c)?;
-        let (plane, row) = (g.h * g.w * c, g.wo * c);
-        let plan = DwPlan::new(g, c, &self.w);
-        let mut out = vec![0f32; n * g.ho * row];
-        out.par_chunks_mut(row)
-            .enumerate()
-            .for_each_init(Vec::new, |phases, (r, o)| {
-                let (i, oy) = (r / g.ho, r % g.ho);
-                let img = &x[i * plane..(i + 1) * plane];
-                plan.row(img, &self.b, oy, o, phases);
-            });
-        Ok((CpuStorage::F32(out), Shape::from((n, g.ho, g.wo, c))))
+        let plane = g.h * g.w * c;
+        let plan = DwPlan::new(g, c, w);
+        let out = par_rows((n, g.ho, g.wo * c), |i, oy, o, phases| {
+            plan.row(&x[i * plane..(i + 1) * plane], b, oy, o, phases)
+        });
+        Ok((out, Shape::from((n, g.ho, g.wo, c))))
     }
 
-    fn bwd(&self, _: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let op = DepthwiseGrad {
-            g: self.g,
-            w: self.w.clone(),
-            c: self.b.len(),
-        };
-        apply_grad2(grad, res, &op)
+    fn backward(&self, t: Bwd<'_, 1>) -> Grads<1> {
+        let op = DepthwiseGrad(self.clone());
+        Ok([gradient(op, [t.grad, t.res])?])
     }
 }
 
 /// d input of [`Depthwise`] from (d output, output).
-pub(super) struct DepthwiseGrad {
-    g: Geometry,
-    w: Arc<[f32]>,
-    c: usize,
-}
+pub(super) struct DepthwiseGrad(Depthwise);
 
-impl CustomOp2 for DepthwiseGrad {
-    fn name(&self) -> &'static str {
-        "nhwc-depthwise-relu6-grad"
-    }
+impl Kernel<2> for DepthwiseGrad {
+    const NAME: &'static str = "nhwc-depthwise-relu6-grad";
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let gpre = relu6_grad_of(self.name(), s1, l1, s2, l2)?;
-        let (g, c, n) = (self.g, self.c, l1.dims()[0]);
-        let (plane, row) = (g.ho * g.wo * c, g.w * c);
-        let plan = DwPlan::new(g, c, &self.w);
-        let mut out = vec![0f32; n * g.h * row];
-        out.par_chunks_mut(row)
-            .enumerate()
-            .for_each_init(Vec::new, |phases, (r, o)| {
-                let (i, iy) = (r / g.h, r % g.h);
-                let gp = &gpre[i * plane..(i + 1) * plane];
-                plan.grad_row(gp, iy, o, phases);
-            });
-        Ok((CpuStorage::F32(out), Shape::from((n, g.h, g.w, c))))
+    fn forward(&self, [grad, res]: [In<'_>; 2]) -> Result<(Vec<f32>, Shape)> {
+        let gpre = relu6_grad(grad.x, res.x);
+        let ConvRelu6 { g, w, b } = &(self.0).0;
+        let (g, c, n) = (*g, b.len(), grad.dims()[0]);
+        let plane = g.ho * g.wo * c;
+        let plan = DwPlan::new(g, c, w);
+        let out = par_rows((n, g.h, g.w * c), |i, iy, o, phases| {
+            plan.grad_row(&gpre[i * plane..(i + 1) * plane], iy, o, phases)
+        });
+        Ok((out, Shape::from((n, g.h, g.w, c))))
     }
 }
 
@@ -208,11 +182,7 @@ pub(crate) fn depthwise_relu6(
     w: &Arc<[f32]>,
     b: &Arc<[f32]>,
 ) -> Result<Tensor> {
-    let op = Depthwise {
-        g,
-        w: w.clone(),
-        b: b.clone(),
-    };
+    let op = Depthwise(ConvRelu6::new(g, w, b));
     apply_f32(x, op)
 }
 
@@ -265,43 +235,15 @@ pub(crate) fn depthwise_composed(
 mod tests {
     use super::*;
     use crate::model::kernels::testing::*;
-    use candle_core::Var;
 
     #[test]
     fn depthwise_kernels_match_the_definition_and_each_other() {
-        for (i, &(h, w, k, s, pt, pl)) in CASES.iter().enumerate() {
-            let (n, c) = (2, 5);
-            let g = geometry(h, w, k, s, pt, pl);
-            let x = rand(&[n, h, w, c], 3 * i as u64);
-            let wt = rand(&[k, k, c], 3 * i as u64 + 1);
-            let b = rand(&[c], 3 * i as u64 + 2);
-            let want = direct(
-                &host(&x),
-                (n, c, h, w),
-                &host(&wt),
-                &host(&b),
-                &g,
-                true,
-                true,
-            );
-            let xv = Var::from_tensor(&x).unwrap();
-            let fused = depthwise_relu6(xv.as_tensor(), g, &arc(&wt), &arc(&b)).unwrap();
-            let composed = depthwise_composed(xv.as_tensor(), g, &wt, &b).unwrap();
-            assert_eq!(fused.dims(), &[n, g.ho, g.wo, c]);
-            assert!(max_diff(&host(&fused), &want) < 1e-5, "case {i}: kernel");
-            assert!(
-                max_diff(&host(&composed), &want) < 1e-5,
-                "case {i}: composed"
-            );
-            // The gradients of one weighted sum through both agree.
-            let r = rand(fused.dims(), 99);
-            let grad = |y: &Tensor| {
-                let gs = (y * &r).unwrap().sum_all().unwrap().backward().unwrap();
-                host(gs.get(xv.as_tensor()).unwrap())
-            };
-            let (gf, gc) = (grad(&fused), grad(&composed));
-            assert!(gc.iter().filter(|v| **v != 0.0).count() > gc.len() / 4);
-            assert!(max_diff(&gf, &gc) < 1e-5, "case {i}: gradients");
-        }
+        check_against_direct(
+            (2, 5, 5),
+            true,
+            (3, 99),
+            |x, g, wt, b| depthwise_relu6(x, g, &arc(wt), &arc(b)).unwrap(),
+            |x, g, wt, b| depthwise_composed(x, g, wt, b).unwrap(),
+        );
     }
 }

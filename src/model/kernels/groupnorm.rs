@@ -1,11 +1,12 @@
 //! BiT's GroupNorm + ReLU in one parallel op (candle_nn's GroupNorm is
 //! eight tensor ops, each a pass over memory, and ReLU a ninth).
 
+use super::op::{apply_f32, gradient, Bwd, Grads, In, Kernel};
 use super::simd::{affine_relu, gn_grad, grad_moments, moments};
-use super::{apply_f32, f32_slice};
-use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor};
+use candle_core::{Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Arc;
+
 /// Splits each of `n` images of `p` pixels into runs of `chunk` pixels,
 /// enough runs to keep the pool busy: (runs per image, chunk).
 pub(super) fn pixel_runs(n: usize, p: usize) -> (usize, usize) {
@@ -66,6 +67,7 @@ pub(super) fn per_pixel_runs(
 /// GroupNorm (`groups` groups, affine) + ReLU over [N, ..., C] f32.
 /// Statistics in f64 from one pass of sums (E[x²] - E[x]² is exact enough
 /// in f64 for activations).
+#[derive(Clone)]
 pub(super) struct GroupNormRelu {
     groups: usize,
     eps: f64,
@@ -109,13 +111,10 @@ impl GroupNormRelu {
     }
 }
 
-impl CustomOp1 for GroupNormRelu {
-    fn name(&self) -> &'static str {
-        "nhwc-group-norm-relu"
-    }
+impl Kernel<1> for GroupNormRelu {
+    const NAME: &'static str = "nhwc-group-norm-relu";
 
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = f32_slice(s, l, self.name())?;
+    fn forward(&self, [In { x, l }]: [In<'_>; 1]) -> Result<(Vec<f32>, Shape)> {
         let (n, p, c) = self.dims(l)?;
         let sums = per_image_sums(n, p, c, 2, |i, r, acc| {
             moments(&x[(i * p + r.start) * c..(i * p + r.end) * c], c, acc)
@@ -138,21 +137,12 @@ impl CustomOp1 for GroupNormRelu {
             let xi = &x[(i * p + first) * c..][..o.len()];
             affine_relu(xi, &scale[i * c..][..c], &shift[i * c..][..c], o);
         });
-        Ok((CpuStorage::F32(out), l.shape().clone()))
+        Ok((out, l.shape().clone()))
     }
 
-    fn bwd(&self, arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let op = GroupNormReluGrad(GroupNormRelu {
-            groups: self.groups,
-            eps: self.eps,
-            gamma: self.gamma.clone(),
-            beta: self.beta.clone(),
-        });
-        Ok(Some(grad.contiguous()?.apply_op3_no_bwd(
-            &arg.contiguous()?,
-            &res.contiguous()?,
-            &op,
-        )?))
+    fn backward(&self, t: Bwd<'_, 1>) -> Grads<1> {
+        let op = GroupNormReluGrad(self.clone());
+        Ok([gradient(op, [t.grad, t.args[0], t.res])?])
     }
 }
 
@@ -161,24 +151,14 @@ impl CustomOp1 for GroupNormRelu {
 /// dx = r γ d - (r / n) Σ γ d - x̂ (r / n) Σ γ d x̂.
 pub(super) struct GroupNormReluGrad(GroupNormRelu);
 
-impl CustomOp3 for GroupNormReluGrad {
-    fn name(&self) -> &'static str {
-        "nhwc-group-norm-relu-grad"
-    }
+impl Kernel<3> for GroupNormReluGrad {
+    const NAME: &'static str = "nhwc-group-norm-relu-grad";
 
-    fn cpu_fwd(
+    fn forward(
         &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+        [In { x: g, .. }, In { x, l: l2 }, In { x: y, .. }]: [In<'_>; 3],
+    ) -> Result<(Vec<f32>, Shape)> {
         let gn = &self.0;
-        let g = f32_slice(s1, l1, self.name())?;
-        let x = f32_slice(s2, l2, self.name())?;
-        let y = f32_slice(s3, l3, self.name())?;
         let (n, p, c) = gn.dims(l2)?;
         if g.len() != x.len() || y.len() != x.len() {
             candle_core::bail!(
@@ -228,7 +208,7 @@ impl CustomOp3 for GroupNormReluGrad {
                 o,
             );
         });
-        Ok((CpuStorage::F32(dx), l2.shape().clone()))
+        Ok((dx, l2.shape().clone()))
     }
 }
 

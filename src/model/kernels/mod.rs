@@ -9,7 +9,8 @@
 //! - `pooling`: BiT's zero-padded stem max-pool;
 //! - `winograd`: 3x3 stride-1 convolutions as Winograd F(2x2, 3x3);
 //! - `packed`: our matrix product on packed weight panels (6 x 16 AVX2);
-//! - `gemm`: the other matrix products; `simd`: the AVX2 code all of them use.
+//! - `gemm`: the other matrix products; `simd`: the AVX2 code all of them use;
+//! - `op`: the candle custom-op side of all of them, once.
 //!
 //! The kernels are f32 and parallel (rayon).
 
@@ -17,6 +18,7 @@ mod conv;
 mod depthwise;
 mod gemm;
 mod groupnorm;
+mod op;
 mod packed;
 mod pointwise;
 mod pooling;
@@ -31,9 +33,9 @@ pub(crate) use groupnorm::group_norm_relu;
 pub(crate) use pointwise::pointwise;
 pub(crate) use pooling::max_pool_padded;
 
-use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Tensor};
+use candle_core::{Layout, Result, Tensor};
 use rayon::prelude::*;
+use std::sync::Arc;
 
 /// Where a k x k convolution of stride s reads: input h x w, padding before
 /// (pt, pl), output ho x wo. Padding after is whatever makes ho x wo fit.
@@ -95,14 +97,20 @@ impl Geometry {
     }
 }
 
-/// The f32 data of a contiguous tensor.
-pub(super) fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let CpuStorage::F32(v) = s else {
-        candle_core::bail!("{what}: f32 only, got {:?}", s.dtype())
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => candle_core::bail!("{what}: non-contiguous input"),
+/// The constants of a k x k convolution + bias + ReLU6 (EfficientNet-Lite's
+/// stem and depthwise convolutions): geometry, weights [k, k, cin, cout]
+/// (depthwise: [k, k, c]) and bias [cout].
+#[derive(Clone)]
+pub(super) struct ConvRelu6 {
+    pub g: Geometry,
+    pub w: Arc<[f32]>,
+    pub b: Arc<[f32]>,
+}
+
+impl ConvRelu6 {
+    fn new(g: Geometry, w: &Arc<[f32]>, b: &Arc<[f32]>) -> Self {
+        let (w, b) = (w.clone(), b.clone());
+        ConvRelu6 { g, w, b }
     }
 }
 
@@ -120,27 +128,6 @@ pub(super) fn relu6_grad(grad: &[f32], out: &[f32]) -> Vec<f32> {
     g
 }
 
-/// `op` applied to `x` as contiguous f32, the result in `x`'s dtype (the
-/// kernels are f32; other float dtypes run in f32).
-pub(super) fn apply_f32(x: &Tensor, op: impl CustomOp1 + Send + Sync + 'static) -> Result<Tensor> {
-    x.to_dtype(DType::F32)?
-        .contiguous()?
-        .apply_op1(op)?
-        .to_dtype(x.dtype())
-}
-
-/// A backward pass `op` of (`grad`, `other`), both made contiguous.
-pub(super) fn apply_grad2(
-    grad: &Tensor,
-    other: &Tensor,
-    op: &impl CustomOp2,
-) -> Result<Option<Tensor>> {
-    Ok(Some(
-        grad.contiguous()?
-            .apply_op2_no_bwd(&other.contiguous()?, op)?,
-    ))
-}
-
 /// The batch size of NHWC input `l` to `what`, checked against the
 /// geometry `g` and `c` channels.
 pub(super) fn nhwc_batch(what: &str, l: &Layout, g: &Geometry, c: usize) -> Result<usize> {
@@ -156,18 +143,20 @@ pub(super) fn nhwc_batch(what: &str, l: &Layout, g: &Geometry, c: usize) -> Resu
     Ok(n)
 }
 
-/// The gradient before a ReLU6 from the storages of (d output, output).
-pub(super) fn relu6_grad_of(
-    what: &str,
-    s1: &CpuStorage,
-    l1: &Layout,
-    s2: &CpuStorage,
-    l2: &Layout,
-) -> Result<Vec<f32>> {
-    Ok(relu6_grad(
-        f32_slice(s1, l1, what)?,
-        f32_slice(s2, l2, what)?,
-    ))
+/// `n` images of `rows` rows of `row` values each, computed in parallel a
+/// row per task by `f(image, row, out, scratch)`; `scratch` is the worker's
+/// own (kept across its rows).
+pub(super) fn par_rows(
+    (n, rows, row): (usize, usize, usize),
+    f: impl Fn(usize, usize, &mut [f32], &mut Vec<f32>) + Sync,
+) -> Vec<f32> {
+    let mut out = vec![0f32; n * rows * row];
+    out.par_chunks_mut(row)
+        .enumerate()
+        .for_each_init(Vec::new, |scratch, (r, o)| {
+            f(r / rows, r % rows, o, scratch)
+        });
+    out
 }
 
 /// Rows of whole pixels, big enough to amortise scheduling.

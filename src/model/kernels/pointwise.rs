@@ -3,12 +3,21 @@
 
 use super::depthwise::tile_weights;
 use super::gemm::matmul_acc;
+use super::op::{gradient, Bwd, Grads, In, Kernel, Op};
 use super::packed::{self, PackedB};
 use super::simd::{add, relu6};
-use super::{chunk, f32_slice, relu6_grad};
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
+use super::{chunk, relu6_grad};
+use candle_core::{Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Arc;
+
+/// `dims` with the last (channel) dimension set to `c`.
+fn with_channels(dims: &[usize], c: usize) -> Shape {
+    let mut out = dims.to_vec();
+    *out.last_mut().expect("rank >= 1") = c;
+    Shape::from(out)
+}
+
 /// Pixels [.., cin] x weight [cin, cout] (+ bias) (+ residual), ReLU6 if
 /// asked. Run directly on gemm (rather than candle's matmul) to fold the bias
 /// and residual into the product and, in the backward pass, to skip the
@@ -27,13 +36,11 @@ impl Pointwise {
         if dims.last() != Some(&cin) {
             candle_core::bail!("pointwise: {dims:?} has not {cin} channels")
         }
-        let mut out = dims.to_vec();
-        *out.last_mut().expect("rank >= 1") = cout;
-        Ok((l.shape().elem_count() / cin, cin, Shape::from(out)))
+        Ok((l.shape().elem_count() / cin, cin, with_channels(dims, cout)))
     }
 
     /// `out` holds the residual (or anything when `residual` is false).
-    fn forward(
+    fn run(
         &self,
         x: &[f32],
         rows: usize,
@@ -65,66 +72,48 @@ impl Pointwise {
         out
     }
 
-    fn backward(&self, grad: &Tensor, res: &Tensor) -> Result<Tensor> {
+    /// d input from (d output, output).
+    fn input_grad(&self, grad: &Tensor, res: &Tensor) -> Result<Option<Tensor>> {
         let op = PointwiseGrad {
             w: self.w.clone(),
             cout: self.cout,
             relu6: self.relu6,
         };
-        grad.contiguous()?.apply_op2_no_bwd(&res.contiguous()?, &op)
+        gradient(op, [grad, res])
     }
 }
 
-impl CustomOp1 for Pointwise {
-    fn name(&self) -> &'static str {
-        "nhwc-pointwise"
-    }
+impl Kernel<1> for Pointwise {
+    const NAME: &'static str = "nhwc-pointwise";
 
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = f32_slice(s, l, self.name())?;
+    fn forward(&self, [In { x, l }]: [In<'_>; 1]) -> Result<(Vec<f32>, Shape)> {
         let (rows, cin, shape) = self.dims(l)?;
-        let out = self.forward(x, rows, cin, vec![0f32; rows * self.cout], false);
-        Ok((CpuStorage::F32(out), shape))
+        let out = self.run(x, rows, cin, vec![0f32; rows * self.cout], false);
+        Ok((out, shape))
     }
 
-    fn bwd(&self, _: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(self.backward(grad, res)?))
+    fn backward(&self, t: Bwd<'_, 1>) -> Grads<1> {
+        Ok([self.input_grad(t.grad, t.res)?])
     }
 }
 
 /// [`Pointwise`] with a residual added (and no ReLU6).
 pub(super) struct PointwiseResidual(Pointwise);
 
-impl CustomOp2 for PointwiseResidual {
-    fn name(&self) -> &'static str {
-        "nhwc-pointwise-residual"
-    }
+impl Kernel<2> for PointwiseResidual {
+    const NAME: &'static str = "nhwc-pointwise-residual";
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let x = f32_slice(s1, l1, self.name())?;
-        let r = f32_slice(s2, l2, self.name())?;
-        let (rows, cin, shape) = self.0.dims(l1)?;
-        if shape.dims() != l2.dims() {
-            candle_core::bail!("pointwise: residual {:?}, output {shape:?}", l2.dims())
+    fn forward(&self, [In { x, l }, r]: [In<'_>; 2]) -> Result<(Vec<f32>, Shape)> {
+        let (rows, cin, shape) = self.0.dims(l)?;
+        if shape.dims() != r.dims() {
+            candle_core::bail!("pointwise: residual {:?}, output {shape:?}", r.dims())
         }
-        let out = self.0.forward(x, rows, cin, r.to_vec(), true);
-        Ok((CpuStorage::F32(out), shape))
+        let out = self.0.run(x, rows, cin, r.x.to_vec(), true);
+        Ok((out, shape))
     }
 
-    fn bwd(
-        &self,
-        _: &Tensor,
-        _: &Tensor,
-        res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        Ok((Some(self.0.backward(grad, res)?), Some(grad.clone())))
+    fn backward(&self, t: Bwd<'_, 2>) -> Grads<2> {
+        Ok([self.0.input_grad(t.grad, t.res)?, Some(t.grad.clone())])
     }
 }
 
@@ -136,32 +125,21 @@ pub(super) struct PointwiseGrad {
     relu6: bool,
 }
 
-impl CustomOp2 for PointwiseGrad {
-    fn name(&self) -> &'static str {
-        "nhwc-pointwise-grad"
-    }
+impl Kernel<2> for PointwiseGrad {
+    const NAME: &'static str = "nhwc-pointwise-grad";
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let grad = f32_slice(s1, l1, self.name())?;
+    fn forward(&self, [grad, res]: [In<'_>; 2]) -> Result<(Vec<f32>, Shape)> {
         let gpre = if self.relu6 {
-            relu6_grad(grad, f32_slice(s2, l2, self.name())?)
+            relu6_grad(grad.x, res.x)
         } else {
-            grad.to_vec()
+            grad.x.to_vec()
         };
         let (cout, cin) = (self.cout, self.w.len() / self.cout);
         let rows = gpre.len() / cout;
         let mut out = vec![0f32; rows * cin];
         // w is [cin, cout]; its transpose [cout, cin] has row stride 1.
         matmul_acc(&mut out, &gpre, &self.w, (rows, cout, cin), 1, cout);
-        let mut dims = l1.dims().to_vec();
-        *dims.last_mut().expect("rank >= 1") = cin;
-        Ok((CpuStorage::F32(out), Shape::from(dims)))
+        Ok((out, with_channels(grad.dims(), cin)))
     }
 }
 /// 1x1 convolution of NHWC `x` on the CPU: weight [cin, cout], bias if
@@ -187,9 +165,9 @@ pub(crate) fn pointwise(
         relu6,
     };
     let out = match residual {
-        None => x.apply_op1(op)?,
+        None => x.apply_op1(Op(op))?,
         Some(_) if relu6 => candle_core::bail!("pointwise: ReLU6 with a residual"),
-        Some(r) => x.apply_op2(&r.to_dtype(f32)?.contiguous()?, PointwiseResidual(op))?,
+        Some(r) => x.apply_op2(&r.to_dtype(f32)?.contiguous()?, Op(PointwiseResidual(op)))?,
     };
     out.to_dtype(dtype)
 }

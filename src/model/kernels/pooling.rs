@@ -1,8 +1,10 @@
 //! BiT's stem pool: k x k max-pool over zero-padded NHWC.
 
-use super::{apply_f32, apply_grad2, f32_slice, Geometry};
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
+use super::op::{apply_f32, gradient, Bwd, Grads, In, Kernel};
+use super::{par_rows, Geometry};
+use candle_core::{Result, Shape, Tensor};
 use rayon::prelude::*;
+
 /// k x k max-pool of stride s over NHWC f32 padded with `pad` zeros on
 /// every side, the zeros taking part (BiT pads explicitly, then pools).
 pub(super) struct MaxPoolPadded {
@@ -42,13 +44,10 @@ impl MaxPoolPadded {
     }
 }
 
-impl CustomOp1 for MaxPoolPadded {
-    fn name(&self) -> &'static str {
-        "nhwc-max-pool-padded"
-    }
+impl Kernel<1> for MaxPoolPadded {
+    const NAME: &'static str = "nhwc-max-pool-padded";
 
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = f32_slice(s, l, self.name())?;
+    fn forward(&self, [In { x, l }]: [In<'_>; 1]) -> Result<(Vec<f32>, Shape)> {
         let g = self.g;
         let &[n, h, w, c] = l.dims() else {
             candle_core::bail!("max-pool: expected [B, H, W, C], got {:?}", l.dims())
@@ -56,10 +55,8 @@ impl CustomOp1 for MaxPoolPadded {
         if (h, w) != (g.h, g.w) {
             candle_core::bail!("max-pool: input {:?} does not fit {g:?}", l.dims())
         }
-        let (plane, row) = (h * w * c, g.wo * c);
-        let mut out = vec![0f32; n * g.ho * row];
-        out.par_chunks_mut(row).enumerate().for_each(|(r, o)| {
-            let (i, oy) = (r / g.ho, r % g.ho);
+        let plane = h * w * c;
+        let out = par_rows((n, g.ho, g.wo * c), |i, oy, o, _| {
             let img = &x[i * plane..][..plane];
             for (ox, px) in o.chunks_exact_mut(c).enumerate() {
                 let mut first = true;
@@ -86,12 +83,12 @@ impl CustomOp1 for MaxPoolPadded {
                 }
             }
         });
-        Ok((CpuStorage::F32(out), Shape::from((n, g.ho, g.wo, c))))
+        Ok((out, Shape::from((n, g.ho, g.wo, c))))
     }
 
-    fn bwd(&self, arg: &Tensor, _: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+    fn backward(&self, t: Bwd<'_, 1>) -> Grads<1> {
         let op = MaxPoolPaddedGrad(MaxPoolPadded { g: self.g });
-        apply_grad2(grad, arg, &op)
+        Ok([gradient(op, [t.grad, t.args[0]])?])
     }
 }
 
@@ -99,20 +96,13 @@ impl CustomOp1 for MaxPoolPadded {
 /// gradient goes to its maximum (nowhere when that is a padding zero).
 pub(super) struct MaxPoolPaddedGrad(MaxPoolPadded);
 
-impl CustomOp2 for MaxPoolPaddedGrad {
-    fn name(&self) -> &'static str {
-        "nhwc-max-pool-padded-grad"
-    }
+impl Kernel<2> for MaxPoolPaddedGrad {
+    const NAME: &'static str = "nhwc-max-pool-padded-grad";
 
-    fn cpu_fwd(
+    fn forward(
         &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let grad = f32_slice(s1, l1, self.name())?;
-        let x = f32_slice(s2, l2, self.name())?;
+        [In { x: grad, l: l1 }, In { x, l: l2 }]: [In<'_>; 2],
+    ) -> Result<(Vec<f32>, Shape)> {
         let g = self.0.g;
         let &[n, h, w, c] = l2.dims() else {
             candle_core::bail!("max-pool grad: expected [B, H, W, C], got {:?}", l2.dims())
@@ -138,7 +128,7 @@ impl CustomOp2 for MaxPoolPaddedGrad {
                 }
             }
         });
-        Ok((CpuStorage::F32(out), l2.shape().clone()))
+        Ok((out, l2.shape().clone()))
     }
 }
 

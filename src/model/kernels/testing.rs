@@ -119,6 +119,46 @@ pub(super) const CASES: [(usize, usize, usize, usize, usize, usize); 6] = [
     (7, 5, 3, 2, 1, 1),
 ];
 
+/// Checks a k x k convolution + bias + ReLU6 kernel `ours` on every
+/// geometry of [`CASES`] against the definition ([`direct`]) and `theirs`,
+/// the same from candle ops: outputs, and input gradients of `sum(y * r)`.
+/// Input [n, cin, h, w] with weights [k, k, cin, cout], or for `depthwise`
+/// NHWC input with weights [k, k, c] (cin == cout == c). Case `i` draws
+/// x, w and b from seeds `seed * i` + 0, 1, 2, and r from `seed_r`.
+pub(super) fn check_against_direct(
+    (n, cin, cout): (usize, usize, usize),
+    depthwise: bool,
+    (seed, seed_r): (u64, u64),
+    ours: impl Fn(&Tensor, Geometry, &Tensor, &Tensor) -> Tensor,
+    theirs: impl Fn(&Tensor, Geometry, &Tensor, &Tensor) -> Tensor,
+) {
+    for (i, &(h, w, k, s, pt, pl)) in CASES.iter().enumerate() {
+        let g = geometry(h, w, k, s, pt, pl);
+        let (xs, ws) = match depthwise {
+            true => (vec![n, h, w, cin], vec![k, k, cin]),
+            false => (vec![n, cin, h, w], vec![k, k, cin, cout]),
+        };
+        let at = seed * i as u64;
+        let (x, wt, b) = (rand(&xs, at), rand(&ws, at + 1), rand(&[cout], at + 2));
+        let (hx, hw, hb) = (host(&x), host(&wt), host(&b));
+        let want = direct(&hx, (n, cin, h, w), &hw, &hb, &g, depthwise, depthwise);
+        let xv = Var::from_tensor(&x).unwrap();
+        let y = ours(xv.as_tensor(), g, &wt, &b);
+        let yc = theirs(xv.as_tensor(), g, &wt, &b);
+        assert_eq!(y.dims(), &[n, g.ho, g.wo, cout]);
+        assert!(max_diff(&host(&y), &want) < 1e-5, "case {i}: kernel");
+        assert!(max_diff(&host(&yc), &want) < 1e-5, "case {i}: candle");
+        let r = rand(y.dims(), seed_r);
+        let grad = |y: &Tensor| {
+            let gs = (y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            host(gs.get(xv.as_tensor()).unwrap())
+        };
+        let (go, gc) = (grad(&y), grad(&yc));
+        assert!(gc.iter().filter(|v| **v != 0.0).count() > gc.len() / 4);
+        assert!(max_diff(&go, &gc) < 1e-5, "case {i}: gradients");
+    }
+}
+
 /// Gradients of `sum(y * r)` with respect to `x` through `f`.
 pub(super) fn input_grad(x: &Var, f: impl Fn(&Tensor) -> Tensor) -> (Vec<f32>, Vec<f32>) {
     let y = f(x.as_tensor());

@@ -113,7 +113,7 @@ pub struct App {
     pub setup: SetupState,
     pub results: RunResults,
     pub analysis: Analysis,
-    pub accuracy: Option<Accuracy>,
+    pub(crate) accuracy: Option<Accuracy>,
     /// Index into `RunInfo::methods`.
     pub method: usize,
     /// Position among the OOD datasets (not a dataset index).
@@ -125,9 +125,9 @@ pub struct App {
     /// (for the mouse).
     pub plot: std::cell::Cell<(ratatui::layout::Rect, f64, f64)>,
     /// Whether the plot last drawn was on a log axis.
-    pub log_plot: std::cell::Cell<bool>,
+    pub(crate) log_plot: std::cell::Cell<bool>,
     /// What a click reaches in the last frame.
-    pub targets: super::mouse::Targets,
+    pub(crate) targets: super::mouse::Targets,
     /// Where the header drew each tab: (first column, last column).
     pub tabs: std::cell::Cell<[(u16, u16); Screen::ALL.len()]>,
     /// The Inspect screen's second method, as an offset from the first
@@ -136,18 +136,18 @@ pub struct App {
     pub browser: BrowserState,
     /// The Runs screen (the run store in `./runs`).
     pub runs: RunsState,
-    pub previews: Previews,
-    pub config_path: PathBuf,
+    pub(crate) previews: Previews,
+    pub(crate) config_path: PathBuf,
     pub message: Option<(String, Level)>,
     pub should_quit: bool,
     /// The dashboard's histogram on a log axis.
-    pub log_scale: bool,
+    pub(crate) log_scale: bool,
     /// Draw without colours (`NO_COLOR` set).
     pub no_color: bool,
     /// First line of the help overlay in view.
-    pub help_scroll: usize,
+    pub(crate) help_scroll: usize,
     /// Something changed since the last frame.
-    pub dirty: bool,
+    pub(crate) dirty: bool,
     run: Option<RunSession>,
     launcher: Box<dyn Launcher>,
     /// None: analyses are computed inline (tests).

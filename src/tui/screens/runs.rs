@@ -11,14 +11,13 @@ use crate::run::RunResults;
 use crate::store::{self, export, Comparison, RunRow, Store};
 use crate::tui::keymap::Action;
 use crate::tui::theme;
-use crate::tui::wake::Wake;
+use crate::tui::wake::{Queue, Wake, Worker};
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph, Widget};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, Sender};
 
 /// What the worker is asked to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,31 +43,6 @@ enum Reply {
     Opened(i64, Result<RunResults, String>),
     Compared(i64, i64, Result<Comparison, String>),
     Exported(i64, Result<PathBuf, String>),
-}
-
-/// The worker thread: jobs in, replies out (each reply wakes the loop).
-struct Worker {
-    jobs: Sender<Job>,
-    replies: Receiver<Reply>,
-}
-
-impl Worker {
-    fn spawn(dir: PathBuf, wake: Wake) -> Worker {
-        let (jobs, job_rx) = std::sync::mpsc::channel::<Job>();
-        let (reply_tx, replies) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
-            .name("run-store".into())
-            .spawn(move || {
-                while let Ok(job) = job_rx.recv() {
-                    if reply_tx.send(work(&dir, job)).is_err() {
-                        return;
-                    }
-                    wake.wake();
-                }
-            })
-            .expect("spawning the run-store thread");
-        Worker { jobs, replies }
-    }
 }
 
 /// Does one job against the store in `dir`.
@@ -137,7 +111,8 @@ pub struct RunsState {
     pub listed: bool,
     /// Jobs sent and not answered yet.
     pub pending: usize,
-    worker: Option<Worker>,
+    /// Jobs in, replies out (each reply wakes the loop).
+    worker: Option<Worker<Job, Reply>>,
     wake: Option<Wake>,
     /// Inline replies (no worker), read by `poll`.
     ready: Vec<Reply>,
@@ -169,10 +144,13 @@ impl RunsState {
         match &self.wake {
             Some(wake) => {
                 let dir = &self.dir;
-                let worker = self
-                    .worker
-                    .get_or_insert_with(|| Worker::spawn(dir.clone(), wake.clone()));
-                let _ = worker.jobs.send(job);
+                let worker = self.worker.get_or_insert_with(|| {
+                    let dir = dir.clone();
+                    Worker::spawn("run-store", Queue::Each, wake.clone(), move |job| {
+                        work(&dir, job)
+                    })
+                });
+                worker.send(job);
             }
             None => {
                 let reply = work(&self.dir, job);
@@ -235,7 +213,7 @@ impl RunsState {
     pub fn poll(&mut self) -> Vec<Outcome> {
         let mut replies = std::mem::take(&mut self.ready);
         if let Some(w) = &self.worker {
-            replies.extend(w.replies.try_iter());
+            replies.extend(w.replies());
         }
         let mut out = Vec::new();
         for reply in replies {

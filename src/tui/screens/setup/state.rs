@@ -78,36 +78,36 @@ pub enum SetupAction {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SetupState {
-    pub checkpoints: Vec<PathBuf>,
-    pub checkpoint: Option<usize>,
+    pub(crate) checkpoints: Vec<PathBuf>,
+    pub(crate) checkpoint: Option<usize>,
     /// None: inferred from the checkpoint.
     pub model: Option<String>,
-    pub model_names: Vec<String>,
-    pub class_names: Option<PathBuf>,
-    pub class_order: Option<PathBuf>,
+    pub(crate) model_names: Vec<String>,
+    pub(crate) class_names: Option<PathBuf>,
+    pub(crate) class_order: Option<PathBuf>,
     pub datasets: Vec<DatasetEntry>,
-    pub id: Option<usize>,
+    pub(crate) id: Option<usize>,
     pub methods: Vec<MethodEntry>,
     pub device: Device,
-    pub dtype: DType,
-    pub batch: Batch,
+    pub(crate) dtype: DType,
+    pub(crate) batch: Batch,
     pub image_size: Option<ImageSize>,
     /// The image size was typed here (kept when the model changes); one
     /// from a config follows the model.
-    pub image_size_typed: bool,
-    pub limit: Option<Limit>,
+    pub(crate) image_size_typed: bool,
+    pub(crate) limit: Option<Limit>,
     /// Index into `rows()`.
     pub cursor: usize,
     /// Text being typed into the row under the cursor.
-    pub edit: Option<String>,
+    pub(crate) edit: Option<String>,
     /// The popup list open over the row under the cursor.
     pub picker: Option<crate::tui::picker::Picker>,
     /// The file browser open for the row under the cursor's path.
     pub files: Option<crate::tui::files::FileBrowser>,
     /// The text being typed is the dataset's new name, not a path.
-    pub renaming: bool,
+    pub(crate) renaming: bool,
     /// Names that fit the path being typed (after Tab).
-    pub completions: Vec<String>,
+    pub(crate) completions: Vec<String>,
     /// The loaded config, for the fields the form does not edit.
     base: Option<RunConfig>,
 }

@@ -106,18 +106,12 @@ fn lines(s: &SetupState, width: usize) -> (Vec<Line<'static>>, Vec<usize>) {
             ),
             Row::ClassNames => (
                 "class names".into(),
-                s.class_names
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|| "ImageNet's (or the ID set's folders)".into()),
+                path_or(&s.class_names, "ImageNet's (or the ID set's folders)"),
                 Style::new(),
             ),
             Row::ClassOrder => (
                 "class order".into(),
-                s.class_order
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|| "sorted wnids".into()),
+                path_or(&s.class_order, "sorted wnids"),
                 Style::new(),
             ),
             Row::Id => match s.id_entry() {
@@ -561,4 +555,10 @@ fn render_plan(s: &SetupState, config_path: &Path, area: Rect, buf: &mut Buffer)
         .wrap(Wrap { trim: false })
         .block(block)
         .render(area, buf);
+}
+
+/// An optional path as shown in the form, or what applies without one.
+fn path_or(path: &Option<std::path::PathBuf>, default: &str) -> String {
+    path.as_ref()
+        .map_or_else(|| default.to_string(), |p| p.display().to_string())
 }
