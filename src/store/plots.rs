@@ -6,7 +6,7 @@
 
 use crate::error::{Error, Result};
 use crate::metrics;
-use crate::run::RunResults;
+use crate::run::{RunInfo, RunResults};
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::element::DashedPathElement;
@@ -63,6 +63,13 @@ fn file_safe(s: &str) -> String {
 
 type DrawResult = std::result::Result<(), String>;
 
+/// What every plot draws on and from.
+struct Canvas<'a, DB: DrawingBackend> {
+    area: &'a DrawingArea<DB, Shift>,
+    results: &'a RunResults,
+    info: &'a RunInfo,
+}
+
 #[derive(Clone, Copy)]
 enum Plot {
     Histograms(usize),
@@ -75,10 +82,16 @@ fn draw<DB: DrawingBackend>(
     results: &RunResults,
     plot: Plot,
 ) -> DrawResult {
+    let info = results.info.as_ref().ok_or("no run")?;
+    let c = Canvas {
+        area,
+        results,
+        info,
+    };
     match plot {
-        Plot::Histograms(m) => histograms(area, results, m),
-        Plot::Roc(d) => roc(area, results, d),
-        Plot::Anatomy => anatomy(area, results),
+        Plot::Histograms(m) => histograms(c, m),
+        Plot::Roc(d) => roc(c, d),
+        Plot::Anatomy => anatomy(c),
     }
 }
 
@@ -200,17 +213,13 @@ fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
 
 /// One method: the density of each set's scores (ID and every OOD set) and
 /// the threshold that keeps 95% of the ID images.
-fn histograms<DB: DrawingBackend>(
-    area: &DrawingArea<DB, Shift>,
-    results: &RunResults,
-    method: usize,
-) -> DrawResult {
-    let info = results.info.as_ref().ok_or("no run")?;
-    let sets: Vec<(String, Vec<f64>)> = info
+fn histograms<DB: DrawingBackend>(c: Canvas<DB>, method: usize) -> DrawResult {
+    let sets: Vec<(String, Vec<f64>)> = c
+        .info
         .datasets
         .iter()
         .enumerate()
-        .map(|(d, ds)| (ds.name.clone(), results.scores(d, method)))
+        .map(|(d, ds)| (ds.name.clone(), c.results.scores(d, method)))
         .filter(|(_, s)| !s.is_empty())
         .collect();
     let (lo, hi) = range(sets.iter().flat_map(|(_, s)| s.iter().copied()));
@@ -226,9 +235,9 @@ fn histograms<DB: DrawingBackend>(
         })
         .collect();
     let ymax = densities.iter().flatten().fold(0f64, |m, &v| m.max(v)) * 1.1;
-    let label = info.methods[method].to_string();
+    let label = c.info.methods[method].to_string();
     let mut chart = chart_on(
-        area,
+        c.area,
         &format!("{label}: score histograms"),
         70,
         (lo..hi, "score (higher = more in-distribution)"),
@@ -255,7 +264,7 @@ fn histograms<DB: DrawingBackend>(
     }
     if let Some((_, id)) = sets
         .first()
-        .filter(|_| info.datasets[0].role == crate::run::Role::Id)
+        .filter(|_| c.info.datasets[0].role == crate::run::Role::Id)
     {
         // The 95%-TPR threshold depends on the ID scores only; any OOD set
         // gives the same one.
@@ -275,17 +284,12 @@ fn histograms<DB: DrawingBackend>(
 }
 
 /// One OOD set: every method's ROC curve, AUROC in the legend.
-fn roc<DB: DrawingBackend>(
-    area: &DrawingArea<DB, Shift>,
-    results: &RunResults,
-    ood: usize,
-) -> DrawResult {
-    let info = results.info.as_ref().ok_or("no run")?;
+fn roc<DB: DrawingBackend>(c: Canvas<DB>, ood: usize) -> DrawResult {
     let mut chart = chart_on(
-        area,
+        c.area,
         &format!(
             "ROC: {} (ID) against {}",
-            info.datasets[0].name, info.datasets[ood].name
+            c.info.datasets[0].name, c.info.datasets[ood].name
         ),
         60,
         (0f64..1f64, "false positive rate (OOD taken as ID)"),
@@ -294,8 +298,8 @@ fn roc<DB: DrawingBackend>(
     chart
         .draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.3)))
         .map_err(e)?;
-    for (m, method) in info.methods.iter().enumerate() {
-        let (id, od) = (results.scores(0, m), results.scores(ood, m));
+    for (m, method) in c.info.methods.iter().enumerate() {
+        let (id, od) = (c.results.scores(0, m), c.results.scores(ood, m));
         if id.is_empty() || od.is_empty() {
             continue;
         }
@@ -324,9 +328,9 @@ fn roc<DB: DrawingBackend>(
 
 /// GradNorm's anatomy: each image at (||h||_1, sum_k |C p_k - 1|);
 /// GradNorm is their product (over T), so its level sets are hyperbolas.
-fn anatomy<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, results: &RunResults) -> DrawResult {
-    let info = results.info.as_ref().ok_or("no run")?;
-    let pts: Vec<Vec<(f64, f64)>> = results
+fn anatomy<DB: DrawingBackend>(c: Canvas<DB>) -> DrawResult {
+    let pts: Vec<Vec<(f64, f64)>> = c
+        .results
         .records
         .iter()
         .map(|recs| {
@@ -339,7 +343,7 @@ fn anatomy<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, results: &RunResul
     let (xlo, xhi) = range(pts.iter().flatten().map(|p| p.0));
     let (ylo, yhi) = range(pts.iter().flatten().map(|p| p.1));
     let mut chart = chart_on(
-        area,
+        c.area,
         "GradNorm anatomy: feature norm and softmax factor",
         70,
         (xlo..xhi, "||h||_1 (penultimate feature, L1)"),
@@ -358,8 +362,8 @@ fn anatomy<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, results: &RunResul
             .map_err(e)?
             .label(format!(
                 "{} ({})",
-                info.datasets[d].name,
-                match info.datasets[d].role {
+                c.info.datasets[d].name,
+                match c.info.datasets[d].role {
                     crate::run::Role::Id => "ID",
                     crate::run::Role::Ood => "OOD",
                 }
