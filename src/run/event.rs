@@ -111,3 +111,57 @@ pub enum Event {
     },
     Failed(String),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::Family;
+
+    /// The store keeps `RunInfo` as JSON: `setup` stays flat, its fields
+    /// where they always stood, and reads back.
+    #[test]
+    fn run_info_json_keeps_its_flat_layout() {
+        let info = RunInfo {
+            model: ModelInfo {
+                name: "BiT-tiny".into(),
+                family: Family::Bit,
+                num_classes: 10,
+                feature_dim: 64,
+                tap_dims: vec![8, 64],
+                num_params: 12345,
+                input: InputSpec::half(64),
+            },
+            setup: Setup {
+                checkpoint: Some(PathBuf::from("tiny.pth.tar")),
+                device: "cpu".into(),
+                dtype: "f32".into(),
+                image_size: 64,
+            },
+            input: InputSpec::half(64),
+            batch: 8,
+            datasets: Vec::new(),
+            methods: Vec::new(),
+            class_names: Arc::new(Vec::new()),
+        };
+        let v = serde_json::to_value(&info).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "model",
+                "checkpoint",
+                "device",
+                "dtype",
+                "image_size",
+                "input",
+                "batch",
+                "datasets",
+                "methods",
+                "class_names"
+            ]
+        );
+        assert_eq!(v["device"], "cpu");
+        let back: RunInfo = serde_json::from_value(v).unwrap();
+        assert_eq!(back.setup, info.setup);
+    }
+}
