@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::model::{self, ModelInfo};
 use crate::run::{
     self, DatasetInfo, DatasetSpec, Event, ImageRecord, ImageSize, Progress, Role, RunConfig,
-    RunInfo, Shard,
+    RunInfo, Setup, Shard,
 };
 use crate::score::Scorer;
 use candle_core::Tensor;
@@ -140,17 +140,19 @@ pub fn run_with(
     let scorer = prepare_scorer(config, model.as_ref(), options.mahalanobis)?;
     let run_info = Arc::new(RunInfo {
         model: info,
-        checkpoint: config.model.checkpoint.clone(),
-        device: crate::device::device_name(&device),
-        dtype: crate::device::dtype_name(dtype).to_string(),
-        image_size: input.size,
+        setup: Setup {
+            checkpoint: config.model.checkpoint.clone(),
+            device: crate::device::device_name(&device),
+            dtype: crate::device::dtype_name(dtype).to_string(),
+            image_size: input.size,
+        },
         input,
         batch: config.batch.get(),
         datasets: opened.iter().map(|o| o.info.clone()).collect(),
         methods: config.methods.clone(),
         class_names: Arc::new(classes.names.clone()),
     });
-    tracing::info!(model = %run_info.model.name, device = %run_info.device, "run started");
+    tracing::info!(model = %run_info.model.name, device = %run_info.setup.device, "run started");
     emit(Event::Started(run_info));
     if let Some(note) = deferred_notice {
         emit(Event::Notice(note));

@@ -1,6 +1,6 @@
 //! The library's error type. Every variant that concerns a file names it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -78,6 +78,16 @@ impl Error {
         Error::Data {
             path: path.into(),
             reason: reason.into(),
+        }
+    }
+
+    /// `Ok` when `path` is a file, else a data error giving `reason` (what
+    /// is missing and how to make it).
+    pub fn require_file(path: &Path, reason: &str) -> Result<()> {
+        if path.is_file() {
+            Ok(())
+        } else {
+            Err(Error::data(path, reason))
         }
     }
 }

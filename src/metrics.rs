@@ -60,6 +60,16 @@ fn curve(pos: &[f64], neg: &[f64]) -> Curve {
     c
 }
 
+/// ROC points (FPR, TPR) with `pos` positive, from (0, 0) and then one
+/// per distinct score, highest first.
+pub fn roc_points(pos: &[f64], neg: &[f64]) -> Vec<(f64, f64)> {
+    let c = curve(pos, neg);
+    let (p, n) = (pos.len() as f64, neg.len() as f64);
+    let mut out = vec![(0.0, 0.0)];
+    out.extend(c.tps.iter().zip(&c.fps).map(|(tp, fp)| (fp / n, tp / p)));
+    out
+}
+
 /// Area under the ROC curve, trapezoidal (ties count half), as
 /// `sklearn.metrics.roc_auc_score`.
 pub fn auroc(pos: &[f64], neg: &[f64]) -> f64 {

@@ -96,8 +96,8 @@ pub fn read(path: &Path) -> Result<Checkpoint> {
     let naming = detect_naming(&tensors);
     let tensors = match naming {
         Naming::Native => tensors,
-        Naming::TensorFlow => rename_tensorflow(tensors)?,
-        Naming::Timm => rename_timm(tensors)?,
+        Naming::TensorFlow => rename(tensors, from_tensorflow)?,
+        Naming::Timm => rename(tensors, from_timm)?,
     };
     Ok(Checkpoint {
         path: path.to_path_buf(),
@@ -190,31 +190,56 @@ fn detect_naming(tensors: &HashMap<String, Tensor>) -> Naming {
     }
 }
 
+/// Renames (and where needed reshapes) every tensor with `entry`.
+fn rename(
+    tensors: HashMap<String, Tensor>,
+    entry: fn(String, Tensor) -> Result<(String, Tensor)>,
+) -> Result<HashMap<String, Tensor>> {
+    tensors
+        .into_iter()
+        .map(|(name, t)| entry(name, t))
+        .collect()
+}
+
 /// Google's BiT names to the seed's, HWIO kernels to OIHW. Names that map to
 /// nothing are kept so the shape check reports them.
-fn rename_tensorflow(tensors: HashMap<String, Tensor>) -> Result<HashMap<String, Tensor>> {
-    let mut out = HashMap::with_capacity(tensors.len());
-    for (name, t) in tensors {
-        let t = if t.rank() == 4 {
-            t.permute((3, 2, 0, 1))?.contiguous()?
-        } else {
-            t
-        };
-        let new = tf_name(&name).unwrap_or(name);
-        out.insert(new, t);
-    }
-    Ok(out)
+fn from_tensorflow(name: String, t: Tensor) -> Result<(String, Tensor)> {
+    let t = if t.rank() == 4 {
+        t.permute((3, 2, 0, 1))?.contiguous()?
+    } else {
+        t
+    };
+    Ok((tf_name(&name).unwrap_or(name), t))
+}
+
+/// The stem, final norm and head, which map one to one; `(theirs, ours)`.
+const TF_FIXED: [(&str, &str); 5] = [
+    ("root_block/standardized_conv2d/kernel", "root.conv.weight"),
+    ("group_norm/gamma", "before_head.gn.weight"),
+    ("group_norm/beta", "before_head.gn.bias"),
+    ("head/conv2d/kernel", "head.conv.weight"),
+    ("head/conv2d/bias", "head.conv.bias"),
+];
+const TIMM_FIXED: [(&str, &str); 5] = [
+    ("stem.conv.weight", "root.conv.weight"),
+    ("norm.weight", "before_head.gn.weight"),
+    ("norm.bias", "before_head.gn.bias"),
+    ("head.fc.weight", "head.conv.weight"),
+    ("head.fc.bias", "head.conv.bias"),
+];
+
+/// Our name for `name` in a table of `(theirs, ours)`.
+fn fixed(table: &[(&str, &str)], name: &str) -> Option<String> {
+    table
+        .iter()
+        .find(|(theirs, _)| *theirs == name)
+        .map(|(_, ours)| ours.to_string())
 }
 
 fn tf_name(name: &str) -> Option<String> {
     let rest = name.strip_prefix("resnet/")?;
-    match rest {
-        "root_block/standardized_conv2d/kernel" => return Some("root.conv.weight".into()),
-        "group_norm/gamma" => return Some("before_head.gn.weight".into()),
-        "group_norm/beta" => return Some("before_head.gn.bias".into()),
-        "head/conv2d/kernel" => return Some("head.conv.weight".into()),
-        "head/conv2d/bias" => return Some("head.conv.bias".into()),
-        _ => {}
+    if let Some(ours) = fixed(&TF_FIXED, rest) {
+        return Some(ours);
     }
     // blockB/unitUU/{a,b,c}/...
     let mut parts = rest.splitn(3, '/');
@@ -240,30 +265,21 @@ fn tf_name(name: &str) -> Option<String> {
 }
 
 /// timm's resnetv2 names to the seed's.
-fn rename_timm(tensors: HashMap<String, Tensor>) -> Result<HashMap<String, Tensor>> {
-    let mut out = HashMap::with_capacity(tensors.len());
-    for (name, t) in tensors {
-        let new = timm_name(&name).unwrap_or_else(|| name.clone());
-        // timm may store the 1x1 conv head as a linear layer.
-        let t = if new == "head.conv.weight" && t.rank() == 2 {
-            let (c, d) = t.dims2()?;
-            t.reshape((c, d, 1, 1))?
-        } else {
-            t
-        };
-        out.insert(new, t);
-    }
-    Ok(out)
+fn from_timm(name: String, t: Tensor) -> Result<(String, Tensor)> {
+    let new = timm_name(&name).unwrap_or(name);
+    // timm may store the 1x1 conv head as a linear layer.
+    let t = if new == "head.conv.weight" && t.rank() == 2 {
+        let (c, d) = t.dims2()?;
+        t.reshape((c, d, 1, 1))?
+    } else {
+        t
+    };
+    Ok((new, t))
 }
 
 fn timm_name(name: &str) -> Option<String> {
-    match name {
-        "stem.conv.weight" => return Some("root.conv.weight".into()),
-        "norm.weight" => return Some("before_head.gn.weight".into()),
-        "norm.bias" => return Some("before_head.gn.bias".into()),
-        "head.fc.weight" => return Some("head.conv.weight".into()),
-        "head.fc.bias" => return Some("head.conv.bias".into()),
-        _ => {}
+    if let Some(ours) = fixed(&TIMM_FIXED, name) {
+        return Some(ours);
     }
     let rest = name.strip_prefix("stages.")?;
     let mut parts = rest.splitn(4, '.');

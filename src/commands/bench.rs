@@ -71,14 +71,21 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     }
 
     let mut batch = args.batch.get();
-    let forward = time_forward(model.as_ref(), &device, &input, &mut batch, args.images)?;
+    let forward = time_random(
+        model.as_ref(),
+        None,
+        &device,
+        &input,
+        &mut batch,
+        args.images,
+    )?;
     let (decode, end_to_end) = if args.source == "synthetic" {
         let scorer = Scorer::with_params(&methods, model.as_ref(), given)?;
         (
             None,
-            time_synthetic(
+            time_random(
                 model.as_ref(),
-                &scorer,
+                Some(&scorer),
                 &device,
                 &input,
                 &mut batch,
@@ -249,8 +256,13 @@ fn random_batch<'a>(
     Ok(slot.as_ref().expect("set above"))
 }
 
-fn time_forward(
+/// Images per second on random inputs, without decoding: the forward pass
+/// alone on inputs kept on the device (`scorer` None), or end to end with
+/// `scorer`: host-resident inputs copied to the device and scored, results
+/// copied back.
+fn time_random(
     model: &dyn Classifier,
+    scorer: Option<&Scorer>,
     device: &Device,
     input: &InputSpec,
     batch: &mut usize,
@@ -258,29 +270,19 @@ fn time_forward(
 ) -> anyhow::Result<f64> {
     let mut x: Option<Tensor> = None;
     timed(device, batch, images, |b| {
-        let out = model.forward(random_batch(&mut x, b, input, device)?)?;
-        // Keep the result alive until the work is queued.
-        let _ = out.logits.dims();
-        Ok(())
-    })
-}
-
-/// Host-resident random inputs copied to the device and scored, results
-/// copied back: the end-to-end cost without decoding.
-fn time_synthetic(
-    model: &dyn Classifier,
-    scorer: &Scorer,
-    device: &Device,
-    input: &InputSpec,
-    batch: &mut usize,
-    images: usize,
-) -> anyhow::Result<f64> {
-    let mut host: Option<Tensor> = None;
-    timed(device, batch, images, |b| {
-        let x = random_batch(&mut host, b, input, &Device::Cpu)?
-            .to_device(device)?
-            .to_dtype(DType::F32)?;
-        scorer.score(model, &x)?;
+        match scorer {
+            None => {
+                let out = model.forward(random_batch(&mut x, b, input, device)?)?;
+                // Keep the result alive until the work is queued.
+                let _ = out.logits.dims();
+            }
+            Some(scorer) => {
+                let x = random_batch(&mut x, b, input, &Device::Cpu)?
+                    .to_device(device)?
+                    .to_dtype(DType::F32)?;
+                scorer.score(model, &x)?;
+            }
+        }
         Ok(())
     })
 }

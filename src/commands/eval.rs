@@ -343,8 +343,8 @@ impl ProgressLine {
                 eprintln!(
                     "{} on {} ({}), {} images in {} sets, methods: {}",
                     info.model.name,
-                    info.device,
-                    info.dtype,
+                    info.setup.device,
+                    info.setup.dtype,
                     total,
                     info.datasets.len(),
                     info.methods

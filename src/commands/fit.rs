@@ -69,7 +69,7 @@ pub fn run(args: &FitArgs) -> anyhow::Result<ExitCode> {
     println!(
         "fit of {} images ({} classes, feature dim {}, bank {}) in {:.1} s: wrote {}",
         fit.images,
-        fit.classes.len(),
+        fit.by_class.classes.len(),
         fit.feature_dim,
         fit.bank_rows,
         started.elapsed().as_secs_f64(),

@@ -96,7 +96,7 @@ fn runs_table(rows: &[RunRow]) -> String {
             r.images.to_string(),
         ]);
     }
-    export::markdown_table(&table, 7)
+    report::markdown_table(&table, 7)
 }
 
 /// `gradnorm-tui report ID [ID2]`.

@@ -1,8 +1,8 @@
 //! `gradnorm-tui selftest --fixtures DIR [--device D]` (hidden from
-//! `--help`): the parity checks of tests/bit_model.rs, tests/scores.rs and
-//! tests/mahalanobis.rs against the seed's outputs on the tiny BiT fixture,
-//! run on any device from the release binary, since the GPU machine has no
-//! Rust toolchain. DIR holds `tiny.pth.tar` and `tiny_expected.safetensors`
+//! `--help`): the parity checks of tests/it/bit_model.rs, tests/it/scores.rs
+//! and tests/it/mahalanobis.rs against the seed's outputs on the tiny BiT
+//! fixture, run on any device from the release binary, since the GPU machine
+//! has no Rust toolchain. DIR holds `tiny.pth.tar` and `tiny_expected.safetensors`
 //! (../shared/fixtures/bit). Prints each check's worst error and PASS or
 //! FAIL; exits 1 when any check fails.
 
@@ -96,7 +96,7 @@ pub fn run(args: &SelftestArgs) -> anyhow::Result<ExitCode> {
     let x = get("input")?.to_device(&device)?;
     let mut checks = Checks::default();
 
-    // tests/bit_model.rs: outputs and taps, all at once and one by one.
+    // tests/it/bit_model.rs: outputs and taps, all at once and one by one.
     let (out, taps) = m.forward_taps(&x)?;
     checks.close("logits", &out.logits, get("logits")?, TOL)?;
     checks.close("feature", &out.feature, get("feature")?, TOL)?;
@@ -108,7 +108,7 @@ pub fn run(args: &SelftestArgs) -> anyhow::Result<ExitCode> {
     let plain = m.forward(&x)?;
     checks.close("forward = forward_taps", &plain.logits, &out.logits, TOL)?;
 
-    // tests/scores.rs: every logit score, ODIN's input perturbation.
+    // tests/it/scores.rs: every logit score, ODIN's input perturbation.
     let methods = [
         ("msp", Method::from_key("msp").unwrap()),
         (
@@ -140,7 +140,7 @@ pub fn run(args: &SelftestArgs) -> anyhow::Result<ExitCode> {
         checks.close(&format!("score {key}"), &got, get(key)?, TOL)?;
     }
 
-    // tests/mahalanobis.rs: layer scores without and with the nudge.
+    // tests/it/mahalanobis.rs: layer scores without and with the nudge.
     let (means, precisions) = fixture_gaussians(&exp, &exp_path)?;
     let g = GaussianLayers::new(&means, &precisions, &device)?;
     let layers = g.scores(m.as_ref(), &x, &[0.0, 0.001])?;
@@ -166,7 +166,7 @@ pub fn run(args: &SelftestArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The fixture's class means and precisions (stored as diagonal + low-rank
-/// factor: P = F F^T + diag), as tests/mahalanobis.rs builds them.
+/// factor: P = F F^T + diag), as tests/it/mahalanobis.rs builds them.
 fn fixture_gaussians(
     exp: &HashMap<String, Tensor>,
     path: &std::path::Path,

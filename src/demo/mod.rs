@@ -269,12 +269,10 @@ pub fn methods() -> Vec<Method> {
 /// OOD set (drawn now if needed), all methods, on the best device.
 pub fn run_config(project_root: &Path) -> Result<RunConfig> {
     let checkpoint = project_root.join(CHECKPOINT);
-    if !checkpoint.is_file() {
-        return Err(Error::data(
-            &checkpoint,
-            "the demo checkpoint is missing (run from the repository, or make it with `gradnorm-tui train-demo`)",
-        ));
-    }
+    Error::require_file(
+        &checkpoint,
+        "the demo checkpoint is missing (run from the repository, or make it with `gradnorm-tui train-demo`)",
+    )?;
     let data = ensure_data(&project_root.join(DATA_DIR))?;
     Ok(RunConfig {
         model: ModelSpec {

@@ -89,23 +89,20 @@ impl RunConfig {
             });
         }
         for (i, ds) in std::iter::once(&self.id).chain(&self.ood).enumerate() {
+            let (name_field, path_field) = if i == 0 {
+                ("id.name", "id.path (--id)")
+            } else {
+                ("ood.name (--ood NAME=PATH)", "ood.path (--ood NAME=PATH)")
+            };
             if ds.name.trim().is_empty() {
                 return Err(ConfigError {
-                    field: if i == 0 {
-                        "id.name"
-                    } else {
-                        "ood.name (--ood NAME=PATH)"
-                    },
+                    field: name_field,
                     reason: "a dataset needs a name".into(),
                 });
             }
             if ds.path.as_os_str().is_empty() {
                 return Err(ConfigError {
-                    field: if i == 0 {
-                        "id.path (--id)"
-                    } else {
-                        "ood.path (--ood NAME=PATH)"
-                    },
+                    field: path_field,
                     reason: format!("dataset `{}` has an empty path", ds.name),
                 });
             }
@@ -355,37 +352,49 @@ mod tests {
             assert_eq!(text.parse::<Device>().unwrap(), dev);
             assert_eq!(dev.to_string().parse::<Device>().unwrap(), dev);
         }
-        let err = "gpu".parse::<Device>().unwrap_err().to_string();
-        assert!(err.contains("expected auto, cpu, cuda or cuda:N"), "{err}");
-        let err = "cuda:x".parse::<Device>().unwrap_err().to_string();
-        assert!(err.contains("cuda:N"), "{err}");
+        assert_err_has::<Device>("gpu", "expected auto, cpu, cuda or cuda:N");
+        assert_err_has::<Device>("cuda:x", "cuda:N");
+    }
+
+    /// The message `text` fails to parse as a `T` with.
+    fn parse_err<T: std::str::FromStr>(text: &str) -> String
+    where
+        T::Err: std::fmt::Display,
+    {
+        match text.parse::<T>() {
+            Ok(_) => panic!("{text:?} parsed"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn assert_err_has<T: std::str::FromStr>(text: &str, part: &str)
+    where
+        T::Err: std::fmt::Display,
+    {
+        let err = parse_err::<T>(text);
+        assert!(err.contains(part), "{err}");
     }
 
     #[test]
     fn dtypes_parse() {
         assert_eq!("bf16".parse::<DType>().unwrap(), DType::BF16);
         assert_eq!("FP16".parse::<DType>().unwrap(), DType::F16);
-        assert!("int8"
-            .parse::<DType>()
-            .unwrap_err()
-            .to_string()
-            .contains("f32, bf16 or f16"));
+        assert_err_has::<DType>("int8", "f32, bf16 or f16");
     }
 
     #[test]
     fn sizes_give_their_range() {
         assert_eq!("64".parse::<ImageSize>().unwrap().get(), 64);
-        let err = "0".parse::<ImageSize>().unwrap_err().to_string();
-        assert_eq!(err, "the image size must be between 32 and 2048, got 0");
-        let err = "-1".parse::<Batch>().unwrap_err().to_string();
-        assert!(err.contains("at least 1"), "{err}");
-        let err = "0".parse::<Limit>().unwrap_err().to_string();
-        assert_eq!(err, "the limit must be at least 1, got 0");
-        assert!("x"
-            .parse::<Workers>()
-            .unwrap_err()
-            .to_string()
-            .contains("not a whole number"));
+        assert_eq!(
+            parse_err::<ImageSize>("0"),
+            "the image size must be between 32 and 2048, got 0"
+        );
+        assert_err_has::<Batch>("-1", "at least 1");
+        assert_eq!(
+            parse_err::<Limit>("0"),
+            "the limit must be at least 1, got 0"
+        );
+        assert_err_has::<Workers>("x", "not a whole number");
     }
 
     #[test]

@@ -22,14 +22,23 @@ pub struct DatasetInfo {
     pub count: usize,
 }
 
-/// Sent once the model is loaded and the datasets are listed.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct RunInfo {
-    pub model: ModelInfo,
+/// Where and how the model ran: its weights file, the device, the precision
+/// and the input size (in [`RunInfo`] and, as written, in `Summary`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Setup {
     pub checkpoint: Option<PathBuf>,
     pub device: String,
     pub dtype: String,
     pub image_size: usize,
+}
+
+/// Sent once the model is loaded and the datasets are listed.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct RunInfo {
+    pub model: ModelInfo,
+    /// Flattened: the stored run info keeps its fields at the top level.
+    #[serde(flatten)]
+    pub setup: Setup,
     /// The preprocessing in effect (the model's, or `--preprocess`).
     pub input: InputSpec,
     pub batch: usize,
@@ -101,4 +110,58 @@ pub enum Event {
         elapsed_secs: f64,
     },
     Failed(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::Family;
+
+    /// The store keeps `RunInfo` as JSON: `setup` stays flat, its fields
+    /// where they always stood, and reads back.
+    #[test]
+    fn run_info_json_keeps_its_flat_layout() {
+        let info = RunInfo {
+            model: ModelInfo {
+                name: "BiT-tiny".into(),
+                family: Family::Bit,
+                num_classes: 10,
+                feature_dim: 64,
+                tap_dims: vec![8, 64],
+                num_params: 12345,
+                input: InputSpec::half(64),
+            },
+            setup: Setup {
+                checkpoint: Some(PathBuf::from("tiny.pth.tar")),
+                device: "cpu".into(),
+                dtype: "f32".into(),
+                image_size: 64,
+            },
+            input: InputSpec::half(64),
+            batch: 8,
+            datasets: Vec::new(),
+            methods: Vec::new(),
+            class_names: Arc::new(Vec::new()),
+        };
+        let v = serde_json::to_value(&info).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "model",
+                "checkpoint",
+                "device",
+                "dtype",
+                "image_size",
+                "input",
+                "batch",
+                "datasets",
+                "methods",
+                "class_names"
+            ]
+        );
+        assert_eq!(v["device"], "cpu");
+        let back: RunInfo = serde_json::from_value(v).unwrap();
+        assert_eq!(back.setup, info.setup);
+    }
 }

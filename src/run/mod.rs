@@ -14,7 +14,7 @@ pub use config::{
     check_batch_bytes, Batch, ConfigError, DType, DatasetSpec, Device, ImageSize, Limit, RunConfig,
     ValueError, Workers,
 };
-pub use event::{DatasetInfo, Event, ImageRecord, Progress, Role, RunInfo};
+pub use event::{DatasetInfo, Event, ImageRecord, Progress, Role, RunInfo, Setup};
 pub use model::{
     crop_resize, Family, InputSpec, ModelInfo, ModelSpec, Preprocess, Resize, IMAGENET_MEAN,
     IMAGENET_STD,

@@ -34,30 +34,9 @@ pub fn paper_table(summary: &Summary) -> String {
         );
         rows.push(row);
     }
-    let cols = rows[0].len();
-    let widths: Vec<usize> = (0..cols)
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
     let mut out = String::new();
     out.push_str("FPR95 (lower is better) / AUROC (higher is better), in percent\n");
-    for (i, row) in rows.iter().enumerate() {
-        let line: Vec<String> = row
-            .iter()
-            .enumerate()
-            .map(|(c, s)| {
-                if c == 0 {
-                    format!("{s:<w$}", w = widths[c])
-                } else {
-                    format!("{s:>w$}", w = widths[c])
-                }
-            })
-            .collect();
-        out.push_str(&format!("| {} |\n", line.join(" | ")));
-        if i == 0 {
-            let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
-            out.push_str(&format!("|-{}-|\n", rule.join("-|-")));
-        }
-    }
+    out.push_str(&markdown_table(&rows, 1));
     for w in &summary.warnings {
         out.push_str(&format!("WARNING: {w}\n"));
     }
@@ -74,10 +53,10 @@ pub fn run_header(summary: &Summary) -> String {
         "model: {} ({} parameters) on {} ({}), {}x{}, batch {}\n",
         summary.model,
         summary.num_params,
-        summary.device,
-        summary.dtype,
-        summary.image_size,
-        summary.image_size,
+        summary.setup.device,
+        summary.setup.dtype,
+        summary.setup.image_size,
+        summary.setup.image_size,
         summary.batch
     );
     for d in &summary.datasets {
@@ -118,4 +97,33 @@ pub fn duration(secs: f64) -> String {
     } else {
         format!("{m}:{s:02}")
     }
+}
+
+/// A Markdown table, the first `left` columns left-aligned, the others
+/// right-aligned.
+pub fn markdown_table(rows: &[Vec<String>], left: usize) -> String {
+    let cols = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for (i, row) in rows.iter().enumerate() {
+        let cells: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(c, s)| {
+                if c < left {
+                    format!("{s:<w$}", w = widths[c])
+                } else {
+                    format!("{s:>w$}", w = widths[c])
+                }
+            })
+            .collect();
+        out.push_str(&format!("| {} |\n", cells.join(" | ")));
+        if i == 0 {
+            let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+            out.push_str(&format!("|-{}-|\n", rule.join("-|-")));
+        }
+    }
+    out
 }

@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::metrics::{self, Measures};
-use crate::run::{Event, ImageRecord, Progress, Role, RunInfo};
+use crate::run::{Event, ImageRecord, Progress, Role, RunInfo, Setup};
 use crate::score::Method;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -234,12 +234,9 @@ impl RunResults {
             .collect();
         Some(Summary {
             model: info.model.name.clone(),
-            checkpoint: info.checkpoint.clone(),
             num_classes: info.model.num_classes,
             num_params: info.model.num_params,
-            device: info.device.clone(),
-            dtype: info.dtype.clone(),
-            image_size: info.image_size,
+            setup: info.setup.clone(),
             preprocess: info.input.describe(),
             batch: info.batch,
             datasets,
@@ -298,12 +295,9 @@ pub struct MethodSummary {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Summary {
     pub model: String,
-    pub checkpoint: Option<PathBuf>,
     pub num_classes: usize,
     pub num_params: usize,
-    pub device: String,
-    pub dtype: String,
-    pub image_size: usize,
+    pub setup: Setup,
     /// The preprocessing in words (`InputSpec::describe`).
     pub preprocess: String,
     pub batch: usize,
@@ -340,13 +334,13 @@ impl Summary {
         json!({
             "model": {
                 "name": self.model,
-                "checkpoint": self.checkpoint,
+                "checkpoint": self.setup.checkpoint,
                 "num_classes": self.num_classes,
                 "num_params": self.num_params,
             },
-            "device": self.device,
-            "dtype": self.dtype,
-            "image_size": self.image_size,
+            "device": self.setup.device,
+            "dtype": self.setup.dtype,
+            "image_size": self.setup.image_size,
             "preprocess": self.preprocess,
             "batch": self.batch,
             "datasets": self.datasets.iter().map(|d| json!({

@@ -16,7 +16,7 @@
 //! the mean residual norm in vim's alpha. These are exact while the set
 //! fits the bank and estimates from a uniform subsample beyond it.
 
-use super::gaussian::GaussianFit;
+use super::gaussian::{GaussianFit, LayerGaussian};
 use super::mahalanobis::ModelStamp;
 use crate::error::{Error, Result};
 use crate::model::Classifier;
@@ -42,14 +42,12 @@ pub struct Fit {
     pub feature_dim: usize,
     /// Images in the fit.
     pub images: u64,
-    /// Classes that had images, and their feature means ([K, D]).
-    pub classes: Vec<usize>,
-    pub class_means: Vec<f64>,
-    /// Tied covariance of the class-centred features ([D, D], 1/N).
-    pub class_covariance: Vec<f64>,
-    /// Mean feature ([D]) and covariance about it ([D, D], 1/N).
-    pub mean: Vec<f64>,
-    pub covariance: Vec<f64>,
+    /// The classes that had images, their feature means ([K, D]) and the
+    /// tied covariance of the class-centred features ([D, D], 1/N).
+    pub by_class: LayerGaussian,
+    /// All images as one class: the mean feature ([1, D]) and the
+    /// covariance about it ([D, D], 1/N).
+    pub overall: LayerGaussian,
     /// mean_i max_c Z_ic over the fit set.
     pub max_logit_mean: f64,
     /// Per predicted class c the mean softmax of its images ([C, C]; the
@@ -148,11 +146,8 @@ impl FitBuilder {
             model,
             feature_dim: self.dim,
             images: n,
-            classes: g.classes,
-            class_means: g.means,
-            class_covariance: g.covariance,
-            mean: a.means,
-            covariance: a.covariance,
+            by_class: g,
+            overall: a,
             max_logit_mean: self.max_logit_sum / n as f64,
             klm,
             bank: self.bank,
@@ -190,16 +185,19 @@ impl Fit {
         let cpu = Device::Cpu;
         let d = self.feature_dim;
         let c = self.model.num_classes;
-        let k = self.classes.len();
+        let k = self.by_class.classes.len();
         let f64t = |v: &[f64], shape: &[usize]| Tensor::from_slice(v, shape, &cpu);
         let mut tensors: Vec<(String, Tensor)> = vec![
-            ("class_means".into(), f64t(&self.class_means, &[k, d])?),
+            ("class_means".into(), f64t(&self.by_class.means, &[k, d])?),
             (
                 "class_covariance".into(),
-                f64t(&self.class_covariance, &[d, d])?,
+                f64t(&self.by_class.covariance, &[d, d])?,
             ),
-            ("mean".into(), f64t(&self.mean, &[d])?),
-            ("covariance".into(), f64t(&self.covariance, &[d, d])?),
+            ("mean".into(), f64t(&self.overall.means, &[d])?),
+            (
+                "covariance".into(),
+                f64t(&self.overall.covariance, &[d, d])?,
+            ),
             ("klm".into(), f64t(&self.klm, &[c, c])?),
         ];
         if self.bank_rows > 0 {
@@ -212,7 +210,7 @@ impl Fit {
             model: self.model.clone(),
             feature_dim: d,
             images: self.images,
-            classes: self.classes.clone(),
+            classes: self.by_class.classes.clone(),
             max_logit_mean: self.max_logit_mean,
             bank_rows: self.bank_rows,
         };
@@ -223,29 +221,24 @@ impl Fit {
         let (h, mut tensors): (Header, _) = super::params_file::read(path, &KIND)?;
         let d = h.feature_dim;
         let c = h.model.num_classes;
-        let mut take = |name: &str, shape: Vec<usize>| -> Result<Tensor> {
-            let t = tensors.remove(name).ok_or_else(|| Error::MissingTensor {
-                path: path.to_path_buf(),
-                name: name.to_string(),
-                expected: shape.clone(),
-            })?;
-            if t.dims() != shape.as_slice() {
-                return Err(Error::ShapeMismatch {
-                    path: path.to_path_buf(),
-                    name: name.to_string(),
-                    expected: shape,
-                    found: t.dims().to_vec(),
-                });
-            }
-            Ok(t)
+        let mut take = |name: &str, shape: Vec<usize>| {
+            super::params_file::take(&mut tensors, path, name, shape)
         };
         let v64 = |t: Tensor| -> Result<Vec<f64>> {
             Ok(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?)
         };
-        let class_means = v64(take("class_means", vec![h.classes.len(), d])?)?;
-        let class_covariance = v64(take("class_covariance", vec![d, d])?)?;
-        let mean = v64(take("mean", vec![d])?)?;
-        let covariance = v64(take("covariance", vec![d, d])?)?;
+        let by_class = LayerGaussian {
+            dim: d,
+            means: v64(take("class_means", vec![h.classes.len(), d])?)?,
+            covariance: v64(take("class_covariance", vec![d, d])?)?,
+            classes: h.classes,
+        };
+        let overall = LayerGaussian {
+            dim: d,
+            classes: vec![0],
+            means: v64(take("mean", vec![d])?)?,
+            covariance: v64(take("covariance", vec![d, d])?)?,
+        };
         let klm = v64(take("klm", vec![c, c])?)?;
         let bank = if h.bank_rows > 0 {
             take("bank", vec![h.bank_rows, d])?
@@ -259,11 +252,8 @@ impl Fit {
             model: h.model,
             feature_dim: d,
             images: h.images,
-            classes: h.classes,
-            class_means,
-            class_covariance,
-            mean,
-            covariance,
+            by_class,
+            overall,
             max_logit_mean: h.max_logit_mean,
             klm,
             bank,

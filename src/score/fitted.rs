@@ -33,7 +33,7 @@ impl<'a> FitCache<'a> {
 
     fn class_precision(&self) -> Result<&[f64]> {
         if self.class_precision.get().is_none() {
-            let (p, _) = pinvh(&self.fit.class_covariance, self.fit.feature_dim)?;
+            let (p, _) = pinvh(&self.fit.by_class.covariance, self.fit.feature_dim)?;
             let _ = self.class_precision.set(p);
         }
         Ok(self.class_precision.get().map(Vec::as_slice).unwrap_or(&[]))
@@ -41,7 +41,7 @@ impl<'a> FitCache<'a> {
 
     fn precision(&self) -> Result<&[f64]> {
         if self.precision.get().is_none() {
-            let (p, _) = pinvh(&self.fit.covariance, self.fit.feature_dim)?;
+            let (p, _) = pinvh(&self.fit.overall.covariance, self.fit.feature_dim)?;
             let _ = self.precision.set(p);
         }
         Ok(self.precision.get().map(Vec::as_slice).unwrap_or(&[]))
@@ -126,7 +126,9 @@ pub(crate) fn prepare_dice(m: &Method, ctx: &Prepare) -> Prepared {
         .to_device(&Device::Cpu)?
         .flatten_all()?
         .to_vec1::<f64>()?;
-    let contrib: Vec<f64> = (0..c * d).map(|i| fit.mean[i % d] * wv[i]).collect();
+    let contrib: Vec<f64> = (0..c * d)
+        .map(|i| fit.overall.means[i % d] * wv[i])
+        .collect();
     let threshold = percentile(&mut contrib.clone(), m.number("percentile").unwrap_or(90.0));
     let masked: Vec<f32> = contrib
         .iter()
@@ -244,8 +246,8 @@ impl Residual {
             .map(|k| -(0..c).map(|i| wv[i * d + k] * gb[i]).sum::<f64>())
             .collect();
         // Covariance about u: the covariance plus (mean - u)(mean - u)^T.
-        let s: Vec<f64> = (0..d).map(|k| fit.mean[k] - u[k]).collect();
-        let cov = Mat::<f64>::from_fn(d, d, |i, j| fit.covariance[i * d + j] + s[i] * s[j]);
+        let s: Vec<f64> = (0..d).map(|k| fit.overall.means[k] - u[k]).collect();
+        let cov = Mat::<f64>::from_fn(d, d, |i, j| fit.overall.covariance[i * d + j] + s[i] * s[j]);
         let eig = cov
             .self_adjoint_eigen(Side::Lower)
             .map_err(|e| Error::Invalid(format!("ViM eigendecomposition failed: {e:?}")))?;
@@ -381,22 +383,22 @@ fn prepare_mds_like(m: &Method, ctx: &Prepare, relative: bool) -> Prepared {
     // With one image per class every class-centred feature is zero: the tied
     // covariance is rounding noise and its pseudo-inverse ranks images at
     // random (sklearn's pinvh does the same), so refuse rather than mislead.
-    if fit.images as usize <= fit.classes.len() {
+    if fit.images as usize <= fit.by_class.classes.len() {
         return Err(Error::Invalid(format!(
             "{} needs at least two fit images in some class: this fit has {} images in {} classes, so the within-class covariance is zero; fit on more images per class",
             m.name(),
             fit.images,
-            fit.classes.len()
+            fit.by_class.classes.len()
         )));
     }
     let d = fit.feature_dim;
     let cpu = &Device::Cpu;
-    let means = Tensor::from_slice(&fit.class_means, (fit.classes.len(), d), cpu)?;
+    let means = Tensor::from_slice(&fit.by_class.means, (fit.by_class.classes.len(), d), cpu)?;
     let p = Tensor::from_slice(cache.class_precision()?, (d, d), cpu)?;
     let device = ctx.model.device();
     let classes = GaussianLayers::new(&[means], &[p], device)?;
     let background = if relative {
-        let mean = Tensor::from_slice(&fit.mean, (1, d), cpu)?;
+        let mean = Tensor::from_slice(&fit.overall.means, (1, d), cpu)?;
         let p0 = Tensor::from_slice(cache.precision()?, (d, d), cpu)?;
         Some(GaussianLayers::new(&[mean], &[p0], device)?)
     } else {

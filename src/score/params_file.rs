@@ -39,6 +39,30 @@ pub fn write<H: serde::Serialize>(
         .map_err(|e| Error::data(path, format!("cannot write: {e}")))
 }
 
+/// Removes tensor `name` from what [`read`] returned, checking its shape;
+/// the errors name the file, the tensor and both shapes.
+pub fn take(
+    tensors: &mut HashMap<String, Tensor>,
+    path: &Path,
+    name: &str,
+    shape: Vec<usize>,
+) -> Result<Tensor> {
+    let t = tensors.remove(name).ok_or_else(|| Error::MissingTensor {
+        path: path.to_path_buf(),
+        name: name.to_string(),
+        expected: shape.clone(),
+    })?;
+    if t.dims() != shape.as_slice() {
+        return Err(Error::ShapeMismatch {
+            path: path.to_path_buf(),
+            name: name.to_string(),
+            expected: shape,
+            found: t.dims().to_vec(),
+        });
+    }
+    Ok(t)
+}
+
 /// Reads a file of `kind`: its header and its tensors (on the CPU).
 pub fn read<H: serde::de::DeserializeOwned>(
     path: &Path,

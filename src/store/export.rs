@@ -271,7 +271,7 @@ pub fn comparison(c: &Comparison, a: i64, b: i64, format: Format) -> String {
             let mut out = format!(
                 "run #{b} against run #{a}, in percent (delta = #{b} - #{a}; lower FPR95 and higher AUROC are better)\n"
             );
-            out.push_str(&markdown_table(&rows, 2));
+            out.push_str(&report::markdown_table(&rows, 2));
             for (which, list) in [(a, &c.only_a), (b, &c.only_b)] {
                 if !list.is_empty() {
                     out.push_str(&format!("only in run #{which}: {}\n", list.join(", ")));
@@ -280,33 +280,4 @@ pub fn comparison(c: &Comparison, a: i64, b: i64, format: Format) -> String {
             out
         }
     }
-}
-
-/// A Markdown table, the first `left` columns left-aligned, the others
-/// right-aligned.
-pub fn markdown_table(rows: &[Vec<String>], left: usize) -> String {
-    let cols = rows.first().map_or(0, Vec::len);
-    let widths: Vec<usize> = (0..cols)
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for (i, row) in rows.iter().enumerate() {
-        let cells: Vec<String> = row
-            .iter()
-            .enumerate()
-            .map(|(c, s)| {
-                if c < left {
-                    format!("{s:<w$}", w = widths[c])
-                } else {
-                    format!("{s:>w$}", w = widths[c])
-                }
-            })
-            .collect();
-        out.push_str(&format!("| {} |\n", cells.join(" | ")));
-        if i == 0 {
-            let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
-            out.push_str(&format!("|-{}-|\n", rule.join("-|-")));
-        }
-    }
-    out
 }

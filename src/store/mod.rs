@@ -88,12 +88,10 @@ impl Store {
     /// Opens the store in `dir`, which must exist (for reading commands).
     pub fn open_existing(dir: &Path) -> Result<Store> {
         let path = dir.join(FILE_NAME);
-        if !path.is_file() {
-            return Err(Error::data(
-                &path,
-                "no run store here (run `gradnorm-tui eval --store DIR ...` first)",
-            ));
-        }
+        Error::require_file(
+            &path,
+            "no run store here (run `gradnorm-tui eval --store DIR ...` first)",
+        )?;
         Self::open_file(&path, false)
     }
 
@@ -181,7 +179,7 @@ impl Store {
                     count: c as usize,
                 }),
                 images: n as usize,
-                device: info.map_or_else(|| config.device.into(), |i| i.device),
+                device: info.map_or_else(|| config.device.into(), |i| i.setup.device),
                 elapsed_secs: elapsed,
                 error,
             });
@@ -463,8 +461,13 @@ mod tests {
 
     #[test]
     fn formats_utc_times() {
-        assert_eq!(format_time(0), "1970-01-01 00:00:00");
-        // 2024-02-29 12:34:56 UTC
-        assert_eq!(format_time(1_709_210_096), "2024-02-29 12:34:56");
+        for (secs, utc) in [
+            (0, "1970-01-01 00:00:00"),
+            // A leap day, and the last second of a leap year.
+            (1_709_210_096, "2024-02-29 12:34:56"),
+            (1_735_689_599, "2024-12-31 23:59:59"),
+        ] {
+            assert_eq!(format_time(secs), utc, "{secs}");
+        }
     }
 }

@@ -6,7 +6,7 @@
 
 use crate::error::{Error, Result};
 use crate::metrics;
-use crate::run::RunResults;
+use crate::run::{RunInfo, RunResults};
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::element::DashedPathElement;
@@ -63,6 +63,13 @@ fn file_safe(s: &str) -> String {
 
 type DrawResult = std::result::Result<(), String>;
 
+/// What every plot draws on and from.
+struct Canvas<'a, DB: DrawingBackend> {
+    area: &'a DrawingArea<DB, Shift>,
+    results: &'a RunResults,
+    info: &'a RunInfo,
+}
+
 #[derive(Clone, Copy)]
 enum Plot {
     Histograms(usize),
@@ -75,10 +82,16 @@ fn draw<DB: DrawingBackend>(
     results: &RunResults,
     plot: Plot,
 ) -> DrawResult {
+    let info = results.info.as_ref().ok_or("no run")?;
+    let c = Canvas {
+        area,
+        results,
+        info,
+    };
     match plot {
-        Plot::Histograms(m) => histograms(area, results, m),
-        Plot::Roc(d) => roc(area, results, d),
-        Plot::Anatomy => anatomy(area, results),
+        Plot::Histograms(m) => histograms(c, m),
+        Plot::Roc(d) => roc(c, d),
+        Plot::Anatomy => anatomy(c),
     }
 }
 
@@ -147,6 +160,28 @@ fn mesh<DB: DrawingBackend>(chart: &mut Chart<DB>, x: &str, y: &str) -> DrawResu
         .map_err(e)
 }
 
+/// Fills `area` white and builds a captioned chart over `x` by `y` with its
+/// axes, grid and their descriptions; `y_labels` is the room, in pixels, the
+/// y-axis labels take.
+fn chart_on<'a, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    caption: &str,
+    y_labels: u32,
+    (x, x_desc): (std::ops::Range<f64>, &str),
+    (y, y_desc): (std::ops::Range<f64>, &str),
+) -> std::result::Result<Chart<'a, DB>, String> {
+    area.fill(&WHITE).map_err(e)?;
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 26))
+        .margin(12)
+        .x_label_area_size(48)
+        .y_label_area_size(y_labels)
+        .build_cartesian_2d(x, y)
+        .map_err(e)?;
+    mesh(&mut chart, x_desc, y_desc)?;
+    Ok(chart)
+}
+
 /// The series' legend in a framed box.
 fn legend<'a, DB: DrawingBackend + 'a>(
     chart: &mut Chart<'a, DB>,
@@ -178,18 +213,13 @@ fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
 
 /// One method: the density of each set's scores (ID and every OOD set) and
 /// the threshold that keeps 95% of the ID images.
-fn histograms<DB: DrawingBackend>(
-    area: &DrawingArea<DB, Shift>,
-    results: &RunResults,
-    method: usize,
-) -> DrawResult {
-    let info = results.info.as_ref().ok_or("no run")?;
-    area.fill(&WHITE).map_err(e)?;
-    let sets: Vec<(String, Vec<f64>)> = info
+fn histograms<DB: DrawingBackend>(c: Canvas<DB>, method: usize) -> DrawResult {
+    let sets: Vec<(String, Vec<f64>)> = c
+        .info
         .datasets
         .iter()
         .enumerate()
-        .map(|(d, ds)| (ds.name.clone(), results.scores(d, method)))
+        .map(|(d, ds)| (ds.name.clone(), c.results.scores(d, method)))
         .filter(|(_, s)| !s.is_empty())
         .collect();
     let (lo, hi) = range(sets.iter().flat_map(|(_, s)| s.iter().copied()));
@@ -205,18 +235,13 @@ fn histograms<DB: DrawingBackend>(
         })
         .collect();
     let ymax = densities.iter().flatten().fold(0f64, |m, &v| m.max(v)) * 1.1;
-    let label = info.methods[method].to_string();
-    let mut chart = ChartBuilder::on(area)
-        .caption(format!("{label}: score histograms"), ("sans-serif", 26))
-        .margin(12)
-        .x_label_area_size(48)
-        .y_label_area_size(70)
-        .build_cartesian_2d(lo..hi, 0f64..ymax.max(1e-12))
-        .map_err(e)?;
-    mesh(
-        &mut chart,
-        "score (higher = more in-distribution)",
-        "fraction of the set's images",
+    let label = c.info.methods[method].to_string();
+    let mut chart = chart_on(
+        c.area,
+        &format!("{label}: score histograms"),
+        70,
+        (lo..hi, "score (higher = more in-distribution)"),
+        (0f64..ymax.max(1e-12), "fraction of the set's images"),
     )?;
     for (k, ((name, _), dens)) in sets.iter().zip(&densities).enumerate() {
         let color = palette(k);
@@ -239,7 +264,7 @@ fn histograms<DB: DrawingBackend>(
     }
     if let Some((_, id)) = sets
         .first()
-        .filter(|_| info.datasets[0].role == crate::run::Role::Id)
+        .filter(|_| c.info.datasets[0].role == crate::run::Role::Id)
     {
         // The 95%-TPR threshold depends on the ID scores only; any OOD set
         // gives the same one.
@@ -258,61 +283,23 @@ fn histograms<DB: DrawingBackend>(
     legend(&mut chart, SeriesLabelPosition::UpperRight)
 }
 
-/// ROC points (FPR, TPR) with ID positive, from the highest score down.
-fn roc_points(id: &[f64], ood: &[f64]) -> Vec<(f64, f64)> {
-    let mut all: Vec<(f64, bool)> = id
-        .iter()
-        .map(|&s| (s, true))
-        .chain(ood.iter().map(|&s| (s, false)))
-        .collect();
-    all.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let (p, n) = (id.len() as f64, ood.len() as f64);
-    let mut out = vec![(0.0, 0.0)];
-    let (mut tp, mut fp) = (0f64, 0f64);
-    for (i, &(s, pos)) in all.iter().enumerate() {
-        if pos {
-            tp += 1.0;
-        } else {
-            fp += 1.0;
-        }
-        if i + 1 == all.len() || all[i + 1].0 != s {
-            out.push((fp / n, tp / p));
-        }
-    }
-    out
-}
-
 /// One OOD set: every method's ROC curve, AUROC in the legend.
-fn roc<DB: DrawingBackend>(
-    area: &DrawingArea<DB, Shift>,
-    results: &RunResults,
-    ood: usize,
-) -> DrawResult {
-    let info = results.info.as_ref().ok_or("no run")?;
-    area.fill(&WHITE).map_err(e)?;
-    let mut chart = ChartBuilder::on(area)
-        .caption(
-            format!(
-                "ROC: {} (ID) against {}",
-                info.datasets[0].name, info.datasets[ood].name
-            ),
-            ("sans-serif", 26),
-        )
-        .margin(12)
-        .x_label_area_size(48)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0f64..1f64, 0f64..1f64)
-        .map_err(e)?;
-    mesh(
-        &mut chart,
-        "false positive rate (OOD taken as ID)",
-        "true positive rate (ID kept)",
+fn roc<DB: DrawingBackend>(c: Canvas<DB>, ood: usize) -> DrawResult {
+    let mut chart = chart_on(
+        c.area,
+        &format!(
+            "ROC: {} (ID) against {}",
+            c.info.datasets[0].name, c.info.datasets[ood].name
+        ),
+        60,
+        (0f64..1f64, "false positive rate (OOD taken as ID)"),
+        (0f64..1f64, "true positive rate (ID kept)"),
     )?;
     chart
         .draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.3)))
         .map_err(e)?;
-    for (m, method) in info.methods.iter().enumerate() {
-        let (id, od) = (results.scores(0, m), results.scores(ood, m));
+    for (m, method) in c.info.methods.iter().enumerate() {
+        let (id, od) = (c.results.scores(0, m), c.results.scores(ood, m));
         if id.is_empty() || od.is_empty() {
             continue;
         }
@@ -321,7 +308,7 @@ fn roc<DB: DrawingBackend>(
         let label = format!("{} (AUROC {:.2}%)", method.label(), 100.0 * auroc);
         // Past the palette's eight colours a curve is told apart by its dash.
         let (dash, gap) = dash_of(m);
-        let points = roc_points(&id, &od);
+        let points = metrics::roc_points(&id, &od);
         let series = if gap == 0 {
             chart.draw_series(LineSeries::new(points, color.stroke_width(2)))
         } else {
@@ -341,10 +328,9 @@ fn roc<DB: DrawingBackend>(
 
 /// GradNorm's anatomy: each image at (||h||_1, sum_k |C p_k - 1|);
 /// GradNorm is their product (over T), so its level sets are hyperbolas.
-fn anatomy<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, results: &RunResults) -> DrawResult {
-    let info = results.info.as_ref().ok_or("no run")?;
-    area.fill(&WHITE).map_err(e)?;
-    let pts: Vec<Vec<(f64, f64)>> = results
+fn anatomy<DB: DrawingBackend>(c: Canvas<DB>) -> DrawResult {
+    let pts: Vec<Vec<(f64, f64)>> = c
+        .results
         .records
         .iter()
         .map(|recs| {
@@ -356,20 +342,12 @@ fn anatomy<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, results: &RunResul
         .collect();
     let (xlo, xhi) = range(pts.iter().flatten().map(|p| p.0));
     let (ylo, yhi) = range(pts.iter().flatten().map(|p| p.1));
-    let mut chart = ChartBuilder::on(area)
-        .caption(
-            "GradNorm anatomy: feature norm and softmax factor",
-            ("sans-serif", 26),
-        )
-        .margin(12)
-        .x_label_area_size(48)
-        .y_label_area_size(70)
-        .build_cartesian_2d(xlo..xhi, ylo..yhi)
-        .map_err(e)?;
-    mesh(
-        &mut chart,
-        "||h||_1 (penultimate feature, L1)",
-        "sum_k |C p_k - 1| (softmax factor)",
+    let mut chart = chart_on(
+        c.area,
+        "GradNorm anatomy: feature norm and softmax factor",
+        70,
+        (xlo..xhi, "||h||_1 (penultimate feature, L1)"),
+        (ylo..yhi, "sum_k |C p_k - 1| (softmax factor)"),
     )?;
     // At most 4,000 points per set (evenly spaced) keep the SVG small.
     for (d, set) in pts.iter().enumerate() {
@@ -384,8 +362,8 @@ fn anatomy<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, results: &RunResul
             .map_err(e)?
             .label(format!(
                 "{} ({})",
-                info.datasets[d].name,
-                match info.datasets[d].role {
+                c.info.datasets[d].name,
+                match c.info.datasets[d].role {
                     crate::run::Role::Id => "ID",
                     crate::run::Role::Ood => "OOD",
                 }

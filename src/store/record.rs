@@ -212,6 +212,7 @@ impl Recorder {
 
     fn start(&mut self, info: &RunInfo) -> Result<()> {
         let checkpoint = info
+            .setup
             .checkpoint
             .as_ref()
             .or(self.config.model.checkpoint.as_ref());
@@ -226,14 +227,14 @@ impl Recorder {
             "model": info.model.name,
             "family": info.model.family,
             "classes": info.model.num_classes,
-            "image_size": info.image_size,
+            "image_size": info.setup.image_size,
             // The preprocessing in effect (a `preprocess` preset changes
             // every score), not the model's default.
             "mean": info.input.mean,
             "std": info.input.std,
             "resize": info.input.resize,
-            "dtype": info.dtype,
-            "device": info.device,
+            "dtype": info.setup.dtype,
+            "device": info.setup.device,
             "nonce": sha.is_none().then(nonce),
         });
         let model_key = sha256_str(&identity.to_string());

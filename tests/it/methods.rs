@@ -274,7 +274,7 @@ fn mds_refuses_a_fit_with_one_image_per_class() {
     let mut seen = std::collections::HashSet::new();
     items.retain(|it| seen.insert(it.label));
     let (fit, _) = fit_at_test_size(m.as_ref(), items);
-    assert_eq!(fit.images as usize, fit.classes.len());
+    assert_eq!(fit.images as usize, fit.by_class.classes.len());
     for key in ["mds", "rmds"] {
         let err = Scorer::with_fit(&[spec(key)], m.as_ref(), Some(&fit))
             .err()
@@ -393,7 +393,7 @@ fn fit_methods_reduce_to_their_special_cases() {
                     let dot: f64 = wr
                         .iter()
                         .enumerate()
-                        .filter(|(j, &wcj)| fit.mean[*j] * f64::from(wcj) > thr)
+                        .filter(|(j, &wcj)| fit.overall.means[*j] * f64::from(wcj) > thr)
                         .map(|(j, &wcj)| f64::from(wcj) * f64::from(hr[j]))
                         .sum();
                     dot + f64::from(bc)

@@ -7,7 +7,9 @@ use crate::common;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use gradnorm_tui::model::{Family, InputSpec, ModelInfo};
-use gradnorm_tui::run::{DatasetInfo, Event, ImageRecord, Progress, Role, RunConfig, RunInfo};
+use gradnorm_tui::run::{
+    DatasetInfo, Event, ImageRecord, Progress, Role, RunConfig, RunInfo, Setup,
+};
 use gradnorm_tui::score::Method;
 use gradnorm_tui::tui::browser::Sort;
 use gradnorm_tui::tui::discover::{self, Candidate, Count};
@@ -105,10 +107,12 @@ pub(crate) fn info() -> Arc<RunInfo> {
             num_params: 12345,
             input: InputSpec::half(64),
         },
-        checkpoint: Some(PathBuf::from("checkpoints/tiny.pth.tar")),
-        device: "cpu".into(),
-        dtype: "f32".into(),
-        image_size: 64,
+        setup: Setup {
+            checkpoint: Some(PathBuf::from("checkpoints/tiny.pth.tar")),
+            device: "cpu".into(),
+            dtype: "f32".into(),
+            image_size: 64,
+        },
         input: InputSpec::half(64),
         batch: BATCH,
         datasets: SETS

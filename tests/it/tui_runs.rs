@@ -25,7 +25,7 @@ fn config(batch: &str) -> RunConfig {
     RunConfig {
         model: ModelSpec {
             name: Some(info.model.name.clone()),
-            checkpoint: info.checkpoint.clone(),
+            checkpoint: info.setup.checkpoint.clone(),
         },
         class_names: None,
         class_order: None,

@@ -140,6 +140,7 @@ fn render_progress(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
 fn render_run(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
     let block = Block::bordered().title(Span::styled(" Run ", theme::title()));
     let ckpt = info
+        .setup
         .checkpoint
         .as_ref()
         .and_then(|p| p.file_name())
@@ -154,8 +155,8 @@ fn render_run(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
                     "{ckpt} · {} · batch {} · {} {}",
                     preprocessing(&info.input),
                     info.batch,
-                    info.device,
-                    info.dtype
+                    info.setup.device,
+                    info.setup.dtype
                 ),
                 w,
             ),
