@@ -1,7 +1,7 @@
 //! BiT against the paper's own code: architecture, checkpoint formats and
 //! outputs on the tiny fixture.
 
-use crate::common;
+use crate::common::{self, flat};
 
 use candle_core::{DType, Device, Tensor};
 use gradnorm_tui::model::bit::{self, BitConfig};
@@ -17,17 +17,12 @@ fn expected(shared: &std::path::Path) -> HashMap<String, Tensor> {
     .unwrap()
 }
 
-fn flat(t: &Tensor) -> Vec<f32> {
-    t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
-}
-
 #[test]
 fn every_variant_matches_the_seeds_tensor_list() {
     let Some(shared) = common::shared() else {
         return;
     };
-    let text = std::fs::read_to_string(shared.join("fixtures/bit/variants.json")).unwrap();
-    let variants: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let variants = common::read_json(&shared.join("fixtures/bit/variants.json"));
     let variants = variants.as_object().unwrap();
     assert_eq!(variants.len(), 12);
     for (name, v) in variants {

@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// `../shared` beside the checkout (or $GRADNORM_SHARED), when present.
 /// Tests that need it print why they skip and return.
@@ -87,6 +87,35 @@ pub fn assert_mostly_close(
     );
 }
 
+/// The JSON file at `path`; panics naming the file if it is unreadable.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A temporary folder holding `entries`: each an empty file, or a folder
+/// where it ends in `/` (with the folders above them).
+pub fn temp_tree(entries: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for e in entries {
+        let path = dir.path().join(e);
+        if e.ends_with('/') {
+            std::fs::create_dir_all(&path).unwrap();
+        } else {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, b"").unwrap();
+        }
+    }
+    dir
+}
+
+/// Writes `contents` to `dir/name`; the file's path.
+pub fn write_file(dir: &Path, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    path
+}
+
 /// Panics with the command's stderr unless it exited successfully.
 pub fn assert_success(out: &std::process::Output) {
     assert!(
@@ -107,6 +136,13 @@ pub fn success_stdout(out: &std::process::Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     stdout
+}
+
+/// The command's stdout read as JSON; panics with its stderr unless it
+/// exited successfully.
+pub fn success_json(out: &std::process::Output) -> serde_json::Value {
+    assert_success(out);
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// The error `result` must hold, as text, after checking that it says each

@@ -2,7 +2,7 @@
 //! `efficientnet_lite_pytorch` wheel, accuracy against the wheel's PyTorch
 //! model on the same files, awkward inputs, bad checkpoints, gradients.
 
-use crate::common;
+use crate::common::{self, flat};
 
 use candle_core::{DType, Device, Tensor, D};
 use gradnorm_tui::data::image::{load_rgb, to_input};
@@ -47,6 +47,13 @@ fn batch(paths: &[PathBuf], spec: &InputSpec) -> Tensor {
         .collect();
     let n = data.len();
     Tensor::from_vec(data.concat(), (n, 3, spec.size, spec.size), &Device::Cpu).unwrap()
+}
+
+/// Lite0 and a batch of the one shared image `file`, preprocessed for it.
+fn lite0_on(shared: &Path, file: &str) -> (Box<dyn Classifier>, Tensor) {
+    let m = lite0(shared);
+    let x = batch(&[shared.join(file)], &m.info().input);
+    (m, x)
 }
 
 fn rows(t: &Tensor) -> Vec<Vec<f32>> {
@@ -195,14 +202,9 @@ fn taps_alone_equal_taps_of_the_full_pass() {
     let Some(shared) = common::shared() else {
         return;
     };
-    let m = lite0(&shared);
-    let x = batch(
-        &[shared.join("data/imagenet-sample/images/n01440764_tench.JPEG")],
-        &m.info().input,
-    );
+    let (m, x) = lite0_on(&shared, "data/imagenet-sample/images/n01440764_tench.JPEG");
     let (out, taps) = m.forward_taps(&x).unwrap();
     assert_eq!(taps.len(), 5);
-    let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     // The last tap is the pooled head output, i.e. the penultimate feature.
     assert_eq!(flat(&taps[4]), flat(&out.feature));
     for (l, tap) in taps.iter().enumerate() {
@@ -225,10 +227,9 @@ fn input_gradient_matches_finite_differences() {
     let Some(shared) = common::shared() else {
         return;
     };
-    let m = lite0(&shared);
-    let x = batch(
-        &[shared.join("data/imagenet-val/images/ILSVRC2012_val_00000347.JPEG")],
-        &m.info().input,
+    let (m, x) = lite0_on(
+        &shared,
+        "data/imagenet-val/images/ILSVRC2012_val_00000347.JPEG",
     );
     // Energy (logsumexp of the logits) and a Mahalanobis tap, differentiated
     // with respect to the input as ODIN and Mahalanobis do.
@@ -294,7 +295,6 @@ fn cpu_kernels_equal_candle_ops_with_gradients() {
         ],
         &kernels.info().input,
     );
-    let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let run = |m: &EfficientNetLite| {
         let var = candle_core::Var::from_tensor(&x).unwrap();
         let (out, taps) = m.forward_taps(var.as_tensor()).unwrap();
@@ -349,7 +349,6 @@ fn reduced_precision_runs_the_body_in_that_dtype() {
     for (a, b) in rows(&got.logits).iter().zip(rows(&want.logits)) {
         assert_eq!(top_k(a, 1)[0].0, top_k(&b, 1)[0].0);
     }
-    let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     common::assert_close("bf16 logits", &flat(&got.logits), &flat(&want.logits), 0.05);
 }
 

@@ -267,8 +267,7 @@ fn unreadable_files_are_recorded_and_skipped() {
         .arg(&out_dir)
         .output()
         .unwrap();
-    common::assert_success(&out);
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let summary = common::success_json(&out);
     let broken = &summary["datasets"][1];
     assert_eq!(broken["images"], 6);
     // A truncated JPEG may still decode (with grey fill) as PIL may; the
@@ -399,8 +398,7 @@ fn bench_reports_its_json_fields_with_synthetic_mahalanobis() {
         .arg(tiny(&shared))
         .output()
         .unwrap();
-    common::assert_success(&out);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = common::success_json(&out);
     for key in [
         "device",
         "model",

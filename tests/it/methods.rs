@@ -21,6 +21,40 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_gradnorm-tui"))
 }
 
+/// `eval` of the tiny checkpoint at 64 px on the methods fixture's test
+/// list, as the ID set and again as the OOD set `same`.
+fn eval_on_the_test_list(shared: &Path) -> Command {
+    let test = shared.join("fixtures/methods/test.txt");
+    let mut cmd = bin();
+    cmd.arg("eval")
+        .arg("--checkpoint")
+        .arg(shared.join("fixtures/bit/tiny.pth.tar"))
+        .args(["--image-size", "64", "--id"])
+        .arg(&test)
+        .arg(format!("--ood=same={}", test.display()));
+    cmd
+}
+
+/// The fixture's methods, each with its parameters: (the spec's name for
+/// it, the key of its value in expected.json's `params`).
+#[rustfmt::skip] // one method a line
+const FIXTURE_METHODS: &[(&str, &[(&str, &str)])] = &[
+    ("entropy", &[]),
+    ("gen", &[("gamma", "gen_gamma"), ("m", "gen_m")]),
+    ("react", &[("percentile", "react_percentile")]),
+    ("ash-p", &[("percentile", "ash_percentile")]),
+    ("ash-b", &[("percentile", "ash_percentile")]),
+    ("ash-s", &[("percentile", "ash_percentile")]),
+    ("scale", &[("percentile", "scale_percentile")]),
+    ("dice", &[("percentile", "dice_percentile")]),
+    ("knn", &[("k", "knn_k")]),
+    ("vim", &[("dim", "vim_dim")]),
+    ("residual", &[("dim", "vim_dim")]),
+    ("klm", &[]),
+    ("mds", &[]),
+    ("rmds", &[]),
+];
+
 #[test]
 fn fit_then_eval_reproduces_the_fourteen_scores() {
     let Some(shared) = common::shared() else {
@@ -28,8 +62,7 @@ fn fit_then_eval_reproduces_the_fourteen_scores() {
     };
     let fx = shared.join("fixtures/methods");
     let ckpt = shared.join("fixtures/bit/tiny.pth.tar");
-    let expected: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fx.join("expected.json")).unwrap()).unwrap();
+    let expected = common::read_json(&fx.join("expected.json"));
     let dir = tempfile::tempdir().unwrap();
     let fit = dir.path().join("fit.safetensors");
     let out = bin()
@@ -47,53 +80,19 @@ fn fit_then_eval_reproduces_the_fourteen_scores() {
     let p = &expected["params"];
     let num = |k: &str| p[k].as_f64().unwrap();
     // Each fixture method as a spec with the fixture's parameters.
-    let specs: Vec<(&str, String)> = vec![
-        ("entropy", "entropy".into()),
-        (
-            "gen",
-            format!("gen:gamma={}:m={}", num("gen_gamma"), num("gen_m")),
-        ),
-        (
-            "react",
-            format!("react:percentile={}", num("react_percentile")),
-        ),
-        (
-            "ash-p",
-            format!("ash-p:percentile={}", num("ash_percentile")),
-        ),
-        (
-            "ash-b",
-            format!("ash-b:percentile={}", num("ash_percentile")),
-        ),
-        (
-            "ash-s",
-            format!("ash-s:percentile={}", num("ash_percentile")),
-        ),
-        (
-            "scale",
-            format!("scale:percentile={}", num("scale_percentile")),
-        ),
-        (
-            "dice",
-            format!("dice:percentile={}", num("dice_percentile")),
-        ),
-        ("knn", format!("knn:k={}", num("knn_k"))),
-        ("vim", format!("vim:dim={}", num("vim_dim"))),
-        ("residual", format!("residual:dim={}", num("vim_dim"))),
-        ("klm", "klm".into()),
-        ("mds", "mds".into()),
-        ("rmds", "rmds".into()),
-    ];
+    let specs: Vec<(&str, String)> = FIXTURE_METHODS
+        .iter()
+        .map(|&(key, params)| {
+            let spec = params.iter().fold(key.to_string(), |spec, (name, k)| {
+                format!("{spec}:{name}={}", num(k))
+            });
+            (key, spec)
+        })
+        .collect();
     let methods: Vec<&str> = specs.iter().map(|(_, s)| s.as_str()).collect();
     let run = dir.path().join("run");
-    let out = bin()
-        .arg("eval")
+    let out = eval_on_the_test_list(&shared)
         .arg("--no-store")
-        .arg("--checkpoint")
-        .arg(&ckpt)
-        .args(["--image-size", "64", "--id"])
-        .arg(fx.join("test.txt"))
-        .arg(format!("--ood=same={}", fx.join("test.txt").display()))
         .arg("--fit")
         .arg(&fit)
         .args(["--methods", &methods.join(","), "--out"])
@@ -421,15 +420,8 @@ fn a_sweep_gives_one_column_and_row_per_value_from_one_pass() {
     let Some(shared) = common::shared() else {
         return;
     };
-    let fx = shared.join("fixtures/methods");
     let dir = tempfile::tempdir().unwrap();
-    let out = bin()
-        .arg("eval")
-        .arg("--checkpoint")
-        .arg(shared.join("fixtures/bit/tiny.pth.tar"))
-        .args(["--image-size", "64", "--id"])
-        .arg(fx.join("test.txt"))
-        .arg(format!("--ood=same={}", fx.join("test.txt").display()))
+    let out = eval_on_the_test_list(&shared)
         .args(["--methods", "energy,ash-p:percentile=0|90", "--out"])
         .arg(dir.path())
         .output()

@@ -8,8 +8,8 @@ use gradnorm_tui::metrics;
 
 fn cases() -> Option<Vec<serde_json::Value>> {
     let shared = common::shared()?;
-    let text = std::fs::read_to_string(shared.join("fixtures/metrics/cases.json")).unwrap();
-    Some(serde_json::from_str(&text).unwrap())
+    let cases = common::read_json(&shared.join("fixtures/metrics/cases.json"));
+    Some(serde_json::from_value(cases).unwrap())
 }
 
 fn floats(v: &serde_json::Value) -> Vec<f64> {
@@ -65,8 +65,7 @@ fn metrics_command_prints_the_seeds_numbers_as_json() {
             .arg(&ood)
             .output()
             .unwrap();
-        common::assert_success(&out);
-        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let json = common::success_json(&out);
         for key in ["auroc", "aupr_in", "aupr_out", "fpr95"] {
             let (got, want) = (json[key].as_f64().unwrap(), case[key].as_f64().unwrap());
             assert!(
@@ -93,14 +92,10 @@ fn metrics_command_prints_the_seeds_numbers_as_json() {
 #[test]
 fn metrics_command_rejects_bad_input_with_exit_code_2() {
     let dir = tempfile::tempdir().unwrap();
-    let good = dir.path().join("good.txt");
-    std::fs::write(&good, "0.5\n0.7\n").unwrap();
-    let empty = dir.path().join("empty.txt");
-    std::fs::write(&empty, "\n\n").unwrap();
-    let junk = dir.path().join("junk.txt");
-    std::fs::write(&junk, "0.5\nabc\n").unwrap();
-    let nan = dir.path().join("nan.txt");
-    std::fs::write(&nan, "0.5\nNaN\n").unwrap();
+    let good = common::write_file(dir.path(), "good.txt", "0.5\n0.7\n");
+    let empty = common::write_file(dir.path(), "empty.txt", "\n\n");
+    let junk = common::write_file(dir.path(), "junk.txt", "0.5\nabc\n");
+    let nan = common::write_file(dir.path(), "nan.txt", "0.5\nNaN\n");
     for (bad, needle) in [
         (&empty, "no scores"),
         (&junk, "line 2: `abc` is not a number"),

@@ -4,6 +4,7 @@
 //! names as wide as the terminal allows, the class count said once, and
 //! histograms that read without colour.
 
+use crate::common;
 use crate::tui::{app, ch, draw, enter_scratch, finished_app, key, press, run_events, setup, snap};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
@@ -319,12 +320,12 @@ fn histograms_read_without_colour() {
 
 #[test]
 fn the_file_browser_picks_checkpoints_and_dataset_folders() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::temp_tree(&[
+        "models/a.safetensors",
+        "models/b.safetensors",
+        "data/id/circle/",
+    ]);
     let root = dir.path();
-    std::fs::create_dir_all(root.join("models")).unwrap();
-    std::fs::create_dir_all(root.join("data/id/circle")).unwrap();
-    std::fs::write(root.join("models/a.safetensors"), b"").unwrap();
-    std::fs::write(root.join("models/b.safetensors"), b"").unwrap();
     let mut app = app_on_setup();
     // A checkpoint typed, then f browses from its folder.
     assert!(app.setup.select(Row::Checkpoint));

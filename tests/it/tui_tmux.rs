@@ -182,8 +182,7 @@ fn eval_on_textures(
         .arg(work.join("runs/eval"))
         .output()
         .unwrap();
-    common::assert_success(&out);
-    serde_json::from_slice(&out.stdout).unwrap()
+    common::success_json(&out)
 }
 
 /// ../shared, when tmux is installed too (else says why the test skips).
@@ -200,6 +199,36 @@ fn link(target: &Path, at: &Path) {
     std::os::unix::fs::symlink(target, at).unwrap();
 }
 
+/// `work/dataset/` as a user would have it: links to the shared ImageNet
+/// validation set and textures (`data` is ../shared/data; nothing copied).
+fn link_datasets(data: &Path, work: &Path) {
+    link(
+        &data.join("imagenet-val"),
+        &work.join("dataset/imagenet-val"),
+    );
+    link(&data.join("ood/textures"), &work.join("dataset/textures"));
+}
+
+/// The TUI started in `work` (halfblock images, its log in work/tui.log);
+/// the shell then says its exit status and stays, for the screen to show.
+fn start_tui(name: &str, work: &Path) -> Tmux {
+    let command = format!(
+        "env GRADNORM_TUI_IMAGES=halfblocks GRADNORM_LOG={} {BIN}; echo EXITED $?; sleep 600",
+        work.join("tui.log").display()
+    );
+    Tmux::start(name, work, &command, 120, 40)
+}
+
+/// `start_tui` in a `work` set up by `link_datasets`, once its setup
+/// screen has counted the ID set.
+fn start_on_the_datasets(name: &str, work: &Path) -> Tmux {
+    let tmux = start_tui(name, work);
+    tmux.wait_for("the setup screen", |s| {
+        s.contains("Setup") && s.contains("1,200 images")
+    });
+    tmux
+}
+
 #[test]
 fn tui_end_to_end_under_tmux() {
     let Some(shared) = shared_under_tmux() else {
@@ -212,21 +241,8 @@ fn tui_end_to_end_under_tmux() {
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path();
     link(&tiny, &work.join("checkpoints/tiny.pth.tar"));
-    link(
-        &data.join("imagenet-val"),
-        &work.join("dataset/imagenet-val"),
-    );
-    link(&data.join("ood/textures"), &work.join("dataset/textures"));
-    let log = work.join("tui.log");
-
-    let command = format!(
-        "env GRADNORM_TUI_IMAGES=halfblocks GRADNORM_LOG={} {BIN}; echo EXITED $?; sleep 600",
-        log.display()
-    );
-    let tmux = Tmux::start("shared", work, &command, 120, 40);
-    tmux.wait_for("the setup screen", |s| {
-        s.contains("Setup") && s.contains("1,200 images")
-    });
+    link_datasets(&data, work);
+    let tmux = start_on_the_datasets("shared", work);
 
     // Menus: from the last row up: limit 24, image size 64, batch 8, CPU;
     // write the config, start.
@@ -314,8 +330,7 @@ fn demo_summary(dir: &Path) -> serde_json::Value {
         .arg(dir.join("runs/demo"))
         .output()
         .unwrap();
-    common::assert_success(&out);
-    serde_json::from_slice(&out.stdout).unwrap()
+    common::success_json(&out)
 }
 
 #[test]
@@ -338,11 +353,7 @@ fn tui_opens_and_runs_the_demo_under_tmux() {
     std::fs::copy(&ckpt, &at).unwrap();
 
     // No arguments, no config file: the demo, started at once.
-    let command = format!(
-        "env GRADNORM_TUI_IMAGES=halfblocks GRADNORM_LOG={} {BIN}; echo EXITED $?; sleep 600",
-        work.join("tui.log").display()
-    );
-    let tmux = Tmux::start("demo", work, &command, 120, 40);
+    let tmux = start_tui("demo", work);
     let screen = tmux.wait_for("the demo run to finish", |s| {
         s.contains("finished in") && s.contains("ID shapes (500) vs ▒ OOD textures (300)")
     });
@@ -406,19 +417,8 @@ fn efficientnet_run_from_the_setup_screen_alone() {
     // Only datasets in the folder: no checkpoint found, no config file.
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path();
-    link(
-        &data.join("imagenet-val"),
-        &work.join("dataset/imagenet-val"),
-    );
-    link(&data.join("ood/textures"), &work.join("dataset/textures"));
-    let command = format!(
-        "env GRADNORM_TUI_IMAGES=halfblocks GRADNORM_LOG={} {BIN}; echo EXITED $?; sleep 600",
-        work.join("tui.log").display()
-    );
-    let tmux = Tmux::start("lite0", work, &command, 120, 40);
-    tmux.wait_for("the setup screen", |s| {
-        s.contains("Setup") && s.contains("1,200 images")
-    });
+    link_datasets(&data, work);
+    let tmux = start_on_the_datasets("lite0", work);
 
     // Checkpoint: the list, a path typed and completed with Tab.
     tmux.keys(&["Enter"]);

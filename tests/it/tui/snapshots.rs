@@ -1,0 +1,80 @@
+//! Snapshots of every screen at two sizes (ratatui's TestBackend + insta);
+//! the .snap files keep their `it__tui__` names (see `super::snap`).
+
+use super::*;
+
+#[test]
+fn snapshot_setup() {
+    let mut app = app();
+    snap("setup", &mut app);
+    // Editing a value shows the text being typed.
+    app.setup.select(Row::Limit);
+    press(&mut app, &[key(KeyCode::Enter), ch('2'), ch('0')]);
+    let text = draw(&mut app, 120, 40);
+    snap_text("setup_editing_120x40", text);
+    // A short terminal scrolls the form to keep the cursor in view.
+    press(&mut app, &[key(KeyCode::Esc), ch('G')]);
+    let text = draw(&mut app, 80, 24);
+    assert!(text.contains("[ Write config file ]"), "{text}");
+    snap_text("setup_scrolled_80x24", text);
+}
+
+#[test]
+fn snapshot_dashboard_mid_run_and_finished() {
+    let mut events = run_events();
+    // Mid-run: all ID batches and two OOD batches in.
+    let mid = 1 + 2 * 8 + 2 * 2;
+    // The run is "going": a session whose sender is still alive.
+    let (tx, rx) = mpsc::channel();
+    let mut app = app_launching(RunSession::new(rx, Arc::new(Default::default())));
+    press(&mut app, &[ch('s')]);
+    assert_eq!(app.screen, Screen::Dashboard);
+    for e in events.drain(..mid) {
+        tx.send(e).unwrap();
+    }
+    app.tick();
+    app.message = None;
+    snap("dashboard_running", &mut app);
+    for e in events {
+        tx.send(e).unwrap();
+    }
+    app.tick();
+    app.message = None;
+    assert_eq!(app.status(), Status::Finished);
+    // GradNorm against scenes: the view re-plots at once.
+    press(&mut app, &[ch('m'), ch('m'), ch('m'), key(KeyCode::Right)]);
+    snap("dashboard_finished", &mut app);
+}
+
+#[test]
+fn snapshot_anatomy() {
+    let mut app = finished_app();
+    press(&mut app, &[ch('3')]);
+    snap("anatomy", &mut app);
+}
+
+#[test]
+fn snapshot_browser() {
+    enter_scratch();
+    let mut app = finished_app();
+    // GradNorm, sorted by score, misdetections against textures.
+    press(
+        &mut app,
+        &[ch('4'), ch('m'), ch('m'), ch('m'), ch('s'), ch('x')],
+    );
+    snap("browser_misdetections", &mut app);
+    press(&mut app, &[key(KeyCode::Esc), ch('d'), ch('d')]);
+    snap("browser_textures", &mut app);
+}
+
+#[test]
+fn snapshot_help_and_too_small() {
+    let mut app = finished_app();
+    press(&mut app, &[ch('2'), ch('?')]);
+    assert_eq!(app.overlay, Some(Overlay::Help));
+    snap("help", &mut app);
+    press(&mut app, &[key(KeyCode::Esc)]);
+    assert_eq!(app.overlay, None);
+    let text = draw(&mut app, 50, 12);
+    snap_text("too_small_50x12", text);
+}
