@@ -4,7 +4,7 @@
 
 use super::{Block, EfficientNetLite};
 use crate::error::{Error, Result};
-use crate::model::kernels::{self, Geometry};
+use crate::model::kernels::{self, ConvRelu6, Geometry};
 use crate::model::{Backbone, Meta};
 use candle_core::Tensor;
 
@@ -51,7 +51,10 @@ impl EfficientNetLite {
         let x = x.to_dtype(self.meta.dtype)?;
         let stem = &self.stem;
         if self.cpu {
-            return Ok(kernels::stem_relu6(&x, g, &stem.w_host, &stem.b_host)?);
+            return Ok(kernels::stem_relu6(
+                &x,
+                ConvRelu6::new(g, &stem.w_host, &stem.b_host),
+            )?);
         }
         let (_, pb, _) = same_padding(h, 3, 2);
         let (_, pr, _) = same_padding(w, 3, 2);
@@ -99,7 +102,7 @@ impl EfficientNetLite {
         let (_, h, w, _) = y.dims4()?;
         let g = same_geometry(h, w, blk.cfg.kernel, blk.cfg.stride);
         let y = if self.cpu {
-            kernels::depthwise_relu6(&y, g, &d.w_host, &d.b_host)?
+            kernels::depthwise_relu6(&y, ConvRelu6::new(g, &d.w_host, &d.b_host))?
         } else {
             kernels::depthwise_composed(&y, g, &d.w, &d.b)?
         };

@@ -114,14 +114,9 @@ impl Kernel<2> for StemGrad {
 
 /// The stem convolution + bias + ReLU6 on the CPU: NCHW image in, NHWC out;
 /// weights [k, k, cin, cout]. Other float dtypes run in f32.
-pub(crate) fn stem_relu6(
-    x: &Tensor,
-    g: Geometry,
-    w: &Arc<[f32]>,
-    b: &Arc<[f32]>,
-) -> Result<Tensor> {
+pub(crate) fn stem_relu6(x: &Tensor, conv: ConvRelu6) -> Result<Tensor> {
     let op = Stem {
-        conv: ConvRelu6::new(g, w, b),
+        conv,
         cin: x.dim(1)?,
     };
     apply_f32(x, op)
@@ -327,7 +322,7 @@ mod tests {
             (2, 3, 4),
             false,
             (5, 7),
-            |x, g, wt, b| stem_relu6(x, g, &arc(wt), &arc(b)).unwrap(),
+            |x, g, wt, b| stem_relu6(x, ConvRelu6::new(g, &arc(wt), &arc(b))).unwrap(),
             theirs,
         );
     }

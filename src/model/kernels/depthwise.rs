@@ -9,7 +9,6 @@ use super::simd::{fma, relu6};
 use super::{nhwc_batch, par_rows, relu6_grad, ConvRelu6, Geometry};
 use candle_core::{Result, Shape, Tensor};
 use std::ops::Range;
-use std::sync::Arc;
 
 /// Per kernel offset, its channel weights repeated over enough pixels
 /// (`t`) that one `fma` call covers at least 256 values: [k * k, t * c].
@@ -176,14 +175,8 @@ impl Kernel<2> for DepthwiseGrad {
 
 /// Depthwise convolution + bias + ReLU6 of NHWC input on the CPU; weights
 /// [k, k, C] and bias [C] as f32. Other float dtypes run in f32.
-pub(crate) fn depthwise_relu6(
-    x: &Tensor,
-    g: Geometry,
-    w: &Arc<[f32]>,
-    b: &Arc<[f32]>,
-) -> Result<Tensor> {
-    let op = Depthwise(ConvRelu6::new(g, w, b));
-    apply_f32(x, op)
+pub(crate) fn depthwise_relu6(x: &Tensor, conv: ConvRelu6) -> Result<Tensor> {
+    apply_f32(x, Depthwise(conv))
 }
 
 /// The same depthwise convolution + bias + ReLU6 from differentiable candle
@@ -242,7 +235,7 @@ mod tests {
             (2, 5, 5),
             true,
             (3, 99),
-            |x, g, wt, b| depthwise_relu6(x, g, &arc(wt), &arc(b)).unwrap(),
+            |x, g, wt, b| depthwise_relu6(x, ConvRelu6::new(g, &arc(wt), &arc(b))).unwrap(),
             |x, g, wt, b| depthwise_composed(x, g, wt, b).unwrap(),
         );
     }

@@ -28,6 +28,7 @@ mod testing;
 mod winograd;
 
 pub(crate) use conv::{conv, stem_relu6};
+
 pub(crate) use depthwise::{depthwise_composed, depthwise_relu6};
 pub(crate) use groupnorm::group_norm_relu;
 pub(crate) use pointwise::pointwise;
@@ -101,14 +102,14 @@ impl Geometry {
 /// stem and depthwise convolutions): geometry, weights [k, k, cin, cout]
 /// (depthwise: [k, k, c]) and bias [cout].
 #[derive(Clone)]
-pub(super) struct ConvRelu6 {
+pub(crate) struct ConvRelu6 {
     pub g: Geometry,
     pub w: Arc<[f32]>,
     pub b: Arc<[f32]>,
 }
 
 impl ConvRelu6 {
-    fn new(g: Geometry, w: &Arc<[f32]>, b: &Arc<[f32]>) -> Self {
+    pub(crate) fn new(g: Geometry, w: &Arc<[f32]>, b: &Arc<[f32]>) -> Self {
         let (w, b) = (w.clone(), b.clone());
         ConvRelu6 { g, w, b }
     }
