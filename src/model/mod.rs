@@ -165,6 +165,33 @@ pub trait Backbone: Send + Sync {
 /// The name the scores and commands have used for [`Backbone`].
 pub use Backbone as Classifier;
 
+/// A model read from its family's own checkpoints: the architecture the
+/// tensors (and `--model`) name, then the weights checked against it.
+pub trait FromCheckpoint: Sized {
+    type Config;
+
+    /// The architecture of `ckpt`, checked against `--model` when given.
+    fn config_of(ckpt: &Checkpoint, name: Option<&str>) -> Result<Self::Config>;
+
+    /// The weights of `ckpt` for `cfg` (names and shapes checked).
+    fn load(cfg: &Self::Config, ckpt: Checkpoint, device: &Device, dtype: DType) -> Result<Self>;
+
+    /// The model as named on the command line (the default keeps its name).
+    fn named(self, _name: Option<&str>) -> Self {
+        self
+    }
+
+    fn from_checkpoint(
+        ckpt: Checkpoint,
+        name: Option<&str>,
+        device: &Device,
+        dtype: DType,
+    ) -> Result<Self> {
+        let cfg = Self::config_of(&ckpt, name)?;
+        Ok(Self::load(&cfg, ckpt, device, dtype)?.named(name))
+    }
+}
+
 /// Every model name `--model` accepts (the TUI's Setup lists these).
 pub fn known_models() -> Vec<String> {
     let mut names: Vec<String> = bit::variant_names().collect();

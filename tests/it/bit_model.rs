@@ -5,7 +5,7 @@ use crate::common::{self, flat};
 
 use candle_core::{DType, Device, Tensor};
 use gradnorm_tui::model::bit::{self, BitConfig};
-use gradnorm_tui::model::{self, Classifier, ModelSpec};
+use gradnorm_tui::model::{self, Classifier, FromCheckpoint, ModelSpec};
 use gradnorm_tui::weights;
 use std::collections::HashMap;
 

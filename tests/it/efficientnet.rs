@@ -8,7 +8,7 @@ use candle_core::{DType, Device, Tensor, D};
 use gradnorm_tui::data::image::{load_rgb, to_input};
 use gradnorm_tui::error::Error;
 use gradnorm_tui::model::efficientnet_lite::{self, EfficientNetConfig, EfficientNetLite};
-use gradnorm_tui::model::{self, Classifier, InputSpec, ModelSpec};
+use gradnorm_tui::model::{self, Classifier, FromCheckpoint, InputSpec, ModelSpec};
 use gradnorm_tui::score::top_k;
 use gradnorm_tui::weights;
 use rayon::prelude::*;

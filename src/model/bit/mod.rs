@@ -12,7 +12,7 @@
 mod host;
 mod layers;
 
-use super::{kernels, params, spatial_mean, Backbone, Meta, Output};
+use super::{kernels, params, spatial_mean, Backbone, FromCheckpoint, Meta, Output};
 use crate::error::{Error, Result};
 use crate::weights::{self, Checkpoint};
 use candle_core::{DType, Device, Module, Tensor};
@@ -185,40 +185,6 @@ impl Bit {
         self
     }
 
-    /// Loads canonical tensors, checking names and shapes against the
-    /// architecture inferred from them (or named by `--model`).
-    pub fn from_checkpoint(
-        ckpt: Checkpoint,
-        name: Option<&str>,
-        device: &Device,
-        dtype: DType,
-    ) -> Result<Self> {
-        let inferred = BitConfig::infer(&ckpt.tensors).ok_or_else(|| Error::NotACheckpoint {
-            path: ckpt.path.clone(),
-            reason: "no BiT architecture can be read from its tensors (root.conv.weight, \
-                     body.blockN.unitMM.conv1.weight, head.conv.weight)"
-                .into(),
-        })?;
-        let cfg = match name.and_then(variant) {
-            Some(mut named) => {
-                named.num_classes = inferred.num_classes;
-                if named.units != inferred.units || named.width != inferred.width {
-                    let requested = name.unwrap_or_default();
-                    return Err(params::mismatch(&ckpt, requested, inferred.describe()));
-                }
-                named
-            }
-            None => inferred,
-        };
-        weights::check_tensors(&ckpt, &cfg.tensor_shapes(), &cfg.describe())?;
-        let vb = VarBuilder::from_tensors(ckpt.tensors, DType::F32, device);
-        let mut model = Bit::new(&cfg, vb, Mode::Inference, dtype)?;
-        if let Some(n) = name.filter(|n| variant(n).is_some()) {
-            model.meta.info.name = format!("{}, {} classes", canonical_variant(n), cfg.num_classes);
-        }
-        Ok(model)
-    }
-
     /// Random weights of the given shape (benchmarks).
     pub fn random(cfg: &BitConfig, device: &Device, dtype: DType) -> Result<Self> {
         let varmap = candle_nn::VarMap::new();
@@ -282,6 +248,47 @@ impl Backbone for Bit {
             Some(host) => Ok(kernels::mean(&gn_relu(last, &host.gn_head)?)?),
             None => spatial_mean(&self.gn_head.forward(last)?.relu()?),
         }
+    }
+}
+
+/// Canonical tensors, checked against the architecture inferred from them
+/// (or named by `--model`).
+impl FromCheckpoint for Bit {
+    type Config = BitConfig;
+
+    fn config_of(ckpt: &Checkpoint, name: Option<&str>) -> Result<BitConfig> {
+        let inferred = BitConfig::infer(&ckpt.tensors).ok_or_else(|| Error::NotACheckpoint {
+            path: ckpt.path.clone(),
+            reason: "no BiT architecture can be read from its tensors (root.conv.weight, \
+                     body.blockN.unitMM.conv1.weight, head.conv.weight)"
+                .into(),
+        })?;
+        Ok(match name.and_then(variant) {
+            Some(mut named) => {
+                named.num_classes = inferred.num_classes;
+                if named.units != inferred.units || named.width != inferred.width {
+                    let requested = name.unwrap_or_default();
+                    return Err(params::mismatch(ckpt, requested, inferred.describe()));
+                }
+                named
+            }
+            None => inferred,
+        })
+    }
+
+    fn load(cfg: &BitConfig, ckpt: Checkpoint, device: &Device, dtype: DType) -> Result<Bit> {
+        weights::check_tensors(&ckpt, &cfg.tensor_shapes(), &cfg.describe())?;
+        let vb = VarBuilder::from_tensors(ckpt.tensors, DType::F32, device);
+        Bit::new(cfg, vb, Mode::Inference, dtype)
+    }
+
+    /// A variant named on the command line names the model.
+    fn named(mut self, name: Option<&str>) -> Bit {
+        if let Some(n) = name.filter(|n| variant(n).is_some()) {
+            let classes = self.cfg.num_classes;
+            self.meta.info.name = format!("{}, {classes} classes", canonical_variant(n));
+        }
+        self
     }
 }
 

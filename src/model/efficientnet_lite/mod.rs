@@ -34,7 +34,7 @@ mod forward;
 
 pub use config::{looks_like, variant, BlockConfig, EfficientNetConfig, Variant, VARIANTS};
 
-use super::{params, Meta};
+use super::{params, FromCheckpoint, Meta};
 use crate::error::{Error, Result};
 use crate::weights::Checkpoint;
 use build::{Folded, Wheel};
@@ -65,23 +65,6 @@ pub struct EfficientNetLite {
 }
 
 impl EfficientNetLite {
-    /// Loads the wheel's tensors, checking names and shapes against the
-    /// variant named by `--model` or, without one, the variant they fit.
-    pub fn from_checkpoint(
-        ckpt: Checkpoint,
-        name: Option<&str>,
-        device: &Device,
-        dtype: DType,
-    ) -> Result<Self> {
-        let cfg = EfficientNetConfig::infer(&ckpt, name)?;
-        // Read as f32 on the CPU, where the folding happens.
-        let wheel =
-            params::from_checkpoint(ckpt, &cfg.describe(), &Device::Cpu, DType::F32, |vb| {
-                Wheel::read(&cfg, vb)
-            })?;
-        Self::fold(&cfg, &wheel, device, dtype)
-    }
-
     /// Random weights of the named variant's shape (benchmarks): He-normal
     /// convolutions, identity BatchNorm, a small random classifier.
     pub fn random(name: &str, device: &Device, dtype: DType) -> Result<Self> {
@@ -107,5 +90,24 @@ impl EfficientNetLite {
     pub fn with_candle_ops(mut self) -> Self {
         self.cpu = false;
         self
+    }
+}
+
+/// The wheel's tensors, checked against the variant named by `--model` or,
+/// without one, the variant they fit.
+impl FromCheckpoint for EfficientNetLite {
+    type Config = EfficientNetConfig;
+
+    fn config_of(ckpt: &Checkpoint, name: Option<&str>) -> Result<EfficientNetConfig> {
+        EfficientNetConfig::infer(ckpt, name)
+    }
+
+    fn load(cfg: &Self::Config, ckpt: Checkpoint, device: &Device, dtype: DType) -> Result<Self> {
+        // Read as f32 on the CPU, where the folding happens.
+        let wheel =
+            params::from_checkpoint(ckpt, &cfg.describe(), &Device::Cpu, DType::F32, |vb| {
+                Wheel::read(cfg, vb)
+            })?;
+        Self::fold(cfg, &wheel, device, dtype)
     }
 }
