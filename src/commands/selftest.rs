@@ -1,6 +1,6 @@
 //! `gradnorm-tui selftest --fixtures DIR [--device D]` (hidden from
 //! `--help`): the parity checks of tests/it/bit_model.rs, tests/it/scores.rs
-//! and tests/it/mahalanobis.rs against the seed's outputs on the tiny BiT
+//! and tests/it/mahalanobis/ against the seed's outputs on the tiny BiT
 //! fixture, run on any device from the release binary, since the GPU machine
 //! has no Rust toolchain. DIR holds `tiny.pth.tar` and `tiny_expected.safetensors`
 //! (../shared/fixtures/bit). Prints each check's worst error and PASS or
@@ -140,7 +140,7 @@ pub fn run(args: &SelftestArgs) -> anyhow::Result<ExitCode> {
         checks.close(&format!("score {key}"), &got, get(key)?, TOL)?;
     }
 
-    // tests/it/mahalanobis.rs: layer scores without and with the nudge.
+    // tests/it/mahalanobis/seed.rs: layer scores without and with the nudge.
     let (means, precisions) = fixture_gaussians(&exp, &exp_path)?;
     let g = GaussianLayers::new(&means, &precisions, &device)?;
     let layers = g.scores(m.as_ref(), &x, &[0.0, 0.001])?;
@@ -166,7 +166,7 @@ pub fn run(args: &SelftestArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The fixture's class means and precisions (stored as diagonal + low-rank
-/// factor: P = F F^T + diag), as tests/it/mahalanobis.rs builds them.
+/// factor: P = F F^T + diag), as tests/it/mahalanobis/ builds them.
 fn fixture_gaussians(
     exp: &HashMap<String, Tensor>,
     path: &std::path::Path,

@@ -28,7 +28,6 @@ mod testing;
 mod winograd;
 
 pub(crate) use conv::{conv, stem_relu6};
-
 pub(crate) use depthwise::{depthwise_composed, depthwise_relu6};
 pub(crate) use groupnorm::group_norm_relu;
 pub(crate) use pointwise::pointwise;
