@@ -17,6 +17,7 @@ pub mod interrupt;
 pub mod metrics;
 pub mod model;
 
+pub mod rng;
 pub mod run;
 pub mod score;
 pub mod store;

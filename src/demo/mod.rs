@@ -5,7 +5,6 @@
 
 pub mod fit;
 pub mod generate;
-pub mod rng;
 pub mod train;
 
 use crate::error::{Error, Result};

@@ -6,7 +6,7 @@
 //! summation order.
 
 use super::generate::{self, OodKind, CLASSES};
-use super::rng::{derive, Pcg32};
+use crate::rng::{derive, Pcg32};
 use super::DataSpec;
 use crate::data::image::to_input;
 use crate::error::{Error, Result};

@@ -289,7 +289,7 @@ pub fn random(name: &str, device: &Device, dtype: DType) -> Result<Box<dyn Backb
     Ok(match family_of_name(name)? {
         Family::Bit => {
             let cfg = bit::variant(name).ok_or_else(|| fixed("BiT", "BiT-S-R101x1"))?;
-            Box::new(bit::Bit::random(&cfg, device, dtype)?)
+            Box::new(bit::Bit::random(&cfg, params::RANDOM_SEED, device, dtype)?)
         }
         Family::EfficientNetLite => Box::new(efficientnet_lite::EfficientNetLite::random(
             name, device, dtype,

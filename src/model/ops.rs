@@ -226,11 +226,17 @@ mod tests {
     use super::*;
     use candle_core::{Device, Var};
 
+    /// A seeded normal tensor (the same draw every run).
+    fn randn(seed: u64, mean: f32, std: f32, dims: &[usize]) -> Result<Tensor> {
+        let n = dims.iter().product();
+        let v = crate::rng::normals(seed, mean, std, n);
+        Ok(Tensor::from_vec(v, dims, &Device::Cpu)?)
+    }
+
     #[test]
     fn differentiable_pool_equals_candle_pool() -> Result<()> {
-        let dev = Device::Cpu;
-        for (h, w) in [(9, 9), (10, 7), (12, 12)] {
-            let x = Tensor::randn(0f32, 1., (2, 3, h, w), &dev)?;
+        for (i, (h, w)) in [(9, 9), (10, 7), (12, 12)].into_iter().enumerate() {
+            let x = randn(i as u64, 0., 1., &[2, 3, h, w])?;
             let want = x.max_pool2d_with_stride(3, 2)?;
             let var = Var::from_tensor(&x)?;
             let got = max_pool2d(var.as_tensor(), 3, 2)?;
@@ -265,18 +271,21 @@ mod tests {
 
     #[test]
     fn im2col_convolution_equals_candle_convolution() -> Result<()> {
-        let dev = Device::Cpu;
         // (in, out, kernel, padding, stride, size): BiT's stem, 3x3 and 1x1
         // convolutions with and without stride, odd sizes included.
-        for (ci, co, k, p, s, n) in [
+        for (case, (ci, co, k, p, s, n)) in [
             (3, 8, 7, 3, 2, 20),
             (4, 6, 3, 1, 1, 9),
             (4, 6, 3, 1, 2, 9),
             (5, 7, 1, 0, 1, 6),
             (5, 7, 1, 0, 2, 7),
-        ] {
-            let x = Var::from_tensor(&Tensor::randn(0f32, 1., (2, ci, n, n), &dev)?)?;
-            let w = Var::from_tensor(&Tensor::randn(0f32, 1., (co, ci, k, k), &dev)?)?;
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let seed = 10 + 3 * case as u64;
+            let x = Var::from_tensor(&randn(seed, 0., 1., &[2, ci, n, n])?)?;
+            let w = Var::from_tensor(&randn(seed + 1, 0., 1., &[co, ci, k, k])?)?;
             let want = x.conv2d(&w, p, s, 1, 1)?;
             let got = conv2d_im2col(&x, &w, p, s)?;
             assert_eq!(want.dims(), got.dims());
@@ -286,7 +295,7 @@ mod tests {
             };
             assert!(close(&want, &got)? < 1e-5);
             // Gradients through both, against a fixed random upstream.
-            let up = Tensor::randn(0f32, 1., want.dims(), &dev)?;
+            let up = randn(seed + 2, 0., 1., want.dims())?;
             let gw = (want * &up)?.sum_all()?.backward()?;
             let gg = (got * &up)?.sum_all()?.backward()?;
             for v in [&x, &w] {
@@ -302,7 +311,7 @@ mod tests {
 
     #[test]
     fn standardized_weights_have_zero_mean_unit_variance() -> Result<()> {
-        let w = Tensor::randn(0.3f32, 2., (4, 3, 3, 3), &Device::Cpu)?;
+        let w = randn(40, 0.3, 2., &[4, 3, 3, 3])?;
         let s = standardize(&w)?.flatten_from(1)?;
         let mean = s.mean(1)?.abs()?.max_all()?.to_scalar::<f32>()?;
         let var = s.sqr()?.mean(1)?.to_vec1::<f32>()?;

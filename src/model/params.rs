@@ -11,7 +11,9 @@ use crate::error::Result;
 use crate::weights::{self, Checkpoint};
 use candle_core::{DType, Device, Shape, Tensor, D};
 use candle_nn::var_builder::SimpleBackend;
-use candle_nn::{Init, VarBuilder, VarMap};
+use crate::rng::{derive, Pcg32};
+use candle_nn::init::NormalOrUniform;
+use candle_nn::{Init, VarBuilder};
 use std::sync::Mutex;
 
 /// Every (name, shape) a constructor asked for, in order.
@@ -117,14 +119,76 @@ pub fn mismatch(ckpt: &Checkpoint, requested: &str, found: String) -> crate::err
     }
 }
 
-/// Builds a model with fresh random weights (for `bench` and tests).
+/// The seed of every random-weight model that is not given one (`bench`):
+/// the same weights on every run and machine.
+pub const RANDOM_SEED: u64 = 0;
+
+/// Builds a model with random weights drawn from `seed` (for `bench` and
+/// tests): each tensor from its own stream of our PCG32, keyed by its name,
+/// so the weights depend on neither the build order nor a crate's RNG, and
+/// a test that draws them is the same test on every run.
 pub fn random<M>(
+    seed: u64,
     device: &Device,
     dtype: DType,
     build: impl Fn(VarBuilder) -> Result<M>,
 ) -> Result<M> {
-    let vars = VarMap::new();
-    build(VarBuilder::from_varmap(&vars, dtype, device))
+    build(VarBuilder::from_backend(Box::new(Seeded(seed)), dtype, device.clone()))
+}
+
+/// Hands out each tensor its init (Const, Randn, Uniform, Kaiming) drawn
+/// from the stream (seed, name).
+struct Seeded(u64);
+
+impl SimpleBackend for Seeded {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        init: Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let n = s.elem_count();
+        let mut rng = Pcg32::new(derive(self.0, name, 0));
+        let mut normal = |mean: f64, std: f64| -> Vec<f32> {
+            (0..n)
+                .map(|_| (mean + std * rng.normal() as f64) as f32)
+                .collect()
+        };
+        let data: Vec<f32> = match init {
+            Init::Const(c) => vec![c as f32; n],
+            Init::Randn { mean, stdev } => normal(mean, stdev),
+            Init::Uniform { lo, up } => (0..n)
+                .map(|_| rng.range(lo as f32, up as f32))
+                .collect(),
+            Init::Kaiming {
+                dist,
+                fan,
+                non_linearity,
+            } => {
+                let std = non_linearity.gain() / (fan.for_shape(&s) as f64).sqrt();
+                match dist {
+                    NormalOrUniform::Normal => normal(0.0, std),
+                    NormalOrUniform::Uniform => {
+                        let bound = (3f64.sqrt() * std) as f32;
+                        (0..n).map(|_| rng.range(-bound, bound)).collect()
+                    }
+                }
+            }
+        };
+        Tensor::from_vec(data, s, &Device::Cpu)?
+            .to_dtype(dtype)?
+            .to_device(dev)
+    }
+
+    fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> candle_core::Result<Tensor> {
+        candle_core::bail!("random weights cannot tell the shape of {name}")
+    }
+
+    fn contains_tensor(&self, _: &str) -> bool {
+        false
+    }
 }
 
 /// A torchvision architecture, as the shared loaders need it: read from a
@@ -186,7 +250,7 @@ pub fn random_torchvision<A: TorchvisionArch>(
     device: &Device,
     dtype: DType,
 ) -> Result<A::Model> {
-    let mut model = random(device, dtype, |vb| cfg.build(vb))?;
+    let mut model = random(RANDOM_SEED, device, dtype, |vb| cfg.build(vb))?;
     let meta = A::meta_mut(&mut model);
     meta.info.num_params = cfg.num_params()?;
     meta.mark_random();

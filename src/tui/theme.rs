@@ -131,6 +131,54 @@ pub fn fit_left(s: &str, width: usize) -> String {
     cut(s, width, true)
 }
 
+/// `path` as the screens show it: without `.` and `..` (`clone/../shared`
+/// is `shared`), cut in the middle to `width` characters so that its start
+/// and its file name stay visible.
+pub fn fit_path(path: &std::path::Path, width: usize) -> String {
+    let s = lexical(path).display().to_string();
+    let n = s.chars().count();
+    if n <= width || width < 2 {
+        return cut(&s, width, false);
+    }
+    // The file name whole when it fits with a little of the start, else
+    // the end.
+    let name = path.file_name().map_or(0, |f| f.to_string_lossy().chars().count() + 1);
+    let tail = if name + 8 <= width { name.max((width - 1) / 2) } else { width - 1 };
+    let head = width - 1 - tail;
+    let mut out: String = s.chars().take(head).collect();
+    out.push('…');
+    out.extend(s.chars().skip(n - tail));
+    out
+}
+
+/// `path` with `.` dropped and `..` taking back the folder before it,
+/// without asking the disk (a display form; links are not resolved).
+pub fn lexical(path: &std::path::Path) -> std::path::PathBuf {
+    use std::path::Component;
+    let mut out = std::path::PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                let can_pop = matches!(
+                    out.components().next_back(),
+                    Some(Component::Normal(_))
+                );
+                if can_pop {
+                    out.pop();
+                } else if !matches!(out.components().next_back(), Some(Component::RootDir)) {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
+}
+
 /// `s` cut to `width` characters with an ellipsis in place of what is cut:
 /// the end is kept when `keep_end`, the start otherwise.
 fn cut(s: &str, width: usize, keep_end: bool) -> String {
@@ -180,5 +228,26 @@ mod tests {
         assert_eq!(rate(65.72), "65.7 img/s");
         assert_eq!(fit("abcdef", 4), "abc…");
         assert_eq!(fit_left("abcdef", 4), "…def");
+    }
+
+    #[test]
+    fn paths_are_shown_without_dots_and_cut_in_the_middle() {
+        use std::path::Path;
+        let p = Path::new("/tmp/a-long-folder/clone/../shared/models/lite0/lite0.safetensors");
+        assert_eq!(
+            lexical(p),
+            Path::new("/tmp/a-long-folder/shared/models/lite0/lite0.safetensors")
+        );
+        assert_eq!(lexical(Path::new("./a/../../b")), Path::new("../b"));
+        assert_eq!(lexical(Path::new("/../a")), Path::new("/a"));
+        assert_eq!(lexical(Path::new("a/..")), Path::new("."));
+        let short = fit_path(p, 40);
+        assert_eq!(short.chars().count(), 40);
+        assert!(short.starts_with("/tmp/a-lo"), "{short}");
+        assert!(short.ends_with("/lite0.safetensors"), "{short}");
+        assert!(!short.contains(".."), "{short}");
+        assert_eq!(fit_path(Path::new("./x/y.txt"), 40), "x/y.txt");
+        // Too narrow for the name: its end.
+        assert_eq!(fit_path(p, 10), "…fetensors");
     }
 }

@@ -215,3 +215,18 @@ pub fn assert_output_close(
         rtol,
     );
 }
+
+/// A tensor of `shape` drawn from the seeded stream `seed`: normal
+/// (mean, std), the same on every run.
+pub fn randn(seed: u64, mean: f32, std: f32, shape: &[usize]) -> candle_core::Tensor {
+    let n = shape.iter().product();
+    let v = gradnorm_tui::rng::normals(seed, mean, std, n);
+    candle_core::Tensor::from_vec(v, shape, &candle_core::Device::Cpu).unwrap()
+}
+
+/// A tensor of `shape` uniform in [lo, hi) from the seeded stream `seed`.
+pub fn rand(seed: u64, lo: f32, hi: f32, shape: &[usize]) -> candle_core::Tensor {
+    let n = shape.iter().product();
+    let v = gradnorm_tui::rng::uniforms(seed, lo, hi, n);
+    candle_core::Tensor::from_vec(v, shape, &candle_core::Device::Cpu).unwrap()
+}

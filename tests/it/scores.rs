@@ -98,14 +98,14 @@ fn gradnorm_closed_form_equals_autograd_on_the_fixture() {
 
 #[test]
 fn gradnorm_closed_form_equals_autograd_on_random_heads() {
-    let dev = Device::Cpu;
-    for (c, d, n) in [(10, 7, 4), (1000, 64, 3), (3, 2048, 2)] {
-        let w = (Tensor::randn(0f32, 1., (c, d), &dev).unwrap() * 0.3).unwrap();
-        let b = Tensor::randn(0f32, 1., c, &dev).unwrap();
-        let h = Tensor::randn(0f32, 1., (n, d), &dev)
-            .unwrap()
-            .relu()
-            .unwrap();
+    for (seed, (c, d, n)) in [(10, 7, 4), (1000, 64, 3), (3, 2048, 2)]
+        .into_iter()
+        .enumerate()
+    {
+        let seed = 3 * seed as u64;
+        let w = common::randn(seed, 0., 0.3, &[c, d]);
+        let b = common::randn(seed + 1, 0., 1., &[c]);
+        let h = common::randn(seed + 2, 0., 1., &[n, d]).relu().unwrap();
         let logits = h
             .matmul(&w.t().unwrap())
             .unwrap()

@@ -2,7 +2,7 @@
 //! the OOD sets'.
 
 use super::CLASSES;
-use crate::demo::rng::Pcg32;
+use crate::rng::Pcg32;
 use std::f32::consts::{PI, TAU};
 
 /// A figure in local coordinates, roughly within the unit disc.

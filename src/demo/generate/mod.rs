@@ -10,7 +10,7 @@ mod figure;
 mod paint;
 mod texture;
 
-use super::rng::{derive, Pcg32};
+use crate::rng::{derive, Pcg32};
 use figure::{class_figure, ood_figure};
 use image::RgbImage;
 use paint::render_figure;

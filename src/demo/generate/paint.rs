@@ -4,7 +4,7 @@
 use super::figure::Figure;
 use super::texture::texture_pixels;
 use super::SIZE;
-use crate::demo::rng::Pcg32;
+use crate::rng::Pcg32;
 use image::{Rgb, RgbImage};
 use std::f32::consts::TAU;
 

@@ -2,7 +2,7 @@
 
 use super::paint::{contrasting, finish, lerp, random_colour, Colour};
 use super::SIZE;
-use crate::demo::rng::Pcg32;
+use crate::rng::Pcg32;
 use image::RgbImage;
 use std::f32::consts::TAU;
 

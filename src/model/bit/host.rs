@@ -142,7 +142,7 @@ mod tests {
         }
         let b: usize = std::env::var("PROFILE_BATCH").map_or(2, |v| v.parse().unwrap());
         let cfg = variant("BiT-S-R101x1").unwrap();
-        let m = Bit::random(&cfg, &Device::Cpu, DType::F32).unwrap();
+        let m = Bit::random(&cfg, 0, &Device::Cpu, DType::F32).unwrap();
         let host = m.host.as_ref().unwrap();
         let x = Tensor::rand(-1f32, 1., (b, 3, 480, 480), &Device::Cpu).unwrap();
         // (layer kind, stage) -> (seconds, multiply-adds).

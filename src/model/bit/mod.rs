@@ -185,11 +185,12 @@ impl Bit {
         self
     }
 
-    /// Random weights of the given shape (benchmarks).
-    pub fn random(cfg: &BitConfig, device: &Device, dtype: DType) -> Result<Self> {
-        let varmap = candle_nn::VarMap::new();
-        let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
-        let mut m = Bit::new(cfg, vb, Mode::Inference, dtype)?;
+    /// Random weights of the given shape drawn from `seed` (benchmarks,
+    /// tests).
+    pub fn random(cfg: &BitConfig, seed: u64, device: &Device, dtype: DType) -> Result<Self> {
+        let mut m = super::params::random(seed, device, DType::F32, |vb| {
+            Bit::new(cfg, vb, Mode::Inference, dtype)
+        })?;
         m.meta.mark_random();
         Ok(m)
     }

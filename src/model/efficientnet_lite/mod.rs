@@ -74,7 +74,7 @@ impl EfficientNetLite {
             ))
         })?;
         let cfg = EfficientNetConfig::of(v);
-        let wheel = params::random(&Device::Cpu, DType::F32, |vb| Wheel::read(&cfg, vb))?;
+        let wheel = params::random(params::RANDOM_SEED, &Device::Cpu, DType::F32, |vb| Wheel::read(&cfg, vb))?;
         let mut m = Self::fold(&cfg, &wheel, device, dtype)?;
         m.meta.mark_random();
         Ok(m)

@@ -58,6 +58,9 @@ fn lines(s: &SetupState, width: usize) -> (Vec<Line<'static>>, Vec<usize>) {
     let mut out: Vec<Line> = Vec::new();
     let mut at = Vec::with_capacity(rows.len());
     let label_w = 16usize;
+    // What a row's value may take (the paths are cut to it, keeping their
+    // file names, before the row cuts what is left at its end).
+    let value_w = width.saturating_sub(label_w + 2);
     // Set names whole up to a quarter of the form (paths get the rest).
     let longest = s.datasets.iter().map(|d| d.name.chars().count()).max();
     let name_w = longest.unwrap_or(14).clamp(14, (width / 4).max(14));
@@ -86,7 +89,7 @@ fn lines(s: &SetupState, width: usize) -> (Vec<Line<'static>>, Vec<usize>) {
                 "checkpoint".into(),
                 match s.checkpoint {
                     Some(i) => choice(
-                        &s.checkpoints[i].display().to_string(),
+                        &theme::fit_path(&s.checkpoints[i], value_w.saturating_sub(4)),
                         !s.checkpoints.is_empty(),
                     ),
                     None if s.checkpoints.is_empty() => {
@@ -106,12 +109,12 @@ fn lines(s: &SetupState, width: usize) -> (Vec<Line<'static>>, Vec<usize>) {
             ),
             Row::ClassNames => (
                 "class names".into(),
-                path_or(&s.class_names, "ImageNet's (or the ID set's folders)"),
+                path_or(&s.class_names, "ImageNet's (or the ID set's folders)", value_w),
                 Style::new(),
             ),
             Row::ClassOrder => (
                 "class order".into(),
-                path_or(&s.class_order, "sorted wnids"),
+                path_or(&s.class_order, "sorted wnids", value_w),
                 Style::new(),
             ),
             Row::Id => match s.id_entry() {
@@ -119,7 +122,11 @@ fn lines(s: &SetupState, width: usize) -> (Vec<Line<'static>>, Vec<usize>) {
                     let (c, _) = count_text(&d.count);
                     (
                         "ID set".into(),
-                        choice(&format!("{}  {}  {}", d.name, c, d.path.display()), true),
+                        {
+                            let used = d.name.chars().count() + c.chars().count() + 8;
+                            let path = theme::fit_path(&d.path, value_w.saturating_sub(used));
+                            choice(&format!("{}  {}  {}", d.name, c, path), true)
+                        },
                         Style::new().fg(theme::ID),
                     )
                 }
@@ -132,7 +139,7 @@ fn lines(s: &SetupState, width: usize) -> (Vec<Line<'static>>, Vec<usize>) {
             Row::IdRoot => (
                 "  list root".into(),
                 s.id_entry()
-                    .and_then(|d| d.root.as_ref().map(|r| r.display().to_string()))
+                    .and_then(|d| d.root.as_ref().map(|r| theme::fit_path(r, value_w)))
                     .unwrap_or_else(|| "(the list file's folder)".into()),
                 theme::dim(),
             ),
@@ -154,7 +161,7 @@ fn lines(s: &SetupState, width: usize) -> (Vec<Line<'static>>, Vec<usize>) {
                 ];
                 let used: usize = label_w + 2 + 2 + name_w + 18;
                 spans.push(Span::styled(
-                    theme::fit_left(&d.path.display().to_string(), width.saturating_sub(used)),
+                    theme::fit_path(&d.path, width.saturating_sub(used)),
                     theme::dim(),
                 ));
                 out.push(row_line(
@@ -427,7 +434,7 @@ fn render_files(f: &FileBrowser, area: Rect, buf: &mut Buffer, targets: &Targets
         .title(Span::styled(
             format!(
                 " {} ",
-                theme::fit_left(&f.dir.display().to_string(), title_w)
+                theme::fit_left(&theme::lexical(&f.dir).display().to_string(), title_w)
             ),
             theme::title(),
         ))
@@ -558,7 +565,7 @@ fn render_plan(s: &SetupState, config_path: &Path, area: Rect, buf: &mut Buffer)
 }
 
 /// An optional path as shown in the form, or what applies without one.
-fn path_or(path: &Option<std::path::PathBuf>, default: &str) -> String {
+fn path_or(path: &Option<std::path::PathBuf>, default: &str, width: usize) -> String {
     path.as_ref()
-        .map_or_else(|| default.to_string(), |p| p.display().to_string())
+        .map_or_else(|| default.to_string(), |p| theme::fit_path(p, width))
 }

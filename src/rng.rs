@@ -1,6 +1,6 @@
-//! The demo's own random numbers: SplitMix64 to derive seeds, PCG32
-//! (XSH-RR) for streams. Written here so that the generated images and the
-//! training run never change with a crate's RNG version.
+//! Our own random numbers: SplitMix64 to derive seeds, PCG32
+//! (XSH-RR) for streams. Written here so that the demo's images, its training
+//! run and random-weight models never change with a crate's RNG version.
 
 /// SplitMix64's finalizer: a strong 64-bit mix.
 pub fn mix64(mut z: u64) -> u64 {
@@ -85,6 +85,19 @@ impl Pcg32 {
             v.swap(i, j);
         }
     }
+}
+
+/// `n` draws uniform in [lo, hi) from the stream `seed` (fixed inputs for
+/// tests and benchmarks).
+pub fn uniforms(seed: u64, lo: f32, hi: f32, n: usize) -> Vec<f32> {
+    let mut r = Pcg32::new(seed);
+    (0..n).map(|_| r.range(lo, hi)).collect()
+}
+
+/// `n` draws of mean + std * [`Pcg32::normal`] from the stream `seed`.
+pub fn normals(seed: u64, mean: f32, std: f32, n: usize) -> Vec<f32> {
+    let mut r = Pcg32::new(seed);
+    (0..n).map(|_| mean + std * r.normal()).collect()
 }
 
 #[cfg(test)]
