@@ -1,7 +1,7 @@
 //! Command-line definitions (clap). Behaviour lives in `commands`.
 
-use crate::run::{Batch, DType, Device, ImageSize, Limit, Workers};
 use clap::{Args, Parser, Subcommand};
+use gradnorm_core::run::{Batch, DType, Device, ImageSize, Limit, Workers};
 use std::path::PathBuf;
 
 /// The exit statuses, shown by `--help` (and in the README).
@@ -90,7 +90,7 @@ pub struct ModelArgs {
     /// (shorter side floor(N / 0.875), centre crop N, ImageNet mean/std);
     /// default: the model's own.
     #[arg(long)]
-    pub preprocess: Option<crate::run::Preprocess>,
+    pub preprocess: Option<gradnorm_core::run::Preprocess>,
     #[command(flatten)]
     pub on: DeviceArgs,
 }
@@ -227,15 +227,15 @@ pub struct EvalArgs {
     pub demo: bool,
     /// Run store folder: the run is recorded there batch by batch, and a
     /// rerun of the same configuration continues from it.
-    #[arg(long, default_value = crate::store::DEFAULT_DIR)]
+    #[arg(long, default_value = gradnorm_engine::store::DEFAULT_DIR)]
     pub store: PathBuf,
     /// Record nothing (and reuse nothing).
     #[arg(long, conflicts_with = "shard")]
     pub no_store: bool,
     /// Evaluate the i-th of n disjoint slices of every set (i from 0; `n/n`
     /// counts as `0/n`); join the shards with `merge`.
-    #[arg(long, value_name = "i/n", value_parser = crate::run::Shard::parse)]
-    pub shard: Option<crate::run::Shard>,
+    #[arg(long, value_name = "i/n", value_parser = gradnorm_core::run::Shard::parse)]
+    pub shard: Option<gradnorm_core::run::Shard>,
     /// Run a config file (the TUI's TOML) instead of --checkpoint/--id/--ood.
     #[arg(long, conflicts_with_all = ["demo", "checkpoint", "id", "ood"])]
     pub config: Option<PathBuf>,
@@ -244,7 +244,7 @@ pub struct EvalArgs {
 #[derive(Debug, Args)]
 pub struct RunsArgs {
     /// Run store folder.
-    #[arg(long, global = true, default_value = crate::store::DEFAULT_DIR)]
+    #[arg(long, global = true, default_value = gradnorm_engine::store::DEFAULT_DIR)]
     pub store: PathBuf,
     /// JSON instead of a table.
     #[arg(long, global = true)]
@@ -270,13 +270,13 @@ pub enum RunsCommand {
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     /// Run store folder.
-    #[arg(long, default_value = crate::store::DEFAULT_DIR)]
+    #[arg(long, default_value = gradnorm_engine::store::DEFAULT_DIR)]
     pub store: PathBuf,
     /// Run id or `latest`; a second id compares the two (deltas second - first).
     #[arg(required = true, num_args = 1..=2)]
     pub ids: Vec<String>,
-    #[arg(long, value_enum, default_value_t = crate::store::export::Format::Md)]
-    pub format: crate::store::export::Format,
+    #[arg(long, value_enum, default_value_t = gradnorm_engine::store::export::Format::Md)]
+    pub format: gradnorm_engine::store::export::Format,
     /// Also write per-image rows (dataset, path, label, top-1, every score) to FILE.csv or FILE.parquet.
     #[arg(long)]
     pub scores: Option<PathBuf>,
@@ -311,7 +311,7 @@ pub struct MetricsArgs {
 #[derive(Debug, Args)]
 pub struct TrainDemoArgs {
     /// Where to write the weights (safetensors, f16).
-    #[arg(long, default_value = crate::demo::CHECKPOINT)]
+    #[arg(long, default_value = gradnorm_engine::demo::CHECKPOINT)]
     pub out: PathBuf,
     #[arg(long, default_value_t = 40)]
     pub epochs: usize,
@@ -431,7 +431,7 @@ pub struct FitArgs {
     pub limit: Option<usize>,
     /// At most N features kept for KNN, ReAct's percentile and ViM's alpha
     /// (evenly spaced; exact while the set is no larger).
-    #[arg(long, default_value_t = crate::score::fit::DEFAULT_BANK)]
+    #[arg(long, default_value_t = gradnorm_engine::score::fit::DEFAULT_BANK)]
     pub bank: usize,
     /// Where to write the fit (safetensors).
     #[arg(long)]

@@ -1,6 +1,12 @@
+//! `gradnorm-tui`: the command line (`cli`, one file per subcommand in
+//! `commands`) over the engine, and the terminal UI (the library beside).
+
+mod cli;
+mod commands;
+mod interrupt;
+
 use clap::Parser;
-use gradnorm_tui::cli::{Cli, Command, UsageError};
-use gradnorm_tui::commands;
+use cli::{Cli, Command, UsageError};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -43,7 +49,7 @@ fn main() -> ExitCode {
 /// over the screen); code that expects a decoder to panic marks it.
 fn report_panics() {
     std::panic::set_hook(Box::new(|info| {
-        if gradnorm_tui::data::image::panic_expected() {
+        if gradnorm_engine::data::image::panic_expected() {
             tracing::warn!("decoder panic (caught): {info}");
             return;
         }

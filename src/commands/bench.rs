@@ -2,13 +2,13 @@
 //! (inputs already on the device), and end to end with the chosen methods.
 
 use crate::cli::{BenchArgs, UsageError};
-use crate::data::dataset::Dataset;
-use crate::data::loader::{self, LoaderConfig};
-use crate::engine;
-use crate::model::{Classifier, InputSpec};
-use crate::run::{Batch, DatasetSpec, Event, ImageSize, Limit, RunConfig};
-use crate::score::{InMemory, Scorer};
 use candle_core::{DType, Device, Tensor};
+use gradnorm_core::run::{Batch, DatasetSpec, Event, ImageSize, Limit, RunConfig};
+use gradnorm_engine::data::dataset::Dataset;
+use gradnorm_engine::data::loader::{self, LoaderConfig};
+use gradnorm_engine::engine;
+use gradnorm_engine::model::{Classifier, InputSpec};
+use gradnorm_engine::score::{InMemory, Scorer};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -56,7 +56,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
              precisions, magnitude {SYNTHETIC_MAGNITUDE}); its cost does not depend on their values"
         );
     }
-    let device_name = crate::device::device_name(&device);
+    let device_name = gradnorm_engine::device::device_name(&device);
     if !args.json {
         eprintln!(
             "{} ({} parameters) on {device_name} ({}), {}x{}, batch {}, {} images per measurement",
@@ -134,7 +134,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
                 "model": info.name,
                 "image_size": input.size,
                 "batch": batch,
-                "dtype": crate::device::dtype_name(dtype),
+                "dtype": gradnorm_engine::device::dtype_name(dtype),
                 "decode_img_per_s": decode,
                 "forward_img_per_s": forward,
                 "end_to_end_img_per_s": end_to_end,
@@ -180,9 +180,9 @@ const SYNTHETIC_MAGNITUDE: f64 = 0.001;
 fn synthetic_params(
     model: &dyn Classifier,
     image_size: usize,
-) -> anyhow::Result<crate::score::mahalanobis::MahalanobisParams> {
-    use crate::score::logistic::Logistic;
-    use crate::score::mahalanobis::{MahalanobisParams, ModelStamp};
+) -> anyhow::Result<gradnorm_engine::score::mahalanobis::MahalanobisParams> {
+    use gradnorm_engine::score::logistic::Logistic;
+    use gradnorm_engine::score::mahalanobis::{MahalanobisParams, ModelStamp};
     let info = model.info();
     let k = info.num_classes;
     let mut means = Vec::new();
@@ -213,7 +213,7 @@ fn timed(
     device: &Device,
     batch: &mut usize,
     images: usize,
-    mut f: impl FnMut(usize) -> crate::Result<()>,
+    mut f: impl FnMut(usize) -> gradnorm_engine::Result<()>,
 ) -> anyhow::Result<f64> {
     // Warm-up (kernel loading, allocator), and the place where a batch that
     // does not fit is found out.

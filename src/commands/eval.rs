@@ -3,15 +3,15 @@
 //! cleanly on Ctrl-C with what was computed.
 
 use crate::cli::{EvalArgs, UsageError};
-use crate::demo;
-use crate::engine;
 use crate::interrupt;
-use crate::model::ModelSpec;
-use crate::run::report;
-use crate::run::{self, RunResults};
-use crate::run::{DatasetSpec, Event, RunConfig};
-use crate::score::Method;
-use crate::store::{OnStoreError, Recorder, Store};
+use gradnorm_core::run::report;
+use gradnorm_core::run::{self, RunResults};
+use gradnorm_core::run::{DatasetSpec, Event, RunConfig};
+use gradnorm_engine::demo;
+use gradnorm_engine::engine;
+use gradnorm_engine::model::ModelSpec;
+use gradnorm_engine::score::Method;
+use gradnorm_engine::store::{OnStoreError, Recorder, Store};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -47,7 +47,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
         // A store that cannot be written stops the run (what it records is
         // the point of a long run); the error is reported after the results
         // are written.
-        let run = crate::store::spawn_recorder(
+        let run = gradnorm_engine::store::spawn_recorder(
             config,
             recorder,
             OnStoreError::Stop,
@@ -116,7 +116,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
         if let Some(id) = run_id.as_ref().and_then(|id| id.get()) {
             println!(
                 "recorded as run {id} in {}",
-                args.store.join(crate::store::FILE_NAME).display()
+                args.store.join(gradnorm_engine::store::FILE_NAME).display()
             );
         }
     }
@@ -158,14 +158,14 @@ fn check_writable(out: &Path) -> Result<(), UsageError> {
     std::fs::create_dir_all(out).map_err(|e| {
         bad(format!(
             "cannot create the folder ({})",
-            crate::error::io_reason(&e)
+            gradnorm_engine::error::io_reason(&e)
         ))
     })?;
     let probe = out.join(format!(".gradnorm-write-test-{}", std::process::id()));
     std::fs::write(&probe, b"").map_err(|e| {
         bad(format!(
             "cannot write there ({})",
-            crate::error::io_reason(&e)
+            gradnorm_engine::error::io_reason(&e)
         ))
     })?;
     let _ = std::fs::remove_file(&probe);
@@ -180,7 +180,7 @@ pub fn config_from_args(args: &EvalArgs) -> Result<RunConfig, UsageError> {
     }
     if let Some(path) = &args.config {
         // The file decides everything; flags with defaults do not override it.
-        return crate::tui::config::load(path).map_err(|e| usage(e.to_string()));
+        return gradnorm_core::run::file::load(path).map_err(|e| usage(e.to_string()));
     }
     let checkpoint = args
         .model
@@ -414,11 +414,11 @@ impl ProgressLine {
 }
 
 /// The demo checkpoint runs at the size it was trained at unless told.
-fn demo_size(checkpoint: &Path) -> Result<Option<crate::run::ImageSize>, UsageError> {
+fn demo_size(checkpoint: &Path) -> Result<Option<gradnorm_core::run::ImageSize>, UsageError> {
     match demo::trained_image_size(checkpoint) {
         Some(n) => {
             eprintln!("note: the demo checkpoint runs at {n} x {n}, the size it was trained at (--image-size to change)");
-            crate::run::ImageSize::new(n)
+            gradnorm_core::run::ImageSize::new(n)
                 .map(Some)
                 .map_err(|e| UsageError(e.to_string()))
         }

@@ -3,10 +3,10 @@
 //! they derive at their default parameters.
 
 use crate::cli::{FitArgs, UsageError};
-use crate::data::dataset::{Dataset, Item};
-use crate::score::fit::{fit_images, Fit, FitOptions};
-use crate::score::{Method, Scorer};
 use anyhow::Context;
+use gradnorm_engine::data::dataset::{Dataset, Item};
+use gradnorm_engine::score::fit::{fit_images, Fit, FitOptions};
+use gradnorm_engine::score::{Method, Scorer};
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -45,7 +45,7 @@ pub fn run(args: &FitArgs) -> anyhow::Result<ExitCode> {
         info.name,
         items.len(),
         input.size,
-        crate::device::device_name(&device)
+        gradnorm_engine::device::device_name(&device)
     );
     let opts = FitOptions {
         input,
@@ -84,7 +84,7 @@ pub fn run(args: &FitArgs) -> anyhow::Result<ExitCode> {
 /// ReAct's and DICE's thresholds and ViM's alpha at their default
 /// parameters (ViM's dim capped below the feature dimension).
 pub fn default_stats(
-    model: &dyn crate::model::Classifier,
+    model: &dyn gradnorm_engine::model::Classifier,
     fit: &Fit,
 ) -> anyhow::Result<Vec<String>> {
     let mut methods: Vec<Method> = ["react", "dice"]

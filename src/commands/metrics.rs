@@ -1,7 +1,7 @@
 //! `gradnorm-tui metrics --id FILE --ood FILE [--json]`.
 
 use crate::cli::{MetricsArgs, UsageError};
-use crate::metrics;
+use gradnorm_core::metrics;
 use std::path::Path;
 use std::process::ExitCode;
 

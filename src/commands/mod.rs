@@ -14,30 +14,30 @@ pub mod tui;
 pub mod tune_mahalanobis;
 
 use crate::cli::{ModelArgs, UsageError};
-use crate::score::Method;
 use candle_core::{DType, Device};
+use gradnorm_engine::score::Method;
 use std::path::Path;
 
 /// The model of the shared model flags, loaded, and what it was loaded from.
 pub(crate) struct Loaded {
-    pub model: Box<dyn crate::model::Classifier>,
+    pub model: Box<dyn gradnorm_engine::model::Classifier>,
     /// Its input with --image-size (else `size`, else the model's own) and
     /// --preprocess applied.
-    pub input: crate::model::InputSpec,
-    pub spec: crate::model::ModelSpec,
+    pub input: gradnorm_engine::model::InputSpec,
+    pub spec: gradnorm_engine::model::ModelSpec,
     pub device: Device,
     pub dtype: DType,
 }
 
 /// Loads the model the shared model flags name (see [`Loaded`]).
 pub(crate) fn load_model(args: &ModelArgs, size: Option<usize>) -> anyhow::Result<Loaded> {
-    let device = crate::device::open(args.on.device)?;
-    let dtype = crate::device::dtype(args.on.dtype);
-    let spec = crate::model::ModelSpec {
+    let device = gradnorm_engine::device::open(args.on.device)?;
+    let dtype = gradnorm_engine::device::dtype(args.on.dtype);
+    let spec = gradnorm_engine::model::ModelSpec {
         name: args.model.clone(),
         checkpoint: args.checkpoint.clone(),
     };
-    let model = crate::model::load(&spec, &device, dtype)?;
+    let model = gradnorm_engine::model::load(&spec, &device, dtype)?;
     let size = args.image_size.map(|s| s.get()).or(size);
     let input = model.preprocess().with_overrides(size, args.preprocess);
     Ok(Loaded {

@@ -1,10 +1,10 @@
 //! `gradnorm-tui predict`: top-K classes of images.
 
-use crate::classes::Classes;
 use crate::cli::PredictArgs;
-use crate::data::image::{load_rgb, to_input};
-use crate::score;
 use candle_core::Tensor;
+use gradnorm_engine::classes::Classes;
+use gradnorm_engine::data::image::{load_rgb, to_input};
+use gradnorm_engine::score;
 use std::process::ExitCode;
 
 pub fn run(args: &PredictArgs) -> anyhow::Result<ExitCode> {
@@ -13,7 +13,7 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<ExitCode> {
     }
     // The demo's checkpoint is evaluated at the size it was trained at.
     let trained = args.model.checkpoint.as_deref();
-    let trained = trained.and_then(crate::demo::trained_image_size);
+    let trained = trained.and_then(gradnorm_engine::demo::trained_image_size);
     let super::Loaded {
         model,
         input,

@@ -1,8 +1,8 @@
 //! `runs`, `report` and `merge`: the run store from the command line.
 
 use crate::cli::{MergeArgs, ReportArgs, RunsArgs, RunsCommand, UsageError};
-use crate::run::{report, RunResults};
-use crate::store::{self, export, RunRow, Store};
+use gradnorm_core::run::{report, RunResults};
+use gradnorm_engine::store::{self, export, RunRow, Store};
 use std::process::ExitCode;
 
 /// `gradnorm-tui runs [show ID | rm ID]`.
@@ -118,7 +118,7 @@ pub fn report(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     print!("{}", export::summary(&summary, args.format));
     if let Some(path) = &args.scores {
         match path.extension().and_then(|e| e.to_str()) {
-            Some("csv") => crate::run::write_scores_csv(path, &results)?,
+            Some("csv") => gradnorm_core::run::write_scores_csv(path, &results)?,
             Some("parquet") => export::write_scores_parquet(path, &results)?,
             _ => return Err(UsageError("--scores: name a FILE.csv or FILE.parquet".into()).into()),
         }
@@ -131,7 +131,7 @@ pub fn report(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn summary_of(results: &RunResults, id: i64) -> anyhow::Result<crate::run::Summary> {
+fn summary_of(results: &RunResults, id: i64) -> anyhow::Result<gradnorm_core::run::Summary> {
     results.summary().ok_or_else(|| {
         anyhow::anyhow!(
             "run {id} has no results (it failed before starting: {})",

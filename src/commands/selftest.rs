@@ -7,11 +7,11 @@
 //! FAIL; exits 1 when any check fails.
 
 use crate::cli::SelftestArgs;
-use crate::model;
-use crate::score::mahalanobis::GaussianLayers;
-use crate::score::{Method, Scorer};
 use anyhow::Context;
 use candle_core::{DType, Device, Tensor};
+use gradnorm_engine::model;
+use gradnorm_engine::score::mahalanobis::GaussianLayers;
+use gradnorm_engine::score::{Method, Scorer};
 use std::collections::HashMap;
 use std::process::ExitCode;
 
@@ -77,7 +77,7 @@ fn flat(t: &Tensor) -> anyhow::Result<Vec<f32>> {
 
 pub fn run(args: &SelftestArgs) -> anyhow::Result<ExitCode> {
     super::init_logging();
-    let device = crate::device::open(args.device)?;
+    let device = gradnorm_engine::device::open(args.device)?;
     let ckpt = args.fixtures.join("tiny.pth.tar");
     let exp_path = args.fixtures.join("tiny_expected.safetensors");
     let exp = candle_core::safetensors::load(&exp_path, &Device::Cpu)
@@ -90,7 +90,7 @@ pub fn run(args: &SelftestArgs) -> anyhow::Result<ExitCode> {
     println!(
         "selftest: {} on {} against {}",
         m.info().name,
-        crate::device::device_name(&device),
+        gradnorm_engine::device::device_name(&device),
         args.fixtures.display()
     );
     let x = get("input")?.to_device(&device)?;

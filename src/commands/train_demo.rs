@@ -2,16 +2,16 @@
 //! shapes, saves it, and measures it on the demo's OOD sets.
 
 use crate::cli::{TrainDemoArgs, UsageError};
-use crate::demo::{self, train};
-use crate::model;
 use anyhow::Context;
 use candle_core::DType;
+use gradnorm_engine::demo::{self, train};
+use gradnorm_engine::model;
 use std::io::Write;
 use std::process::ExitCode;
 
 pub fn run(args: &TrainDemoArgs) -> anyhow::Result<ExitCode> {
     validate(args)?;
-    let device = crate::device::open(args.device)?;
+    let device = gradnorm_engine::device::open(args.device)?;
     let cfg = train::TrainConfig {
         train_per_class: args.per_class,
         epochs: args.epochs,
@@ -25,7 +25,7 @@ pub fn run(args: &TrainDemoArgs) -> anyhow::Result<ExitCode> {
         "train-demo: {} ({} parameters) on {}, seed {}, {} epochs of {} images per class, batch {}, lr {}",
         cfg.bit.describe(),
         cfg.bit.num_params(),
-        crate::device::device_name(&device),
+        gradnorm_engine::device::device_name(&device),
         cfg.seed,
         cfg.epochs,
         cfg.train_per_class,

@@ -4,18 +4,18 @@
 //! found under checkpoints/ and dataset/.
 
 use crate::cli::UsageError;
-use crate::demo;
-use crate::tui::{self, discover, session, Level, SetupState};
+use gradnorm_engine::demo;
+use gradnorm_tui::tui::{self, discover, session, Level, SetupState};
 use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
 
 pub fn run(config: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let path = tui::config::path(config);
+    let path = gradnorm_core::run::file::path(config);
     // The config is checked first, so that a bad one is reported the same
     // way with or without a terminal.
     let loaded = if path.exists() {
-        Some(tui::config::load(&path).map_err(|e| UsageError(e.to_string()))?)
+        Some(gradnorm_core::run::file::load(&path).map_err(|e| UsageError(e.to_string()))?)
     } else {
         None
     };
@@ -74,9 +74,9 @@ pub fn run(config: Option<&Path>) -> anyhow::Result<ExitCode> {
         path,
         // Every run is recorded in the run store (./runs), as `eval` does.
         Box::new(|config| {
-            session::RunSession::from_engine(crate::store::spawn_recorded(
+            session::RunSession::from_engine(gradnorm_engine::store::spawn_recorded(
                 config,
-                crate::store::DEFAULT_DIR.into(),
+                gradnorm_engine::store::DEFAULT_DIR.into(),
             ))
         }),
         message,

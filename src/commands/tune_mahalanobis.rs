@@ -3,10 +3,12 @@
 //! labels, shows progress and writes the parameters file.
 
 use crate::cli::{FgsmClampArg, TuneMahalanobisArgs};
-use crate::data::dataset::{Dataset, Item};
-use crate::score::mahalanobis::{FgsmClamp, MahalanobisParams, ModelStamp, FGSM_STEP, MAGNITUDES};
-use crate::score::tune::{self, Feed, Labelled, TuneEvent};
 use anyhow::{bail, Context};
+use gradnorm_engine::data::dataset::{Dataset, Item};
+use gradnorm_engine::score::mahalanobis::{
+    FgsmClamp, MahalanobisParams, ModelStamp, FGSM_STEP, MAGNITUDES,
+};
+use gradnorm_engine::score::tune::{self, Feed, Labelled, TuneEvent};
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -37,7 +39,7 @@ pub fn run(args: &TuneMahalanobisArgs) -> anyhow::Result<ExitCode> {
         info.num_classes,
         info.tap_dims,
         input.size,
-        crate::device::device_name(&loaded.device)
+        gradnorm_engine::device::device_name(&loaded.device)
     );
     let mut progress = Progress::default();
     let mut events = |e: TuneEvent| progress.show(e);
@@ -137,7 +139,7 @@ pub fn run(args: &TuneMahalanobisArgs) -> anyhow::Result<ExitCode> {
         "fgsm_step": FGSM_STEP,
         "fgsm_clamp": clamp,
         "trials": tuned.trials,
-        "dtype": crate::device::dtype_name(dtype),
+        "dtype": gradnorm_engine::device::dtype_name(dtype),
         "seconds": started.elapsed().as_secs_f64(),
     });
     let params = MahalanobisParams {
@@ -246,7 +248,7 @@ impl Progress {
             self.done,
             self.total,
             rate,
-            crate::run::report::duration(eta)
+            gradnorm_core::run::report::duration(eta)
         );
         let _ = err.flush();
     }

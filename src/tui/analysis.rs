@@ -5,9 +5,9 @@
 //! most, so that rendering never sorts 50,000 scores.
 
 use super::wake::{Queue, Worker};
-use crate::metrics::{self, Measures, OperatingPoint};
-use crate::run::Role;
-use crate::run::RunResults;
+use gradnorm_core::metrics::{self, Measures, OperatingPoint};
+use gradnorm_core::run::Role;
+use gradnorm_core::run::RunResults;
 
 /// The TPR at which thresholds are drawn and misdetections counted.
 pub const TPR: f64 = 0.95;

@@ -3,7 +3,7 @@
 //! thread: a 50,000-image folder must not stall the menus).
 
 use super::wake::{Queue, Worker};
-use crate::error::Result;
+use gradnorm_engine::error::Result;
 use std::path::{Path, PathBuf};
 
 const CHECKPOINT_SUFFIXES: [&str; 5] = [".pth", ".pth.tar", ".tar", ".npz", ".safetensors"];
@@ -122,7 +122,7 @@ fn names_images(p: &Path) -> bool {
         .map(str::trim)
         .find(|l| !l.is_empty())
         .and_then(|l| l.split_whitespace().next())
-        .is_some_and(crate::data::dataset::is_image_name)
+        .is_some_and(gradnorm_engine::data::dataset::is_image_name)
 }
 
 /// A short dataset name from a path: the folder's name, or the list
@@ -141,7 +141,7 @@ pub fn name_of(p: &Path) -> String {
 /// How many images a dataset holds (the data module's count: list lines,
 /// or images under a folder, without opening them).
 pub fn count(path: &Path, root: Option<&Path>) -> Result<usize> {
-    crate::data::dataset::Dataset::count(path, root)
+    gradnorm_engine::data::dataset::Dataset::count(path, root)
 }
 
 /// An image count as the menus show it.

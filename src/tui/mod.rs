@@ -14,7 +14,6 @@
 pub mod analysis;
 pub mod app;
 pub mod chrome;
-pub mod config;
 pub mod discover;
 pub mod files;
 pub mod histogram;

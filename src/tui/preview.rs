@@ -124,7 +124,7 @@ impl Previews {
 }
 
 fn encode(picker: &Picker, path: &Path, size: Size) -> Result<Protocol, String> {
-    let img = crate::data::image::load_rgb(path).map_err(|e| e.to_string())?;
+    let img = gradnorm_engine::data::image::load_rgb(path).map_err(|e| e.to_string())?;
     picker
         .new_protocol(
             image::DynamicImage::ImageRgb8(img),

@@ -3,7 +3,7 @@
 //! the engine's thread; tests plug in deterministic ones.
 
 use super::wake::Wake;
-use crate::run::{Event, RunConfig};
+use gradnorm_core::run::{Event, RunConfig};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
@@ -28,7 +28,7 @@ impl RunSession {
     }
 
     /// The engine's run; dropping the session cancels it.
-    pub fn from_engine(mut handle: crate::engine::RunHandle) -> RunSession {
+    pub fn from_engine(mut handle: gradnorm_engine::engine::RunHandle) -> RunSession {
         let (_, closed) = std::sync::mpsc::channel();
         let events = std::mem::replace(&mut handle.events, closed);
         RunSession {
@@ -105,5 +105,5 @@ where
 
 /// The engine on a background thread (`engine::spawn`).
 pub fn engine_launcher() -> impl Launcher {
-    |config: RunConfig| RunSession::from_engine(crate::engine::spawn(config))
+    |config: RunConfig| RunSession::from_engine(gradnorm_engine::engine::spawn(config))
 }

@@ -99,7 +99,7 @@ fn group_digits(s: &str) -> String {
     out
 }
 
-pub use crate::run::report::duration;
+pub use gradnorm_core::run::report::duration;
 
 /// A score with as many decimals as the spread of the values it sits among
 /// needs (ODIN's scores at T = 1000 differ in the fourth decimal).
@@ -142,8 +142,14 @@ pub fn fit_path(path: &std::path::Path, width: usize) -> String {
     }
     // The file name whole when it fits with a little of the start, else
     // the end.
-    let name = path.file_name().map_or(0, |f| f.to_string_lossy().chars().count() + 1);
-    let tail = if name + 8 <= width { name.max((width - 1) / 2) } else { width - 1 };
+    let name = path
+        .file_name()
+        .map_or(0, |f| f.to_string_lossy().chars().count() + 1);
+    let tail = if name + 8 <= width {
+        name.max((width - 1) / 2)
+    } else {
+        width - 1
+    };
     let head = width - 1 - tail;
     let mut out: String = s.chars().take(head).collect();
     out.push('…');
@@ -160,10 +166,7 @@ pub fn lexical(path: &std::path::Path) -> std::path::PathBuf {
         match c {
             Component::CurDir => {}
             Component::ParentDir => {
-                let can_pop = matches!(
-                    out.components().next_back(),
-                    Some(Component::Normal(_))
-                );
+                let can_pop = matches!(out.components().next_back(), Some(Component::Normal(_)));
                 if can_pop {
                     out.pop();
                 } else if !matches!(out.components().next_back(), Some(Component::RootDir)) {

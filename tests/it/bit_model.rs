@@ -4,9 +4,9 @@
 use crate::common::{self, flat};
 
 use candle_core::{DType, Device, Tensor};
-use gradnorm_tui::model::bit::{self, BitConfig};
-use gradnorm_tui::model::{self, Classifier, FromCheckpoint, ModelSpec};
-use gradnorm_tui::weights;
+use gradnorm_engine::model::bit::{self, BitConfig};
+use gradnorm_engine::model::{self, Classifier, FromCheckpoint, ModelSpec};
+use gradnorm_engine::weights;
 use std::collections::HashMap;
 
 fn expected(shared: &std::path::Path) -> HashMap<String, Tensor> {

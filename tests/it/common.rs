@@ -178,8 +178,8 @@ pub fn auroc_pairs(id: &[f64], ood: &[f64]) -> f64 {
 }
 
 /// The checkpoint at `path` on the CPU in f32, its architecture inferred.
-pub fn load_cpu(path: &std::path::Path) -> Box<dyn gradnorm_tui::model::Classifier> {
-    gradnorm_tui::model::load_checkpoint(
+pub fn load_cpu(path: &std::path::Path) -> Box<dyn gradnorm_engine::model::Classifier> {
+    gradnorm_engine::model::load_checkpoint(
         path,
         None,
         &candle_core::Device::Cpu,
@@ -197,7 +197,7 @@ pub fn flat(t: &candle_core::Tensor) -> Vec<f32> {
 /// `rtol` (see [`assert_close`]).
 pub fn assert_output_close(
     what: &str,
-    got: &gradnorm_tui::model::Output,
+    got: &gradnorm_engine::model::Output,
     logits: &candle_core::Tensor,
     feature: &candle_core::Tensor,
     rtol: f32,
@@ -220,13 +220,13 @@ pub fn assert_output_close(
 /// (mean, std), the same on every run.
 pub fn randn(seed: u64, mean: f32, std: f32, shape: &[usize]) -> candle_core::Tensor {
     let n = shape.iter().product();
-    let v = gradnorm_tui::rng::normals(seed, mean, std, n);
+    let v = gradnorm_engine::rng::normals(seed, mean, std, n);
     candle_core::Tensor::from_vec(v, shape, &candle_core::Device::Cpu).unwrap()
 }
 
 /// A tensor of `shape` uniform in [lo, hi) from the seeded stream `seed`.
 pub fn rand(seed: u64, lo: f32, hi: f32, shape: &[usize]) -> candle_core::Tensor {
     let n = shape.iter().product();
-    let v = gradnorm_tui::rng::uniforms(seed, lo, hi, n);
+    let v = gradnorm_engine::rng::uniforms(seed, lo, hi, n);
     candle_core::Tensor::from_vec(v, shape, &candle_core::Device::Cpu).unwrap()
 }

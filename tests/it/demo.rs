@@ -1,8 +1,8 @@
 //! The embedded demo: its generator, its training, and its committed
 //! checkpoint as a fresh clone sees it.
 
-use gradnorm_tui::demo::{self, generate, train, DataSpec};
-use gradnorm_tui::model::{self, Classifier};
+use gradnorm_engine::demo::{self, generate, train, DataSpec};
+use gradnorm_engine::model::{self, Classifier};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;

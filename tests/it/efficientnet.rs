@@ -5,12 +5,12 @@
 use crate::common::{self, flat};
 
 use candle_core::{DType, Device, Tensor, D};
-use gradnorm_tui::data::image::{load_rgb, to_input};
-use gradnorm_tui::error::Error;
-use gradnorm_tui::model::efficientnet_lite::{self, EfficientNetConfig, EfficientNetLite};
-use gradnorm_tui::model::{self, Classifier, FromCheckpoint, InputSpec, ModelSpec};
-use gradnorm_tui::score::top_k;
-use gradnorm_tui::weights;
+use gradnorm_engine::data::image::{load_rgb, to_input};
+use gradnorm_engine::error::Error;
+use gradnorm_engine::model::efficientnet_lite::{self, EfficientNetConfig, EfficientNetLite};
+use gradnorm_engine::model::{self, Classifier, FromCheckpoint, InputSpec, ModelSpec};
+use gradnorm_engine::score::top_k;
+use gradnorm_engine::weights;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 

@@ -3,10 +3,10 @@
 //! (an image or an error), never panic. Case counts are bounded so the
 //! module stays within seconds.
 
-use gradnorm_tui::data::image::decode_rgb;
-use gradnorm_tui::data::Dataset;
-use gradnorm_tui::tui::config;
-use gradnorm_tui::weights;
+use gradnorm_core::run::file as config;
+use gradnorm_engine::data::image::decode_rgb;
+use gradnorm_engine::data::Dataset;
+use gradnorm_engine::weights;
 use proptest::prelude::*;
 use std::path::PathBuf;
 use std::sync::OnceLock;

@@ -6,11 +6,11 @@
 use crate::common;
 use assert_cmd::Command;
 use candle_core::{Device, Tensor, D};
-use gradnorm_tui::data::dataset::{Dataset, Item};
-use gradnorm_tui::data::image::{load_rgb, to_input};
-use gradnorm_tui::model::{self, Classifier, InputSpec};
-use gradnorm_tui::score::fit::{fit_images, Fit, FitOptions};
-use gradnorm_tui::score::{logits, Method, Scorer};
+use gradnorm_engine::data::dataset::{Dataset, Item};
+use gradnorm_engine::data::image::{load_rgb, to_input};
+use gradnorm_engine::model::{self, Classifier, InputSpec};
+use gradnorm_engine::score::fit::{fit_images, Fit, FitOptions};
+use gradnorm_engine::score::{logits, Method, Scorer};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;

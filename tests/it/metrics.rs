@@ -4,7 +4,7 @@
 use crate::common;
 
 use assert_cmd::Command;
-use gradnorm_tui::metrics;
+use gradnorm_core::metrics;
 
 fn cases() -> Option<Vec<serde_json::Value>> {
     let shared = common::shared()?;

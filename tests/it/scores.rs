@@ -4,8 +4,8 @@
 use crate::common;
 
 use candle_core::{Device, Tensor, Var, D};
-use gradnorm_tui::model::Classifier;
-use gradnorm_tui::score::{logits, Method, Scorer};
+use gradnorm_engine::model::Classifier;
+use gradnorm_engine::score::{logits, Method, Scorer};
 use std::collections::HashMap;
 
 fn fixture() -> Option<(Box<dyn Classifier>, HashMap<String, Tensor>)> {

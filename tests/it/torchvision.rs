@@ -7,11 +7,11 @@
 use crate::common;
 
 use candle_core::{DType, Device, Tensor, Var};
-use gradnorm_tui::data::image::{load_rgb, to_input};
-use gradnorm_tui::model::params::TorchvisionArch;
-use gradnorm_tui::model::{self, Classifier, Family, Preprocess};
-use gradnorm_tui::model::{resnet, vit};
-use gradnorm_tui::score::{Method, Scorer};
+use gradnorm_engine::data::image::{load_rgb, to_input};
+use gradnorm_engine::model::params::TorchvisionArch;
+use gradnorm_engine::model::{self, Classifier, Family, Preprocess};
+use gradnorm_engine::model::{resnet, vit};
+use gradnorm_engine::score::{Method, Scorer};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -330,13 +330,13 @@ fn our_preprocessing_is_torchvisions_eval_transform() {
 #[test]
 fn the_crop_rule_follows_the_image_size() {
     // --image-size N crops N after resizing the shorter side to floor(N / 0.875).
-    assert_eq!(gradnorm_tui::run::crop_resize(224), 256);
-    assert_eq!(gradnorm_tui::run::crop_resize(64), 73);
-    assert_eq!(gradnorm_tui::run::crop_resize(32), 36);
+    assert_eq!(gradnorm_core::run::crop_resize(224), 256);
+    assert_eq!(gradnorm_core::run::crop_resize(64), 73);
+    assert_eq!(gradnorm_core::run::crop_resize(32), 36);
     let spec = Preprocess::Torchvision
         .spec(224)
         .with_overrides(Some(64), None);
     assert_eq!(spec, Preprocess::Torchvision.spec(64));
     let seed = spec.with_overrides(None, Some(Preprocess::Seed));
-    assert_eq!(seed, gradnorm_tui::model::InputSpec::half(64));
+    assert_eq!(seed, gradnorm_engine::model::InputSpec::half(64));
 }

@@ -8,7 +8,7 @@ use crate::common;
 use crate::tui::{app, ch, draw, enter_scratch, finished_app, key, press, run_events, setup, snap};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
-use gradnorm_tui::run::{Event, RunInfo};
+use gradnorm_core::run::{Event, RunInfo};
 use gradnorm_tui::tui::browser::display_path;
 use gradnorm_tui::tui::preview::Previews;
 use gradnorm_tui::tui::setup::Row;
@@ -189,11 +189,11 @@ fn app_on_setup() -> App {
 #[test]
 fn the_image_size_follows_the_model_unless_typed() {
     assert_eq!(
-        gradnorm_tui::model::default_input("efficientnet-lite0").map(|i| i.size),
+        gradnorm_engine::model::default_input("efficientnet-lite0").map(|i| i.size),
         Some(224)
     );
     assert_eq!(
-        gradnorm_tui::model::default_input("BiT-S-R101x1").map(|i| i.size),
+        gradnorm_engine::model::default_input("BiT-S-R101x1").map(|i| i.size),
         Some(480)
     );
     // A config's size (the demo's 64) is for its model.

@@ -5,9 +5,9 @@
 use crate::tui::{app, ch, draw, key, press, run_events, snap};
 
 use crossterm::event::KeyCode;
-use gradnorm_tui::model::ModelSpec;
-use gradnorm_tui::run::{DatasetSpec, Event, RunConfig, RunResults};
-use gradnorm_tui::store::{self, Recorder, Store};
+use gradnorm_core::run::{DatasetSpec, Event, RunConfig, RunResults};
+use gradnorm_engine::model::ModelSpec;
+use gradnorm_engine::store::{self, Recorder, Store};
 use gradnorm_tui::tui::runs::RunsState;
 use gradnorm_tui::tui::wake::Wake;
 use gradnorm_tui::tui::{App, Screen, Status};
@@ -17,7 +17,7 @@ use std::path::Path;
 /// tells two runs apart.
 fn config(batch: &str) -> RunConfig {
     let info = crate::tui::info();
-    let spec = |d: &gradnorm_tui::run::DatasetInfo| DatasetSpec {
+    let spec = |d: &gradnorm_core::run::DatasetInfo| DatasetSpec {
         name: d.name.clone(),
         path: d.path.clone(),
         root: None,

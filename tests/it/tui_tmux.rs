@@ -264,7 +264,7 @@ fn tui_end_to_end_under_tmux() {
     assert!(screen.contains("24/24"), "{screen}");
 
     // The config file the menus wrote is the run's.
-    let cfg = gradnorm_tui::tui::config::load(&work.join("gradnorm-tui.toml")).unwrap();
+    let cfg = gradnorm_core::run::file::load(&work.join("gradnorm-tui.toml")).unwrap();
     assert_eq!(
         (
             cfg.limit.map(|l| l.get()),
@@ -273,7 +273,7 @@ fn tui_end_to_end_under_tmux() {
         ),
         (Some(24), Some(64), 8)
     );
-    assert_eq!(cfg.device, gradnorm_tui::run::Device::Cpu);
+    assert_eq!(cfg.device, gradnorm_core::run::Device::Cpu);
 
     // The same evaluation headless.
     let summary = eval_on_textures(
@@ -339,14 +339,14 @@ fn tui_opens_and_runs_the_demo_under_tmux() {
     }
     // What the demo needs from a checkout: its committed checkpoint.
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let ckpt = here.join(gradnorm_tui::demo::CHECKPOINT);
+    let ckpt = here.join(gradnorm_engine::demo::CHECKPOINT);
     if !ckpt.is_file() {
         eprintln!("SKIPPED: {} is absent", ckpt.display());
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path();
-    let at = work.join(gradnorm_tui::demo::CHECKPOINT);
+    let at = work.join(gradnorm_engine::demo::CHECKPOINT);
     std::fs::create_dir_all(at.parent().unwrap()).unwrap();
     std::fs::copy(&ckpt, &at).unwrap();
 

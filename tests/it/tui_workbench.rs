@@ -7,9 +7,9 @@
 use crate::tui::{app, ch, draw, finished_app, key, press, setup, snap};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
-use gradnorm_tui::demo::{self, DataSpec};
-use gradnorm_tui::model::ModelSpec;
-use gradnorm_tui::run::{Event, Role, RunConfig};
+use gradnorm_core::run::{Event, Role, RunConfig};
+use gradnorm_engine::demo::{self, DataSpec};
+use gradnorm_engine::model::ModelSpec;
 use gradnorm_tui::tui::analysis::Split;
 use gradnorm_tui::tui::browser::Sort;
 use gradnorm_tui::tui::preview::Previews;
@@ -302,7 +302,7 @@ fn the_real_engine_gives_metrics_for_every_set_after_the_first_batch() {
         workers: Some("1".parse().unwrap()),
     };
     let mut events = Vec::new();
-    gradnorm_tui::engine::run(&config, &Arc::new(AtomicBool::new(false)), &mut |e| {
+    gradnorm_engine::engine::run(&config, &Arc::new(AtomicBool::new(false)), &mut |e| {
         events.push(e)
     })
     .unwrap();

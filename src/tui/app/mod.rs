@@ -13,8 +13,8 @@ use super::screens::runs::{Outcome as RunsOutcome, RunsState};
 use super::session::{Launcher, RunSession};
 use super::setup::SetupState;
 use super::wake::Wake;
-use crate::run::Event;
-use crate::run::{Accuracy, RunResults};
+use gradnorm_core::run::Event;
+use gradnorm_core::run::{Accuracy, RunResults};
 use ratatui::layout::Size;
 use std::path::PathBuf;
 use std::sync::mpsc::TryRecvError;
@@ -187,7 +187,7 @@ impl App {
             log_plot: Default::default(),
             second: 1,
             browser: BrowserState::default(),
-            runs: RunsState::new(crate::store::DEFAULT_DIR.into()),
+            runs: RunsState::new(gradnorm_engine::store::DEFAULT_DIR.into()),
             previews,
             config_path,
             message: None,
@@ -316,7 +316,7 @@ impl App {
     pub fn save_config(&mut self) {
         match self.setup.to_config() {
             Err(e) => self.say(format!("not written: {e}"), Level::Warn),
-            Ok(cfg) => match super::config::save(&self.config_path, &cfg) {
+            Ok(cfg) => match gradnorm_core::run::file::save(&self.config_path, &cfg) {
                 Ok(()) => self.say(format!("wrote {}", self.config_path.display()), Level::Info),
                 Err(e) => self.say(e.to_string(), Level::Error),
             },
@@ -420,7 +420,7 @@ impl App {
             .info
             .as_ref()
             .map_or(0, |i| i.datasets.iter().map(|d| d.count).sum());
-        results.progress = Some(crate::run::Progress {
+        results.progress = Some(gradnorm_core::run::Progress {
             dataset: 0,
             done,
             total,

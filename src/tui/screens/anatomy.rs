@@ -4,11 +4,11 @@
 //! plane with the 95%-TPR threshold line, each factor's own distributions,
 //! and how well each factor alone separates the sets.
 
-use crate::run::RunInfo;
 use crate::tui::analysis::{self, Analysis};
 use crate::tui::app::App;
 use crate::tui::histogram::Histograms;
 use crate::tui::theme;
+use gradnorm_core::run::RunInfo;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;

@@ -1,13 +1,13 @@
 //! The live dashboard: progress, the score distributions of the method and
 //! OOD set in view with the 95%-TPR threshold, and the metrics table.
 
-use crate::metrics::Measures;
-use crate::run::{crop_resize, InputSpec, Resize, Role, RunInfo, IMAGENET_MEAN};
 use crate::tui::analysis::{self, Analysis};
 use crate::tui::app::{App, Status};
 use crate::tui::histogram::Histograms;
 use crate::tui::mouse::Target;
 use crate::tui::theme;
+use gradnorm_core::metrics::Measures;
+use gradnorm_core::run::{crop_resize, InputSpec, Resize, Role, RunInfo, IMAGENET_MEAN};
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};

@@ -4,10 +4,10 @@
 //! percentiles among the ID scores, far apart).
 
 use super::browser::{display_path, short_name};
-use crate::run::{Role, RunInfo, RunResults};
 use crate::tui::analysis::Analysis;
 use crate::tui::app::App;
 use crate::tui::theme;
+use gradnorm_core::run::{Role, RunInfo, RunResults};
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;

@@ -7,11 +7,11 @@
 //! worker thread whose answers wake the event loop, as the engine's events
 //! do. Without a wake (tests) the jobs run at once, inline.
 
-use crate::run::RunResults;
-use crate::store::{self, export, Comparison, RunRow, Store};
 use crate::tui::keymap::Action;
 use crate::tui::theme;
 use crate::tui::wake::{Queue, Wake, Worker};
+use gradnorm_core::run::RunResults;
+use gradnorm_engine::store::{self, export, Comparison, RunRow, Store};
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
@@ -61,7 +61,7 @@ fn work(dir: &Path, job: Job) -> Reply {
     }
 }
 
-fn summary(store: &Store, id: i64) -> Result<crate::run::Summary, String> {
+fn summary(store: &Store, id: i64) -> Result<gradnorm_core::run::Summary, String> {
     store
         .load(id)
         .map_err(|e| e.to_string())?
@@ -92,7 +92,8 @@ fn export_run(store: &Store, dir: &Path, id: i64) -> Result<PathBuf, String> {
         std::fs::write(&path, export::summary(&summary, format))
             .map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    crate::run::write_scores_csv(&out.join("scores.csv"), &results).map_err(|e| e.to_string())?;
+    gradnorm_core::run::write_scores_csv(&out.join("scores.csv"), &results)
+        .map_err(|e| e.to_string())?;
     store::plots::write_all(&out.join("plots"), &results).map_err(|e| e.to_string())?;
     Ok(out)
 }
@@ -424,11 +425,11 @@ fn render_deltas(a: i64, b: i64, c: &Comparison, area: Rect, buf: &mut Buffer) {
     };
     // Where not every row fits, the unchanged ones give way.
     let room = (inner.height as usize).saturating_sub(2);
-    let changed = |d: &&crate::store::Delta| {
+    let changed = |d: &&gradnorm_engine::store::Delta| {
         let x = d.diff();
         x.fpr95.abs() >= 5e-5 || x.auroc.abs() >= 5e-5
     };
-    let shown: Vec<&crate::store::Delta> = if c.deltas.len() <= room {
+    let shown: Vec<&gradnorm_engine::store::Delta> = if c.deltas.len() <= room {
         c.deltas.iter().collect()
     } else {
         c.deltas.iter().filter(changed).collect()

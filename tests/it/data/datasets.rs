@@ -3,7 +3,7 @@
 
 use crate::common;
 
-use gradnorm_tui::data::{Dataset, DatasetKind, Item};
+use gradnorm_engine::data::{Dataset, DatasetKind, Item};
 use std::path::{Path, PathBuf};
 
 #[test]

@@ -3,7 +3,7 @@
 
 use super::noise;
 
-use gradnorm_tui::data::image::{decode_rgb, load_rgb};
+use gradnorm_engine::data::image::{decode_rgb, load_rgb};
 use image::RgbImage;
 use std::path::Path;
 

@@ -4,9 +4,9 @@
 use super::{encode, noise};
 use crate::common;
 
-use gradnorm_tui::data::image::{load_rgb, to_input};
-use gradnorm_tui::data::{batches, Batch, Dataset, Item, LoaderConfig};
-use gradnorm_tui::model::InputSpec;
+use gradnorm_engine::data::image::{load_rgb, to_input};
+use gradnorm_engine::data::{batches, Batch, Dataset, Item, LoaderConfig};
+use gradnorm_engine::model::InputSpec;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -4,8 +4,8 @@
 use super::noise;
 use crate::common;
 
-use gradnorm_tui::data::image::{load_rgb, resize_bilinear, to_input};
-use gradnorm_tui::model::InputSpec;
+use gradnorm_engine::data::image::{load_rgb, resize_bilinear, to_input};
+use gradnorm_engine::model::InputSpec;
 use image::RgbImage;
 use std::path::Path;
 

@@ -11,14 +11,14 @@ mod seed;
 use crate::common::{self, flat};
 
 use candle_core::{DType, Device, Tensor};
-use gradnorm_tui::data::image::{load_rgb, to_input};
-use gradnorm_tui::model::{self, Classifier, InputSpec};
-use gradnorm_tui::score::gaussian::{pinvh, GaussianFit};
-use gradnorm_tui::score::logistic::{self, Logistic};
-use gradnorm_tui::score::mahalanobis::{
+use gradnorm_engine::data::image::{load_rgb, to_input};
+use gradnorm_engine::model::{self, Classifier, InputSpec};
+use gradnorm_engine::score::gaussian::{pinvh, GaussianFit};
+use gradnorm_engine::score::logistic::{self, Logistic};
+use gradnorm_engine::score::mahalanobis::{
     self, FgsmClamp, GaussianLayers, Mahalanobis, MahalanobisParams, ModelStamp,
 };
-use gradnorm_tui::score::{Method, Scorer};
+use gradnorm_engine::score::{Method, Scorer};
 use std::collections::HashMap;
 use std::path::Path;
 

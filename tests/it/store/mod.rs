@@ -246,7 +246,7 @@ fn recorded(store: &Path) -> usize {
 /// only once all of it has loaded, so the FIFO's batch never does and every
 /// batch before it does.
 fn before_block() -> Vec<usize> {
-    let order = gradnorm_tui::engine::interleave(&[LIMIT, LIMIT, OWN]);
+    let order = gradnorm_engine::engine::interleave(&[LIMIT, LIMIT, OWN]);
     let fifo = order.iter().position(|&o| o == (2, OWN - 1)).unwrap();
     let loaded = &order[..fifo / BATCH * BATCH];
     (0..3)

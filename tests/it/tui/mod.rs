@@ -15,8 +15,8 @@ pub(crate) use synthetic::{enter_scratch, info, methods, run_events};
 use crate::common;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use gradnorm_tui::run::{Event, ImageRecord, RunConfig};
-use gradnorm_tui::score::Method;
+use gradnorm_core::run::{Event, ImageRecord, RunConfig};
+use gradnorm_engine::score::Method;
 use gradnorm_tui::tui::browser::Sort;
 use gradnorm_tui::tui::discover::{self, Candidate, Count};
 use gradnorm_tui::tui::preview::Previews;

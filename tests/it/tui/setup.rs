@@ -83,7 +83,7 @@ fn setup_builds_the_config_and_writes_it_back() {
     let path = dir.path().join("gradnorm-tui.toml");
     let mut app = App::new(s, path.clone(), no_launch(), Previews::off());
     press(&mut app, &[ch('w')]);
-    let back = gradnorm_tui::tui::config::load(&path).unwrap();
+    let back = gradnorm_core::run::file::load(&path).unwrap();
     assert_eq!(back, cfg);
     let again = SetupState::from_config(&back, vec![], candidates());
     assert_eq!(again.to_config().unwrap(), cfg);

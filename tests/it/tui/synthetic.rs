@@ -1,9 +1,9 @@
 //! A deterministic synthetic run, as the engine would send it: a tiny
 //! BiT on an ID set and two OOD sets, with small PNGs behind its paths.
 
-use gradnorm_tui::model::{Family, InputSpec, ModelInfo};
-use gradnorm_tui::run::{DatasetInfo, Event, ImageRecord, Progress, Role, RunInfo, Setup};
-use gradnorm_tui::score::Method;
+use gradnorm_core::run::{DatasetInfo, Event, ImageRecord, Progress, Role, RunInfo, Setup};
+use gradnorm_engine::model::{Family, InputSpec, ModelInfo};
+use gradnorm_engine::score::Method;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

@@ -6,11 +6,11 @@ mod view;
 
 pub use view::View;
 
-use crate::run::RunResults;
-use crate::run::{ImageRecord, Role, RunInfo};
 use crate::tui::analysis::Analysis;
 use crate::tui::keymap::Action;
 use crate::tui::picker::{Picked, Picker};
+use gradnorm_core::run::RunResults;
+use gradnorm_core::run::{ImageRecord, Role, RunInfo};
 use ratatui::layout::Rect;
 use std::cell::Cell;
 use std::path::Path;

@@ -2,12 +2,12 @@
 //! details of the image under the cursor.
 
 use super::{display_path, misdetected, set_width, short_name, BrowserState, Prompt, Sort};
-use crate::run::RunResults;
-use crate::run::{Role, RunInfo};
 use crate::tui::analysis::Analysis;
 use crate::tui::mouse::{Target, Targets};
 use crate::tui::preview::Previews;
 use crate::tui::theme;
+use gradnorm_core::run::RunResults;
+use gradnorm_core::run::{Role, RunInfo};
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect, Size};
 use ratatui::style::{Modifier, Style};

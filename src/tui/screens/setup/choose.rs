@@ -3,10 +3,10 @@
 //! being typed.
 
 use super::state::{Row, SetupAction, SetupState};
-use crate::run::{DType, Device};
 use crate::tui::files::{FileBrowser, Outcome};
 use crate::tui::keymap::Action;
 use crate::tui::picker::{complete_path, Picked, Picker};
+use gradnorm_core::run::{DType, Device};
 
 impl SetupState {
     /// A popup list for `row`, or None when the row is typed or toggled.

@@ -3,11 +3,11 @@
 
 use super::params::{param_text, set_param};
 use super::state::{Row, SetupAction, SetupState};
-use crate::run::DatasetSpec;
-use crate::run::{Batch, DType, Device};
 use crate::tui::discover::{self, Count};
 use crate::tui::keymap::{self, Action, Mode};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use gradnorm_core::run::DatasetSpec;
+use gradnorm_core::run::{Batch, DType, Device};
 use std::path::{Path, PathBuf};
 
 impl SetupState {

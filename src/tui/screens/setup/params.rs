@@ -2,8 +2,8 @@
 //! of one of the method's registry parameters (`score::registry`), shown
 //! and set through the registry.
 
-use crate::score::registry::ParamKind;
-use crate::score::Method;
+use gradnorm_core::method::ParamKind;
+use gradnorm_engine::score::Method;
 
 /// A hyperparameter row under a method: its index in the method's
 /// registry parameters.

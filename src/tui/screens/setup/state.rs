@@ -3,10 +3,10 @@
 //! choice, Space toggles, Enter edits a value or types a path.
 
 use super::params::{is_path, params_of, Param};
-use crate::model::ModelSpec;
-use crate::run::{Batch, DType, DatasetSpec, Device, ImageSize, Limit, RunConfig};
-use crate::score::Method;
 use crate::tui::discover::{Candidate, Count};
+use gradnorm_core::run::{Batch, DType, DatasetSpec, Device, ImageSize, Limit, RunConfig};
+use gradnorm_engine::model::ModelSpec;
+use gradnorm_engine::score::Method;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -127,7 +127,7 @@ impl SetupState {
             })
             .collect();
         let id = (!datasets.is_empty()).then_some(0);
-        let methods = crate::score::registry::METHODS
+        let methods = gradnorm_core::method::registry::METHODS
             .iter()
             .filter_map(|d| Method::from_key(d.key))
             .map(|m| MethodEntry {
@@ -139,7 +139,7 @@ impl SetupState {
             checkpoint: (!checkpoints.is_empty()).then_some(0),
             checkpoints,
             model: None,
-            model_names: crate::model::known_models(),
+            model_names: gradnorm_engine::model::known_models(),
             class_names: None,
             class_order: None,
             datasets,
@@ -430,7 +430,7 @@ impl SetupState {
     /// model's default, with that model's name.
     pub fn default_size(&self) -> Option<(usize, String)> {
         let name = self.model_name()?;
-        crate::model::default_input(&name).map(|i| (i.size, name))
+        gradnorm_engine::model::default_input(&name).map(|i| (i.size, name))
     }
 
     /// Images the run would evaluate, when every count is known.

@@ -109,7 +109,11 @@ fn lines(s: &SetupState, width: usize) -> (Vec<Line<'static>>, Vec<usize>) {
             ),
             Row::ClassNames => (
                 "class names".into(),
-                path_or(&s.class_names, "ImageNet's (or the ID set's folders)", value_w),
+                path_or(
+                    &s.class_names,
+                    "ImageNet's (or the ID set's folders)",
+                    value_w,
+                ),
                 Style::new(),
             ),
             Row::ClassOrder => (

@@ -1,0 +1,330 @@
+//! The method registry: every OOD score defined once — key, label,
+//! parameters (name, default, range, help), what it needs. The CLI
+//! (`--methods` specs), the config file, the TUI form, summary.json and bench
+//! all read this table; adding a method is one entry here plus its
+//! computation in the engine's `score` (matched on its [`Kind`]).
+
+use super::def::{Kind, MethodDef, Needs, NumberRange, ParamDef, ParamKind};
+use super::Method;
+
+const fn number(
+    name: &'static str,
+    default: f64,
+    min: f64,
+    max: f64,
+    open_min: bool,
+    help: &'static str,
+) -> ParamDef {
+    ParamDef {
+        name,
+        label: name,
+        kind: ParamKind::Number(NumberRange {
+            default,
+            min,
+            max,
+            open_min,
+            integer: false,
+        }),
+        help,
+    }
+}
+
+/// A softmax temperature T > 0, 1 by default (energy, GradNorm).
+const TEMPERATURE: ParamDef = number(
+    "temperature",
+    1.0,
+    0.0,
+    f64::INFINITY,
+    true,
+    "temperature T",
+);
+
+const fn integer(name: &'static str, default: f64, min: f64, help: &'static str) -> ParamDef {
+    let mut p = number(name, default, min, f64::INFINITY, false, help);
+    if let ParamKind::Number(range) = &mut p.kind {
+        range.integer = true;
+    }
+    p
+}
+
+const fn percentile(default: f64, help: &'static str) -> ParamDef {
+    number("percentile", default, 0.0, 100.0, false, help)
+}
+
+fn plain(m: &Method, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    f.write_str(m.label())?;
+    let params: Vec<String> = m
+        .def()
+        .params
+        .iter()
+        .zip(m.values())
+        .map(|(p, v)| format!("{}={v}", p.name))
+        .collect();
+    if !params.is_empty() {
+        write!(f, " ({})", params.join(", "))?;
+    }
+    Ok(())
+}
+
+fn with_temperature(m: &Method, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    write!(
+        f,
+        "{} (T={})",
+        m.label(),
+        m.number("temperature").unwrap_or(1.0)
+    )
+}
+
+const LOGITS: Needs = Needs {
+    feature: false,
+    head: false,
+    fit: false,
+    taps: false,
+    input_gradient: false,
+};
+const FEATURE_HEAD: Needs = Needs {
+    feature: true,
+    head: true,
+    ..LOGITS
+};
+const FITTED: Needs = Needs {
+    fit: true,
+    ..FEATURE_HEAD
+};
+
+/// Every method, in the order tables list them (the paper's first).
+pub static METHODS: &[MethodDef] = &[
+    MethodDef {
+        key: "msp",
+        label: "MSP",
+        help: "maximum softmax probability (Hendrycks & Gimpel 2017)",
+        params: &[],
+        needs: LOGITS,
+        describe: plain,
+        kind: Kind::Msp,
+    },
+    MethodDef {
+        key: "odin",
+        label: "ODIN",
+        help: "temperature-scaled MSP after an input nudge (Liang et al. 2018)",
+        params: &[
+            number(
+                "temperature",
+                1000.0,
+                0.0,
+                f64::INFINITY,
+                true,
+                "softmax temperature T",
+            ),
+            number(
+                "epsilon",
+                0.0,
+                0.0,
+                f64::INFINITY,
+                false,
+                "input perturbation magnitude (0: none, one pass)",
+            ),
+        ],
+        needs: Needs {
+            input_gradient: true,
+            ..LOGITS
+        },
+        describe: |m, f| {
+            write!(
+                f,
+                "ODIN (T={}, eps={})",
+                m.number("temperature").unwrap_or(0.0),
+                m.number("epsilon").unwrap_or(0.0)
+            )
+        },
+        kind: Kind::Odin,
+    },
+    MethodDef {
+        key: "energy",
+        label: "Energy",
+        help: "T * logsumexp(logits / T) (Liu et al. 2020)",
+        params: &[TEMPERATURE],
+        needs: LOGITS,
+        describe: with_temperature,
+        kind: Kind::Energy,
+    },
+    MethodDef {
+        key: "mahalanobis",
+        label: "Mahalanobis",
+        help: "class-conditional Gaussians on five taps, combined by a regression (Lee et al. 2018)",
+        params: &[ParamDef {
+            name: "params",
+            label: "params file",
+            kind: ParamKind::Path,
+            help: "parameters file from tune-mahalanobis",
+        }],
+        needs: Needs {
+            taps: true,
+            input_gradient: true,
+            ..LOGITS
+        },
+        describe: |m, f| match m.path("params").filter(|p| !p.as_os_str().is_empty()) {
+            Some(p) => write!(f, "Mahalanobis ({})", p.display()),
+            None => write!(f, "Mahalanobis (parameters in memory)"),
+        },
+        kind: Kind::Mahalanobis,
+    },
+    MethodDef {
+        key: "gradnorm",
+        label: "GradNorm",
+        help: "L1 norm of the head's gradient of the KL to uniform (Huang et al. 2021)",
+        params: &[TEMPERATURE],
+        needs: FEATURE_HEAD,
+        describe: with_temperature,
+        kind: Kind::GradNorm,
+    },
+    MethodDef {
+        key: "maxlogit",
+        label: "MaxLogit",
+        help: "the largest logit (Hendrycks et al. 2022)",
+        params: &[],
+        needs: LOGITS,
+        describe: plain,
+        kind: Kind::MaxLogit,
+    },
+    MethodDef {
+        key: "entropy",
+        label: "Entropy",
+        help: "minus the softmax entropy, sum_c p_c log p_c",
+        params: &[],
+        needs: LOGITS,
+        describe: plain,
+        kind: Kind::Entropy,
+    },
+    MethodDef {
+        key: "gen",
+        label: "GEN",
+        help: "generalized entropy of the M largest probabilities (Liu et al. 2023)",
+        params: &[
+            number("gamma", 0.1, 0.0, 1.0, true, "exponent g of p^g (1 - p)^g"),
+            integer("m", 100.0, 1.0, "how many of the largest probabilities count"),
+        ],
+        needs: LOGITS,
+        describe: plain,
+        kind: Kind::Gen,
+    },
+    MethodDef {
+        key: "react",
+        label: "ReAct",
+        help: "energy after clipping h at a percentile of the fit features (Sun et al. 2021)",
+        params: &[percentile(90.0, "percentile of every fit feature entry that clips h")],
+        needs: FITTED,
+        describe: plain,
+        kind: Kind::React,
+    },
+    MethodDef {
+        key: "ash-p",
+        label: "ASH-P",
+        help: "energy after pruning all but the top (100 - p)% of h (Djurisic et al. 2023)",
+        params: &[percentile(90.0, "percentage of h's entries pruned")],
+        needs: FEATURE_HEAD,
+        describe: plain,
+        kind: Kind::AshP,
+    },
+    MethodDef {
+        key: "ash-b",
+        label: "ASH-B",
+        help: "energy after pruning h and setting the kept entries to sum(h)/k",
+        params: &[percentile(90.0, "percentage of h's entries pruned")],
+        needs: FEATURE_HEAD,
+        describe: plain,
+        kind: Kind::AshB,
+    },
+    MethodDef {
+        key: "ash-s",
+        label: "ASH-S",
+        help: "energy after pruning h and scaling it by exp(sum(h) / sum(h'))",
+        params: &[percentile(90.0, "percentage of h's entries pruned")],
+        needs: FEATURE_HEAD,
+        describe: plain,
+        kind: Kind::AshS,
+    },
+    MethodDef {
+        key: "scale",
+        label: "SCALE",
+        help: "energy after scaling h by exp(sum(h) / sum(top-k of h)) (Xu et al. 2024)",
+        params: &[percentile(85.0, "percentage of h's entries outside the top-k")],
+        needs: FEATURE_HEAD,
+        describe: plain,
+        kind: Kind::Scale,
+    },
+    MethodDef {
+        key: "dice",
+        label: "DICE",
+        help: "energy of a head sparsified by the fit's mean contributions (Sun & Li 2022)",
+        params: &[percentile(90.0, "percentile of the contributions zeroed")],
+        needs: FITTED,
+        describe: plain,
+        kind: Kind::Dice,
+    },
+    MethodDef {
+        key: "knn",
+        label: "KNN",
+        help: "minus the k-th nearest squared distance to the fit's normalized features (Sun et al. 2022)",
+        params: &[integer("k", 50.0, 1.0, "which neighbour")],
+        needs: FITTED,
+        describe: plain,
+        kind: Kind::Knn,
+    },
+    MethodDef {
+        key: "vim",
+        label: "ViM",
+        help: "energy minus alpha times the feature's residual off the principal space (Wang et al. 2022)",
+        params: &[integer("dim", 256.0, 1.0, "dimension of the principal space")],
+        needs: FITTED,
+        describe: plain,
+        kind: Kind::Vim,
+    },
+    MethodDef {
+        key: "residual",
+        label: "Residual",
+        help: "minus the norm of ViM's residual alone",
+        params: &[integer("dim", 256.0, 1.0, "dimension of the principal space")],
+        needs: FITTED,
+        describe: plain,
+        kind: Kind::Residual,
+    },
+    MethodDef {
+        key: "klm",
+        label: "KLM",
+        help: "minus the smallest KL divergence to the fit's mean softmax per predicted class (Hendrycks et al. 2022)",
+        params: &[],
+        needs: FITTED,
+        describe: plain,
+        kind: Kind::Klm,
+    },
+    MethodDef {
+        key: "mds",
+        label: "MDS",
+        help: "Mahalanobis distance on the penultimate feature alone, tied covariance",
+        params: &[],
+        needs: FITTED,
+        describe: plain,
+        kind: Kind::Mds,
+    },
+    MethodDef {
+        key: "rmds",
+        label: "RMDS",
+        help: "relative Mahalanobis: MDS minus a class-agnostic background term (Ren et al. 2021)",
+        params: &[],
+        needs: FITTED,
+        describe: plain,
+        kind: Kind::Rmds,
+    },
+];
+
+/// The definition of `key` (case-insensitive).
+pub fn find(key: &str) -> Option<&'static MethodDef> {
+    let key = key.trim().to_ascii_lowercase();
+    METHODS.iter().find(|d| d.key == key)
+}
+
+/// Every key `--methods` accepts, in table order.
+pub fn keys() -> Vec<&'static str> {
+    METHODS.iter().map(|d| d.key).collect()
+}

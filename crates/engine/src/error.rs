@@ -1,0 +1,106 @@
+//! The engine's error type. Every variant that concerns a file names it.
+
+use std::path::{Path, PathBuf};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The OS error is part of the message and deliberately not a
+    /// `source`: `{:#}` would print it twice.
+    #[error("{}: {}", path.display(), io_reason(error))]
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+
+    #[error("{}: not a checkpoint: {reason}", path.display())]
+    NotACheckpoint { path: PathBuf, reason: String },
+
+    #[error("{}: missing tensor `{name}` (expected shape {expected:?})", path.display())]
+    MissingTensor {
+        path: PathBuf,
+        name: String,
+        expected: Vec<usize>,
+    },
+
+    #[error("{}: unexpected tensor `{name}` with shape {shape:?} (not part of {arch})", path.display())]
+    UnexpectedTensor {
+        path: PathBuf,
+        name: String,
+        shape: Vec<usize>,
+        arch: String,
+    },
+
+    #[error("{}: tensor `{name}` has shape {found:?}, expected {expected:?}", path.display())]
+    ShapeMismatch {
+        path: PathBuf,
+        name: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+
+    #[error("{}: the checkpoint holds {found}, not the requested {requested}", path.display())]
+    ModelMismatch {
+        path: PathBuf,
+        requested: String,
+        found: String,
+    },
+
+    #[error("unknown model `{0}` (try one of: {1})")]
+    UnknownModel(String, String),
+
+    #[error("bad device `{0}`: {1}")]
+    Device(String, String),
+
+    #[error("{}: {reason}", path.display())]
+    Data { path: PathBuf, reason: String },
+
+    #[error("{0}")]
+    Invalid(String),
+
+    #[error("cancelled")]
+    Cancelled,
+
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            error,
+        }
+    }
+
+    pub fn data(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::Data {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// `Ok` when `path` is a file, else a data error giving `reason` (what
+    /// is missing and how to make it).
+    pub fn require_file(path: &Path, reason: &str) -> Result<()> {
+        if path.is_file() {
+            Ok(())
+        } else {
+            Err(Error::data(path, reason))
+        }
+    }
+}
+
+pub use gradnorm_core::error::io_reason;
+
+/// The vocabulary's errors are the engine's of the same name.
+impl From<gradnorm_core::Error> for Error {
+    fn from(e: gradnorm_core::Error) -> Self {
+        match e {
+            gradnorm_core::Error::Io { path, error } => Error::Io { path, error },
+            gradnorm_core::Error::Data { path, reason } => Error::Data { path, reason },
+            gradnorm_core::Error::Invalid(reason) => Error::Invalid(reason),
+        }
+    }
+}
