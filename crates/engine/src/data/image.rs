@@ -11,9 +11,9 @@
 //! libjpeg-turbo (a level or two on some values).
 
 use crate::error::{Error, Result};
-use crate::model::{InputSpec, Resize};
 use ::image::{DynamicImage, ImageFormat, ImageReader, RgbImage};
 use gradnorm_core::run::crop_resize;
+use gradnorm_core::run::{InputSpec, Resize};
 use std::path::Path;
 
 /// Decodes a file to 8-bit RGB as PIL's `Image.open(f).convert('RGB')`

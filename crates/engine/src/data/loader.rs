@@ -17,8 +17,8 @@
 
 use super::dataset::Item;
 use super::image::{decode_rgb, to_input_into};
-use crate::model::InputSpec;
 use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender};
+use gradnorm_core::run::InputSpec;
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -6,6 +6,7 @@
 //! `figure` holds the shapes, `paint` the colours, backgrounds and the
 //! anti-aliased rasterizer, `texture` the texture patterns.
 
+mod colour;
 mod figure;
 mod paint;
 mod texture;

@@ -1,50 +1,12 @@
-//! Colours, backgrounds, the anti-aliased figure rasterizer and the final
-//! noise and rounding.
+//! Backgrounds and the anti-aliased figure rasterizer.
 
+use super::colour::{contrasting, finish, lerp, random_colour, Colour};
 use super::figure::Figure;
 use super::texture::texture_pixels;
 use super::SIZE;
 use crate::rng::Pcg32;
-use image::{Rgb, RgbImage};
+use image::RgbImage;
 use std::f32::consts::TAU;
-
-pub(super) type Colour = [f32; 3];
-
-pub(super) fn random_colour(rng: &mut Pcg32) -> Colour {
-    [
-        rng.range(0.0, 255.0),
-        rng.range(0.0, 255.0),
-        rng.range(0.0, 255.0),
-    ]
-}
-
-fn luma(c: &Colour) -> f32 {
-    0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2]
-}
-
-/// A colour whose brightness differs from `other` by at least `min_gap`
-/// (the best of a few tries).
-pub(super) fn contrasting(rng: &mut Pcg32, other: &Colour, min_gap: f32) -> Colour {
-    let mut best = random_colour(rng);
-    for _ in 0..16 {
-        if (luma(&best) - luma(other)).abs() >= min_gap {
-            break;
-        }
-        let c = random_colour(rng);
-        if (luma(&c) - luma(other)).abs() > (luma(&best) - luma(other)).abs() {
-            best = c;
-        }
-    }
-    best
-}
-
-pub(super) fn lerp(a: &Colour, b: &Colour, t: f32) -> Colour {
-    [
-        a[0] + (b[0] - a[0]) * t,
-        a[1] + (b[1] - a[1]) * t,
-        a[2] + (b[2] - a[2]) * t,
-    ]
-}
 
 /// Textures that also serve, faintly, as backgrounds of the shapes: a
 /// texture alone is then "background without an object" to the model, not
@@ -75,30 +37,6 @@ fn background(rng: &mut Pcg32) -> (Vec<Colour>, Colour) {
         .iter()
         .fold([0f32; 3], |m, p| [m[0] + p[0], m[1] + p[1], m[2] + p[2]]);
     (pixels, sum.map(|v| v / n))
-}
-
-/// Per-pixel colour noise of a random strength, then rounding to 8 bits.
-pub(super) fn finish(pixels: &[Colour], rng: &mut Pcg32) -> RgbImage {
-    let sigma = if rng.chance(0.25) {
-        0.0
-    } else {
-        rng.range(2.0, 14.0)
-    };
-    let mut img = RgbImage::new(SIZE, SIZE);
-    for (i, px) in img.pixels_mut().enumerate() {
-        let c = &pixels[i];
-        let mut out = [0u8; 3];
-        for k in 0..3 {
-            let v = if sigma > 0.0 {
-                c[k] + sigma * rng.normal()
-            } else {
-                c[k]
-            };
-            out[k] = v.round().clamp(0.0, 255.0) as u8;
-        }
-        *px = Rgb(out);
-    }
-    img
 }
 
 /// Draws `fig` at a random size, place and rotation on a random background.

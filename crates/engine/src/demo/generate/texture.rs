@@ -1,6 +1,6 @@
 //! Texture and noise images without any object (also faint backgrounds).
 
-use super::paint::{contrasting, finish, lerp, random_colour, Colour};
+use super::colour::{contrasting, finish, lerp, random_colour, Colour};
 use super::SIZE;
 use crate::rng::Pcg32;
 use image::RgbImage;

@@ -5,7 +5,6 @@
 //! pixel of the batch with the residual added inside it, 3x3 and strided
 //! convolutions as im2col blocks on gemm).
 
-use super::layers::StdConv;
 use super::{GN_EPS, GROUPS};
 use crate::error::{Error, Result};
 use candle_core::{DType, Tensor};
@@ -48,8 +47,8 @@ impl std::fmt::Debug for HostWeights {
 
 /// OIHW weight (standardized, in the model's dtype) -> [kh, kw, cin, cout]
 /// f32 values.
-pub(super) fn host_conv(c: &StdConv) -> Result<Arc<[f32]>> {
-    let w = c.weight.permute((2, 3, 1, 0))?.to_dtype(DType::F32)?;
+pub(super) fn host_conv(weight: &Tensor) -> Result<Arc<[f32]>> {
+    let w = weight.permute((2, 3, 1, 0))?.to_dtype(DType::F32)?;
     Ok(w.flatten_all()?.to_vec1::<f32>()?.into())
 }
 

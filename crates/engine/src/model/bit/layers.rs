@@ -144,12 +144,16 @@ impl Bit {
                 if host {
                     host_units.push(HostUnit {
                         gn1: host_norm(&gn1_wb)?,
-                        conv1: host_conv(&unit.conv1)?,
+                        conv1: host_conv(&unit.conv1.weight)?,
                         gn2: host_norm(&gn2_wb)?,
-                        conv2: host_conv(&unit.conv2)?,
+                        conv2: host_conv(&unit.conv2.weight)?,
                         gn3: host_norm(&gn3_wb)?,
-                        conv3: host_conv(&unit.conv3)?,
-                        downsample: unit.downsample.as_ref().map(host_conv).transpose()?,
+                        conv3: host_conv(&unit.conv3.weight)?,
+                        downsample: unit
+                            .downsample
+                            .as_ref()
+                            .map(|c| host_conv(&c.weight))
+                            .transpose()?,
                         stride: unit_stride,
                     });
                 }
@@ -177,7 +181,7 @@ impl Bit {
         };
         let host = match host {
             true => Some(HostWeights {
-                root: host_conv(&root)?,
+                root: host_conv(&root.weight)?,
                 stages: host_stages,
                 gn_head: host_norm(&gn_head_wb)?,
             }),

@@ -225,3 +225,21 @@ impl EfficientNetLite {
         })
     }
 }
+
+/// What the wheel's reader asks for, told from a config (the config knows
+/// its shapes; the reader, built on it, knows the names).
+impl EfficientNetConfig {
+    /// Every floating-point tensor of the wheel's state dict, in its order
+    /// (what [`Wheel::read`] asks its VarBuilder for).
+    pub fn tensor_shapes(&self) -> Result<Vec<(String, Vec<usize>)>> {
+        crate::model::params::tensor_shapes(|vb| Wheel::read(self, vb))
+    }
+
+    /// Learned parameters (PyTorch's `parameters()`: BatchNorm running
+    /// statistics are buffers, not parameters).
+    pub fn num_params(&self) -> usize {
+        // The recorder hands out every tensor Wheel::read asks for.
+        let shapes = self.tensor_shapes().expect("the recorder cannot fail");
+        crate::model::params::count_parameters(&shapes)
+    }
+}

@@ -3,7 +3,6 @@
 //! taps, and the one place that reads an architecture from a checkpoint's
 //! tensor names (the names themselves are given once, in `build.rs`).
 
-use super::build::Wheel;
 use crate::error::{Error, Result};
 use crate::model::params;
 use crate::weights::Checkpoint;
@@ -210,20 +209,6 @@ impl EfficientNetConfig {
 
     pub fn describe(&self) -> String {
         format!("{}, {} classes", self.name, self.num_classes)
-    }
-
-    /// Every floating-point tensor of the wheel's state dict, in its order
-    /// (what [`Wheel::read`] asks its VarBuilder for).
-    pub fn tensor_shapes(&self) -> Result<Vec<(String, Vec<usize>)>> {
-        params::tensor_shapes(|vb| Wheel::read(self, vb))
-    }
-
-    /// Learned parameters (PyTorch's `parameters()`: BatchNorm running
-    /// statistics are buffers, not parameters).
-    pub fn num_params(&self) -> usize {
-        // The recorder hands out every tensor Wheel::read asks for.
-        let shapes = self.tensor_shapes().expect("the recorder cannot fail");
-        params::count_parameters(&shapes)
     }
 
     fn summarize(tensors: &HashMap<String, candle_core::Tensor>) -> Option<Summary> {
