@@ -106,13 +106,16 @@ pub struct DeviceArgs {
     pub dtype: DType,
 }
 
-/// ODIN's legacy flags (`--methods odin:temperature=T:epsilon=E` overrides them).
+/// ODIN's legacy flags (`--methods odin:temperature=T:epsilon=E` overrides
+/// them); unset, the registry's defaults hold.
 #[derive(Debug, Clone, Copy, Args)]
 pub struct OdinArgs {
-    #[arg(long, default_value_t = 1000.0)]
-    pub temperature_odin: f64,
-    #[arg(long, default_value_t = 0.0)]
-    pub epsilon_odin: f64,
+    /// ODIN's temperature (default: the registry's, see --methods).
+    #[arg(long)]
+    pub temperature_odin: Option<f64>,
+    /// ODIN's input perturbation (default: the registry's).
+    #[arg(long)]
+    pub epsilon_odin: Option<f64>,
 }
 
 /// Labelled ID training images (`tune-mahalanobis`, `fit`).
@@ -197,10 +200,12 @@ pub struct EvalArgs {
     pub methods: Vec<String>,
     #[command(flatten)]
     pub odin: OdinArgs,
-    #[arg(long, default_value_t = 1.0)]
-    pub temperature_energy: f64,
-    #[arg(long, default_value_t = 1.0)]
-    pub temperature_gradnorm: f64,
+    /// Energy's temperature (default: the registry's).
+    #[arg(long)]
+    pub temperature_energy: Option<f64>,
+    /// GradNorm's temperature (default: the registry's).
+    #[arg(long)]
+    pub temperature_gradnorm: Option<f64>,
     /// Parameters from `tune-mahalanobis` (needed by --methods mahalanobis).
     #[arg(long)]
     pub mahalanobis_params: Option<PathBuf>,
@@ -345,12 +350,9 @@ pub struct BenchArgs {
     pub model: ModelArgs,
     #[arg(long, default_value = "32")]
     pub batch: Batch,
-    /// Methods timed end to end (comma-separated).
-    #[arg(
-        long,
-        default_value = "msp,energy,odin,gradnorm",
-        value_delimiter = ','
-    )]
+    /// Methods timed end to end (comma-separated; default: the paper's,
+    /// as `eval`).
+    #[arg(long, value_delimiter = ',')]
     pub methods: Vec<String>,
     #[command(flatten)]
     pub odin: OdinArgs,

@@ -41,8 +41,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     let methods = super::parse_methods(&super::MethodFlags {
         specs: &args.methods,
         odin: args.odin,
-        temperature_energy: 1.0,
-        temperature_gradnorm: 1.0,
+        temperature_energy: None,
+        temperature_gradnorm: None,
         mahalanobis_params: args.mahalanobis_params.as_deref(),
         mahalanobis_in_memory: synthetic.is_some(),
     })?;

@@ -248,14 +248,14 @@ pub fn config_from_args(args: &EvalArgs) -> Result<RunConfig, UsageError> {
     Ok(config)
 }
 
-/// The paper's methods, which `eval` runs when --methods is not given.
-pub const DEFAULT_METHODS: [&str; 5] = ["msp", "odin", "energy", "gradnorm", "maxlogit"];
-
+/// The methods of --methods, else the registry's defaults, with the legacy
+/// flags.
 fn methods_from_args(args: &EvalArgs) -> Result<Vec<Method>, UsageError> {
-    methods_or(args, &DEFAULT_METHODS.map(String::from))
+    methods_or(args, &[])
 }
 
-/// The methods of --methods, else `defaults`, with the legacy flags.
+/// The methods of --methods, else `defaults` (else the registry's), with
+/// the legacy flags.
 fn methods_or(args: &EvalArgs, defaults: &[String]) -> Result<Vec<Method>, UsageError> {
     let specs = if args.methods.is_empty() {
         defaults

@@ -15,6 +15,7 @@ pub mod tune_mahalanobis;
 
 use crate::cli::{ModelArgs, UsageError};
 use candle_core::{DType, Device};
+use gradnorm_core::method::registry;
 use gradnorm_engine::score::Method;
 use std::path::Path;
 
@@ -56,8 +57,8 @@ pub use logging::init as init_logging;
 pub(crate) struct MethodFlags<'a> {
     pub specs: &'a [String],
     pub odin: crate::cli::OdinArgs,
-    pub temperature_energy: f64,
-    pub temperature_gradnorm: f64,
+    pub temperature_energy: Option<f64>,
+    pub temperature_gradnorm: Option<f64>,
     pub mahalanobis_params: Option<&'a Path>,
     /// Mahalanobis's parameters come in memory: no file is needed.
     pub mahalanobis_in_memory: bool,
@@ -67,41 +68,30 @@ pub(crate) struct MethodFlags<'a> {
 /// the legacy flags as defaults; unknown methods or parameters, values out
 /// of range and repeated columns are usage errors.
 pub(crate) fn parse_methods(args: &MethodFlags) -> Result<Vec<Method>, UsageError> {
-    let mut defaults = vec![
-        (
-            "odin",
-            "temperature",
-            args.odin.temperature_odin.to_string(),
-        ),
-        ("odin", "epsilon", args.odin.epsilon_odin.to_string()),
-        ("energy", "temperature", args.temperature_energy.to_string()),
-        (
-            "gradnorm",
-            "temperature",
-            args.temperature_gradnorm.to_string(),
-        ),
-    ];
+    // Only the flags given: the registry holds every default.
+    let mut defaults: Vec<(&str, &str, String)> = [
+        ("odin", "temperature", args.odin.temperature_odin),
+        ("odin", "epsilon", args.odin.epsilon_odin),
+        ("energy", "temperature", args.temperature_energy),
+        ("gradnorm", "temperature", args.temperature_gradnorm),
+    ]
+    .into_iter()
+    .filter_map(|(k, p, v)| Some((k, p, v?.to_string())))
+    .collect();
     if let Some(p) = args.mahalanobis_params {
         defaults.push(("mahalanobis", "params", p.display().to_string()));
     }
+    let default_specs = registry::DEFAULT_METHODS.map(String::from);
+    let specs = if args.specs.is_empty() {
+        &default_specs[..]
+    } else {
+        args.specs
+    };
     let mut methods: Vec<Method> = Vec::new();
-    for spec in args
-        .specs
-        .iter()
-        .map(|k| k.trim())
-        .filter(|k| !k.is_empty())
-    {
+    for spec in specs.iter().map(|k| k.trim()).filter(|k| !k.is_empty()) {
         for method in Method::parse_spec(spec, &defaults).map_err(|e| UsageError(e.0))? {
-            if method.key() == "mahalanobis"
-                && !args.mahalanobis_in_memory
-                && method
-                    .path("params")
-                    .is_none_or(|p| p.as_os_str().is_empty())
-            {
-                return Err(UsageError(
-                    "--methods mahalanobis needs --mahalanobis-params FILE (from tune-mahalanobis)"
-                        .into(),
-                ));
+            if !args.mahalanobis_in_memory {
+                method.require_paths().map_err(|e| UsageError(e.0))?;
             }
             if methods.iter().any(|m| m.name() == method.name()) {
                 return Err(UsageError(format!(

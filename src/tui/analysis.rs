@@ -34,12 +34,7 @@ impl Snapshot {
             return Snapshot::default();
         };
         let n_methods = info.methods.len();
-        let temperature = info
-            .methods
-            .iter()
-            .filter(|m| m.key() == "gradnorm")
-            .find_map(|m| m.number("temperature"))
-            .unwrap_or(1.0);
+        let temperature = gradnorm_core::method::anatomy_temperature(&info.methods);
         let mut snap = Snapshot {
             temperature,
             ..Snapshot::default()

@@ -78,7 +78,7 @@ pub fn factor_name(f: usize) -> &'static str {
 }
 
 fn gradnorm_index(info: &RunInfo) -> Option<usize> {
-    info.methods.iter().position(|m| m.key() == "gradnorm")
+    gradnorm_core::method::anatomy_gradnorm(&info.methods)
 }
 
 fn log_points(app: &App, dataset: usize, n: usize) -> Vec<(f64, f64)> {

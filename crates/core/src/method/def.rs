@@ -57,6 +57,8 @@ pub struct ParamDef {
     pub name: &'static str,
     /// Shown in the TUI form.
     pub label: &'static str,
+    /// How the progress line names it (`T` for a temperature).
+    pub short: &'static str,
     pub kind: ParamKind,
     pub help: &'static str,
 }

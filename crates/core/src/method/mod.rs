@@ -132,10 +132,26 @@ impl Method {
         self.set(name, &v.to_string())
     }
 
-    /// Whether the score may need gradients w.r.t. the input (extra passes);
-    /// the Scorer decides from the prepared method.
+    /// Whether the score needs a fit file (`gradnorm-tui fit`).
     pub fn needs_fit(&self) -> bool {
         self.def.needs.fit
+    }
+
+    /// Every path parameter set: the one check of a file a method cannot
+    /// run without (Mahalanobis's parameters), for the CLI, the form and the
+    /// engine alike. Parameters given in memory skip it.
+    pub fn require_paths(&self) -> Result<(), SpecError> {
+        for (p, v) in self.def.params.iter().zip(&self.values) {
+            if matches!(v, Value::Path(path) if path.as_os_str().is_empty()) {
+                let key = self.def.key;
+                return Err(SpecError(format!(
+                    "{key} needs --{key}-{name} FILE or {key}:{name}=FILE ({help})",
+                    name = p.name,
+                    help = p.help
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Parses `key[:name=value]*` where a value may list alternatives
@@ -198,6 +214,24 @@ impl Method {
         }
         Ok(out)
     }
+}
+
+/// The GradNorm whose two factors (sum_k |C p_k - 1| and ||h||_1) the
+/// anatomy shows with every image: the run's first, in table order. Every
+/// reader (the scorer, the store, the TUI) asks here.
+pub fn anatomy_gradnorm(methods: &[Method]) -> Option<usize> {
+    methods.iter().position(|m| m.def.kind == Kind::GradNorm)
+}
+
+/// The temperature of [`anatomy_gradnorm`], else GradNorm's default.
+pub fn anatomy_temperature(methods: &[Method]) -> f64 {
+    let gradnorm = match anatomy_gradnorm(methods) {
+        Some(i) => methods[i].clone(),
+        None => Method::from_key("gradnorm").expect("the registry has gradnorm"),
+    };
+    gradnorm
+        .number("temperature")
+        .expect("gradnorm has a temperature")
 }
 
 /// The index of parameter `name` of `def`, or an error listing its own.

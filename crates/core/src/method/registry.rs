@@ -18,6 +18,7 @@ const fn number(
     ParamDef {
         name,
         label: name,
+        short: name,
         kind: ParamKind::Number(NumberRange {
             default,
             min,
@@ -30,14 +31,22 @@ const fn number(
 }
 
 /// A softmax temperature T > 0, 1 by default (energy, GradNorm).
-const TEMPERATURE: ParamDef = number(
-    "temperature",
-    1.0,
-    0.0,
-    f64::INFINITY,
-    true,
-    "temperature T",
+const TEMPERATURE: ParamDef = short(
+    "T",
+    number(
+        "temperature",
+        1.0,
+        0.0,
+        f64::INFINITY,
+        true,
+        "temperature T",
+    ),
 );
+
+/// `p` named `short` on the progress line.
+const fn short(short: &'static str, p: ParamDef) -> ParamDef {
+    ParamDef { short, ..p }
+}
 
 const fn integer(name: &'static str, default: f64, min: f64, help: &'static str) -> ParamDef {
     let mut p = number(name, default, min, f64::INFINITY, false, help);
@@ -58,21 +67,12 @@ fn plain(m: &Method, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         .params
         .iter()
         .zip(m.values())
-        .map(|(p, v)| format!("{}={v}", p.name))
+        .map(|(p, v)| format!("{}={v}", p.short))
         .collect();
     if !params.is_empty() {
         write!(f, " ({})", params.join(", "))?;
     }
     Ok(())
-}
-
-fn with_temperature(m: &Method, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-    write!(
-        f,
-        "{} (T={})",
-        m.label(),
-        m.number("temperature").unwrap_or(1.0)
-    )
 }
 
 const LOGITS: Needs = Needs {
@@ -108,35 +108,34 @@ pub static METHODS: &[MethodDef] = &[
         label: "ODIN",
         help: "temperature-scaled MSP after an input nudge (Liang et al. 2018)",
         params: &[
-            number(
-                "temperature",
-                1000.0,
-                0.0,
-                f64::INFINITY,
-                true,
-                "softmax temperature T",
+            short(
+                "T",
+                number(
+                    "temperature",
+                    1000.0,
+                    0.0,
+                    f64::INFINITY,
+                    true,
+                    "softmax temperature T",
+                ),
             ),
-            number(
-                "epsilon",
-                0.0,
-                0.0,
-                f64::INFINITY,
-                false,
-                "input perturbation magnitude (0: none, one pass)",
+            short(
+                "eps",
+                number(
+                    "epsilon",
+                    0.0,
+                    0.0,
+                    f64::INFINITY,
+                    false,
+                    "input perturbation magnitude (0: none, one pass)",
+                ),
             ),
         ],
         needs: Needs {
             input_gradient: true,
             ..LOGITS
         },
-        describe: |m, f| {
-            write!(
-                f,
-                "ODIN (T={}, eps={})",
-                m.number("temperature").unwrap_or(0.0),
-                m.number("epsilon").unwrap_or(0.0)
-            )
-        },
+        describe: plain,
         kind: Kind::Odin,
     },
     MethodDef {
@@ -145,7 +144,7 @@ pub static METHODS: &[MethodDef] = &[
         help: "T * logsumexp(logits / T) (Liu et al. 2020)",
         params: &[TEMPERATURE],
         needs: LOGITS,
-        describe: with_temperature,
+        describe: plain,
         kind: Kind::Energy,
     },
     MethodDef {
@@ -155,6 +154,7 @@ pub static METHODS: &[MethodDef] = &[
         params: &[ParamDef {
             name: "params",
             label: "params file",
+            short: "params",
             kind: ParamKind::Path,
             help: "parameters file from tune-mahalanobis",
         }],
@@ -175,7 +175,7 @@ pub static METHODS: &[MethodDef] = &[
         help: "L1 norm of the head's gradient of the KL to uniform (Huang et al. 2021)",
         params: &[TEMPERATURE],
         needs: FEATURE_HEAD,
-        describe: with_temperature,
+        describe: plain,
         kind: Kind::GradNorm,
     },
     MethodDef {
@@ -317,6 +317,10 @@ pub static METHODS: &[MethodDef] = &[
         kind: Kind::Rmds,
     },
 ];
+
+/// The paper's methods: what `eval`, `bench` and the TUI's form run when
+/// no methods are chosen.
+pub const DEFAULT_METHODS: [&str; 5] = ["msp", "odin", "energy", "gradnorm", "maxlogit"];
 
 /// The definition of `key` (case-insensitive).
 pub fn find(key: &str) -> Option<&'static MethodDef> {

@@ -172,13 +172,7 @@ impl Scorer {
             .iter()
             .map(|m| prepare(m, &ctx))
             .collect::<Result<Vec<_>>>()?;
-        // The anatomy follows the (last) GradNorm of the run.
-        let anatomy_temperature = methods
-            .iter()
-            .rev()
-            .filter(|m| m.key() == "gradnorm")
-            .find_map(|m| m.number("temperature"))
-            .unwrap_or(1.0);
+        let anatomy_temperature = gradnorm_core::method::anatomy_temperature(methods);
         Ok(Scorer {
             methods: prepared,
             names: methods.iter().map(|m| m.name().to_string()).collect(),

@@ -55,7 +55,7 @@ pub(crate) fn method_keys(methods: &[crate::score::Method]) -> Vec<String> {
 /// GradNorm's softmax factor depends on GradNorm's temperature (1 without
 /// GradNorm); it is stored as a score under this key.
 pub(crate) fn factor_key(methods: &[crate::score::Method]) -> String {
-    match methods.iter().find(|m| m.key() == "gradnorm") {
+    match gradnorm_core::method::anatomy_gradnorm(methods).map(|i| &methods[i]) {
         Some(m) => format!(
             "softmax_term {}",
             serde_json::to_string(m).unwrap_or_default()

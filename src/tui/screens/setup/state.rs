@@ -4,6 +4,7 @@
 
 use super::params::{is_path, params_of, Param};
 use crate::tui::discover::{Candidate, Count};
+use gradnorm_core::method::registry;
 use gradnorm_core::run::{Batch, DType, DatasetSpec, Device, ImageSize, Limit, RunConfig};
 use gradnorm_engine::model::ModelSpec;
 use gradnorm_engine::score::Method;
@@ -127,11 +128,11 @@ impl SetupState {
             })
             .collect();
         let id = (!datasets.is_empty()).then_some(0);
-        let methods = gradnorm_core::method::registry::METHODS
+        let methods = registry::METHODS
             .iter()
             .filter_map(|d| Method::from_key(d.key))
             .map(|m| MethodEntry {
-                enabled: matches!(m.key(), "msp" | "odin" | "energy" | "gradnorm"),
+                enabled: registry::DEFAULT_METHODS.contains(&m.key()),
                 method: m,
             })
             .collect();
@@ -373,14 +374,8 @@ impl SetupState {
         if methods.is_empty() {
             return Err("select at least one method (Space)".into());
         }
-        if let Some(params) = methods
-            .iter()
-            .find(|m| m.key() == "mahalanobis")
-            .and_then(|m| m.path("params"))
-        {
-            if params.as_os_str().is_empty() {
-                return Err("Mahalanobis needs its parameters file (from tune-mahalanobis)".into());
-            }
+        for m in &methods {
+            m.require_paths().map_err(|e| e.0)?;
         }
         let base = self.base.clone();
         let config = RunConfig {

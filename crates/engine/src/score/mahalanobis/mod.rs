@@ -168,10 +168,6 @@ pub(crate) fn prepare(m: &super::Method, ctx: &super::Prepare) -> Result<Box<dyn
     if let (true, Some(params)) = (path.as_os_str().is_empty(), ctx.mahalanobis) {
         return Ok(Box::new(Mahalanobis::new(params.clone(), ctx.model)?));
     }
-    if path.as_os_str().is_empty() {
-        return Err(Error::Invalid(
-            "mahalanobis needs its parameters file (mahalanobis:params=FILE or --mahalanobis-params FILE, from tune-mahalanobis)".into(),
-        ));
-    }
+    m.require_paths().map_err(|e| Error::Invalid(e.0))?;
     Ok(Box::new(Mahalanobis::load(path, ctx.model)?))
 }
