@@ -322,11 +322,11 @@ fn time_engine(config: &RunConfig, given: InMemory) -> anyhow::Result<f64> {
     let mut started: Option<Instant> = None;
     let mut images = 0usize;
     let mut elapsed = 0f64;
-    let options = engine::RunOptions {
-        mahalanobis: given.mahalanobis,
-        ..engine::RunOptions::default()
-    };
-    engine::run_with(config, options, &cancel, &mut |e| match e {
+    let mut run = engine::Run::new(config.clone()).cancel(cancel);
+    if let Some(params) = given.mahalanobis {
+        run = run.mahalanobis(params);
+    }
+    run.run(&mut |e| match e {
         // The clock starts once the model is loaded and the files listed.
         Event::Started(_) => started = Some(Instant::now()),
         Event::Records { records, .. } => images += records.len(),

@@ -8,10 +8,10 @@ use gradnorm_core::run::report;
 use gradnorm_core::run::{self, RunResults};
 use gradnorm_core::run::{DatasetSpec, Event, RunConfig};
 use gradnorm_engine::demo;
-use gradnorm_engine::engine;
+use gradnorm_engine::engine::{OnStoreError, Run};
 use gradnorm_engine::model::ModelSpec;
 use gradnorm_engine::score::Method;
-use gradnorm_engine::store::{OnStoreError, Recorder, Store};
+use gradnorm_engine::store::{Recorder, Store};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -38,23 +38,17 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
 
     // The store is opened before the run, so that one that cannot be used
     // is reported before a large model loads.
-    let (handle, run_id) = if args.no_store {
-        let handle = engine::spawn_with(config, interrupts.cancel.clone());
-        (handle, None)
-    } else {
+    let mut run = Run::new(config.clone()).cancel(interrupts.cancel.clone());
+    if !args.no_store {
         let store = Store::open(&args.store)?;
         let recorder = Recorder::new(store, &config, args.shard)?;
         // A store that cannot be written stops the run (what it records is
         // the point of a long run); the error is reported after the results
         // are written.
-        let run = gradnorm_engine::store::spawn_recorder(
-            config,
-            recorder,
-            OnStoreError::Stop,
-            interrupts.cancel.clone(),
-        );
-        (run.handle, Some(run.run_id))
-    };
+        run = run.record(recorder, OnStoreError::Stop);
+    }
+    let handle = run.spawn();
+    let run_id = (!args.no_store).then(|| handle.run_id.clone());
     let mut results = RunResults::new();
     let mut progress = ProgressLine::new(std::io::stderr().is_terminal());
     let mut abandoned = false;

@@ -4,7 +4,10 @@
 //! found under checkpoints/ and dataset/.
 
 use crate::cli::UsageError;
+use gradnorm_core::run::RunConfig;
 use gradnorm_engine::demo;
+use gradnorm_engine::engine::{OnStoreError, Run};
+use gradnorm_engine::store::{self, Recorder, Store};
 use gradnorm_tui::tui::{self, discover, session, Level, SetupState};
 use std::io::IsTerminal;
 use std::path::Path;
@@ -73,11 +76,14 @@ pub fn run(config: Option<&Path>) -> anyhow::Result<ExitCode> {
         setup,
         path,
         // Every run is recorded in the run store (./runs), as `eval` does.
-        Box::new(|config| {
-            session::RunSession::from_engine(gradnorm_engine::store::spawn_recorded(
-                config,
-                gradnorm_engine::store::DEFAULT_DIR.into(),
-            ))
+        Box::new(|config: RunConfig| {
+            let recorder = Store::open(Path::new(store::DEFAULT_DIR))
+                .and_then(|s| Recorder::new(s, &config, None));
+            let run = match recorder {
+                Ok(r) => Run::new(config).record(r, OnStoreError::Notice),
+                Err(e) => Run::new(config).notice(format!("not recording this run: {e}")),
+            };
+            session::RunSession::from_engine(run.spawn())
         }),
         message,
         start,

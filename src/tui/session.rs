@@ -103,7 +103,7 @@ where
     RunSession::new(rx, cancel)
 }
 
-/// The engine on a background thread (`engine::spawn`).
+/// The engine on a background thread, unrecorded.
 pub fn engine_launcher() -> impl Launcher {
-    |config: RunConfig| RunSession::from_engine(gradnorm_engine::engine::spawn(config))
+    |config: RunConfig| RunSession::from_engine(gradnorm_engine::engine::Run::new(config).spawn())
 }

@@ -302,10 +302,9 @@ fn the_real_engine_gives_metrics_for_every_set_after_the_first_batch() {
         workers: Some("1".parse().unwrap()),
     };
     let mut events = Vec::new();
-    gradnorm_engine::engine::run(&config, &Arc::new(AtomicBool::new(false)), &mut |e| {
-        events.push(e)
-    })
-    .unwrap();
+    gradnorm_engine::engine::Run::new(config.clone())
+        .run(&mut |e| events.push(e))
+        .unwrap();
     // Everything up to the first batch's progress reports.
     let first_progress = events
         .iter()

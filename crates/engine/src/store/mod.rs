@@ -34,9 +34,7 @@ mod schema;
 
 pub use compare::{compare, Comparison, Delta};
 pub use merge::merge;
-pub use record::{
-    fingerprint, spawn_recorded, spawn_recorder, OnStoreError, RecordedRun, Recorder,
-};
+pub use record::{fingerprint, Recorder};
 
 use crate::error::{Error, Result};
 pub use gradnorm_core::run::Shard;

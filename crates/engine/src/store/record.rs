@@ -2,15 +2,14 @@
 //! "is this image known?" from earlier records.
 
 use super::{image_record, now, Store};
-use crate::engine::{self, KnownRecords, RunHandle, RunOptions};
+use crate::engine::{KnownRecords, Recording};
 use crate::error::{Error, Result};
 use gradnorm_core::run::{Event, ImageRecord, RunConfig, RunInfo, Shard};
 use rusqlite::params;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::Ordering;
 
 /// An image file's content fingerprint (the loader's, `SIZE-CRC`).
 pub fn fingerprint(path: &Path) -> Result<String> {
@@ -424,137 +423,37 @@ impl Recorder {
     }
 }
 
-/// What a recorded run does when the store cannot be written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnStoreError {
-    /// Say so (a `Notice`) and go on unrecorded: the TUI, where the run on
-    /// screen matters more than its record.
-    Notice,
-    /// Stop the run after the batch in flight and end it with the error
-    /// (`Event::Failed`): `eval`, whose long runs are made for the record.
-    Stop,
-}
-
-/// A run on the engine's thread, recorded as it goes.
-pub struct RecordedRun {
-    pub handle: RunHandle,
-    /// The run's id in the store, set once the run has started.
-    pub run_id: Arc<OnceLock<i64>>,
-}
-
-/// Runs `config` through the engine on a background thread (as
-/// `engine::spawn`), recording it into the store in `dir`. A store that
-/// cannot be opened or written is reported as a `Notice`; the run goes on.
-pub fn spawn_recorded(config: RunConfig, dir: PathBuf) -> RunHandle {
-    let cancel = Arc::new(AtomicBool::new(false));
-    engine::spawn_work(
-        cancel,
-        move |cancel: &Arc<AtomicBool>, emit: &mut dyn FnMut(Event)| {
-            let recorder = Store::open(&dir).and_then(|s| Recorder::new(s, &config, None));
-            match recorder {
-                Ok(r) => record(
-                    &config,
-                    r,
-                    OnStoreError::Notice,
-                    &OnceLock::new(),
-                    cancel,
-                    emit,
-                ),
-                Err(e) => {
-                    emit(Event::Notice(format!("not recording this run: {e}")));
-                    engine::run(&config, cancel, emit)
-                }
-            }
-        },
-    )
-}
-
-/// Runs `config` (the shard the recorder was made for) on a background
-/// thread with the caller's cancel flag, recording it through `recorder`.
-pub fn spawn_recorder(
-    config: RunConfig,
-    recorder: Recorder,
-    on_error: OnStoreError,
-    cancel: Arc<AtomicBool>,
-) -> RecordedRun {
-    let run_id = Arc::new(OnceLock::new());
-    let id = run_id.clone();
-    let handle = engine::spawn_work(
-        cancel,
-        move |cancel: &Arc<AtomicBool>, emit: &mut dyn FnMut(Event)| {
-            record(&config, recorder, on_error, &id, cancel, emit)
-        },
-    );
-    RecordedRun { handle, run_id }
-}
-
-/// One engine run with `recorder` as its source of known records and the
-/// sink of its events.
-fn record(
-    config: &RunConfig,
-    recorder: Recorder,
-    on_error: OnStoreError,
-    run_id: &OnceLock<i64>,
-    cancel: &Arc<AtomicBool>,
-    emit: &mut dyn FnMut(Event),
-) -> Result<()> {
-    let shard = recorder.shard;
-    let recorder = std::cell::RefCell::new(recorder);
-    let mut store_error: Option<Error> = None;
-    let mut known = Lookup(&recorder);
-    let options = RunOptions {
-        shard,
-        known: Some(&mut known),
-        ..RunOptions::default()
-    };
-    let result = engine::run_with(config, options, cancel, &mut |event: Event| {
-        if store_error.is_none() {
-            let mut r = recorder.borrow_mut();
-            match r.on(&event) {
-                Ok(()) => {
-                    if let Some(id) = r.run_id() {
-                        let _ = run_id.set(id);
-                    }
-                }
-                Err(e) => {
-                    match on_error {
-                        OnStoreError::Notice => {
-                            emit(Event::Notice(format!("recording stopped: {e}")));
-                        }
-                        OnStoreError::Stop => cancel.store(true, Ordering::Relaxed),
-                    }
-                    store_error = Some(e);
-                }
-            }
-        }
-        emit(event);
-    });
-    if let Err(e) = &result {
-        let _ = recorder.borrow_mut().finish("failed", Some(&e.to_string()));
+/// The store records what the engine gives it: one way to start a run is
+/// the engine's `Run`, which takes a recorder.
+impl Recording for Recorder {
+    fn on(&mut self, event: &Event) -> Result<()> {
+        Recorder::on(self, event)
     }
-    result?;
-    match store_error {
-        Some(e) if on_error == OnStoreError::Stop => Err(Error::Invalid(format!(
-            "recording the run (what was computed is in --out): {e}"
-        ))),
-        _ => Ok(()),
+
+    fn run_id(&self) -> Option<i64> {
+        Recorder::run_id(self)
+    }
+
+    fn finish(&mut self, state: &str, error: Option<&str>) -> Result<()> {
+        Recorder::finish(self, state, error)
+    }
+
+    fn shard(&self) -> Option<Shard> {
+        self.shard
     }
 }
 
-/// The engine's view of a recorder shared with the event sink.
-struct Lookup<'a>(&'a std::cell::RefCell<Recorder>);
-
-impl KnownRecords for Lookup<'_> {
+impl KnownRecords for Recorder {
     fn lookup(
         &mut self,
         dataset: usize,
         path: &Path,
         label: Option<usize>,
     ) -> Option<(String, ImageRecord)> {
-        self.0.borrow_mut().lookup(dataset, path, label)
+        Recorder::lookup(self, dataset, path, label)
     }
 
     fn scored(&mut self, path: &Path, fingerprint: String) {
-        self.0.borrow_mut().scored(path, fingerprint);
+        Recorder::scored(self, path, fingerprint);
     }
 }

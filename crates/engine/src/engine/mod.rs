@@ -1,5 +1,10 @@
 //! Runs an evaluation: datasets -> batches -> model -> scores -> events.
 //! Knows nothing of terminals; the CLI and the TUI consume its events.
+//! Every run starts through one builder, [`Run`] (start.rs).
+
+mod start;
+
+pub use start::{OnStoreError, Recording, Run, RunHandle};
 
 use crate::classes::Classes;
 use crate::data::dataset::{Dataset, DatasetKind, Item};
@@ -13,7 +18,6 @@ use gradnorm_core::run::{
     RunInfo, Setup, Shard,
 };
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -49,28 +53,20 @@ pub trait KnownRecords {
 /// How a run is carried out beyond its config: a shard of every set, and
 /// records already known (the run store's, for resume and reuse).
 #[derive(Default)]
-pub struct RunOptions<'a> {
-    pub shard: Option<Shard>,
-    pub known: Option<&'a mut dyn KnownRecords>,
+struct RunOptions<'a> {
+    shard: Option<Shard>,
+    known: Option<&'a mut dyn KnownRecords>,
     /// Mahalanobis's parameters in memory, for a `mahalanobis` given no
     /// file (bench's synthetic ones).
-    pub mahalanobis: Option<&'a crate::score::mahalanobis::MahalanobisParams>,
+    mahalanobis: Option<&'a crate::score::mahalanobis::MahalanobisParams>,
 }
 
 /// Runs `config` to the end (or until `cancel` is set), reporting through
-/// `emit`. Returns the error that stopped it, if any; a cancelled run still
-/// ends with `Event::Finished { cancelled: true, .. }`.
-pub fn run(
-    config: &RunConfig,
-    cancel: &Arc<AtomicBool>,
-    emit: &mut dyn FnMut(Event),
-) -> Result<()> {
-    run_with(config, RunOptions::default(), cancel, emit)
-}
-
-/// `run` with a shard and known records: a known image is reported in its
-/// batch, as an evaluated one, once the loader has checked its bytes.
-pub fn run_with(
+/// `emit`: a known image (`options.known`) is reported in its batch, as an
+/// evaluated one, once the loader has checked its bytes. Returns the error
+/// that stopped it, if any; a cancelled run still ends with
+/// `Event::Finished { cancelled: true, .. }`. Started through [`Run`].
+fn execute(
     config: &RunConfig,
     mut options: RunOptions,
     cancel: &Arc<AtomicBool>,
@@ -461,75 +457,6 @@ fn subsample(items: Vec<Item>, limit: Option<usize>) -> Vec<Item> {
                 .collect()
         }
         _ => items,
-    }
-}
-
-/// A run on its own thread.
-pub struct RunHandle {
-    pub events: Receiver<Event>,
-    pub cancel: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl RunHandle {
-    /// Asks the run to stop after the batch in flight; what was computed stays.
-    pub fn cancel(&self) {
-        self.cancel.store(true, Ordering::Relaxed);
-    }
-
-    /// Waits for the thread to end.
-    pub fn join(mut self) {
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-
-    pub fn is_finished(&self) -> bool {
-        self.thread.as_ref().is_none_or(|t| t.is_finished())
-    }
-}
-
-impl Drop for RunHandle {
-    fn drop(&mut self) {
-        self.cancel.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Starts `config` on a background thread; events arrive on `events`, an
-/// error arrives as `Event::Failed` (then the channel closes).
-pub fn spawn(config: RunConfig) -> RunHandle {
-    spawn_with(config, Arc::new(AtomicBool::new(false)))
-}
-
-/// [`spawn`] with a cancel flag of the caller's (e.g. set by a signal).
-pub fn spawn_with(config: RunConfig, cancel: Arc<AtomicBool>) -> RunHandle {
-    spawn_work(cancel, move |cancel, emit| run(&config, cancel, emit))
-}
-
-/// Runs `work` (an engine run with extras, e.g. the store's recording) on a
-/// background thread, as `spawn_with` does.
-pub fn spawn_work<W>(cancel: Arc<AtomicBool>, work: W) -> RunHandle
-where
-    W: FnOnce(&Arc<AtomicBool>, &mut dyn FnMut(Event)) -> Result<()> + Send + 'static,
-{
-    let (tx, rx): (Sender<Event>, Receiver<Event>) = std::sync::mpsc::channel();
-    let flag = cancel.clone();
-    let thread = std::thread::Builder::new()
-        .name("engine".into())
-        .spawn(move || {
-            let mut emit = |e: Event| {
-                let _ = tx.send(e);
-            };
-            if let Err(e) = work(&flag, &mut emit) {
-                tracing::error!("run failed: {e}");
-                let _ = tx.send(Event::Failed(e.to_string()));
-            }
-        })
-        .expect("spawning the engine thread");
-    RunHandle {
-        events: rx,
-        cancel,
-        thread: Some(thread),
     }
 }
 
