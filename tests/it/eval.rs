@@ -18,7 +18,7 @@ fn tiny(shared: &Path) -> PathBuf {
 
 /// `eval` on the CPU at size 64 of the tiny checkpoint, with `flags` and the
 /// shared ImageNet validation list as the ID set.
-fn eval_tiny(shared: &Path, flags: &[&str]) -> Command {
+pub(crate) fn eval_tiny(shared: &Path, flags: &[&str]) -> Command {
     let mut cmd = bin();
     // --no-store: these runs must compute, not reuse a store in the checkout.
     cmd.args([

@@ -7,6 +7,7 @@ mod common;
 mod bad_input;
 mod bit_model;
 mod data;
+mod defaults;
 mod demo;
 mod efficientnet;
 mod eval;

@@ -49,11 +49,11 @@ fn scores_equal_the_seeds() {
     }
     // The perturbation must matter: ODIN with eps > 0 differs from eps = 0.
     assert_ne!(out.scores[2], out.scores[3]);
-    // The GradNorm factors multiply back to the score (T = 2 is the last
-    // GradNorm, whose temperature the factors use).
+    // The GradNorm factors multiply back to the score of the GradNorm the
+    // anatomy follows: the first (T = 1; see defaults.rs).
     for i in 0..3 {
-        let product = out.softmax_term[i] * out.feature_l1[i] / 2.0;
-        assert!((product - out.scores[5][i]).abs() <= 1e-5 * out.scores[5][i]);
+        let product = out.softmax_term[i] * out.feature_l1[i] / 1.0;
+        assert!((product - out.scores[4][i]).abs() <= 1e-5 * out.scores[4][i]);
     }
 }
 

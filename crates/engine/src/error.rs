@@ -6,13 +6,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The OS error is part of the message and deliberately not a
-    /// `source`: `{:#}` would print it twice.
-    #[error("{}: {}", path.display(), io_reason(error))]
-    Io {
-        path: PathBuf,
-        error: std::io::Error,
-    },
+    /// A file that cannot be read or written, or holds bad data (the
+    /// vocabulary's errors, which name the file).
+    #[error(transparent)]
+    File(gradnorm_core::Error),
 
     #[error("{}: not a checkpoint: {reason}", path.display())]
     NotACheckpoint { path: PathBuf, reason: String },
@@ -53,9 +50,6 @@ pub enum Error {
     #[error("bad device `{0}`: {1}")]
     Device(String, String),
 
-    #[error("{}: {reason}", path.display())]
-    Data { path: PathBuf, reason: String },
-
     #[error("{0}")]
     Invalid(String),
 
@@ -68,17 +62,11 @@ pub enum Error {
 
 impl Error {
     pub fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            error,
-        }
+        Error::File(gradnorm_core::Error::io(path, error))
     }
 
     pub fn data(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
-        Error::Data {
-            path: path.into(),
-            reason: reason.into(),
-        }
+        Error::File(gradnorm_core::Error::data(path, reason))
     }
 
     /// `Ok` when `path` is a file, else a data error giving `reason` (what
@@ -94,13 +82,13 @@ impl Error {
 
 pub use gradnorm_core::error::io_reason;
 
-/// The vocabulary's errors are the engine's of the same name.
+/// The vocabulary's errors: a file's as they are, an invalid value as the
+/// engine's.
 impl From<gradnorm_core::Error> for Error {
     fn from(e: gradnorm_core::Error) -> Self {
         match e {
-            gradnorm_core::Error::Io { path, error } => Error::Io { path, error },
-            gradnorm_core::Error::Data { path, reason } => Error::Data { path, reason },
             gradnorm_core::Error::Invalid(reason) => Error::Invalid(reason),
+            file => Error::File(file),
         }
     }
 }

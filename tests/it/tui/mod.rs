@@ -8,7 +8,7 @@ mod runs;
 mod setup;
 mod snapshots;
 mod state;
-mod synthetic;
+pub(crate) mod synthetic;
 
 pub(crate) use synthetic::{enter_scratch, info, methods, run_events};
 

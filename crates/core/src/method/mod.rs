@@ -380,6 +380,25 @@ mod tests {
     }
 
     #[test]
+    fn the_default_methods_run_on_any_model_without_files() {
+        for key in registry::DEFAULT_METHODS {
+            let m = Method::from_key(key).unwrap();
+            assert!(!m.needs_fit(), "{key}");
+            assert!(m.require_paths().is_ok(), "{key}");
+        }
+    }
+
+    #[test]
+    fn a_method_without_its_file_says_which_and_how() {
+        let m = Method::from_key("mahalanobis").unwrap();
+        let e = m.require_paths().unwrap_err().0;
+        assert!(e.contains("needs --mahalanobis-params FILE"), "{e}");
+        assert!(e.contains("mahalanobis:params=FILE"), "{e}");
+        let given = Method::parse_spec("mahalanobis:params=p.safetensors", &[]).unwrap();
+        assert!(given[0].require_paths().is_ok());
+    }
+
+    #[test]
     fn serde_keeps_the_old_shape() {
         let m = Method::parse_spec("odin", &[]).unwrap().remove(0);
         let j = serde_json::to_value(&m).unwrap();
