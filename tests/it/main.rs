@@ -14,6 +14,7 @@ mod fuzz_readers;
 mod mahalanobis;
 mod methods;
 mod metrics;
+mod openood;
 mod scores;
 mod slurm;
 mod store;
