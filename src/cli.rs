@@ -239,6 +239,21 @@ pub struct EvalArgs {
     /// Run a config file (the TUI's TOML) instead of --checkpoint/--id/--ood.
     #[arg(long, conflicts_with_all = ["demo", "checkpoint", "id", "ood"])]
     pub config: Option<PathBuf>,
+    /// A benchmark's sets instead of --id/--ood, read from its own files
+    /// under --data-root: openood-imagenet (OpenOOD v1.5 ImageNet-1k: ID
+    /// imagenet; near ssb_hard, ninco; far inaturalist, textures,
+    /// openimage_o) or openood-imagenet200 (the same OOD sets).
+    #[arg(long, conflicts_with_all = ["demo", "id", "id_root", "ood", "config"], requires = "data_root")]
+    pub benchmark: Option<crate::run::Benchmark>,
+    /// The benchmark's data folder (OpenOOD's `data`: benchmark_imglist/
+    /// and images_largescale/).
+    #[arg(long, requires = "benchmark")]
+    pub data_root: Option<PathBuf>,
+    /// The convention of the printed table (and of --json's first
+    /// figures): paper (ID positive) or openood (OOD positive, scores
+    /// negated, as OpenOOD's evaluator); summary.json holds both.
+    #[arg(long, default_value = "paper")]
+    pub convention: crate::metrics::Convention,
 }
 
 #[derive(Debug, Args)]
@@ -283,6 +298,10 @@ pub struct ReportArgs {
     /// Also write plots (PNG and SVG) into DIR: score histograms, ROC curves, GradNorm's anatomy.
     #[arg(long)]
     pub plots: Option<PathBuf>,
+    /// The convention of the table: paper (ID positive) or openood (OOD
+    /// positive, scores negated, as OpenOOD's evaluator).
+    #[arg(long, default_value = "paper")]
+    pub convention: crate::metrics::Convention,
 }
 
 #[derive(Debug, Args)]

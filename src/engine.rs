@@ -82,11 +82,11 @@ pub fn run_with(
         .map_err(|e| Error::Invalid(e.to_string()))?;
     // Files first (cheap), so that a wrong path is found before a large
     // model loads.
-    let id = Dataset::open(&config.id.path, config.id.root.as_deref())?;
+    let id = crate::data::openood::open(&config.id)?;
     let oods = config
         .ood
         .iter()
-        .map(|spec| Dataset::open(&spec.path, spec.root.as_deref()))
+        .map(crate::data::openood::open)
         .collect::<Result<Vec<_>>>()?;
     let device = crate::device::open(config.device)?;
     let dtype = crate::device::dtype(config.dtype);
@@ -439,6 +439,7 @@ fn open(
             role,
             path: spec.path.clone(),
             count: items.len(),
+            group: spec.group.clone(),
         },
         items: items.into(),
     }

@@ -196,10 +196,13 @@ impl Convention {
     pub fn describe(self) -> &'static str {
         match self {
             Convention::Paper => {
-                "the paper's: ID positive; FPR95 = share of OOD accepted at 95% of ID kept;                  AUPR-In/Out = average precision with ID/OOD positive"
+                "the paper's: ID positive; FPR95 = share of OOD accepted at 95% of ID kept; \
+                 AUPR-In/Out = average precision with ID/OOD positive"
             }
             Convention::OpenOod => {
-                "OpenOOD v1.5's: OOD positive, scores negated; FPR@95 = share of ID rejected                  at 95% of OOD caught; AUPR-In/Out = trapezoidal area with ID/OOD positive"
+                "OpenOOD v1.5's: OOD positive, scores negated; \
+                 FPR@95 = share of ID rejected at 95% of OOD caught; \
+                 AUPR-In/Out = trapezoidal area with ID/OOD positive"
             }
         }
     }

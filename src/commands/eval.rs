@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     super::init_logging();
     let config = config_from_args(args)?;
+    check_listed_files(&config)?;
     check_writable(&args.out)?;
     let interrupts = interrupt::listen(|sig, n| {
         if n == 1 {
@@ -87,7 +88,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
 
     // What was computed is written even when the run stopped early.
     if results.info.is_some() {
-        run::write_run(&args.out, &results)?;
+        run::write_run_in(&args.out, &results, args.convention)?;
     }
     if let Some(msg) = &results.failed {
         anyhow::bail!("{msg}");
@@ -97,7 +98,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(code));
     }
     let summary = results
-        .summary()
+        .summary_in(args.convention)
         .ok_or_else(|| anyhow::anyhow!("the run produced no results"))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary.to_json())?);
@@ -187,10 +188,14 @@ pub fn config_from_args(args: &EvalArgs) -> Result<RunConfig, UsageError> {
         .checkpoint
         .clone()
         .ok_or_else(|| usage("eval needs --checkpoint FILE (or --demo)".into()))?;
-    let id = args.id.clone().ok_or_else(|| {
-        usage("eval needs --id PATH (a list file, an ImageFolder or a folder)".into())
-    })?;
-    if args.ood.is_empty() {
+    let id = match args.benchmark {
+        // Replaced by the benchmark's sets below.
+        Some(_) => PathBuf::new(),
+        None => args.id.clone().ok_or_else(|| {
+            usage("eval needs --id PATH (a list file, an ImageFolder or a folder)".into())
+        })?,
+    };
+    if args.ood.is_empty() && args.benchmark.is_none() {
         return Err(usage("eval needs at least one --ood NAME=PATH".into()));
     }
     let mut ood: Vec<DatasetSpec> = Vec::new();
@@ -214,11 +219,13 @@ pub fn config_from_args(args: &EvalArgs) -> Result<RunConfig, UsageError> {
             name,
             path,
             root: None,
+            format: None,
+            group: None,
         });
     }
     let methods = methods_from_args(args)?;
     let checkpoint_path = checkpoint.clone();
-    let config = RunConfig {
+    let mut config = RunConfig {
         model: ModelSpec {
             name: args.model.model.clone(),
             checkpoint: Some(checkpoint),
@@ -229,6 +236,8 @@ pub fn config_from_args(args: &EvalArgs) -> Result<RunConfig, UsageError> {
             name: "id".into(),
             path: id,
             root: args.id_root.clone(),
+            format: None,
+            group: None,
         },
         ood,
         methods,
@@ -244,8 +253,34 @@ pub fn config_from_args(args: &EvalArgs) -> Result<RunConfig, UsageError> {
         limit: args.limit,
         workers: args.workers.workers,
     };
+    if let (Some(benchmark), Some(root)) = (args.benchmark, &args.data_root) {
+        (config.id, config.ood) = benchmark.datasets(root);
+    }
     config.validate().map_err(|e| usage(e.to_string()))?;
     Ok(config)
+}
+
+/// Says, before the model loads, how many of the files the list files
+/// name are missing (OpenOOD's lists are often used with part of the
+/// images): a warning with the first few per set; an error when a set has
+/// none of its files or a list is absent (a wrong --data-root).
+fn check_listed_files(config: &RunConfig) -> anyhow::Result<()> {
+    for spec in std::iter::once(&config.id).chain(&config.ood) {
+        if spec.format != Some(crate::run::ListFormat::OpenOod) {
+            continue;
+        }
+        let Some(missing) = crate::data::openood::missing(spec, 3)? else {
+            continue;
+        };
+        if missing.missing == missing.listed {
+            anyhow::bail!(
+                "{missing}: is the images folder {} right?",
+                spec.root.as_deref().unwrap_or(Path::new(".")).display()
+            );
+        }
+        eprintln!("warning: {missing}; they will be skipped and counted");
+    }
+    Ok(())
 }
 
 /// The paper's methods, which `eval` runs when --methods is not given.

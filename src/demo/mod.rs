@@ -70,6 +70,8 @@ impl DemoData {
             name: ID_NAME.into(),
             path: self.id.clone(),
             root: None,
+            format: None,
+            group: None,
         }
     }
 
@@ -81,6 +83,8 @@ impl DemoData {
                 name: name.clone(),
                 path: path.clone(),
                 root: None,
+                format: None,
+                group: None,
             })
             .collect()
     }

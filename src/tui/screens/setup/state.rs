@@ -14,6 +14,9 @@ pub struct DatasetEntry {
     pub name: String,
     pub path: PathBuf,
     pub root: Option<PathBuf>,
+    /// A config's list format and group, kept for the run it starts.
+    pub format: Option<crate::run::ListFormat>,
+    pub group: Option<String>,
     pub count: Count,
     /// Selected as an OOD set (ignored for the entry chosen as ID).
     pub ood: bool,
@@ -122,6 +125,8 @@ impl SetupState {
                 name: c.name,
                 path: c.path,
                 root: c.root,
+                format: None,
+                group: None,
                 count: Count::Pending,
                 ood: i > 0,
             })
@@ -233,12 +238,16 @@ impl SetupState {
             .position(|d| d.path == spec.path && d.root == spec.root)
         {
             self.datasets[i].name = spec.name.clone();
+            self.datasets[i].format = spec.format;
+            self.datasets[i].group = spec.group.clone();
             return i;
         }
         self.datasets.push(DatasetEntry {
             name: spec.name.clone(),
             path: spec.path.clone(),
             root: spec.root.clone(),
+            format: spec.format,
+            group: spec.group.clone(),
             count: Count::Pending,
             ood: false,
         });
@@ -359,6 +368,8 @@ impl SetupState {
                 name: d.name.clone(),
                 path: d.path.clone(),
                 root: d.root.clone(),
+                format: d.format,
+                group: d.group.clone(),
             })
             .collect();
         if ood.is_empty() {
@@ -394,6 +405,8 @@ impl SetupState {
                 name: id.name.clone(),
                 path: id.path.clone(),
                 root: id.root.clone(),
+                format: id.format,
+                group: None,
             },
             ood,
             methods,
