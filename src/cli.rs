@@ -37,7 +37,7 @@ pub enum Command {
     /// Classify images: top-K classes, logits and ||h||_1.
     Predict(PredictArgs),
     /// Evaluate OOD detection: the paper's table, summary.json and scores.csv.
-    Eval(EvalArgs),
+    Eval(Box<EvalArgs>),
     /// AUROC, AUPR-In, AUPR-Out and FPR95 of two score files (ID positive).
     Metrics(MetricsArgs),
     /// Train the demo's small BiT on generated shapes (the committed
@@ -186,6 +186,11 @@ pub struct EvalArgs {
     /// OOD set as NAME=PATH (a folder, an ImageFolder root or a list file); repeatable.
     #[arg(long, value_name = "NAME=PATH")]
     pub ood: Vec<String>,
+    /// A group of --ood sets averaged together beside the overall average,
+    /// as OpenOOD's near and far (e.g. `--group near=scenes
+    /// --group far=textures,cifar10`); repeatable.
+    #[arg(long, value_name = "GROUP=SET,...", conflicts_with = "benchmark")]
+    pub group: Vec<String>,
     /// Comma-separated specs `KEY[:PARAM=VALUE[|VALUE...]]...`, e.g.
     /// `msp,odin:temperature=1000:epsilon=0.002,react:percentile=85|90`
     /// (alternatives are evaluated from the same pass, one row each). Keys:

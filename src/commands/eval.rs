@@ -256,6 +256,29 @@ pub fn config_from_args(args: &EvalArgs) -> Result<RunConfig, UsageError> {
     if let (Some(benchmark), Some(root)) = (args.benchmark, &args.data_root) {
         (config.id, config.ood) = benchmark.datasets(root);
     }
+    for spec in &args.group {
+        let Some((group, sets)) = spec
+            .split_once('=')
+            .filter(|(g, s)| !g.is_empty() && !s.is_empty())
+        else {
+            return Err(usage(format!(
+                "--group `{spec}`: expected GROUP=SET[,SET...]"
+            )));
+        };
+        for set in sets.split(',').map(str::trim) {
+            let ds = config
+                .ood
+                .iter_mut()
+                .find(|d| d.name == set)
+                .ok_or_else(|| usage(format!("--group `{spec}`: no OOD set is named `{set}`")))?;
+            if let Some(other) = ds.group.as_ref().filter(|g| *g != group) {
+                return Err(usage(format!(
+                    "--group `{spec}`: `{set}` is already in group `{other}`"
+                )));
+            }
+            ds.group = Some(group.to_string());
+        }
+    }
     config.validate().map_err(|e| usage(e.to_string()))?;
     Ok(config)
 }

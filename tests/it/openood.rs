@@ -516,3 +516,73 @@ fn the_tuis_metrics_table_has_a_row_per_group() {
         assert!(row.contains(&format!("(1 of {set})")), "{row}");
     }
 }
+
+#[test]
+fn p_toggles_the_tuis_metrics_between_the_conventions() {
+    use gradnorm_tui::tui::Screen;
+    let mut app = crate::tui::finished_app();
+    app.screen = Screen::Dashboard;
+    let (id, ood) = (app.results.scores(0, 0), app.results.scores(1, 0));
+    assert_eq!(
+        app.analysis.measures(0, 1),
+        Some(metrics::measures(&id, &ood))
+    );
+    crate::tui::press(&mut app, &[crate::tui::ch('p')]);
+    assert_eq!(app.convention, Convention::OpenOod);
+    assert_eq!(
+        app.analysis.measures(0, 1),
+        Some(metrics::openood_measures(&id, &ood))
+    );
+    let text = crate::tui::draw(&mut app, 120, 40);
+    assert!(text.contains("openood convention (p)"), "{text}");
+    // Fresh batches keep the convention chosen.
+    app.tick();
+    assert_eq!(app.analysis.convention, Convention::OpenOod);
+    crate::tui::press(&mut app, &[crate::tui::ch('p')]);
+    assert_eq!(
+        app.analysis.measures(0, 1),
+        Some(metrics::measures(&id, &ood))
+    );
+}
+
+#[test]
+fn group_flags_group_the_ood_sets_by_name() {
+    fn args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+        let mut v = vec![
+            "gradnorm-tui",
+            "eval",
+            "--checkpoint",
+            "c.pth",
+            "--id",
+            "id.txt",
+            "--ood",
+            "textures=t",
+            "--ood",
+            "scenes=s",
+            "--ood",
+            "cifar10=c",
+        ];
+        v.extend_from_slice(extra);
+        v
+    }
+    let config = |extra: &[&str]| {
+        use clap::Parser;
+        let cli = gradnorm_tui::cli::Cli::try_parse_from(args(extra)).unwrap();
+        let Some(gradnorm_tui::cli::Command::Eval(eval)) = cli.command else {
+            panic!("not eval")
+        };
+        gradnorm_tui::commands::eval::config_from_args(&eval)
+    };
+    let c = config(&["--group", "near=scenes", "--group", "far=textures,cifar10"]).unwrap();
+    let groups: Vec<Option<&str>> = c.ood.iter().map(|d| d.group.as_deref()).collect();
+    assert_eq!(groups, [Some("far"), Some("near"), Some("far")]);
+    common::error_saying(
+        config(&["--group", "near=sun"]),
+        &["no OOD set is named `sun`"],
+    );
+    common::error_saying(
+        config(&["--group", "near=scenes", "--group", "far=scenes"]),
+        &["already in group `near`"],
+    );
+    common::error_saying(config(&["--group", "near"]), &["GROUP=SET"]);
+}

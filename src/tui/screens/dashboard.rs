@@ -449,7 +449,12 @@ pub fn uncertainty(app: &App) -> Option<Line<'static>> {
         app.analysis.sorted(d, app.method).len(),
     );
     let se_auroc = analysis::auroc_se(m.auroc, n_id, n_ood);
-    let se_fpr = analysis::rate_se(m.fpr95, n_ood);
+    // The paper's FPR95 is a share of the OOD images, OpenOOD's of the ID.
+    let n_fpr = match app.analysis.convention {
+        crate::metrics::Convention::Paper => n_ood,
+        crate::metrics::Convention::OpenOod => n_id,
+    };
+    let se_fpr = analysis::rate_se(m.fpr95, n_fpr);
     // NaN (no images) or narrow: nothing to warn of.
     if se_auroc.max(se_fpr).is_nan() || se_auroc.max(se_fpr) < 0.005 {
         return None;
@@ -469,8 +474,12 @@ pub fn uncertainty(app: &App) -> Option<Line<'static>> {
 }
 
 fn render_table(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
+    let title = match app.analysis.convention {
+        crate::metrics::Convention::Paper => " Metrics (%) ".to_string(),
+        c => format!(" Metrics (%) · {c} convention (p) "),
+    };
     let mut block = Block::bordered()
-        .title(Span::styled(" Metrics (%) ", theme::title()))
+        .title(Span::styled(title, theme::title()))
         .title(Span::styled(
             " * best · ↑↓ method · ←→ OOD set · Enter: misdetections ",
             theme::dim(),
