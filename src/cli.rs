@@ -37,7 +37,7 @@ pub enum Command {
     /// Classify images: top-K classes, logits and ||h||_1.
     Predict(PredictArgs),
     /// Evaluate OOD detection: the paper's table, summary.json and scores.csv.
-    Eval(EvalArgs),
+    Eval(Box<EvalArgs>),
     /// AUROC, AUPR-In, AUPR-Out and FPR95 of two score files (ID positive).
     Metrics(MetricsArgs),
     /// Train the demo's small BiT on generated shapes (the committed
@@ -189,6 +189,11 @@ pub struct EvalArgs {
     /// OOD set as NAME=PATH (a folder, an ImageFolder root or a list file); repeatable.
     #[arg(long, value_name = "NAME=PATH")]
     pub ood: Vec<String>,
+    /// A group of --ood sets averaged together beside the overall average,
+    /// as OpenOOD's near and far (e.g. `--group near=scenes
+    /// --group far=textures,cifar10`); repeatable.
+    #[arg(long, value_name = "GROUP=SET,...", conflicts_with = "benchmark")]
+    pub group: Vec<String>,
     /// Comma-separated specs `KEY[:PARAM=VALUE[|VALUE...]]...`, e.g.
     /// `msp,odin:temperature=1000:epsilon=0.002,react:percentile=85|90`
     /// (alternatives are evaluated from the same pass, one row each). Keys:
@@ -244,6 +249,21 @@ pub struct EvalArgs {
     /// Run a config file (the TUI's TOML) instead of --checkpoint/--id/--ood.
     #[arg(long, conflicts_with_all = ["demo", "checkpoint", "id", "ood"])]
     pub config: Option<PathBuf>,
+    /// A benchmark's sets instead of --id/--ood, read from its own files
+    /// under --data-root: openood-imagenet (OpenOOD v1.5 ImageNet-1k: ID
+    /// imagenet; near ssb_hard, ninco; far inaturalist, textures,
+    /// openimage_o) or openood-imagenet200 (the same OOD sets).
+    #[arg(long, conflicts_with_all = ["demo", "id", "id_root", "ood", "config"], requires = "data_root")]
+    pub benchmark: Option<gradnorm_core::run::Benchmark>,
+    /// The benchmark's data folder (OpenOOD's `data`: benchmark_imglist/
+    /// and images_largescale/).
+    #[arg(long, requires = "benchmark")]
+    pub data_root: Option<PathBuf>,
+    /// The convention of the printed table (and of --json's first
+    /// figures): paper (ID positive) or openood (OOD positive, scores
+    /// negated, as OpenOOD's evaluator); summary.json holds both.
+    #[arg(long, default_value = "paper")]
+    pub convention: gradnorm_core::metrics::Convention,
 }
 
 #[derive(Debug, Args)]
@@ -288,6 +308,10 @@ pub struct ReportArgs {
     /// Also write plots (PNG and SVG) into DIR: score histograms, ROC curves, GradNorm's anatomy.
     #[arg(long)]
     pub plots: Option<PathBuf>,
+    /// The convention of the table: paper (ID positive) or openood (OOD
+    /// positive, scores negated, as OpenOOD's evaluator).
+    #[arg(long, default_value = "paper")]
+    pub convention: gradnorm_core::metrics::Convention,
 }
 
 #[derive(Debug, Args)]

@@ -110,6 +110,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
                 name: "bench".into(),
                 path: source,
                 root: None,
+                format: None,
+                group: None,
             },
             ood: Vec::new(),
             methods: methods.clone(),

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     super::init_logging();
     let config = config_from_args(args)?;
+    check_listed_files(&config)?;
     check_writable(&args.out)?;
     let interrupts = interrupt::listen(|sig, n| {
         if n == 1 {
@@ -81,7 +82,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
 
     // What was computed is written even when the run stopped early.
     if results.info.is_some() {
-        run::write_run(&args.out, &results)?;
+        run::write_run_in(&args.out, &results, args.convention)?;
     }
     if let Some(msg) = &results.failed {
         anyhow::bail!("{msg}");
@@ -91,7 +92,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(code));
     }
     let summary = results
-        .summary()
+        .summary_in(args.convention)
         .ok_or_else(|| anyhow::anyhow!("the run produced no results"))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary.to_json())?);
@@ -181,10 +182,14 @@ pub fn config_from_args(args: &EvalArgs) -> Result<RunConfig, UsageError> {
         .checkpoint
         .clone()
         .ok_or_else(|| usage("eval needs --checkpoint FILE (or --demo)".into()))?;
-    let id = args.id.clone().ok_or_else(|| {
-        usage("eval needs --id PATH (a list file, an ImageFolder or a folder)".into())
-    })?;
-    if args.ood.is_empty() {
+    let id = match args.benchmark {
+        // Replaced by the benchmark's sets below.
+        Some(_) => PathBuf::new(),
+        None => args.id.clone().ok_or_else(|| {
+            usage("eval needs --id PATH (a list file, an ImageFolder or a folder)".into())
+        })?,
+    };
+    if args.ood.is_empty() && args.benchmark.is_none() {
         return Err(usage("eval needs at least one --ood NAME=PATH".into()));
     }
     let mut ood: Vec<DatasetSpec> = Vec::new();
@@ -208,11 +213,13 @@ pub fn config_from_args(args: &EvalArgs) -> Result<RunConfig, UsageError> {
             name,
             path,
             root: None,
+            format: None,
+            group: None,
         });
     }
     let methods = methods_from_args(args)?;
     let checkpoint_path = checkpoint.clone();
-    let config = RunConfig {
+    let mut config = RunConfig {
         model: ModelSpec {
             name: args.model.model.clone(),
             checkpoint: Some(checkpoint),
@@ -223,6 +230,8 @@ pub fn config_from_args(args: &EvalArgs) -> Result<RunConfig, UsageError> {
             name: "id".into(),
             path: id,
             root: args.id_root.clone(),
+            format: None,
+            group: None,
         },
         ood,
         methods,
@@ -238,8 +247,57 @@ pub fn config_from_args(args: &EvalArgs) -> Result<RunConfig, UsageError> {
         limit: args.limit,
         workers: args.workers.workers,
     };
+    if let (Some(benchmark), Some(root)) = (args.benchmark, &args.data_root) {
+        (config.id, config.ood) = benchmark.datasets(root);
+    }
+    for spec in &args.group {
+        let Some((group, sets)) = spec
+            .split_once('=')
+            .filter(|(g, s)| !g.is_empty() && !s.is_empty())
+        else {
+            return Err(usage(format!(
+                "--group `{spec}`: expected GROUP=SET[,SET...]"
+            )));
+        };
+        for set in sets.split(',').map(str::trim) {
+            let ds = config
+                .ood
+                .iter_mut()
+                .find(|d| d.name == set)
+                .ok_or_else(|| usage(format!("--group `{spec}`: no OOD set is named `{set}`")))?;
+            if let Some(other) = ds.group.as_ref().filter(|g| *g != group) {
+                return Err(usage(format!(
+                    "--group `{spec}`: `{set}` is already in group `{other}`"
+                )));
+            }
+            ds.group = Some(group.to_string());
+        }
+    }
     config.validate().map_err(|e| usage(e.to_string()))?;
     Ok(config)
+}
+
+/// Says, before the model loads, how many of the files the list files
+/// name are missing (OpenOOD's lists are often used with part of the
+/// images): a warning with the first few per set; an error when a set has
+/// none of its files or a list is absent (a wrong --data-root).
+fn check_listed_files(config: &RunConfig) -> anyhow::Result<()> {
+    for spec in std::iter::once(&config.id).chain(&config.ood) {
+        if spec.format != Some(gradnorm_core::run::ListFormat::OpenOod) {
+            continue;
+        }
+        let Some(missing) = gradnorm_engine::data::openood::missing(spec, 3)? else {
+            continue;
+        };
+        if missing.missing == missing.listed {
+            anyhow::bail!(
+                "{missing}: is the images folder {} right?",
+                spec.root.as_deref().unwrap_or(Path::new(".")).display()
+            );
+        }
+        eprintln!("warning: {missing}; they will be skipped and counted");
+    }
+    Ok(())
 }
 
 /// The methods of --methods, else the registry's defaults, with the legacy
@@ -417,5 +475,46 @@ fn demo_size(checkpoint: &Path) -> Result<Option<gradnorm_core::run::ImageSize>,
                 .map_err(|e| UsageError(e.to_string()))
         }
         None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn group_flags_group_the_ood_sets_by_name() {
+        fn args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+            let mut v = vec![
+                "gradnorm-tui",
+                "eval",
+                "--checkpoint",
+                "c.pth",
+                "--id",
+                "id.txt",
+                "--ood",
+                "textures=t",
+                "--ood",
+                "scenes=s",
+                "--ood",
+                "cifar10=c",
+            ];
+            v.extend_from_slice(extra);
+            v
+        }
+        let config = |extra: &[&str]| {
+            use clap::Parser;
+            let cli = crate::cli::Cli::try_parse_from(args(extra)).unwrap();
+            let Some(crate::cli::Command::Eval(eval)) = cli.command else {
+                panic!("not eval")
+            };
+            super::config_from_args(&eval)
+        };
+        let c = config(&["--group", "near=scenes", "--group", "far=textures,cifar10"]).unwrap();
+        let groups: Vec<Option<&str>> = c.ood.iter().map(|d| d.group.as_deref()).collect();
+        assert_eq!(groups, [Some("far"), Some("near"), Some("far")]);
+        let error = |extra: &[&str]| config(extra).unwrap_err().to_string();
+        assert!(error(&["--group", "near=sun"]).contains("no OOD set is named `sun`"));
+        assert!(error(&["--group", "near=scenes", "--group", "far=scenes"])
+            .contains("already in group `near`"));
+        assert!(error(&["--group", "near"]).contains("GROUP=SET"));
     }
 }

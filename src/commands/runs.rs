@@ -104,13 +104,13 @@ pub fn report(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     let store = Store::open_existing(&args.store)?;
     let a = store.resolve(&args.ids[0])?;
     let results = store.load(a)?;
-    let summary = summary_of(&results, a)?;
+    let summary = summary_of(&results, a, args.convention)?;
     if let Some(second) = args.ids.get(1) {
         if args.scores.is_some() || args.plots.is_some() {
             return Err(UsageError("--scores and --plots take one run".into()).into());
         }
         let b = store.resolve(second)?;
-        let other = summary_of(&store.load(b)?, b)?;
+        let other = summary_of(&store.load(b)?, b, args.convention)?;
         let c = store::compare(&summary, &other);
         print!("{}", export::comparison(&c, a, b, args.format));
         return Ok(ExitCode::SUCCESS);
@@ -131,8 +131,12 @@ pub fn report(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn summary_of(results: &RunResults, id: i64) -> anyhow::Result<gradnorm_core::run::Summary> {
-    results.summary().ok_or_else(|| {
+fn summary_of(
+    results: &RunResults,
+    id: i64,
+    convention: gradnorm_core::metrics::Convention,
+) -> anyhow::Result<gradnorm_core::run::Summary> {
+    results.summary_in(convention).ok_or_else(|| {
         anyhow::anyhow!(
             "run {id} has no results (it failed before starting: {})",
             results.failed.as_deref().unwrap_or("no reason recorded")

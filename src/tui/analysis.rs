@@ -26,6 +26,8 @@ pub struct Snapshot {
     pub temperature: f64,
     /// Which run of the session this is (stale analyses are dropped).
     pub generation: u64,
+    /// The convention of the measures.
+    pub convention: metrics::Convention,
 }
 
 impl Snapshot {
@@ -87,6 +89,8 @@ pub struct Analysis {
     pub factor_auroc: Vec<[Option<f64>; 2]>,
     pub temperature: f64,
     pub generation: u64,
+    /// The convention of `measures` and `average`.
+    pub convention: metrics::Convention,
     /// How long computing this took (the app spaces refreshes by it).
     pub compute_secs: f64,
 }
@@ -117,7 +121,7 @@ impl Analysis {
             for m in 0..n_methods {
                 let (id, ood) = (&sorted[0][m], &sorted[d][m]);
                 if !id.is_empty() && !ood.is_empty() {
-                    measures[m][d] = Some(metrics::measures(id, ood));
+                    measures[m][d] = Some(snap.convention.measures(id, ood));
                     points[m][d] = Some(metrics::operating_point(id, ood, TPR));
                 }
             }
@@ -151,6 +155,7 @@ impl Analysis {
             factor_auroc,
             temperature: snap.temperature,
             generation: snap.generation,
+            convention: snap.convention,
             compute_secs: start.elapsed().as_secs_f64(),
         }
     }

@@ -122,6 +122,8 @@ pub enum Action {
     AroundThreshold,
     /// Dashboard: the histogram on a log axis, or back.
     LogScale,
+    /// Dashboard: the metrics in OpenOOD's convention, or the paper's.
+    ToggleConvention,
     /// Browser: search the file names (`/`).
     Search,
     /// Browser: go to an image by its number in the list.
@@ -269,6 +271,7 @@ pub static KEYMAP: &[Binding] = &[
     b(M::Dashboard, &[c('t')], A::ThresholdReset, "t", "", "back to the 95%-TPR threshold", Help),
     b(M::Dashboard, &[c('v')], A::AroundThreshold, "v", "view", "browse the images just around the threshold", Always),
     b(M::Dashboard, &[c('L')], A::LogScale, "L", "", "log axis for the histogram (for GradNorm's wide range)", Help),
+    b(M::Dashboard, &[c('p')], A::ToggleConvention, "p", "", "metrics in OpenOOD's convention (OOD positive) or the paper's", Help),
     // Anatomy
     b(M::Anatomy, &[k(K::Left), c('h'), k(K::Up), c('k')], A::PrevOod, "←→", "OOD set", "OOD set", Always),
     b(M::Anatomy, &[k(K::Right), c('l'), k(K::Down), c('j')], A::NextOod, "→", "", "", Help),

@@ -15,6 +15,7 @@ mod fuzz_readers;
 mod mahalanobis;
 mod methods;
 mod metrics;
+mod openood;
 mod scores;
 mod slurm;
 mod store;

@@ -21,6 +21,8 @@ fn config(batch: &str) -> RunConfig {
         name: d.name.clone(),
         path: d.path.clone(),
         root: None,
+        format: None,
+        group: d.group.clone(),
     };
     RunConfig {
         model: ModelSpec {

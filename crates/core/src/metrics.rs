@@ -162,6 +162,182 @@ pub fn measures_f32(id: &[f32], ood: &[f32]) -> Measures {
     measures(&id, &ood)
 }
 
+/// Which class a figure counts as positive, and so what FPR95 and the two
+/// AUPRs mean. The one place that decides it: everything that shows or
+/// stores measures asks [`Convention::measures`].
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+pub enum Convention {
+    /// The paper's (the seed's `get_measures`): ID positive; FPR95 is the
+    /// share of OOD images accepted when 95% of ID images are kept; AUPRs
+    /// are average precision.
+    #[default]
+    #[serde(rename = "paper")]
+    Paper,
+    /// OpenOOD v1.5's (`auc_and_fpr_recall`): OOD positive with the scores
+    /// negated; FPR@95 is the share of ID images rejected when 95% of OOD
+    /// images are caught; AUPRs are trapezoidal areas.
+    #[serde(rename = "openood")]
+    OpenOod,
+}
+
+impl Convention {
+    pub const ALL: [Convention; 2] = [Convention::Paper, Convention::OpenOod];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Convention::Paper => "paper",
+            Convention::OpenOod => "openood",
+        }
+    }
+
+    /// What its figures mean, in a line (tables, summary.json, help).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Convention::Paper => {
+                "the paper's: ID positive; FPR95 = share of OOD accepted at 95% of ID kept; \
+                 AUPR-In/Out = average precision with ID/OOD positive"
+            }
+            Convention::OpenOod => {
+                "OpenOOD v1.5's: OOD positive, scores negated; \
+                 FPR@95 = share of ID rejected at 95% of OOD caught; \
+                 AUPR-In/Out = trapezoidal area with ID/OOD positive"
+            }
+        }
+    }
+
+    /// The other one (the TUI's toggle).
+    pub fn toggled(self) -> Convention {
+        match self {
+            Convention::Paper => Convention::OpenOod,
+            Convention::OpenOod => Convention::Paper,
+        }
+    }
+
+    /// The four figures of `id` against `ood` (higher scores = more ID).
+    /// Both slices must be non-empty.
+    pub fn measures(self, id: &[f64], ood: &[f64]) -> Measures {
+        match self {
+            Convention::Paper => measures(id, ood),
+            Convention::OpenOod => openood_measures(id, ood),
+        }
+    }
+}
+
+impl std::str::FromStr for Convention {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "paper" => Ok(Convention::Paper),
+            "openood" => Ok(Convention::OpenOod),
+            _ => Err(format!("`{s}`: expected paper or openood")),
+        }
+    }
+}
+
+impl std::fmt::Display for Convention {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// scikit-learn's `roc_curve` with `drop_intermediate=True` (its default,
+/// which OpenOOD keeps): the points of [`curve`] that are not the middle of
+/// equal steps, after a leading (0, 0). Counts, not rates.
+fn roc_counts_dropped(c: &Curve) -> Vec<(f64, f64)> {
+    let n = c.tps.len();
+    let keep = |i: usize| {
+        if n <= 2 || i == 0 || i + 1 == n {
+            return true;
+        }
+        // np.diff(x, 2) at i - 1: exact on whole counts.
+        let second = |x: &[f64]| x[i + 1] - 2.0 * x[i] + x[i - 1];
+        second(&c.fps) != 0.0 || second(&c.tps) != 0.0
+    };
+    let mut out = vec![(0.0, 0.0)];
+    out.extend((0..n).filter(|&i| keep(i)).map(|i| (c.fps[i], c.tps[i])));
+    out
+}
+
+/// `sklearn.metrics.auc(recall, precision)` over `precision_recall_curve`
+/// with `pos` positive: the trapezoidal area from (recall 0, precision 1)
+/// through every distinct threshold, highest first.
+fn pr_area(pos: &[f64], neg: &[f64]) -> f64 {
+    let c = curve(pos, neg);
+    let total = *c.tps.last().unwrap_or(&0.0);
+    let (mut area, mut prev_r, mut prev_p) = (0f64, 0f64, 1f64);
+    for (tp, fp) in c.tps.iter().zip(&c.fps) {
+        let recall = if total == 0.0 { 1.0 } else { tp / total };
+        let predicted = tp + fp;
+        let precision = if predicted == 0.0 {
+            0.0
+        } else {
+            tp / predicted
+        };
+        area += (recall - prev_r) * (precision + prev_p) / 2.0;
+        prev_r = recall;
+        prev_p = precision;
+    }
+    area
+}
+
+/// OpenOOD v1.5's `auc_and_fpr_recall(conf, label, 0.95)` for one ID and
+/// one OOD set: OOD is the positive class and the scores are negated;
+/// AUROC and FPR@95 come from the ROC curve (FPR at the first point whose
+/// TPR reaches 0.95), AUPR-In (ID positive, scores as they are) and
+/// AUPR-Out (OOD positive, negated) are trapezoidal areas under the
+/// precision-recall curves. Both slices must be non-empty.
+pub fn openood_measures(id: &[f64], ood: &[f64]) -> Measures {
+    let neg_id: Vec<f64> = id.iter().map(|s| -s).collect();
+    let neg_ood: Vec<f64> = ood.iter().map(|s| -s).collect();
+    let roc = roc_counts_dropped(&curve(&neg_ood, &neg_id));
+    let (fps_total, tps_total) = *roc.last().unwrap_or(&(0.0, 0.0));
+    let rates: Vec<(f64, f64)> = roc
+        .iter()
+        .map(|(fp, tp)| (fp / fps_total, tp / tps_total))
+        .collect();
+    let mut auroc = 0f64;
+    for w in rates.windows(2) {
+        auroc += (w[1].0 - w[0].0) * (w[1].1 + w[0].1) / 2.0;
+    }
+    // np.argmax of an all-false mask is 0.
+    let fpr95 = rates
+        .iter()
+        .find(|(_, tpr)| *tpr >= 0.95)
+        .unwrap_or(&rates[0])
+        .0;
+    Measures {
+        auroc,
+        aupr_in: pr_area(id, ood),
+        aupr_out: pr_area(&neg_ood, &neg_id),
+        fpr95,
+    }
+}
+
+/// `openood_measures` for f32 scores (converted exactly).
+pub fn openood_measures_f32(id: &[f32], ood: &[f32]) -> Measures {
+    let id: Vec<f64> = id.iter().map(|&s| s as f64).collect();
+    let ood: Vec<f64> = ood.iter().map(|&s| s as f64).collect();
+    openood_measures(&id, &ood)
+}
+
+/// The mean of each figure over several sets (OpenOOD's near/far rows and
+/// the overall average); none for no sets.
+pub fn mean(all: &[Measures]) -> Option<Measures> {
+    if all.is_empty() {
+        return None;
+    }
+    let n = all.len() as f64;
+    let avg = |f: fn(&Measures) -> f64| all.iter().map(f).sum::<f64>() / n;
+    Some(Measures {
+        auroc: avg(|m| m.auroc),
+        aupr_in: avg(|m| m.aupr_in),
+        aupr_out: avg(|m| m.aupr_out),
+        fpr95: avg(|m| m.fpr95),
+    })
+}
+
 /// Counts of `values` in `bins` equal bins over [lo, hi]; values outside
 /// are clamped into the end bins, non-finite values are ignored.
 pub fn histogram(values: &[f64], lo: f64, hi: f64, bins: usize) -> Vec<u64> {
@@ -212,6 +388,23 @@ mod tests {
     fn ties_count_half() {
         assert_eq!(auroc(&[1.0], &[1.0]), 0.5);
         assert_eq!(auroc(&[1.0, 2.0], &[1.0]), 0.75);
+    }
+
+    #[test]
+    fn openood_counts_ood_positive() {
+        // Separated sets agree across conventions; inverted ones differ in
+        // FPR95 only by which set is rejected.
+        let m = openood_measures(&[3.0, 4.0], &[1.0, 2.0]);
+        assert_eq!((m.auroc, m.fpr95), (1.0, 0.0));
+        assert_eq!((m.aupr_in, m.aupr_out), (1.0, 1.0));
+        let m = Convention::OpenOod.measures(&[1.0, 2.0], &[3.0, 4.0]);
+        assert_eq!((m.auroc, m.fpr95), (0.0, 1.0));
+        assert_eq!("OpenOOD".parse::<Convention>(), Ok(Convention::OpenOod));
+        assert_eq!(Convention::Paper.toggled(), Convention::OpenOod);
+        assert!("x"
+            .parse::<Convention>()
+            .unwrap_err()
+            .contains("paper or openood"));
     }
 
     #[test]

@@ -241,6 +241,7 @@ impl App {
             Action::ThresholdDown => self.move_threshold(-1),
             Action::ThresholdReset => self.threshold = None,
             Action::LogScale => self.log_scale = !self.log_scale,
+            Action::ToggleConvention => self.toggle_convention(),
             Action::AroundThreshold => self.browse_threshold(),
             a => match self.screen {
                 Screen::Setup => {

@@ -142,6 +142,8 @@ pub struct App {
     pub should_quit: bool,
     /// The dashboard's histogram on a log axis.
     pub(crate) log_scale: bool,
+    /// The convention of the metrics table (`p` toggles it).
+    pub convention: gradnorm_core::metrics::Convention,
     /// Draw without colours (`NO_COLOR` set).
     pub no_color: bool,
     /// First line of the help overlay in view.
@@ -195,6 +197,7 @@ impl App {
             help_scroll: 0,
             no_color: false,
             log_scale: false,
+            convention: gradnorm_core::metrics::Convention::default(),
             dirty: true,
             run: None,
             launcher,
@@ -461,7 +464,7 @@ impl App {
     /// by handing a snapshot to the worker at most every `REFRESH`.
     pub fn refresh_analysis(&mut self, now: bool) {
         if let Some(a) = self.analyzer.as_mut().and_then(Analyzer::poll) {
-            if a.generation == self.generation {
+            if a.generation == self.generation && a.convention == self.convention {
                 self.install(a);
             }
         }
@@ -484,6 +487,7 @@ impl App {
         }
         let mut snap = Snapshot::of(&self.results);
         snap.generation = self.generation;
+        snap.convention = self.convention;
         self.submitted = wanted;
         match self.analyzer.as_mut() {
             Some(an) if !inline => {
@@ -495,6 +499,19 @@ impl App {
                 self.install(a);
             }
         }
+    }
+
+    /// The metrics in the other convention, recomputed at once (an
+    /// analysis in flight in the old one is dropped when it arrives).
+    pub fn toggle_convention(&mut self) {
+        self.convention = self.convention.toggled();
+        if self.results.info.is_some() {
+            let mut snap = Snapshot::of(&self.results);
+            snap.generation = self.generation;
+            snap.convention = self.convention;
+            self.install(Analysis::compute(&snap));
+        }
+        self.dirty = true;
     }
 
     fn install(&mut self, a: Analysis) {

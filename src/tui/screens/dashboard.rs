@@ -28,7 +28,10 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         (n_sets + 3).clamp(5, 9)
     };
     // One more line for the uncertainty while it is wide.
-    let table_h = (info.methods.len() as u16 + 4 + u16::from(uncertainty(app).is_some()))
+    let table_h = (info.methods.len() as u16
+        + 4
+        + u16::from(uncertainty(app).is_some())
+        + group_rows(app, &info).len() as u16)
         .min(area.height / 2);
     let [top, chart, table] = Layout::vertical([
         Constraint::Length(top_h),
@@ -390,6 +393,54 @@ fn measures_of(a: &Analysis, m: usize, group: Option<usize>) -> Option<Measures>
     }
 }
 
+/// A row per group of OOD sets (OpenOOD's near and far): the selected
+/// method's mean over the group's sets that have figures.
+pub fn group_rows(app: &App, info: &RunInfo) -> Vec<Line<'static>> {
+    let Some(method) = info.methods.get(app.method) else {
+        return Vec::new();
+    };
+    gradnorm_core::run::dataset_groups(&info.datasets)
+        .into_iter()
+        .map(|(group, sets)| {
+            let all: Vec<Measures> = sets
+                .iter()
+                .filter_map(|&d| app.analysis.measures(app.method, d))
+                .collect();
+            let figures = match gradnorm_core::metrics::mean(&all) {
+                Some(m) => COLUMNS
+                    .iter()
+                    .enumerate()
+                    .map(|(c, (name, _, _))| format!("{name} {}", theme::pct(column(&m, c))))
+                    .collect::<Vec<_>>()
+                    .join(" · "),
+                None => "-".into(),
+            };
+            let names: Vec<&str> = sets
+                .iter()
+                .map(|&d| info.datasets[d].name.as_str())
+                .collect();
+            Line::from(vec![
+                Span::styled(
+                    format!(
+                        "  {:<w$}",
+                        theme::fit(
+                            &gradnorm_core::run::report::group_column(&group),
+                            METHOD_W - 2
+                        ),
+                        w = METHOD_W - 2
+                    ),
+                    Style::new().add_modifier(Modifier::BOLD),
+                ),
+                Span::raw(format!(" {}: {figures} ", method.label())),
+                Span::styled(
+                    format!("({} of {})", all.len(), names.join(", ")),
+                    theme::dim(),
+                ),
+            ])
+        })
+        .collect()
+}
+
 /// The selected method's AUROC and FPR95 against the OOD set in view with
 /// one standard error each, while that error is at least 0.5 points (few
 /// images in): the numbers above are estimates until then.
@@ -401,7 +452,12 @@ pub fn uncertainty(app: &App) -> Option<Line<'static>> {
         app.analysis.sorted(d, app.method).len(),
     );
     let se_auroc = analysis::auroc_se(m.auroc, n_id, n_ood);
-    let se_fpr = analysis::rate_se(m.fpr95, n_ood);
+    // The paper's FPR95 is a share of the OOD images, OpenOOD's of the ID.
+    let n_fpr = match app.analysis.convention {
+        gradnorm_core::metrics::Convention::Paper => n_ood,
+        gradnorm_core::metrics::Convention::OpenOod => n_id,
+    };
+    let se_fpr = analysis::rate_se(m.fpr95, n_fpr);
     // NaN (no images) or narrow: nothing to warn of.
     if se_auroc.max(se_fpr).is_nan() || se_auroc.max(se_fpr) < 0.005 {
         return None;
@@ -421,8 +477,12 @@ pub fn uncertainty(app: &App) -> Option<Line<'static>> {
 }
 
 fn render_table(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
+    let title = match app.analysis.convention {
+        gradnorm_core::metrics::Convention::Paper => " Metrics (%) ".to_string(),
+        c => format!(" Metrics (%) · {c} convention (p) "),
+    };
     let mut block = Block::bordered()
-        .title(Span::styled(" Metrics (%) ", theme::title()))
+        .title(Span::styled(title, theme::title()))
         .title(Span::styled(
             " * best · ↑↓ method · ←→ OOD set · Enter: misdetections ",
             theme::dim(),
@@ -512,6 +572,7 @@ fn render_table(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
             line
         });
     }
+    lines.extend(group_rows(app, info));
     lines.extend(uncertainty(app));
     Paragraph::new(lines).render(inner, buf);
     // Clicks: a method's row selects it, a set's name shows that set.

@@ -103,6 +103,7 @@ pub(crate) fn info() -> Arc<RunInfo> {
                 role,
                 path: path.into(),
                 count,
+                group: None,
             })
             .collect(),
         methods: methods(),

@@ -24,6 +24,29 @@ pub struct DatasetSpec {
     /// (default: the list file's folder).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<PathBuf>,
+    /// How a list file's lines read (default: ours, `path label`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<ListFormat>,
+    /// The group an OOD set is averaged in beside the overall average
+    /// (OpenOOD's `near` and `far`; any name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+/// The line format of a list file.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+pub enum ListFormat {
+    /// Ours: `relative/path label`, split at the last whitespace.
+    #[default]
+    #[serde(rename = "plain")]
+    Plain,
+    /// OpenOOD's image lists (`benchmark_imglist/...`): `relative/path
+    /// extra`, split at the first space as its ImglistDataset does; the
+    /// extra is a label, negative for OOD images.
+    #[serde(rename = "openood")]
+    OpenOod,
 }
 
 /// Everything an evaluation needs; `eval`, the TUI and the config file share it.
@@ -106,6 +129,22 @@ impl RunConfig {
                     reason: format!("dataset `{}` has an empty path", ds.name),
                 });
             }
+        }
+        if self.id.group.is_some() {
+            return Err(ConfigError {
+                field: "id.group",
+                reason: "the ID set is in no group (groups are of OOD sets)".into(),
+            });
+        }
+        if let Some(ds) = self
+            .ood
+            .iter()
+            .find(|d| d.group.as_ref().is_some_and(|g| g.trim().is_empty()))
+        {
+            return Err(ConfigError {
+                field: "ood.group",
+                reason: format!("dataset `{}` has an empty group name", ds.name),
+            });
         }
         for (i, ds) in self.ood.iter().enumerate() {
             if self.ood[..i].iter().any(|o| o.name == ds.name) || ds.name == self.id.name {

@@ -20,6 +20,9 @@ pub struct DatasetInfo {
     pub path: PathBuf,
     /// Images to evaluate (after --limit).
     pub count: usize,
+    /// The group of an OOD set (`DatasetSpec::group`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 /// Where and how the model ran: its weights file, the device, the precision

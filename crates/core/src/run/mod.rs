@@ -3,6 +3,7 @@
 //! and how it is printed (report). The engine produces these; the TUI, the
 //! commands and the store consume them.
 
+pub mod benchmark;
 mod config;
 mod event;
 pub mod file;
@@ -11,9 +12,10 @@ pub mod report;
 mod results;
 mod shard;
 
+pub use benchmark::Benchmark;
 pub use config::{
-    check_batch_bytes, Batch, ConfigError, DType, DatasetSpec, Device, ImageSize, Limit, RunConfig,
-    ValueError, Workers,
+    check_batch_bytes, Batch, ConfigError, DType, DatasetSpec, Device, ImageSize, Limit,
+    ListFormat, RunConfig, ValueError, Workers,
 };
 pub use event::{DatasetInfo, Event, ImageRecord, Progress, Role, RunInfo, Setup};
 pub use model::{

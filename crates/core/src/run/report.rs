@@ -14,6 +14,7 @@ pub fn paper_table(summary: &Summary) -> String {
         .collect();
     let mut header = vec!["method".to_string()];
     header.extend(oods.iter().map(|s| s.to_string()));
+    header.extend(summary.groups.iter().map(|g| group_column(&g.name)));
     header.push("average".into());
     let mut rows = vec![header];
     for m in &summary.methods {
@@ -27,6 +28,15 @@ pub fn paper_table(summary: &Summary) -> String {
                 .unwrap_or_else(|| "-".into());
             row.push(cell);
         }
+        for g in &summary.groups {
+            row.push(
+                m.groups
+                    .iter()
+                    .find(|(n, _)| *n == g.name)
+                    .map(|(_, ms)| cell(ms.fpr95, ms.auroc))
+                    .unwrap_or_else(|| "-".into()),
+            );
+        }
         row.push(
             m.average
                 .map(|a| cell(a.fpr95, a.auroc))
@@ -36,11 +46,29 @@ pub fn paper_table(summary: &Summary) -> String {
     }
     let mut out = String::new();
     out.push_str("FPR95 (lower is better) / AUROC (higher is better), in percent\n");
+    out.push_str(&convention_line(summary.convention));
+    for g in &summary.groups {
+        out.push_str(&format!(
+            "{}: the mean over {}\n",
+            group_column(&g.name),
+            g.sets.join(", ")
+        ));
+    }
     out.push_str(&markdown_table(&rows, 1));
     for w in &summary.warnings {
         out.push_str(&format!("WARNING: {w}\n"));
     }
     out
+}
+
+/// The column of a group's averages (OpenOOD's `nearood`, `farood` rows).
+pub fn group_column(group: &str) -> String {
+    format!("{group} avg")
+}
+
+/// Which convention a table's figures follow, in a line.
+pub fn convention_line(convention: crate::metrics::Convention) -> String {
+    format!("convention: {}\n", convention.describe())
 }
 
 fn cell(fpr95: f64, auroc: f64) -> String {

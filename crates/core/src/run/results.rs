@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::method::Method;
-use crate::metrics::{self, Measures};
+use crate::metrics::{self, Convention, Measures};
 use crate::run::{Event, ImageRecord, Progress, Role, RunInfo, Setup};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -111,10 +111,29 @@ impl RunResults {
     /// have images; none when a score is NaN or infinite (a number that
     /// cannot be ranked is not shown as a figure; [`Self::warnings`] says why).
     pub fn measures(&self, method: usize, ood: usize) -> Option<Measures> {
+        self.measures_in(Convention::Paper, method, ood)
+    }
+
+    /// [`Self::measures`] under `convention`.
+    pub fn measures_in(
+        &self,
+        convention: Convention,
+        method: usize,
+        ood: usize,
+    ) -> Option<Measures> {
         let id = self.scores(0, method);
         let od = self.scores(ood, method);
         let finite = id.iter().chain(&od).all(|s| s.is_finite());
-        (!id.is_empty() && !od.is_empty() && finite).then(|| metrics::measures(&id, &od))
+        (!id.is_empty() && !od.is_empty() && finite).then(|| convention.measures(&id, &od))
+    }
+
+    /// The groups of the OOD sets, in order of first appearance, each with
+    /// its datasets' indices.
+    pub fn groups(&self) -> Vec<(String, Vec<usize>)> {
+        let Some(info) = &self.info else {
+            return Vec::new();
+        };
+        dataset_groups(&info.datasets)
     }
 
     /// Why some of this run's numbers cannot be trusted: NaN or infinite
@@ -195,8 +214,16 @@ impl RunResults {
         })
     }
 
+    /// The summary under the paper's convention.
     pub fn summary(&self) -> Option<Summary> {
+        self.summary_in(Convention::Paper)
+    }
+
+    /// The summary with `convention`'s figures first (`ood`, `average`,
+    /// `groups`) and the other's in each method's `alternate`.
+    pub fn summary_in(&self, convention: Convention) -> Option<Summary> {
         let info = self.info.as_ref()?;
+        let groups = self.groups();
         let datasets = info
             .datasets
             .iter()
@@ -216,19 +243,16 @@ impl RunResults {
             .iter()
             .enumerate()
             .map(|(m, method)| {
-                let ood = oods
-                    .iter()
-                    .filter_map(|&d| {
-                        self.measures(m, d)
-                            .map(|ms| (info.datasets[d].name.clone(), ms))
-                    })
-                    .collect::<Vec<_>>();
+                let figures = |convention| self.figures(convention, m, &oods, &groups);
+                let primary = figures(convention);
                 MethodSummary {
                     key: method.name().to_string(),
                     label: method.row_label(),
                     params: method.clone(),
-                    average: average(&ood.iter().map(|(_, m)| *m).collect::<Vec<_>>()),
-                    ood,
+                    ood: primary.ood,
+                    average: primary.average,
+                    groups: primary.groups,
+                    alternate: figures(convention.toggled()),
                 }
             })
             .collect();
@@ -245,8 +269,73 @@ impl RunResults {
             elapsed_secs: self.elapsed_secs,
             cancelled: self.finished.unwrap_or(true),
             warnings: self.warnings(),
+            convention,
+            groups: groups
+                .iter()
+                .map(|(name, sets)| GroupSummary {
+                    name: name.clone(),
+                    sets: sets
+                        .iter()
+                        .map(|&d| info.datasets[d].name.clone())
+                        .collect(),
+                })
+                .collect(),
         })
     }
+
+    /// One method's figures under `convention`: per OOD set, the average,
+    /// per group the mean over its sets that have figures.
+    fn figures(
+        &self,
+        convention: Convention,
+        method: usize,
+        oods: &[usize],
+        groups: &[(String, Vec<usize>)],
+    ) -> Figures {
+        let Some(info) = &self.info else {
+            return Figures::empty(convention);
+        };
+        let per_set: Vec<(usize, Measures)> = oods
+            .iter()
+            .filter_map(|&d| self.measures_in(convention, method, d).map(|ms| (d, ms)))
+            .collect();
+        let groups = groups
+            .iter()
+            .filter_map(|(name, sets)| {
+                let of_group: Vec<Measures> = per_set
+                    .iter()
+                    .filter(|(d, _)| sets.contains(d))
+                    .map(|(_, ms)| *ms)
+                    .collect();
+                metrics::mean(&of_group).map(|avg| (name.clone(), avg))
+            })
+            .collect();
+        Figures {
+            convention,
+            average: average(&per_set.iter().map(|(_, m)| *m).collect::<Vec<_>>()),
+            ood: per_set
+                .into_iter()
+                .map(|(d, ms)| (info.datasets[d].name.clone(), ms))
+                .collect(),
+            groups,
+        }
+    }
+}
+
+/// The groups of `datasets`' OOD sets, in order of first appearance, each
+/// with its datasets' indices (the TUI's table and the summary share it).
+pub fn dataset_groups(datasets: &[crate::run::DatasetInfo]) -> Vec<(String, Vec<usize>)> {
+    let mut out: Vec<(String, Vec<usize>)> = Vec::new();
+    for (d, info) in datasets.iter().enumerate() {
+        let Some(group) = info.group.as_ref().filter(|_| info.role == Role::Ood) else {
+            continue;
+        };
+        match out.iter_mut().find(|(g, _)| g == group) {
+            Some((_, sets)) => sets.push(d),
+            None => out.push((group.clone(), vec![d])),
+        }
+    }
+    out
 }
 
 fn average(all: &[Measures]) -> Option<Measures> {
@@ -286,9 +375,42 @@ pub struct MethodSummary {
     pub key: String,
     pub label: String,
     pub params: Method,
-    /// Per OOD set, in dataset order.
+    /// Per OOD set, in dataset order, under `Summary::convention`.
     pub ood: Vec<(String, Measures)>,
     pub average: Option<Measures>,
+    /// Per group (in `Summary::groups` order, those with figures): the
+    /// mean over its sets, under `Summary::convention`.
+    pub groups: Vec<(String, Measures)>,
+    /// The same figures under the other convention.
+    pub alternate: Figures,
+}
+
+/// A method's figures under one convention.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Figures {
+    pub convention: Convention,
+    pub ood: Vec<(String, Measures)>,
+    pub average: Option<Measures>,
+    pub groups: Vec<(String, Measures)>,
+}
+
+impl Figures {
+    fn empty(convention: Convention) -> Figures {
+        Figures {
+            convention,
+            ood: Vec::new(),
+            average: None,
+            groups: Vec::new(),
+        }
+    }
+}
+
+/// A group of OOD sets (OpenOOD's near and far).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupSummary {
+    pub name: String,
+    /// Its sets, in run order.
+    pub sets: Vec<String>,
 }
 
 /// `summary.json`.
@@ -308,6 +430,10 @@ pub struct Summary {
     pub cancelled: bool,
     /// [`RunResults::warnings`]: numbers not to be trusted, and why.
     pub warnings: Vec<String>,
+    /// The convention of the methods' `ood`, `average` and `groups`.
+    pub convention: Convention,
+    /// The groups of the OOD sets, in order of first appearance.
+    pub groups: Vec<GroupSummary>,
 }
 
 impl Summary {
@@ -321,16 +447,48 @@ impl Summary {
             for (name, ms) in &m.ood {
                 ood.insert(name.clone(), json!(ms));
             }
-            methods.insert(
-                m.key.clone(),
-                json!({
-                    "label": m.label,
-                    "params": m.params,
-                    "ood": Value::Object(ood),
-                    "average": m.average,
-                }),
+            let mut entry = json!({
+                "label": m.label,
+                "params": m.params,
+                "ood": Value::Object(ood),
+                "average": m.average,
+            });
+            // The other convention's figures, keyed by its name.
+            let alt = &m.alternate;
+            entry[alt.convention.name()] = json!({
+                "ood": alt.ood.iter().map(|(n, ms)| (n.clone(), json!(ms))).collect::<Map<_, _>>(),
+                "average": alt.average,
+            });
+            methods.insert(m.key.clone(), entry);
+        }
+        // Per group and method, both conventions keyed by name.
+        let mut groups = Map::new();
+        for g in &self.groups {
+            let mut per_method = Map::new();
+            for m in &self.methods {
+                let of = |figures: &[(String, Measures)]| {
+                    figures
+                        .iter()
+                        .find(|(n, _)| *n == g.name)
+                        .map(|(_, ms)| *ms)
+                };
+                let mut both = Map::new();
+                both.insert(self.convention.name().into(), json!(of(&m.groups)));
+                both.insert(
+                    m.alternate.convention.name().into(),
+                    json!(of(&m.alternate.groups)),
+                );
+                per_method.insert(m.key.clone(), Value::Object(both));
+            }
+            groups.insert(
+                g.name.clone(),
+                json!({ "sets": g.sets, "methods": Value::Object(per_method) }),
             );
         }
+        let conventions: Map<String, Value> = Convention::ALL
+            .iter()
+            .map(|c| (c.name().to_string(), json!(c.describe())))
+            .collect();
         json!({
             "model": {
                 "name": self.model,
@@ -355,7 +513,10 @@ impl Summary {
             "id_top1": self.id_accuracy.map(|a| a.top1),
             "id_top5": self.id_accuracy.map(|a| a.top5),
             "id_labelled": self.id_accuracy.map(|a| a.images),
+            "convention": self.convention,
+            "conventions": Value::Object(conventions),
             "methods": Value::Object(methods),
+            "groups": Value::Object(groups),
             "elapsed_secs": self.elapsed_secs,
             "cancelled": self.cancelled,
             "warnings": self.warnings,
@@ -365,8 +526,14 @@ impl Summary {
 
 /// Writes `summary.json` and `scores.csv` into `dir` (created if needed).
 pub fn write_run(dir: &Path, results: &RunResults) -> Result<()> {
+    write_run_in(dir, results, Convention::Paper)
+}
+
+/// [`write_run`] with `convention`'s figures first in summary.json (it
+/// holds both).
+pub fn write_run_in(dir: &Path, results: &RunResults, convention: Convention) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    if let Some(summary) = results.summary() {
+    if let Some(summary) = results.summary_in(convention) {
         let path = dir.join("summary.json");
         let text = serde_json::to_string_pretty(&summary.to_json())
             .map_err(|e| Error::data(&path, e.to_string()))?;

@@ -5,6 +5,7 @@ pub mod dataset;
 pub mod image;
 mod jpeg;
 pub mod loader;
+pub mod openood;
 
 pub use dataset::{Dataset, DatasetKind, Item};
 pub use loader::{batches, Batch, Loader, LoaderConfig};

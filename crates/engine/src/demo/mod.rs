@@ -69,6 +69,8 @@ impl DemoData {
             name: ID_NAME.into(),
             path: self.id.clone(),
             root: None,
+            format: None,
+            group: None,
         }
     }
 
@@ -80,6 +82,8 @@ impl DemoData {
                 name: name.clone(),
                 path: path.clone(),
                 root: None,
+                format: None,
+                group: None,
             })
             .collect()
     }

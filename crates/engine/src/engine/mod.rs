@@ -78,11 +78,11 @@ fn execute(
         .map_err(|e| Error::Invalid(e.to_string()))?;
     // Files first (cheap), so that a wrong path is found before a large
     // model loads.
-    let id = Dataset::open(&config.id.path, config.id.root.as_deref())?;
+    let id = crate::data::openood::open(&config.id)?;
     let oods = config
         .ood
         .iter()
-        .map(|spec| Dataset::open(&spec.path, spec.root.as_deref()))
+        .map(crate::data::openood::open)
         .collect::<Result<Vec<_>>>()?;
     let device = crate::device::open(config.device)?;
     let dtype = crate::device::dtype(config.dtype);
@@ -435,6 +435,7 @@ fn open(
             role,
             path: spec.path.clone(),
             count: items.len(),
+            group: spec.group.clone(),
         },
         items: items.into(),
     }

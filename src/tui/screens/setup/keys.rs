@@ -248,6 +248,8 @@ impl SetupState {
                     name: discover::name_of(&path),
                     path: path.clone(),
                     root: None,
+                    format: None,
+                    group: None,
                 };
                 let before = self.datasets.len();
                 let i = self.add_dataset(&spec);

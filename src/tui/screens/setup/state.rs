@@ -15,6 +15,9 @@ pub struct DatasetEntry {
     pub name: String,
     pub path: PathBuf,
     pub root: Option<PathBuf>,
+    /// A config's list format and group, kept for the run it starts.
+    pub format: Option<gradnorm_core::run::ListFormat>,
+    pub group: Option<String>,
     pub count: Count,
     /// Selected as an OOD set (ignored for the entry chosen as ID).
     pub ood: bool,
@@ -123,6 +126,8 @@ impl SetupState {
                 name: c.name,
                 path: c.path,
                 root: c.root,
+                format: None,
+                group: None,
                 count: Count::Pending,
                 ood: i > 0,
             })
@@ -234,12 +239,16 @@ impl SetupState {
             .position(|d| d.path == spec.path && d.root == spec.root)
         {
             self.datasets[i].name = spec.name.clone();
+            self.datasets[i].format = spec.format;
+            self.datasets[i].group = spec.group.clone();
             return i;
         }
         self.datasets.push(DatasetEntry {
             name: spec.name.clone(),
             path: spec.path.clone(),
             root: spec.root.clone(),
+            format: spec.format,
+            group: spec.group.clone(),
             count: Count::Pending,
             ood: false,
         });
@@ -360,6 +369,8 @@ impl SetupState {
                 name: d.name.clone(),
                 path: d.path.clone(),
                 root: d.root.clone(),
+                format: d.format,
+                group: d.group.clone(),
             })
             .collect();
         if ood.is_empty() {
@@ -389,6 +400,8 @@ impl SetupState {
                 name: id.name.clone(),
                 path: id.path.clone(),
                 root: id.root.clone(),
+                format: id.format,
+                group: None,
             },
             ood,
             methods,
