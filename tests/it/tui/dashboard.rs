@@ -66,7 +66,7 @@ fn the_run_panel_says_the_class_count_once() {
 #[test]
 fn histograms_read_without_colour() {
     let mut app = finished_app();
-    app.no_color = true;
+    app.set_no_color(true);
     press(&mut app, &[ch('2')]);
     let screen = draw(&mut app, 120, 40);
     for legend in ["█ ID ▒ OOD ▓ both", "█ ID imagenet-val", "▒ OOD textures"] {

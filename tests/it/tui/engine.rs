@@ -70,10 +70,10 @@ fn the_real_engine_gives_metrics_for_every_set_after_the_first_batch() {
         app.apply(e);
     }
     app.tick();
-    let info = app.results.info.clone().unwrap();
+    let info = app.results().info.clone().unwrap();
     let n_sets = info.datasets.len();
     assert!(n_sets >= 3, "{n_sets} sets");
-    let in_first: Vec<usize> = app.results.records.iter().map(Vec::len).collect();
+    let in_first: Vec<usize> = app.results().records.iter().map(Vec::len).collect();
     assert_eq!(in_first.iter().sum::<usize>(), 12);
     // Every set is in the first batch, in proportion to its size (60 ID
     // images, 20 per OOD set: 12 = 6 + 2 + 2 + 2).
@@ -88,7 +88,10 @@ fn the_real_engine_gives_metrics_for_every_set_after_the_first_batch() {
         );
         if ds.role == Role::Ood {
             for m in 0..info.methods.len() {
-                assert!(app.analysis.measures(m, d).is_some(), "method {m} set {d}");
+                assert!(
+                    app.analysis().measures(m, d).is_some(),
+                    "method {m} set {d}"
+                );
             }
         }
     }
@@ -105,6 +108,6 @@ fn the_real_engine_gives_metrics_for_every_set_after_the_first_batch() {
         all.apply(e);
     }
     for (d, ds) in info.datasets.iter().enumerate() {
-        assert_eq!(all.results.records[d].len(), ds.count);
+        assert_eq!(all.results().records[d].len(), ds.count);
     }
 }

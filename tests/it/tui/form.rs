@@ -24,30 +24,30 @@ fn the_image_size_follows_the_model_unless_typed() {
     cfg.image_size = Some("64".parse().unwrap());
     let s = SetupState::from_config(&cfg, vec![], vec![]);
     let mut app = App::new(s, "x.toml".into(), crate::tui::no_launch(), Previews::off());
-    assert!(app.setup.select(Row::Model));
+    assert!(app.setup_mut().select(Row::Model));
     press(&mut app, &[key(KeyCode::Enter)]);
     typed(&mut app, "lite0");
     press(&mut app, &[key(KeyCode::Enter)]);
-    assert_eq!(app.setup.image_size, None);
+    assert_eq!(app.setup().image_size, None);
     assert_eq!(
-        app.setup.default_size(),
+        app.setup().default_size(),
         Some((224, "efficientnet-lite0".to_string()))
     );
-    assert!(app.setup.select(Row::ImageSize));
+    assert!(app.setup_mut().select(Row::ImageSize));
     let screen = draw(&mut app, 120, 40);
     assert!(
         screen.contains("224 x 224 (efficientnet-lite0's default)"),
         "{screen}"
     );
     assert!(app
-        .message
+        .message()
         .as_ref()
         .is_some_and(|m| m.0.contains("image size 64")));
     // The checkpoint's file name names the model when "auto".
     let s = SetupState::new(vec!["ckpt/BiT-S-R101x1.npz".into()], vec![]);
     assert_eq!(s.default_size(), Some((480, "BiT-S-R101x1".to_string())));
     // A size typed here stays when the model changes.
-    assert!(app.setup.select(Row::ImageSize));
+    assert!(app.setup_mut().select(Row::ImageSize));
     press(&mut app, &[key(KeyCode::Enter)]);
     press(
         &mut app,
@@ -55,10 +55,10 @@ fn the_image_size_follows_the_model_unless_typed() {
     );
     typed(&mut app, "300");
     press(&mut app, &[key(KeyCode::Enter)]);
-    assert!(app.setup.select(Row::Model));
+    assert!(app.setup_mut().select(Row::Model));
     press(&mut app, &[key(KeyCode::Right)]);
     assert_eq!(
-        app.setup.image_size.map(|s| s.to_string()),
+        app.setup().image_size.map(|s| s.to_string()),
         Some("300".into())
     );
 }
@@ -73,14 +73,14 @@ fn the_file_browser_picks_checkpoints_and_dataset_folders() {
     let root = dir.path();
     let mut app = app_on_setup();
     // A checkpoint typed, then f browses from its folder.
-    assert!(app.setup.select(Row::Checkpoint));
+    assert!(app.setup_mut().select(Row::Checkpoint));
     press(&mut app, &[key(KeyCode::Enter)]);
     typed(
         &mut app,
         &root.join("models/a.safetensors").display().to_string(),
     );
     press(&mut app, &[key(KeyCode::Enter), ch('f')]);
-    let files = app.setup.files.clone().expect("f opens the file browser");
+    let files = app.setup().files.clone().expect("f opens the file browser");
     assert_eq!(files.dir, root.join("models"));
     let screen = draw(&mut app, 120, 40);
     assert!(
@@ -90,42 +90,48 @@ fn the_file_browser_picks_checkpoints_and_dataset_folders() {
     // Typing filters; Enter picks.
     typed(&mut app, "b.");
     press(&mut app, &[key(KeyCode::Down), key(KeyCode::Enter)]);
-    assert!(app.setup.files.is_none());
-    let cfg = app.setup.to_config().unwrap();
+    assert!(app.setup().files.is_none());
+    let cfg = app.setup().to_config().unwrap();
     assert_eq!(
         cfg.model.checkpoint,
         Some(root.join("models/b.safetensors"))
     );
     // A dataset folder: from the ID set's folder, up one, pick "./".
-    assert!(app.setup.select(Row::Id));
+    assert!(app.setup_mut().select(Row::Id));
     press(&mut app, &[key(KeyCode::Enter)]);
     typed(&mut app, &root.join("data/id").display().to_string());
     press(&mut app, &[key(KeyCode::Enter)]);
-    assert!(app.setup.select(Row::AddDataset));
+    assert!(app.setup_mut().select(Row::AddDataset));
     press(&mut app, &[ch('f')]);
-    assert_eq!(app.setup.files.as_ref().unwrap().dir, root.join("data/id"));
+    assert_eq!(
+        app.setup().files.as_ref().unwrap().dir,
+        root.join("data/id")
+    );
     press(&mut app, &[key(KeyCode::Backspace)]);
-    let f = app.setup.files.as_ref().unwrap();
+    let f = app.setup().files.as_ref().unwrap();
     assert_eq!(f.dir, root.join("data"));
     assert_eq!(f.label(f.items()[f.selected]), "id/");
     // A click on an item is Enter on it: into id/ again.
     let screen = draw(&mut app, 120, 40);
     let (x, y) = find(&screen, "▶ id/").unwrap();
     click(&mut app, x + 2, y);
-    assert_eq!(app.setup.files.as_ref().unwrap().dir, root.join("data/id"));
+    assert_eq!(
+        app.setup().files.as_ref().unwrap().dir,
+        root.join("data/id")
+    );
     press(&mut app, &[key(KeyCode::Left), key(KeyCode::Home)]);
     // Home is not bound here: the selection is still on id/; go to ./.
     press(&mut app, &[key(KeyCode::PageUp), key(KeyCode::Enter)]);
-    assert!(app.setup.files.is_none());
+    assert!(app.setup().files.is_none());
     let added = app
-        .setup
+        .setup()
         .datasets
         .iter()
         .find(|d| d.path == root.join("data"));
-    assert!(added.is_some_and(|d| d.ood), "{:?}", app.setup.datasets);
+    assert!(added.is_some_and(|d| d.ood), "{:?}", app.setup().datasets);
     // Esc closes it, changing nothing.
     press(&mut app, &[ch('f'), key(KeyCode::Esc)]);
-    assert!(app.setup.files.is_none());
+    assert!(app.setup().files.is_none());
 }
 
 #[test]
@@ -183,46 +189,46 @@ fn class_names_are_shown_editable_and_follow_the_model() {
 #[test]
 fn a_picker_filters_models_and_takes_typed_paths() {
     let mut app = app();
-    assert!(app.setup.select(Row::Model));
+    assert!(app.setup_mut().select(Row::Model));
     press(&mut app, &[key(KeyCode::Enter)]);
-    assert!(app.setup.picker.is_some());
+    assert!(app.setup().picker.is_some());
     for c in "lite0".chars() {
         press(&mut app, &[ch(c)]);
     }
-    let p = app.setup.picker.clone().unwrap();
+    let p = app.setup().picker.clone().unwrap();
     let m = p.matches();
     assert_eq!(m.len(), 1, "{:?}", p.items);
     snap("setup_picker", &mut app);
     press(&mut app, &[key(KeyCode::Enter)]);
-    assert!(app.setup.picker.is_none());
-    assert_eq!(app.setup.model.as_deref(), Some("efficientnet-lite0"));
+    assert!(app.setup().picker.is_none());
+    assert_eq!(app.setup().model.as_deref(), Some("efficientnet-lite0"));
     // The ID set: a path typed (not in the list) becomes a new entry.
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("flowers/rose")).unwrap();
-    assert!(app.setup.select(Row::Id));
+    assert!(app.setup_mut().select(Row::Id));
     press(&mut app, &[key(KeyCode::Enter)]);
     let typed = format!("{}/flo", dir.path().display());
     for c in typed.chars() {
         press(&mut app, &[ch(c)]);
     }
     press(&mut app, &[key(KeyCode::Tab)]);
-    let p = app.setup.picker.clone().unwrap();
+    let p = app.setup().picker.clone().unwrap();
     assert_eq!(p.filter, format!("{}/flowers/", dir.path().display()));
     press(&mut app, &[key(KeyCode::Enter)]);
-    let id = app.setup.id_entry().unwrap();
+    let id = app.setup().id_entry().unwrap();
     assert_eq!(id.path, dir.path().join("flowers/"));
     // Esc closes a list, changing nothing.
-    assert!(app.setup.select(Row::Device));
+    assert!(app.setup_mut().select(Row::Device));
     press(
         &mut app,
         &[key(KeyCode::Enter), ch('c'), ch('u'), key(KeyCode::Esc)],
     );
-    assert_eq!(app.setup.device.to_string(), "auto");
+    assert_eq!(app.setup().device.to_string(), "auto");
     press(
         &mut app,
         &[key(KeyCode::Enter), ch('c'), ch('u'), key(KeyCode::Enter)],
     );
-    assert!(app.setup.device.to_string().starts_with("cuda"));
+    assert!(app.setup().device.to_string().starts_with("cuda"));
 }
 
 #[test]
@@ -240,7 +246,7 @@ fn a_class_names_file_is_not_a_dataset() {
 #[test]
 fn datasets_are_renamed_with_r_and_names_stay_unique() {
     let mut app = app();
-    assert!(app.setup.select(Row::Ood(1)));
+    assert!(app.setup_mut().select(Row::Ood(1)));
     let ctrl_u = KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL);
     let rename_to_dtd = [
         ch('r'),
@@ -252,7 +258,7 @@ fn datasets_are_renamed_with_r_and_names_stay_unique() {
     ];
     press(&mut app, &rename_to_dtd);
     let names: Vec<String> = app
-        .setup
+        .setup()
         .to_config()
         .unwrap()
         .ood
@@ -261,11 +267,11 @@ fn datasets_are_renamed_with_r_and_names_stay_unique() {
         .collect();
     assert_eq!(names, ["dtd", "scenes", "cifar10"]);
     // A name taken by another set is refused.
-    assert!(app.setup.select(Row::Ood(2)));
+    assert!(app.setup_mut().select(Row::Ood(2)));
     press(&mut app, &rename_to_dtd);
     assert!(app
-        .message
+        .message()
         .as_ref()
         .is_some_and(|(m, _)| m.contains("another dataset")));
-    assert_eq!(app.setup.datasets[2].name, "scenes");
+    assert_eq!(app.setup().datasets[2].name, "scenes");
 }

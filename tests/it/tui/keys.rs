@@ -14,26 +14,26 @@ use std::sync::{mpsc, Arc};
 #[test]
 fn tab_moves_in_the_form_and_digits_switch_screens() {
     let mut app = app();
-    let first = app.setup.current();
+    let first = app.setup().current();
     press(&mut app, &[key(KeyCode::Tab), key(KeyCode::Tab)]);
-    assert_eq!(app.screen, Screen::Setup);
-    assert_eq!(app.setup.cursor, 2);
+    assert_eq!(app.screen(), Screen::Setup);
+    assert_eq!(app.setup().cursor, 2);
     press(&mut app, &[key(KeyCode::BackTab), key(KeyCode::BackTab)]);
-    assert_eq!(app.setup.current(), first);
+    assert_eq!(app.setup().current(), first);
     // Shift-Tab from the first field wraps to the last.
     press(&mut app, &[key(KeyCode::BackTab)]);
-    assert_eq!(app.setup.current(), Row::Save);
+    assert_eq!(app.setup().current(), Row::Save);
     press(&mut app, &[ch('3')]);
-    assert_eq!(app.screen, Screen::Anatomy);
+    assert_eq!(app.screen(), Screen::Anatomy);
     press(&mut app, &[key(KeyCode::Tab)]);
-    assert_eq!(app.screen, Screen::Browser);
+    assert_eq!(app.screen(), Screen::Browser);
 }
 
 #[test]
 fn help_is_per_screen_and_scrolls() {
     let mut app = finished_app();
     press(&mut app, &[ch('3'), ch('?')]);
-    assert_eq!(app.overlay, Some(Overlay::Help));
+    assert_eq!(app.overlay(), Some(Overlay::Help));
     let text = draw(&mut app, 80, 24);
     // The screen in view comes first: Anatomy's keys, then everywhere's.
     let anatomy = text.find("│Anatomy").unwrap();
@@ -44,7 +44,7 @@ fn help_is_per_screen_and_scrolls() {
     let scrolled = draw(&mut app, 80, 24);
     assert_ne!(scrolled, text);
     press(&mut app, &[key(KeyCode::Esc)]);
-    assert_eq!(app.overlay, None);
+    assert_eq!(app.overlay(), None);
 }
 
 #[test]
@@ -62,17 +62,17 @@ fn a_new_start_asks_before_replacing_results() {
         app.apply(e);
     }
     app.tick();
-    let n: usize = app.results.records.iter().map(Vec::len).sum();
+    let n: usize = app.results().records.iter().map(Vec::len).sum();
     press(&mut app, &[ch('1'), ch('s')]);
-    assert_eq!(app.overlay, Some(Overlay::ConfirmReplace));
+    assert_eq!(app.overlay(), Some(Overlay::ConfirmReplace));
     snap("confirm_replace", &mut app);
     // n (or any other key) keeps them.
     press(&mut app, &[ch('n')]);
-    assert_eq!(app.overlay, None);
+    assert_eq!(app.overlay(), None);
     assert!(!app.running());
-    assert_eq!(app.results.records.iter().map(Vec::len).sum::<usize>(), n);
+    assert_eq!(app.results().records.iter().map(Vec::len).sum::<usize>(), n);
     // y replaces them.
     press(&mut app, &[ch('s'), ch('y')]);
     assert!(app.running());
-    assert!(app.results.info.is_none());
+    assert!(app.results().info.is_none());
 }

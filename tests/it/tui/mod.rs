@@ -150,10 +150,10 @@ pub(crate) fn finished_app() -> App {
 
 pub(crate) fn draw(app: &mut App, w: u16, h: u16) -> String {
     let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
-    t.draw(|f| f.render_widget(&*app, f.area())).unwrap();
+    t.draw(|f| app.draw(f)).unwrap();
     // The first frame places the preview; the second shows it.
     app.after_draw();
-    t.draw(|f| f.render_widget(&*app, f.area())).unwrap();
+    t.draw(|f| app.draw(f)).unwrap();
     t.backend().to_string()
 }
 
