@@ -20,7 +20,7 @@ use ratatui::widgets::{Block, Paragraph, Widget, Wrap};
 #[derive(Debug, Default)]
 pub struct Dashboard {
     /// The histogram on a log axis.
-    pub(crate) log_scale: bool,
+    log_scale: bool,
 }
 
 impl Component for Dashboard {
@@ -48,30 +48,17 @@ impl Component for Dashboard {
     }
 }
 
-/// ID and OOD-in-view scores of the method in view, merged ascending.
-fn pooled_scores(ctx: &Ctx) -> Vec<f64> {
-    let Some(d) = ctx.ood_dataset() else {
-        return Vec::new();
-    };
-    let mut pool: Vec<f64> = ctx.analysis.sorted(0, ctx.method).to_vec();
-    pool.extend_from_slice(ctx.analysis.sorted(d, ctx.method));
-    pool.sort_by(f64::total_cmp);
-    pool
-}
-
-/// The threshold moved by about 1% of the scored images (at least one),
-/// from one score to another so each step changes the counts; the one in
-/// view where there is nothing to move over.
+/// The threshold in view moved by about 1% of the ID and OOD-in-view
+/// scores; unchanged where there is nothing to move over.
 fn moved_threshold(ctx: &Ctx, step: isize) -> Option<f64> {
-    let pool = pooled_scores(ctx);
-    let t = ctx.current_threshold();
-    let Some(t) = t.filter(|_| !pool.is_empty()) else {
+    let (Some(d), Some(t)) = (ctx.ood_dataset(), ctx.current_threshold()) else {
         return ctx.threshold;
     };
-    let k = (pool.len() / 100).max(1) as isize;
-    let r = pool.partition_point(|&x| x < t) as isize;
-    let to = (r + step * k).clamp(0, pool.len() as isize - 1) as usize;
-    Some(pool[to])
+    let (id, ood) = (
+        ctx.analysis.sorted(0, ctx.method),
+        ctx.analysis.sorted(d, ctx.method),
+    );
+    analysis::step_threshold(id, ood, t, step).or(ctx.threshold)
 }
 
 fn render(ctx: &Ctx, log_scale: bool, area: Rect, buf: &mut Buffer, hits: &mut Hits) {
