@@ -25,7 +25,7 @@ pub enum Target {
 }
 
 /// The click targets of a frame.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct Targets(Vec<(Rect, Target)>);
 
 impl Targets {
@@ -82,7 +82,7 @@ impl Plot {
 
 /// Where a frame put what the mouse and the next keys need: drawing returns
 /// it and the loop keeps it, so drawing writes nothing into the state.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct Hits {
     pub targets: Targets,
     /// Where the header drew each tab: (first column, last column); none

@@ -7,6 +7,8 @@ use crate::tui::{
 use crossterm::event::{KeyCode, MouseButton, MouseEventKind};
 use gradnorm_tui::tui::setup::Row;
 use gradnorm_tui::tui::{Overlay, Screen};
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
 
 #[test]
 fn clicks_select_rows_pick_items_and_press_buttons() {
@@ -94,4 +96,31 @@ fn mouse_clicks_tabs_and_scrolls_lists() {
     assert_eq!(app.browser().selected, 2);
     mouse(&mut app, MouseEventKind::ScrollUp, 10, 10);
     assert_eq!(app.browser().selected, 1);
+}
+
+/// Drawing reads the app and returns where things landed: the same app
+/// drawn twice gives the same frame and the same click targets, and the
+/// mouse acts on what `App::draw` kept of the last frame.
+#[test]
+fn drawing_returns_what_clicks_reach_and_changes_nothing() {
+    let mut app = finished_app();
+    press(&mut app, &[ch('2')]);
+    let area = Rect::new(0, 0, 120, 40);
+    let (mut a, mut b) = (Buffer::empty(area), Buffer::empty(area));
+    let first = gradnorm_tui::tui::render(&app, area, &mut a);
+    let second = gradnorm_tui::tui::render(&app, area, &mut b);
+    assert_eq!(a, b);
+    assert_eq!(first, second);
+    assert_eq!(first.tabs.len(), Screen::ALL.len());
+    assert!(first.plot.area.width > 0 && first.plot.hi > first.plot.lo);
+    assert!(!first.targets.is_empty());
+    // Only a kept frame answers the mouse.
+    assert!(app.tabs().is_empty());
+    let (x, _) = first.tabs[2];
+    click(&mut app, x + 1, 0);
+    assert_eq!(app.screen(), Screen::Dashboard);
+    draw(&mut app, 120, 40);
+    assert_eq!(app.tabs(), &first.tabs[..]);
+    click(&mut app, x + 1, 0);
+    assert_eq!(app.screen(), Screen::Anatomy);
 }
