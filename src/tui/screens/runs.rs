@@ -278,7 +278,7 @@ impl Component for RunsState {
 }
 
 /// Draws the list of runs and, when two are marked, their deltas.
-pub fn render(state: &RunsState, area: Rect, buf: &mut Buffer) {
+fn render(state: &RunsState, area: Rect, buf: &mut Buffer) {
     let Some((a, b, c)) = &state.comparison else {
         render_list(state, area, buf);
         return;

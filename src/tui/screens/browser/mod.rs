@@ -4,7 +4,7 @@
 
 mod view;
 
-pub use view::View;
+use view::View;
 
 use crate::tui::analysis::Analysis;
 use crate::tui::component::{Component, Ctx, Input, Outcome};

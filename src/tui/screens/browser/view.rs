@@ -16,7 +16,7 @@ use ratatui::widgets::{
     Block, Paragraph, Scrollbar, ScrollbarOrientation, ScrollbarState, StatefulWidget, Widget, Wrap,
 };
 
-pub struct View<'a> {
+pub(crate) struct View<'a> {
     pub state: &'a BrowserState,
     pub results: &'a RunResults,
     pub analysis: &'a Analysis,
@@ -26,7 +26,7 @@ pub struct View<'a> {
 }
 
 impl View<'_> {
-    pub fn render(&self, area: Rect, buf: &mut Buffer, hits: &mut Hits) {
+    pub(crate) fn render(&self, area: Rect, buf: &mut Buffer, hits: &mut Hits) {
         let Some(info) = &self.results.info else {
             Paragraph::new("No images yet: start an evaluation on the setup screen (1).")
                 .block(Block::bordered().title(Span::styled(" Images ", theme::title())))

@@ -11,7 +11,7 @@ pub mod view;
 
 pub use params::Param;
 pub use state::{DatasetEntry, MethodEntry, Row, SetupAction, SetupState};
-pub use view::render;
+use view::render;
 
 use crate::tui::component::{Component, Ctx, Input, Outcome};
 use crate::tui::keymap::Mode;
