@@ -246,6 +246,21 @@ fn sorted_finite(v: &[f64]) -> Vec<f64> {
     s
 }
 
+/// Threshold `t` moved over the ID and OOD scores (each ascending) by
+/// about 1% of them (at least one), from one score to another so each step
+/// changes the counts; None when there are no scores.
+pub fn step_threshold(id: &[f64], ood: &[f64], t: f64, step: isize) -> Option<f64> {
+    let mut pool: Vec<f64> = id.iter().chain(ood).copied().collect();
+    if pool.is_empty() {
+        return None;
+    }
+    pool.sort_by(f64::total_cmp);
+    let k = (pool.len() / 100).max(1) as isize;
+    let r = pool.partition_point(|&x| x < t) as isize;
+    let to = (r + step * k).clamp(0, pool.len() as isize - 1) as usize;
+    Some(pool[to])
+}
+
 /// The value at quantile `q` of ascending `sorted` (nearest rank).
 pub fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
     if sorted.is_empty() {
@@ -359,6 +374,18 @@ mod tests {
         assert!((auroc_se(0.9, 50, 50) - 0.032124).abs() < 1e-6);
         assert!(auroc_se(0.9, 500, 500) < auroc_se(0.9, 50, 50) / 3.0);
         assert!((rate_se(0.5, 100) - 0.05).abs() < 1e-12);
+    }
+
+    #[test]
+    fn threshold_steps_by_one_percent_of_the_pooled_scores() {
+        let id: Vec<f64> = (0..150).map(|i| i as f64).collect();
+        let ood: Vec<f64> = (0..50).map(|i| i as f64 + 0.5).collect();
+        // 200 scores: a step is 2 of them; 10 is the 21st (index 20).
+        assert_eq!(step_threshold(&id, &ood, 10.0, 1), Some(11.0));
+        assert_eq!(step_threshold(&id, &ood, 10.0, -1), Some(9.0));
+        assert_eq!(step_threshold(&id, &ood, 1e9, 1), Some(149.0));
+        assert_eq!(step_threshold(&id, &ood, -1e9, -1), Some(0.0));
+        assert_eq!(step_threshold(&[], &[], 1.0, 1), None);
     }
 
     #[test]

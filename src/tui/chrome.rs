@@ -1,9 +1,10 @@
 //! What surrounds every screen: the tab bar with the run's status, the key
 //! hints footer, the help overlay, confirmations, and the too-small notice.
 
-use super::app::{App, Level, Overlay, Screen, Status};
+use super::app::App;
 use super::keymap::{self, Action, Mode};
-use super::mouse::{Target, Targets};
+use super::mouse::{Hits, Target, Targets};
+use super::screen::{Level, Overlay, Screen, Status};
 use super::theme;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Alignment, Constraint, Rect};
@@ -11,7 +12,7 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph, Widget, Wrap};
 
-pub fn header(app: &App, area: Rect, buf: &mut Buffer) {
+pub fn header(app: &App, area: Rect, buf: &mut Buffer, hits: &mut Hits) {
     // The program's name goes first where the tabs and the short status
     // leave room for it (at 80 columns they do not).
     let name = Span::styled(" gradnorm-tui ", theme::title());
@@ -32,13 +33,13 @@ pub fn header(app: &App, area: Rect, buf: &mut Buffer) {
         let w = text.chars().count() as u16;
         at[i] = (x, x + w.saturating_sub(1));
         x += w;
-        spans.push(if *s == app.screen {
+        spans.push(if *s == app.screen() {
             Span::styled(text, theme::selected().add_modifier(Modifier::BOLD))
         } else {
             Span::raw(text)
         });
     }
-    app.tabs.set(at);
+    hits.tabs = at.to_vec();
     let tabs = Line::from(spans);
     let used = tabs.width() as u16;
     tabs.render(area, buf);
@@ -60,7 +61,7 @@ pub fn header(app: &App, area: Rect, buf: &mut Buffer) {
 }
 
 fn status_line(app: &App, short: bool) -> Line<'static> {
-    let p = app.results.progress.as_ref();
+    let p = app.results().progress.as_ref();
     match app.status() {
         Status::Idle => Line::styled("no run ", theme::dim()),
         Status::Running => {
@@ -83,7 +84,7 @@ fn status_line(app: &App, short: bool) -> Line<'static> {
         Status::Finished => Line::styled(
             format!(
                 "✓ finished in {} ",
-                theme::duration(app.results.elapsed_secs)
+                theme::duration(app.results().elapsed_secs)
             ),
             theme::best(),
         ),
@@ -94,11 +95,11 @@ fn status_line(app: &App, short: bool) -> Line<'static> {
 
 /// Key hints of the mode in view: (keys, what, action), from the keymap.
 pub fn hints(app: &App) -> Vec<(&'static str, &'static str, Action)> {
-    keymap::hints(app.mode(), app.running())
+    app.hints()
 }
 
-pub fn footer(app: &App, area: Rect, buf: &mut Buffer) {
-    if let Some((text, level)) = &app.message {
+pub fn footer(app: &App, area: Rect, buf: &mut Buffer, hits: &mut Hits) {
+    if let Some((text, level)) = app.message() {
         let style = match level {
             Level::Info => Style::new().fg(theme::GOOD),
             Level::Warn => theme::warn(),
@@ -131,7 +132,7 @@ pub fn footer(app: &App, area: Rect, buf: &mut Buffer) {
     let mut x = area.x + 1;
     for (k, what, action) in shown {
         let w = (k.chars().count() + what.chars().count() + 4) as u16;
-        app.targets.push(
+        hits.targets.push(
             Rect::new(x, area.y, w.min(area.right().saturating_sub(x)), 1),
             Target::Act(action),
         );
@@ -175,13 +176,13 @@ fn centered(area: Rect, w: u16, h: u16) -> Rect {
     )
 }
 
-pub fn overlay(app: &App, area: Rect, buf: &mut Buffer) {
-    if app.overlay.is_some() {
+pub fn overlay(app: &App, area: Rect, buf: &mut Buffer, hits: &mut Hits) {
+    if app.overlay().is_some() {
         // Modal: nothing beneath answers a click.
-        app.targets.clear();
+        hits.targets.clear();
     }
-    let t = &app.targets;
-    match app.overlay {
+    let t = &mut hits.targets;
+    match app.overlay() {
         None => {}
         Some(Overlay::Help) => help(app, area, buf),
         Some(Overlay::ConfirmQuit) => {
@@ -206,7 +207,7 @@ pub fn overlay(app: &App, area: Rect, buf: &mut Buffer) {
 
 fn help(app: &App, area: Rect, buf: &mut Buffer) {
     let mut lines = Vec::new();
-    for (section, keys) in help_sections(app.screen) {
+    for (section, keys) in help_sections(app.screen()) {
         if !lines.is_empty() {
             lines.push(Line::raw(""));
         }
@@ -224,7 +225,7 @@ fn help(app: &App, area: Rect, buf: &mut Buffer) {
     let rect = centered(area, 90, lines.len() as u16 + 2);
     let inner_h = rect.height.saturating_sub(2) as usize;
     let max_scroll = lines.len().saturating_sub(inner_h);
-    let scroll = app.help_scroll.min(max_scroll);
+    let scroll = app.help_scroll().min(max_scroll);
     let more = if max_scroll > 0 {
         format!(
             " {}-{} of {} · ↑↓ scroll ",
@@ -241,7 +242,7 @@ fn help(app: &App, area: Rect, buf: &mut Buffer) {
         .block(
             Block::bordered()
                 .title(Span::styled(
-                    format!(" Keys · {} ", app.screen.title()),
+                    format!(" Keys · {} ", app.screen().title()),
                     theme::title(),
                 ))
                 .title_bottom(Line::styled(more, theme::dim()).alignment(Alignment::Left))
@@ -252,7 +253,7 @@ fn help(app: &App, area: Rect, buf: &mut Buffer) {
         .render(rect, buf);
 }
 
-fn confirm(title: &str, text: &str, area: Rect, buf: &mut Buffer, targets: &Targets) {
+fn confirm(title: &str, text: &str, area: Rect, buf: &mut Buffer, targets: &mut Targets) {
     let rect = centered(area, 50, 6);
     Clear.render(rect, buf);
     let block = Block::bordered()

@@ -4,6 +4,7 @@
 //! top), OOD `▒`, both `▓`. Shared by the dashboard and the anatomy screen.
 
 use super::analysis;
+use super::mouse::Plot;
 use super::theme;
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
@@ -24,7 +25,7 @@ pub struct Histograms<'a> {
     pub block: Block<'a>,
     /// Told where the plot lies and the score range across it (the mouse
     /// sets the threshold there).
-    pub plot: Option<&'a std::cell::Cell<(Rect, f64, f64)>>,
+    pub plot: Option<&'a mut Plot>,
     /// The values are natural logs of the scores: label the axis with the
     /// scores themselves.
     pub log: bool,
@@ -109,8 +110,13 @@ impl Histograms<'_> {
             width: inner.width - label_w - 1,
             height: inner.height - 2,
         };
-        if let Some(cell) = self.plot {
-            cell.set((plot, lo, hi));
+        if let Some(p) = self.plot {
+            *p = Plot {
+                area: plot,
+                lo,
+                hi,
+                log: self.log,
+            };
         }
         let dim = theme::dim();
         let axis_x = plot.x - 1;

@@ -2,7 +2,7 @@
 //! footer's hints and the help overlay all read this table, so a key is
 //! described once.
 
-use super::app::Screen;
+use super::screen::Screen;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 /// Where a key is read. `Global` keys apply on every screen unless the

@@ -4,6 +4,9 @@
 //!
 //! - `app`: state and what actions do; `keymap`: every key, once (dispatch,
 //!   footer, help); `analysis`: metrics off the UI thread;
+//! - `component`: the one shape of a screen (keys in, draw, footer hints)
+//!   and what screens read (`Ctx`); `screen`: the screens' names, overlays,
+//!   message levels, the run's status; `mouse`: what a frame's clicks reach;
 //! - `screens/`: setup, dashboard, anatomy, browser, inspect, runs;
 //! - `chrome`: tabs, footer, help, confirmations; `preview`: images;
 //! - `picker`: popup lists and path completion for the form;
@@ -14,6 +17,7 @@
 pub mod analysis;
 pub mod app;
 pub mod chrome;
+pub mod component;
 pub mod discover;
 pub mod files;
 pub mod histogram;
@@ -21,6 +25,7 @@ pub mod keymap;
 pub mod mouse;
 pub mod picker;
 pub mod preview;
+pub mod screen;
 pub mod screens;
 pub mod session;
 pub mod theme;
@@ -28,13 +33,14 @@ pub mod wake;
 
 pub use screens::{anatomy, browser, dashboard, inspect, runs, setup};
 
-pub use app::{App, Level, Overlay, Screen, Status};
+pub use app::App;
+use mouse::Hits;
+pub use screen::{Level, Overlay, Screen, Status};
 pub use session::{Launcher, RunSession};
 pub use setup::SetupState;
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::widgets::Widget;
 use std::time::{Duration, Instant};
 
 /// The loop's tick: the analysis may be due (it is throttled), and a
@@ -43,54 +49,46 @@ const TICK: Duration = Duration::from_millis(250);
 /// While a run goes, redraw at least this often even when nothing arrived.
 const IDLE_REDRAW: Duration = Duration::from_millis(500);
 
-impl Widget for &App {
-    fn render(self, area: Rect, buf: &mut Buffer) {
-        self.targets.clear();
-        let (w, h) = self.screen.min_size();
-        if area.width < w || area.height < h {
-            chrome::too_small(self.screen, area, buf);
-            return;
-        }
-        let [head, body, foot] = Layout::vertical([
-            Constraint::Length(1),
-            Constraint::Fill(1),
-            Constraint::Length(1),
-        ])
-        .areas(area);
-        chrome::header(self, head, buf);
-        match self.screen {
-            Screen::Setup => {
-                setup::render(&self.setup, &self.config_path, &self.targets, body, buf)
-            }
-            Screen::Dashboard => dashboard::render(self, body, buf),
-            Screen::Anatomy => anatomy::render(self, body, buf),
-            Screen::Browser => browser::View {
-                state: &self.browser,
-                results: &self.results,
-                analysis: &self.analysis,
-                previews: &self.previews,
-                method: self.method,
-                ood: self.ood_dataset(),
-                targets: &self.targets,
-            }
-            .render(body, buf),
-            Screen::Inspect => inspect::render(self, body, buf),
-            Screen::Runs => runs::render(&self.runs, body, buf),
-        }
-        chrome::footer(self, foot, buf);
-        chrome::overlay(self, body.union(foot), buf);
-        if self.no_color {
-            // NO_COLOR (no-color.org): bold, reverse and underline still
-            // mark what colour would.
-            for y in area.top()..area.bottom() {
-                for x in area.left()..area.right() {
-                    if let Some(cell) = buf.cell_mut((x, y)) {
-                        cell.fg = ratatui::style::Color::Reset;
-                        cell.bg = ratatui::style::Color::Reset;
-                    }
+/// Draws the app into `area` and returns where things landed (tabs, click
+/// targets, the plot, the browser's list): drawing only reads the app.
+pub fn render(app: &App, area: Rect, buf: &mut Buffer) -> Hits {
+    let mut hits = Hits::default();
+    let screen = app.screen();
+    let (w, h) = screen.min_size();
+    if area.width < w || area.height < h {
+        chrome::too_small(screen, area, buf);
+        return hits;
+    }
+    let [head, body, foot] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Fill(1),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    chrome::header(app, head, buf, &mut hits);
+    app.component().draw(&app.ctx(), body, buf, &mut hits);
+    chrome::footer(app, foot, buf, &mut hits);
+    chrome::overlay(app, body.union(foot), buf, &mut hits);
+    if app.no_color() {
+        // NO_COLOR (no-color.org): bold, reverse and underline still
+        // mark what colour would.
+        for y in area.top()..area.bottom() {
+            for x in area.left()..area.right() {
+                if let Some(cell) = buf.cell_mut((x, y)) {
+                    cell.fg = ratatui::style::Color::Reset;
+                    cell.bg = ratatui::style::Color::Reset;
                 }
             }
         }
+    }
+    hits
+}
+
+impl App {
+    /// Draws a frame and keeps where things landed, for the mouse.
+    pub fn draw(&mut self, frame: &mut ratatui::Frame) {
+        let hits = render(self, frame.area(), frame.buffer_mut());
+        self.keep_layout(hits);
     }
 }
 
@@ -139,12 +137,12 @@ pub fn run(
     let (wake, notify) = wake::Wake::new();
     let previews = previews(wake.clone());
     let mut app = App::new(setup, config_path, launcher, previews).threaded(wake);
-    app.no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    app.set_no_color(std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()));
     if start {
         app.start();
     }
-    if message.is_some() {
-        app.message = message;
+    if let Some((text, level)) = message {
+        app.say(text, level);
     }
     let result = runtime.block_on(event_loop(&mut terminal, &mut app, &notify));
     restore_terminal();
@@ -201,9 +199,8 @@ async fn event_loop(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_draw = Instant::now() - IDLE_REDRAW;
     loop {
-        if app.dirty || (app.running() && last_draw.elapsed() >= IDLE_REDRAW) {
-            terminal.draw(|f| f.render_widget(&*app, f.area()))?;
-            app.dirty = false;
+        if app.dirty() || (app.running() && last_draw.elapsed() >= IDLE_REDRAW) {
+            terminal.draw(|f| app.draw(f))?;
             last_draw = Instant::now();
             app.after_draw();
         }
@@ -216,7 +213,7 @@ async fn event_loop(
             _ = notify.notified() => {}
             _ = tick.tick() => {}
         }
-        if app.should_quit {
+        if app.should_quit() {
             return Ok(());
         }
         app.tick();

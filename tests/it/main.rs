@@ -21,7 +21,3 @@ mod slurm;
 mod store;
 mod torchvision;
 mod tui;
-mod tui_findings;
-mod tui_runs;
-mod tui_tmux;
-mod tui_workbench;

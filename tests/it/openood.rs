@@ -486,7 +486,7 @@ group = "distant"
 #[test]
 fn the_tuis_metrics_table_has_a_row_per_group() {
     use gradnorm_core::run::Event;
-    use gradnorm_tui::tui::{theme, Screen};
+    use gradnorm_tui::tui::theme;
     let mut app = crate::tui::app();
     for e in crate::tui::run_events() {
         let e = match e {
@@ -501,11 +501,11 @@ fn the_tuis_metrics_table_has_a_row_per_group() {
         app.apply(e);
     }
     app.tick();
-    app.screen = Screen::Dashboard;
+    crate::tui::press(&mut app, &[crate::tui::ch('2')]);
     let text = crate::tui::draw(&mut app, 120, 40);
     // The selected method (the first) on each group's one set.
     for (group, d, set) in [("far avg", 1, "textures"), ("near avg", 2, "scenes")] {
-        let m = app.analysis.measures(0, d).unwrap();
+        let m = app.analysis().measures(0, d).unwrap();
         let row = text
             .lines()
             .find(|l| l.contains(group))
@@ -519,28 +519,27 @@ fn the_tuis_metrics_table_has_a_row_per_group() {
 
 #[test]
 fn p_toggles_the_tuis_metrics_between_the_conventions() {
-    use gradnorm_tui::tui::Screen;
     let mut app = crate::tui::finished_app();
-    app.screen = Screen::Dashboard;
-    let (id, ood) = (app.results.scores(0, 0), app.results.scores(1, 0));
+    crate::tui::press(&mut app, &[crate::tui::ch('2')]);
+    let (id, ood) = (app.results().scores(0, 0), app.results().scores(1, 0));
     assert_eq!(
-        app.analysis.measures(0, 1),
+        app.analysis().measures(0, 1),
         Some(metrics::measures(&id, &ood))
     );
     crate::tui::press(&mut app, &[crate::tui::ch('p')]);
-    assert_eq!(app.convention, Convention::OpenOod);
+    assert_eq!(app.analysis().convention, Convention::OpenOod);
     assert_eq!(
-        app.analysis.measures(0, 1),
+        app.analysis().measures(0, 1),
         Some(metrics::openood_measures(&id, &ood))
     );
     let text = crate::tui::draw(&mut app, 120, 40);
     assert!(text.contains("openood convention (p)"), "{text}");
     // Fresh batches keep the convention chosen.
     app.tick();
-    assert_eq!(app.analysis.convention, Convention::OpenOod);
+    assert_eq!(app.analysis().convention, Convention::OpenOod);
     crate::tui::press(&mut app, &[crate::tui::ch('p')]);
     assert_eq!(
-        app.analysis.measures(0, 1),
+        app.analysis().measures(0, 1),
         Some(metrics::measures(&id, &ood))
     );
 }

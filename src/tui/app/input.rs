@@ -1,10 +1,10 @@
 //! What keys (through the keymap), the mouse and actions do to the app.
 
-use super::{App, Level, Overlay, Screen};
+use super::{ctx, App, Level, Overlay, Screen};
 use crate::tui::browser::Sort;
+use crate::tui::component::{Component, Ctx, Input, Outcome};
 use crate::tui::keymap::{self, Action, Mode};
 use crate::tui::mouse::Target;
-use crate::tui::setup::SetupAction;
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 /// A key without Ctrl or Alt (Shift is part of the character).
@@ -51,7 +51,7 @@ impl App {
             }
             MouseEventKind::Down(MouseButton::Left) | MouseEventKind::Drag(MouseButton::Left) => {
                 let down = matches!(m.kind, MouseEventKind::Down(_));
-                if let Some(t) = self.targets.at(m.column, m.row).filter(|_| down) {
+                if let Some(t) = self.hits.targets.at(m.column, m.row).filter(|_| down) {
                     self.click(t);
                     return;
                 }
@@ -59,16 +59,12 @@ impl App {
                     return;
                 }
                 if m.row == 0 {
-                    let tabs = self.tabs.get();
-                    if let Some(i) = tabs
-                        .iter()
-                        .position(|&(a, b)| a <= m.column && m.column <= b)
-                    {
-                        self.perform(Action::Go(Screen::ALL[i]));
+                    if let Some(screen) = self.hits.tab_at(m.column) {
+                        self.perform(Action::Go(screen));
                     }
                     return;
                 }
-                let (plot, _, _) = self.plot.get();
+                let plot = self.hits.plot.area;
                 if mode == Mode::Dashboard
                     && plot.contains(ratatui::layout::Position::new(m.column, m.row))
                 {
@@ -124,21 +120,40 @@ impl App {
         }
     }
 
-    /// Where keys are read now: an overlay, the form's edit, a browser's
-    /// search or list, or the screen.
+    /// Where keys are read now: an overlay, or the screen (its popups and
+    /// text fields first).
     pub fn mode(&self) -> Mode {
         match self.overlay {
             Some(Overlay::Help) => Mode::Help,
             Some(_) => Mode::Confirm,
-            None if self.screen == Screen::Browser && self.browser.class_picker.is_some() => {
-                Mode::Picker
-            }
-            None if self.screen == Screen::Browser && self.browser.prompt.is_some() => Mode::Edit,
-            None if self.screen == Screen::Setup && self.setup.files.is_some() => Mode::Files,
-            None if self.screen == Screen::Setup && self.setup.picker.is_some() => Mode::Picker,
-            None if self.screen == Screen::Setup && self.setup.edit.is_some() => Mode::Edit,
-            None => Mode::of_screen(self.screen),
+            None => self.component().mode(),
         }
+    }
+
+    /// The footer's key hints: the overlay's, else the screen's.
+    pub fn hints(&self) -> Vec<(&'static str, &'static str, Action)> {
+        match self.overlay {
+            Some(_) => keymap::hints(self.mode(), self.running()),
+            None => self.component().hints(&self.ctx()),
+        }
+    }
+
+    /// Hands `input` to the screen in view and does what it asks.
+    fn screen_input(&mut self, input: Input) {
+        let ctx: Ctx = ctx!(self);
+        let outcome = match self.screen {
+            Screen::Setup => self.setup.keys(&ctx, input),
+            Screen::Dashboard => self.dashboard.keys(&ctx, input),
+            Screen::Anatomy => self.anatomy.keys(&ctx, input),
+            Screen::Browser => self.browser.keys(&ctx, input),
+            Screen::Inspect => self.inspect.keys(&ctx, input),
+            Screen::Runs => self.runs.keys(&ctx, input),
+        };
+        self.on_outcome(outcome);
+        if self.screen == Screen::Runs {
+            self.poll_runs();
+        }
+        self.sync_views();
     }
 
     /// A key, through the keymap.
@@ -150,12 +165,7 @@ impl App {
             None => match (mode, key.code) {
                 // Ctrl and Alt chords are not text.
                 (Mode::Edit | Mode::Picker | Mode::Files, KeyCode::Char(c)) if plain(&key) => {
-                    if self.screen == Screen::Browser {
-                        self.browser.type_char(c);
-                        self.sync_views();
-                    } else {
-                        self.setup.type_char(c)
-                    }
+                    self.screen_input(Input::Char(c))
                 }
                 // Any other key answers no.
                 (Mode::Confirm, _) => self.perform(Action::No),
@@ -194,12 +204,8 @@ impl App {
             Mode::Edit | Mode::Picker | Mode::Files => {
                 if action == Action::ForceQuit {
                     self.force_quit();
-                } else if self.screen == Screen::Browser {
-                    self.browser.act_capturing(action);
-                    self.sync_views();
                 } else {
-                    let a = self.setup.act(action);
-                    self.on_setup_action(a);
+                    self.screen_input(Input::Action(action));
                 }
                 return;
             }
@@ -228,33 +234,12 @@ impl App {
                 let n = Screen::ALL.len();
                 self.go(Screen::ALL[(self.screen.index() + n - 1) % n])
             }
-            Action::NextSecond => {
-                let n = self.n_methods().max(1);
-                self.second = (self.second + 1) % n;
-            }
             Action::NextMethod => self.step_method(1),
             Action::PrevMethod => self.step_method(-1),
             Action::NextOod => self.step_ood(1),
             Action::PrevOod => self.step_ood(-1),
-            Action::Misdetections => self.open_misdetections(),
-            Action::ThresholdUp => self.move_threshold(1),
-            Action::ThresholdDown => self.move_threshold(-1),
-            Action::ThresholdReset => self.threshold = None,
-            Action::LogScale => self.log_scale = !self.log_scale,
             Action::ToggleConvention => self.toggle_convention(),
-            Action::AroundThreshold => self.browse_threshold(),
-            a => match self.screen {
-                Screen::Setup => {
-                    let out = self.setup.act(a);
-                    self.on_setup_action(out);
-                }
-                Screen::Browser => self.on_browser_action(a),
-                Screen::Runs => {
-                    self.runs.act(a);
-                    self.poll_runs();
-                }
-                Screen::Dashboard | Screen::Anatomy | Screen::Inspect => {}
-            },
+            a => self.screen_input(Input::Action(a)),
         }
         self.sync_views();
     }
@@ -268,57 +253,11 @@ impl App {
         self.screen = screen;
     }
 
-    /// The method compared with the one in view on the Inspect screen.
-    pub fn second_method(&self) -> usize {
-        let n = self.n_methods().max(1);
-        let off = self.second % n;
-        (self.method + if off == 0 && n > 1 { 1 } else { off }) % n
-    }
-
-    /// The threshold in view: the user's, else the 95%-TPR one.
-    pub fn current_threshold(&self) -> Option<f64> {
-        let d = self.ood_dataset()?;
-        self.threshold
-            .or_else(|| self.analysis.point(self.method, d).map(|p| p.threshold))
-    }
-
-    /// ID and OOD-in-view scores of the method in view, merged ascending.
-    fn pooled_scores(&self) -> Vec<f64> {
-        let Some(d) = self.ood_dataset() else {
-            return Vec::new();
-        };
-        let mut pool: Vec<f64> = self.analysis.sorted(0, self.method).to_vec();
-        pool.extend_from_slice(self.analysis.sorted(d, self.method));
-        pool.sort_by(f64::total_cmp);
-        pool
-    }
-
-    /// Moves the threshold by about 1% of the scored images (at least one),
-    /// from one score to another so each step changes the counts.
-    pub fn move_threshold(&mut self, step: isize) {
-        let pool = self.pooled_scores();
-        let Some(t) = self.current_threshold() else {
-            return;
-        };
-        if pool.is_empty() {
-            return;
-        }
-        let k = (pool.len() / 100).max(1) as isize;
-        let r = pool.partition_point(|&x| x < t) as isize;
-        let to = (r + step * k).clamp(0, pool.len() as isize - 1) as usize;
-        self.threshold = Some(pool[to]);
-    }
-
     /// Sets the threshold where the plot was clicked or dragged.
     pub fn threshold_at_column(&mut self, column: u16) {
-        let (area, lo, hi) = self.plot.get();
-        if area.width < 2 || hi <= lo {
-            return;
+        if let Some(t) = self.hits.plot.score_at(column) {
+            self.threshold = Some(t);
         }
-        let f = (column.saturating_sub(area.x)) as f64 / (area.width - 1) as f64;
-        let v = lo + f.clamp(0.0, 1.0) * (hi - lo);
-        // The plot's axis is the log of the scores when log scale is on.
-        self.threshold = Some(if self.log_plot.get() { v.exp() } else { v });
     }
 
     /// Every image sorted by the method's score, the selection on the first
@@ -358,12 +297,16 @@ impl App {
         self.screen = Screen::Browser;
     }
 
-    fn on_setup_action(&mut self, action: SetupAction) {
-        match action {
-            SetupAction::None => {}
-            SetupAction::Start => self.start(),
-            SetupAction::Save => self.save_config(),
-            SetupAction::Count(path, root) => match &self.counter {
+    /// What a screen's keys asked for.
+    fn on_outcome(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::None => {}
+            Outcome::Start => self.start(),
+            Outcome::Save => self.save_config(),
+            Outcome::Threshold(t) => self.threshold = t,
+            Outcome::Misdetections => self.open_misdetections(),
+            Outcome::AroundThreshold => self.browse_threshold(),
+            Outcome::Count(path, root) => match &self.counter {
                 Some(c) => c.request(&path, root.as_deref()),
                 None => {
                     let count = match crate::tui::discover::count(&path, root.as_deref()) {
@@ -373,7 +316,7 @@ impl App {
                     self.setup.set_count(&path, count);
                 }
             },
-            SetupAction::Message(m) => self.say(m, Level::Warn),
+            Outcome::Say(m, level) => self.say(m, level),
         }
     }
 
@@ -391,43 +334,6 @@ impl App {
         let n = self.ood_datasets().len();
         if n > 0 {
             self.ood = (self.ood as isize + step).rem_euclid(n as isize) as usize;
-        }
-    }
-
-    fn on_browser_action(&mut self, action: Action) {
-        let page = self.browser.page();
-        match action {
-            Action::Up => self.browser.move_by(-1),
-            Action::Down => self.browser.move_by(1),
-            Action::PageUp => self.browser.move_by(-page),
-            Action::PageDown => self.browser.move_by(page),
-            Action::Top => self.browser.selected = 0,
-            Action::Bottom => self.browser.selected = self.browser.rows.len().saturating_sub(1),
-            Action::Sort => self.browser.sort = self.browser.sort.next(),
-            Action::Reverse => {
-                self.browser.sort = match self.browser.sort {
-                    Sort::Descending => Sort::Ascending,
-                    Sort::Ascending => Sort::Descending,
-                    Sort::Evaluation => Sort::Descending,
-                }
-            }
-            Action::CycleDataset => {
-                let n = self.results.info.as_ref().map_or(0, |i| i.datasets.len());
-                self.browser.cycle_dataset(n);
-            }
-            Action::ToggleMisdetections => self.browser.misdetections = !self.browser.misdetections,
-            Action::ClearFilters => {
-                self.browser.misdetections = false;
-                self.browser.dataset = None;
-                self.browser.query.clear();
-                self.browser.class = None;
-            }
-            Action::Search => self.browser.start_search(),
-            Action::Jump => self.browser.start_jump(),
-            Action::ClassFilter => self
-                .browser
-                .open_class_picker(&self.results, &self.analysis),
-            _ => {}
         }
     }
 }

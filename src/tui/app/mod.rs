@@ -1,14 +1,23 @@
 //! The application state: what is shown, the run in progress and its
 //! results, and how engine events change them; `input` holds what keys,
-//! the mouse and actions do. Rendering reads it (`impl Widget for &App` in
-//! `tui`); nothing here draws or blocks.
+//! the mouse and actions do, `access` what others read of it. Drawing
+//! (`tui::render`) reads it and returns where things landed, which
+//! `App::draw` keeps for the mouse; nothing here draws or blocks.
 
 mod input;
 
+mod access;
+
 use super::analysis::{Analysis, Analyzer, Snapshot};
+use super::anatomy::Anatomy;
 use super::browser::BrowserState;
+use super::component::Ctx;
+use super::dashboard::Dashboard;
 use super::discover::Counter;
+use super::inspect::Inspect;
+use super::mouse::Hits;
 use super::preview::Previews;
+pub use super::screen::{Level, Overlay, Screen, Status};
 use super::screens::runs::{Outcome as RunsOutcome, RunsState};
 use super::session::{Launcher, RunSession};
 use super::setup::SetupState;
@@ -20,85 +29,6 @@ use std::path::PathBuf;
 use std::sync::mpsc::TryRecvError;
 use std::time::{Duration, Instant};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Screen {
-    Setup,
-    Dashboard,
-    Anatomy,
-    Browser,
-    Inspect,
-    Runs,
-}
-
-impl Screen {
-    pub const ALL: [Screen; 6] = [
-        Screen::Setup,
-        Screen::Dashboard,
-        Screen::Anatomy,
-        Screen::Browser,
-        Screen::Inspect,
-        Screen::Runs,
-    ];
-
-    pub fn title(self) -> &'static str {
-        match self {
-            Screen::Setup => "Setup",
-            Screen::Dashboard => "Dashboard",
-            Screen::Anatomy => "GradNorm anatomy",
-            Screen::Browser => "Browser",
-            Screen::Inspect => "Inspect",
-            Screen::Runs => "Runs",
-        }
-    }
-
-    /// The name on the tab bar.
-    pub fn tab(self) -> &'static str {
-        match self {
-            Screen::Anatomy => "Anatomy",
-            s => s.title(),
-        }
-    }
-
-    pub(crate) fn index(self) -> usize {
-        Screen::ALL.iter().position(|s| *s == self).unwrap_or(0)
-    }
-
-    /// The smallest terminal (columns, rows) the screen can be drawn in.
-    pub fn min_size(self) -> (u16, u16) {
-        match self {
-            Screen::Setup => (60, 14),
-            Screen::Dashboard | Screen::Anatomy => (70, 20),
-            Screen::Browser | Screen::Inspect | Screen::Runs => (70, 16),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Overlay {
-    Help,
-    ConfirmQuit,
-    ConfirmCancel,
-    /// Start a new run over the results shown.
-    ConfirmReplace,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    Info,
-    Warn,
-    Error,
-}
-
-/// The run's state as the header shows it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Status {
-    Idle,
-    Running,
-    Finished,
-    Cancelled,
-    Failed(String),
-}
-
 /// How often the analysis may be recomputed while a run goes: every
 /// `REFRESH`, or less often when one takes long, so the analysis never
 /// takes more than about a quarter of a core from the engine.
@@ -107,49 +37,43 @@ const REFRESH_SHARE: f64 = 4.0;
 /// Most engine events folded per tick, so a flood cannot starve input.
 const EVENTS_PER_TICK: usize = 4096;
 
+/// The app: every field is its own; screens read what they share through
+/// `Ctx`, other modules and tests through the methods below.
 pub struct App {
-    pub screen: Screen,
-    pub overlay: Option<Overlay>,
-    pub setup: SetupState,
-    pub results: RunResults,
-    pub analysis: Analysis,
-    pub(crate) accuracy: Option<Accuracy>,
+    screen: Screen,
+    overlay: Option<Overlay>,
+    setup: SetupState,
+    dashboard: Dashboard,
+    anatomy: Anatomy,
+    browser: BrowserState,
+    inspect: Inspect,
+    /// The Runs screen (the run store in `./runs`).
+    runs: RunsState,
+    results: RunResults,
+    analysis: Analysis,
+    accuracy: Option<Accuracy>,
     /// Index into `RunInfo::methods`.
-    pub method: usize,
+    method: usize,
     /// Position among the OOD datasets (not a dataset index).
-    pub ood: usize,
+    ood: usize,
     /// The threshold the user moved to on the dashboard (None: the
     /// 95%-TPR one of the method and OOD set in view).
-    pub threshold: Option<f64>,
-    /// Where the dashboard drew its plot and the score range across it
-    /// (for the mouse).
-    pub plot: std::cell::Cell<(ratatui::layout::Rect, f64, f64)>,
-    /// Whether the plot last drawn was on a log axis.
-    pub(crate) log_plot: std::cell::Cell<bool>,
-    /// What a click reaches in the last frame.
-    pub(crate) targets: super::mouse::Targets,
-    /// Where the header drew each tab: (first column, last column).
-    pub tabs: std::cell::Cell<[(u16, u16); Screen::ALL.len()]>,
-    /// The Inspect screen's second method, as an offset from the first
-    /// (1: the next one).
-    pub second: usize,
-    pub browser: BrowserState,
-    /// The Runs screen (the run store in `./runs`).
-    pub runs: RunsState,
-    pub(crate) previews: Previews,
-    pub(crate) config_path: PathBuf,
-    pub message: Option<(String, Level)>,
-    pub should_quit: bool,
-    /// The dashboard's histogram on a log axis.
-    pub(crate) log_scale: bool,
+    threshold: Option<f64>,
+    /// Where the last frame put what the mouse reaches (kept by `draw`
+    /// from what drawing returned).
+    hits: Hits,
+    previews: Previews,
+    config_path: PathBuf,
+    message: Option<(String, Level)>,
+    should_quit: bool,
     /// The convention of the metrics table (`p` toggles it).
-    pub convention: gradnorm_core::metrics::Convention,
+    convention: gradnorm_core::metrics::Convention,
     /// Draw without colours (`NO_COLOR` set).
-    pub no_color: bool,
+    no_color: bool,
     /// First line of the help overlay in view.
-    pub(crate) help_scroll: usize,
+    help_scroll: usize,
     /// Something changed since the last frame.
-    pub(crate) dirty: bool,
+    dirty: bool,
     run: Option<RunSession>,
     launcher: Box<dyn Launcher>,
     /// None: analyses are computed inline (tests).
@@ -163,6 +87,26 @@ pub struct App {
     submitted: (u64, usize),
     last_submit: Option<Instant>,
 }
+
+/// What the screens share, borrowed field by field (so a screen's own
+/// state can be borrowed mutably beside it).
+macro_rules! ctx {
+    ($app:expr) => {
+        Ctx {
+            results: &$app.results,
+            analysis: &$app.analysis,
+            accuracy: $app.accuracy,
+            method: $app.method,
+            ood: $app.ood,
+            threshold: $app.threshold,
+            status: $app.status(),
+            running: $app.run.is_some(),
+            previews: &$app.previews,
+            config_path: &$app.config_path,
+        }
+    };
+}
+use ctx;
 
 impl App {
     /// An app that computes analyses inline and counts nothing: tests drive
@@ -183,11 +127,10 @@ impl App {
             method: 0,
             ood: 0,
             threshold: None,
-            plot: Default::default(),
-            tabs: Default::default(),
-            targets: Default::default(),
-            log_plot: Default::default(),
-            second: 1,
+            hits: Hits::default(),
+            dashboard: Dashboard::default(),
+            anatomy: Anatomy,
+            inspect: Inspect::default(),
             browser: BrowserState::default(),
             runs: RunsState::new(gradnorm_engine::store::DEFAULT_DIR.into()),
             previews,
@@ -196,7 +139,6 @@ impl App {
             should_quit: false,
             help_scroll: 0,
             no_color: false,
-            log_scale: false,
             convention: gradnorm_core::metrics::Convention::default(),
             dirty: true,
             run: None,
@@ -244,20 +186,23 @@ impl App {
         }
     }
 
+    /// What the screens read.
+    pub fn ctx(&self) -> Ctx<'_> {
+        ctx!(self)
+    }
+
     /// Dataset indices of the OOD sets of the run shown.
     pub fn ood_datasets(&self) -> Vec<usize> {
-        self.results.ood_datasets()
+        self.ctx().ood_datasets()
     }
 
     /// The dataset index of the OOD set in view.
     pub fn ood_dataset(&self) -> Option<usize> {
-        let oods = self.ood_datasets();
-        oods.get(self.ood.min(oods.len().saturating_sub(1)))
-            .copied()
+        self.ctx().ood_dataset()
     }
 
     pub fn n_methods(&self) -> usize {
-        self.results.methods().len()
+        self.ctx().n_methods()
     }
 
     pub fn say(&mut self, text: impl Into<String>, level: Level) {
@@ -531,12 +476,22 @@ impl App {
             .sync(&self.results, &self.analysis, self.method, ood);
     }
 
+    /// Keeps where the frame just drawn put things (for the mouse and the
+    /// browser's paging); the frame is up to date.
+    pub(crate) fn keep_layout(&mut self, hits: Hits) {
+        if let Some((page, offset)) = hits.list {
+            self.browser.placed(page, offset);
+        }
+        self.hits = hits;
+        self.dirty = false;
+    }
+
     /// After a frame: ask for the preview of the image in view.
     pub fn after_draw(&mut self) {
         if self.screen != Screen::Browser || self.overlay.is_some() {
             return;
         }
-        let area = self.browser.preview_area.get();
+        let area = self.hits.preview;
         if let Some((d, i)) = self.browser.current() {
             let path = self.results.records[d][i].path.clone();
             let size = Size::new(area.width, area.height);

@@ -5,8 +5,10 @@
 //! and how well each factor alone separates the sets.
 
 use crate::tui::analysis::{self, Analysis};
-use crate::tui::app::App;
+use crate::tui::component::{Component, Ctx, Input, Outcome};
 use crate::tui::histogram::Histograms;
+use crate::tui::keymap::Mode;
+use crate::tui::mouse::Hits;
 use crate::tui::theme;
 use gradnorm_core::run::RunInfo;
 use ratatui::buffer::Buffer;
@@ -23,22 +25,41 @@ const FLOOR: f64 = 1e-6;
 const SOFTMAX: usize = 0;
 const FEATURE: usize = 1;
 
-pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
-    let Some(info) = app.results.info.clone() else {
+/// The anatomy screen: it has no state of its own (its keys move the
+/// method and OOD set everyone shares).
+#[derive(Debug, Default)]
+pub struct Anatomy;
+
+impl Component for Anatomy {
+    fn mode(&self) -> Mode {
+        Mode::Anatomy
+    }
+
+    fn keys(&mut self, _: &Ctx, _: Input) -> Outcome {
+        Outcome::None
+    }
+
+    fn draw(&self, ctx: &Ctx, area: Rect, buf: &mut Buffer, _: &mut Hits) {
+        render(ctx, area, buf)
+    }
+}
+
+fn render(ctx: &Ctx, area: Rect, buf: &mut Buffer) {
+    let Some(info) = ctx.results.info.clone() else {
         Paragraph::new("No run yet: start one on the setup screen (1).")
             .block(Block::bordered().title(Span::styled(" GradNorm anatomy ", theme::title())))
             .render(area, buf);
         return;
     };
-    let ood = app.ood_dataset();
+    let ood = ctx.ood_dataset();
     // Three lines of numbers and the verdict (which may wrap).
     let [plots, summary] =
         Layout::vertical([Constraint::Fill(1), Constraint::Length(6)]).areas(area);
     let [scatter, side] =
         Layout::horizontal([Constraint::Percentage(58), Constraint::Fill(1)]).areas(plots);
     let [top, bottom] = Layout::vertical([Constraint::Fill(1), Constraint::Fill(1)]).areas(side);
-    render_scatter(app, &info, ood, scatter, buf);
-    let a = &app.analysis;
+    render_scatter(ctx, &info, ood, scatter, buf);
+    let a = ctx.analysis;
     for (f, rect) in [(FEATURE, top), (SOFTMAX, bottom)] {
         let id = a.factors.first().map(|x| x[f].as_slice()).unwrap_or(&[]);
         let od = ood
@@ -81,8 +102,8 @@ fn gradnorm_index(info: &RunInfo) -> Option<usize> {
     gradnorm_core::method::anatomy_gradnorm(&info.methods)
 }
 
-fn log_points(app: &App, dataset: usize, n: usize) -> Vec<(f64, f64)> {
-    let records = app
+fn log_points(ctx: &Ctx, dataset: usize, n: usize) -> Vec<(f64, f64)> {
+    let records = ctx
         .results
         .records
         .get(dataset)
@@ -106,12 +127,12 @@ fn log_sorted(v: &[f64]) -> Vec<f64> {
     v.iter().map(|x| x.max(FLOOR).log10()).collect()
 }
 
-fn render_scatter(app: &App, info: &RunInfo, ood: Option<usize>, area: Rect, buf: &mut Buffer) {
-    let a = &app.analysis;
+fn render_scatter(ctx: &Ctx, info: &RunInfo, ood: Option<usize>, area: Rect, buf: &mut Buffer) {
+    let a = ctx.analysis;
     let count = |d: usize| a.counts.get(d).copied().unwrap_or(0);
-    let id_pts = log_points(app, 0, count(0));
+    let id_pts = log_points(ctx, 0, count(0));
     let ood_pts = ood
-        .map(|d| log_points(app, d, count(d)))
+        .map(|d| log_points(ctx, d, count(d)))
         .unwrap_or_default();
     let ood_name = ood.map(|d| info.datasets[d].name.as_str()).unwrap_or("-");
     let title = Line::from(vec![

@@ -2,9 +2,11 @@
 //! OOD set in view with the 95%-TPR threshold, and the metrics table.
 
 use crate::tui::analysis::{self, Analysis};
-use crate::tui::app::{App, Status};
+use crate::tui::component::{Component, Ctx, Input, Outcome};
 use crate::tui::histogram::Histograms;
-use crate::tui::mouse::Target;
+use crate::tui::keymap::{Action, Mode};
+use crate::tui::mouse::{Hits, Plot, Target};
+use crate::tui::screen::Status;
 use crate::tui::theme;
 use gradnorm_core::metrics::Measures;
 use gradnorm_core::run::{crop_resize, InputSpec, Resize, Role, RunInfo, IMAGENET_MEAN};
@@ -14,9 +16,54 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph, Widget, Wrap};
 
-pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
-    let Some(info) = app.results.info.clone() else {
-        render_waiting(app, area, buf);
+/// The dashboard: its own state is the histogram's axis.
+#[derive(Debug, Default)]
+pub struct Dashboard {
+    /// The histogram on a log axis.
+    log_scale: bool,
+}
+
+impl Component for Dashboard {
+    fn mode(&self) -> Mode {
+        Mode::Dashboard
+    }
+
+    fn keys(&mut self, ctx: &Ctx, input: Input) -> Outcome {
+        match input {
+            Input::Action(Action::ThresholdUp) => Outcome::Threshold(moved_threshold(ctx, 1)),
+            Input::Action(Action::ThresholdDown) => Outcome::Threshold(moved_threshold(ctx, -1)),
+            Input::Action(Action::ThresholdReset) => Outcome::Threshold(None),
+            Input::Action(Action::LogScale) => {
+                self.log_scale = !self.log_scale;
+                Outcome::None
+            }
+            Input::Action(Action::Misdetections) => Outcome::Misdetections,
+            Input::Action(Action::AroundThreshold) => Outcome::AroundThreshold,
+            _ => Outcome::None,
+        }
+    }
+
+    fn draw(&self, ctx: &Ctx, area: Rect, buf: &mut Buffer, hits: &mut Hits) {
+        render(ctx, self.log_scale, area, buf, hits)
+    }
+}
+
+/// The threshold in view moved by about 1% of the ID and OOD-in-view
+/// scores; unchanged where there is nothing to move over.
+fn moved_threshold(ctx: &Ctx, step: isize) -> Option<f64> {
+    let (Some(d), Some(t)) = (ctx.ood_dataset(), ctx.current_threshold()) else {
+        return ctx.threshold;
+    };
+    let (id, ood) = (
+        ctx.analysis.sorted(0, ctx.method),
+        ctx.analysis.sorted(d, ctx.method),
+    );
+    analysis::step_threshold(id, ood, t, step).or(ctx.threshold)
+}
+
+fn render(ctx: &Ctx, log_scale: bool, area: Rect, buf: &mut Buffer, hits: &mut Hits) {
+    let Some(info) = ctx.results.info.clone() else {
+        render_waiting(ctx, area, buf);
         return;
     };
     let n_sets = info.datasets.len() as u16;
@@ -30,8 +77,8 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     // One more line for the uncertainty while it is wide.
     let table_h = (info.methods.len() as u16
         + 4
-        + u16::from(uncertainty(app).is_some())
-        + group_rows(app, &info).len() as u16)
+        + u16::from(uncertainty(ctx).is_some())
+        + group_rows(ctx, &info).len() as u16)
         .min(area.height / 2);
     let [top, chart, table] = Layout::vertical([
         Constraint::Length(top_h),
@@ -40,19 +87,19 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     ])
     .areas(area);
     let [progress, run] = Layout::horizontal([Constraint::Fill(3), Constraint::Fill(2)]).areas(top);
-    render_progress(app, &info, progress, buf);
-    render_run(app, &info, run, buf);
-    render_histogram(app, &info, chart, buf);
-    render_table(app, &info, table, buf);
+    render_progress(ctx, &info, progress, buf);
+    render_run(ctx, &info, run, buf);
+    render_histogram(ctx, log_scale, &info, chart, buf, &mut hits.plot);
+    render_table(ctx, &info, table, buf, hits);
 }
 
-fn render_waiting(app: &App, area: Rect, buf: &mut Buffer) {
-    let text = match app.status() {
+fn render_waiting(ctx: &Ctx, area: Rect, buf: &mut Buffer) {
+    let text = match ctx.status() {
         Status::Failed(e) => vec![
             Line::styled("The run failed:", theme::error()),
             Line::raw(e),
         ],
-        _ if app.running() => vec![Line::raw("Loading the model and listing the datasets…")],
+        _ if ctx.running() => vec![Line::raw("Loading the model and listing the datasets…")],
         _ => vec![Line::raw(
             "No run yet: choose a model and datasets on the setup screen (1), then press s.",
         )],
@@ -81,7 +128,7 @@ fn bar(done: usize, total: usize, width: usize) -> String {
     s
 }
 
-fn render_progress(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
+fn render_progress(ctx: &Ctx, info: &RunInfo, area: Rect, buf: &mut Buffer) {
     let block = Block::bordered().title(Span::styled(" Progress ", theme::title()));
     let inner = block.inner(area);
     block.render(area, buf);
@@ -93,8 +140,8 @@ fn render_progress(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
     let bar_w = w.saturating_sub(4 + name_w + 1 + count_w + 1).max(4);
     let mut lines = Vec::new();
     for (d, ds) in info.datasets.iter().enumerate() {
-        let done = app.results.records.get(d).map_or(0, Vec::len)
-            + app.results.skipped.get(d).map_or(0, Vec::len);
+        let done = ctx.results.records.get(d).map_or(0, Vec::len)
+            + ctx.results.skipped.get(d).map_or(0, Vec::len);
         let (role, color) = match ds.role {
             Role::Id => ("ID ", theme::ID),
             Role::Ood => ("OOD", theme::OOD),
@@ -109,25 +156,25 @@ fn render_progress(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
             )),
         ]));
     }
-    let skipped: usize = app.results.skipped.iter().map(Vec::len).sum();
+    let skipped: usize = ctx.results.skipped.iter().map(Vec::len).sum();
     let mut summary = Vec::new();
-    if let Some(p) = &app.results.progress {
+    if let Some(p) = &ctx.results.progress {
         summary.push(Span::raw(format!(
             "{}/{} images · {}",
             theme::count(p.run_done),
             theme::count(p.run_total),
             theme::rate(p.images_per_sec)
         )));
-        if app.running() {
+        if ctx.running() {
             if let Some(eta) = p.eta_secs() {
                 summary.push(Span::raw(format!(" · ETA {}", theme::duration(eta))));
             }
         }
     }
-    if !app.running() {
+    if !ctx.running() {
         summary.push(Span::raw(format!(
             " · elapsed {}",
-            theme::duration(app.results.elapsed_secs)
+            theme::duration(ctx.results.elapsed_secs)
         )));
     }
     if skipped > 0 {
@@ -140,7 +187,7 @@ fn render_progress(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
     Paragraph::new(lines).render(inner, buf);
 }
 
-fn render_run(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
+fn render_run(ctx: &Ctx, info: &RunInfo, area: Rect, buf: &mut Buffer) {
     let block = Block::bordered().title(Span::styled(" Run ", theme::title()));
     let ckpt = info
         .setup
@@ -166,7 +213,7 @@ fn render_run(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
             theme::dim(),
         ),
     ];
-    lines.push(match app.accuracy {
+    lines.push(match ctx.accuracy {
         Some(a) => Line::from(vec![
             Span::raw("ID top-1 "),
             Span::styled(theme::percent(a.top1, 2), theme::best()),
@@ -178,7 +225,7 @@ fn render_run(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
         ]),
         None => Line::styled("ID accuracy: no labelled ID images yet", theme::dim()),
     });
-    let status = match app.status() {
+    let status = match ctx.status() {
         Status::Idle => Line::raw(""),
         Status::Running => Line::styled("running · c cancels (results are kept)", theme::warn()),
         Status::Finished => Line::styled("finished", theme::best()),
@@ -188,9 +235,9 @@ fn render_run(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
     lines.push(status);
     // Numbers that cannot be trusted (NaN scores, outputs that ignore the
     // input) take the place of the last notice: they matter more.
-    if let Some(w) = app.results.warnings().first() {
+    if let Some(w) = ctx.results.warnings().first() {
         lines.push(Line::styled(format!("warning: {w}"), theme::error()));
-    } else if let Some(n) = app.results.notices.last() {
+    } else if let Some(n) = ctx.results.notices.last() {
         lines.push(Line::styled(n.clone(), theme::warn()));
     }
     Paragraph::new(lines).block(block).render(area, buf);
@@ -226,22 +273,28 @@ fn preprocessing(input: &InputSpec) -> String {
     format!("{resize} {norm}")
 }
 
-fn render_histogram(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
-    let a = &app.analysis;
-    let m = app.method;
+fn render_histogram(
+    ctx: &Ctx,
+    log_scale: bool,
+    info: &RunInfo,
+    area: Rect,
+    buf: &mut Buffer,
+    plot: &mut Plot,
+) {
+    let a = ctx.analysis;
+    let m = ctx.method;
     let Some(method) = info.methods.get(m) else {
         return;
     };
-    let ood = app.ood_dataset();
+    let ood = ctx.ood_dataset();
     let id_scores = a.sorted(0, m);
     let ood_scores = ood.map(|d| a.sorted(d, m)).unwrap_or(&[]);
-    let threshold = app.current_threshold();
+    let threshold = ctx.current_threshold();
     // A log axis for scores spanning decades (GradNorm's); only positive
     // scores have one.
     let positive =
         id_scores.first().is_none_or(|&v| v > 0.0) && ood_scores.first().is_none_or(|&v| v > 0.0);
-    let log = app.log_scale && positive;
-    app.log_plot.set(log);
+    let log = log_scale && positive;
     let ln = |v: &[f64]| v.iter().map(|x| x.ln()).collect::<Vec<f64>>();
     let (id_plot, ood_plot) = if log {
         (ln(id_scores), ln(ood_scores))
@@ -274,7 +327,7 @@ fn render_histogram(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
         Some(t) => {
             let span = analysis::range(&[id_scores, ood_scores], &[]).map_or(0.0, |(l, h)| h - l);
             let s = analysis::Split::at(id_scores, ood_scores, t);
-            let which = if app.threshold.is_some() {
+            let which = if ctx.threshold.is_some() {
                 "moved · t resets"
             } else {
                 "95% TPR · [ ] move"
@@ -306,7 +359,7 @@ fn render_histogram(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
         ood: &ood_plot,
         marker: threshold.map(|t| if log { t.ln() } else { t }),
         block,
-        plot: Some(&app.plot),
+        plot: Some(plot),
         log,
         legend: true,
     }
@@ -345,9 +398,9 @@ fn column(m: &Measures, c: usize) -> f64 {
 }
 
 /// Column groups of the table: an OOD dataset index, or None for the average.
-pub fn groups(app: &App, width: u16) -> Vec<Option<usize>> {
-    let (start, fit, _) = window(app, width);
-    let mut g: Vec<Option<usize>> = app
+pub fn groups(ctx: &Ctx, width: u16) -> Vec<Option<usize>> {
+    let (start, fit, _) = window(ctx, width);
+    let mut g: Vec<Option<usize>> = ctx
         .ood_datasets()
         .iter()
         .skip(start)
@@ -360,10 +413,10 @@ pub fn groups(app: &App, width: u16) -> Vec<Option<usize>> {
 
 /// The OOD sets the table shows in `width`: (first, how many, how many in
 /// all), the one in view always among them.
-fn window(app: &App, width: u16) -> (usize, usize, usize) {
-    let n = app.ood_datasets().len();
+fn window(ctx: &Ctx, width: u16) -> (usize, usize, usize) {
+    let n = ctx.ood_datasets().len();
     let fit = ((width as usize).saturating_sub(METHOD_W + 2) / GROUP_W).max(2) - 1;
-    let sel = app.ood.min(n.saturating_sub(1));
+    let sel = ctx.ood.min(n.saturating_sub(1));
     let start = if n <= fit {
         0
     } else {
@@ -374,8 +427,8 @@ fn window(app: &App, width: u16) -> (usize, usize, usize) {
 
 /// What says that OOD sets are off the table's sides (a narrow terminal):
 /// "← 1 set · 2 sets →", or None when every set is shown.
-pub fn hidden_sets(app: &App, width: u16) -> Option<String> {
-    let (start, shown, n) = window(app, width);
+pub fn hidden_sets(ctx: &Ctx, width: u16) -> Option<String> {
+    let (start, shown, n) = window(ctx, width);
     let right = n.saturating_sub(start + shown);
     let sets = |k: usize| format!("{k} set{}", if k == 1 { "" } else { "s" });
     match (start, right) {
@@ -395,8 +448,8 @@ fn measures_of(a: &Analysis, m: usize, group: Option<usize>) -> Option<Measures>
 
 /// A row per group of OOD sets (OpenOOD's near and far): the selected
 /// method's mean over the group's sets that have figures.
-pub fn group_rows(app: &App, info: &RunInfo) -> Vec<Line<'static>> {
-    let Some(method) = info.methods.get(app.method) else {
+pub fn group_rows(ctx: &Ctx, info: &RunInfo) -> Vec<Line<'static>> {
+    let Some(method) = info.methods.get(ctx.method) else {
         return Vec::new();
     };
     gradnorm_core::run::dataset_groups(&info.datasets)
@@ -404,7 +457,7 @@ pub fn group_rows(app: &App, info: &RunInfo) -> Vec<Line<'static>> {
         .map(|(group, sets)| {
             let all: Vec<Measures> = sets
                 .iter()
-                .filter_map(|&d| app.analysis.measures(app.method, d))
+                .filter_map(|&d| ctx.analysis.measures(ctx.method, d))
                 .collect();
             let figures = match gradnorm_core::metrics::mean(&all) {
                 Some(m) => COLUMNS
@@ -444,16 +497,16 @@ pub fn group_rows(app: &App, info: &RunInfo) -> Vec<Line<'static>> {
 /// The selected method's AUROC and FPR95 against the OOD set in view with
 /// one standard error each, while that error is at least 0.5 points (few
 /// images in): the numbers above are estimates until then.
-pub fn uncertainty(app: &App) -> Option<Line<'static>> {
-    let d = app.ood_dataset()?;
-    let m = app.analysis.measures(app.method, d)?;
+pub fn uncertainty(ctx: &Ctx) -> Option<Line<'static>> {
+    let d = ctx.ood_dataset()?;
+    let m = ctx.analysis.measures(ctx.method, d)?;
     let (n_id, n_ood) = (
-        app.analysis.sorted(0, app.method).len(),
-        app.analysis.sorted(d, app.method).len(),
+        ctx.analysis.sorted(0, ctx.method).len(),
+        ctx.analysis.sorted(d, ctx.method).len(),
     );
     let se_auroc = analysis::auroc_se(m.auroc, n_id, n_ood);
     // The paper's FPR95 is a share of the OOD images, OpenOOD's of the ID.
-    let n_fpr = match app.analysis.convention {
+    let n_fpr = match ctx.analysis.convention {
         gradnorm_core::metrics::Convention::Paper => n_ood,
         gradnorm_core::metrics::Convention::OpenOod => n_id,
     };
@@ -476,8 +529,8 @@ pub fn uncertainty(app: &App) -> Option<Line<'static>> {
     ))
 }
 
-fn render_table(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
-    let title = match app.analysis.convention {
+fn render_table(ctx: &Ctx, info: &RunInfo, area: Rect, buf: &mut Buffer, hits: &mut Hits) {
+    let title = match ctx.analysis.convention {
         gradnorm_core::metrics::Convention::Paper => " Metrics (%) ".to_string(),
         c => format!(" Metrics (%) · {c} convention (p) "),
     };
@@ -487,15 +540,15 @@ fn render_table(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
             " * best · ↑↓ method · ←→ OOD set · Enter: misdetections ",
             theme::dim(),
         ));
-    if let Some(more) = hidden_sets(app, area.width) {
+    if let Some(more) = hidden_sets(ctx, area.width) {
         block =
             block.title_bottom(Line::styled(format!(" {more} "), theme::warn()).right_aligned());
     }
     let inner = block.inner(area);
     block.render(area, buf);
-    let a = &app.analysis;
-    let groups = groups(app, area.width);
-    let sel_group = app.ood_dataset();
+    let a = ctx.analysis;
+    let groups = groups(ctx, area.width);
+    let sel_group = ctx.ood_dataset();
     let mut head1 = vec![Span::raw(" ".repeat(METHOD_W))];
     let mut head2 = vec![Span::styled(
         format!("{:<METHOD_W$}", "method"),
@@ -529,7 +582,7 @@ fn render_table(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
     let mut lines = vec![Line::from(head1), Line::from(head2)];
     let n = info.methods.len();
     for (m, method) in info.methods.iter().enumerate() {
-        let selected = m == app.method;
+        let selected = m == ctx.method;
         let mut spans = vec![Span::styled(
             format!(
                 "{}{:<w$}",
@@ -572,24 +625,24 @@ fn render_table(app: &App, info: &RunInfo, area: Rect, buf: &mut Buffer) {
             line
         });
     }
-    lines.extend(group_rows(app, info));
-    lines.extend(uncertainty(app));
+    lines.extend(group_rows(ctx, info));
+    lines.extend(uncertainty(ctx));
     Paragraph::new(lines).render(inner, buf);
     // Clicks: a method's row selects it, a set's name shows that set.
-    let oods = app.ood_datasets();
+    let oods = ctx.ood_datasets();
     for (k, g) in groups.iter().enumerate() {
         let pos = g.and_then(|d| oods.iter().position(|&x| x == d));
         if let Some(pos) = pos {
             let x = inner.x + (METHOD_W + k * GROUP_W + 1) as u16;
             let w = ((GROUP_W - 1) as u16).min(inner.right().saturating_sub(x));
             let at = Rect::new(x, inner.y, w, 2.min(inner.height));
-            app.targets.push(at, Target::Ood(pos));
+            hits.targets.push(at, Target::Ood(pos));
         }
     }
     for m in 0..n {
         let y = inner.y + 2 + m as u16;
         if y < inner.bottom() {
-            app.targets.push(
+            hits.targets.push(
                 Rect {
                     y,
                     height: 1,

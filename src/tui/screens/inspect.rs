@@ -5,7 +5,9 @@
 
 use super::browser::{display_path, short_name};
 use crate::tui::analysis::Analysis;
-use crate::tui::app::App;
+use crate::tui::component::{Component, Ctx, Input, Outcome};
+use crate::tui::keymap::{Action, Mode};
+use crate::tui::mouse::Hits;
 use crate::tui::theme;
 use gradnorm_core::run::{Role, RunInfo, RunResults};
 use ratatui::buffer::Buffer;
@@ -83,8 +85,48 @@ pub fn disagreements(
     v
 }
 
-pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
-    let (Some(info), Some(ood)) = (app.results.info.as_ref(), app.ood_dataset()) else {
+/// The Inspect screen: its own state is the second method compared.
+#[derive(Debug)]
+pub struct Inspect {
+    /// The second method, as an offset from the first (1: the next one).
+    second: usize,
+}
+
+impl Default for Inspect {
+    fn default() -> Inspect {
+        Inspect { second: 1 }
+    }
+}
+
+impl Inspect {
+    /// The method compared with the one in view.
+    pub fn second_method(&self, ctx: &Ctx) -> usize {
+        let n = ctx.n_methods().max(1);
+        let off = self.second % n;
+        (ctx.method + if off == 0 && n > 1 { 1 } else { off }) % n
+    }
+}
+
+impl Component for Inspect {
+    fn mode(&self) -> Mode {
+        Mode::Inspect
+    }
+
+    fn keys(&mut self, ctx: &Ctx, input: Input) -> Outcome {
+        if input == Input::Action(Action::NextSecond) {
+            let n = ctx.n_methods().max(1);
+            self.second = (self.second + 1) % n;
+        }
+        Outcome::None
+    }
+
+    fn draw(&self, ctx: &Ctx, area: Rect, buf: &mut Buffer, _: &mut Hits) {
+        render(ctx, self.second_method(ctx), area, buf)
+    }
+}
+
+fn render(ctx: &Ctx, second: usize, area: Rect, buf: &mut Buffer) {
+    let (Some(info), Some(ood)) = (ctx.results.info.as_ref(), ctx.ood_dataset()) else {
         Paragraph::new("Nothing to inspect yet: start an evaluation on the setup screen (1).")
             .block(Block::bordered().title(Span::styled(" Inspect ", theme::title())))
             .render(area, buf);
@@ -96,12 +138,12 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     } else {
         Layout::vertical([Constraint::Fill(1), Constraint::Fill(1)]).areas(area)
     };
-    render_absorbing(app, info, ood, left, buf);
-    render_disagreements(app, info, ood, right, buf);
+    render_absorbing(ctx, info, ood, left, buf);
+    render_disagreements(ctx, second, info, ood, right, buf);
 }
 
-fn render_absorbing(app: &App, info: &RunInfo, ood: usize, area: Rect, buf: &mut Buffer) {
-    let method = info.methods.get(app.method).map_or("-", |m| m.label());
+fn render_absorbing(ctx: &Ctx, info: &RunInfo, ood: usize, area: Rect, buf: &mut Buffer) {
+    let method = info.methods.get(ctx.method).map_or("-", |m| m.label());
     let block = Block::bordered().title(Line::from(vec![
         Span::styled(" ID classes absorbing ", theme::title()),
         Span::styled(info.datasets[ood].name.clone(), Style::new().fg(theme::OOD)),
@@ -109,11 +151,11 @@ fn render_absorbing(app: &App, info: &RunInfo, ood: usize, area: Rect, buf: &mut
     ]));
     let inner = block.inner(area);
     block.render(area, buf);
-    let Some(t) = app.current_threshold() else {
+    let Some(t) = ctx.current_threshold() else {
         Line::styled("waiting for both sets…", theme::dim()).render(inner, buf);
         return;
     };
-    let classes = absorbing_classes(&app.results, app.method, ood, t);
+    let classes = absorbing_classes(ctx.results, ctx.method, ood, t);
     let total: usize = classes.iter().map(|c| c.1).sum();
     let mut lines = vec![Line::styled(
         format!("{} false positives · top-1 class:", theme::count(total)),
@@ -138,9 +180,16 @@ fn render_absorbing(app: &App, info: &RunInfo, ood: usize, area: Rect, buf: &mut
     Paragraph::new(lines).render(inner, buf);
 }
 
-fn render_disagreements(app: &App, info: &RunInfo, ood: usize, area: Rect, buf: &mut Buffer) {
+fn render_disagreements(
+    ctx: &Ctx,
+    second: usize,
+    info: &RunInfo,
+    ood: usize,
+    area: Rect,
+    buf: &mut Buffer,
+) {
     let n = info.methods.len();
-    let (a, b) = (app.method, app.second_method());
+    let (a, b) = (ctx.method, second);
     let label = |m: usize| info.methods.get(m).map_or("-", |x| x.label());
     let block = Block::bordered().title(Line::from(vec![
         Span::styled(" Where ", theme::title()),
@@ -155,7 +204,7 @@ fn render_disagreements(app: &App, info: &RunInfo, ood: usize, area: Rect, buf: 
         return;
     }
     let rows = inner.height.saturating_sub(2) as usize;
-    let found = disagreements(&app.results, &app.analysis, a, b, ood, rows);
+    let found = disagreements(ctx.results, ctx.analysis, a, b, ood, rows);
     let w = inner.width as usize;
     let (set_w, pct_w) = (super::browser::set_width(info, w), 9usize);
     let file_w = w.saturating_sub(set_w + 2 * pct_w + 3);
@@ -176,7 +225,7 @@ fn render_disagreements(app: &App, info: &RunInfo, ood: usize, area: Rect, buf: 
         ),
     ];
     for x in found {
-        let rec = &app.results.records[x.dataset][x.index];
+        let rec = &ctx.results.records[x.dataset][x.index];
         let role = info.datasets[x.dataset].role;
         let color = if role == Role::Id {
             theme::ID

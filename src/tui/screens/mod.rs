@@ -1,4 +1,4 @@
-//! The six screens, each drawing from the app's state: `setup` (the form),
+//! The six screens, each a `Component` (keys in, draw, footer hints): `setup` (the form),
 //! `dashboard` (metrics, histogram, progress), `anatomy` (GradNorm's two
 //! factors), `browser` (images, sorted and filtered, with a preview),
 //! `inspect` (absorbing classes, methods that disagree), `runs` (the run

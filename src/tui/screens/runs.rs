@@ -7,7 +7,9 @@
 //! worker thread whose answers wake the event loop, as the engine's events
 //! do. Without a wake (tests) the jobs run at once, inline.
 
-use crate::tui::keymap::Action;
+use crate::tui::component::{self, Component, Ctx, Input};
+use crate::tui::keymap::{Action, Mode};
+use crate::tui::mouse::Hits;
 use crate::tui::theme;
 use crate::tui::wake::{Queue, Wake, Worker};
 use gradnorm_core::run::RunResults;
@@ -257,8 +259,26 @@ impl RunsState {
     }
 }
 
+impl Component for RunsState {
+    fn mode(&self) -> Mode {
+        Mode::Runs
+    }
+
+    /// Store jobs answer later, through `poll`.
+    fn keys(&mut self, _: &Ctx, input: Input) -> component::Outcome {
+        if let Input::Action(a) = input {
+            self.act(a);
+        }
+        component::Outcome::None
+    }
+
+    fn draw(&self, _: &Ctx, area: Rect, buf: &mut Buffer, _: &mut Hits) {
+        render(self, area, buf)
+    }
+}
+
 /// Draws the list of runs and, when two are marked, their deltas.
-pub fn render(state: &RunsState, area: Rect, buf: &mut Buffer) {
+fn render(state: &RunsState, area: Rect, buf: &mut Buffer) {
     let Some((a, b, c)) = &state.comparison else {
         render_list(state, area, buf);
         return;

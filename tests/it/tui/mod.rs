@@ -4,18 +4,28 @@
 //! updates as batches arrive, keys, the config file). Here: the helpers the
 //! other TUI test modules share.
 
+mod browser;
+mod dashboard;
+mod engine;
+mod form;
+mod inspect;
+mod keys;
+mod mouse;
+mod run_store;
 mod runs;
 mod setup;
 mod snapshots;
 mod state;
 pub(crate) mod synthetic;
+mod threshold;
+mod tmux;
 
 pub(crate) use synthetic::{enter_scratch, info, methods, run_events};
 
 use crate::common;
 
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use gradnorm_core::run::{Event, ImageRecord, RunConfig};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
+use gradnorm_core::run::{Event, ImageRecord, RunConfig, RunInfo};
 use gradnorm_engine::score::Method;
 use gradnorm_tui::tui::browser::Sort;
 use gradnorm_tui::tui::discover::{self, Candidate, Count};
@@ -140,10 +150,10 @@ pub(crate) fn finished_app() -> App {
 
 pub(crate) fn draw(app: &mut App, w: u16, h: u16) -> String {
     let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
-    t.draw(|f| f.render_widget(&*app, f.area())).unwrap();
+    t.draw(|f| app.draw(f)).unwrap();
     // The first frame places the preview; the second shows it.
     app.after_draw();
-    t.draw(|f| f.render_widget(&*app, f.area())).unwrap();
+    t.draw(|f| app.draw(f)).unwrap();
     t.backend().to_string()
 }
 
@@ -164,5 +174,66 @@ pub(crate) fn snap(name: &str, app: &mut App) {
 pub(crate) fn snap_text(name: &str, text: String) {
     insta::with_settings!({snapshot_path => "../snapshots"}, {
         insta::assert_snapshot!(name, text);
+    });
+}
+
+pub(crate) fn click(app: &mut App, column: u16, row: u16) {
+    app.handle_mouse(MouseEvent {
+        kind: MouseEventKind::Down(MouseButton::Left),
+        column,
+        row,
+        modifiers: KeyModifiers::NONE,
+    });
+}
+
+/// Where `text` first appears on the screen `draw` returned: (column, row).
+pub(crate) fn find(screen: &str, text: &str) -> Option<(u16, u16)> {
+    screen.lines().enumerate().find_map(|(y, line)| {
+        // TestBackend's lines are quoted: drop the leading quote.
+        let line = line.strip_prefix('"').unwrap_or(line);
+        line.find(text)
+            .map(|b| (line[..b].chars().count() as u16, y as u16))
+    })
+}
+
+pub(crate) fn typed(app: &mut App, text: &str) {
+    for c in text.chars() {
+        press(app, &[ch(c)]);
+    }
+}
+
+/// The synthetic run with its info changed by `f`.
+pub(crate) fn app_with_info(f: impl Fn(&mut RunInfo)) -> App {
+    let mut app = app();
+    for e in run_events() {
+        let e = match e {
+            Event::Started(info) => {
+                let mut info = (*info).clone();
+                f(&mut info);
+                Event::Started(Arc::new(info))
+            }
+            e => e,
+        };
+        app.apply(e);
+    }
+    app.tick();
+    app
+}
+
+pub(crate) fn app_on_setup() -> App {
+    App::new(
+        setup(),
+        "x.toml".into(),
+        crate::tui::no_launch(),
+        Previews::off(),
+    )
+}
+
+pub(crate) fn mouse(app: &mut App, kind: MouseEventKind, column: u16, row: u16) {
+    app.handle_mouse(MouseEvent {
+        kind,
+        column,
+        row,
+        modifiers: KeyModifiers::NONE,
     });
 }

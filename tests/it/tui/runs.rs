@@ -18,12 +18,12 @@ fn quit_cancel_and_keep_results() {
     app.tick();
     // q asks while running; n keeps going.
     press(&mut app, &[ch('q')]);
-    assert_eq!(app.overlay, Some(Overlay::ConfirmQuit));
+    assert_eq!(app.overlay(), Some(Overlay::ConfirmQuit));
     press(&mut app, &[ch('n')]);
-    assert!(!app.should_quit && app.overlay.is_none());
+    assert!(!app.should_quit() && app.overlay().is_none());
     // c asks, y cancels: the engine sees the flag, finishes, results stay.
     press(&mut app, &[ch('c')]);
-    assert_eq!(app.overlay, Some(Overlay::ConfirmCancel));
+    assert_eq!(app.overlay(), Some(Overlay::ConfirmCancel));
     press(&mut app, &[ch('y')]);
     assert!(cancel.load(Ordering::Relaxed));
     tx.send(Event::Finished {
@@ -33,18 +33,18 @@ fn quit_cancel_and_keep_results() {
     .unwrap();
     app.tick();
     assert_eq!(app.status(), Status::Cancelled);
-    let kept: usize = app.results.records.iter().map(Vec::len).sum();
+    let kept: usize = app.results().records.iter().map(Vec::len).sum();
     assert_eq!(kept, 5 * BATCH + (120 - 5 * BATCH).min(BATCH));
     press(&mut app, &[ch('4')]);
-    assert_eq!(app.browser.rows.len(), kept);
+    assert_eq!(app.browser().rows.len(), kept);
     // Without a run q quits at once.
     press(&mut app, &[ch('q')]);
-    assert!(app.should_quit);
+    assert!(app.should_quit());
     // Ctrl-C always quits.
     let mut app = finished_app();
     press(&mut app, &[ch('?')]);
     app.handle_key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
-    assert!(app.should_quit);
+    assert!(app.should_quit());
 }
 
 #[test]
@@ -68,9 +68,9 @@ fn start_runs_off_the_ui_thread() {
         Previews::inline(picker()),
     );
     // Drop cifar10 (unreadable) from the OOD sets, then start.
-    assert!(app.setup.select(Row::Ood(3)));
+    assert!(app.setup_mut().select(Row::Ood(3)));
     press(&mut app, &[ch(' '), ch('s')]);
-    assert_eq!(app.screen, Screen::Dashboard);
+    assert_eq!(app.screen(), Screen::Dashboard);
     let start = std::time::Instant::now();
     while app.status() == Status::Running {
         app.tick();
@@ -80,5 +80,5 @@ fn start_runs_off_the_ui_thread() {
     assert_eq!(app.status(), Status::Finished);
     app.tick();
     let total: usize = SETS.iter().map(|s| s.4).sum();
-    assert_eq!(app.analysis.total(), total);
+    assert_eq!(app.analysis().total(), total);
 }

@@ -8,7 +8,7 @@ fn snapshot_setup() {
     let mut app = app();
     snap("setup", &mut app);
     // Editing a value shows the text being typed.
-    app.setup.select(Row::Limit);
+    app.setup_mut().select(Row::Limit);
     press(&mut app, &[key(KeyCode::Enter), ch('2'), ch('0')]);
     let text = draw(&mut app, 120, 40);
     snap_text("setup_editing_120x40", text);
@@ -28,18 +28,18 @@ fn snapshot_dashboard_mid_run_and_finished() {
     let (tx, rx) = mpsc::channel();
     let mut app = app_launching(RunSession::new(rx, Arc::new(Default::default())));
     press(&mut app, &[ch('s')]);
-    assert_eq!(app.screen, Screen::Dashboard);
+    assert_eq!(app.screen(), Screen::Dashboard);
     for e in events.drain(..mid) {
         tx.send(e).unwrap();
     }
     app.tick();
-    app.message = None;
+    app.clear_message();
     snap("dashboard_running", &mut app);
     for e in events {
         tx.send(e).unwrap();
     }
     app.tick();
-    app.message = None;
+    app.clear_message();
     assert_eq!(app.status(), Status::Finished);
     // GradNorm against scenes: the view re-plots at once.
     press(&mut app, &[ch('m'), ch('m'), ch('m'), key(KeyCode::Right)]);
@@ -71,10 +71,10 @@ fn snapshot_browser() {
 fn snapshot_help_and_too_small() {
     let mut app = finished_app();
     press(&mut app, &[ch('2'), ch('?')]);
-    assert_eq!(app.overlay, Some(Overlay::Help));
+    assert_eq!(app.overlay(), Some(Overlay::Help));
     snap("help", &mut app);
     press(&mut app, &[key(KeyCode::Esc)]);
-    assert_eq!(app.overlay, None);
+    assert_eq!(app.overlay(), None);
     let text = draw(&mut app, 50, 12);
     snap_text("too_small_50x12", text);
 }

@@ -4,15 +4,18 @@
 
 mod view;
 
-pub use view::View;
+use view::View;
 
 use crate::tui::analysis::Analysis;
+use crate::tui::component::{Component, Ctx, Input, Outcome};
 use crate::tui::keymap::Action;
+use crate::tui::keymap::Mode;
+use crate::tui::mouse::Hits;
 use crate::tui::picker::{Picked, Picker};
 use gradnorm_core::run::RunResults;
 use gradnorm_core::run::{ImageRecord, Role, RunInfo};
+use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
-use std::cell::Cell;
 use std::path::Path;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -78,10 +81,9 @@ pub struct BrowserState {
     /// Index into `rows`.
     pub selected: usize,
     key: Option<RowsKey>,
-    offset: Cell<usize>,
-    page: Cell<usize>,
-    /// Where the last frame drew the preview (the app asks for it there).
-    pub preview_area: Cell<Rect>,
+    /// The first row and the rows in view, where the last frame put them.
+    offset: usize,
+    page: usize,
 }
 
 /// Whether the current method misdetects an image: an OOD image scoring at
@@ -211,7 +213,12 @@ impl BrowserState {
     }
 
     pub fn page(&self) -> isize {
-        self.page.get().max(1) as isize
+        self.page.max(1) as isize
+    }
+
+    /// Where the last frame put the list: (rows in view, first row shown).
+    pub(crate) fn placed(&mut self, page: usize, offset: usize) {
+        (self.page, self.offset) = (page, offset);
     }
 
     /// Next dataset filter: all, then each dataset in turn.
@@ -376,5 +383,79 @@ impl BrowserState {
     /// last when there are fewer.
     pub fn jump_to(&mut self, n: usize) {
         self.selected = n.saturating_sub(1).min(self.rows.len().saturating_sub(1));
+    }
+}
+
+impl BrowserState {
+    /// A key's action on the list (no search or popup open).
+    fn act(&mut self, ctx: &Ctx, action: Action) {
+        let page = self.page();
+        match action {
+            Action::Up => self.move_by(-1),
+            Action::Down => self.move_by(1),
+            Action::PageUp => self.move_by(-page),
+            Action::PageDown => self.move_by(page),
+            Action::Top => self.selected = 0,
+            Action::Bottom => self.selected = self.rows.len().saturating_sub(1),
+            Action::Sort => self.sort = self.sort.next(),
+            Action::Reverse => {
+                self.sort = match self.sort {
+                    Sort::Descending => Sort::Ascending,
+                    Sort::Ascending => Sort::Descending,
+                    Sort::Evaluation => Sort::Descending,
+                }
+            }
+            Action::CycleDataset => {
+                let n = ctx.results.info.as_ref().map_or(0, |i| i.datasets.len());
+                self.cycle_dataset(n);
+            }
+            Action::ToggleMisdetections => self.misdetections = !self.misdetections,
+            Action::ClearFilters => {
+                self.misdetections = false;
+                self.dataset = None;
+                self.query.clear();
+                self.class = None;
+            }
+            Action::Search => self.start_search(),
+            Action::Jump => self.start_jump(),
+            Action::ClassFilter => self.open_class_picker(ctx.results, ctx.analysis),
+            _ => {}
+        }
+    }
+}
+
+impl Component for BrowserState {
+    /// The class popup, then a search or jump being typed, take the keys
+    /// before the list.
+    fn mode(&self) -> Mode {
+        if self.class_picker.is_some() {
+            Mode::Picker
+        } else if self.prompt.is_some() {
+            Mode::Edit
+        } else {
+            Mode::Browser
+        }
+    }
+
+    /// The rows follow in the app's `sync_views`.
+    fn keys(&mut self, ctx: &Ctx, input: Input) -> Outcome {
+        match input {
+            Input::Char(c) => self.type_char(c),
+            Input::Action(a) if self.capturing() => self.act_capturing(a),
+            Input::Action(a) => self.act(ctx, a),
+        }
+        Outcome::None
+    }
+
+    fn draw(&self, ctx: &Ctx, area: Rect, buf: &mut Buffer, hits: &mut Hits) {
+        View {
+            state: self,
+            results: ctx.results,
+            analysis: ctx.analysis,
+            previews: ctx.previews,
+            method: ctx.method,
+            ood: ctx.ood_dataset(),
+        }
+        .render(area, buf, hits)
     }
 }

@@ -3,7 +3,7 @@
 
 use super::{display_path, misdetected, set_width, short_name, BrowserState, Prompt, Sort};
 use crate::tui::analysis::Analysis;
-use crate::tui::mouse::{Target, Targets};
+use crate::tui::mouse::{Hits, Target};
 use crate::tui::preview::Previews;
 use crate::tui::theme;
 use gradnorm_core::run::RunResults;
@@ -16,18 +16,17 @@ use ratatui::widgets::{
     Block, Paragraph, Scrollbar, ScrollbarOrientation, ScrollbarState, StatefulWidget, Widget, Wrap,
 };
 
-pub struct View<'a> {
+pub(crate) struct View<'a> {
     pub state: &'a BrowserState,
     pub results: &'a RunResults,
     pub analysis: &'a Analysis,
     pub previews: &'a Previews,
     pub method: usize,
     pub ood: Option<usize>,
-    pub targets: &'a Targets,
 }
 
 impl View<'_> {
-    pub fn render(&self, area: Rect, buf: &mut Buffer) {
+    pub(crate) fn render(&self, area: Rect, buf: &mut Buffer, hits: &mut Hits) {
         let Some(info) = &self.results.info else {
             Paragraph::new("No images yet: start an evaluation on the setup screen (1).")
                 .block(Block::bordered().title(Span::styled(" Images ", theme::title())))
@@ -37,7 +36,7 @@ impl View<'_> {
         let side_w = (area.width * 2 / 5).clamp(30, 60);
         let [list, side] =
             Layout::horizontal([Constraint::Fill(1), Constraint::Length(side_w)]).areas(area);
-        self.render_list(info, list, buf);
+        self.render_list(info, list, buf, hits);
         // Short terminals give the details (scores) the room.
         let preview_h = if side.height >= 30 {
             side.height / 2
@@ -46,14 +45,14 @@ impl View<'_> {
         };
         let [preview, details] =
             Layout::vertical([Constraint::Length(preview_h), Constraint::Fill(1)]).areas(side);
-        self.render_preview(preview, buf);
+        self.render_preview(preview, buf, hits);
         self.render_details(info, details, buf);
         if let Some((p, _)) = &self.state.class_picker {
-            crate::tui::setup::view::render_picker(p, &[], area, buf, self.targets);
+            crate::tui::setup::view::render_picker(p, &[], area, buf, &mut hits.targets);
         }
     }
 
-    fn render_list(&self, info: &RunInfo, area: Rect, buf: &mut Buffer) {
+    fn render_list(&self, info: &RunInfo, area: Rect, buf: &mut Buffer, hits: &mut Hits) {
         let s = self.state;
         let method = info.methods.get(self.method);
         let mname = method.map(|m| m.label()).unwrap_or("-");
@@ -153,7 +152,7 @@ impl View<'_> {
             ..inner
         };
         let h = body.height as usize;
-        s.page.set(h);
+        hits.list = Some((h, s.offset));
         if s.rows.is_empty() {
             let msg = if s.misdetections {
                 "No misdetections (or no threshold yet: the OOD set needs images)."
@@ -163,13 +162,13 @@ impl View<'_> {
             Line::styled(msg, theme::dim()).render(body, buf);
             return;
         }
-        let mut offset = s.offset.get().min(s.rows.len().saturating_sub(1));
+        let mut offset = s.offset.min(s.rows.len().saturating_sub(1));
         if s.selected < offset {
             offset = s.selected;
         } else if s.selected >= offset + h {
             offset = s.selected + 1 - h;
         }
-        s.offset.set(offset);
+        hits.list = Some((h, offset));
         let span = self
             .analysis
             .sorted
@@ -238,7 +237,7 @@ impl View<'_> {
                 ..body
             };
             line.render(at, buf);
-            self.targets.push(at, Target::ImageRow(k));
+            hits.targets.push(at, Target::ImageRow(k));
         }
         if s.rows.len() > h {
             let mut bar = ScrollbarState::new(s.rows.len()).position(s.selected);
@@ -255,11 +254,11 @@ impl View<'_> {
         }
     }
 
-    fn render_preview(&self, area: Rect, buf: &mut Buffer) {
+    fn render_preview(&self, area: Rect, buf: &mut Buffer, hits: &mut Hits) {
         let block = Block::bordered().title(Span::styled(" Preview ", theme::title()));
         let inner = block.inner(area);
         block.render(area, buf);
-        self.state.preview_area.set(inner);
+        hits.preview = inner;
         let Some((d, i)) = self.state.current() else {
             return;
         };

@@ -3,8 +3,9 @@
 
 use super::params::{param_text, set_param};
 use super::state::{Row, SetupAction, SetupState};
+use crate::tui::component::Component;
 use crate::tui::discover::{self, Count};
-use crate::tui::keymap::{self, Action, Mode};
+use crate::tui::keymap::{self, Action};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use gradnorm_core::run::DatasetSpec;
 use gradnorm_core::run::{Batch, DType, Device};
@@ -15,16 +16,7 @@ impl SetupState {
     /// Handles a key as the keymap reads it (tests and the app): editing
     /// captures every key until Enter or Esc.
     pub fn on_key(&mut self, key: KeyEvent) -> SetupAction {
-        let mode = if self.files.is_some() {
-            Mode::Files
-        } else if self.picker.is_some() {
-            Mode::Picker
-        } else if self.edit.is_some() {
-            Mode::Edit
-        } else {
-            Mode::Setup
-        };
-        match keymap::lookup(mode, &key) {
+        match keymap::lookup(Component::mode(self), &key) {
             Some(action) => self.act(action),
             None => {
                 let chord = key

@@ -11,4 +11,48 @@ pub mod view;
 
 pub use params::Param;
 pub use state::{DatasetEntry, MethodEntry, Row, SetupAction, SetupState};
-pub use view::render;
+use view::render;
+
+use crate::tui::component::{Component, Ctx, Input, Outcome};
+use crate::tui::keymap::Mode;
+use crate::tui::mouse::Hits;
+use crate::tui::screen::Level;
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+
+impl Component for SetupState {
+    /// The file browser, a popup list or a value being typed take the keys
+    /// before the form.
+    fn mode(&self) -> Mode {
+        if self.files.is_some() {
+            Mode::Files
+        } else if self.picker.is_some() {
+            Mode::Picker
+        } else if self.edit.is_some() {
+            Mode::Edit
+        } else {
+            Mode::Setup
+        }
+    }
+
+    fn keys(&mut self, _: &Ctx, input: Input) -> Outcome {
+        let action = match input {
+            Input::Char(c) => {
+                self.type_char(c);
+                return Outcome::None;
+            }
+            Input::Action(a) => a,
+        };
+        match self.act(action) {
+            SetupAction::None => Outcome::None,
+            SetupAction::Start => Outcome::Start,
+            SetupAction::Save => Outcome::Save,
+            SetupAction::Count(path, root) => Outcome::Count(path, root),
+            SetupAction::Message(m) => Outcome::Say(m, Level::Warn),
+        }
+    }
+
+    fn draw(&self, ctx: &Ctx, area: Rect, buf: &mut Buffer, hits: &mut Hits) {
+        render(self, ctx.config_path, &mut hits.targets, area, buf)
+    }
+}

@@ -295,7 +295,13 @@ fn row_line(
 
 /// The setup screen: the form on the left, the plan (or what is missing)
 /// on the right when there is room.
-pub fn render(s: &SetupState, config_path: &Path, targets: &Targets, area: Rect, buf: &mut Buffer) {
+pub fn render(
+    s: &SetupState,
+    config_path: &Path,
+    targets: &mut Targets,
+    area: Rect,
+    buf: &mut Buffer,
+) {
     let wide = area.width >= 110;
     let [form_area, side] = if wide {
         Layout::horizontal([Constraint::Fill(1), Constraint::Length(40)]).areas(area)
@@ -350,7 +356,7 @@ pub(crate) fn render_picker(
     completions: &[String],
     area: Rect,
     buf: &mut Buffer,
-    targets: &Targets,
+    targets: &mut Targets,
 ) {
     // The list is modal: nothing beneath it answers a click.
     targets.clear();
@@ -424,7 +430,7 @@ fn filter_line(text: &str) -> Line<'static> {
 
 /// The file browser over the form: the folder, the filter typed, the
 /// entries (the selected one kept in view), and how many.
-fn render_files(f: &FileBrowser, area: Rect, buf: &mut Buffer, targets: &Targets) {
+fn render_files(f: &FileBrowser, area: Rect, buf: &mut Buffer, targets: &mut Targets) {
     targets.clear();
     let items = f.items();
     let rect = area.centered(

@@ -110,7 +110,7 @@ fn assert_close_json(got: &serde_json::Value, want: &serde_json::Value, at: &str
 
 fn app_on(dir: &Path) -> App {
     let mut app = app();
-    app.runs = RunsState::new(dir.to_path_buf());
+    *app.runs_mut() = RunsState::new(dir.to_path_buf());
     app
 }
 
@@ -121,8 +121,8 @@ fn runs_are_listed_compared_exported_and_reopened() {
     let [first, second] = record_two(&dir);
     let mut app = app_on(&dir);
     press(&mut app, &[ch('6')]);
-    assert_eq!(app.screen, Screen::Runs);
-    let rows = &app.runs.rows;
+    assert_eq!(app.screen(), Screen::Runs);
+    let rows = &app.runs().rows;
     assert_eq!(rows.iter().map(|r| r.id).collect::<Vec<_>>(), [1, 2]);
     for r in rows {
         assert_eq!(r.state, "finished");
@@ -132,16 +132,16 @@ fn runs_are_listed_compared_exported_and_reopened() {
         assert_eq!(r.methods, ["msp", "odin", "energy", "gradnorm", "maxlogit"]);
     }
     // Fixed times and folder for the snapshots (the rows' own are now's).
-    app.runs.dir = "runs".into();
-    for (r, t) in app.runs.rows.iter_mut().zip(["09:15", "10:42"]) {
+    app.runs_mut().dir = "runs".into();
+    for (r, t) in app.runs_mut().rows.iter_mut().zip(["09:15", "10:42"]) {
         r.created = format!("2026-11-30 {t}:00");
     }
     snap("runs", &mut app);
 
     // Two marked: the deltas of `report 1 2`, GradNorm's rows only.
-    app.runs.dir = dir.clone();
+    app.runs_mut().dir = dir.clone();
     press(&mut app, &[ch(' '), key(KeyCode::Down), ch(' ')]);
-    let (a, b, c) = app.runs.comparison.clone().expect("a comparison");
+    let (a, b, c) = app.runs().comparison.clone().expect("a comparison");
     assert_eq!((a, b), (1, 2));
     let want = store::compare(&first.summary().unwrap(), &second.summary().unwrap());
     assert_close_json(
@@ -156,17 +156,17 @@ fn runs_are_listed_compared_exported_and_reopened() {
         .map(|d| d.method.as_str())
         .collect();
     assert!(!changed.is_empty() && changed.iter().all(|m| *m == "gradnorm"));
-    app.runs.dir = "runs".into();
-    for (r, t) in app.runs.rows.iter_mut().zip(["09:15", "10:42"]) {
+    app.runs_mut().dir = "runs".into();
+    for (r, t) in app.runs_mut().rows.iter_mut().zip(["09:15", "10:42"]) {
         r.created = format!("2026-11-30 {t}:00");
     }
     snap("runs_compare", &mut app);
-    app.runs.dir = dir.clone();
+    app.runs_mut().dir = dir.clone();
 
     // Export run 2: the report in three formats, scores.csv and the plots.
     press(&mut app, &[ch('e')]);
     let out = dir.join("export-2");
-    let (said, _) = app.message.clone().unwrap();
+    let (said, _) = app.message().cloned().unwrap();
     assert!(said.contains(&out.display().to_string()), "{said}");
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
@@ -190,13 +190,13 @@ fn runs_are_listed_compared_exported_and_reopened() {
 
     // Enter reopens run 1: the dashboard on its records, finished.
     press(&mut app, &[key(KeyCode::Up), key(KeyCode::Enter)]);
-    assert_eq!(app.screen, Screen::Dashboard);
+    assert_eq!(app.screen(), Screen::Dashboard);
     assert_eq!(app.status(), Status::Finished);
     app.tick();
-    let reopened = app.results.summary().unwrap().to_json();
+    let reopened = app.results().summary().unwrap().to_json();
     let want = first.summary().unwrap().to_json();
     assert_close_json(&reopened["methods"], &want["methods"], "reopened");
-    let mut got: Vec<_> = app.results.records.concat();
+    let mut got: Vec<_> = app.results().records.concat();
     let mut want: Vec<_> = first.records.concat();
     got.sort_by(|x, y| x.path.cmp(&y.path));
     want.sort_by(|x, y| x.path.cmp(&y.path));
@@ -209,12 +209,12 @@ fn an_empty_store_says_how_runs_get_there() {
     let tmp = tempfile::tempdir().unwrap();
     let mut app = app_on(&tmp.path().join("runs"));
     press(&mut app, &[ch('6')]);
-    assert!(app.runs.rows.is_empty());
+    assert!(app.runs().rows.is_empty());
     let screen = draw(&mut app, 120, 40);
     assert!(screen.contains("no runs recorded in"), "{screen}");
     // Enter, Space and e do nothing without runs.
     press(&mut app, &[key(KeyCode::Enter), ch(' '), ch('e')]);
-    assert_eq!(app.screen, Screen::Runs);
+    assert_eq!(app.screen(), Screen::Runs);
 }
 
 #[test]
@@ -223,17 +223,17 @@ fn the_store_is_read_off_the_ui_thread() {
     let dir = tmp.path().join("runs");
     record_two(&dir);
     let mut app = app_on(&dir);
-    app.runs.threaded(Wake::none());
+    app.runs_mut().threaded(Wake::none());
     press(&mut app, &[ch('6')]);
     // The key returns before the store is read: the list comes later.
-    assert!(app.runs.rows.is_empty());
-    assert_eq!(app.runs.pending, 1);
+    assert!(app.runs().rows.is_empty());
+    assert_eq!(app.runs().pending, 1);
     assert!(draw(&mut app, 120, 40).contains("reading the run store"));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while app.runs.rows.is_empty() && std::time::Instant::now() < deadline {
+    while app.runs().rows.is_empty() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(10));
         app.tick();
     }
-    assert_eq!(app.runs.rows.len(), 2);
-    assert_eq!(app.runs.pending, 0);
+    assert_eq!(app.runs().rows.len(), 2);
+    assert_eq!(app.runs().pending, 0);
 }
