@@ -7,6 +7,7 @@ pub mod efficientnet_lite;
 mod kernels;
 pub mod ops;
 pub mod params;
+pub mod probe;
 pub mod resnet;
 pub mod vit;
 

@@ -6,6 +6,8 @@
 pub mod fit;
 mod fitted;
 pub mod gaussian;
+pub mod gradnorm;
+mod layer_grad;
 pub mod logistic;
 pub mod logits;
 pub mod mahalanobis;

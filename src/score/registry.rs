@@ -16,6 +16,11 @@ pub enum ParamKind {
     Number(NumberRange),
     /// A file path.
     Path,
+    /// One of a fixed list of names (the first is the default).
+    Choice(&'static [&'static str]),
+    /// A name the model checks when the method is prepared (a layer), and
+    /// its default.
+    Text(&'static str),
 }
 
 /// A number in `[min, max]` (`(min, max]` when `open_min`), an integer when
@@ -72,6 +77,8 @@ impl ParamDef {
         match self.kind {
             ParamKind::Path => "a file path".into(),
             ParamKind::Number(range) => range.text(),
+            ParamKind::Choice(names) => format!("one of {}", names.join(", ")),
+            ParamKind::Text(_) => "a name".into(),
         }
     }
 
@@ -79,6 +86,30 @@ impl ParamDef {
     pub fn parse(&self, key: &str, text: &str) -> std::result::Result<Value, SpecError> {
         match self.kind {
             ParamKind::Path => Ok(Value::Path(PathBuf::from(text.trim()))),
+            ParamKind::Text(_) => {
+                let t = text.trim();
+                if t.is_empty() || t.contains([':', '|', '=']) {
+                    return Err(SpecError(format!(
+                        "{key}: {} must be a name, got `{text}`",
+                        self.name
+                    )));
+                }
+                Ok(Value::Text(t.to_string()))
+            }
+            ParamKind::Choice(names) => {
+                let t = text.trim().to_ascii_lowercase();
+                names
+                    .iter()
+                    .find(|n| **n == t)
+                    .map(|n| Value::Choice(n))
+                    .ok_or_else(|| {
+                        SpecError(format!(
+                            "{key}: {} must be {}, got `{text}`",
+                            self.name,
+                            self.range_text()
+                        ))
+                    })
+            }
             ParamKind::Number(range) => {
                 let bad = || {
                     SpecError(format!(
@@ -295,10 +326,31 @@ pub static METHODS: &[MethodDef] = &[
         key: "gradnorm",
         label: "GradNorm",
         help: "L1 norm of the head's gradient of the KL to uniform (Huang et al. 2021)",
-        params: &[TEMPERATURE],
+        params: &[
+            TEMPERATURE,
+            ParamDef {
+                name: "layer",
+                label: "layer",
+                kind: ParamKind::Text("head"),
+                help: "the weight whose gradient is read, as the checkpoint names it \
+                       (`gradnorm-tui layers` lists them); head: the classifier (the paper's)",
+            },
+            ParamDef {
+                name: "norm",
+                label: "norm",
+                kind: ParamKind::Choice(&["l1", "l2", "linf"]),
+                help: "norm of the gradient: L1 (the paper's), L2 or L-infinity",
+            },
+            ParamDef {
+                name: "target",
+                label: "target",
+                kind: ParamKind::Choice(&["uniform", "predicted"]),
+                help: "loss target: uniform (the paper's KL) or the top-1 label (cross-entropy)",
+            },
+        ],
         needs: FEATURE_HEAD,
-        describe: with_temperature,
-        prepare: super::logits::prepare_gradnorm,
+        describe: super::gradnorm::describe,
+        prepare: super::gradnorm::prepare,
     },
     MethodDef {
         key: "maxlogit",
