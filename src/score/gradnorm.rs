@@ -104,7 +104,7 @@ impl Config {
     pub fn of(m: &Method) -> Config {
         Config {
             temperature: m.number("temperature").unwrap_or(1.0),
-            layer: m.text("layer").unwrap_or("head").to_string(),
+            layer: layer_name(m.text("layer").unwrap_or("head")).to_string(),
             norm: m
                 .choice("norm")
                 .and_then(Norm::from_name)
@@ -115,6 +115,13 @@ impl Config {
                 .unwrap_or(Target::Uniform),
         }
     }
+}
+
+/// A weight's name as the checkpoint has it, also accepted with
+/// `.weight` or DataParallel's `module.`.
+fn layer_name(name: &str) -> &str {
+    let name = name.strip_prefix("module.").unwrap_or(name);
+    name.strip_suffix(".weight").unwrap_or(name)
 }
 
 struct HeadGradNorm(Config);

@@ -205,3 +205,31 @@ fn a_bad_layer_is_an_error_naming_the_parameter_and_close_names() {
         common::error_saying(Scorer::new(&methods, m.as_ref()), needles);
     }
 }
+
+fn bin() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_gradnorm-tui"))
+}
+
+#[test]
+fn the_layers_command_lists_names_shapes_and_counts() {
+    let Some(shared) = common::shared() else {
+        return;
+    };
+    let ckpt = shared.join("fixtures/bit/tiny.pth.tar");
+    let out = bin()
+        .args(["layers", "--device", "cpu", "--json", "--checkpoint"])
+        .arg(&ckpt)
+        .output()
+        .unwrap();
+    let text = common::success_stdout(&out);
+    let rows: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // The root, four units of three convolutions and a projection, the head.
+    assert_eq!(rows.len(), 1 + 4 * 4 + 1, "{text}");
+    assert_eq!(rows[0]["name"], "root.conv");
+    assert_eq!(rows[0]["shape"], serde_json::json!([64, 3, 7, 7]));
+    assert_eq!(rows[0]["parameters"], 64 * 3 * 7 * 7);
+    assert_eq!(rows.last().unwrap()["name"], "head.conv");
+}
