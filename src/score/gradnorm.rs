@@ -133,34 +133,85 @@ impl super::Score for HeadGradNorm {
     }
 }
 
-/// GradNorm of an earlier layer's weight: its own forward pass with a probe
-/// at the layer, one backward pass of the batch to the layer's output, then
+/// GradNorm of an earlier layer's weight: a forward pass with a probe at
+/// the layer, one backward pass of the batch to the layer's output, then
 /// every image's weight gradient from it (`layer_grad`).
 struct LayerGradNorm(Config);
 
-impl super::Score for LayerGradNorm {
-    fn score(&self, f: &super::Forward) -> crate::error::Result<Tensor> {
+/// The last batch's probed pass, which the next methods on the same batch
+/// and layer share (a sweep over norms, targets or temperatures runs one
+/// forward pass, and one backward pass per target and temperature). It is
+/// kept until the next batch: that batch's activations past the layer.
+struct Shared {
+    x: candle_core::TensorId,
+    layer: String,
+    /// The logits, tracked back to the layer's output.
+    logits: Tensor,
+    captured: probe::Captured,
+    /// d loss / d output for (T, target).
+    dy: Option<(u64, Target, Tensor)>,
+}
+
+thread_local! {
+    static SHARED: std::cell::RefCell<Option<Shared>> = const { std::cell::RefCell::new(None) };
+}
+
+impl LayerGradNorm {
+    /// The probed pass of `f`'s batch, from the last method when it ran it.
+    fn pass(&self, f: &super::Forward) -> crate::error::Result<Shared> {
         let c = &self.0;
+        let reuse = SHARED.with(|s| {
+            s.borrow_mut()
+                .take()
+                .filter(|s| s.x == f.x.id() && s.layer == c.layer)
+        });
+        if let Some(shared) = reuse {
+            return Ok(shared);
+        }
         let (out, captured) = probe::capture(&c.layer, || f.model.forward(f.x));
-        let out = out?;
         let captured = captured.ok_or_else(|| {
             Error::Invalid(format!(
                 "gradnorm: layer `{}` was not reached by the forward pass",
                 c.layer
             ))
         })?;
-        // sum_b g_b . z_b has gradient g_b = dL_b/dz_b at image b's logits,
-        // so one backward pass gives every image's own dL/dy.
-        let g = logit_gradient(&out.logits.detach(), c.temperature, c.target)?;
-        let loss = (&out.logits * g)?.sum_all()?;
-        let grads = loss.backward()?;
-        let dy = grads.get(captured.output.as_tensor()).ok_or_else(|| {
-            Error::Invalid(format!(
-                "gradnorm: the logits do not depend on layer `{}`",
-                c.layer
-            ))
-        })?;
-        Ok(super::layer_grad::norm(&captured, dy, c.norm)?)
+        Ok(Shared {
+            x: f.x.id(),
+            layer: c.layer.clone(),
+            logits: out?.logits,
+            captured,
+            dy: None,
+        })
+    }
+}
+
+impl super::Score for LayerGradNorm {
+    fn score(&self, f: &super::Forward) -> crate::error::Result<Tensor> {
+        let c = &self.0;
+        let mut shared = self.pass(f)?;
+        let key = (c.temperature.to_bits(), c.target);
+        let dy = match &shared.dy {
+            Some((t, target, dy)) if (*t, *target) == key => dy.clone(),
+            _ => {
+                // sum_b g_b . z_b has gradient g_b = dL_b/dz_b at image b's
+                // logits, so one backward pass gives every image's own dL/dy.
+                let g = logit_gradient(&shared.logits.detach(), c.temperature, c.target)?;
+                let loss = (&shared.logits * g)?.sum_all()?;
+                let grads = loss.backward()?;
+                let output = shared.captured.output.as_tensor();
+                let dy = grads.get(output).cloned().ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "gradnorm: the logits do not depend on layer `{}`",
+                        c.layer
+                    ))
+                })?;
+                shared.dy = Some((key.0, key.1, dy.clone()));
+                dy
+            }
+        };
+        let score = super::layer_grad::norm(&shared.captured, &dy, c.norm)?;
+        SHARED.with(|s| *s.borrow_mut() = Some(shared));
+        Ok(score)
     }
 }
 
