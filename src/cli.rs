@@ -59,10 +59,22 @@ pub enum Command {
     /// One pass over labelled ID images storing what the fit-based methods
     /// (react, dice, knn, vim, residual, klm, mds, rmds) need.
     Fit(FitArgs),
+    /// The weights GradNorm's `layer=` accepts (name, shape, parameters), in
+    /// forward order, the head last.
+    Layers(LayersArgs),
     /// Parity checks against the seed's outputs on the tiny BiT fixture, on
     /// any device (for machines without Rust; see README "Speed").
     #[command(hide = true)]
     Selftest(SelftestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LayersArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// One JSON object per layer and line.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -26,6 +26,7 @@ fn main() -> ExitCode {
         Some(Command::TuneMahalanobis(args)) => commands::tune_mahalanobis::run(&args),
         Some(Command::Fit(args)) => commands::fit::run(&args),
         Some(Command::Selftest(args)) => commands::selftest::run(&args),
+        Some(Command::Layers(args)) => commands::layers::run(&args),
         Some(Command::Runs(args)) => commands::runs::runs(&args),
         Some(Command::Report(args)) => commands::runs::report(&args),
         Some(Command::Merge(args)) => commands::runs::merge(&args),

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod eval;
 pub mod fit;
+pub mod layers;
 pub mod logging;
 pub mod metrics;
 pub mod predict;

@@ -11,6 +11,11 @@ pub enum ParamKind {
     Number(NumberRange),
     /// A file path.
     Path,
+    /// One of a fixed list of names (the first is the default).
+    Choice(&'static [&'static str]),
+    /// A name the model checks when the method is prepared (a layer), and
+    /// its default.
+    Text(&'static str),
 }
 
 /// A number in `[min, max]` (`(min, max]` when `open_min`), an integer when
@@ -69,6 +74,8 @@ impl ParamDef {
         match self.kind {
             ParamKind::Path => "a file path".into(),
             ParamKind::Number(range) => range.text(),
+            ParamKind::Choice(names) => format!("one of {}", names.join(", ")),
+            ParamKind::Text(_) => "a name".into(),
         }
     }
 
@@ -76,6 +83,30 @@ impl ParamDef {
     pub fn parse(&self, key: &str, text: &str) -> std::result::Result<Value, SpecError> {
         match self.kind {
             ParamKind::Path => Ok(Value::Path(PathBuf::from(text.trim()))),
+            ParamKind::Text(_) => {
+                let t = text.trim();
+                if t.is_empty() || t.contains([':', '|', '=']) {
+                    return Err(SpecError(format!(
+                        "{key}: {} must be a name, got `{text}`",
+                        self.name
+                    )));
+                }
+                Ok(Value::Text(t.to_string()))
+            }
+            ParamKind::Choice(names) => {
+                let t = text.trim().to_ascii_lowercase();
+                names
+                    .iter()
+                    .find(|n| **n == t)
+                    .map(|n| Value::Choice(n))
+                    .ok_or_else(|| {
+                        SpecError(format!(
+                            "{key}: {} must be {}, got `{text}`",
+                            self.name,
+                            self.range_text()
+                        ))
+                    })
+            }
             ParamKind::Number(range) => {
                 let bad = || {
                     SpecError(format!(

@@ -15,6 +15,10 @@ use std::path::PathBuf;
 pub enum Value {
     Number(f64),
     Path(PathBuf),
+    /// One of a [`ParamKind::Choice`]'s names.
+    Choice(&'static str),
+    /// A [`ParamKind::Text`] name.
+    Text(String),
 }
 
 impl std::fmt::Display for Value {
@@ -22,6 +26,8 @@ impl std::fmt::Display for Value {
         match self {
             Value::Number(v) => write!(f, "{v}"),
             Value::Path(p) => write!(f, "{}", p.display()),
+            Value::Choice(c) => f.write_str(c),
+            Value::Text(t) => f.write_str(t),
         }
     }
 }
@@ -107,7 +113,25 @@ impl Method {
         let i = self.def.params.iter().position(|p| p.name == name)?;
         match self.values[i] {
             Value::Number(v) => Some(v),
-            Value::Path(_) => None,
+            _ => None,
+        }
+    }
+
+    /// The text parameter `name`.
+    pub fn text(&self, name: &str) -> Option<&str> {
+        let i = self.def.params.iter().position(|p| p.name == name)?;
+        match &self.values[i] {
+            Value::Text(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// The choice parameter `name`.
+    pub fn choice(&self, name: &str) -> Option<&'static str> {
+        let i = self.def.params.iter().position(|p| p.name == name)?;
+        match self.values[i] {
+            Value::Choice(c) => Some(c),
+            _ => None,
         }
     }
 
@@ -116,7 +140,7 @@ impl Method {
         let i = self.def.params.iter().position(|p| p.name == name)?;
         match &self.values[i] {
             Value::Path(p) => Some(p),
-            Value::Number(_) => None,
+            _ => None,
         }
     }
 
@@ -284,6 +308,8 @@ impl serde::Serialize for Method {
             match v {
                 Value::Number(x) => map.serialize_entry(p.name, x)?,
                 Value::Path(x) => map.serialize_entry(p.name, x)?,
+                Value::Choice(x) => map.serialize_entry(p.name, x)?,
+                Value::Text(x) => map.serialize_entry(p.name, x)?,
             }
         }
         if let Some(n) = &self.name {
@@ -325,10 +351,12 @@ impl<'de> serde::Deserialize<'de> for Method {
 }
 
 impl ParamKind {
-    fn default_value(&self) -> Value {
+    pub(crate) fn default_value(&self) -> Value {
         match self {
             ParamKind::Number(range) => Value::Number(range.default),
             ParamKind::Path => Value::Path(PathBuf::new()),
+            ParamKind::Choice(names) => Value::Choice(names[0]),
+            ParamKind::Text(default) => Value::Text(default.to_string()),
         }
     }
 }

@@ -60,6 +60,21 @@ const fn percentile(default: f64, help: &'static str) -> ParamDef {
     number("percentile", default, 0.0, 100.0, false, help)
 }
 
+/// GradNorm names its temperature and what differs from the paper's
+/// choices (a layer but the head, a norm but L1, the predicted target).
+fn gradnorm(m: &Method, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    write!(f, "{} (", m.label())?;
+    for (p, v) in m.def().params.iter().zip(m.values()) {
+        match p.kind {
+            ParamKind::Number(_) => write!(f, "{}={v}", p.short)?,
+            _ if *v == p.kind.default_value() => {}
+            ParamKind::Choice(_) if p.name == "target" => write!(f, ", {v} target")?,
+            _ => write!(f, ", {v}")?,
+        }
+    }
+    f.write_str(")")
+}
+
 fn plain(m: &Method, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
     f.write_str(m.label())?;
     let params: Vec<String> = m
@@ -173,9 +188,33 @@ pub static METHODS: &[MethodDef] = &[
         key: "gradnorm",
         label: "GradNorm",
         help: "L1 norm of the head's gradient of the KL to uniform (Huang et al. 2021)",
-        params: &[TEMPERATURE],
+        params: &[
+            TEMPERATURE,
+            ParamDef {
+                name: "layer",
+                label: "layer",
+                short: "layer",
+                kind: ParamKind::Text("head"),
+                help: "the weight whose gradient is read, as the checkpoint names it \
+                       (`gradnorm-tui layers` lists them); head: the classifier (the paper's)",
+            },
+            ParamDef {
+                name: "norm",
+                label: "norm",
+                short: "norm",
+                kind: ParamKind::Choice(&["l1", "l2", "linf"]),
+                help: "norm of the gradient: L1 (the paper's), L2 or L-infinity",
+            },
+            ParamDef {
+                name: "target",
+                label: "target",
+                short: "target",
+                kind: ParamKind::Choice(&["uniform", "predicted"]),
+                help: "loss target: uniform (the paper's KL) or the top-1 label (cross-entropy)",
+            },
+        ],
         needs: FEATURE_HEAD,
-        describe: plain,
+        describe: gradnorm,
         kind: Kind::GradNorm,
     },
     MethodDef {

@@ -6,6 +6,7 @@ pub mod bit;
 pub mod efficientnet_lite;
 pub mod ops;
 pub mod params;
+pub mod probe;
 pub mod resnet;
 pub mod vit;
 

@@ -17,6 +17,14 @@ pub fn standardize(w: &Tensor) -> Result<Tensor> {
         .reshape(shape)
 }
 
+/// The divisor of [`standardize`]: sqrt(var + 1e-10) of each output
+/// channel, [O].
+pub fn standardize_scale(w: &Tensor) -> Result<Tensor> {
+    let flat = w.flatten_from(1)?;
+    let centred = flat.broadcast_sub(&flat.mean_keepdim(1)?)?;
+    (centred.sqr()?.mean(1)? + 1e-10)?.sqrt()
+}
+
 /// `k x k` max-pool with stride `s` and no padding. candle's `max_pool2d` has
 /// no backward pass when kernel != stride, and ODIN and Mahalanobis need
 /// d score / d input through the stem pools; so when `x` is tracked by

@@ -14,6 +14,7 @@
 //! the average-pooled layer4 output, the input of `fc`.
 
 use super::params::{self, BatchNorm, TorchvisionArch};
+use super::probe::{self, LayerOp};
 use super::{ops, spatial_mean, Backbone, Family, Meta, ModelInfo, Preprocess};
 use crate::error::{Error, Result};
 use crate::weights::Checkpoint;
@@ -107,6 +108,8 @@ impl ResNetConfig {
 
 #[derive(Debug, Clone)]
 struct ConvBn {
+    /// The checkpoint's name of the convolution (GradNorm's `layer=`).
+    name: String,
     weight: Tensor,
     bn: BatchNorm,
     stride: usize,
@@ -123,6 +126,7 @@ impl ConvBn {
         stride: usize,
     ) -> Result<Self> {
         Ok(ConvBn {
+            name: vb.pp(conv).prefix(),
             weight: params::conv_weight(&vb.pp(conv), cout, cin, k, "weight")?,
             bn: BatchNorm::new(vb.pp(bn), cout)?,
             stride,
@@ -132,6 +136,13 @@ impl ConvBn {
 
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let y = params::conv2d(x, &self.weight, self.padding, self.stride)?;
+        let (_, _, kh, kw) = self.weight.dims4()?;
+        let op = LayerOp::Conv2d {
+            kernel: (kh, kw),
+            stride: self.stride,
+            padding: self.padding,
+        };
+        let y = probe::at(|| self.name.clone(), op, &self.weight, x, y)?;
         self.bn.forward(&y)
     }
 }

@@ -18,6 +18,7 @@
 //! the class token after the final LayerNorm, the input of `heads.head`.
 
 use super::params::{self, LayerNorm, TorchvisionArch};
+use super::probe::{self, LayerOp};
 use super::{Backbone, Family, Meta, ModelInfo, Preprocess};
 use crate::error::{Error, Result};
 use crate::weights::Checkpoint;
@@ -129,6 +130,8 @@ impl VitConfig {
 
 #[derive(Debug, Clone)]
 struct EncoderLayer {
+    /// The checkpoint's prefix (`encoder.layers.encoder_layer_N`).
+    prefix: String,
     ln_1: LayerNorm,
     in_proj: Linear,
     out_proj: Linear,
@@ -151,6 +154,7 @@ impl EncoderLayer {
         )?;
         let in_b = att.get_with_hints(3 * d, "in_proj_bias", Init::Const(0.0))?;
         Ok(EncoderLayer {
+            prefix: vb.prefix(),
             ln_1,
             in_proj: Linear::new(in_w, Some(in_b)),
             out_proj: params::linear(att.pp("out_proj"), d, d)?,
@@ -175,13 +179,22 @@ impl EncoderLayer {
         let v = qkv.get(2)?.contiguous()?;
         let att = params::softmax_last(&q.matmul(&k.t()?)?)?;
         let y = att.matmul(&v)?.transpose(1, 2)?.reshape((b, n, d))?;
-        self.out_proj.forward(&y)
+        self.linear(&self.out_proj, "self_attention.out_proj", &y)
+    }
+
+    /// `layer` (named `part` under this layer) on `x`, through the probe.
+    fn linear(&self, layer: &Linear, part: &str, x: &Tensor) -> candle_core::Result<Tensor> {
+        let y = layer.forward(x)?;
+        let name = || format!("{}.{part}", self.prefix);
+        probe::at(name, LayerOp::Linear, layer.weight(), x, y)
     }
 
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let x = (self.attention(&self.ln_1.forward(x)?)? + x)?;
-        let y = self.mlp_0.forward(&self.ln_2.forward(&x)?)?.gelu_erf()?;
-        x + self.mlp_3.forward(&y)?
+        let y = self
+            .linear(&self.mlp_0, "mlp.0", &self.ln_2.forward(&x)?)?
+            .gelu_erf()?;
+        x + self.linear(&self.mlp_3, "mlp.3", &y)?
     }
 }
 
@@ -327,7 +340,14 @@ impl Backbone for Vit {
             )));
         }
         let p = self.cfg.patch_size;
-        let y = params::conv2d(&x.to_dtype(self.meta.dtype)?, &self.conv_w, 0, p)?
+        let x = x.to_dtype(self.meta.dtype)?;
+        let y = params::conv2d(&x, &self.conv_w, 0, p)?;
+        let op = LayerOp::Conv2d {
+            kernel: (p, p),
+            stride: p,
+            padding: 0,
+        };
+        let y = probe::at(|| "conv_proj".into(), op, &self.conv_w, &x, y)?
             .broadcast_add(&self.conv_b)?;
         let d = self.cfg.hidden_dim;
         let y = y.flatten_from(2)?.transpose(1, 2)?; // [b, n, d]

@@ -76,10 +76,3 @@ pub(crate) fn prepare_energy(m: &super::Method, _: &super::Prepare) -> Prepared 
         energy(z, t)
     })))
 }
-
-pub(crate) fn prepare_gradnorm(m: &super::Method, _: &super::Prepare) -> Prepared {
-    let t = temperature(m);
-    Ok(Box::new(LogitScore(move |z: &Tensor, h: &Tensor| {
-        gradnorm(z, h, t)
-    })))
-}

@@ -6,6 +6,8 @@
 pub mod fit;
 mod fitted;
 pub mod gaussian;
+pub mod gradnorm;
+mod layer_grad;
 pub mod logistic;
 pub mod logits;
 pub mod mahalanobis;
@@ -78,7 +80,7 @@ fn prepare(m: &Method, ctx: &Prepare) -> Result<Box<dyn Score>> {
         Kind::Odin => odin::prepare(m, ctx),
         Kind::Energy => logits::prepare_energy(m, ctx),
         Kind::Mahalanobis => mahalanobis::prepare(m, ctx),
-        Kind::GradNorm => logits::prepare_gradnorm(m, ctx),
+        Kind::GradNorm => gradnorm::prepare(m, ctx),
         Kind::MaxLogit => logits::prepare_max_logit(m, ctx),
         Kind::Entropy => posthoc::prepare_entropy(m, ctx),
         Kind::Gen => posthoc::prepare_gen(m, ctx),

@@ -67,6 +67,13 @@ impl SetupState {
                     at,
                 )
             }
+            Row::Param(i, p) => {
+                let m = &self.methods[i].method;
+                let names = super::params::choices(m, p)?;
+                let at = names.iter().position(|n| m.values()[p].to_string() == *n);
+                let title = format!("{} · {}", m.def().params[p].name, m.def().params[p].help);
+                Picker::new(&title, names.iter().map(|n| n.to_string()).collect(), at)
+            }
             _ => return None,
         };
         Some(p)
@@ -123,6 +130,14 @@ impl SetupState {
             (Row::Id, Picked::Item(i)) => self.id = Some(i),
             (Row::Device, Picked::Item(i)) => self.device = Device::CHOICES[i],
             (Row::Dtype, Picked::Item(i)) => self.dtype = DType::CHOICES[i],
+            (Row::Param(m, p), Picked::Item(k)) => {
+                let method = &mut self.methods[m].method;
+                if let Some(name) = super::params::choices(method, p).and_then(|n| n.get(k)) {
+                    if let Err(e) = super::params::set_param(method, p, name) {
+                        return SetupAction::Message(e);
+                    }
+                }
+            }
             _ => {}
         }
         SetupAction::None

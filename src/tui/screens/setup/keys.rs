@@ -1,7 +1,7 @@
 //! What the form's keys do: moving, choosing, toggling, typing a value
 //! and committing it.
 
-use super::params::{param_text, set_param};
+use super::params::{choices, param_text, set_param};
 use super::state::{Row, SetupAction, SetupState};
 use crate::tui::component::Component;
 use crate::tui::discover::{self, Count};
@@ -184,6 +184,9 @@ impl SetupState {
         match self.current() {
             Row::Ood(_) | Row::Method(_) => self.toggle(),
             row @ (Row::Checkpoint | Row::Model | Row::Id | Row::Device | Row::Dtype) => {
+                self.picker = self.picker_for(row);
+            }
+            row @ Row::Param(i, p) if choices(&self.methods[i].method, p).is_some() => {
                 self.picker = self.picker_for(row);
             }
             Row::Start => return SetupAction::Start,

@@ -27,3 +27,11 @@ pub fn set_param(m: &mut Method, p: Param, text: &str) -> Result<(), String> {
 pub fn is_path(m: &Method, p: Param) -> bool {
     matches!(m.def().params[p].kind, ParamKind::Path)
 }
+
+/// The names a choice parameter takes (the form shows them as a list).
+pub fn choices(m: &Method, p: Param) -> Option<&'static [&'static str]> {
+    match m.def().params[p].kind {
+        ParamKind::Choice(names) => Some(names),
+        _ => None,
+    }
+}

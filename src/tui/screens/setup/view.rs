@@ -198,7 +198,9 @@ fn lines(s: &SetupState, width: usize) -> (Vec<Line<'static>>, Vec<usize>) {
                 let m = &s.methods[i].method;
                 let name = m.def().params[p].label;
                 let v = param_text(m, p);
-                let v = if v.is_empty() {
+                let v = if super::params::choices(m, p).is_some() {
+                    choice(&v, true)
+                } else if v.is_empty() {
                     "(none: Enter to set)".into()
                 } else {
                     v

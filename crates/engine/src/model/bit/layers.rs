@@ -7,6 +7,7 @@
 use super::host::{host_conv, host_norm, HostUnit, HostWeights};
 use super::{Bit, BitConfig, Mode, GN_EPS, GROUPS};
 use crate::error::Result;
+use crate::model::probe::{self, LayerOp, Standardized};
 use crate::model::{ops, Family, InputSpec, Meta, ModelInfo};
 use candle_core::{DType, Module, Tensor};
 use candle_nn::{GroupNorm, VarBuilder};
@@ -16,7 +17,13 @@ use gradnorm_kernels as kernels;
 /// or at every forward pass when training (so gradients reach the raw weight).
 #[derive(Debug, Clone)]
 pub(super) struct StdConv {
+    /// The checkpoint's name (GradNorm's `layer=`).
+    name: String,
     pub(super) weight: Tensor,
+    /// sqrt(var + eps) of each output channel of the stored weight, [O] f32,
+    /// when `weight` holds it standardized: the gradient with respect to
+    /// the stored weight goes through the standardization.
+    scale: Option<Tensor>,
     standardize_each_pass: bool,
     stride: usize,
     padding: usize,
@@ -32,12 +39,18 @@ impl StdConv {
         dtype: DType,
     ) -> Result<Self> {
         let raw = vb.get_with_hints(shape, "weight", candle_nn::init::DEFAULT_KAIMING_NORMAL)?;
-        let weight = match mode {
-            Mode::Inference => ops::standardize(&raw.to_dtype(DType::F64)?)?.to_dtype(dtype)?,
-            Mode::Training => raw,
+        let (weight, scale) = match mode {
+            Mode::Inference => {
+                let raw = raw.to_dtype(DType::F64)?;
+                let scale = ops::standardize_scale(&raw)?.to_dtype(DType::F32)?;
+                (ops::standardize(&raw)?.to_dtype(dtype)?, Some(scale))
+            }
+            Mode::Training => (raw, None),
         };
         Ok(StdConv {
+            name: vb.prefix(),
             weight,
+            scale,
             standardize_each_pass: mode == Mode::Training,
             stride,
             padding,
@@ -45,12 +58,34 @@ impl StdConv {
     }
 
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        if self.standardize_each_pass {
+        let y = if self.standardize_each_pass {
             let w = ops::standardize(&self.weight)?;
-            ops::conv2d_im2col(x, &w, self.padding, self.stride)
+            ops::conv2d_im2col(x, &w, self.padding, self.stride)?
+        } else if probe::active() {
+            // A probe differentiates what follows: im2col's backward is the fast one.
+            ops::conv2d_im2col(x, &self.weight, self.padding, self.stride)?
         } else {
-            x.conv2d(&self.weight, self.padding, self.stride, 1, 1)
-        }
+            x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?
+        };
+        let (_, _, kh, kw) = self.weight.dims4()?;
+        let op = LayerOp::Conv2d {
+            kernel: (kh, kw),
+            stride: self.stride,
+            padding: self.padding,
+        };
+        let standardized = || {
+            Ok(Some(match &self.scale {
+                Some(scale) => Standardized {
+                    weight: self.weight.clone(),
+                    scale: scale.clone(),
+                },
+                None => Standardized {
+                    weight: ops::standardize(&self.weight.detach())?,
+                    scale: ops::standardize_scale(&self.weight.detach())?,
+                },
+            }))
+        };
+        probe::at_standardized(|| self.name.clone(), op, &self.weight, standardized, x, y)
     }
 }
 

@@ -200,6 +200,12 @@ impl Bit {
         &self.cfg
     }
 
+    /// The CPU kernels' weights, unless a probe wants the layers (which
+    /// only the candle path passes through it).
+    fn host(&self) -> Option<&HostWeights> {
+        self.host.as_ref().filter(|_| !super::probe::active())
+    }
+
     /// Training needs head weight and features in the Vars' dtype (f32).
     pub fn forward_train(&self, x: &Tensor) -> Result<Output> {
         self.forward(x)
@@ -220,14 +226,14 @@ impl Backbone for Bit {
 
     /// NCHW with candle ops; NHWC on the CPU kernels.
     fn stem(&self, x: &Tensor) -> Result<Tensor> {
-        match &self.host {
+        match self.host() {
             Some(host) => host.root(&x.to_dtype(self.meta.dtype)?),
             None => Ok(self.root(x)?),
         }
     }
 
     fn stage(&self, l: usize, mut x: Tensor) -> Result<Tensor> {
-        match &self.host {
+        match self.host() {
             Some(host) => {
                 for unit in &host.stages[l - 1] {
                     x = HostWeights::unit(unit, &x)?;
@@ -239,14 +245,14 @@ impl Backbone for Bit {
     }
 
     fn tap(&self, _l: usize, state: &Tensor) -> Result<Tensor> {
-        match &self.host {
+        match self.host() {
             Some(_) => Ok(kernels::mean(state)?),
             None => spatial_mean(state),
         }
     }
 
     fn feature(&self, last: &Tensor) -> Result<Tensor> {
-        match &self.host {
+        match self.host() {
             Some(host) => Ok(kernels::mean(&gn_relu(last, &host.gn_head)?)?),
             None => spatial_mean(&self.gn_head.forward(last)?.relu()?),
         }

@@ -1,0 +1,222 @@
+//! A probe on the backbones' weight layers, for scores that need the
+//! gradient of one layer's weight (GradNorm's `layer=`). Each convolution
+//! and linear layer of a backbone's candle path passes its input and output
+//! through [`at`]; while a probe is set on this thread it either lists the
+//! layers (name, weight shape) or, at the layer it names, keeps the input
+//! and replaces the output by a fresh autograd variable, so that a backward
+//! pass from the logits stops there and yields d loss / d output for every
+//! image of the batch at once. Nothing happens while no probe is set.
+//!
+//! The probe is thread-local and lives for one closure ([`capture`],
+//! [`list`]): the forward pass runs on the thread that set it.
+
+use candle_core::{Result, Tensor, Var};
+use std::cell::RefCell;
+
+/// What a layer does with its weight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerOp {
+    /// y = x W^T over the last dimension (any leading dimensions).
+    Linear,
+    /// NCHW convolution, groups 1, dilation 1.
+    Conv2d {
+        kernel: (usize, usize),
+        stride: usize,
+        padding: usize,
+    },
+}
+
+/// A weight standardized before its op (BiT's StdConv2d): the op used
+/// `weight` = (w - mean) / scale per output channel, w the stored weight.
+#[derive(Debug, Clone)]
+pub struct Standardized {
+    /// The standardized weight, [O, ...].
+    pub weight: Tensor,
+    /// sqrt(var + eps) of each output channel of the stored weight, [O].
+    pub scale: Tensor,
+}
+
+/// One layer as the probe found it.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    /// The layer's input (detached).
+    pub input: Tensor,
+    /// Its output, the variable the rest of the pass was built on.
+    pub output: Var,
+    pub op: LayerOp,
+    pub standardized: Option<Standardized>,
+}
+
+/// A weight layer: its name as the checkpoint has it (without `.weight`)
+/// and the stored weight's shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerInfo {
+    pub name: String,
+    pub shape: Vec<usize>,
+}
+
+enum Probe {
+    List(Vec<LayerInfo>),
+    Capture {
+        name: String,
+        found: Option<Captured>,
+    },
+}
+
+thread_local! {
+    static PROBE: RefCell<Option<Probe>> = const { RefCell::new(None) };
+}
+
+/// Whether a probe is set: backbones with a faster path that passes no
+/// layer through [`at`] (BiT's CPU kernels) take their candle path then.
+pub fn active() -> bool {
+    PROBE.with(|p| p.borrow().is_some())
+}
+
+/// Clears the probe when the closure ends, panicking or not.
+struct Reset;
+
+impl Drop for Reset {
+    fn drop(&mut self) {
+        PROBE.with(|p| p.borrow_mut().take());
+    }
+}
+
+fn with_probe<T>(probe: Probe, f: impl FnOnce() -> T) -> (T, Option<Probe>) {
+    PROBE.with(|p| *p.borrow_mut() = Some(probe));
+    let reset = Reset;
+    let out = f();
+    let probe = PROBE.with(|p| p.borrow_mut().take());
+    drop(reset);
+    (out, probe)
+}
+
+/// Runs `f` (a forward pass) with a probe at layer `name`: its result and
+/// the layer, when the pass went through it.
+pub fn capture<T>(name: &str, f: impl FnOnce() -> T) -> (T, Option<Captured>) {
+    let probe = Probe::Capture {
+        name: name.to_string(),
+        found: None,
+    };
+    match with_probe(probe, f) {
+        (out, Some(Probe::Capture { found, .. })) => (out, found),
+        (out, _) => (out, None),
+    }
+}
+
+/// Runs `f` (a forward pass) and lists every weight layer it went through,
+/// in order.
+pub fn list<T>(f: impl FnOnce() -> T) -> (T, Vec<LayerInfo>) {
+    match with_probe(Probe::List(Vec::new()), f) {
+        (out, Some(Probe::List(layers))) => (out, layers),
+        (out, _) => (out, Vec::new()),
+    }
+}
+
+/// A layer `name` with stored weight `weight` mapped `x` to `y` by `op`:
+/// `y` back, or, at the probed layer, a variable holding it.
+pub fn at(
+    name: impl FnOnce() -> String,
+    op: LayerOp,
+    weight: &Tensor,
+    x: &Tensor,
+    y: Tensor,
+) -> Result<Tensor> {
+    at_standardized(name, op, weight, || Ok(None), x, y)
+}
+
+/// [`at`] for a standardized weight: `standardized` gives the
+/// standardization (called only at the probed layer).
+pub fn at_standardized(
+    name: impl FnOnce() -> String,
+    op: LayerOp,
+    weight: &Tensor,
+    standardized: impl FnOnce() -> Result<Option<Standardized>>,
+    x: &Tensor,
+    y: Tensor,
+) -> Result<Tensor> {
+    PROBE.with(|p| {
+        let mut p = p.borrow_mut();
+        match p.as_mut() {
+            None => Ok(y),
+            Some(Probe::List(layers)) => {
+                layers.push(LayerInfo {
+                    name: name(),
+                    shape: weight.dims().to_vec(),
+                });
+                Ok(y)
+            }
+            Some(Probe::Capture { name: want, found }) => {
+                if found.is_some() || name() != *want {
+                    return Ok(y);
+                }
+                let output = Var::from_tensor(&y.detach())?;
+                let tracked = output.as_tensor().clone();
+                *found = Some(Captured {
+                    input: x.detach(),
+                    output,
+                    op,
+                    standardized: standardized()?,
+                });
+                Ok(tracked)
+            }
+        }
+    })
+}
+
+/// The name of the classifier head's weight in each family's checkpoints.
+pub fn head_name(family: super::Family) -> &'static str {
+    use super::Family;
+    match family {
+        Family::Bit => "head.conv",
+        Family::ResNet => "fc",
+        Family::Vit => "heads.head",
+        Family::EfficientNetLite => "_fc",
+    }
+}
+
+/// Every weight layer of `model` whose gradient a probe reads, in forward
+/// order, the head last: found by one forward pass of a blank image.
+pub fn weight_layers(model: &dyn super::Backbone) -> crate::error::Result<Vec<LayerInfo>> {
+    let info = model.info();
+    // The convolutional nets take any size; ViT's position embeddings fix it.
+    let size = match info.family {
+        super::Family::Vit => model.preprocess().size,
+        _ => model.preprocess().size.min(64),
+    };
+    let x = Tensor::zeros((1, 3, size, size), candle_core::DType::F32, model.device())?;
+    let (out, mut layers) = list(|| model.forward(&x));
+    out?;
+    let (w, _) = model.head();
+    let mut shape = w.dims().to_vec();
+    if info.family == super::Family::Bit {
+        shape.extend([1, 1]);
+    }
+    layers.push(LayerInfo {
+        name: head_name(info.family).to_string(),
+        shape,
+    });
+    Ok(layers)
+}
+
+/// Up to five of `names` closest to `name` (edit distance), for errors.
+pub fn close_names<'a>(name: &str, names: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut scored: Vec<(usize, &str)> = names.map(|n| (edit_distance(name, n), n)).collect();
+    scored.sort();
+    scored.into_iter().take(5).map(|(_, n)| n).collect()
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
