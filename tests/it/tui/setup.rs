@@ -14,12 +14,13 @@ fn setup_builds_the_config_and_writes_it_back() {
     assert_eq!(cfg.id.name, "imagenet-val");
     let names: Vec<&str> = cfg.ood.iter().map(|d| d.name.as_str()).collect();
     assert_eq!(names, ["textures", "scenes", "cifar10"]);
+    // The registry's default set, as `eval` runs it.
     assert_eq!(
         cfg.methods.iter().map(|m| m.key()).collect::<Vec<_>>(),
-        ["msp", "odin", "energy", "gradnorm"]
+        gradnorm_core::method::registry::DEFAULT_METHODS
     );
 
-    // Menus: next checkpoint, MaxLogit on, GradNorm at T = 2, batch halved,
+    // Menus: next checkpoint, Entropy on, GradNorm at T = 2, batch halved,
     // limit 25, image size 64, scenes off.
     let edit = |s: &mut SetupState, row: Row, text: &str| {
         assert!(s.select(row), "{row:?}");
@@ -32,11 +33,11 @@ fn setup_builds_the_config_and_writes_it_back() {
     };
     s.select(Row::Checkpoint);
     s.on_key(key(KeyCode::Right));
-    s.select(Row::Method(5));
+    s.select(Row::Method(6));
     s.on_key(ch(' '));
     edit(
         &mut s,
-        // GradNorm's first (only) parameter, its temperature.
+        // GradNorm's first parameter, its temperature.
         Row::Param(4, 0),
         "2",
     );
@@ -63,7 +64,7 @@ fn setup_builds_the_config_and_writes_it_back() {
     assert!(cfg
         .methods
         .contains(&Method::with_params("gradnorm", &[("temperature", 2.0)]).unwrap()));
-    assert!(cfg.methods.contains(&Method::from_key("maxlogit").unwrap()));
+    assert!(cfg.methods.contains(&Method::from_key("entropy").unwrap()));
     assert_eq!(
         (
             cfg.batch.get(),
