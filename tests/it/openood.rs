@@ -108,7 +108,8 @@ fn png(path: &Path, seed: u64) {
 }
 
 /// OpenOOD's data folder with [`SETS`]: `benchmark_imglist/imagenet/` lists
-/// (`path label`, -1 for OOD) and the images under `images_largescale/`.
+/// (`path label`, -1 for OOD) and the images under `images_largescale/`
+/// (Textures under `images_classic/`, as OpenOOD keeps them).
 fn openood_tree() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let lists = dir.path().join("benchmark_imglist/imagenet");
@@ -125,7 +126,7 @@ fn openood_tree() -> tempfile::TempDir {
                 (format!("{set}/class{}/img_{i:03}.png", i % 2), -1)
             };
             png(
-                &dir.path().join("images_largescale").join(&rel),
+                &dir.path().join(images_of(set)).join(&rel),
                 (k * 100 + i) as u64,
             );
             text.push_str(&format!("{rel} {label}\n"));
@@ -133,6 +134,14 @@ fn openood_tree() -> tempfile::TempDir {
         std::fs::write(lists.join(list), text).unwrap();
     }
     dir
+}
+
+fn images_of(set: &str) -> &'static str {
+    if set == "textures" {
+        "images_classic"
+    } else {
+        "images_largescale"
+    }
 }
 
 fn demo_checkpoint() -> PathBuf {
@@ -391,7 +400,7 @@ fn missing_files_are_counted_before_the_run() {
     );
 
     // A set with none of its files: a wrong folder, refused before the run.
-    std::fs::remove_dir_all(images.join("textures")).unwrap();
+    std::fs::remove_dir_all(data.path().join("images_classic/textures")).unwrap();
     let run = eval_benchmark(data.path(), out.path(), &[]);
     assert_eq!(run.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&run.stderr);
@@ -435,13 +444,14 @@ group = "close"
 [[ood]]
 name = "textures"
 path = "{lists}/test_textures.txt"
-root = "{images}"
+root = "{classic}"
 format = "openood"
 group = "distant"
 "#,
         ckpt = demo_checkpoint().display(),
         lists = lists.display(),
         images = images.display(),
+        classic = data.path().join("images_classic").display(),
     );
     let config = gradnorm_tui::tui::config::parse(&text).unwrap();
     assert_eq!(config.ood[0].group.as_deref(), Some("close"));
