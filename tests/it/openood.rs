@@ -368,6 +368,24 @@ fn a_stored_run_reports_groups_in_either_convention() {
         paper["methods"]["msp"]["ood"],
         written["methods"]["msp"]["ood"]
     );
+    // csv: a row per group average, with every digit of summary.json's.
+    let csv = report("openood", "csv");
+    let near = csv
+        .lines()
+        .find(|l| l.starts_with("msp,near avg,"))
+        .unwrap_or_else(|| panic!("{csv}"));
+    let fpr: f64 = near.split(',').nth(2).unwrap().parse().unwrap();
+    assert_eq!(
+        fpr,
+        written["groups"]["near"]["methods"]["msp"]["openood"]["fpr95"]
+            .as_f64()
+            .unwrap()
+    );
+    let tex = report("paper", "latex");
+    assert!(
+        tex.contains("{near avg}") && tex.contains("{far avg}"),
+        "{tex}"
+    );
 }
 
 #[test]
@@ -454,6 +472,9 @@ group = "distant"
         classic = data.path().join("images_classic").display(),
     );
     let config = gradnorm_tui::tui::config::parse(&text).unwrap();
+    // The TUI's form counts such a list (its -1 labels are OpenOOD's).
+    let count = gradnorm_tui::tui::discover::count(&lists.join("test_ssb_hard.txt"), None);
+    assert_eq!(count.unwrap(), 7);
     assert_eq!(config.ood[0].group.as_deref(), Some("close"));
     assert_eq!(
         config.ood[1].format,
