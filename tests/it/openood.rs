@@ -229,6 +229,8 @@ fn openood_imagenet_reads_openoods_lists_with_groups_and_both_conventions() {
         .map(|(s, _, g, n)| (*s, if g.is_some() { "ood" } else { "id" }, *n as u64))
         .collect();
     assert_eq!(names, want);
+    let groups_of: Vec<Option<&str>> = datasets.iter().map(|d| d["group"].as_str()).collect();
+    assert_eq!(groups_of, SETS.map(|s| s.2));
     // ID labels are read from the list (-1 marks OOD, no label).
     assert_eq!(summary["id_labelled"], 12);
     assert_eq!(summary["convention"], "paper");
