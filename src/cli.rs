@@ -267,8 +267,8 @@ pub struct EvalArgs {
     /// openimage_o) or openood-imagenet200 (the same OOD sets).
     #[arg(long, conflicts_with_all = ["demo", "id", "id_root", "ood", "config"], requires = "data_root")]
     pub benchmark: Option<gradnorm_core::run::Benchmark>,
-    /// The benchmark's data folder (OpenOOD's `data`: benchmark_imglist/
-    /// and images_largescale/).
+    /// The benchmark's data folder (OpenOOD's `data`: benchmark_imglist/,
+    /// images_largescale/ and, for Textures, images_classic/).
     #[arg(long, requires = "benchmark")]
     pub data_root: Option<PathBuf>,
     /// The convention of the printed table (and of --json's first

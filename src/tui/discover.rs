@@ -139,9 +139,16 @@ pub fn name_of(p: &Path) -> String {
 }
 
 /// How many images a dataset holds (the data module's count: list lines,
-/// or images under a folder, without opening them).
+/// or images under a folder, without opening them). A list that only
+/// reads as OpenOOD's (its `-1` labels) is counted as such: a config gives
+/// it that format.
 pub fn count(path: &Path, root: Option<&Path>) -> Result<usize> {
-    gradnorm_engine::data::dataset::Dataset::count(path, root)
+    gradnorm_engine::data::dataset::Dataset::count(path, root).or_else(|e| match path.is_file() {
+        true => gradnorm_engine::data::openood::read_imglist(path)
+            .map(|items| items.len())
+            .map_err(|_| e),
+        false => Err(e),
+    })
 }
 
 /// An image count as the menus show it.

@@ -108,7 +108,8 @@ fn png(path: &Path, seed: u64) {
 }
 
 /// OpenOOD's data folder with [`SETS`]: `benchmark_imglist/imagenet/` lists
-/// (`path label`, -1 for OOD) and the images under `images_largescale/`.
+/// (`path label`, -1 for OOD) and the images under `images_largescale/`
+/// (Textures under `images_classic/`, as OpenOOD keeps them).
 fn openood_tree() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let lists = dir.path().join("benchmark_imglist/imagenet");
@@ -125,7 +126,7 @@ fn openood_tree() -> tempfile::TempDir {
                 (format!("{set}/class{}/img_{i:03}.png", i % 2), -1)
             };
             png(
-                &dir.path().join("images_largescale").join(&rel),
+                &dir.path().join(images_of(set)).join(&rel),
                 (k * 100 + i) as u64,
             );
             text.push_str(&format!("{rel} {label}\n"));
@@ -133,6 +134,14 @@ fn openood_tree() -> tempfile::TempDir {
         std::fs::write(lists.join(list), text).unwrap();
     }
     dir
+}
+
+fn images_of(set: &str) -> &'static str {
+    if set == "textures" {
+        "images_classic"
+    } else {
+        "images_largescale"
+    }
 }
 
 fn demo_checkpoint() -> PathBuf {
@@ -220,6 +229,8 @@ fn openood_imagenet_reads_openoods_lists_with_groups_and_both_conventions() {
         .map(|(s, _, g, n)| (*s, if g.is_some() { "ood" } else { "id" }, *n as u64))
         .collect();
     assert_eq!(names, want);
+    let groups_of: Vec<Option<&str>> = datasets.iter().map(|d| d["group"].as_str()).collect();
+    assert_eq!(groups_of, SETS.map(|s| s.2));
     // ID labels are read from the list (-1 marks OOD, no label).
     assert_eq!(summary["id_labelled"], 12);
     assert_eq!(summary["convention"], "paper");
@@ -359,6 +370,24 @@ fn a_stored_run_reports_groups_in_either_convention() {
         paper["methods"]["msp"]["ood"],
         written["methods"]["msp"]["ood"]
     );
+    // csv: a row per group average, with every digit of summary.json's.
+    let csv = report("openood", "csv");
+    let near = csv
+        .lines()
+        .find(|l| l.starts_with("msp,near avg,"))
+        .unwrap_or_else(|| panic!("{csv}"));
+    let fpr: f64 = near.split(',').nth(2).unwrap().parse().unwrap();
+    assert_eq!(
+        fpr,
+        written["groups"]["near"]["methods"]["msp"]["openood"]["fpr95"]
+            .as_f64()
+            .unwrap()
+    );
+    let tex = report("paper", "latex");
+    assert!(
+        tex.contains("{near avg}") && tex.contains("{far avg}"),
+        "{tex}"
+    );
 }
 
 #[test]
@@ -391,7 +420,7 @@ fn missing_files_are_counted_before_the_run() {
     );
 
     // A set with none of its files: a wrong folder, refused before the run.
-    std::fs::remove_dir_all(images.join("textures")).unwrap();
+    std::fs::remove_dir_all(data.path().join("images_classic/textures")).unwrap();
     let run = eval_benchmark(data.path(), out.path(), &[]);
     assert_eq!(run.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&run.stderr);
@@ -435,15 +464,19 @@ group = "close"
 [[ood]]
 name = "textures"
 path = "{lists}/test_textures.txt"
-root = "{images}"
+root = "{classic}"
 format = "openood"
 group = "distant"
 "#,
         ckpt = demo_checkpoint().display(),
         lists = lists.display(),
         images = images.display(),
+        classic = data.path().join("images_classic").display(),
     );
     let config = gradnorm_core::run::file::parse(&text).unwrap();
+    // The TUI's form counts such a list (its -1 labels are OpenOOD's).
+    let count = gradnorm_tui::tui::discover::count(&lists.join("test_ssb_hard.txt"), None);
+    assert_eq!(count.unwrap(), 7);
     assert_eq!(config.ood[0].group.as_deref(), Some("close"));
     assert_eq!(
         config.ood[1].format,

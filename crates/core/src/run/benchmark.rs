@@ -1,8 +1,10 @@
 //! Named benchmarks: a protocol's ID and OOD sets with their groups, read
 //! from the benchmark's own files under a data root. OpenOOD v1.5's
 //! ImageNet protocols come from its image lists
-//! (`DIR/benchmark_imglist/<name>/test_*.txt`, paths under
-//! `DIR/images_largescale/`), as its evaluation API lays them out.
+//! (`DIR/benchmark_imglist/<name>/test_*.txt`), each list's paths under the
+//! images folder its evaluation API (`openood/evaluation_api/datasets.py`,
+//! `DATA_INFO`) gives it: `DIR/images_largescale/`, but
+//! `DIR/images_classic/` for Textures (its download script puts DTD there).
 
 use crate::run::{DatasetSpec, ListFormat, ValueError};
 use std::fmt;
@@ -19,30 +21,40 @@ pub enum Benchmark {
     OpenOodImagenet200,
 }
 
-/// One set of a benchmark: its name, its list file and its group (none
-/// for the ID set).
+/// One set of a benchmark: its name, its list file, the folder its paths
+/// are relative to, and its group (none for the ID set).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BenchmarkSet {
     pub name: &'static str,
     pub list: &'static str,
+    pub images: &'static str,
     pub group: Option<&'static str>,
 }
 
-const fn set(name: &'static str, list: &'static str, group: &'static str) -> BenchmarkSet {
+/// OpenOOD's folder of the ImageNet-scale images.
+const LARGESCALE: &str = "images_largescale";
+
+const fn set(
+    name: &'static str,
+    list: &'static str,
+    images: &'static str,
+    group: &'static str,
+) -> BenchmarkSet {
     BenchmarkSet {
         name,
         list,
+        images,
         group: Some(group),
     }
 }
 
 /// The v1.5 OOD sets of both ImageNet protocols, in OpenOOD's order.
 const OPENOOD_IMAGENET_OOD: [BenchmarkSet; 5] = [
-    set("ssb_hard", "test_ssb_hard.txt", "near"),
-    set("ninco", "test_ninco.txt", "near"),
-    set("inaturalist", "test_inaturalist.txt", "far"),
-    set("textures", "test_textures.txt", "far"),
-    set("openimage_o", "test_openimage_o.txt", "far"),
+    set("ssb_hard", "test_ssb_hard.txt", LARGESCALE, "near"),
+    set("ninco", "test_ninco.txt", LARGESCALE, "near"),
+    set("inaturalist", "test_inaturalist.txt", LARGESCALE, "far"),
+    set("textures", "test_textures.txt", "images_classic", "far"),
+    set("openimage_o", "test_openimage_o.txt", LARGESCALE, "far"),
 ];
 
 impl Benchmark {
@@ -69,11 +81,13 @@ impl Benchmark {
             Benchmark::OpenOodImagenet => BenchmarkSet {
                 name: "imagenet",
                 list: "test_imagenet.txt",
+                images: LARGESCALE,
                 group: None,
             },
             Benchmark::OpenOodImagenet200 => BenchmarkSet {
                 name: "imagenet200",
                 list: "test_imagenet200.txt",
+                images: LARGESCALE,
                 group: None,
             },
         };
@@ -81,14 +95,13 @@ impl Benchmark {
     }
 
     /// The datasets under `data_root` (OpenOOD's `data` folder): each list
-    /// read in OpenOOD's format, its paths under `images_largescale/`.
+    /// read in OpenOOD's format, its paths under its images folder.
     pub fn datasets(self, data_root: &Path) -> (DatasetSpec, Vec<DatasetSpec>) {
         let lists = data_root.join("benchmark_imglist").join(self.list_dir());
-        let images = data_root.join("images_largescale");
         let spec = |s: &BenchmarkSet| DatasetSpec {
             name: s.name.into(),
             path: lists.join(s.list),
-            root: Some(images.clone()),
+            root: Some(data_root.join(s.images)),
             format: Some(ListFormat::OpenOod),
             group: s.group.map(String::from),
         };
@@ -134,6 +147,10 @@ mod tests {
         assert_eq!(
             id.root.as_deref(),
             Some(Path::new("/data/images_largescale"))
+        );
+        assert_eq!(
+            ood[3].root.as_deref(),
+            Some(Path::new("/data/images_classic"))
         );
         let groups: Vec<(&str, Option<&str>)> = ood
             .iter()

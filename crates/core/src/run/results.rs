@@ -235,6 +235,7 @@ impl RunResults {
                 images: d.count,
                 evaluated: self.records.get(k).map_or(0, Vec::len),
                 skipped: self.skipped.get(k).cloned().unwrap_or_default(),
+                group: d.group.clone(),
             })
             .collect();
         let oods = self.ood_datasets();
@@ -368,6 +369,8 @@ pub struct DatasetSummary {
     /// Images scored.
     pub evaluated: usize,
     pub skipped: Vec<Skipped>,
+    /// The group of an OOD set, if any.
+    pub group: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -509,6 +512,7 @@ impl Summary {
                 "evaluated": d.evaluated,
                 "skipped_count": d.skipped.len(),
                 "skipped": d.skipped,
+                "group": d.group,
             })).collect::<Vec<_>>(),
             "id_top1": self.id_accuracy.map(|a| a.top1),
             "id_top5": self.id_accuracy.map(|a| a.top5),

@@ -90,16 +90,30 @@ fn sets(summary: &Summary) -> Vec<String> {
 /// and AUROC columns; the best value of each column in bold.
 fn latex(summary: &Summary) -> String {
     let mut sets = sets(summary);
+    // Group averages, then the overall average, as the Markdown table.
+    let groups: Vec<String> = summary
+        .groups
+        .iter()
+        .map(|g| report::group_column(&g.name))
+        .collect();
+    sets.extend(groups.iter().cloned());
     sets.push("average".into());
     let cell = |m: &gradnorm_core::run::MethodSummary, set: &str| {
         if set == "average" {
             m.average
+        } else if let Some(k) = groups.iter().position(|g| g == set) {
+            let name = &summary.groups[k].name;
+            m.groups.iter().find(|(n, _)| n == name).map(|(_, ms)| *ms)
         } else {
             m.ood.iter().find(|(n, _)| n == set).map(|(_, ms)| *ms)
         }
     };
     let mut out = String::new();
     out.push_str("% FPR95 (lower is better) and AUROC (higher is better), in percent\n");
+    out.push_str(&format!(
+        "% {}",
+        report::convention_line(summary.convention)
+    ));
     out.push_str(&format!(
         "\\begin{{tabular}}{{l{}}}\n\\toprule\n",
         "rr".repeat(sets.len())
@@ -171,15 +185,22 @@ fn latex_escape(s: &str) -> String {
     out
 }
 
-/// Long form, one row per method and set (and `average`): fractions with
-/// every digit, for spreadsheets and scripts.
+/// Long form, one row per method and set (and each group's average as
+/// `GROUP avg`, and `average`): fractions with every digit, for
+/// spreadsheets and scripts, in `summary.convention`.
 fn csv(summary: &Summary) -> String {
     let mut out = String::from("method,set,fpr95,auroc,aupr_in,aupr_out\n");
     for m in &summary.methods {
+        let groups: Vec<(String, gradnorm_core::metrics::Measures)> = m
+            .groups
+            .iter()
+            .map(|(g, ms)| (report::group_column(g), *ms))
+            .collect();
         let rows = m
             .ood
             .iter()
             .map(|(n, ms)| (n.as_str(), *ms))
+            .chain(groups.iter().map(|(g, ms)| (g.as_str(), *ms)))
             .chain(m.average.map(|a| ("average", a)));
         for (set, ms) in rows {
             out.push_str(&format!(
