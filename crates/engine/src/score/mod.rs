@@ -7,7 +7,6 @@ pub mod fit;
 mod fitted;
 pub mod gaussian;
 pub mod gradnorm;
-mod layer_grad;
 pub mod logistic;
 pub mod logits;
 pub mod mahalanobis;

@@ -8,6 +8,8 @@
 use super::Method;
 use crate::error::Error;
 use crate::model::probe;
+
+mod layer_grad;
 use candle_core::{DType, Result, Tensor, D};
 
 /// Which entrywise norm of the gradient is the score.
@@ -209,7 +211,7 @@ impl super::Score for LayerGradNorm {
                 dy
             }
         };
-        let score = super::layer_grad::norm(&shared.captured, &dy, c.norm)?;
+        let score = layer_grad::norm(&shared.captured, &dy, c.norm)?;
         SHARED.with(|s| *s.borrow_mut() = Some(shared));
         Ok(score)
     }

@@ -6,7 +6,7 @@
 //! G_b = A_b P_b^T with A [B, O, L] (output gradient) and P [B, F, L]
 //! (input patches, F the weight's fan-in), one layer's worth at a time.
 
-use super::gradnorm::Norm;
+use super::Norm;
 use crate::model::probe::{Captured, LayerOp, Standardized};
 use candle_core::{DType, Result, Tensor, D};
 
