@@ -230,3 +230,34 @@ pub fn rand(seed: u64, lo: f32, hi: f32, shape: &[usize]) -> candle_core::Tensor
     let v = gradnorm_engine::rng::uniforms(seed, lo, hi, n);
     candle_core::Tensor::from_vec(v, shape, &candle_core::Device::Cpu).unwrap()
 }
+
+/// A JSON array of numbers, as the fixtures write score lists.
+pub fn floats(v: &serde_json::Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+/// Asserts the four measures equal a fixture case's `auroc`, `aupr_in`,
+/// `aupr_out` and `fpr95` to 1e-9; `reference` names who computed them.
+pub fn assert_measures(
+    name: &str,
+    got: gradnorm_core::metrics::Measures,
+    case: &serde_json::Value,
+    reference: &str,
+) {
+    for (key, got) in [
+        ("auroc", got.auroc),
+        ("aupr_in", got.aupr_in),
+        ("aupr_out", got.aupr_out),
+        ("fpr95", got.fpr95),
+    ] {
+        let want = case[key].as_f64().unwrap();
+        assert!(
+            (got - want).abs() <= 1e-9,
+            "{name} {key}: got {got}, {reference} {want}"
+        );
+    }
+}

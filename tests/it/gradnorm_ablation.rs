@@ -109,41 +109,6 @@ fn head_norms_targets_and_temperatures_equal_the_papers_loop() {
 }
 
 #[test]
-fn a_sweep_over_norms_gives_one_column_each() {
-    let ms = Method::parse_spec("gradnorm:norm=l1|l2|linf:target=predicted", &[]).unwrap();
-    let names: Vec<&str> = ms.iter().map(|m| m.name()).collect();
-    assert_eq!(
-        names,
-        [
-            "gradnorm:norm=l1:target=predicted",
-            "gradnorm:norm=l2:target=predicted",
-            "gradnorm:norm=linf:target=predicted"
-        ]
-    );
-    assert_eq!(ms[2].choice("norm"), Some("linf"));
-    assert_eq!(ms[0].to_string(), "GradNorm (T=1, predicted target)");
-    assert_eq!(ms[1].to_string(), "GradNorm (T=1, l2, predicted target)");
-    let e = Method::parse_spec("gradnorm:norm=l3", &[]).unwrap_err().0;
-    assert!(
-        e.contains("gradnorm: norm must be one of l1, l2, linf, got `l3`"),
-        "{e}"
-    );
-    let e = Method::parse_spec("gradnorm:target=soft", &[])
-        .unwrap_err()
-        .0;
-    assert!(
-        e.contains("target must be one of uniform, predicted"),
-        "{e}"
-    );
-    // The config file and summary.json carry choices as strings.
-    let t: Method = toml::from_str("method = \"gradnorm\"\nnorm = \"l2\"\n").unwrap();
-    assert_eq!(t.choice("norm"), Some("l2"));
-    let j = serde_json::to_value(&ms[1]).unwrap();
-    assert_eq!(j["norm"], "l2");
-    assert_eq!(serde_json::from_value::<Method>(j).unwrap(), ms[1]);
-}
-
-#[test]
 fn earlier_layers_norms_and_targets_equal_the_papers_loop() {
     check(|layer| layer > 0);
 }

@@ -12,33 +12,14 @@ fn cases() -> Option<Vec<serde_json::Value>> {
     Some(serde_json::from_value(cases).unwrap())
 }
 
-fn floats(v: &serde_json::Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
-}
-
 #[test]
 fn measures_equal_the_seeds_on_every_case() {
     let Some(cases) = cases() else { return };
     assert!(cases.len() >= 7);
     for case in &cases {
         let name = case["name"].as_str().unwrap();
-        let m = metrics::measures(&floats(&case["id"]), &floats(&case["ood"]));
-        for (key, got) in [
-            ("auroc", m.auroc),
-            ("aupr_in", m.aupr_in),
-            ("aupr_out", m.aupr_out),
-            ("fpr95", m.fpr95),
-        ] {
-            let want = case[key].as_f64().unwrap();
-            assert!(
-                (got - want).abs() <= 1e-9,
-                "{name} {key}: got {got}, seed {want}"
-            );
-        }
+        let m = metrics::measures(&common::floats(&case["id"]), &common::floats(&case["ood"]));
+        common::assert_measures(name, m, case, "seed");
     }
 }
 
@@ -50,7 +31,7 @@ fn metrics_command_prints_the_seeds_numbers_as_json() {
         let id = dir.path().join("id.txt");
         let ood = dir.path().join("ood.txt");
         let lines = |v: &serde_json::Value| {
-            floats(v)
+            common::floats(v)
                 .iter()
                 .map(|x| format!("{x:?}\n"))
                 .collect::<String>()

@@ -6,32 +6,12 @@ use crate::common;
 use gradnorm_core::metrics::{self, Convention, Measures};
 use std::path::PathBuf;
 
+/// Who computed the fixture's measures.
+const OPENOOD: &str = "OpenOOD's auc_and_fpr_recall";
+
 fn fixture() -> serde_json::Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/openood/cases.json");
     common::read_json(&path)
-}
-
-fn floats(v: &serde_json::Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
-}
-
-fn assert_measures(name: &str, got: Measures, case: &serde_json::Value) {
-    for (key, got) in [
-        ("auroc", got.auroc),
-        ("aupr_in", got.aupr_in),
-        ("aupr_out", got.aupr_out),
-        ("fpr95", got.fpr95),
-    ] {
-        let want = case[key].as_f64().unwrap();
-        assert!(
-            (got - want).abs() <= 1e-9,
-            "{name} {key}: got {got}, OpenOOD's auc_and_fpr_recall {want}"
-        );
-    }
 }
 
 #[test]
@@ -41,9 +21,9 @@ fn openood_convention_equals_openoods_evaluator_on_every_case() {
     assert!(cases.len() >= 10);
     for case in cases {
         let name = case["name"].as_str().unwrap();
-        let (id, ood) = (floats(&case["id"]), floats(&case["ood"]));
-        assert_measures(name, Convention::OpenOod.measures(&id, &ood), case);
-        assert_measures(name, metrics::openood_measures(&id, &ood), case);
+        let (id, ood) = (common::floats(&case["id"]), common::floats(&case["ood"]));
+        common::assert_measures(name, Convention::OpenOod.measures(&id, &ood), case, OPENOOD);
+        common::assert_measures(name, metrics::openood_measures(&id, &ood), case, OPENOOD);
     }
 }
 

@@ -38,6 +38,13 @@ impl Error {
     }
 }
 
+/// A text file's contents; a file that is not UTF-8 is an error naming it
+/// with `not_text`, what the reader took it for.
+pub fn read_text(path: &std::path::Path, not_text: &str) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    String::from_utf8(bytes).map_err(|_| Error::data(path, not_text))
+}
+
 /// An OS error as a reader wants it: "No such file or directory", without
 /// the "(os error 2)" tail; data that is not text says so.
 pub fn io_reason(e: &std::io::Error) -> String {

@@ -199,7 +199,7 @@ mod tests {
             // Negative values too, so that padding zeros win some windows.
             let x = Var::from_tensor(&rand(&[2, h, w, 3], 61)).unwrap();
             let ours = input_grad(&x, |x| max_pool_padded(x, 3, 2, 1).unwrap());
-            let upstream = host(&rand(&[2, (h + 1) / 2, (w + 1) / 2, 3], 77));
+            let upstream = host(&rand(&[2, h.div_ceil(2), w.div_ceil(2), 3], 77));
             let want = direct(&host(x.as_tensor()), (2, h, w, 3), (3, 2, 1), &upstream);
             assert_eq!(max_diff(&ours.0, &want.0), 0.0);
             assert!(max_diff(&ours.1, &want.1) < 1e-6);

@@ -16,13 +16,10 @@ pub fn path(explicit: Option<&Path>) -> PathBuf {
 }
 
 pub fn load(path: &Path) -> Result<RunConfig> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let text = String::from_utf8(bytes).map_err(|_| {
-        Error::data(
-            path,
-            "a config file must be UTF-8 TOML text; this is not text",
-        )
-    })?;
+    let text = crate::error::read_text(
+        path,
+        "a config file must be UTF-8 TOML text; this is not text",
+    )?;
     parse(&text).map_err(|reason| Error::data(path, format!("config file: {reason}")))
 }
 

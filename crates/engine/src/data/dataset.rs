@@ -273,14 +273,11 @@ fn sorted_paths(mut files: Vec<(PathBuf, OsString)>) -> Vec<PathBuf> {
 /// a path alone when it has no whitespace or ends in an image extension.
 /// Blank lines and `#` comments are skipped.
 fn read_list(path: &Path) -> Result<Vec<(String, Option<usize>)>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let text = String::from_utf8(bytes).map_err(|_| {
-        Error::data(
-            path,
-            "read as a list file (`path label` lines) but it is not UTF-8 text \
+    let text = gradnorm_core::error::read_text(
+        path,
+        "read as a list file (`path label` lines) but it is not UTF-8 text \
              (an image or a binary file? pass a folder or a list)",
-        )
-    })?;
+    )?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let mut items = Vec::new();
     for (n, line) in text.lines().enumerate() {

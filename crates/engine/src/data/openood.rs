@@ -15,13 +15,10 @@ use std::path::{Path, PathBuf};
 /// an extra, an absolute path or an unreadable label is an error naming
 /// the line (OpenOOD fails on them too, but only when it reaches them).
 pub fn read_imglist(path: &Path) -> Result<Vec<(String, Option<usize>)>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let text = String::from_utf8(bytes).map_err(|_| {
-        Error::data(
-            path,
-            "read as an OpenOOD image list but it is not UTF-8 text",
-        )
-    })?;
+    let text = gradnorm_core::error::read_text(
+        path,
+        "read as an OpenOOD image list but it is not UTF-8 text",
+    )?;
     let mut items = Vec::new();
     for (n, line) in text.lines().enumerate() {
         // `lines` leaves no '\n'; a '\r' of a Windows file goes too.

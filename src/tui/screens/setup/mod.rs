@@ -24,14 +24,11 @@ impl Component for SetupState {
     /// The file browser, a popup list or a value being typed take the keys
     /// before the form.
     fn mode(&self) -> Mode {
-        if self.files.is_some() {
-            Mode::Files
-        } else if self.picker.is_some() {
-            Mode::Picker
-        } else if self.edit.is_some() {
-            Mode::Edit
-        } else {
-            Mode::Setup
+        match (&self.files, &self.picker, &self.edit) {
+            (Some(_), _, _) => Mode::Files,
+            (None, Some(_), _) => Mode::Picker,
+            (None, None, Some(_)) => Mode::Edit,
+            (None, None, None) => Mode::Setup,
         }
     }
 
