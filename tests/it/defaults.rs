@@ -70,6 +70,21 @@ fn the_anatomy_follows_the_first_gradnorm_everywhere() {
 }
 
 #[test]
+fn the_anatomy_skips_gradnorms_its_factors_do_not_multiply_to() {
+    // ||h||_1 * sum|C p - 1| / T is the paper's GradNorm only: the head's
+    // weight, L1, the uniform target.
+    let parse = |spec: &str| Method::parse_spec(spec, &[]).unwrap();
+    let mut methods = parse("gradnorm:norm=l2|linf");
+    methods.extend(parse("gradnorm:target=predicted"));
+    assert_eq!(anatomy_gradnorm(&methods), None);
+    methods.extend(parse("gradnorm:temperature=3"));
+    assert_eq!(anatomy_gradnorm(&methods), Some(3));
+    assert_eq!(anatomy_temperature(&methods), 3.0);
+    let layer = parse("gradnorm:layer=body.block4.unit01.conv3");
+    assert_eq!(anatomy_gradnorm(&layer), None);
+}
+
+#[test]
 fn eval_bench_and_the_form_start_from_one_method_set() {
     let want: Vec<&str> = registry::DEFAULT_METHODS.to_vec();
     // The form ticks the registry's defaults.

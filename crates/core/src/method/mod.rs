@@ -241,10 +241,20 @@ impl Method {
 }
 
 /// The GradNorm whose two factors (sum_k |C p_k - 1| and ||h||_1) the
-/// anatomy shows with every image: the run's first, in table order. Every
-/// reader (the scorer, the store, the TUI) asks here.
+/// anatomy shows with every image: the run's first in the paper's form
+/// (every parameter but the temperature at the registry's default: the
+/// head's weight, L1, uniform target), in table order; the factors multiply
+/// to no other form's score. Every reader (the scorer, the store, the TUI)
+/// asks here.
 pub fn anatomy_gradnorm(methods: &[Method]) -> Option<usize> {
-    methods.iter().position(|m| m.def.kind == Kind::GradNorm)
+    methods.iter().position(|m| {
+        m.def.kind == Kind::GradNorm
+            && m.def
+                .params
+                .iter()
+                .zip(&m.values)
+                .all(|(p, v)| p.name == "temperature" || *v == p.kind.default_value())
+    })
 }
 
 /// The temperature of [`anatomy_gradnorm`], else GradNorm's default.
