@@ -10,6 +10,7 @@ use crate::tui::histogram::Histograms;
 use crate::tui::keymap::Mode;
 use crate::tui::mouse::Hits;
 use crate::tui::theme;
+use gradnorm_core::method::Kind;
 use gradnorm_core::run::RunInfo;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -100,6 +101,17 @@ pub fn factor_name(f: usize) -> &'static str {
 
 fn gradnorm_index(info: &RunInfo) -> Option<usize> {
     gradnorm_core::method::anatomy_gradnorm(&info.methods)
+}
+
+/// The two factors multiply to the paper's GradNorm only (the head's weight,
+/// L1, the uniform target): the run's other GradNorms are said to be apart.
+fn ablated_note(info: &RunInfo) -> Option<String> {
+    let followed = gradnorm_index(info);
+    let ablated = (info.methods.iter().enumerate())
+        .filter(|&(i, m)| m.def().kind == Kind::GradNorm && Some(i) != followed)
+        .count();
+    (ablated > 0)
+        .then(|| format!("· the paper's GradNorm only; {ablated} ablated: no such product "))
 }
 
 fn log_points(ctx: &Ctx, dataset: usize, n: usize) -> Vec<(f64, f64)> {
@@ -220,7 +232,11 @@ fn median(sorted: &[f64]) -> Option<f64> {
 }
 
 fn render_summary(a: &Analysis, info: &RunInfo, ood: Option<usize>, area: Rect, buf: &mut Buffer) {
-    let block = Block::bordered().title(Span::styled(" Why it separates ", theme::title()));
+    let mut title = vec![Span::styled(" Why it separates ", theme::title())];
+    if let Some(note) = ablated_note(info) {
+        title.push(Span::styled(note, theme::warn()));
+    }
+    let block = Block::bordered().title(Line::from(title));
     let mut lines = Vec::new();
     let Some(d) = ood else {
         Paragraph::new("No OOD set.").block(block).render(area, buf);

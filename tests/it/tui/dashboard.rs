@@ -81,3 +81,26 @@ fn histograms_read_without_colour() {
     press(&mut app, &[ch('3')]);
     snap("anatomy_monochrome", &mut app);
 }
+
+#[test]
+fn the_anatomy_says_which_gradnorms_its_factors_are_not() {
+    // No note with the paper's GradNorm alone.
+    let mut app = finished_app();
+    press(&mut app, &[ch('3')]);
+    assert!(!draw(&mut app, 120, 40).contains("ablated"));
+    // Its GradNorm made an L2 one: no GradNorm the factors multiply to.
+    let mut app = app_with_info(|info| {
+        info.methods[3] = gradnorm_core::method::Method::parse_spec("gradnorm:norm=l2", &[])
+            .unwrap()
+            .remove(0);
+    });
+    press(&mut app, &[ch('3')]);
+    for (w, h) in [(120, 40), (80, 24)] {
+        let text = draw(&mut app, w, h);
+        assert!(
+            text.contains("the paper's GradNorm only; 1 ablated: no such product"),
+            "{text}"
+        );
+        assert!(text.contains("GradNorm AUROC -%"), "{text}");
+    }
+}
