@@ -150,6 +150,7 @@ impl App {
             Screen::Runs => self.runs.keys(&ctx, input),
         };
         self.on_outcome(outcome);
+        self.sync_check();
         if self.screen == Screen::Runs {
             self.poll_runs();
         }
@@ -197,6 +198,11 @@ impl App {
                     (Action::Yes, Some(Overlay::ConfirmQuit)) => self.force_quit(),
                     (Action::Yes, Some(Overlay::ConfirmCancel)) => self.cancel(),
                     (Action::Yes, Some(Overlay::ConfirmReplace)) => self.launch(),
+                    (answer, Some(Overlay::ConfirmSize)) => {
+                        if let Some(m) = self.setup.answer_size(answer == Action::Yes) {
+                            self.say(m, Level::Info);
+                        }
+                    }
                     _ => {}
                 }
                 return;
@@ -317,6 +323,7 @@ impl App {
                 }
             },
             Outcome::Say(m, level) => self.say(m, level),
+            Outcome::ConfirmSize => self.overlay = Some(Overlay::ConfirmSize),
         }
     }
 

@@ -198,6 +198,7 @@ fn a_picker_filters_models_and_takes_typed_paths() {
     let p = app.setup().picker.clone().unwrap();
     let m = p.matches();
     assert_eq!(m.len(), 1, "{:?}", p.items);
+    crate::tui::checks_fail_on_the_checkpoint(&mut app);
     snap("setup_picker", &mut app);
     press(&mut app, &[key(KeyCode::Enter)]);
     assert!(app.setup().picker.is_none());
