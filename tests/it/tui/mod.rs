@@ -5,6 +5,7 @@
 //! other TUI test modules share.
 
 mod browser;
+mod checks;
 mod dashboard;
 mod engine;
 mod form;
