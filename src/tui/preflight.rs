@@ -53,6 +53,12 @@ impl Checker {
         }
     }
 
+    /// Lets the last config be asked about again (files may have changed
+    /// on disk since: a fit made, a checkpoint copied).
+    pub fn forget(&mut self) {
+        self.asked = None;
+    }
+
     /// The answers that arrived.
     pub fn poll(&self) -> Vec<Checked> {
         self.worker

@@ -256,7 +256,12 @@ impl App {
             self.runs.refresh();
             self.poll_runs();
         }
+        let back = screen == Screen::Setup && self.screen != Screen::Setup;
         self.screen = screen;
+        if back {
+            // Files may have changed while away (a fit made, say).
+            self.check_form(true);
+        }
     }
 
     /// Sets the threshold where the plot was clicked or dragged.

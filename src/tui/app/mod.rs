@@ -229,6 +229,8 @@ impl App {
         // Known to fail at once: the results on screen stay.
         if let Some(first) = self.setup.problems().and_then(|p| p.first()) {
             self.say(format!("cannot start: {first}"), Level::Warn);
+            // A file fixed since is seen at the next try.
+            self.check_form(true);
             return;
         }
         if self.results.info.is_some() {
@@ -351,14 +353,26 @@ impl App {
     /// and a new question when the form's run changed (on the Setup screen
     /// only, and not while a run goes: the check loads the model).
     pub(crate) fn sync_check(&mut self) {
+        self.check_form(false);
+    }
+
+    /// `sync_check`; `again`: ask about an unchanged form too (the files
+    /// it names may have changed), the last answer shown until the new one.
+    pub(crate) fn check_form(&mut self, again: bool) {
         for checked in self.checker.poll() {
             self.setup.set_checked(checked);
             self.dirty = true;
         }
-        if self.screen != Screen::Setup || self.running() || self.setup.problems().is_some() {
+        if self.screen != Screen::Setup || self.running() {
+            return;
+        }
+        if !again && self.setup.problems().is_some() {
             return;
         }
         if let Ok(config) = self.setup.to_config() {
+            if again {
+                self.checker.forget();
+            }
             if let Some(checked) = self.checker.ask(&config) {
                 self.setup.set_checked(checked);
                 self.dirty = true;

@@ -152,7 +152,12 @@ fn the_plan_says_ready_only_when_the_checks_pass() {
         said.starts_with("cannot start:") && said.contains("no-such-model"),
         "{said}"
     );
-    // Back to the demo's checkpoint: ready again.
+    // The file made while away from the form: seen on coming back.
+    std::os::unix::fs::symlink(demo_checkpoint(), &missing).unwrap();
+    press(&mut app, &[ch('2'), ch('1')]);
+    let screen = draw(&mut app, 120, 40);
+    assert!(screen.contains("Ready to start (s)"), "{screen}");
+    // Back to the demo's checkpoint: ready too.
     assert!(app.setup_mut().select(Row::Checkpoint));
     press(&mut app, &[key(KeyCode::Enter)]);
     typed(&mut app, &demo_checkpoint().display().to_string());
