@@ -99,6 +99,68 @@ fn the_checks_pass_for_a_run_that_starts_and_name_every_failure() {
 }
 
 #[test]
+fn the_checks_hold_a_fit_to_its_model_and_each_method_to_its_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (good, data) = demo_run(dir.path());
+    // The demo model's fit: KNN runs on it.
+    let fit = demo::fit::ensure_fit(&data.root, &demo_checkpoint(), demo::SEED).unwrap();
+    let mut fitted = good.clone();
+    fitted.fit = Some(fit.clone());
+    fitted.methods.push(Method::from_key("knn").unwrap());
+    assert_eq!(engine::check(&fitted), Vec::<String>::new());
+    // The same fit for another model (EfficientNet-Lite0, random weights).
+    let mut other = fitted.clone();
+    other.model = ModelSpec {
+        name: Some("efficientnet-lite0".into()),
+        checkpoint: None,
+    };
+    let problems = engine::check(&other);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("fit"), "{problems:?}");
+
+    // MDS on a fit of one image per class (the small ID set: 1 per class).
+    let device = candle_core::Device::Cpu;
+    let model = gradnorm_engine::model::load_checkpoint(
+        &demo_checkpoint(),
+        None,
+        &device,
+        candle_core::DType::F32,
+    )
+    .unwrap();
+    let items = gradnorm_engine::data::dataset::Dataset::open(&data.id, None)
+        .unwrap()
+        .items;
+    let options = gradnorm_engine::score::fit::FitOptions {
+        input: gradnorm_core::run::InputSpec {
+            size: demo::IMAGE_SIZE,
+            ..model.info().input
+        },
+        batch: 10,
+        workers: 1,
+        bank: gradnorm_engine::score::fit::DEFAULT_BANK,
+    };
+    let (one_each, _) = gradnorm_engine::score::fit::fit_images(
+        model.as_ref(),
+        items,
+        options,
+        Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let one_each_file = dir.path().join("one-each.safetensors");
+    one_each.save(&one_each_file).unwrap();
+    let mut mds = good.clone();
+    mds.fit = Some(one_each_file);
+    mds.methods.push(Method::from_key("mds").unwrap());
+    let problems = engine::check(&mds);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].contains("needs at least two fit images in some class"),
+        "{problems:?}"
+    );
+}
+
+#[test]
 fn a_run_refused_before_it_starts_is_not_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let (good, _) = demo_run(dir.path());
