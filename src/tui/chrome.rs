@@ -195,6 +195,16 @@ pub fn overlay(app: &App, area: Rect, buf: &mut Buffer, hits: &mut Hits) {
             buf,
             t,
         ),
+        Some(Overlay::ConfirmSize) => {
+            let text = match &app.setup().size_question {
+                Some(q) => format!(
+                    "{} x {} is far from {}'s own {} x {}, which misleads its scores. y keeps {}, n takes {}.",
+                    q.size, q.size, q.model, q.own, q.own, q.size, q.own
+                ),
+                None => String::new(),
+            };
+            confirm("Keep this image size?", &text, area, buf, t)
+        }
         Some(Overlay::ConfirmCancel) => confirm(
             "Cancel the run?",
             "The images scored so far are kept and stay browsable.",

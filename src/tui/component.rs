@@ -85,6 +85,8 @@ pub enum Outcome {
     /// Count the images of a dataset (its path and root).
     Count(PathBuf, Option<PathBuf>),
     Say(String, Level),
+    /// Ask whether to keep the image size the form's `size_question` names.
+    ConfirmSize,
     /// The threshold in view (None: back to the 95%-TPR one).
     Threshold(Option<f64>),
     /// The OOD set's false positives in the browser.

@@ -24,6 +24,7 @@ pub mod histogram;
 pub mod keymap;
 pub mod mouse;
 pub mod picker;
+pub mod preflight;
 pub mod preview;
 pub mod screen;
 pub mod screens;

@@ -62,6 +62,8 @@ pub enum Overlay {
     ConfirmCancel,
     /// Start a new run over the results shown.
     ConfirmReplace,
+    /// Keep an image size far from the model's own (the form's question).
+    ConfirmSize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -57,10 +57,15 @@ impl Classes {
             None => base,
         };
         if classes.names.len() != num_classes {
-            return Err(Error::Invalid(format!(
+            let what = format!(
                 "{} class names for a model with {num_classes} classes",
                 classes.names.len()
-            )));
+            );
+            // The file that gave them is the one to fix.
+            return Err(match order.or(names) {
+                Some(p) => Error::data(p, what),
+                None => Error::Invalid(what),
+            });
         }
         Ok(classes)
     }

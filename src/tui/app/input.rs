@@ -150,6 +150,7 @@ impl App {
             Screen::Runs => self.runs.keys(&ctx, input),
         };
         self.on_outcome(outcome);
+        self.sync_check();
         if self.screen == Screen::Runs {
             self.poll_runs();
         }
@@ -197,6 +198,11 @@ impl App {
                     (Action::Yes, Some(Overlay::ConfirmQuit)) => self.force_quit(),
                     (Action::Yes, Some(Overlay::ConfirmCancel)) => self.cancel(),
                     (Action::Yes, Some(Overlay::ConfirmReplace)) => self.launch(),
+                    (answer, Some(Overlay::ConfirmSize)) => {
+                        if let Some(m) = self.setup.answer_size(answer == Action::Yes) {
+                            self.say(m, Level::Info);
+                        }
+                    }
                     _ => {}
                 }
                 return;
@@ -250,7 +256,12 @@ impl App {
             self.runs.refresh();
             self.poll_runs();
         }
+        let back = screen == Screen::Setup && self.screen != Screen::Setup;
         self.screen = screen;
+        if back {
+            // Files may have changed while away (a fit made, say).
+            self.check_form(true);
+        }
     }
 
     /// Sets the threshold where the plot was clicked or dragged.
@@ -317,6 +328,7 @@ impl App {
                 }
             },
             Outcome::Say(m, level) => self.say(m, level),
+            Outcome::ConfirmSize => self.overlay = Some(Overlay::ConfirmSize),
         }
     }
 

@@ -16,6 +16,7 @@ use super::dashboard::Dashboard;
 use super::discover::Counter;
 use super::inspect::Inspect;
 use super::mouse::Hits;
+use super::preflight::Checker;
 use super::preview::Previews;
 pub use super::screen::{Level, Overlay, Screen, Status};
 use super::screens::runs::{Outcome as RunsOutcome, RunsState};
@@ -79,6 +80,8 @@ pub struct App {
     /// None: analyses are computed inline (tests).
     analyzer: Option<Analyzer>,
     counter: Option<Counter>,
+    /// The engine's pre-run checks of the form's run.
+    checker: Checker,
     /// Set when threaded: run sessions wake the loop too.
     wake: Option<Wake>,
     /// Bumped per run, so a late analysis of an old run is dropped.
@@ -145,6 +148,7 @@ impl App {
             launcher,
             analyzer: None,
             counter: None,
+            checker: Checker::inline(),
             wake: None,
             generation: 0,
             analysed_generation: 0,
@@ -162,6 +166,7 @@ impl App {
             counter.request(&path, root.as_deref());
         }
         self.counter = Some(counter);
+        self.checker = Checker::threaded(wake.clone());
         self.runs.threaded(wake.clone());
         self.wake = Some(wake);
         self
@@ -219,6 +224,13 @@ impl App {
         }
         if let Err(e) = self.setup.to_config() {
             self.say(e, Level::Warn);
+            return;
+        }
+        // Known to fail at once: the results on screen stay.
+        if let Some(first) = self.setup.problems().and_then(|p| p.first()) {
+            self.say(format!("cannot start: {first}"), Level::Warn);
+            // A file fixed since is seen at the next try.
+            self.check_form(true);
             return;
         }
         if self.results.info.is_some() {
@@ -332,8 +344,40 @@ impl App {
             self.dirty = true;
         }
         self.poll_runs();
+        self.sync_check();
         self.refresh_analysis(false);
         self.sync_views();
+    }
+
+    /// Keeps the form's pre-run checks current: the answers that arrived,
+    /// and a new question when the form's run changed (on the Setup screen
+    /// only, and not while a run goes: the check loads the model).
+    pub(crate) fn sync_check(&mut self) {
+        self.check_form(false);
+    }
+
+    /// `sync_check`; `again`: ask about an unchanged form too (the files
+    /// it names may have changed), the last answer shown until the new one.
+    pub(crate) fn check_form(&mut self, again: bool) {
+        for checked in self.checker.poll() {
+            self.setup.set_checked(checked);
+            self.dirty = true;
+        }
+        if self.screen != Screen::Setup || self.running() {
+            return;
+        }
+        if !again && self.setup.problems().is_some() {
+            return;
+        }
+        if let Ok(config) = self.setup.to_config() {
+            if again {
+                self.checker.forget();
+            }
+            if let Some(checked) = self.checker.ask(&config) {
+                self.setup.set_checked(checked);
+                self.dirty = true;
+            }
+        }
     }
 
     /// Acts on what the Runs screen's store jobs answered.
@@ -488,6 +532,7 @@ impl App {
 
     /// After a frame: ask for the preview of the image in view.
     pub fn after_draw(&mut self) {
+        self.sync_check();
         if self.screen != Screen::Browser || self.overlay.is_some() {
             return;
         }

@@ -198,6 +198,7 @@ fn a_picker_filters_models_and_takes_typed_paths() {
     let p = app.setup().picker.clone().unwrap();
     let m = p.matches();
     assert_eq!(m.len(), 1, "{:?}", p.items);
+    crate::tui::checks_fail_on_the_checkpoint(&mut app);
     snap("setup_picker", &mut app);
     press(&mut app, &[key(KeyCode::Enter)]);
     assert!(app.setup().picker.is_none());
@@ -274,4 +275,134 @@ fn datasets_are_renamed_with_r_and_names_stay_unique() {
         .as_ref()
         .is_some_and(|(m, _)| m.contains("another dataset")));
     assert_eq!(app.setup().datasets[2].name, "scenes");
+}
+
+#[test]
+fn picking_efficientnet_lite0s_checkpoint_takes_its_class_names_and_size() {
+    let Some(shared) = common::shared() else {
+        return;
+    };
+    let effnet = shared.join("models/efficientnet-lite0/efficientnet-lite0.safetensors");
+    if !effnet.is_file() {
+        eprintln!("SKIPPED: {} is absent", effnet.display());
+        return;
+    }
+    // The demo as its config has it: its ten class names, 64 px.
+    let dir = tempfile::tempdir().unwrap();
+    let (mut cfg, data) = crate::tui::checks::demo_run(dir.path());
+    cfg.class_names = Some(data.classes.clone());
+    // Both checkpoints in one folder, as a checkpoints/ folder holds them.
+    let models = dir.path().join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    let demo = models.join("bit-demo.safetensors");
+    std::os::unix::fs::symlink(cfg.model.checkpoint.as_ref().unwrap(), &demo).unwrap();
+    std::os::unix::fs::symlink(&effnet, models.join("efficientnet-lite0.safetensors")).unwrap();
+    cfg.model.checkpoint = Some(demo.clone());
+    let s = SetupState::from_config(&cfg, vec![], vec![]);
+    let mut app = App::new(s, "x.toml".into(), crate::tui::no_launch(), Previews::off());
+    let screen = draw(&mut app, 120, 40);
+    assert!(screen.contains("Ready to start (s)"), "{screen}");
+    assert_eq!(app.setup().image_size.map(|s| s.get()), Some(64));
+
+    // The file browser opens in the demo's folder; the other file is picked.
+    assert!(app.setup_mut().select(Row::Checkpoint));
+    press(&mut app, &[ch('f')]);
+    typed(&mut app, "efficientnet");
+    press(&mut app, &[key(KeyCode::Down), key(KeyCode::Enter)]);
+    assert!(app.setup().files.is_none());
+    let picked = app.setup().to_config().unwrap();
+    assert_eq!(
+        picked.model.checkpoint,
+        Some(models.join("efficientnet-lite0.safetensors"))
+    );
+    // Its own class names (ImageNet's) and size, from the engine's model
+    // table, without typing.
+    assert_eq!(picked.class_names, None);
+    assert_eq!(picked.image_size, None);
+    let own = gradnorm_engine::model::default_input("efficientnet-lite0").unwrap();
+    assert_eq!(own.size, 224);
+    assert_eq!(
+        app.setup().default_size(),
+        Some((own.size, "efficientnet-lite0".to_string()))
+    );
+    let said = app.message().map(|m| m.0.clone()).unwrap_or_default();
+    assert!(
+        said.contains("classes.txt cleared") && said.contains("image size 64 -> 224"),
+        "{said}"
+    );
+    let screen = draw(&mut app, 120, 60);
+    assert!(
+        screen.contains("class names   ImageNet's (or the ID set's folders)"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("224 x 224 (efficientnet-lite0's default)"),
+        "{screen}"
+    );
+    // The engine's checks pass for it: 1,000 classes, ImageNet's names.
+    assert!(screen.contains("Ready to start (s)"), "{screen}");
+
+    // Back to the demo's checkpoint, typed: the size it was trained at.
+    press(&mut app, &[key(KeyCode::Enter)]);
+    typed(&mut app, &demo.display().to_string());
+    press(&mut app, &[key(KeyCode::Enter)]);
+    assert_eq!(
+        app.setup().default_size(),
+        Some((64, "the demo model".to_string()))
+    );
+    assert_eq!(
+        app.setup().to_config().unwrap().image_size.map(|s| s.get()),
+        Some(64)
+    );
+}
+
+#[test]
+fn a_size_far_from_the_models_own_is_asked_about() {
+    let mut app = app();
+    assert!(app.setup_mut().select(Row::Model));
+    press(&mut app, &[key(KeyCode::Enter)]);
+    typed(&mut app, "lite0");
+    press(&mut app, &[key(KeyCode::Enter)]);
+    let own = |m: &str| gradnorm_engine::model::default_input(m).unwrap().size;
+    let type_size = |app: &mut App, size: &str| {
+        assert!(app.setup_mut().select(Row::ImageSize));
+        press(app, &[key(KeyCode::Enter)]);
+        press(
+            app,
+            &[KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL)],
+        );
+        typed(app, size);
+        press(app, &[key(KeyCode::Enter)]);
+    };
+    // 64 for efficientnet-lite0 (224): asked; n takes the model's own.
+    type_size(&mut app, "64");
+    assert_eq!(app.overlay(), Some(gradnorm_tui::tui::Overlay::ConfirmSize));
+    let screen = draw(&mut app, 120, 40);
+    assert!(screen.contains("Keep this image size?"), "{screen}");
+    assert!(
+        screen.contains("64 x 64 is far from efficientnet-lite0's own")
+            && screen.contains(&format!("takes {}.", own("efficientnet-lite0"))),
+        "{screen}"
+    );
+    press(&mut app, &[ch('n')]);
+    assert_eq!(app.overlay(), None);
+    assert_eq!(app.setup().image_size, None);
+    // y keeps it.
+    type_size(&mut app, "64");
+    press(&mut app, &[ch('y')]);
+    assert_eq!(app.overlay(), None);
+    assert_eq!(app.setup().image_size.map(|s| s.get()), Some(64));
+    // The next model (efficientnet-lite1): the typed 64 is far from its own
+    // too, so it is asked again.
+    assert!(app.setup_mut().select(Row::Model));
+    press(&mut app, &[key(KeyCode::Right)]);
+    assert_eq!(app.setup().model.as_deref(), Some("efficientnet-lite1"));
+    assert!(own("efficientnet-lite1") > 2 * 64);
+    assert_eq!(app.overlay(), Some(gradnorm_tui::tui::Overlay::ConfirmSize));
+    press(&mut app, &[ch('y')]);
+    assert_eq!(app.setup().image_size.map(|s| s.get()), Some(64));
+    // A size near the model's own is taken without a question.
+    type_size(&mut app, "200");
+    assert_eq!(app.overlay(), None);
+    assert_eq!(app.setup().image_size.map(|s| s.get()), Some(200));
 }

@@ -63,6 +63,7 @@ fn a_new_start_asks_before_replacing_results() {
     }
     app.tick();
     let n: usize = app.results().records.iter().map(Vec::len).sum();
+    crate::tui::checks_pass(&mut app);
     press(&mut app, &[ch('1'), ch('s')]);
     assert_eq!(app.overlay(), Some(Overlay::ConfirmReplace));
     snap("confirm_replace", &mut app);

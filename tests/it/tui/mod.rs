@@ -5,6 +5,7 @@
 //! other TUI test modules share.
 
 mod browser;
+mod checks;
 mod dashboard;
 mod engine;
 mod form;
@@ -121,6 +122,26 @@ pub(crate) fn app() -> App {
         no_launch(),
         Previews::inline(picker()),
     )
+}
+
+/// The engine's pre-run checks taken as passed for the form's run: the
+/// fixture's paths are made up, and the launchers of these tests run no
+/// engine (a run the checks refuse is not started: see `form.rs`).
+pub(crate) fn checks_pass(app: &mut App) {
+    let config = app.setup().to_config().unwrap();
+    app.setup_mut().set_checked((config, Vec::new()));
+}
+
+/// The engine's checks of the fixture's run, fixed for snapshots: what they
+/// find depends on the folder the tests run in (a checkout may hold its
+/// own `dataset/textures`); `form.rs` tests what they really say.
+pub(crate) fn checks_fail_on_the_checkpoint(app: &mut App) {
+    let config = app.setup().to_config().unwrap();
+    let problem = format!(
+        "{}: No such file or directory (os error 2)",
+        config.model.checkpoint.as_ref().unwrap().display()
+    );
+    app.setup_mut().set_checked((config, vec![problem]));
 }
 
 /// An app whose first launch starts `session`.

@@ -2,7 +2,8 @@
 //! wheel over lists.
 
 use crate::tui::{
-    app_on_setup, ch, click, draw, enter_scratch, find, finished_app, key, mouse, press,
+    app_on_setup, ch, checks_pass, click, draw, enter_scratch, find, finished_app, key, mouse,
+    press,
 };
 use crossterm::event::{KeyCode, MouseButton, MouseEventKind};
 use gradnorm_tui::tui::setup::Row;
@@ -60,6 +61,7 @@ fn clicks_select_rows_pick_items_and_press_buttons() {
     assert_eq!(app.setup().model.as_deref(), Some("efficientnet-lite2"));
     // A question's buttons: "n" keeps the results.
     let mut app = finished_app();
+    checks_pass(&mut app);
     press(&mut app, &[ch('1'), ch('s')]);
     assert_eq!(app.overlay(), Some(Overlay::ConfirmReplace));
     let screen = draw(&mut app, 80, 24);

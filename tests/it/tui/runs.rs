@@ -69,7 +69,9 @@ fn start_runs_off_the_ui_thread() {
     );
     // Drop cifar10 (unreadable) from the OOD sets, then start.
     assert!(app.setup_mut().select(Row::Ood(3)));
-    press(&mut app, &[ch(' '), ch('s')]);
+    press(&mut app, &[ch(' ')]);
+    checks_pass(&mut app);
+    press(&mut app, &[ch('s')]);
     assert_eq!(app.screen(), Screen::Dashboard);
     let start = std::time::Instant::now();
     while app.status() == Status::Running {

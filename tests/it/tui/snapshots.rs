@@ -6,6 +6,7 @@ use super::*;
 #[test]
 fn snapshot_setup() {
     let mut app = app();
+    checks_fail_on_the_checkpoint(&mut app);
     snap("setup", &mut app);
     // Editing a value shows the text being typed.
     app.setup_mut().select(Row::Limit);

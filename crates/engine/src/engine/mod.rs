@@ -2,8 +2,10 @@
 //! Knows nothing of terminals; the CLI and the TUI consume its events.
 //! Every run starts through one builder, [`Run`] (start.rs).
 
+mod prepare;
 mod start;
 
+pub use prepare::check;
 pub use start::{OnStoreError, Recording, Run, RunHandle};
 
 use crate::classes::Classes;
@@ -14,8 +16,7 @@ use crate::model::{self, ModelInfo};
 use crate::score::Scorer;
 use candle_core::Tensor;
 use gradnorm_core::run::{
-    self, DatasetInfo, DatasetSpec, Event, ImageRecord, ImageSize, Progress, Role, RunConfig,
-    RunInfo, Setup, Shard,
+    DatasetInfo, DatasetSpec, Event, ImageRecord, Progress, Role, RunConfig, RunInfo, Setup, Shard,
 };
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -73,32 +74,17 @@ fn execute(
     emit: &mut dyn FnMut(Event),
 ) -> Result<()> {
     let start = Instant::now();
-    config
-        .validate()
-        .map_err(|e| Error::Invalid(e.to_string()))?;
-    // Files first (cheap), so that a wrong path is found before a large
-    // model loads.
-    let id = crate::data::openood::open(&config.id)?;
-    let oods = config
-        .ood
-        .iter()
-        .map(crate::data::openood::open)
-        .collect::<Result<Vec<_>>>()?;
-    let device = crate::device::open(config.device)?;
-    let dtype = crate::device::dtype(config.dtype);
-    let model = model::load(&config.model, &device, dtype)?;
+    let prepare::Prepared {
+        id,
+        oods,
+        device,
+        dtype,
+        model,
+        input,
+        classes,
+        scorer,
+    } = prepare::prepare(config, options.mahalanobis)?;
     let info = model.info().clone();
-    let size = match config.image_size {
-        Some(s) => s,
-        None => ImageSize::new(info.input.size)
-            .map_err(|e| Error::Invalid(format!("{}: default input size: {e}", info.name)))?,
-    };
-    run::check_batch_bytes(config.batch, size).map_err(|e| Error::Invalid(e.to_string()))?;
-    let input = model
-        .preprocess()
-        .with_overrides(Some(size.get()), config.preprocess);
-
-    let classes = class_names(config, &info, &id)?;
     let mut deferred_notice = None;
     let limit = config.limit.map(|l| l.get());
     let mut opened = vec![open(
@@ -133,7 +119,6 @@ fn execute(
     for (spec, ds) in config.ood.iter().zip(oods) {
         opened.push(open(spec, ds, Role::Ood, &classes, limit, options.shard));
     }
-    let scorer = prepare_scorer(config, model.as_ref(), options.mahalanobis)?;
     let run_info = Arc::new(RunInfo {
         model: info,
         setup: Setup {

@@ -377,29 +377,12 @@ impl Recorder {
         tx.commit().map_err(err)
     }
 
-    /// Marks the run stopped (creating a row for a run that failed before
-    /// it started) and stores its summary.
+    /// Marks the run stopped and stores its summary. A run refused before
+    /// it started (a missing file, a fit for another model) has no row and
+    /// gets none: it computed nothing, and the error was said to the caller.
     pub fn finish(&mut self, state: &str, error: Option<&str>) -> Result<()> {
-        let id = match self.run_id {
-            Some(id) => id,
-            None => {
-                let config_json = serde_json::to_string(&self.config).unwrap_or_default();
-                let (si, sc) = match self.shard {
-                    Some(s) => (Some(s.index as i64), Some(s.count as i64)),
-                    None => (None, None),
-                };
-                self.store
-                    .conn
-                    .execute(
-                        "INSERT INTO runs (created, updated, config_key, config, shard_index,
-                         shard_count, state, error) VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                        params![now(), self.config_key, config_json, si, sc, state, error],
-                    )
-                    .map_err(|e| self.store.err(e))?;
-                let id = self.store.conn.last_insert_rowid();
-                self.run_id = Some(id);
-                return Ok(());
-            }
+        let Some(id) = self.run_id else {
+            return Ok(());
         };
         let summary = self
             .store

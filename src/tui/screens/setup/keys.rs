@@ -107,9 +107,11 @@ impl SetupState {
     }
 
     /// The model changed: class names chosen for the previous one (a demo's
-    /// ten names, say) would not fit it, so they are dropped, and an image
-    /// size the user did not type (a config's) gives way to the new model's,
-    /// saying so.
+    /// ten names, say) would not fit it, so they are dropped (the model's
+    /// own apply: ImageNet's, or the ID set's folders), and an image size
+    /// the user did not type (a config's) gives way to the new model's,
+    /// saying so. A size the user typed stays, unless it is far from the
+    /// new model's own: then the user is asked.
     pub(super) fn model_changed(&mut self) -> SetupAction {
         let mut notes = Vec::new();
         if let Some(p) = self.class_names.take() {
@@ -122,6 +124,9 @@ impl SetupState {
                     .map_or("the model's".to_string(), |(n, _)| n.to_string());
                 notes.push(format!("image size {old} -> {new}"));
             }
+        } else if let Some(q) = self.image_size.and_then(|s| self.question_for(s)) {
+            self.size_question = Some(q);
+            return SetupAction::ConfirmSize;
         }
         if notes.is_empty() {
             SetupAction::None
@@ -226,11 +231,20 @@ impl SetupState {
                 if text.is_empty() {
                     return SetupAction::None;
                 }
+                let before = self.checkpoint;
                 let i = self.add_checkpoint(PathBuf::from(text));
                 self.checkpoint = Some(i);
-                if !Path::new(text).exists() {
+                // Typed, or picked in the file browser: a new model as much
+                // as one picked from the list.
+                let out = if before != self.checkpoint {
+                    self.model_changed()
+                } else {
+                    SetupAction::None
+                };
+                if !Path::new(text).exists() && out != SetupAction::ConfirmSize {
                     return SetupAction::Message(format!("{text}: no such file (yet)"));
                 }
+                return out;
             }
             Row::ClassOrder => self.class_order = opt_path(text),
             Row::ClassNames => self.class_names = opt_path(text),
@@ -287,6 +301,10 @@ impl SetupState {
                     // Empty: the model's again, following later models too.
                     self.image_size_typed = s.is_some();
                     self.image_size = s;
+                    if let Some(q) = s.and_then(|s| self.question_for(s)) {
+                        self.size_question = Some(q);
+                        return SetupAction::ConfirmSize;
+                    }
                 }
                 Err(e) => {
                     return SetupAction::Message(format!(

@@ -10,7 +10,7 @@ pub mod state;
 pub mod view;
 
 pub use params::Param;
-pub use state::{DatasetEntry, MethodEntry, Row, SetupAction, SetupState};
+pub use state::{DatasetEntry, MethodEntry, Row, SetupAction, SetupState, SizeQuestion};
 use view::render;
 
 use crate::tui::component::{Component, Ctx, Input, Outcome};
@@ -46,6 +46,7 @@ impl Component for SetupState {
             SetupAction::Save => Outcome::Save,
             SetupAction::Count(path, root) => Outcome::Count(path, root),
             SetupAction::Message(m) => Outcome::Say(m, Level::Warn),
+            SetupAction::ConfirmSize => Outcome::ConfirmSize,
         }
     }
 

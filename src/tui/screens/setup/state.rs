@@ -78,6 +78,28 @@ pub enum SetupAction {
     /// Count the images of a newly typed dataset.
     Count(PathBuf, Option<PathBuf>),
     Message(String),
+    /// Ask whether to keep an image size far from the model's own
+    /// (`SetupState::size_question`).
+    ConfirmSize,
+}
+
+/// An image size the user asked for, far from the model's own: kept only
+/// when confirmed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SizeQuestion {
+    pub size: usize,
+    /// The model's own size, and the model's name.
+    pub own: usize,
+    pub model: String,
+}
+
+impl SizeQuestion {
+    /// A size less than half or more than twice the model's own: the model
+    /// sees its objects at a scale it never learnt (EfficientNet-Lite0 at
+    /// 64 px falls to 19% top-1), so the user is asked first.
+    pub fn far(size: usize, own: usize) -> bool {
+        2 * size < own || size > 2 * own
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -114,6 +136,11 @@ pub struct SetupState {
     pub(crate) completions: Vec<String>,
     /// The loaded config, for the fields the form does not edit.
     base: Option<RunConfig>,
+    /// A size far from the model's own, waiting for the user's answer.
+    pub size_question: Option<SizeQuestion>,
+    /// The engine's pre-run checks of a config of this form and what they
+    /// found (empty: it would start).
+    checked: Option<crate::tui::preflight::Checked>,
 }
 
 impl SetupState {
@@ -164,6 +191,8 @@ impl SetupState {
             renaming: false,
             completions: Vec::new(),
             base: None,
+            size_question: None,
+            checked: None,
         };
         s.dedupe_names();
         s
@@ -407,7 +436,12 @@ impl SetupState {
             methods,
             fit: base.as_ref().and_then(|b| b.fit.clone()),
             preprocess: base.as_ref().and_then(|b| b.preprocess),
-            image_size: self.image_size,
+            // The demo checkpoint runs at its training size unless told
+            // (the engine would take BiT's 480).
+            image_size: self.image_size.or_else(|| {
+                let c = self.checkpoints.get(self.checkpoint?)?;
+                ImageSize::new(gradnorm_engine::demo::trained_image_size(c)?).ok()
+            }),
             batch: self.batch,
             device: self.device,
             dtype: self.dtype,
@@ -434,11 +468,56 @@ impl SetupState {
             .cloned()
     }
 
-    /// The image size the run gets with none set: the named (or guessed)
-    /// model's default, with that model's name.
+    /// The image size the run gets with none set: the demo checkpoint's
+    /// training size, else the named (or guessed) model's default, with
+    /// that model's name.
     pub fn default_size(&self) -> Option<(usize, String)> {
+        let checkpoint = self.checkpoint.map(|i| &self.checkpoints[i]);
+        if let Some(n) = checkpoint.and_then(|c| gradnorm_engine::demo::trained_image_size(c)) {
+            return Some((n, "the demo model".into()));
+        }
         let name = self.model_name()?;
         gradnorm_engine::model::default_input(&name).map(|i| (i.size, name))
+    }
+
+    /// The question to ask about `size` when it is far from the model's
+    /// own (None when near, or when the model is not known without reading
+    /// its checkpoint).
+    pub(super) fn question_for(&self, size: ImageSize) -> Option<SizeQuestion> {
+        let (own, model) = self.default_size()?;
+        SizeQuestion::far(size.get(), own).then_some(SizeQuestion {
+            size: size.get(),
+            own,
+            model,
+        })
+    }
+
+    /// The answer to `size_question`: keep the size asked for, or take the
+    /// model's own again.
+    pub fn answer_size(&mut self, keep: bool) -> Option<String> {
+        let q = self.size_question.take()?;
+        if keep {
+            return Some(format!("image size {} kept for {}", q.size, q.model));
+        }
+        self.image_size = None;
+        self.image_size_typed = false;
+        Some(format!("image size {} ({}'s own)", q.own, q.model))
+    }
+
+    /// Keeps what the engine's checks said of `checked.0`.
+    pub fn set_checked(&mut self, checked: crate::tui::preflight::Checked) {
+        self.checked = Some(checked);
+    }
+
+    /// What the engine's checks found wrong with the form's run: None
+    /// while they have not answered for it (or it is incomplete), empty
+    /// when it would start.
+    pub fn problems(&self) -> Option<&[String]> {
+        let config = self.to_config().ok()?;
+        match &self.checked {
+            Some((c, problems)) if *c == config => Some(problems.as_slice()),
+            _ => None,
+        }
     }
 
     /// Images the run would evaluate, when every count is known.

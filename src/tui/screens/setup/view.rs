@@ -527,7 +527,17 @@ fn render_plan(s: &SetupState, config_path: &Path, area: Rect, buf: &mut Buffer)
     let mut lines: Vec<Line> = Vec::new();
     match s.to_config() {
         Ok(cfg) => {
-            lines.push(Line::styled("Ready to start (s)", theme::best()));
+            // The engine's own checks: "Ready" only when they pass.
+            match s.problems() {
+                Some([]) => lines.push(Line::styled("Ready to start (s)", theme::best())),
+                Some(problems) => {
+                    lines.push(Line::styled("Cannot start:", theme::warn()));
+                    for p in problems {
+                        lines.push(Line::styled(p.clone(), theme::warn()));
+                    }
+                }
+                None => lines.push(Line::styled("Checking the run…", theme::dim())),
+            }
             lines.push(Line::raw(""));
             if let Some(d) = s.id_entry() {
                 lines.push(Line::from(vec![
