@@ -1,13 +1,15 @@
-//! The engine's own pre-run checks of the form's run (`engine::check`: the
-//! sets, the checkpoint, the fit against the model, the class names, each
-//! method's needs), on a worker thread: they read the checkpoint. The Plan
-//! panel says "Ready" only when they pass.
+//! The engine's own pre-run checks of the form's run (`engine::preflight`:
+//! the sets, the checkpoint, the fit against the model, the class names,
+//! each method's needs, and the model's weight layers for `layer=`), on a
+//! worker thread: they read the checkpoint. The Plan panel says "Ready"
+//! only when they pass.
 
 use super::wake::{Queue, Wake, Worker};
 use gradnorm_core::run::RunConfig;
+use gradnorm_engine::engine::Preflight;
 
-/// A config and what its checks found (empty: the run would start).
-pub type Checked = (RunConfig, Vec<String>);
+/// A config and what its checks found (no problems: the run would start).
+pub type Checked = (RunConfig, Preflight);
 
 /// Checks configs, each once; inline (tests) or on a thread.
 pub struct Checker {
@@ -28,8 +30,8 @@ impl Checker {
     /// Answers on its own thread (the newest config only), waking the loop.
     pub fn threaded(wake: Wake) -> Checker {
         let worker = Worker::spawn("gradnorm-check", Queue::Latest, wake, |config| {
-            let problems = gradnorm_engine::engine::check(&config);
-            (config, problems)
+            let found = gradnorm_engine::engine::preflight(&config);
+            (config, found)
         });
         Checker {
             worker: Some(worker),
@@ -49,7 +51,7 @@ impl Checker {
                 w.send(config.clone());
                 None
             }
-            None => Some((config.clone(), gradnorm_engine::engine::check(config))),
+            None => Some((config.clone(), gradnorm_engine::engine::preflight(config))),
         }
     }
 

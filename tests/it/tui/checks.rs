@@ -227,3 +227,88 @@ fn the_plan_says_ready_only_when_the_checks_pass() {
     let screen = draw(&mut app, 120, 40);
     assert!(screen.contains("Ready to start (s)"), "{screen}");
 }
+
+/// The checks list the model's weight layers (what `gradnorm-tui layers`
+/// prints), and GradNorm's `layer` row picks from them: the head first,
+/// then the model's weights; typing filters, Enter sets the parameter. Before
+/// any check has answered a name can still be typed.
+#[test]
+fn the_layer_row_picks_from_the_models_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut config, _) = demo_run(dir.path());
+    config.methods.push(Method::from_key("gradnorm").unwrap());
+    let found = engine::preflight(&config);
+    assert_eq!(found.problems, Vec::<String>::new());
+    let model = gradnorm_engine::model::load(
+        &config.model,
+        &candle_core::Device::Cpu,
+        candle_core::DType::F32,
+    )
+    .unwrap();
+    let listed: Vec<String> = gradnorm_engine::model::probe::weight_layers(model.as_ref())
+        .unwrap()
+        .into_iter()
+        .map(|l| l.name)
+        .collect();
+    assert_eq!(found.layers, listed);
+    assert_eq!(found.layers.last().map(String::as_str), Some("head.conv"));
+
+    let gradnorm = gradnorm_core::method::registry::METHODS
+        .iter()
+        .position(|d| d.key == "gradnorm")
+        .unwrap();
+    let layer_param = gradnorm_core::method::registry::find("gradnorm")
+        .unwrap()
+        .params
+        .iter()
+        .position(|p| p.name == "layer")
+        .unwrap();
+    let row = Row::Param(gradnorm, layer_param);
+    let layer_of = |s: &SetupState| {
+        let c = s.to_config().unwrap();
+        let m = c.methods.iter().find(|m| m.key() == "gradnorm").unwrap();
+        m.text("layer").unwrap().to_string()
+    };
+
+    // No check yet: the picker asks for a typed name.
+    let mut s = SetupState::from_config(&config, vec![], vec![]);
+    assert!(s.select(row), "{row:?}");
+    s.on_key(key(KeyCode::Enter));
+    let p = s.picker.as_ref().expect("the layer row opens a picker");
+    assert_eq!(p.items, ["head"]);
+    assert!(p.title.contains("type a name"), "{}", p.title);
+    for c in "body.block1.unit01.conv1".chars() {
+        s.on_key(ch(c));
+    }
+    s.on_key(key(KeyCode::Enter));
+    assert_eq!(layer_of(&s), "body.block1.unit01.conv1");
+
+    // The check answered: the head, then every weight in forward order.
+    let form_config = s.to_config().unwrap();
+    s.set_checked((form_config, found.clone()));
+    s.on_key(key(KeyCode::Enter));
+    let p = s.picker.as_ref().unwrap();
+    assert_eq!(p.items[0], "head");
+    assert_eq!(&p.items[1..], found.layers.as_slice());
+    let last_conv3 = found
+        .layers
+        .iter()
+        .rev()
+        .find(|n| n.ends_with("conv3"))
+        .unwrap()
+        .clone();
+    // Typing the name narrows the list to it.
+    for c in last_conv3.chars() {
+        s.on_key(ch(c));
+    }
+    s.on_key(key(KeyCode::Enter));
+    assert!(s.picker.is_none());
+    assert_eq!(layer_of(&s), last_conv3);
+    // The first item is the head again.
+    s.on_key(key(KeyCode::Enter));
+    for c in "head".chars() {
+        s.on_key(ch(c));
+    }
+    s.on_key(key(KeyCode::Enter));
+    assert_eq!(layer_of(&s), "head");
+}

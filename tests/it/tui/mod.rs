@@ -27,6 +27,7 @@ use crate::common;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 use gradnorm_core::run::{Event, ImageRecord, RunConfig, RunInfo};
+use gradnorm_engine::engine::Preflight;
 use gradnorm_engine::score::Method;
 use gradnorm_tui::tui::browser::Sort;
 use gradnorm_tui::tui::discover::{self, Candidate, Count};
@@ -129,7 +130,7 @@ pub(crate) fn app() -> App {
 /// engine (a run the checks refuse is not started: see `form.rs`).
 pub(crate) fn checks_pass(app: &mut App) {
     let config = app.setup().to_config().unwrap();
-    app.setup_mut().set_checked((config, Vec::new()));
+    app.setup_mut().set_checked((config, Preflight::default()));
 }
 
 /// The engine's checks of the fixture's run, fixed for snapshots: what they
@@ -141,7 +142,13 @@ pub(crate) fn checks_fail_on_the_checkpoint(app: &mut App) {
         "{}: No such file or directory (os error 2)",
         config.model.checkpoint.as_ref().unwrap().display()
     );
-    app.setup_mut().set_checked((config, vec![problem]));
+    app.setup_mut().set_checked((
+        config,
+        Preflight {
+            problems: vec![problem],
+            layers: Vec::new(),
+        },
+    ));
 }
 
 /// An app whose first launch starts `session`.

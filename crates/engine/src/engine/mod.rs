@@ -5,7 +5,7 @@
 mod prepare;
 mod start;
 
-pub use prepare::check;
+pub use prepare::{check, preflight, Preflight};
 pub use start::{OnStoreError, Recording, Run, RunHandle};
 
 use crate::classes::Classes;

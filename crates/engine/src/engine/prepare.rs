@@ -61,7 +61,23 @@ pub(super) fn prepare(
 /// listings and the checkpoint, no image; a model that does not load
 /// leaves the checks that need it out.
 pub fn check(config: &RunConfig) -> Vec<String> {
+    preflight(config).problems
+}
+
+/// What a form needs to know of its run before it starts: [`check`]'s
+/// problems and, the model being loaded for them anyway, the weights a
+/// method's `layer=` accepts (`model::probe::weight_layers`; empty when
+/// the model does not load).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Preflight {
+    pub problems: Vec<String>,
+    pub layers: Vec<String>,
+}
+
+/// [`check`], and the model's weight layers.
+pub fn preflight(config: &RunConfig) -> Preflight {
     let mut problems = Vec::new();
+    let mut layers = Vec::new();
     let mut note = |e: Error| problems.push(e.to_string());
     if let Err(e) = validate(config) {
         note(e);
@@ -86,8 +102,12 @@ pub fn check(config: &RunConfig) -> Vec<String> {
         if let Err(e) = prepare_scorer(config, model.as_ref(), None) {
             note(e);
         }
+        match model::probe::weight_layers(model.as_ref()) {
+            Ok(found) => layers = found.into_iter().map(|l| l.name).collect(),
+            Err(e) => note(e),
+        }
     }
-    problems
+    Preflight { problems, layers }
 }
 
 fn validate(config: &RunConfig) -> Result<()> {

@@ -1,6 +1,6 @@
-//! The form's choosers: Enter on the model, checkpoint, ID set, device or
-//! dtype opens a popup list filtered as one types; Tab completes a path
-//! being typed.
+//! The form's choosers: Enter on the model, checkpoint, ID set, device,
+//! dtype, a choice parameter or a layer (the model's weights) opens a popup
+//! list filtered as one types; Tab completes a path being typed.
 
 use super::state::{Row, SetupAction, SetupState};
 use crate::tui::files::{FileBrowser, Outcome};
@@ -67,6 +67,11 @@ impl SetupState {
                     at,
                 )
             }
+            Row::Param(i, p)
+                if super::params::layer_default(&self.methods[i].method, p).is_some() =>
+            {
+                self.layer_picker(i, p)
+            }
             Row::Param(i, p) => {
                 let m = &self.methods[i].method;
                 let names = super::params::choices(m, p)?;
@@ -79,8 +84,36 @@ impl SetupState {
         Some(p)
     }
 
+    /// The model's weight layers for a `layer=` parameter, its default
+    /// (the head) first; a name may be typed before the checks have listed
+    /// them (the run's checks then judge it).
+    fn layer_picker(&self, i: usize, p: super::params::Param) -> Picker {
+        let m = &self.methods[i].method;
+        let default = super::params::layer_default(m, p).unwrap_or_default();
+        let mut items = vec![default.to_string()];
+        items.extend(self.layers().iter().cloned());
+        let current = m.values()[p].to_string();
+        let at = items.iter().position(|n| *n == current);
+        let def = &m.def().params[p];
+        let title = if self.layers().is_empty() {
+            format!(
+                "{} · type a name: the model's layers are listed once its checks answer",
+                def.name
+            )
+        } else {
+            format!(
+                "{} · {} layers, type to filter · {}",
+                def.name,
+                items.len() - 1,
+                def.help
+            )
+        };
+        Picker::new(title, items, at).with_free_text()
+    }
+
     /// A key while the popup list is open.
     pub(super) fn on_picker(&mut self, action: Action) -> SetupAction {
+        let paths = self.current_takes_path();
         let Some(p) = self.picker.as_mut() else {
             return SetupAction::None;
         };
@@ -88,7 +121,7 @@ impl SetupState {
             return SetupAction::None;
         }
         match action {
-            Action::Complete if p.free_text => {
+            Action::Complete if p.free_text && paths => {
                 let (text, fits) = complete_path(&p.filter);
                 p.filter = text;
                 p.selected = 0;
@@ -130,6 +163,20 @@ impl SetupState {
             (Row::Id, Picked::Item(i)) => self.id = Some(i),
             (Row::Device, Picked::Item(i)) => self.device = Device::CHOICES[i],
             (Row::Dtype, Picked::Item(i)) => self.dtype = DType::CHOICES[i],
+            (Row::Param(m, p), Picked::Item(k))
+                if super::params::layer_default(&self.methods[m].method, p).is_some() =>
+            {
+                let name = match k {
+                    0 => super::params::layer_default(&self.methods[m].method, p)
+                        .unwrap_or_default()
+                        .to_string(),
+                    k => self.layers().get(k - 1).cloned().unwrap_or_default(),
+                };
+                let method = &mut self.methods[m].method;
+                if let Err(e) = super::params::set_param(method, p, &name) {
+                    return SetupAction::Message(e);
+                }
+            }
             (Row::Param(m, p), Picked::Item(k)) => {
                 let method = &mut self.methods[m].method;
                 if let Some(name) = super::params::choices(method, p).and_then(|n| n.get(k)) {

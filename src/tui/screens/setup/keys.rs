@@ -1,7 +1,7 @@
 //! What the form's keys do: moving, choosing, toggling, typing a value
 //! and committing it.
 
-use super::params::{choices, param_text, set_param};
+use super::params::{choices, layer_default, param_text, set_param};
 use super::state::{Row, SetupAction, SetupState};
 use crate::tui::component::Component;
 use crate::tui::discover::{self, Count};
@@ -192,6 +192,9 @@ impl SetupState {
                 self.picker = self.picker_for(row);
             }
             row @ Row::Param(i, p) if choices(&self.methods[i].method, p).is_some() => {
+                self.picker = self.picker_for(row);
+            }
+            row @ Row::Param(i, p) if layer_default(&self.methods[i].method, p).is_some() => {
                 self.picker = self.picker_for(row);
             }
             Row::Start => return SetupAction::Start,

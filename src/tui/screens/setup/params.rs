@@ -28,6 +28,15 @@ pub fn is_path(m: &Method, p: Param) -> bool {
     matches!(m.def().params[p].kind, ParamKind::Path)
 }
 
+/// A layer parameter's default (`head`), when the parameter names one of
+/// the model's weights (the form lists the model's layers for it).
+pub fn layer_default(m: &Method, p: Param) -> Option<&'static str> {
+    match m.def().params[p].kind {
+        ParamKind::Text(default) => Some(default),
+        _ => None,
+    }
+}
+
 /// The names a choice parameter takes (the form shows them as a list).
 pub fn choices(m: &Method, p: Param) -> Option<&'static [&'static str]> {
     match m.def().params[p].kind {

@@ -515,8 +515,18 @@ impl SetupState {
     pub fn problems(&self) -> Option<&[String]> {
         let config = self.to_config().ok()?;
         match &self.checked {
-            Some((c, problems)) if *c == config => Some(problems.as_slice()),
+            Some((c, found)) if *c == config => Some(found.problems.as_slice()),
             _ => None,
+        }
+    }
+
+    /// The weight layers of the form's model (`layer=` takes one), from the
+    /// last check of a run with that model: empty until one answered.
+    pub fn layers(&self) -> &[String] {
+        let model = self.to_config().ok().map(|c| c.model);
+        match &self.checked {
+            Some((c, found)) if Some(&c.model) == model.as_ref() => &found.layers,
+            _ => &[],
         }
     }
 
