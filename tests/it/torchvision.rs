@@ -88,6 +88,65 @@ fn our_models_build_torchvisions_tensors() {
         vit::variant("vit_b_16").unwrap().num_params().unwrap(),
         86_567_656
     );
+    // torchvision's builders counted on the meta device (PyTorch 2.15).
+    for (name, params, heads) in [("vit_l_32", 306_535_400, 16), ("vit_h_14", 632_045_800, 16)] {
+        let cfg = vit::variant(name).unwrap();
+        assert_eq!(
+            (cfg.num_params().unwrap(), cfg.num_heads),
+            (params, heads),
+            "{name}"
+        );
+    }
+}
+
+/// A ViT's heads are not in its state dict: a published width takes
+/// torchvision's (ViT-H: 16 heads of 80, not width / 64 = 20), any other
+/// width is refused with the name that sets them, never guessed.
+#[test]
+fn a_vits_heads_are_published_or_named_never_guessed() {
+    let zeros = |shape: &[usize]| Tensor::zeros(shape, DType::F32, &Device::Cpu).unwrap();
+    // What `infer` reads: patch and width, tokens, depth, MLP width, classes.
+    let state = |width: usize, patch: usize| {
+        let mut t = std::collections::HashMap::new();
+        t.insert(
+            "conv_proj.weight".to_string(),
+            zeros(&[width, 3, patch, patch]),
+        );
+        t.insert("encoder.pos_embedding".to_string(), zeros(&[1, 17, width]));
+        t.insert(
+            "encoder.layers.encoder_layer_0.ln_1.weight".to_string(),
+            zeros(&[width]),
+        );
+        t.insert(
+            "encoder.layers.encoder_layer_0.mlp.0.weight".to_string(),
+            zeros(&[4 * width, 1]),
+        );
+        t.insert("heads.head.weight".to_string(), zeros(&[10, width]));
+        t
+    };
+    for (width, heads) in [(768, 12), (1024, 16), (1280, 16)] {
+        assert_eq!(vit::published_heads(width), Some(heads));
+        let cfg = vit::VitConfig::infer(&state(width, 14), None).unwrap();
+        assert_eq!(
+            (cfg.num_heads, cfg.image_size),
+            (heads, 56),
+            "width {width}"
+        );
+        // A name's heads win.
+        let cfg = vit::VitConfig::infer(&state(width, 14), Some(8)).unwrap();
+        assert_eq!(cfg.num_heads, 8);
+    }
+    let err = vit::VitConfig::infer(&state(16, 16), None)
+        .unwrap_err()
+        .unwrap();
+    assert!(
+        err.contains("vit:heads=N") && err.contains("width 16"),
+        "{err}"
+    );
+    let err = vit::VitConfig::infer(&state(16, 16), Some(3))
+        .unwrap_err()
+        .unwrap();
+    assert!(err.contains("3 attention heads"), "{err}");
 }
 
 #[test]
@@ -115,7 +174,12 @@ fn the_architecture_is_read_from_the_checkpoint() {
     // Without --model the family is detected from the names.
     let m = common::load_cpu(&dir.join("resnet_basic.pth"));
     assert_eq!(m.info().family, Family::ResNet);
-    let m = common::load_cpu(&dir.join("vit_tiny.pth"));
+    // The tiny ViT's width (64) is no published variant's: its heads must
+    // be named, and the error says how.
+    let path = dir.join("vit_tiny.pth");
+    let loaded = model::load_checkpoint(&path, None, &Device::Cpu, DType::F32);
+    common::error_saying(loaded, &["vit_tiny.pth", "vit:heads=N", "width 64"]);
+    let m = model::load_checkpoint(&path, Some("vit:heads=4"), &Device::Cpu, DType::F32).unwrap();
     assert_eq!(m.info().family, Family::Vit);
     // A named variant that the file is not is refused, naming both.
     let path = dir.join("resnet_basic.pth");

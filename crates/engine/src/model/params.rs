@@ -200,11 +200,13 @@ pub trait TorchvisionArch: Sized {
     type Model;
     /// Why a state dict is not one of this family's (its telltale tensors).
     const NOT_FOUND: &'static str;
-    /// The architecture of `tensors`, given the `--model` name.
+    /// The architecture of `tensors`, given the `--model` name. Err(None):
+    /// not this family's tensors (`NOT_FOUND`); Err(Some(why)): this
+    /// family's, but the name must say what the tensors do not hold.
     fn infer(
         tensors: &std::collections::HashMap<String, Tensor>,
         name: Option<&str>,
-    ) -> Option<Self>;
+    ) -> std::result::Result<Self, Option<String>>;
     /// The fixed variant a name stands for.
     fn variant(name: &str) -> Option<Self>;
     /// Whether a checkpoint of this architecture is the named variant `want`.
@@ -232,9 +234,12 @@ pub fn load_torchvision<A: TorchvisionArch>(
     device: &Device,
     dtype: DType,
 ) -> Result<A::Model> {
-    let cfg = A::infer(&ckpt.tensors, name).ok_or_else(|| crate::error::Error::NotACheckpoint {
-        path: ckpt.path.clone(),
-        reason: A::NOT_FOUND.into(),
+    let cfg = A::infer(&ckpt.tensors, name).map_err(|why| match why {
+        None => crate::error::Error::NotACheckpoint {
+            path: ckpt.path.clone(),
+            reason: A::NOT_FOUND.into(),
+        },
+        Some(why) => crate::error::Error::Invalid(format!("{}: {why}", ckpt.path.display())),
     })?;
     if let Some((requested, want)) = name.and_then(|n| Some((n, A::variant(n)?))) {
         if !cfg.is_variant(&want) {

@@ -250,27 +250,33 @@ impl params::TorchvisionArch for ResNetConfig {
     const NOT_FOUND: &'static str = "no torchvision ResNet tensors (conv1, layer1.0.conv1, fc)";
 
     /// The architecture of a torchvision state dict.
-    fn infer(tensors: &HashMap<String, Tensor>, _name: Option<&str>) -> Option<Self> {
-        let mut layers = [0usize; 4];
-        for (s, n) in layers.iter_mut().enumerate() {
-            while tensors.contains_key(&format!("layer{}.{}.conv1.weight", s + 1, *n)) {
-                *n += 1;
+    fn infer(
+        tensors: &HashMap<String, Tensor>,
+        _name: Option<&str>,
+    ) -> std::result::Result<Self, Option<String>> {
+        let read = || -> Option<Self> {
+            let mut layers = [0usize; 4];
+            for (s, n) in layers.iter_mut().enumerate() {
+                while tensors.contains_key(&format!("layer{}.{}.conv1.weight", s + 1, *n)) {
+                    *n += 1;
+                }
             }
-        }
-        let bottleneck = tensors.contains_key("layer1.0.conv3.weight");
-        let width_per_group = if bottleneck {
-            // conv1 of a Bottleneck has planes * width_per_group / 64 outputs.
-            tensors.get("layer1.0.conv1.weight")?.dim(0).ok()? * 64 / PLANES[0]
-        } else {
-            64
+            let bottleneck = tensors.contains_key("layer1.0.conv3.weight");
+            let width_per_group = if bottleneck {
+                // conv1 of a Bottleneck has planes * width_per_group / 64 outputs.
+                tensors.get("layer1.0.conv1.weight")?.dim(0).ok()? * 64 / PLANES[0]
+            } else {
+                64
+            };
+            let num_classes = tensors.get("fc.weight")?.dim(0).ok()?;
+            Some(ResNetConfig {
+                bottleneck,
+                layers,
+                width_per_group,
+                num_classes,
+            })
         };
-        let num_classes = tensors.get("fc.weight")?.dim(0).ok()?;
-        Some(ResNetConfig {
-            bottleneck,
-            layers,
-            width_per_group,
-            num_classes,
-        })
+        read().ok_or(None)
     }
 
     fn variant(name: &str) -> Option<Self> {

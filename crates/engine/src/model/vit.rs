@@ -3,8 +3,9 @@
 //! `encoder.layers.encoder_layer_N.{ln_1, self_attention.{in_proj_*,
 //! out_proj}, ln_2, mlp.{0,3}}`, `encoder.ln`, `heads.head`. Image and patch
 //! size, depth, width, MLP width and classes are read from the checkpoint;
-//! the number of heads is not in a state dict, so it is hidden / 64 (right
-//! for ViT-B and ViT-L) unless the model name gives it (`vit:heads=4`).
+//! the number of heads is not in a state dict, so it is the model name's
+//! (`vit:heads=4`, `vit-h-14`) or that of torchvision's published variant of
+//! the width (B 768/12, L 1024/16, H 1280/16); any other width is refused.
 //!
 //! Built on candle-nn rather than candle-transformers' vit (other names,
 //! and a crate that compiles every model it has): attention's softmax and
@@ -40,12 +41,22 @@ pub struct VitConfig {
     pub num_classes: usize,
 }
 
-/// torchvision's variants: (name, patch, layers, heads, hidden, mlp).
-pub const VARIANTS: [(&str, usize, usize, usize, usize, usize); 3] = [
+/// torchvision's variants: (name, patch, layers, heads, hidden, mlp), as
+/// its builders publish them (torchvision/models/vision_transformer.py).
+pub const VARIANTS: [(&str, usize, usize, usize, usize, usize); 5] = [
     ("vit-b-16", 16, 12, 12, 768, 3072),
     ("vit-b-32", 32, 12, 12, 768, 3072),
     ("vit-l-16", 16, 24, 16, 1024, 4096),
+    ("vit-l-32", 32, 24, 16, 1024, 4096),
+    ("vit-h-14", 14, 32, 16, 1280, 5120),
 ];
+
+/// The heads of torchvision's published variants of this width: the state
+/// dict does not hold them, and width / 64 is wrong for ViT-H (16 heads of
+/// 80), so no other width is guessed.
+pub fn published_heads(hidden_dim: usize) -> Option<usize> {
+    VARIANTS.iter().find(|v| v.4 == hidden_dim).map(|v| v.3)
+}
 
 fn key(name: &str) -> String {
     name.to_ascii_lowercase().replace(['_', '/'], "-")
@@ -98,8 +109,35 @@ impl VitConfig {
     }
 
     /// The architecture of a torchvision state dict; `heads` when the name
-    /// gave them.
-    pub fn infer(tensors: &HashMap<String, Tensor>, heads: Option<usize>) -> Option<VitConfig> {
+    /// gave them, else the published variants' for the width. Err(None):
+    /// no ViT tensors; Err(Some(why)): the heads must be named.
+    pub fn infer(
+        tensors: &HashMap<String, Tensor>,
+        heads: Option<usize>,
+    ) -> std::result::Result<VitConfig, Option<String>> {
+        let cfg = Self::read(tensors).ok_or(None)?;
+        let num_heads = match heads.or_else(|| published_heads(cfg.hidden_dim)) {
+            Some(h) => h,
+            None => {
+                return Err(Some(format!(
+                    "a ViT of width {} is none of torchvision's published variants, and a \
+                     state dict does not hold the number of attention heads: name it with \
+                     --model vit:heads=N (N divides {})",
+                    cfg.hidden_dim, cfg.hidden_dim
+                )))
+            }
+        };
+        if num_heads == 0 || cfg.hidden_dim % num_heads != 0 {
+            return Err(Some(format!(
+                "width {} is not divisible into {num_heads} attention heads",
+                cfg.hidden_dim
+            )));
+        }
+        Ok(VitConfig { num_heads, ..cfg })
+    }
+
+    /// Everything a state dict holds (the heads left 0).
+    fn read(tensors: &HashMap<String, Tensor>) -> Option<VitConfig> {
         let (hidden_dim, _, patch_size, _) = tensors.get("conv_proj.weight")?.dims4().ok()?;
         let (_, tokens, _) = tensors.get("encoder.pos_embedding")?.dims3().ok()?;
         let side = (((tokens - 1) as f64).sqrt()).round() as usize;
@@ -115,12 +153,11 @@ impl VitConfig {
             .dim(0)
             .ok()?;
         let num_classes = tensors.get("heads.head.weight")?.dim(0).ok()?;
-        let num_heads = heads.unwrap_or((hidden_dim / 64).max(1));
-        (hidden_dim % num_heads == 0).then_some(VitConfig {
+        Some(VitConfig {
             image_size: side * patch_size,
             patch_size,
             num_layers,
-            num_heads,
+            num_heads: 0,
             hidden_dim,
             mlp_dim,
             num_classes,
@@ -270,8 +307,11 @@ impl params::TorchvisionArch for VitConfig {
         "no torchvision ViT tensors (conv_proj, encoder.pos_embedding, heads.head)";
 
     /// The heads are not in a state dict: the name's (a family name with
-    /// heads, or a variant), else hidden / 64.
-    fn infer(tensors: &HashMap<String, Tensor>, name: Option<&str>) -> Option<Self> {
+    /// heads, or a variant), else the published variants' of that width.
+    fn infer(
+        tensors: &HashMap<String, Tensor>,
+        name: Option<&str>,
+    ) -> std::result::Result<Self, Option<String>> {
         let heads = name.and_then(family_heads).flatten();
         let heads = heads.or(name.and_then(variant).map(|c| c.num_heads));
         VitConfig::infer(tensors, heads)
