@@ -285,7 +285,7 @@ pub static KEYMAP: &[Binding] = &[
     b(M::Browser, &[c('s')], A::Sort, "s", "sort", "sort by the method's score, or evaluation order", Always),
     b(M::Browser, &[c('r')], A::Reverse, "r", "", "reverse the sort", Help),
     b(M::Browser, &[c('d')], A::CycleDataset, "d", "dataset", "filter to one dataset (cycles)", Always),
-    b(M::Browser, &[c('x')], A::ToggleMisdetections, "x", "misdetections", "misdetections at the 95%-TPR threshold", Always),
+    b(M::Browser, &[c('x')], A::ToggleMisdetections, "x", "misdetections", "misdetections at the dashboard's threshold (95% TPR until moved)", Always),
     b(M::Browser, &[c('/')], A::Search, "/", "search", "search the file names (as typed; Enter keeps, Esc undoes)", Always),
     b(M::Browser, &[c(':'), c('#')], A::Jump, ":", "", "go to an image by its number in the list", Help),
     b(M::Browser, &[c('p')], A::ClassFilter, "p", "class", "only images of one top-1 class (a list; type to filter)", Always),

@@ -266,8 +266,8 @@ impl App {
 
     /// Sets the threshold where the plot was clicked or dragged.
     pub fn threshold_at_column(&mut self, column: u16) {
-        if let Some(t) = self.hits.plot.score_at(column) {
-            self.threshold = Some(t);
+        if let (Some(t), Some(d)) = (self.hits.plot.score_at(column), self.ood_dataset()) {
+            self.thresholds.set(self.method, d, Some(t));
         }
     }
 
@@ -298,8 +298,8 @@ impl App {
         self.should_quit = true;
     }
 
-    /// The OOD set in view's images taken for ID at the 95%-TPR threshold,
-    /// most confident (highest score) first.
+    /// The OOD set in view's images taken for ID at its threshold (the one
+    /// on the dashboard), most confident (highest score) first.
     fn open_misdetections(&mut self) {
         self.browser.misdetections = true;
         self.browser.dataset = self.ood_dataset();
@@ -314,7 +314,11 @@ impl App {
             Outcome::None => {}
             Outcome::Start => self.start(),
             Outcome::Save => self.save_config(),
-            Outcome::Threshold(t) => self.threshold = t,
+            Outcome::Threshold(t) => {
+                if let Some(d) = self.ood_dataset() {
+                    self.thresholds.set(self.method, d, t);
+                }
+            }
             Outcome::Misdetections => self.open_misdetections(),
             Outcome::AroundThreshold => self.browse_threshold(),
             Outcome::Count(path, root) => match &self.counter {
@@ -334,15 +338,12 @@ impl App {
 
     pub fn step_method(&mut self, step: isize) {
         let n = self.n_methods();
-        // Another method's scores have another scale.
-        self.threshold = None;
         if n > 0 {
             self.method = (self.method as isize + step).rem_euclid(n as isize) as usize;
         }
     }
 
     pub fn step_ood(&mut self, step: isize) {
-        self.threshold = None;
         let n = self.ood_datasets().len();
         if n > 0 {
             self.ood = (self.ood as isize + step).rem_euclid(n as isize) as usize;

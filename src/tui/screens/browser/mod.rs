@@ -6,7 +6,7 @@ mod view;
 
 use view::View;
 
-use crate::tui::analysis::Analysis;
+use crate::tui::analysis::{Analysis, Thresholds};
 use crate::tui::component::{Component, Ctx, Input, Outcome};
 use crate::tui::keymap::Action;
 use crate::tui::keymap::Mode;
@@ -49,6 +49,8 @@ struct RowsKey {
     ood: Option<usize>,
     query: String,
     class: Option<usize>,
+    /// The thresholds the misdetections are judged at.
+    thresholds: Thresholds,
 }
 
 /// A line being typed under the list.
@@ -64,7 +66,8 @@ pub enum Prompt {
 pub struct BrowserState {
     /// Show one dataset only (None: all).
     pub dataset: Option<usize>,
-    /// Only images the current method gets wrong at its 95%-TPR threshold.
+    /// Only images the current method gets wrong at its threshold (the
+    /// dashboard's: moved, else at 95% TPR).
     pub misdetections: bool,
     pub sort: Sort,
     /// Only images whose path (as listed) holds this text, any case.
@@ -86,11 +89,12 @@ pub struct BrowserState {
     page: usize,
 }
 
-/// Whether the current method misdetects an image: an OOD image scoring at
-/// or above its set's threshold (accepted as ID), or an ID image below the
-/// threshold of the OOD set in view (rejected).
+/// Whether `method` misdetects an image at the thresholds in use: an OOD
+/// image scoring at or above its set's threshold (accepted as ID), or an ID
+/// image below the threshold of the OOD set in view (rejected).
 pub fn misdetected(
     analysis: &Analysis,
+    thresholds: &Thresholds,
     rec: &ImageRecord,
     role: Role,
     method: usize,
@@ -98,10 +102,10 @@ pub fn misdetected(
 ) -> Option<bool> {
     let score = *rec.scores.get(method)? as f64;
     match role {
-        Role::Ood => analysis
-            .point(method, rec.dataset)
-            .map(|p| score >= p.threshold),
-        Role::Id => analysis.point(method, ood?).map(|p| score < p.threshold),
+        Role::Ood => thresholds
+            .get(analysis, method, rec.dataset)
+            .map(|t| score >= t),
+        Role::Id => thresholds.get(analysis, method, ood?).map(|t| score < t),
     }
 }
 
@@ -121,6 +125,7 @@ impl BrowserState {
         &mut self,
         results: &RunResults,
         analysis: &Analysis,
+        thresholds: &Thresholds,
         method: usize,
         ood: Option<usize>,
     ) {
@@ -133,6 +138,12 @@ impl BrowserState {
             ood,
             query: self.query.to_lowercase(),
             class: self.class,
+            // Only a filter by them depends on them.
+            thresholds: if self.misdetections {
+                thresholds.clone()
+            } else {
+                Thresholds::default()
+            },
         };
         if self.key.as_ref() == Some(&key) {
             return;
@@ -151,7 +162,8 @@ impl BrowserState {
             let role = info.datasets[d].role;
             let records = &results.records[d][..n.min(results.records[d].len())];
             for (i, rec) in records.iter().enumerate() {
-                if self.misdetections && misdetected(analysis, rec, role, method, ood) != Some(true)
+                if self.misdetections
+                    && misdetected(analysis, thresholds, rec, role, method, ood) != Some(true)
                 {
                     continue;
                 }
@@ -452,6 +464,7 @@ impl Component for BrowserState {
             state: self,
             results: ctx.results,
             analysis: ctx.analysis,
+            thresholds: ctx.thresholds,
             previews: ctx.previews,
             method: ctx.method,
             ood: ctx.ood_dataset(),

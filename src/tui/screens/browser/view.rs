@@ -2,7 +2,7 @@
 //! details of the image under the cursor.
 
 use super::{display_path, misdetected, set_width, short_name, BrowserState, Prompt, Sort};
-use crate::tui::analysis::Analysis;
+use crate::tui::analysis::{Analysis, Thresholds};
 use crate::tui::mouse::{Hits, Target};
 use crate::tui::preview::Previews;
 use crate::tui::theme;
@@ -20,6 +20,7 @@ pub(crate) struct View<'a> {
     pub state: &'a BrowserState,
     pub results: &'a RunResults,
     pub analysis: &'a Analysis,
+    pub thresholds: &'a Thresholds,
     pub previews: &'a Previews,
     pub method: usize,
     pub ood: Option<usize>,
@@ -205,7 +206,14 @@ impl View<'_> {
                 .and_then(|v| self.analysis.id_percentile(self.method, v))
                 .map(|p| theme::percent(p, 1))
                 .unwrap_or_else(|| "-".into());
-            let wrong = misdetected(self.analysis, rec, ds.role, self.method, self.ood);
+            let wrong = misdetected(
+                self.analysis,
+                self.thresholds,
+                rec,
+                ds.role,
+                self.method,
+                self.ood,
+            );
             let mark = if wrong == Some(true) { "✗" } else { " " };
             let line = Line::from(vec![
                 Span::styled(format!("{mark} "), theme::warn()),
@@ -321,7 +329,7 @@ impl View<'_> {
                 .id_percentile(m, v)
                 .map(|p| theme::percent(p, 1))
                 .unwrap_or_else(|| "-".into());
-            let wrong = misdetected(self.analysis, rec, ds.role, m, self.ood);
+            let wrong = misdetected(self.analysis, self.thresholds, rec, ds.role, m, self.ood);
             // Called ID when the score reaches the threshold.
             let (call, verdict) = match wrong {
                 Some(w) => (

@@ -54,13 +54,13 @@ impl Component for Dashboard {
 /// scores; unchanged where there is nothing to move over.
 fn moved_threshold(ctx: &Ctx, step: isize) -> Option<f64> {
     let (Some(d), Some(t)) = (ctx.ood_dataset(), ctx.current_threshold()) else {
-        return ctx.threshold;
+        return ctx.moved_threshold();
     };
     let (id, ood) = (
         ctx.analysis.sorted(0, ctx.method),
         ctx.analysis.sorted(d, ctx.method),
     );
-    analysis::step_threshold(id, ood, t, step).or(ctx.threshold)
+    analysis::step_threshold(id, ood, t, step).or(ctx.moved_threshold())
 }
 
 fn render(ctx: &Ctx, log_scale: bool, area: Rect, buf: &mut Buffer, hits: &mut Hits) {
@@ -329,7 +329,7 @@ fn render_histogram(
         Some(t) => {
             let span = analysis::range(&[id_scores, ood_scores], &[]).map_or(0.0, |(l, h)| h - l);
             let s = analysis::Split::at(id_scores, ood_scores, t);
-            let which = if ctx.threshold.is_some() {
+            let which = if ctx.moved_threshold().is_some() {
                 "moved · t resets"
             } else {
                 "95% TPR · [ ] move"
