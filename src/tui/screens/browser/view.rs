@@ -309,12 +309,35 @@ impl View<'_> {
         if let Some(l) = rec.label {
             head.push(Span::raw(format!(" · label {l} {}", short_name(info, l))));
         }
+        let inner = block.inner(area);
+        let w = inner.width as usize;
+        // The methods take what the head (3 lines), the factors and the
+        // top-5 leave, scrolled to the method in view when they do not fit.
+        let n = info.methods.len();
+        let tail = 2 + rec.top.len().min(5);
+        let room = (inner.height as usize).saturating_sub(3 + tail).max(3);
+        let (first, shown) = if n <= room {
+            (0, n)
+        } else {
+            (self.method.saturating_sub(room / 2).min(n - room), room)
+        };
+        let block = if shown < n {
+            block.title(Span::styled(
+                format!(" methods {}-{}/{n} (m) ", first + 1, first + shown),
+                theme::warn(),
+            ))
+        } else {
+            block
+        };
         let mut lines = vec![
             Line::from(head),
-            Line::styled(rec.path.display().to_string(), theme::dim()),
+            Line::styled(
+                theme::fit_left(&rec.path.display().to_string(), w),
+                theme::dim(),
+            ),
             Line::styled("score        value ID pct call", theme::title()),
         ];
-        for (m, method) in info.methods.iter().enumerate() {
+        for (m, method) in info.methods.iter().enumerate().skip(first).take(shown) {
             let v = rec.scores.get(m).map(|&v| v as f64).unwrap_or(f64::NAN);
             let span = {
                 let s = self.analysis.sorted(0, m);
