@@ -344,6 +344,9 @@ impl App {
         if self.previews.poll() {
             self.dirty = true;
         }
+        if self.screen == Screen::Runs {
+            self.runs.follow();
+        }
         self.poll_runs();
         self.sync_check();
         self.refresh_analysis(false);
@@ -389,6 +392,7 @@ impl App {
                 RunsOutcome::Say(text, error) => {
                     self.say(text, if error { Level::Error } else { Level::Info })
                 }
+                RunsOutcome::Redraw => {}
             }
             self.dirty = true;
         }
