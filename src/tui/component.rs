@@ -104,6 +104,8 @@ pub enum Outcome {
     Misdetections,
     /// The browser at the images just around the threshold.
     AroundThreshold,
+    /// The browser on one image: (dataset, record).
+    OpenImage(usize, usize),
 }
 
 /// A screen.

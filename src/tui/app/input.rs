@@ -43,8 +43,12 @@ impl App {
                 let action = match mode {
                     Mode::Dashboard if up => Action::PrevMethod,
                     Mode::Dashboard => Action::NextMethod,
-                    Mode::Setup | Mode::Browser | Mode::Runs | Mode::Help if up => Action::Up,
-                    Mode::Setup | Mode::Browser | Mode::Runs | Mode::Help => Action::Down,
+                    Mode::Setup | Mode::Browser | Mode::Inspect | Mode::Runs | Mode::Help if up => {
+                        Action::Up
+                    }
+                    Mode::Setup | Mode::Browser | Mode::Inspect | Mode::Runs | Mode::Help => {
+                        Action::Down
+                    }
                     _ => return,
                 };
                 self.perform(action);
@@ -308,6 +312,20 @@ impl App {
         self.screen = Screen::Browser;
     }
 
+    /// The browser on image `i` of dataset `d`: its set only, no other
+    /// filter, the selection on it.
+    fn open_image(&mut self, d: usize, i: usize) {
+        self.browser.misdetections = false;
+        self.browser.query.clear();
+        self.browser.class = None;
+        self.browser.dataset = Some(d);
+        self.screen = Screen::Browser;
+        self.sync_views();
+        if let Some(k) = self.browser.rows.iter().position(|&r| r == (d, i)) {
+            self.browser.selected = k;
+        }
+    }
+
     /// What a screen's keys asked for.
     fn on_outcome(&mut self, outcome: Outcome) {
         match outcome {
@@ -321,6 +339,7 @@ impl App {
             }
             Outcome::Misdetections => self.open_misdetections(),
             Outcome::AroundThreshold => self.browse_threshold(),
+            Outcome::OpenImage(d, i) => self.open_image(d, i),
             Outcome::Count(path, root) => match &self.counter {
                 Some(c) => c.request(&path, root.as_deref()),
                 None => {

@@ -119,6 +119,9 @@ fn snapshot_browser() {
     snap("browser_misdetections", &mut app);
     press(&mut app, &[key(KeyCode::Esc), ch('d'), ch('d')]);
     snap("browser_textures", &mut app);
+    // Enter: the image in full.
+    press(&mut app, &[key(KeyCode::Enter)]);
+    snap("browser_image", &mut app);
 }
 
 #[test]

@@ -79,6 +79,9 @@ pub struct BrowserState {
     /// The popup list of top-1 classes (`p`) and the class of each item
     /// (None: any class).
     pub class_picker: Option<(Picker, Vec<Option<usize>>)>,
+    /// The image selected in full (Enter): a large preview, every score
+    /// and its call, the top-5.
+    pub detail: bool,
     /// `(dataset, record)` of every row shown, in display order.
     pub rows: Vec<(usize, usize)>,
     /// Index into `rows`.
@@ -402,7 +405,21 @@ impl BrowserState {
     /// A key's action on the list (no search or popup open).
     fn act(&mut self, ctx: &Ctx, action: Action) {
         let page = self.page();
+        if self.detail {
+            // The image in full: moves go to the next image, Enter and Esc
+            // back to the list; the list's filters wait.
+            match action {
+                Action::Activate | Action::ClearFilters => self.detail = false,
+                Action::Up => self.move_by(-1),
+                Action::Down => self.move_by(1),
+                Action::PageUp => self.move_by(-page),
+                Action::PageDown => self.move_by(page),
+                _ => {}
+            }
+            return;
+        }
         match action {
+            Action::Activate => self.detail = !self.rows.is_empty(),
             Action::Up => self.move_by(-1),
             Action::Down => self.move_by(1),
             Action::PageUp => self.move_by(-page),
@@ -457,6 +474,20 @@ impl Component for BrowserState {
             Input::Action(a) => self.act(ctx, a),
         }
         Outcome::None
+    }
+
+    /// In the image view: moving and going back only.
+    fn hints(&self, ctx: &Ctx) -> Vec<(&'static str, &'static str, Action)> {
+        let all = crate::tui::keymap::hints(self.mode(), ctx.running());
+        if !self.detail || self.capturing() {
+            return all;
+        }
+        let mut hints = vec![("Esc", "back", Action::ClearFilters)];
+        hints.extend(
+            all.into_iter()
+                .filter(|h| matches!(h.2, Action::Up | Action::Help | Action::Quit)),
+        );
+        hints
     }
 
     fn draw(&self, ctx: &Ctx, area: Rect, buf: &mut Buffer, hits: &mut Hits) {

@@ -34,6 +34,10 @@ impl View<'_> {
                 .render(area, buf);
             return;
         };
+        if self.state.detail && self.state.current().is_some() {
+            self.render_image(info, area, buf, hits);
+            return;
+        }
         let side_w = (area.width * 2 / 5).clamp(30, 60);
         let [list, side] =
             Layout::horizontal([Constraint::Fill(1), Constraint::Length(side_w)]).areas(area);
@@ -51,6 +55,32 @@ impl View<'_> {
         if let Some((p, _)) = &self.state.class_picker {
             crate::tui::setup::view::render_picker(p, &[], area, buf, &mut hits.targets);
         }
+    }
+
+    /// The image selected in full: the preview as large as the screen
+    /// leaves, beside every method's score and call and the top-5.
+    fn render_image(&self, info: &RunInfo, area: Rect, buf: &mut Buffer, hits: &mut Hits) {
+        let side_w = (area.width / 3).clamp(32, 48);
+        let [preview, details] =
+            Layout::horizontal([Constraint::Fill(1), Constraint::Length(side_w)]).areas(area);
+        self.render_preview(preview, buf, hits);
+        self.render_details(info, details, buf);
+        let s = self.state;
+        let at = format!(
+            " image {}/{} · ↑↓ next · Esc back ",
+            theme::count(s.selected + 1),
+            theme::count(s.rows.len())
+        );
+        // On the preview's top border, inside its corners.
+        let top = Rect {
+            x: preview.x + 1,
+            width: preview.width.saturating_sub(2),
+            height: 1,
+            ..preview
+        };
+        Line::styled(at, theme::dim())
+            .right_aligned()
+            .render(top, buf);
     }
 
     fn render_list(&self, info: &RunInfo, area: Rect, buf: &mut Buffer, hits: &mut Hits) {
