@@ -198,6 +198,14 @@ fn one_moved_threshold_per_method_and_set_is_read_by_every_screen() {
         .count();
     assert_eq!(app.browser().rows.len(), n95);
     assert!(n95 < want_len(&want, d));
+
+    // The Anatomy draws GradNorm's threshold in use: moved, it says so.
+    press(&mut app, &[ch('3')]);
+    assert!(draw(&mut app, 120, 40).contains("threshold at 95% TPR"));
+    press(&mut app, &[ch('2'), ch('m'), ch('m'), ch(']'), ch('3')]);
+    assert_eq!(app.method(), 3);
+    let screen = draw(&mut app, 120, 40);
+    assert!(screen.contains("threshold (moved on the dashboard)"), "{screen}");
 }
 
 fn want_len(rows: &[(usize, usize)], d: usize) -> usize {
