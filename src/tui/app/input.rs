@@ -319,6 +319,7 @@ impl App {
         self.browser.query.clear();
         self.browser.class = None;
         self.browser.dataset = Some(d);
+        self.browser.detail = false;
         self.screen = Screen::Browser;
         self.sync_views();
         if let Some(k) = self.browser.rows.iter().position(|&r| r == (d, i)) {

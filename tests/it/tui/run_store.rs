@@ -317,4 +317,18 @@ fn the_runs_screen_redraws_when_its_worker_answers() {
     wait_for(&mut app, 3);
     assert!(app.dirty());
     assert_eq!(app.runs().rows[2].state, "finished");
+    // Two runs marked: their deltas are drawn when the worker has them.
+    press(&mut app, &[ch(' '), key(KeyCode::Down), ch(' ')]);
+    // (Only the key's own poll could have taken the answer already.)
+    if app.runs().comparison.is_none() {
+        draw(&mut app, 120, 40);
+        assert!(!app.dirty());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while app.runs().comparison.is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            app.tick();
+        }
+        assert!(app.dirty(), "the deltas must be drawn");
+    }
+    assert!(app.runs().comparison.is_some());
 }

@@ -205,7 +205,10 @@ fn one_moved_threshold_per_method_and_set_is_read_by_every_screen() {
     press(&mut app, &[ch('2'), ch('m'), ch('m'), ch(']'), ch('3')]);
     assert_eq!(app.method(), 3);
     let screen = draw(&mut app, 120, 40);
-    assert!(screen.contains("threshold (moved on the dashboard)"), "{screen}");
+    assert!(
+        screen.contains("threshold (moved on the dashboard)"),
+        "{screen}"
+    );
 }
 
 fn want_len(rows: &[(usize, usize)], d: usize) -> usize {
