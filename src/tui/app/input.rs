@@ -118,6 +118,11 @@ impl App {
                 }
                 self.perform(Action::EditConfirm);
             }
+            Target::Disagreement(k) => {
+                if self.inspect.click(k) {
+                    self.perform(Action::Activate);
+                }
+            }
             Target::ImageRow(k) => {
                 self.browser.selected = k.min(self.browser.rows.len().saturating_sub(1));
             }

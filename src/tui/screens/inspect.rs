@@ -8,7 +8,7 @@ use super::browser::{display_path, short_name};
 use crate::tui::analysis::{Analysis, Thresholds};
 use crate::tui::component::{Component, Ctx, Input, Outcome};
 use crate::tui::keymap::{Action, Mode};
-use crate::tui::mouse::Hits;
+use crate::tui::mouse::{Hits, Target};
 use crate::tui::theme;
 use gradnorm_core::run::{Role, RunInfo, RunResults};
 use ratatui::buffer::Buffer;
@@ -156,6 +156,14 @@ impl Inspect {
     pub fn selected(&self, n: usize) -> usize {
         self.selected.min(n.saturating_sub(1))
     }
+
+    /// A click on row `k`: selects it, or, selected already, says so
+    /// (true: the app opens it as Enter would).
+    pub fn click(&mut self, k: usize) -> bool {
+        let again = self.selected == k;
+        self.selected = k;
+        again
+    }
 }
 
 impl Component for Inspect {
@@ -190,12 +198,12 @@ impl Component for Inspect {
         }
     }
 
-    fn draw(&self, ctx: &Ctx, area: Rect, buf: &mut Buffer, _: &mut Hits) {
-        render(ctx, self, area, buf)
+    fn draw(&self, ctx: &Ctx, area: Rect, buf: &mut Buffer, hits: &mut Hits) {
+        render(ctx, self, area, buf, hits)
     }
 }
 
-fn render(ctx: &Ctx, state: &Inspect, area: Rect, buf: &mut Buffer) {
+fn render(ctx: &Ctx, state: &Inspect, area: Rect, buf: &mut Buffer, hits: &mut Hits) {
     let (Some(info), Some(ood)) = (ctx.results.info.as_ref(), ctx.ood_dataset()) else {
         Paragraph::new("Nothing to inspect yet: start an evaluation on the setup screen (1).")
             .block(Block::bordered().title(Span::styled(" Inspect ", theme::title())))
@@ -209,7 +217,7 @@ fn render(ctx: &Ctx, state: &Inspect, area: Rect, buf: &mut Buffer) {
         Layout::vertical([Constraint::Fill(1), Constraint::Fill(1)]).areas(area)
     };
     render_absorbing(ctx, info, ood, left, buf);
-    render_disagreements(ctx, state, info, right, buf);
+    render_disagreements(ctx, state, info, right, buf, hits);
 }
 
 fn render_absorbing(ctx: &Ctx, info: &RunInfo, ood: usize, area: Rect, buf: &mut Buffer) {
@@ -250,7 +258,14 @@ fn render_absorbing(ctx: &Ctx, info: &RunInfo, ood: usize, area: Rect, buf: &mut
     Paragraph::new(lines).render(inner, buf);
 }
 
-fn render_disagreements(ctx: &Ctx, state: &Inspect, info: &RunInfo, area: Rect, buf: &mut Buffer) {
+fn render_disagreements(
+    ctx: &Ctx,
+    state: &Inspect,
+    info: &RunInfo,
+    area: Rect,
+    buf: &mut Buffer,
+    hits: &mut Hits,
+) {
     let n = info.methods.len();
     let (a, b) = (ctx.method, state.second_method(ctx));
     let label = |m: usize| info.methods.get(m).map_or("-", |x| x.label());
@@ -336,6 +351,12 @@ fn render_disagreements(ctx: &Ctx, state: &Inspect, info: &RunInfo, area: Rect, 
         } else {
             line
         });
+        let at = Rect {
+            y: inner.y + 2 + (k - first) as u16,
+            height: 1,
+            ..inner
+        };
+        hits.targets.push(at, Target::Disagreement(k));
     }
     if found.is_empty() {
         lines.push(Line::styled(

@@ -123,4 +123,19 @@ fn the_disagreements_open_the_image_and_follow_the_threshold() {
     }
     assert_eq!(after.len(), want);
     snap("inspect_moved_threshold", &mut app);
+    // A click selects a row, a second one opens it.
+    let screen = draw(&mut app, 120, 40);
+    let x = after[1];
+    let name = app.results().records[x.dataset][x.index]
+        .path
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let (col, row) = crate::tui::find(&screen, &name).expect("the second row drawn");
+    crate::tui::click(&mut app, col, row);
+    assert_eq!(app.screen(), Screen::Inspect);
+    crate::tui::click(&mut app, col, row);
+    assert_eq!(app.screen(), Screen::Browser);
+    assert_eq!(app.browser().current(), Some((x.dataset, x.index)));
 }
