@@ -187,6 +187,43 @@ impl Analysis {
     }
 }
 
+/// The thresholds the user moved, one per (method, OOD dataset); every
+/// other pair is at its 95%-TPR one. Kept once in the app and read by every
+/// screen and filter (the dashboard's plot, its Enter, the browser's
+/// misdetections, Inspect), so they all judge at the same threshold.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Thresholds {
+    moved: std::collections::BTreeMap<(usize, usize), f64>,
+}
+
+impl Thresholds {
+    /// The threshold of `method` against OOD dataset `dataset`: the moved
+    /// one, else the analysis's 95%-TPR one (None before both sets have
+    /// scores).
+    pub fn get(&self, analysis: &Analysis, method: usize, dataset: usize) -> Option<f64> {
+        self.moved(method, dataset)
+            .or_else(|| analysis.point(method, dataset).map(|p| p.threshold))
+    }
+
+    /// The threshold the user moved to, if any.
+    pub fn moved(&self, method: usize, dataset: usize) -> Option<f64> {
+        self.moved.get(&(method, dataset)).copied()
+    }
+
+    /// Moves (Some) or resets (None) the pair's threshold.
+    pub fn set(&mut self, method: usize, dataset: usize, threshold: Option<f64>) {
+        match threshold {
+            Some(t) => self.moved.insert((method, dataset), t),
+            None => self.moved.remove(&(method, dataset)),
+        };
+    }
+
+    /// Every pair back at its 95%-TPR threshold (a new run).
+    pub fn clear(&mut self) {
+        self.moved.clear();
+    }
+}
+
 /// How a threshold splits the two sets: images at or above it are taken
 /// for ID (the seed's rule).
 #[derive(Debug, Clone, Copy, PartialEq)]

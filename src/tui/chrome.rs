@@ -99,17 +99,9 @@ pub fn hints(app: &App) -> Vec<(&'static str, &'static str, Action)> {
 }
 
 pub fn footer(app: &App, area: Rect, buf: &mut Buffer, hits: &mut Hits) {
-    if let Some((text, level)) = app.message() {
-        let style = match level {
-            Level::Info => Style::new().fg(theme::GOOD),
-            Level::Warn => theme::warn(),
-            Level::Error => theme::error(),
-        };
-        Line::styled(format!(" {text}"), style).render(area, buf);
-        return;
-    }
     // The help and quit hints always show; others fill what is left, in
-    // order.
+    // order. A message goes first, beside them, never in their place (a
+    // newcomer who finished a run still sees `?`).
     let all = hints(app);
     let width = |(k, what, _): &(&str, &str, Action)| k.chars().count() + what.chars().count() + 4;
     let kept_last = all
@@ -117,7 +109,20 @@ pub fn footer(app: &App, area: Rect, buf: &mut Buffer, hits: &mut Hits) {
         .filter(|(k, _, _)| matches!(*k, "?" | "q"))
         .map(width)
         .sum::<usize>();
+    let mut spans = vec![Span::raw(" ")];
     let mut used = 1 + kept_last;
+    if let Some((text, level)) = app.message() {
+        let style = match level {
+            Level::Info => Style::new().fg(theme::GOOD),
+            Level::Warn => theme::warn(),
+            Level::Error => theme::error(),
+        };
+        let room = (area.width as usize).saturating_sub(used + 2);
+        let text = theme::fit(text, room);
+        used += text.chars().count() + 2;
+        spans.push(Span::styled(text, style));
+        spans.push(Span::raw("  "));
+    }
     let mut shown = Vec::new();
     for h in &all {
         if matches!(h.0, "?" | "q") {
@@ -127,9 +132,8 @@ pub fn footer(app: &App, area: Rect, buf: &mut Buffer, hits: &mut Hits) {
             shown.push(*h);
         }
     }
-    let mut spans = vec![Span::raw(" ")];
     // Each hint is a button: a click does what its key does.
-    let mut x = area.x + 1;
+    let mut x = area.x + spans.iter().map(|s| s.width() as u16).sum::<u16>();
     for (k, what, action) in shown {
         let w = (k.chars().count() + what.chars().count() + 4) as u16;
         hits.targets.push(

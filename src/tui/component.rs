@@ -5,7 +5,7 @@
 //! Drawing takes `&self` and writes where things landed into `Hits`, which
 //! the loop keeps for the mouse: it writes nothing back into the state.
 
-use super::analysis::Analysis;
+use super::analysis::{Analysis, Thresholds};
 use super::keymap::{self, Action, Mode};
 use super::mouse::Hits;
 use super::preview::Previews;
@@ -24,8 +24,8 @@ pub struct Ctx<'a> {
     pub method: usize,
     /// Position among the OOD datasets (not a dataset index).
     pub ood: usize,
-    /// The threshold the user moved to (None: the 95%-TPR one).
-    pub threshold: Option<f64>,
+    /// One threshold per (method, OOD set): every screen judges by these.
+    pub thresholds: &'a Thresholds,
     pub status: Status,
     /// A run is going.
     pub running: bool,
@@ -58,11 +58,21 @@ impl Ctx<'_> {
         self.results.methods().len()
     }
 
+    /// The threshold of `method` against OOD dataset `dataset`: the
+    /// user's, else the 95%-TPR one.
+    pub fn threshold(&self, method: usize, dataset: usize) -> Option<f64> {
+        self.thresholds.get(self.analysis, method, dataset)
+    }
+
     /// The threshold in view: the user's, else the 95%-TPR one.
     pub fn current_threshold(&self) -> Option<f64> {
-        let d = self.ood_dataset()?;
-        self.threshold
-            .or_else(|| self.analysis.point(self.method, d).map(|p| p.threshold))
+        self.threshold(self.method, self.ood_dataset()?)
+    }
+
+    /// The threshold the user moved to for the pair in view (None: the
+    /// 95%-TPR one).
+    pub fn moved_threshold(&self) -> Option<f64> {
+        self.thresholds.moved(self.method, self.ood_dataset()?)
     }
 }
 
@@ -87,12 +97,15 @@ pub enum Outcome {
     Say(String, Level),
     /// Ask whether to keep the image size the form's `size_question` names.
     ConfirmSize,
-    /// The threshold in view (None: back to the 95%-TPR one).
+    /// The threshold of the method and OOD set in view (None: back to the
+    /// 95%-TPR one).
     Threshold(Option<f64>),
     /// The OOD set's false positives in the browser.
     Misdetections,
     /// The browser at the images just around the threshold.
     AroundThreshold,
+    /// The browser on one image: (dataset, record).
+    OpenImage(usize, usize),
 }
 
 /// A screen.

@@ -22,6 +22,8 @@ pub enum Target {
     ListItem(usize),
     /// A row of the browser's list (its index in the rows).
     ImageRow(usize),
+    /// A row of Inspect's disagreements (its index in the list).
+    Disagreement(usize),
 }
 
 /// The click targets of a frame.

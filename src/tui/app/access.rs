@@ -2,7 +2,7 @@
 //! set from outside (a test's store folder, the `NO_COLOR` setting).
 
 use super::{App, Level, Overlay, Screen};
-use crate::tui::analysis::Analysis;
+use crate::tui::analysis::{Analysis, Thresholds};
 use crate::tui::browser::BrowserState;
 use crate::tui::component::Component;
 use crate::tui::runs::RunsState;
@@ -71,9 +71,15 @@ impl App {
         self.dirty = true;
     }
 
-    /// The threshold the user moved to (None: the 95%-TPR one).
+    /// The threshold the user moved to for the method and OOD set in view
+    /// (None: the 95%-TPR one).
     pub fn threshold(&self) -> Option<f64> {
-        self.threshold
+        self.ctx().moved_threshold()
+    }
+
+    /// Every threshold moved, per (method, OOD set).
+    pub fn thresholds(&self) -> &Thresholds {
+        &self.thresholds
     }
 
     pub fn message(&self) -> Option<&(String, Level)> {

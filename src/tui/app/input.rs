@@ -43,8 +43,12 @@ impl App {
                 let action = match mode {
                     Mode::Dashboard if up => Action::PrevMethod,
                     Mode::Dashboard => Action::NextMethod,
-                    Mode::Setup | Mode::Browser | Mode::Runs | Mode::Help if up => Action::Up,
-                    Mode::Setup | Mode::Browser | Mode::Runs | Mode::Help => Action::Down,
+                    Mode::Setup | Mode::Browser | Mode::Inspect | Mode::Runs | Mode::Help if up => {
+                        Action::Up
+                    }
+                    Mode::Setup | Mode::Browser | Mode::Inspect | Mode::Runs | Mode::Help => {
+                        Action::Down
+                    }
                     _ => return,
                 };
                 self.perform(action);
@@ -113,6 +117,11 @@ impl App {
                     p.selected = k;
                 }
                 self.perform(Action::EditConfirm);
+            }
+            Target::Disagreement(k) => {
+                if self.inspect.click(k) {
+                    self.perform(Action::Activate);
+                }
             }
             Target::ImageRow(k) => {
                 self.browser.selected = k.min(self.browser.rows.len().saturating_sub(1));
@@ -266,8 +275,8 @@ impl App {
 
     /// Sets the threshold where the plot was clicked or dragged.
     pub fn threshold_at_column(&mut self, column: u16) {
-        if let Some(t) = self.hits.plot.score_at(column) {
-            self.threshold = Some(t);
+        if let (Some(t), Some(d)) = (self.hits.plot.score_at(column), self.ood_dataset()) {
+            self.thresholds.set(self.method, d, Some(t));
         }
     }
 
@@ -298,8 +307,8 @@ impl App {
         self.should_quit = true;
     }
 
-    /// The OOD set in view's images taken for ID at the 95%-TPR threshold,
-    /// most confident (highest score) first.
+    /// The OOD set in view's images taken for ID at its threshold (the one
+    /// on the dashboard), most confident (highest score) first.
     fn open_misdetections(&mut self) {
         self.browser.misdetections = true;
         self.browser.dataset = self.ood_dataset();
@@ -308,15 +317,35 @@ impl App {
         self.screen = Screen::Browser;
     }
 
+    /// The browser on image `i` of dataset `d`: its set only, no other
+    /// filter, the selection on it.
+    fn open_image(&mut self, d: usize, i: usize) {
+        self.browser.misdetections = false;
+        self.browser.query.clear();
+        self.browser.class = None;
+        self.browser.dataset = Some(d);
+        self.browser.detail = false;
+        self.screen = Screen::Browser;
+        self.sync_views();
+        if let Some(k) = self.browser.rows.iter().position(|&r| r == (d, i)) {
+            self.browser.selected = k;
+        }
+    }
+
     /// What a screen's keys asked for.
     fn on_outcome(&mut self, outcome: Outcome) {
         match outcome {
             Outcome::None => {}
             Outcome::Start => self.start(),
             Outcome::Save => self.save_config(),
-            Outcome::Threshold(t) => self.threshold = t,
+            Outcome::Threshold(t) => {
+                if let Some(d) = self.ood_dataset() {
+                    self.thresholds.set(self.method, d, t);
+                }
+            }
             Outcome::Misdetections => self.open_misdetections(),
             Outcome::AroundThreshold => self.browse_threshold(),
+            Outcome::OpenImage(d, i) => self.open_image(d, i),
             Outcome::Count(path, root) => match &self.counter {
                 Some(c) => c.request(&path, root.as_deref()),
                 None => {
@@ -334,15 +363,12 @@ impl App {
 
     pub fn step_method(&mut self, step: isize) {
         let n = self.n_methods();
-        // Another method's scores have another scale.
-        self.threshold = None;
         if n > 0 {
             self.method = (self.method as isize + step).rem_euclid(n as isize) as usize;
         }
     }
 
     pub fn step_ood(&mut self, step: isize) {
-        self.threshold = None;
         let n = self.ood_datasets().len();
         if n > 0 {
             self.ood = (self.ood as isize + step).rem_euclid(n as isize) as usize;

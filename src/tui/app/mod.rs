@@ -8,7 +8,7 @@ mod input;
 
 mod access;
 
-use super::analysis::{Analysis, Analyzer, Snapshot};
+use super::analysis::{Analysis, Analyzer, Snapshot, Thresholds};
 use super::anatomy::Anatomy;
 use super::browser::BrowserState;
 use super::component::Ctx;
@@ -57,9 +57,9 @@ pub struct App {
     method: usize,
     /// Position among the OOD datasets (not a dataset index).
     ood: usize,
-    /// The threshold the user moved to on the dashboard (None: the
-    /// 95%-TPR one of the method and OOD set in view).
-    threshold: Option<f64>,
+    /// The thresholds moved on the dashboard, per (method, OOD set); the
+    /// others are the 95%-TPR ones. Every screen reads these.
+    thresholds: Thresholds,
     /// Where the last frame put what the mouse reaches (kept by `draw`
     /// from what drawing returned).
     hits: Hits,
@@ -101,7 +101,7 @@ macro_rules! ctx {
             accuracy: $app.accuracy,
             method: $app.method,
             ood: $app.ood,
-            threshold: $app.threshold,
+            thresholds: &$app.thresholds,
             status: $app.status(),
             running: $app.run.is_some(),
             previews: &$app.previews,
@@ -129,7 +129,7 @@ impl App {
             accuracy: None,
             method: 0,
             ood: 0,
-            threshold: None,
+            thresholds: Thresholds::default(),
             hits: Hits::default(),
             dashboard: Dashboard::default(),
             anatomy: Anatomy,
@@ -269,6 +269,7 @@ impl App {
         self.accuracy = None;
         self.generation += 1;
         self.browser.reset();
+        self.thresholds.clear();
         self.method = 0;
         self.ood = 0;
     }
@@ -343,6 +344,9 @@ impl App {
         if self.previews.poll() {
             self.dirty = true;
         }
+        if self.screen == Screen::Runs {
+            self.runs.follow();
+        }
         self.poll_runs();
         self.sync_check();
         self.refresh_analysis(false);
@@ -388,6 +392,7 @@ impl App {
                 RunsOutcome::Say(text, error) => {
                     self.say(text, if error { Level::Error } else { Level::Info })
                 }
+                RunsOutcome::Redraw => {}
             }
             self.dirty = true;
         }
@@ -422,7 +427,6 @@ impl App {
             elapsed_secs: results.elapsed_secs,
         });
         self.replace_results(results);
-        self.threshold = None;
         self.screen = Screen::Dashboard;
         self.say(format!("run {id} reopened from the run store"), Level::Info);
     }
@@ -516,8 +520,13 @@ impl App {
         self.method = self.method.min(n.saturating_sub(1));
         self.ood = self.ood.min(self.ood_datasets().len().saturating_sub(1));
         let ood = self.ood_dataset();
-        self.browser
-            .sync(&self.results, &self.analysis, self.method, ood);
+        self.browser.sync(
+            &self.results,
+            &self.analysis,
+            &self.thresholds,
+            self.method,
+            ood,
+        );
     }
 
     /// Keeps where the frame just drawn put things (for the mouse and the

@@ -181,13 +181,16 @@ fn render_scatter(ctx: &Ctx, info: &RunInfo, ood: Option<usize>, area: Rect, buf
         return;
     };
     // The threshold's level set: log a + log b = log(T · threshold).
+    // GradNorm's threshold in use (the dashboard's: moved, else 95% TPR).
     let gn = gradnorm_index(info);
-    let line: Vec<(f64, f64)> = gn
+    let threshold = gn.zip(ood).and_then(|(m, d)| ctx.threshold(m, d));
+    let moved = gn
         .zip(ood)
-        .and_then(|(m, d)| a.point(m, d))
-        .filter(|p| p.threshold > 0.0)
-        .map(|p| {
-            let c = (a.temperature * p.threshold).log10();
+        .is_some_and(|(m, d)| ctx.thresholds.moved(m, d).is_some());
+    let line: Vec<(f64, f64)> = threshold
+        .filter(|&t| t > 0.0)
+        .map(|t| {
+            let c = (a.temperature * t).log10();
             let n = 64;
             (0..=n)
                 .map(|i| x0 + (x1 - x0) * i as f64 / n as f64)
@@ -215,7 +218,14 @@ fn render_scatter(ctx: &Ctx, info: &RunInfo, ood: Option<usize>, area: Rect, buf
         Line::styled(" log axes · run GradNorm for its threshold ", theme::dim())
     } else {
         Line::from(vec![
-            Span::styled(" ╲ threshold at 95% TPR", Style::new().fg(theme::THRESHOLD)),
+            Span::styled(
+                if moved {
+                    " ╲ threshold (moved on the dashboard)"
+                } else {
+                    " ╲ threshold at 95% TPR"
+                },
+                Style::new().fg(theme::THRESHOLD),
+            ),
             Span::styled(" (above: ID) · log axes ", theme::dim()),
         ])
     };

@@ -37,6 +37,8 @@ pub enum Outcome {
     Open(i64, Box<RunResults>),
     /// A line for the status bar; `true` for an error.
     Say(String, bool),
+    /// The screen's own state changed (the list, the deltas): redraw.
+    Redraw,
 }
 
 /// A job's answer.
@@ -100,6 +102,28 @@ fn export_run(store: &Store, dir: &Path, id: i64) -> Result<PathBuf, String> {
     Ok(out)
 }
 
+/// What the store's files look like (modification time and length of the
+/// folder, the database and its write-ahead log): SQLite in WAL mode
+/// writes the log as runs go and the database at checkpoints.
+#[derive(Debug, Clone, PartialEq)]
+struct Stamp(Vec<Option<(std::time::SystemTime, u64)>>);
+
+impl Stamp {
+    fn of(dir: &Path) -> Stamp {
+        let db = dir.join(store::FILE_NAME);
+        let wal = dir.join(format!("{}-wal", store::FILE_NAME));
+        Stamp(
+            [dir.to_path_buf(), db, wal]
+                .iter()
+                .map(|p| {
+                    let m = std::fs::metadata(p).ok()?;
+                    Some((m.modified().ok()?, m.len()))
+                })
+                .collect(),
+        )
+    }
+}
+
 /// The Runs screen's state.
 pub struct RunsState {
     /// The store's folder.
@@ -114,6 +138,13 @@ pub struct RunsState {
     pub listed: bool,
     /// Jobs sent and not answered yet.
     pub pending: usize,
+    /// A `List` job is out (another waits for its answer).
+    listing: bool,
+    /// A list has come back: an empty one means no runs, not "reading".
+    read: bool,
+    /// The store's files when the list was last asked for: a change (a run
+    /// recorded, finished, another process's run) asks again.
+    stamp: Option<Stamp>,
     /// Jobs in, replies out (each reply wakes the loop).
     worker: Option<Worker<Job, Reply>>,
     wake: Option<Wake>,
@@ -131,6 +162,9 @@ impl RunsState {
             comparison: None,
             listed: false,
             pending: 0,
+            listing: false,
+            read: false,
+            stamp: None,
             worker: None,
             wake: None,
             ready: Vec::new(),
@@ -165,7 +199,18 @@ impl RunsState {
     /// Reads the store's runs again.
     pub fn refresh(&mut self) {
         self.listed = true;
+        self.listing = true;
+        self.stamp = Some(Stamp::of(&self.dir));
         self.submit(Job::List);
+    }
+
+    /// Reads the store again when its files changed since the last read
+    /// (a few `stat`s: cheap enough for every tick while the screen shows);
+    /// never a second read while one is out.
+    pub fn follow(&mut self) {
+        if self.listed && !self.listing && self.stamp.as_ref() != Some(&Stamp::of(&self.dir)) {
+            self.refresh();
+        }
     }
 
     pub fn current(&self) -> Option<&RunRow> {
@@ -221,8 +266,13 @@ impl RunsState {
         let mut out = Vec::new();
         for reply in replies {
             self.pending = self.pending.saturating_sub(1);
+            if matches!(reply, Reply::Listed(_)) {
+                self.listing = false;
+                self.read = true;
+            }
             match reply {
                 Reply::Listed(Ok(rows)) => {
+                    out.push(Outcome::Redraw);
                     self.rows = rows;
                     self.selected = self.selected.min(self.rows.len().saturating_sub(1));
                     let ids: Vec<i64> = self.rows.iter().map(|r| r.id).collect();
@@ -237,6 +287,7 @@ impl RunsState {
                     // Only the pair still marked is shown.
                     if self.marked == [a, b] {
                         self.comparison = Some((a, b, c));
+                        out.push(Outcome::Redraw);
                     }
                 }
                 Reply::Compared(a, b, Err(e)) => out.push(Outcome::Say(
@@ -300,7 +351,7 @@ fn render_list(state: &RunsState, area: Rect, buf: &mut Buffer) {
     let inner = block.inner(area);
     block.render(area, buf);
     if state.rows.is_empty() {
-        let text = if state.pending > 0 || !state.listed {
+        let text = if !state.read {
             "reading the run store…".to_string()
         } else {
             format!(

@@ -104,3 +104,29 @@ fn the_anatomy_says_which_gradnorms_its_factors_are_not() {
         assert!(text.contains("GradNorm AUROC -%"), "{text}");
     }
 }
+
+/// Issue 29 item 10: after a run the message shows beside the key hints,
+/// not in their place: `?` and `q` stay at every width.
+#[test]
+fn a_message_leaves_the_key_hints_in_the_footer() {
+    let mut app = finished_app();
+    let (said, _) = app.message().cloned().expect("the run's end is said");
+    assert!(said.starts_with("finished: 260 images"), "{said}");
+    for (w, h) in [(120, 40), (80, 24)] {
+        let screen = draw(&mut app, w, h);
+        let footer = screen.lines().last().unwrap();
+        assert!(footer.contains("finished: 260 images"), "{footer}");
+        assert!(
+            footer.contains(" ?  help ") && footer.contains(" q  quit "),
+            "{footer}"
+        );
+    }
+    // A long message is cut to leave them room.
+    app.say("x".repeat(300), gradnorm_tui::tui::Level::Warn);
+    let screen = draw(&mut app, 80, 24);
+    let footer = screen.lines().last().unwrap();
+    assert!(
+        footer.contains("…") && footer.contains(" ?  help "),
+        "{footer}"
+    );
+}

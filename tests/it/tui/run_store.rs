@@ -237,3 +237,98 @@ fn the_store_is_read_off_the_ui_thread() {
     assert_eq!(app.runs().rows.len(), 2);
     assert_eq!(app.runs().pending, 0);
 }
+
+/// Issue 29 item 4: the Runs screen follows the store without a key: a run
+/// recorded by another process appears at the next tick, "running" while
+/// it goes and "finished" once done, and each answer asks for a frame.
+#[test]
+fn the_runs_screen_follows_the_store_without_a_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("runs");
+    let mut app = app_on(&dir);
+    press(&mut app, &[ch('6')]);
+    assert!(app.runs().rows.is_empty());
+    assert!(draw(&mut app, 120, 40).contains("no runs recorded in"));
+    assert!(!app.dirty());
+    // Nothing changed: a tick reads nothing and draws nothing.
+    app.tick();
+    assert!(!app.dirty());
+    // Another process records a run, half of it so far.
+    let store = Store::open(&dir).unwrap();
+    let mut recorder = Recorder::new(store, &config("16"), None).unwrap();
+    let events = events(false);
+    let half = events.len() / 2;
+    for e in &events[..half] {
+        recorder.on(e).unwrap();
+    }
+    app.tick();
+    assert!(app.dirty(), "the new list must be drawn");
+    let row = |app: &App| app.runs().rows.first().cloned().expect("a run listed");
+    let r = row(&app);
+    assert_eq!(r.state, "running");
+    assert!(r.images > 0 && r.images < 260, "{}", r.images);
+    let screen = draw(&mut app, 120, 40);
+    assert!(screen.contains("running"), "{screen}");
+    // It finishes: the next tick shows it finished, all its images in.
+    for e in &events[half..] {
+        recorder.on(e).unwrap();
+    }
+    drop(recorder);
+    app.tick();
+    assert!(app.dirty());
+    let r = row(&app);
+    assert_eq!((r.state.as_str(), r.images), ("finished", 260));
+    assert!(draw(&mut app, 120, 40).contains("finished"));
+}
+
+/// The same on the worker thread: the screen is drawn again when the
+/// worker's answer arrives, not at the next key.
+#[test]
+fn the_runs_screen_redraws_when_its_worker_answers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("runs");
+    record_two(&dir);
+    let mut app = app_on(&dir);
+    app.runs_mut().threaded(Wake::none());
+    press(&mut app, &[ch('6')]);
+    let wait_for = |app: &mut App, n: usize| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while app.runs().rows.len() != n && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            app.tick();
+        }
+        assert_eq!(app.runs().rows.len(), n);
+    };
+    if app.runs().rows.is_empty() {
+        assert!(draw(&mut app, 120, 40).contains("reading the run store"));
+        assert!(!app.dirty());
+        wait_for(&mut app, 2);
+        assert!(app.dirty(), "the answer must be drawn");
+    }
+    assert!(!draw(&mut app, 120, 40).contains("reading the run store"));
+    // A third run, recorded elsewhere, comes in without a key.
+    assert!(!app.dirty());
+    let store = Store::open(&dir).unwrap();
+    let mut recorder = Recorder::new(store, &config("8"), None).unwrap();
+    for e in events(false) {
+        recorder.on(&e).unwrap();
+    }
+    drop(recorder);
+    wait_for(&mut app, 3);
+    assert!(app.dirty());
+    assert_eq!(app.runs().rows[2].state, "finished");
+    // Two runs marked: their deltas are drawn when the worker has them.
+    press(&mut app, &[ch(' '), key(KeyCode::Down), ch(' ')]);
+    // (Only the key's own poll could have taken the answer already.)
+    if app.runs().comparison.is_none() {
+        draw(&mut app, 120, 40);
+        assert!(!app.dirty());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while app.runs().comparison.is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            app.tick();
+        }
+        assert!(app.dirty(), "the deltas must be drawn");
+    }
+    assert!(app.runs().comparison.is_some());
+}

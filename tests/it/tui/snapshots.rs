@@ -47,6 +47,59 @@ fn snapshot_dashboard_mid_run_and_finished() {
     snap("dashboard_finished", &mut app);
 }
 
+/// Issue 29 item 5: at 80x24 the running dashboard keeps a progress line,
+/// and the metrics table scrolls to the method selected, the last of 20.
+#[test]
+fn snapshot_80x24_progress_line_and_table_scrolled_to_the_last_method() {
+    let mut events = crate::tui::synthetic::run_events_every_method();
+    let mid = 1 + 2 * 8 + 2 * 2;
+    let (tx, rx) = mpsc::channel();
+    let mut app = app_launching(RunSession::new(rx, Arc::new(Default::default())));
+    press(&mut app, &[ch('s')]);
+    for e in events.drain(..mid) {
+        tx.send(e).unwrap();
+    }
+    app.tick();
+    app.clear_message();
+    let text = draw(&mut app, 80, 24);
+    // Progress: the run's images so far, its rate and ETA, on one line.
+    let progress = text.lines().nth(1).unwrap();
+    assert!(
+        progress.contains("152/260 images") && progress.contains("ETA"),
+        "{text}"
+    );
+    assert!(text.contains("methods 1-"), "{text}");
+    snap_text("dashboard_running_every_method_80x24", text);
+    for e in events {
+        tx.send(e).unwrap();
+    }
+    app.tick();
+    app.clear_message();
+    // ↑ from the first method wraps to the last: the table shows it.
+    press(&mut app, &[key(KeyCode::Up)]);
+    let n = app.n_methods();
+    assert_eq!((n, app.method()), (20, 19));
+    let last = app.results().methods()[19].label();
+    let text = draw(&mut app, 80, 24);
+    assert!(text.contains(&format!("▶ {last}")), "{text}");
+    assert!(text.contains("-20 of 20 (↑↓)"), "{text}");
+    snap_text("dashboard_last_method_80x24", text);
+    // The browser's details show the method in view among all 20.
+    press(&mut app, &[ch('4')]);
+    let text = draw(&mut app, 80, 24);
+    assert!(text.contains("methods 18-20/20"), "{text}");
+    assert!(text.contains("RMDS "), "{text}");
+    press(&mut app, &[ch('2')]);
+    // Every method is reachable, each shown when selected.
+    for m in 0..n {
+        app.set_view(m, 0);
+        // Long labels are cut to the column ("Mahalan…").
+        let label: String = app.results().methods()[m].label().chars().take(7).collect();
+        let text = draw(&mut app, 80, 24);
+        assert!(text.contains(&format!("▶ {label}")), "{m} {label}\n{text}");
+    }
+}
+
 #[test]
 fn snapshot_anatomy() {
     let mut app = finished_app();
@@ -66,6 +119,9 @@ fn snapshot_browser() {
     snap("browser_misdetections", &mut app);
     press(&mut app, &[key(KeyCode::Esc), ch('d'), ch('d')]);
     snap("browser_textures", &mut app);
+    // Enter: the image in full.
+    press(&mut app, &[key(KeyCode::Enter)]);
+    snap("browser_image", &mut app);
 }
 
 #[test]

@@ -217,3 +217,37 @@ pub(crate) fn enter_scratch() {
         }
     }
 }
+
+/// The synthetic run with every method of the registry (20, more than a
+/// short terminal's table holds): method `k` scores as base method `k % 5`,
+/// scaled by `1 + k / 100` (the same ranking, another scale).
+pub(crate) fn run_events_every_method() -> Vec<Event> {
+    let methods: Vec<Method> = gradnorm_core::method::registry::keys()
+        .into_iter()
+        .map(|k| Method::from_key(k).unwrap())
+        .collect();
+    let n = methods.len();
+    run_events()
+        .into_iter()
+        .map(|e| match e {
+            Event::Started(info) => {
+                let mut info = (*info).clone();
+                info.methods = methods.clone();
+                Event::Started(Arc::new(info))
+            }
+            Event::Records {
+                dataset,
+                mut records,
+            } => {
+                for r in &mut records {
+                    let base = r.scores.clone();
+                    r.scores = (0..n)
+                        .map(|k| base[k % base.len()] * (1.0 + k as f32 / 100.0))
+                        .collect();
+                }
+                Event::Records { dataset, records }
+            }
+            e => e,
+        })
+        .collect()
+}

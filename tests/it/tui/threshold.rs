@@ -110,3 +110,107 @@ fn the_threshold_moves_with_keys_and_the_mouse_and_counts_follow() {
     };
     assert!(score(sel) < t && sel > 0 && score(sel - 1) >= t);
 }
+
+/// Item 7 of issue 29: the threshold moved on the dashboard is the one
+/// Dashboard Enter, the Browser's `x` and Inspect judge by, per method and
+/// OOD set; every other pair stays at its 95%-TPR one.
+#[test]
+fn one_moved_threshold_per_method_and_set_is_read_by_every_screen() {
+    let mut app = finished_app();
+    // ODIN against textures, its threshold lowered five steps.
+    press(&mut app, &[ch('2'), key(KeyCode::Down)]);
+    let (m, d) = (app.method(), app.ood_dataset().unwrap());
+    assert_eq!(m, 1);
+    let t95 = app.analysis().point(m, d).unwrap().threshold;
+    press(&mut app, &[ch('['); 5]);
+    let t = app.current_threshold().unwrap();
+    assert!(t < t95, "{t} !< {t95}");
+    assert_eq!(app.threshold(), Some(t));
+    // Another method shows its own 95%-TPR one; coming back keeps the move.
+    press(&mut app, &[key(KeyCode::Down)]);
+    let other = app.analysis().point(m + 1, d).unwrap().threshold;
+    assert_eq!(app.current_threshold(), Some(other));
+    assert_eq!(app.threshold(), None);
+    press(
+        &mut app,
+        &[key(KeyCode::Right), key(KeyCode::Left), key(KeyCode::Up)],
+    );
+    assert_eq!(app.current_threshold(), Some(t));
+    assert!(draw(&mut app, 120, 40).contains("moved · t resets"));
+
+    // Dashboard Enter: exactly the textures scored at or above t.
+    press(&mut app, &[key(KeyCode::Enter)]);
+    assert_eq!(app.screen(), Screen::Browser);
+    let mut got: Vec<(usize, usize)> = app.browser().rows.clone();
+    got.sort();
+    let sd = app.results().scores(d, m);
+    let want: Vec<(usize, usize)> = (0..sd.len())
+        .filter(|&i| sd[i] >= t)
+        .map(|i| (d, i))
+        .collect();
+    assert!(want.len() > sd.len() / 20);
+    assert_eq!(got, want);
+
+    // The Browser's x, every set: ID images below t (textures in view),
+    // textures at or above t, the other OOD set at its own 95%-TPR one.
+    press(&mut app, &[key(KeyCode::Esc), ch('x')]);
+    assert!(app.browser().misdetections && app.browser().dataset.is_none());
+    let mut got: Vec<(usize, usize)> = app.browser().rows.clone();
+    got.sort();
+    let mut want = Vec::new();
+    for dd in 0..app.results().records.len() {
+        let cut = if dd == d {
+            t
+        } else if dd > 0 {
+            app.analysis().point(m, dd).unwrap().threshold
+        } else {
+            t
+        };
+        for (i, &s) in app.results().scores(dd, m).iter().enumerate() {
+            if (dd == 0 && s < cut) || (dd > 0 && s >= cut) {
+                want.push((dd, i));
+            }
+        }
+    }
+    want.sort();
+    assert_eq!(got, want);
+
+    // Inspect: the false positives absorbed are those at t.
+    press(&mut app, &[ch('5')]);
+    assert_eq!(app.screen(), Screen::Inspect);
+    let n = app
+        .results()
+        .scores(d, m)
+        .iter()
+        .filter(|&&s| s >= t)
+        .count();
+    let screen = draw(&mut app, 120, 40);
+    let shown = format!("{n} false positives");
+    assert!(screen.contains(&shown), "{shown}\n{screen}");
+
+    // t on the dashboard resets the pair: Enter then counts at 95% TPR.
+    press(&mut app, &[ch('2'), ch('t'), key(KeyCode::Enter)]);
+    let n95 = app
+        .results()
+        .scores(d, m)
+        .iter()
+        .filter(|&&s| s >= t95)
+        .count();
+    assert_eq!(app.browser().rows.len(), n95);
+    assert!(n95 < want_len(&want, d));
+
+    // The Anatomy draws GradNorm's threshold in use: moved, it says so.
+    press(&mut app, &[ch('3')]);
+    assert!(draw(&mut app, 120, 40).contains("threshold at 95% TPR"));
+    press(&mut app, &[ch('2'), ch('m'), ch('m'), ch(']'), ch('3')]);
+    assert_eq!(app.method(), 3);
+    let screen = draw(&mut app, 120, 40);
+    assert!(
+        screen.contains("threshold (moved on the dashboard)"),
+        "{screen}"
+    );
+}
+
+fn want_len(rows: &[(usize, usize)], d: usize) -> usize {
+    rows.iter().filter(|r| r.0 == d).count()
+}

@@ -139,6 +139,7 @@ fn execute(
         emit(Event::Notice(note));
     }
     for (method, stat, value) in scorer.stats() {
+        let value = crate::score::stat_text(value);
         emit(Event::Notice(format!("{method}: {stat} = {value}")));
     }
 

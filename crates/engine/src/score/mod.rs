@@ -182,7 +182,7 @@ impl Scorer {
     }
 
     /// What the methods derived from the fit: (method, statistic, value),
-    /// e.g. ReAct's threshold and ViM's alpha.
+    /// e.g. ReAct's threshold and ViM's alpha (`stat_text` writes them).
     pub fn stats(&self) -> Vec<(String, &'static str, f64)> {
         self.names
             .iter()
@@ -301,4 +301,39 @@ pub fn top_k(p: &[f32], k: usize) -> Vec<(usize, f32)> {
     idx.truncate(k);
     idx.sort_by(cmp);
     idx.into_iter().map(|i| (i, p[i])).collect()
+}
+
+/// A statistic derived from a fit as people read it: six significant
+/// digits, trailing zeros dropped (ViM's alpha "1.53284", not
+/// "1.5328350829234036"); the full value stays in the fit file.
+pub fn stat_text(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return format!("{v}");
+    }
+    let magnitude = v.abs().log10().floor() as i32;
+    let decimals = (5 - magnitude).clamp(0, 15) as usize;
+    let text = format!("{v:.decimals$}");
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod stat_text_tests {
+    use super::stat_text;
+
+    #[test]
+    fn six_significant_digits_without_trailing_zeros() {
+        assert_eq!(stat_text(1.5328350829234036), "1.53284");
+        assert_eq!(stat_text(0.012345678), "0.0123457");
+        assert_eq!(stat_text(123456.78), "123457");
+        assert_eq!(stat_text(-2.5), "-2.5");
+        assert_eq!(stat_text(1.0), "1");
+        assert_eq!(stat_text(0.0), "0");
+        // Read back, within a millionth of the value.
+        let v = 1.5328350829234036;
+        assert!((stat_text(v).parse::<f64>().unwrap() - v).abs() / v < 1e-5);
+    }
 }

@@ -6,7 +6,7 @@ mod view;
 
 use view::View;
 
-use crate::tui::analysis::Analysis;
+use crate::tui::analysis::{Analysis, Thresholds};
 use crate::tui::component::{Component, Ctx, Input, Outcome};
 use crate::tui::keymap::Action;
 use crate::tui::keymap::Mode;
@@ -49,6 +49,8 @@ struct RowsKey {
     ood: Option<usize>,
     query: String,
     class: Option<usize>,
+    /// The thresholds the misdetections are judged at.
+    thresholds: Thresholds,
 }
 
 /// A line being typed under the list.
@@ -64,7 +66,8 @@ pub enum Prompt {
 pub struct BrowserState {
     /// Show one dataset only (None: all).
     pub dataset: Option<usize>,
-    /// Only images the current method gets wrong at its 95%-TPR threshold.
+    /// Only images the current method gets wrong at its threshold (the
+    /// dashboard's: moved, else at 95% TPR).
     pub misdetections: bool,
     pub sort: Sort,
     /// Only images whose path (as listed) holds this text, any case.
@@ -76,6 +79,9 @@ pub struct BrowserState {
     /// The popup list of top-1 classes (`p`) and the class of each item
     /// (None: any class).
     pub class_picker: Option<(Picker, Vec<Option<usize>>)>,
+    /// The image selected in full (Enter): a large preview, every score
+    /// and its call, the top-5.
+    pub detail: bool,
     /// `(dataset, record)` of every row shown, in display order.
     pub rows: Vec<(usize, usize)>,
     /// Index into `rows`.
@@ -86,11 +92,12 @@ pub struct BrowserState {
     page: usize,
 }
 
-/// Whether the current method misdetects an image: an OOD image scoring at
-/// or above its set's threshold (accepted as ID), or an ID image below the
-/// threshold of the OOD set in view (rejected).
+/// Whether `method` misdetects an image at the thresholds in use: an OOD
+/// image scoring at or above its set's threshold (accepted as ID), or an ID
+/// image below the threshold of the OOD set in view (rejected).
 pub fn misdetected(
     analysis: &Analysis,
+    thresholds: &Thresholds,
     rec: &ImageRecord,
     role: Role,
     method: usize,
@@ -98,10 +105,10 @@ pub fn misdetected(
 ) -> Option<bool> {
     let score = *rec.scores.get(method)? as f64;
     match role {
-        Role::Ood => analysis
-            .point(method, rec.dataset)
-            .map(|p| score >= p.threshold),
-        Role::Id => analysis.point(method, ood?).map(|p| score < p.threshold),
+        Role::Ood => thresholds
+            .get(analysis, method, rec.dataset)
+            .map(|t| score >= t),
+        Role::Id => thresholds.get(analysis, method, ood?).map(|t| score < t),
     }
 }
 
@@ -121,6 +128,7 @@ impl BrowserState {
         &mut self,
         results: &RunResults,
         analysis: &Analysis,
+        thresholds: &Thresholds,
         method: usize,
         ood: Option<usize>,
     ) {
@@ -133,6 +141,12 @@ impl BrowserState {
             ood,
             query: self.query.to_lowercase(),
             class: self.class,
+            // Only a filter by them depends on them.
+            thresholds: if self.misdetections {
+                thresholds.clone()
+            } else {
+                Thresholds::default()
+            },
         };
         if self.key.as_ref() == Some(&key) {
             return;
@@ -151,7 +165,8 @@ impl BrowserState {
             let role = info.datasets[d].role;
             let records = &results.records[d][..n.min(results.records[d].len())];
             for (i, rec) in records.iter().enumerate() {
-                if self.misdetections && misdetected(analysis, rec, role, method, ood) != Some(true)
+                if self.misdetections
+                    && misdetected(analysis, thresholds, rec, role, method, ood) != Some(true)
                 {
                     continue;
                 }
@@ -390,7 +405,21 @@ impl BrowserState {
     /// A key's action on the list (no search or popup open).
     fn act(&mut self, ctx: &Ctx, action: Action) {
         let page = self.page();
+        if self.detail {
+            // The image in full: moves go to the next image, Enter and Esc
+            // back to the list; the list's filters wait.
+            match action {
+                Action::Activate | Action::ClearFilters => self.detail = false,
+                Action::Up => self.move_by(-1),
+                Action::Down => self.move_by(1),
+                Action::PageUp => self.move_by(-page),
+                Action::PageDown => self.move_by(page),
+                _ => {}
+            }
+            return;
+        }
         match action {
+            Action::Activate => self.detail = !self.rows.is_empty(),
             Action::Up => self.move_by(-1),
             Action::Down => self.move_by(1),
             Action::PageUp => self.move_by(-page),
@@ -447,11 +476,26 @@ impl Component for BrowserState {
         Outcome::None
     }
 
+    /// In the image view: moving and going back only.
+    fn hints(&self, ctx: &Ctx) -> Vec<(&'static str, &'static str, Action)> {
+        let all = crate::tui::keymap::hints(self.mode(), ctx.running());
+        if !self.detail || self.capturing() {
+            return all;
+        }
+        let mut hints = vec![("Esc", "back", Action::ClearFilters)];
+        hints.extend(
+            all.into_iter()
+                .filter(|h| matches!(h.2, Action::Up | Action::Help | Action::Quit)),
+        );
+        hints
+    }
+
     fn draw(&self, ctx: &Ctx, area: Rect, buf: &mut Buffer, hits: &mut Hits) {
         View {
             state: self,
             results: ctx.results,
             analysis: ctx.analysis,
+            thresholds: ctx.thresholds,
             previews: ctx.previews,
             method: ctx.method,
             ood: ctx.ood_dataset(),

@@ -2,7 +2,7 @@
 //! details of the image under the cursor.
 
 use super::{display_path, misdetected, set_width, short_name, BrowserState, Prompt, Sort};
-use crate::tui::analysis::Analysis;
+use crate::tui::analysis::{Analysis, Thresholds};
 use crate::tui::mouse::{Hits, Target};
 use crate::tui::preview::Previews;
 use crate::tui::theme;
@@ -20,6 +20,7 @@ pub(crate) struct View<'a> {
     pub state: &'a BrowserState,
     pub results: &'a RunResults,
     pub analysis: &'a Analysis,
+    pub thresholds: &'a Thresholds,
     pub previews: &'a Previews,
     pub method: usize,
     pub ood: Option<usize>,
@@ -33,6 +34,10 @@ impl View<'_> {
                 .render(area, buf);
             return;
         };
+        if self.state.detail && self.state.current().is_some() {
+            self.render_image(info, area, buf, hits);
+            return;
+        }
         let side_w = (area.width * 2 / 5).clamp(30, 60);
         let [list, side] =
             Layout::horizontal([Constraint::Fill(1), Constraint::Length(side_w)]).areas(area);
@@ -50,6 +55,32 @@ impl View<'_> {
         if let Some((p, _)) = &self.state.class_picker {
             crate::tui::setup::view::render_picker(p, &[], area, buf, &mut hits.targets);
         }
+    }
+
+    /// The image selected in full: the preview as large as the screen
+    /// leaves, beside every method's score and call and the top-5.
+    fn render_image(&self, info: &RunInfo, area: Rect, buf: &mut Buffer, hits: &mut Hits) {
+        let side_w = (area.width / 3).clamp(32, 48);
+        let [preview, details] =
+            Layout::horizontal([Constraint::Fill(1), Constraint::Length(side_w)]).areas(area);
+        self.render_preview(preview, buf, hits);
+        self.render_details(info, details, buf);
+        let s = self.state;
+        let at = format!(
+            " image {}/{} · ↑↓ next · Esc back ",
+            theme::count(s.selected + 1),
+            theme::count(s.rows.len())
+        );
+        // On the preview's top border, inside its corners.
+        let top = Rect {
+            x: preview.x + 1,
+            width: preview.width.saturating_sub(2),
+            height: 1,
+            ..preview
+        };
+        Line::styled(at, theme::dim())
+            .right_aligned()
+            .render(top, buf);
     }
 
     fn render_list(&self, info: &RunInfo, area: Rect, buf: &mut Buffer, hits: &mut Hits) {
@@ -205,7 +236,14 @@ impl View<'_> {
                 .and_then(|v| self.analysis.id_percentile(self.method, v))
                 .map(|p| theme::percent(p, 1))
                 .unwrap_or_else(|| "-".into());
-            let wrong = misdetected(self.analysis, rec, ds.role, self.method, self.ood);
+            let wrong = misdetected(
+                self.analysis,
+                self.thresholds,
+                rec,
+                ds.role,
+                self.method,
+                self.ood,
+            );
             let mark = if wrong == Some(true) { "✗" } else { " " };
             let line = Line::from(vec![
                 Span::styled(format!("{mark} "), theme::warn()),
@@ -301,12 +339,35 @@ impl View<'_> {
         if let Some(l) = rec.label {
             head.push(Span::raw(format!(" · label {l} {}", short_name(info, l))));
         }
+        let inner = block.inner(area);
+        let w = inner.width as usize;
+        // The methods take what the head (3 lines), the factors and the
+        // top-5 leave, scrolled to the method in view when they do not fit.
+        let n = info.methods.len();
+        let tail = 2 + rec.top.len().min(5);
+        let room = (inner.height as usize).saturating_sub(3 + tail).max(3);
+        let (first, shown) = if n <= room {
+            (0, n)
+        } else {
+            (self.method.saturating_sub(room / 2).min(n - room), room)
+        };
+        let block = if shown < n {
+            block.title(Span::styled(
+                format!(" methods {}-{}/{n} (m) ", first + 1, first + shown),
+                theme::warn(),
+            ))
+        } else {
+            block
+        };
         let mut lines = vec![
             Line::from(head),
-            Line::styled(rec.path.display().to_string(), theme::dim()),
+            Line::styled(
+                theme::fit_left(&rec.path.display().to_string(), w),
+                theme::dim(),
+            ),
             Line::styled("score        value ID pct call", theme::title()),
         ];
-        for (m, method) in info.methods.iter().enumerate() {
+        for (m, method) in info.methods.iter().enumerate().skip(first).take(shown) {
             let v = rec.scores.get(m).map(|&v| v as f64).unwrap_or(f64::NAN);
             let span = {
                 let s = self.analysis.sorted(0, m);
@@ -321,7 +382,7 @@ impl View<'_> {
                 .id_percentile(m, v)
                 .map(|p| theme::percent(p, 1))
                 .unwrap_or_else(|| "-".into());
-            let wrong = misdetected(self.analysis, rec, ds.role, m, self.ood);
+            let wrong = misdetected(self.analysis, self.thresholds, rec, ds.role, m, self.ood);
             // Called ID when the score reaches the threshold.
             let (call, verdict) = match wrong {
                 Some(w) => (

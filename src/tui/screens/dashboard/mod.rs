@@ -54,13 +54,13 @@ impl Component for Dashboard {
 /// scores; unchanged where there is nothing to move over.
 fn moved_threshold(ctx: &Ctx, step: isize) -> Option<f64> {
     let (Some(d), Some(t)) = (ctx.ood_dataset(), ctx.current_threshold()) else {
-        return ctx.threshold;
+        return ctx.moved_threshold();
     };
     let (id, ood) = (
         ctx.analysis.sorted(0, ctx.method),
         ctx.analysis.sorted(d, ctx.method),
     );
-    analysis::step_threshold(id, ood, t, step).or(ctx.threshold)
+    analysis::step_threshold(id, ood, t, step).or(ctx.moved_threshold())
 }
 
 fn render(ctx: &Ctx, log_scale: bool, area: Rect, buf: &mut Buffer, hits: &mut Hits) {
@@ -69,13 +69,11 @@ fn render(ctx: &Ctx, log_scale: bool, area: Rect, buf: &mut Buffer, hits: &mut H
         return;
     };
     let n_sets = info.datasets.len() as u16;
-    // Short terminals give the histogram the progress panels' rows: the
-    // header keeps the run's progress and ETA, the plot's title the counts.
-    let top_h = if area.height < 30 {
-        0
-    } else {
-        (n_sets + 3).clamp(5, 9)
-    };
+    // Short terminals give the histogram the progress panels' rows but one:
+    // a line with the run's progress, rate and ETA (the plot's title keeps
+    // the counts of the sets in view).
+    let short = area.height < 30;
+    let top_h = if short { 1 } else { (n_sets + 3).clamp(5, 9) };
     // One more line for the uncertainty while it is wide.
     let table_h = (info.methods.len() as u16
         + 4
@@ -88,9 +86,14 @@ fn render(ctx: &Ctx, log_scale: bool, area: Rect, buf: &mut Buffer, hits: &mut H
         Constraint::Length(table_h),
     ])
     .areas(area);
-    let [progress, run] = Layout::horizontal([Constraint::Fill(3), Constraint::Fill(2)]).areas(top);
-    render_progress(ctx, &info, progress, buf);
-    render_run(ctx, &info, run, buf);
+    if short {
+        render_progress_line(ctx, top, buf);
+    } else {
+        let [progress, run] =
+            Layout::horizontal([Constraint::Fill(3), Constraint::Fill(2)]).areas(top);
+        render_progress(ctx, &info, progress, buf);
+        render_run(ctx, &info, run, buf);
+    }
     render_histogram(ctx, log_scale, &info, chart, buf, &mut hits.plot);
     render_table(ctx, &info, table, buf, hits);
 }
@@ -130,6 +133,61 @@ fn bar(done: usize, total: usize, width: usize) -> String {
     s
 }
 
+/// The run's progress, rate and ETA (elapsed once done) and what was
+/// skipped, in a line: what a short terminal keeps of the progress panel.
+fn summary(ctx: &Ctx) -> Vec<Span<'static>> {
+    let skipped: usize = ctx.results.skipped.iter().map(Vec::len).sum();
+    let mut summary = Vec::new();
+    if let Some(p) = &ctx.results.progress {
+        summary.push(Span::raw(format!(
+            "{}/{} images · {}",
+            theme::count(p.run_done),
+            theme::count(p.run_total),
+            theme::rate(p.images_per_sec)
+        )));
+        if ctx.running() {
+            if let Some(eta) = p.eta_secs() {
+                summary.push(Span::raw(format!(" · ETA {}", theme::duration(eta))));
+            }
+        }
+    }
+    if !ctx.running() {
+        summary.push(Span::raw(format!(
+            " · elapsed {}",
+            theme::duration(ctx.results.elapsed_secs)
+        )));
+    }
+    if skipped > 0 {
+        summary.push(Span::styled(
+            format!(" · {} unreadable, skipped", theme::count(skipped)),
+            theme::warn(),
+        ));
+    }
+    summary
+}
+
+/// One line: a bar over the whole run, then `summary`.
+fn render_progress_line(ctx: &Ctx, area: Rect, buf: &mut Buffer) {
+    let (done, total) = ctx
+        .results
+        .progress
+        .as_ref()
+        .map_or((0, 0), |p| (p.run_done, p.run_total));
+    let text = summary(ctx);
+    let text_w: usize = text.iter().map(|s| s.width()).sum();
+    // The bar takes what the text leaves, a quarter of the line at most.
+    let bar_w = (area.width as usize)
+        .saturating_sub(text_w + 3)
+        .min(area.width as usize / 4);
+    let mut spans = vec![Span::raw(" ")];
+    if bar_w >= 4 {
+        spans.push(Span::styled(bar(done, total, bar_w), theme::dim()));
+        spans.push(Span::raw(" "));
+    }
+    spans.extend(text);
+    Line::from(spans).render(area, buf);
+}
+
 fn render_progress(ctx: &Ctx, info: &RunInfo, area: Rect, buf: &mut Buffer) {
     let block = Block::bordered().title(Span::styled(" Progress ", theme::title()));
     let inner = block.inner(area);
@@ -158,34 +216,7 @@ fn render_progress(ctx: &Ctx, info: &RunInfo, area: Rect, buf: &mut Buffer) {
             )),
         ]));
     }
-    let skipped: usize = ctx.results.skipped.iter().map(Vec::len).sum();
-    let mut summary = Vec::new();
-    if let Some(p) = &ctx.results.progress {
-        summary.push(Span::raw(format!(
-            "{}/{} images · {}",
-            theme::count(p.run_done),
-            theme::count(p.run_total),
-            theme::rate(p.images_per_sec)
-        )));
-        if ctx.running() {
-            if let Some(eta) = p.eta_secs() {
-                summary.push(Span::raw(format!(" · ETA {}", theme::duration(eta))));
-            }
-        }
-    }
-    if !ctx.running() {
-        summary.push(Span::raw(format!(
-            " · elapsed {}",
-            theme::duration(ctx.results.elapsed_secs)
-        )));
-    }
-    if skipped > 0 {
-        summary.push(Span::styled(
-            format!(" · {} unreadable, skipped", theme::count(skipped)),
-            theme::warn(),
-        ));
-    }
-    lines.push(Line::from(summary));
+    lines.push(Line::from(summary(ctx)));
     Paragraph::new(lines).render(inner, buf);
 }
 
@@ -329,7 +360,7 @@ fn render_histogram(
         Some(t) => {
             let span = analysis::range(&[id_scores, ood_scores], &[]).map_or(0.0, |(l, h)| h - l);
             let s = analysis::Split::at(id_scores, ood_scores, t);
-            let which = if ctx.threshold.is_some() {
+            let which = if ctx.moved_threshold().is_some() {
                 "moved · t resets"
             } else {
                 "95% TPR · [ ] move"

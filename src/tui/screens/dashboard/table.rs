@@ -177,6 +177,26 @@ pub(super) fn uncertainty(ctx: &Ctx) -> Option<Line<'static>> {
     ))
 }
 
+/// The method rows the table shows in `height` lines (two of headers, then
+/// the methods, then `extra` lines where room is left, kept while scrolling
+/// when three methods still fit beside them): (first, how many), the
+/// selected one among them, centred while the list goes on both sides.
+/// Drawing keeps no scroll state: the selection decides.
+pub fn method_window(n: usize, selected: usize, height: usize, extra: usize) -> (usize, usize) {
+    let room = height.saturating_sub(2);
+    if room >= n {
+        return (0, n);
+    }
+    let rows = if room >= extra + 3 {
+        room - extra
+    } else {
+        room
+    }
+    .max(1);
+    let first = selected.saturating_sub(rows / 2).min(n - rows);
+    (first, rows)
+}
+
 pub(super) fn render_table(
     ctx: &Ctx,
     info: &RunInfo,
@@ -194,6 +214,17 @@ pub(super) fn render_table(
             " * best · ↑↓ method · ←→ OOD set · Enter: misdetections ",
             theme::dim(),
         ));
+    let n = info.methods.len();
+    let extra: Vec<Line> = group_rows(ctx, info)
+        .into_iter()
+        .chain(uncertainty(ctx))
+        .collect();
+    let height = area.height.saturating_sub(2) as usize;
+    let (first, shown) = method_window(n, ctx.method, height, extra.len());
+    if shown < n {
+        let more = format!(" methods {}-{} of {n} (↑↓) ", first + 1, first + shown);
+        block = block.title_bottom(Line::styled(more, theme::warn()));
+    }
     if let Some(more) = hidden_sets(ctx, area.width) {
         block =
             block.title_bottom(Line::styled(format!(" {more} "), theme::warn()).right_aligned());
@@ -234,8 +265,7 @@ pub(super) fn render_table(
         }
     }
     let mut lines = vec![Line::from(head1), Line::from(head2)];
-    let n = info.methods.len();
-    for (m, method) in info.methods.iter().enumerate() {
+    for (m, method) in info.methods.iter().enumerate().skip(first).take(shown) {
         let selected = m == ctx.method;
         let mut spans = vec![Span::styled(
             format!(
@@ -279,8 +309,7 @@ pub(super) fn render_table(
             line
         });
     }
-    lines.extend(group_rows(ctx, info));
-    lines.extend(uncertainty(ctx));
+    lines.extend(extra);
     Paragraph::new(lines).render(inner, buf);
     // Clicks: a method's row selects it, a set's name shows that set.
     let oods = ctx.ood_datasets();
@@ -293,8 +322,8 @@ pub(super) fn render_table(
             hits.targets.push(at, Target::Ood(pos));
         }
     }
-    for m in 0..n {
-        let y = inner.y + 2 + m as u16;
+    for m in first..first + shown {
+        let y = inner.y + 2 + (m - first) as u16;
         if y < inner.bottom() {
             hits.targets.push(
                 Rect {
