@@ -24,6 +24,14 @@ pub enum LayerOp {
         stride: usize,
         padding: usize,
     },
+    /// Channels-last ([B, H, W, C]) depthwise k x k convolution (one filter
+    /// per channel), zeros `pad` = (top, left) before and as many after as
+    /// the output's size needs (TensorFlow's "same").
+    Depthwise {
+        kernel: usize,
+        stride: usize,
+        pad: (usize, usize),
+    },
 }
 
 /// A weight standardized before its op (BiT's StdConv2d): the op used
@@ -45,6 +53,9 @@ pub struct Captured {
     pub output: Var,
     pub op: LayerOp,
     pub standardized: Option<Standardized>,
+    /// The op used the stored weight times this, per output channel (a
+    /// BatchNorm folded in at load): d/dw = scale * d/dw_op. [O], f32.
+    pub out_scale: Option<Tensor>,
 }
 
 /// A weight layer: its name as the checkpoint has it (without `.weight`)
@@ -125,6 +136,19 @@ pub fn at(
     at_standardized(name, op, weight, || Ok(None), x, y)
 }
 
+/// [`at`] for a weight stored with shape `stored` and used times `scale`
+/// per output channel (a BatchNorm folded into it), in another layout.
+pub fn at_folded(
+    name: impl FnOnce() -> String,
+    op: LayerOp,
+    stored: &[usize],
+    scale: &Tensor,
+    x: &Tensor,
+    y: Tensor,
+) -> Result<Tensor> {
+    at_with(name, op, stored, || Ok((None, Some(scale.clone()))), x, y)
+}
+
 /// [`at`] for a standardized weight: `standardized` gives the
 /// standardization (called only at the probed layer).
 pub fn at_standardized(
@@ -135,6 +159,22 @@ pub fn at_standardized(
     x: &Tensor,
     y: Tensor,
 ) -> Result<Tensor> {
+    let extra = || Ok((standardized()?, None));
+    at_with(name, op, weight.dims(), extra, x, y)
+}
+
+/// A probed layer: its stored weight's shape, and (only at the probed
+/// layer) how the op's weight derives from it.
+type Derived = (Option<Standardized>, Option<Tensor>);
+
+fn at_with(
+    name: impl FnOnce() -> String,
+    op: LayerOp,
+    stored: &[usize],
+    derived: impl FnOnce() -> Result<Derived>,
+    x: &Tensor,
+    y: Tensor,
+) -> Result<Tensor> {
     PROBE.with(|p| {
         let mut p = p.borrow_mut();
         match p.as_mut() {
@@ -142,7 +182,7 @@ pub fn at_standardized(
             Some(Probe::List(layers)) => {
                 layers.push(LayerInfo {
                     name: name(),
-                    shape: weight.dims().to_vec(),
+                    shape: stored.to_vec(),
                 });
                 Ok(y)
             }
@@ -152,11 +192,13 @@ pub fn at_standardized(
                 }
                 let output = Var::from_tensor(&y.detach())?;
                 let tracked = output.as_tensor().clone();
+                let (standardized, out_scale) = derived()?;
                 *found = Some(Captured {
                     input: x.detach(),
                     output,
                     op,
-                    standardized: standardized()?,
+                    standardized,
+                    out_scale,
                 });
                 Ok(tracked)
             }
