@@ -10,6 +10,7 @@ use crate::classes::Classes;
 use crate::data::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::model::{self, Backbone, InputSpec};
+use crate::score::mahalanobis::ModelStamp;
 use crate::score::Scorer;
 use candle_core::{DType, Device};
 use gradnorm_core::run::{self, ImageSize, RunConfig};
@@ -61,6 +62,20 @@ pub(super) fn prepare(
 /// listings and the checkpoint, no image; a model that does not load
 /// leaves the checks that need it out.
 pub fn check(config: &RunConfig) -> Vec<String> {
+    inspect(config).problems
+}
+
+/// What [`check`] found, and the stamp of the model when it loaded: a
+/// form tells by it which fit files were made for this model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checks {
+    pub problems: Vec<String>,
+    pub model: Option<ModelStamp>,
+}
+
+/// [`check`], keeping the loaded model's stamp.
+pub fn inspect(config: &RunConfig) -> Checks {
+    let mut stamp = None;
     let mut problems = Vec::new();
     let mut note = |e: Error| problems.push(e.to_string());
     if let Err(e) = validate(config) {
@@ -75,6 +90,7 @@ pub fn check(config: &RunConfig) -> Vec<String> {
         }
     }
     if let Ok((_, _, model)) = load_model(config).map_err(&mut note) {
+        stamp = ModelStamp::of(model.as_ref(), model.info().input.size).ok();
         if let Err(e) = input_of(config, model.as_ref()) {
             note(e);
         }
@@ -87,7 +103,10 @@ pub fn check(config: &RunConfig) -> Vec<String> {
             note(e);
         }
     }
-    problems
+    Checks {
+        problems,
+        model: stamp,
+    }
 }
 
 fn validate(config: &RunConfig) -> Result<()> {
