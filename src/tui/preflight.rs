@@ -9,9 +9,13 @@ use gradnorm_core::run::RunConfig;
 /// A config and what its checks found (empty: the run would start).
 pub type Checked = (RunConfig, Vec<String>);
 
+/// A config and its checks, with the loaded model's stamp (which fits
+/// are for it).
+pub type Answer = (RunConfig, gradnorm_engine::engine::Checks);
+
 /// Checks configs, each once; inline (tests) or on a thread.
 pub struct Checker {
-    worker: Option<Worker<RunConfig, Checked>>,
+    worker: Option<Worker<RunConfig, Answer>>,
     /// The last config asked about, so a form left alone is checked once.
     asked: Option<RunConfig>,
 }
@@ -28,8 +32,8 @@ impl Checker {
     /// Answers on its own thread (the newest config only), waking the loop.
     pub fn threaded(wake: Wake) -> Checker {
         let worker = Worker::spawn("gradnorm-check", Queue::Latest, wake, |config| {
-            let problems = gradnorm_engine::engine::check(&config);
-            (config, problems)
+            let checks = gradnorm_engine::engine::inspect(&config);
+            (config, checks)
         });
         Checker {
             worker: Some(worker),
@@ -39,7 +43,7 @@ impl Checker {
 
     /// Asks about `config` unless it was the last one asked; an inline
     /// checker answers here.
-    pub fn ask(&mut self, config: &RunConfig) -> Option<Checked> {
+    pub fn ask(&mut self, config: &RunConfig) -> Option<Answer> {
         if self.asked.as_ref() == Some(config) {
             return None;
         }
@@ -49,7 +53,7 @@ impl Checker {
                 w.send(config.clone());
                 None
             }
-            None => Some((config.clone(), gradnorm_engine::engine::check(config))),
+            None => Some((config.clone(), gradnorm_engine::engine::inspect(config))),
         }
     }
 
@@ -60,7 +64,7 @@ impl Checker {
     }
 
     /// The answers that arrived.
-    pub fn poll(&self) -> Vec<Checked> {
+    pub fn poll(&self) -> Vec<Answer> {
         self.worker
             .as_ref()
             .map_or_else(Vec::new, |w| w.replies().collect())
