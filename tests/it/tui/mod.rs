@@ -8,6 +8,7 @@ mod browser;
 mod checks;
 mod dashboard;
 mod engine;
+mod fit;
 mod form;
 mod inspect;
 mod keys;

@@ -387,6 +387,10 @@ pub fn fit_images(
         }
         progress(done, total);
     }
+    // A cancelled loader stops sending batches: the pass is not whole.
+    if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(Error::Invalid("fit cancelled".into()));
+    }
     let stamp = ModelStamp::of(model, opts.input.size)?;
     Ok((builder.finish(stamp)?, skipped))
 }

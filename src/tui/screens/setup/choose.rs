@@ -100,18 +100,20 @@ impl SetupState {
     pub(crate) fn fit_label(&self, i: usize) -> String {
         let f = &self.fits[i];
         let mark = match self.fit_matches(i) {
-            Some(true) => " · this model",
-            Some(false) => " · another model",
+            Some(true) => "this model · ",
+            Some(false) => "other model · ",
             None => "",
         };
         if f.info.feature_dim == 0 {
             return format!("{} · not a readable fit file", f.path.display());
         }
+        // The model first: the list is read for it; long paths keep
+        // their file names.
         format!(
-            "{} · for {}, {} images{mark}",
-            f.path.display(),
+            "{mark}{}, {} images · {}",
             f.info.model.name,
-            f.info.images
+            crate::tui::theme::count(f.info.images as usize),
+            crate::tui::theme::fit_path(&f.path, 28)
         )
     }
 

@@ -150,7 +150,7 @@ pub struct SetupState {
     checked: Option<crate::tui::preflight::Checked>,
     /// The fit files found or given, and the one the run reads.
     pub(crate) fits: Vec<FoundFit>,
-    pub(crate) fit: Option<usize>,
+    pub fit: Option<usize>,
     /// Where a fit made from the form is written.
     pub(crate) fit_dir: PathBuf,
     /// The stamp of the form's model once the checks loaded it: which fits
@@ -336,7 +336,7 @@ impl SetupState {
     }
 
     /// The model the form names (checkpoint and name).
-    pub(crate) fn model_spec(&self) -> ModelSpec {
+    pub fn model_spec(&self) -> ModelSpec {
         ModelSpec {
             name: self.model.clone(),
             checkpoint: self.checkpoint.map(|i| self.checkpoints[i].clone()),

@@ -27,7 +27,7 @@ pub fn hint(s: &SetupState) -> &'static str {
             Row::ClassOrder => {
                 "Enter: wnid order of the model's outputs (e.g. the seed's val list); empty = sorted wnids"
             }
-            Row::Fit => "Enter: fits found (and which are for this model), none, or make one from a labelled set · f: browse",
+            Row::Fit => "Enter: pick a fit (this model's are marked), or make one · f: browse files",
             Row::Id => "Enter: list of datasets, or type a path · f: browse files · ←/→ next · r: rename",
             Row::IdRoot => "Enter: folder the ID list file's paths are relative to (empty = its folder)",
             Row::Ood(_) => "Space: use this set as OOD · r: rename it",
@@ -624,7 +624,10 @@ fn fit_text(s: &SetupState, width: usize) -> (String, Style) {
         ),
         None => (f.info.model.name.clone(), Style::new()),
     };
-    let tail = format!(" · for {made_for}, {} images", f.info.images);
+    let tail = format!(
+        " · for {made_for}, {} images",
+        theme::count(f.info.images as usize)
+    );
     let path = theme::fit_path(
         &f.path,
         width.saturating_sub(tail.chars().count() + 4).max(12),
