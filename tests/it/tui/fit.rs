@@ -347,3 +347,62 @@ fn the_run_records_its_fit_in_summary_report_and_store() {
     let md = export::summary(&stored, export::Format::Md);
     assert!(md.contains(&format!("fit: {}", fit.display())), "{md}");
 }
+
+/// The scores of `config`'s run, per dataset, recorded in `store` when given.
+fn scores_of(config: &RunConfig, store: Option<&Path>) -> Vec<Vec<Vec<f32>>> {
+    let mut results = gradnorm_core::run::RunResults::new();
+    let run = Run::new(config.clone());
+    let run = match store {
+        Some(dir) => run.record(
+            Recorder::new(Store::open(dir).unwrap(), config, None).unwrap(),
+            OnStoreError::Stop,
+        ),
+        None => run,
+    };
+    run.run(&mut |e| results.apply(e)).unwrap();
+    results
+        .records
+        .iter()
+        .map(|rs| rs.iter().map(|r| r.scores.clone()).collect())
+        .collect()
+}
+
+#[test]
+fn a_run_with_another_fit_reuses_no_stored_score() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut config, data) = demo_run(dir.path());
+    // Two fits of the demo model: 5 and 10 of its labelled shapes.
+    let fit = |limit: Option<usize>, name: &str| {
+        let out = dir.path().join(name);
+        let job = FitJob {
+            model: config.model.clone(),
+            device: Device::Cpu,
+            dtype: config.dtype,
+            image_size: config.image_size.map(|s| s.get()),
+            preprocess: None,
+            sets: vec![data.id_spec()],
+            limit,
+            bank: gradnorm_engine::score::fit::DEFAULT_BANK,
+            batch: 8,
+            workers: 1,
+            out: out.clone(),
+        };
+        make_fit(&job, Default::default(), &mut |_| {}).unwrap();
+        out
+    };
+    let (a, b) = (fit(Some(5), "a.safetensors"), fit(None, "b.safetensors"));
+    config.methods.push(Method::from_key("react").unwrap());
+    let store = dir.path().join("runs");
+    config.fit = Some(a.clone());
+    let first = scores_of(&config, Some(&store));
+    // The same images with the other fit: ReAct's scores are the fresh
+    // ones of that fit, not those stored with the first.
+    config.fit = Some(b);
+    let second = scores_of(&config, Some(&store));
+    let fresh = scores_of(&config, None);
+    assert_eq!(second, fresh);
+    assert_ne!(second, first);
+    // The first fit again: its stored scores, unchanged by the second run.
+    config.fit = Some(a);
+    assert_eq!(scores_of(&config, Some(&store)), first);
+}
