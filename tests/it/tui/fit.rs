@@ -322,9 +322,13 @@ fn the_run_records_its_fit_in_summary_report_and_store() {
     let store_dir = dir.path().join("runs");
     let recorder = Recorder::new(Store::open(&store_dir).unwrap(), &config, None).unwrap();
     let mut results = gradnorm_core::run::RunResults::new();
+    let mut events = Vec::new();
     Run::new(config)
         .record(recorder, OnStoreError::Stop)
-        .run(&mut |e| results.apply(e))
+        .run(&mut |e| {
+            events.push(e.clone());
+            results.apply(e)
+        })
         .unwrap();
     let want = serde_json::json!(fit);
 
@@ -346,6 +350,23 @@ fn the_run_records_its_fit_in_summary_report_and_store() {
     assert_eq!(report["fit"], want);
     let md = export::summary(&stored, export::Format::Md);
     assert!(md.contains(&format!("fit: {}", fit.display())), "{md}");
+
+    // The TUI: the Run panel of the dashboard, and the Runs screen's detail.
+    let mut app = app();
+    *app.runs_mut() = gradnorm_tui::tui::runs::RunsState::new(store_dir);
+    for e in events {
+        app.apply(e);
+    }
+    app.tick();
+    press(&mut app, &[ch('2')]);
+    let screen = draw(&mut app, 200, 50);
+    assert!(screen.contains("fit demo-shapes.safetensors"), "{screen}");
+    press(&mut app, &[ch('6')]);
+    let screen = draw(&mut app, 200, 50);
+    assert!(
+        screen.contains(&format!("fit: {}", fit.display())),
+        "{screen}"
+    );
 }
 
 /// The scores of `config`'s run, per dataset, recorded in `store` when given.
