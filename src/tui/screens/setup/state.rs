@@ -286,7 +286,7 @@ impl SetupState {
     pub fn with_fits(mut self, found: Vec<FoundFit>, dir: PathBuf) -> SetupState {
         let chosen = self.fit.map(|i| self.fits[i].path.clone());
         for f in found {
-            if !self.fits.iter().any(|x| x.path == f.path) {
+            if !self.fits.iter().any(|x| same_file(&x.path, &f.path)) {
                 self.fits.push(f);
             }
         }
@@ -298,7 +298,7 @@ impl SetupState {
     /// The entry of the fit file `path`, added when new (read when it is
     /// one: a missing or foreign file stays, for the checks to name).
     pub(crate) fn add_fit(&mut self, path: PathBuf) -> usize {
-        if let Some(i) = self.fits.iter().position(|f| f.path == path) {
+        if let Some(i) = self.fits.iter().position(|f| same_file(&f.path, &path)) {
             return i;
         }
         let found = crate::tui::discover::fit_file(&path).unwrap_or(FoundFit {
@@ -726,4 +726,14 @@ impl SetupState {
         }
         Some(total)
     }
+}
+
+/// The same file under two spellings (a config's absolute path, the
+/// relative one found on disk).
+fn same_file(a: &Path, b: &Path) -> bool {
+    a == b
+        || matches!(
+            (std::fs::canonicalize(a), std::fs::canonicalize(b)),
+            (Ok(x), Ok(y)) if x == y
+        )
 }
