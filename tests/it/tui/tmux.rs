@@ -581,8 +581,8 @@ fn from_the_demo_to_efficientnet_with_a_fit_made_in_the_form() {
     // image size follow it, and the demo's fit, made for the demo model,
     // goes once the checks have loaded the new one.
     tmux.keys(&["g", "Enter", "lite0", "Enter"]);
-    let s = tmux.wait_for("the demo's fit dropped", |s| {
-        s.contains("not this model") || s.contains("cleared: it was made for")
+    tmux.wait_for("the demo's fit dropped, saying why", |s| {
+        s.contains("fit.safetensors cleared: it was made for BiT ResNetV2")
     });
     let s = tmux.wait_for("the new model's own settings", |s| {
         s.contains("efficientnet-lite0.safetensors ›")
