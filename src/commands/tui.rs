@@ -72,6 +72,15 @@ pub fn run(config: Option<&Path>) -> anyhow::Result<ExitCode> {
     } else {
         (SetupState::new(checkpoints, datasets), None)
     };
+    // Fits found on disk are offered in the form; the ones it makes go to fits/.
+    let setup = setup.with_fits(
+        discover::fits(
+            Path::new(discover::FIT_DIR),
+            Path::new("checkpoints"),
+            Path::new("dataset"),
+        ),
+        discover::FIT_DIR.into(),
+    );
     tui::run(
         setup,
         path,

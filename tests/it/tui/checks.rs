@@ -237,7 +237,7 @@ fn the_layer_row_picks_from_the_models_weights() {
     let dir = tempfile::tempdir().unwrap();
     let (mut config, _) = demo_run(dir.path());
     config.methods.push(Method::from_key("gradnorm").unwrap());
-    let found = engine::preflight(&config);
+    let found = engine::inspect(&config);
     assert_eq!(found.problems, Vec::<String>::new());
     let model = gradnorm_engine::model::load(
         &config.model,

@@ -180,7 +180,30 @@ struct Header {
     bank_rows: usize,
 }
 
+/// What a fit file says of itself, read without its tensors
+/// ([`Fit::peek`]): which model it was made for, on how many images.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitInfo {
+    pub model: ModelStamp,
+    pub feature_dim: usize,
+    pub images: u64,
+    /// Classes that had images.
+    pub classes: usize,
+}
+
 impl Fit {
+    /// The header of the fit file `path` only (a menu reads every fit it
+    /// finds this way); an error when it is not a fit file.
+    pub fn peek(path: &Path) -> Result<FitInfo> {
+        let h: Header = super::params_file::read_header(path, &KIND)?;
+        Ok(FitInfo {
+            model: h.model,
+            feature_dim: h.feature_dim,
+            images: h.images,
+            classes: h.classes.len(),
+        })
+    }
+
     pub fn save(&self, path: &Path) -> Result<()> {
         let cpu = Device::Cpu;
         let d = self.feature_dim;
@@ -363,6 +386,10 @@ pub fn fit_images(
             done += n;
         }
         progress(done, total);
+    }
+    // A cancelled loader stops sending batches: the pass is not whole.
+    if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(Error::Invalid("fit cancelled".into()));
     }
     let stamp = ModelStamp::of(model, opts.input.size)?;
     Ok((builder.finish(stamp)?, skipped))
