@@ -176,6 +176,8 @@ pub enum Kind {
     Klm,
     Mds,
     Rmds,
+    GaiaA,
+    GaiaZ,
 }
 
 impl std::fmt::Debug for MethodDef {

@@ -355,7 +355,38 @@ pub static METHODS: &[MethodDef] = &[
         describe: plain,
         kind: Kind::Rmds,
     },
+    MethodDef {
+        key: "gaia-a",
+        label: "GAIA-A",
+        help: "minus the mean squared channel-averaged gradient of the pooled feature's sum \
+               at the chosen layers, relative to the head's (Chen et al. 2023)",
+        params: &[GAIA_LAYERS],
+        needs: FEATURE_HEAD,
+        describe: plain,
+        kind: Kind::GaiaA,
+    },
+    MethodDef {
+        key: "gaia-z",
+        label: "GAIA-Z",
+        help: "minus the mean squared fraction of non-zero gradients of the top logit per \
+               channel of the chosen layers (Chen et al. 2023)",
+        params: &[GAIA_LAYERS],
+        needs: FEATURE_HEAD,
+        describe: plain,
+        kind: Kind::GaiaZ,
+    },
 ];
+
+/// GAIA's layers: whose output gradients it reads.
+const GAIA_LAYERS: ParamDef = ParamDef {
+    name: "layers",
+    label: "layers",
+    short: "layers",
+    kind: ParamKind::Text("auto"),
+    help: "the normalization layers whose output gradients count, as the checkpoint names \
+           them or a block above them, joined by +; auto: the authors' ImageNet choice \
+           (BiT: body.block4; ResNet: layer3+layer4)",
+};
 
 /// The paper's methods: what `eval`, `bench` and the TUI's form run when
 /// no methods are chosen.

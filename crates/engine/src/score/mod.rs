@@ -5,6 +5,7 @@
 
 pub mod fit;
 mod fitted;
+pub mod gaia;
 pub mod gaussian;
 pub mod gradnorm;
 pub mod logistic;
@@ -95,6 +96,8 @@ fn prepare(m: &Method, ctx: &Prepare) -> Result<Box<dyn Score>> {
         Kind::Klm => fitted::prepare_klm(m, ctx),
         Kind::Mds => fitted::prepare_mds(m, ctx),
         Kind::Rmds => fitted::prepare_rmds(m, ctx),
+        Kind::GaiaA => gaia::prepare(m, ctx, gaia::Variant::A),
+        Kind::GaiaZ => gaia::prepare(m, ctx, gaia::Variant::Z),
     }
 }
 
