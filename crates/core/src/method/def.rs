@@ -178,6 +178,7 @@ pub enum Kind {
     Rmds,
     GaiaA,
     GaiaZ,
+    NacUe,
 }
 
 impl std::fmt::Debug for MethodDef {

@@ -68,6 +68,8 @@ pub struct Point {
     /// The checkpoint's name of the layer whose output it is.
     pub name: String,
     pub kind: PointKind,
+    /// The model's value there (detached).
+    pub value: Tensor,
     pub var: Var,
 }
 
@@ -192,8 +194,14 @@ pub fn point(kind: PointKind, name: impl FnOnce() -> String, y: Tensor) -> Resul
             return Ok(y);
         }
         let var = Var::zeros(y.shape(), y.dtype(), y.device())?;
+        let value = y.detach();
         let out = (y + var.as_tensor())?;
-        found.push(Point { name, kind, var });
+        found.push(Point {
+            name,
+            kind,
+            value,
+            var,
+        });
         Ok(out)
     })
 }

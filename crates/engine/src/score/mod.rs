@@ -11,6 +11,7 @@ pub mod gradnorm;
 pub mod logistic;
 pub mod logits;
 pub mod mahalanobis;
+pub mod nac;
 pub mod odin;
 mod params_file;
 pub mod posthoc;
@@ -98,6 +99,7 @@ fn prepare(m: &Method, ctx: &Prepare) -> Result<Box<dyn Score>> {
         Kind::Rmds => fitted::prepare_rmds(m, ctx),
         Kind::GaiaA => gaia::prepare(m, ctx, gaia::Variant::A),
         Kind::GaiaZ => gaia::prepare(m, ctx, gaia::Variant::Z),
+        Kind::NacUe => nac::prepare(m, ctx),
     }
 }
 
