@@ -52,6 +52,7 @@ pub fn run(args: &FitArgs) -> anyhow::Result<ExitCode> {
         batch: args.batch,
         workers: args.workers.threads(),
         bank: args.bank,
+        nac_rows: args.nac_rows,
     };
     let mut last = Instant::now();
     let (fit, skipped) = fit_images(model.as_ref(), items, opts, cancel, &mut |done, total| {

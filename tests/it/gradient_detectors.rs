@@ -157,6 +157,7 @@ fn fit(shared: &Path, m: &dyn Classifier) -> Fit {
         batch: 16,
         workers: 1,
         bank: 1000,
+        nac_rows: gradnorm_engine::score::nac::DEFAULT_FIT_ROWS,
     };
     let cancel = Arc::new(AtomicBool::new(false));
     let (fit, skipped) = fit_images(m, items, opts, cancel, &mut |_, _| {}).unwrap();
@@ -237,4 +238,11 @@ fn nac_ue_parameters_pick_layers_and_hyperparameters() {
     }
     let methods = Method::parse_spec("nac-ue", &[]).unwrap();
     common::error_saying(Scorer::new(&methods, m.as_ref()), &["needs a fit file"]);
+    // A fit that kept no states (`fit --nac-rows 0`, or an older file).
+    let mut without = fit.clone();
+    without.nac = None;
+    common::error_saying(
+        Scorer::with_fit(&methods, m.as_ref(), Some(&without)),
+        &["no NAC states", "--nac-rows 0"],
+    );
 }

@@ -56,6 +56,7 @@ pub fn ensure_fit(data_root: &Path, checkpoint: &Path, seed: u64) -> Result<Path
         batch: 50,
         workers: 0,
         bank: DEFAULT_BANK,
+        nac_rows: crate::score::nac::DEFAULT_FIT_ROWS,
     };
     let (fit, _) = fit_images(
         model.as_ref(),

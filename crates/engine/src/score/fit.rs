@@ -57,8 +57,8 @@ pub struct Fit {
     /// Bank features ([rows, D], f32) and how many rows.
     pub bank: Vec<f32>,
     pub bank_rows: usize,
-    /// NAC-UE's states of up to `nac::FIT_ROWS` images (None in files made
-    /// before they were kept).
+    /// NAC-UE's states of up to `FitOptions::nac_rows` images (None in files
+    /// made before they were kept, or without any).
     pub nac: Option<super::nac::FitStates>,
 }
 
@@ -350,6 +350,9 @@ pub struct FitOptions {
     pub workers: usize,
     /// Cap on the feature bank (rows).
     pub bank: usize,
+    /// Cap on the images whose NAC-UE states are kept (each takes a
+    /// backward pass); 0 keeps none.
+    pub nac_rows: usize,
 }
 
 /// One pass of `model` over labelled `items`: the fit, and the images that
@@ -386,7 +389,7 @@ pub fn fit_images(
         return Err(Error::Invalid("the fit set is empty".into()));
     }
     let in_bank = bank_selection(items.len(), opts.bank);
-    let in_nac = bank_selection(items.len(), super::nac::FIT_ROWS);
+    let in_nac = bank_selection(items.len(), opts.nac_rows);
     let (w, _) = model.head();
     let dim = w.dim(1)?;
     let device = model.device().clone();

@@ -9,7 +9,7 @@
 //! min(count / O, 1); an image's score is the mean over neurons of the
 //! coverage of the interval its state falls in, averaged over the layers.
 //!
-//! The fit keeps every neuron's pooled (o, g) for up to [`FIT_ROWS`]
+//! The fit keeps every neuron's pooled (o, g) for up to [`DEFAULT_FIT_ROWS`]
 //! images at each of the family's four layers, so that the layers and the
 //! hyperparameters stay choices of the method, not of the fit.
 
@@ -18,9 +18,9 @@ use crate::error::{Error, Result};
 use crate::model::{probe, Classifier, Family};
 use candle_core::{DType, Device, Tensor, D};
 
-/// Images of the fit set whose states the fit keeps (the authors' ImageNet
-/// `valid_num`), evenly spaced over the list.
-pub const FIT_ROWS: usize = 1000;
+/// Images of the fit set whose states the fit keeps by default (the
+/// authors' ImageNet `valid_num`), evenly spaced over the list.
+pub const DEFAULT_FIT_ROWS: usize = 1000;
 
 /// One layer's hyperparameters: O (how many fit states fill an interval),
 /// M (intervals + 1) and the sigmoid's steepness alpha.
@@ -380,7 +380,7 @@ pub(crate) fn prepare(m: &Method, ctx: &Prepare) -> Result<Box<dyn Score>> {
     })?;
     let states = fit.nac.as_ref().filter(|s| s.rows > 0).ok_or_else(|| {
         Error::Invalid(format!(
-            "{key}: the fit file has no NAC states (made before they were kept, or for a model without NAC layers); run `gradnorm-tui fit` again"
+            "{key}: the fit file has no NAC states (made before they were kept, or with --nac-rows 0); run `gradnorm-tui fit` again"
         ))
     })?;
     let mut layers = Vec::with_capacity(names.len());
