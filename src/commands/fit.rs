@@ -41,6 +41,7 @@ pub fn job(args: &FitArgs) -> anyhow::Result<FitJob> {
             .collect(),
         limit: args.limit,
         bank: args.bank,
+        nac_rows: args.nac_rows,
         batch: args.batch,
         workers: args.workers.threads(),
         out: args.out.clone(),

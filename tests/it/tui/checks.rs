@@ -138,6 +138,7 @@ fn the_checks_hold_a_fit_to_its_model_and_each_method_to_its_needs() {
         batch: 10,
         workers: 1,
         bank: gradnorm_engine::score::fit::DEFAULT_BANK,
+        nac_rows: 0,
     };
     let (one_each, _) = gradnorm_engine::score::fit::fit_images(
         model.as_ref(),

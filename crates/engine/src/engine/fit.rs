@@ -28,6 +28,8 @@ pub struct FitJob {
     pub limit: Option<usize>,
     /// Cap on the feature bank (rows).
     pub bank: usize,
+    /// Images whose per-neuron states NAC-UE keeps (0: none).
+    pub nac_rows: usize,
     pub batch: usize,
     /// Decoding threads (0: every core).
     pub workers: usize,
@@ -96,6 +98,7 @@ pub fn make_fit(
         batch: job.batch,
         workers: job.workers,
         bank: job.bank,
+        nac_rows: job.nac_rows,
     };
     let (fit, skipped) = fit_images(model.as_ref(), items, opts, cancel, &mut |done, total| {
         on_step(FitStep::Images { done, total })

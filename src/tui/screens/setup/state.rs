@@ -433,6 +433,7 @@ impl SetupState {
             sets: vec![set],
             limit: self.limit.map(|l| l.get()),
             bank: gradnorm_engine::score::fit::DEFAULT_BANK,
+            nac_rows: gradnorm_engine::score::nac::DEFAULT_FIT_ROWS,
             batch: self.batch.get(),
             workers: base.and_then(|b| b.workers).map_or(0, |w| w.get()),
             out,
