@@ -420,7 +420,7 @@ impl App {
                 self.setup
                     .fit_progress(Some(format!("making {out}: loading the model")));
                 self.say(
-                    format!("making a fit from {} into {out} (c cancels)", task.set),
+                    format!("making a fit from {} (c cancels) into {out}", task.set),
                     Level::Info,
                 );
                 self.fitting = Some(task);
