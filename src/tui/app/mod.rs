@@ -48,7 +48,7 @@ pub struct App {
     anatomy: Anatomy,
     browser: BrowserState,
     inspect: Inspect,
-    /// The Runs screen (the run store in `./runs`).
+    /// The Runs screen (the run store, `./runs` unless `App::store`).
     runs: RunsState,
     results: RunResults,
     analysis: Analysis,
@@ -155,6 +155,12 @@ impl App {
             submitted: (0, 0),
             last_submit: None,
         }
+    }
+
+    /// The Runs screen on the store in `dir` (before `threaded`).
+    pub fn store(mut self, dir: PathBuf) -> App {
+        self.runs = RunsState::new(dir);
+        self
     }
 
     /// Analyses and image counts on worker threads, and the run's events,

@@ -520,3 +520,66 @@ fn a_closed_terminal_ends_the_tui() {
         "the TUI outlived its terminal by 20 s (it used to spin on it)"
     );
 }
+
+/// The store the TUI records into and lists: `--store DIR`, else the
+/// config file's `store` key, else ./runs (never ./runs when one is given).
+#[test]
+fn the_tui_records_into_the_store_it_is_given() {
+    if !Tmux::available() {
+        eprintln!("SKIPPED: tmux is not installed");
+        return;
+    }
+    let demo = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/checkpoints/demo/bit-demo.safetensors"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path();
+    for set in ["id", "ood"] {
+        std::fs::create_dir_all(work.join(set)).unwrap();
+        for i in 0..4u32 {
+            image::RgbImage::from_fn(32, 32, |x, y| {
+                let s = if set == "id" { 1 } else { 5 };
+                image::Rgb([(x * s * 8) as u8, (y * 8 + i * 30) as u8, (i * 50) as u8])
+            })
+            .save(work.join(format!("{set}/{i}.png")))
+            .unwrap();
+        }
+    }
+    std::fs::write(
+        work.join("gradnorm-tui.toml"),
+        format!(
+            "store = \"filestore\"\nbatch = 4\nimage_size = 32\ndevice = \"cpu\"\n\
+             methods = [{{ method = \"msp\" }}]\n\
+             [model]\ncheckpoint = \"{demo}\"\n[id]\nname = \"id\"\npath = \"id\"\n\
+             [[ood]]\nname = \"ood\"\npath = \"ood\"\n"
+        ),
+    )
+    .unwrap();
+    for (case, flag, store) in [
+        ("flag", "--store flagstore", "flagstore"),
+        ("file", "", "filestore"),
+    ] {
+        let command = format!(
+            "GRADNORM_LOG={} {BIN} {flag}; echo EXITED $?; sleep 600",
+            work.join("tui.log").display()
+        );
+        let tmux = Tmux::start(&format!("store-{case}"), work, &command, 120, 40);
+        tmux.wait_for("the config to load", |s| s.contains("s starts"));
+        tmux.keys(&["s"]);
+        tmux.wait_for("the run to finish", |s| s.contains("finished in"));
+        assert!(work.join(store).join("runs.sqlite").is_file(), "{case}");
+        assert!(!work.join("runs").exists(), "{case}: ./runs was used");
+        // The Runs screen lists that store.
+        tmux.keys(&["6"]);
+        let s = tmux.wait_for("the Runs screen", |s| {
+            s.contains("finished") && s.contains("Runs")
+        });
+        assert!(
+            s.contains(store),
+            "{case}: the Runs screen does not name {store}:\n{s}"
+        );
+        tmux.keys(&["q"]);
+        tmux.wait_for("the TUI to exit", |s| s.contains("EXITED 0"));
+    }
+}
