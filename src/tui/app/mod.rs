@@ -297,6 +297,17 @@ impl App {
         }
     }
 
+    /// Closes the cancel question of a run that has just ended (nothing is
+    /// left to cancel), and says so.
+    fn unasked(&mut self) -> &'static str {
+        if matches!(self.overlay, Some(Overlay::ConfirmCancel)) {
+            self.overlay = None;
+            " (it ended before your answer: nothing to cancel)"
+        } else {
+            ""
+        }
+    }
+
     /// Folds one engine event in.
     pub fn apply(&mut self, event: Event) {
         match &event {
@@ -323,11 +334,12 @@ impl App {
                         super::theme::duration(*elapsed_secs)
                     )
                 };
-                self.message = Some((text, Level::Info));
+                self.message = Some((text + self.unasked(), Level::Info));
                 self.run = None;
             }
             Event::Failed(e) => {
-                self.message = Some((format!("run failed: {e}"), Level::Error));
+                let text = format!("run failed: {e}{}", self.unasked());
+                self.message = Some((text, Level::Error));
                 self.run = None;
             }
             Event::Notice(n) => self.message = Some((n.clone(), Level::Warn)),

@@ -12,6 +12,7 @@ mod form;
 mod inspect;
 mod keys;
 mod mouse;
+mod notices;
 mod run_store;
 mod runs;
 mod setup;
