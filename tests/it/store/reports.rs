@@ -194,6 +194,22 @@ fn plots_are_written_as_png_and_svg() {
         } else {
             let svg = std::fs::read_to_string(&path).unwrap();
             assert!(svg.contains("<text"), "{n} has no text");
+            // Axis ticks as people write them: no "100000.0" or "0.30000".
+            let ticks: Vec<&str> = svg
+                .split("<text")
+                .skip(1)
+                .filter_map(|t| t.split_once('>')?.1.split_once("</text>"))
+                .map(|(text, _)| text.trim())
+                .filter(|t| t.parse::<f64>().is_ok())
+                .collect();
+            assert!(ticks.len() >= 4, "{n}: ticks {ticks:?}");
+            for t in &ticks {
+                let mantissa = t.split('e').next().unwrap();
+                assert!(
+                    !(mantissa.contains('.') && mantissa.ends_with('0')) && t.len() <= 8,
+                    "{n}: tick `{t}` in {ticks:?}"
+                );
+            }
         }
     }
     let roc = std::fs::read_to_string(plots.join("roc-textures.svg")).unwrap();
