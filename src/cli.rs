@@ -477,6 +477,10 @@ pub struct FitArgs {
     /// (evenly spaced; exact while the set is no larger).
     #[arg(long, default_value_t = gradnorm_engine::score::fit::DEFAULT_BANK)]
     pub bank: usize,
+    /// At most N images whose per-neuron states NAC-UE keeps (evenly
+    /// spaced; each takes a backward pass); 0 keeps none.
+    #[arg(long, default_value_t = gradnorm_engine::score::nac::DEFAULT_FIT_ROWS)]
+    pub nac_rows: usize,
     /// Where to write the fit (safetensors).
     #[arg(long)]
     pub out: PathBuf,

@@ -4,34 +4,53 @@
 
 use crate::cli::{FitArgs, UsageError};
 use anyhow::Context;
-use gradnorm_engine::data::dataset::{Dataset, Item};
-use gradnorm_engine::score::fit::{fit_images, Fit, FitOptions};
+use gradnorm_core::run::DatasetSpec;
+use gradnorm_engine::engine::fit::{make_fit, FitJob, FitStep};
+use gradnorm_engine::score::fit::Fit;
 use gradnorm_engine::score::{Method, Scorer};
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
 
-pub fn run(args: &FitArgs) -> anyhow::Result<ExitCode> {
-    super::init_logging();
-    let super::Loaded {
-        model,
-        input,
-        device,
-        ..
-    } = super::load_model(&args.model, None)?;
-    let info = model.info().clone();
+/// The job `fit`'s flags describe (the engine makes it, as for the TUI).
+pub fn job(args: &FitArgs) -> anyhow::Result<FitJob> {
     if args.bank == 0 || args.batch == 0 {
         anyhow::bail!(UsageError("--bank and --batch must be at least 1".into()));
     }
-    let mut items: Vec<Item> = Vec::new();
-    for path in &args.train.train {
-        let mut ds = Dataset::open(path, args.train.train_root.as_deref())
-            .with_context(|| format!("fit set {}", path.display()))?;
-        if let Some(n) = args.limit {
-            ds.limit(n);
-        }
-        items.extend(ds.items);
-    }
+    let m = &args.model;
+    Ok(FitJob {
+        model: gradnorm_engine::model::ModelSpec {
+            name: m.model.clone(),
+            checkpoint: m.checkpoint.clone(),
+        },
+        device: m.on.device,
+        dtype: m.on.dtype,
+        image_size: m.image_size.map(|s| s.get()),
+        preprocess: m.preprocess,
+        sets: args
+            .train
+            .train
+            .iter()
+            .map(|path| DatasetSpec {
+                name: path.display().to_string(),
+                path: path.clone(),
+                root: args.train.train_root.clone(),
+                format: None,
+                group: None,
+            })
+            .collect(),
+        limit: args.limit,
+        bank: args.bank,
+        nac_rows: args.nac_rows,
+        batch: args.batch,
+        workers: args.workers.threads(),
+        out: args.out.clone(),
+    })
+}
+
+pub fn run(args: &FitArgs) -> anyhow::Result<ExitCode> {
+    super::init_logging();
+    let job = job(args)?;
     let interrupts = crate::interrupt::listen(|sig, _| {
         eprintln!(
             "\n{}: stopping after the current batch",
@@ -40,32 +59,28 @@ pub fn run(args: &FitArgs) -> anyhow::Result<ExitCode> {
     });
     let cancel = interrupts.cancel.clone();
     let started = Instant::now();
-    eprintln!(
-        "fit: {} on {} images at {} px, {}",
-        info.name,
-        items.len(),
-        input.size,
-        gradnorm_engine::device::device_name(&device)
-    );
-    let opts = FitOptions {
-        input,
-        batch: args.batch,
-        workers: args.workers.threads(),
-        bank: args.bank,
-    };
     let mut last = Instant::now();
-    let (fit, skipped) = fit_images(model.as_ref(), items, opts, cancel, &mut |done, total| {
-        if last.elapsed().as_secs_f64() >= 1.0 || done == total {
-            last = Instant::now();
-            eprint!("\rfit: {done}/{total} images");
-            let _ = std::io::stderr().flush();
+    let made = make_fit(&job, cancel, &mut |step| match step {
+        FitStep::Started {
+            model,
+            images,
+            size,
+            device,
+        } => eprintln!("fit: {model} on {images} images at {size} px, {device}"),
+        FitStep::Images { done, total } => {
+            if last.elapsed().as_secs_f64() >= 1.0 || done == total {
+                last = Instant::now();
+                eprint!("\rfit: {done}/{total} images");
+                let _ = std::io::stderr().flush();
+            }
         }
-    })?;
+    })
+    .with_context(|| format!("fit {}", args.out.display()))?;
     eprintln!();
-    for (path, why) in &skipped {
+    for (path, why) in &made.skipped {
         eprintln!("skipped {}: {why}", path.display());
     }
-    fit.save(&args.out)?;
+    let fit = &made.fit;
     println!(
         "fit of {} images ({} classes, feature dim {}, bank {}) in {:.1} s: wrote {}",
         fit.images,
@@ -75,7 +90,7 @@ pub fn run(args: &FitArgs) -> anyhow::Result<ExitCode> {
         started.elapsed().as_secs_f64(),
         args.out.display()
     );
-    for line in default_stats(model.as_ref(), &fit)? {
+    for line in default_stats(made.model.as_ref(), fit)? {
         println!("{line}");
     }
     Ok(ExitCode::SUCCESS)

@@ -82,6 +82,15 @@ pub fn run(config: Option<&Path>, store: Option<&Path>) -> anyhow::Result<ExitCo
         (SetupState::new(checkpoints, datasets), None)
     };
     let recorded_in = store_dir.clone();
+    // Fits found on disk are offered in the form; the ones it makes go to fits/.
+    let setup = setup.with_fits(
+        discover::fits(
+            Path::new(discover::FIT_DIR),
+            Path::new("checkpoints"),
+            Path::new("dataset"),
+        ),
+        discover::FIT_DIR.into(),
+    );
     tui::run(
         setup,
         path,

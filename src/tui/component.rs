@@ -97,6 +97,8 @@ pub enum Outcome {
     Say(String, Level),
     /// Ask whether to keep the image size the form's `size_question` names.
     ConfirmSize,
+    /// Make this fit in the background, then choose it in the form.
+    MakeFit(Box<gradnorm_engine::engine::fit::FitJob>),
     /// The threshold of the method and OOD set in view (None: back to the
     /// 95%-TPR one).
     Threshold(Option<f64>),

@@ -1,6 +1,8 @@
 //! What the setup screen offers: checkpoint files under `checkpoints/`,
-//! datasets under `dataset/`, and their image counts (counted on a worker
-//! thread: a 50,000-image folder must not stall the menus).
+//! fit files (under `fits/`, where the form writes them, `checkpoints/`
+//! and `dataset/`), datasets under `dataset/`, and their image counts
+//! (counted on a worker thread: a 50,000-image folder must not stall the
+//! menus).
 
 use super::wake::{Queue, Worker};
 use gradnorm_engine::error::Result;
@@ -10,16 +12,61 @@ const CHECKPOINT_SUFFIXES: [&str; 5] = [".pth", ".pth.tar", ".tar", ".npz", ".sa
 /// How deep the scans look below `checkpoints/` and `dataset/`.
 const MAX_DEPTH: usize = 3;
 
-/// Checkpoint files below `dir`, sorted.
+/// Checkpoint files below `dir`, sorted (fit files, safetensors too, left out).
 pub fn checkpoints(dir: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     walk(dir, MAX_DEPTH, &mut |p| {
         let name = p.file_name().map(|n| n.to_string_lossy().to_lowercase());
-        if name.is_some_and(|n| CHECKPOINT_SUFFIXES.iter().any(|s| n.ends_with(s))) {
+        if name.is_some_and(|n| CHECKPOINT_SUFFIXES.iter().any(|s| n.ends_with(s))) && !is_fit(p) {
             found.push(p.to_path_buf());
         }
     });
     found.sort();
+    found
+}
+
+/// Where the form writes the fits it makes (relative to the working
+/// folder, as `checkpoints/` and `dataset/`).
+pub const FIT_DIR: &str = "fits";
+
+/// A fit file found, with what its header says (the model it was made
+/// for), read without its tensors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FoundFit {
+    pub path: PathBuf,
+    pub info: FitInfo,
+}
+
+pub use gradnorm_engine::score::fit::FitInfo;
+
+/// The fit file at `path`, when it is one.
+pub fn fit_file(path: &Path) -> Option<FoundFit> {
+    let info = gradnorm_engine::score::fit::Fit::peek(path).ok()?;
+    Some(FoundFit {
+        path: path.to_path_buf(),
+        info,
+    })
+}
+
+fn is_fit(p: &Path) -> bool {
+    p.extension().is_some_and(|e| e == "safetensors") && fit_file(p).is_some()
+}
+
+/// Fit files under `fits/` and `checkpoints/` (as deep as checkpoints are
+/// looked for) and in `dataset/`'s folders (the demo's is there; a deeper
+/// look would list every image folder), each once, sorted by path.
+pub fn fits(fits_dir: &Path, checkpoints: &Path, datasets: &Path) -> Vec<FoundFit> {
+    let mut found = Vec::new();
+    let mut look = |p: &Path| {
+        if p.extension().is_some_and(|e| e == "safetensors") {
+            found.extend(fit_file(p));
+        }
+    };
+    walk(fits_dir, MAX_DEPTH, &mut look);
+    walk(checkpoints, MAX_DEPTH, &mut look);
+    walk(datasets, 1, &mut look);
+    found.sort_by(|a, b| a.path.cmp(&b.path));
+    found.dedup_by(|a, b| a.path == b.path);
     found
 }
 

@@ -20,6 +20,7 @@ pub mod chrome;
 pub mod component;
 pub mod discover;
 pub mod files;
+pub mod fitting;
 pub mod histogram;
 pub mod keymap;
 pub mod mouse;

@@ -1,4 +1,4 @@
-//! The engine's own pre-run checks of the form's run (`engine::preflight`:
+//! The engine's own pre-run checks of the form's run (`engine::inspect`:
 //! the sets, the checkpoint, the fit against the model, the class names,
 //! each method's needs, and the model's weight layers for `layer=`), on a
 //! worker thread: they read the checkpoint. The Plan panel says "Ready"
@@ -6,14 +6,14 @@
 
 use super::wake::{Queue, Wake, Worker};
 use gradnorm_core::run::RunConfig;
-use gradnorm_engine::engine::Preflight;
 
-/// A config and what its checks found (no problems: the run would start).
-pub type Checked = (RunConfig, Preflight);
+/// A config and its checks (no problems: the run would start), with the
+/// loaded model's stamp (which fits are for it) and weight layers.
+pub type Answer = (RunConfig, gradnorm_engine::engine::Checks);
 
 /// Checks configs, each once; inline (tests) or on a thread.
 pub struct Checker {
-    worker: Option<Worker<RunConfig, Checked>>,
+    worker: Option<Worker<RunConfig, Answer>>,
     /// The last config asked about, so a form left alone is checked once.
     asked: Option<RunConfig>,
 }
@@ -30,8 +30,8 @@ impl Checker {
     /// Answers on its own thread (the newest config only), waking the loop.
     pub fn threaded(wake: Wake) -> Checker {
         let worker = Worker::spawn("gradnorm-check", Queue::Latest, wake, |config| {
-            let found = gradnorm_engine::engine::preflight(&config);
-            (config, found)
+            let checks = gradnorm_engine::engine::inspect(&config);
+            (config, checks)
         });
         Checker {
             worker: Some(worker),
@@ -41,7 +41,7 @@ impl Checker {
 
     /// Asks about `config` unless it was the last one asked; an inline
     /// checker answers here.
-    pub fn ask(&mut self, config: &RunConfig) -> Option<Checked> {
+    pub fn ask(&mut self, config: &RunConfig) -> Option<Answer> {
         if self.asked.as_ref() == Some(config) {
             return None;
         }
@@ -51,7 +51,7 @@ impl Checker {
                 w.send(config.clone());
                 None
             }
-            None => Some((config.clone(), gradnorm_engine::engine::preflight(config))),
+            None => Some((config.clone(), gradnorm_engine::engine::inspect(config))),
         }
     }
 
@@ -62,7 +62,7 @@ impl Checker {
     }
 
     /// The answers that arrived.
-    pub fn poll(&self) -> Vec<Checked> {
+    pub fn poll(&self) -> Vec<Answer> {
         self.worker
             .as_ref()
             .map_or_else(Vec::new, |w| w.replies().collect())

@@ -1,6 +1,7 @@
 //! GradNorm's ablations (norm, target, temperature) against the paper's loop
 //! with only that choice changed: tests/fixtures/gradnorm_ablation/make.py
-//! runs it on the shared BiT and torchvision fixtures.
+//! runs it on the shared BiT and torchvision fixtures and the shared
+//! EfficientNet-Lite0 (BatchNorm folded at load here, unfolded there).
 
 use crate::common;
 
@@ -9,34 +10,52 @@ use gradnorm_engine::model::{self, Classifier};
 use gradnorm_engine::score::{Method, Scorer};
 use std::path::{Path, PathBuf};
 
-/// One model of the fixtures: (fixture json, checkpoint, --model, inputs).
+/// One model of the fixtures: (fixture json, checkpoint, --model, inputs:
+/// the shared fixture's, or make.py's formula input).
 struct Case {
     json: &'static str,
     checkpoint: &'static str,
     model: Option<&'static str>,
-    expected: &'static str,
+    expected: Option<&'static str>,
 }
 
-const CASES: [Case; 3] = [
+const CASES: [Case; 4] = [
     Case {
         json: "bit_tiny.json",
         checkpoint: "fixtures/bit/tiny.pth.tar",
         model: None,
-        expected: "fixtures/bit/tiny_expected.safetensors",
+        expected: Some("fixtures/bit/tiny_expected.safetensors"),
     },
     Case {
         json: "resnet_bottleneck.json",
         checkpoint: "fixtures/torchvision/resnet_bottleneck.pth",
         model: Some("resnet"),
-        expected: "fixtures/torchvision/resnet_bottleneck_expected.safetensors",
+        expected: Some("fixtures/torchvision/resnet_bottleneck_expected.safetensors"),
     },
     Case {
         json: "vit_tiny.json",
         checkpoint: "fixtures/torchvision/vit_tiny.pth",
         model: Some("vit:heads=4"),
-        expected: "fixtures/torchvision/vit_tiny_expected.safetensors",
+        expected: Some("fixtures/torchvision/vit_tiny_expected.safetensors"),
+    },
+    Case {
+        json: "efficientnet_lite0.json",
+        checkpoint: "models/efficientnet-lite0/efficientnet-lite0.safetensors",
+        model: None,
+        expected: None,
     },
 ];
+
+/// make.py's `lite_input`: sin(0.0123 i) * 1.5 over the flat index of
+/// [3, 3, 64, 64], as f32.
+fn formula_input() -> Tensor {
+    let shape = (3, 3, 64, 64);
+    let n = 3 * 3 * 64 * 64;
+    let v: Vec<f32> = (0..n)
+        .map(|i| ((i as f64 * 0.0123).sin() * 1.5) as f32)
+        .collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gradnorm_ablation")
@@ -46,9 +65,14 @@ fn load(shared: &Path, case: &Case) -> (Box<dyn Classifier>, Tensor, serde_json:
     let path = shared.join(case.checkpoint);
     let m = model::load_checkpoint(&path, case.model, &Device::Cpu, DType::F32)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let exp = candle_core::safetensors::load(shared.join(case.expected), &Device::Cpu).unwrap();
+    let x = match case.expected {
+        Some(e) => {
+            candle_core::safetensors::load(shared.join(e), &Device::Cpu).unwrap()["input"].clone()
+        }
+        None => formula_input(),
+    };
     let doc = common::read_json(&fixtures().join(case.json));
-    (m, exp["input"].clone(), doc)
+    (m, x, doc)
 }
 
 /// The fixture's cases whose layer `pick` accepts, as (method spec, scores).

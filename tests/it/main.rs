@@ -12,6 +12,7 @@ mod demo;
 mod efficientnet;
 mod eval;
 mod fuzz_readers;
+mod gradient_detectors;
 mod gradnorm_ablation;
 mod mahalanobis;
 mod methods;

@@ -304,6 +304,7 @@ fn fit_at_test_size(m: &dyn Classifier, items: Vec<Item>) -> (Fit, Vec<(PathBuf,
         batch: 16,
         workers: 1,
         bank: 1000,
+        nac_rows: 0,
     };
     let cancel = Arc::new(AtomicBool::new(false));
     fit_images(m, items, opts, cancel, &mut |_, _| {}).unwrap()

@@ -185,6 +185,11 @@ pub fn depthwise_relu6(x: &Tensor, conv: ConvRelu6) -> Result<Tensor> {
 /// come from viewing the padded input as [B, H/s, s, W/s, s, C] and taking
 /// one phase, so no view is copied before its multiply.
 pub fn depthwise_composed(x: &Tensor, g: Geometry, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+    depthwise_linear(x, g, w, b)?.clamp(0f32, 6f32)
+}
+
+/// [`depthwise_composed`] before its ReLU6: the convolution plus bias.
+pub fn depthwise_linear(x: &Tensor, g: Geometry, w: &Tensor, b: &Tensor) -> Result<Tensor> {
     let (n, _, _, c) = x.dims4()?;
     let (k, s) = (g.k, g.s);
     // Padded extent every (offset, output) pair indexes, a multiple of s.
@@ -217,7 +222,7 @@ pub fn depthwise_composed(x: &Tensor, g: Geometry, w: &Tensor, b: &Tensor) -> Re
             acc = (acc + view.broadcast_mul(&wk)?)?;
         }
     }
-    acc.clamp(0f32, 6f32)
+    Ok(acc)
 }
 #[cfg(test)]
 mod tests {

@@ -28,7 +28,7 @@ mod testing;
 mod winograd;
 
 pub use conv::{conv, stem_relu6};
-pub use depthwise::{depthwise_composed, depthwise_relu6};
+pub use depthwise::{depthwise_composed, depthwise_linear, depthwise_relu6};
 pub use groupnorm::group_norm_relu;
 pub use pointwise::pointwise;
 pub use pooling::max_pool_padded;

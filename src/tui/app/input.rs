@@ -241,6 +241,9 @@ impl App {
                 }
             }
             Action::CancelRun if self.running() => self.overlay = Some(Overlay::ConfirmCancel),
+            Action::CancelRun if self.fitting() => {
+                self.cancel_fit();
+            }
             Action::Go(screen) => self.go(screen),
             Action::NextScreen => {
                 self.go(Screen::ALL[(self.screen.index() + 1) % Screen::ALL.len()])
@@ -358,6 +361,7 @@ impl App {
             },
             Outcome::Say(m, level) => self.say(m, level),
             Outcome::ConfirmSize => self.overlay = Some(Overlay::ConfirmSize),
+            Outcome::MakeFit(job) => self.make_fit(*job),
         }
     }
 

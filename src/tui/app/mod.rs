@@ -14,9 +14,10 @@ use super::browser::BrowserState;
 use super::component::Ctx;
 use super::dashboard::Dashboard;
 use super::discover::Counter;
+use super::fitting::{FitMsg, FitTask};
 use super::inspect::Inspect;
 use super::mouse::Hits;
-use super::preflight::Checker;
+use super::preflight::{Answer, Checker};
 use super::preview::Previews;
 pub use super::screen::{Level, Overlay, Screen, Status};
 use super::screens::runs::{Outcome as RunsOutcome, RunsState};
@@ -82,6 +83,8 @@ pub struct App {
     counter: Option<Counter>,
     /// The engine's pre-run checks of the form's run.
     checker: Checker,
+    /// A fit being made from the form.
+    fitting: Option<FitTask>,
     /// Set when threaded: run sessions wake the loop too.
     wake: Option<Wake>,
     /// Bumped per run, so a late analysis of an old run is dropped.
@@ -149,6 +152,7 @@ impl App {
             analyzer: None,
             counter: None,
             checker: Checker::inline(),
+            fitting: None,
             wake: None,
             generation: 0,
             analysed_generation: 0,
@@ -230,6 +234,13 @@ impl App {
         }
         if let Err(e) = self.setup.to_config() {
             self.say(e, Level::Warn);
+            return;
+        }
+        if self.fitting.is_some() {
+            self.say(
+                "a fit is being made: wait for it, or c cancels it",
+                Level::Warn,
+            );
             return;
         }
         // Known to fail at once: the results on screen stay.
@@ -366,6 +377,7 @@ impl App {
             self.runs.follow();
         }
         self.poll_runs();
+        self.poll_fit();
         self.sync_check();
         self.refresh_analysis(false);
         self.sync_views();
@@ -381,9 +393,8 @@ impl App {
     /// `sync_check`; `again`: ask about an unchanged form too (the files
     /// it names may have changed), the last answer shown until the new one.
     pub(crate) fn check_form(&mut self, again: bool) {
-        for checked in self.checker.poll() {
-            self.setup.set_checked(checked);
-            self.dirty = true;
+        for answer in self.checker.poll() {
+            self.take_answer(answer);
         }
         if self.screen != Screen::Setup || self.running() {
             return;
@@ -395,9 +406,111 @@ impl App {
             if again {
                 self.checker.forget();
             }
-            if let Some(checked) = self.checker.ask(&config) {
-                self.setup.set_checked(checked);
-                self.dirty = true;
+            if let Some(answer) = self.checker.ask(&config) {
+                self.take_answer(answer);
+            }
+        }
+    }
+
+    /// What the checks answered: the problems for the Plan panel, and the
+    /// model's stamp for the fit row (a fit left from another model is
+    /// cleared, saying so).
+    fn take_answer(&mut self, (config, checks): Answer) {
+        if let Some(stamp) = checks.model.clone() {
+            if let Some(note) = self.setup.model_loaded(config.model.clone(), stamp) {
+                self.say(note, Level::Warn);
+            }
+        }
+        self.setup.set_checked((config, checks));
+        self.dirty = true;
+    }
+
+    /// Makes `job`'s fit on its own thread (one at a time).
+    pub fn make_fit(&mut self, job: gradnorm_engine::engine::fit::FitJob) {
+        if self.fitting.is_some() {
+            self.say("a fit is being made: c cancels it", Level::Warn);
+            return;
+        }
+        let out = job.out.display().to_string();
+        let wake = self.wake.clone().unwrap_or_else(Wake::none);
+        match FitTask::spawn(job, wake) {
+            Ok(task) => {
+                self.setup
+                    .fit_progress(Some(format!("making {out}: loading the model")));
+                self.say(
+                    format!("making a fit from {} into {out} (c cancels)", task.set),
+                    Level::Info,
+                );
+                self.fitting = Some(task);
+            }
+            Err(e) => self.say(format!("cannot start the fit: {e}"), Level::Error),
+        }
+    }
+
+    /// Cancels the fit being made, if any.
+    pub fn cancel_fit(&mut self) -> bool {
+        match &self.fitting {
+            Some(task) => {
+                task.cancel();
+                self.say("cancelling the fit", Level::Info);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether a fit is being made.
+    pub fn fitting(&self) -> bool {
+        self.fitting.is_some()
+    }
+
+    /// Folds in what the fit's thread said.
+    pub(crate) fn poll_fit(&mut self) {
+        let Some(task) = &self.fitting else { return };
+        let out = task.out.display().to_string();
+        for msg in task.poll() {
+            self.dirty = true;
+            match msg {
+                FitMsg::Step(gradnorm_engine::engine::fit::FitStep::Started {
+                    model,
+                    images,
+                    size,
+                    ..
+                }) => self.setup.fit_progress(Some(format!(
+                    "making {out}: {model} on {} images at {size} px",
+                    super::theme::count(images)
+                ))),
+                FitMsg::Step(gradnorm_engine::engine::fit::FitStep::Images { done, total }) => {
+                    self.setup.fit_progress(Some(format!(
+                        "making {out}: {}/{} images",
+                        super::theme::count(done),
+                        super::theme::count(total)
+                    )))
+                }
+                FitMsg::Made(found, skipped) => {
+                    let text = format!(
+                        "fit written: {} ({} images{})",
+                        found.path.display(),
+                        super::theme::count(found.info.images as usize),
+                        if skipped > 0 {
+                            format!(", {skipped} unreadable skipped")
+                        } else {
+                            String::new()
+                        }
+                    );
+                    self.setup.fit_made(found);
+                    self.fitting = None;
+                    self.say(text, Level::Info);
+                    // The new file answers the checks' "needs a fit".
+                    self.check_form(true);
+                    return;
+                }
+                FitMsg::Failed(e) => {
+                    self.setup.fit_progress(None);
+                    self.fitting = None;
+                    self.say(format!("fit not made: {e}"), Level::Error);
+                    return;
+                }
             }
         }
     }

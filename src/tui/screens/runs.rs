@@ -470,9 +470,12 @@ fn render_details(r: &RunRow, area: Rect, buf: &mut Buffer) {
         Line::styled(head, theme::dim()),
         Line::styled(
             format!(
-                "sets: {} · methods: {}",
+                "sets: {} · methods: {}{}",
                 sets.join(", "),
-                r.methods.join(", ")
+                r.methods.join(", "),
+                r.fit
+                    .as_ref()
+                    .map_or(String::new(), |f| format!(" · fit: {}", f.display()))
             ),
             theme::dim(),
         ),

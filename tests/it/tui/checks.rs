@@ -138,6 +138,7 @@ fn the_checks_hold_a_fit_to_its_model_and_each_method_to_its_needs() {
         batch: 10,
         workers: 1,
         bank: gradnorm_engine::score::fit::DEFAULT_BANK,
+        nac_rows: 0,
     };
     let (one_each, _) = gradnorm_engine::score::fit::fit_images(
         model.as_ref(),
@@ -237,7 +238,7 @@ fn the_layer_row_picks_from_the_models_weights() {
     let dir = tempfile::tempdir().unwrap();
     let (mut config, _) = demo_run(dir.path());
     config.methods.push(Method::from_key("gradnorm").unwrap());
-    let found = engine::preflight(&config);
+    let found = engine::inspect(&config);
     assert_eq!(found.problems, Vec::<String>::new());
     let model = gradnorm_engine::model::load(
         &config.model,

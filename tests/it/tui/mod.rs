@@ -8,6 +8,7 @@ mod browser;
 mod checks;
 mod dashboard;
 mod engine;
+mod fit;
 mod form;
 mod inspect;
 mod keys;
@@ -28,7 +29,7 @@ use crate::common;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 use gradnorm_core::run::{Event, ImageRecord, RunConfig, RunInfo};
-use gradnorm_engine::engine::Preflight;
+use gradnorm_engine::engine::Checks;
 use gradnorm_engine::score::Method;
 use gradnorm_tui::tui::browser::Sort;
 use gradnorm_tui::tui::discover::{self, Candidate, Count};
@@ -131,7 +132,7 @@ pub(crate) fn app() -> App {
 /// engine (a run the checks refuse is not started: see `form.rs`).
 pub(crate) fn checks_pass(app: &mut App) {
     let config = app.setup().to_config().unwrap();
-    app.setup_mut().set_checked((config, Preflight::default()));
+    app.setup_mut().set_checked((config, Checks::default()));
 }
 
 /// The engine's checks of the fixture's run, fixed for snapshots: what they
@@ -145,9 +146,9 @@ pub(crate) fn checks_fail_on_the_checkpoint(app: &mut App) {
     );
     app.setup_mut().set_checked((
         config,
-        Preflight {
+        Checks {
             problems: vec![problem],
-            layers: Vec::new(),
+            ..Checks::default()
         },
     ));
 }

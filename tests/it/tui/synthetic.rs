@@ -93,6 +93,7 @@ pub(crate) fn info() -> Arc<RunInfo> {
             device: "cpu".into(),
             dtype: "f32".into(),
             image_size: 64,
+            fit: None,
         },
         input: InputSpec::half(64),
         batch: BATCH,

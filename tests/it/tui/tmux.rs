@@ -572,14 +572,196 @@ fn the_tui_records_into_the_store_it_is_given() {
         assert!(!work.join("runs").exists(), "{case}: ./runs was used");
         // The Runs screen lists that store.
         tmux.keys(&["6"]);
-        let s = tmux.wait_for("the Runs screen", |s| {
-            s.contains("finished") && s.contains("Runs")
+        // (The tab bar says "Runs" and the dashboard "finished" at once:
+        // wait for the store's own name.)
+        tmux.wait_for(&format!("the Runs screen on {store}"), |s| {
+            s.contains(store)
         });
-        assert!(
-            s.contains(store),
-            "{case}: the Runs screen does not name {store}:\n{s}"
-        );
         tmux.keys(&["q"]);
         tmux.wait_for("the TUI to exit", |s| s.contains("EXITED 0"));
     }
+}
+
+/// The keys that leave only `keep` ticked among the form's methods, from
+/// the first method's row: each row in registry order, its parameters'
+/// rows below it while it is ticked.
+fn keys_to_keep(enabled: &[gradnorm_engine::score::Method], keep: &[&str]) -> Vec<&'static str> {
+    let mut keys = Vec::new();
+    for def in gradnorm_core::method::registry::METHODS {
+        let on = enabled.iter().any(|m| m.key() == def.key);
+        let want = keep.contains(&def.key);
+        if on != want {
+            keys.push("Space");
+        }
+        let rows = 1 + if want { def.params.len() } else { 0 };
+        keys.extend(std::iter::repeat_n("Down", rows));
+    }
+    keys
+}
+
+#[test]
+fn from_the_demo_to_efficientnet_with_a_fit_made_in_the_form() {
+    let Some(shared) = shared_under_tmux() else {
+        return;
+    };
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let demo_ckpt = here.join(gradnorm_engine::demo::CHECKPOINT);
+    if !demo_ckpt.is_file() {
+        eprintln!("SKIPPED: {} is absent", demo_ckpt.display());
+        return;
+    }
+    let data = shared.join("data");
+    let lite0 = shared.join("models/efficientnet-lite0/efficientnet-lite0.safetensors");
+    // A checkout's folder: the demo's checkpoint, EfficientNet-Lite0's
+    // beside it, the shared ImageNet images and DTD textures (as `dtd`:
+    // the demo has its own `textures`).
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path();
+    let at = work.join(gradnorm_engine::demo::CHECKPOINT);
+    std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+    std::fs::copy(&demo_ckpt, &at).unwrap();
+    link(
+        &lite0,
+        &work.join("checkpoints/efficientnet-lite0.safetensors"),
+    );
+    link(
+        &data.join("imagenet-val"),
+        &work.join("dataset/imagenet-val"),
+    );
+    link(&data.join("ood/textures"), &work.join("dataset/dtd"));
+
+    // The demo opens and runs; then the form.
+    let tmux = start_tui("fit", work);
+    tmux.wait_for("the demo run to finish", |s| s.contains("finished in"));
+    tmux.keys(&["1"]);
+    tmux.wait_for("the demo's form, checked", |s| {
+        s.contains("Ready to start") && s.contains("fit.safetensors")
+    });
+
+    // EfficientNet-Lite0's checkpoint from the list: class names and the
+    // image size follow it, and the demo's fit, made for the demo model,
+    // goes once the checks have loaded the new one.
+    tmux.keys(&["g", "Enter", "lite0", "Enter"]);
+    tmux.wait_for("the demo's fit dropped, saying why", |s| {
+        s.contains("fit.safetensors cleared: it was made for BiT ResNetV2")
+    });
+    let s = tmux.wait_for("the new model's own settings", |s| {
+        s.contains("efficientnet-lite0.safetensors ›")
+            && s.contains("ImageNet's (or the ID set's folders)")
+    });
+    assert!(s.contains("fit           "), "{s}");
+
+    // The ID set from its list; of the OOD sets only dtd.
+    tmux.keys(&[
+        "Down", "Down", "Down", "Down", "Down", "Enter", "imagenet", "Enter",
+    ]);
+    tmux.wait_for("imagenet-val as the ID set", |s| {
+        s.contains("▶ ID set        ‹ imagenet-val")
+    });
+    // Below the ID set: its list root, then the other sets in the form's
+    // order (the demo's shapes, textures, novel-shapes, near-shapes, dtd).
+    tmux.keys(&[
+        "Down", "Down", "Down", "Space", "Down", "Space", "Down", "Space",
+    ]);
+    tmux.keys(&["Down", "Space", "Down", "Down"]);
+    let s = tmux.wait_for("dtd alone ticked", |s| s.contains("[x] dtd"));
+    assert!(!s.contains("[x] novel-shapes"), "{s}");
+    // The methods: msp, gradnorm and vim only.
+    let demo = gradnorm_engine::demo::methods();
+    tmux.keys(&keys_to_keep(&demo, &["msp", "gradnorm", "vim"]));
+    // Limit 24 per set and the CPU, from the last rows up.
+    tmux.keys(&["G", "Up", "Up", "Enter", "2", "4", "Enter"]);
+    tmux.keys(&["Up", "Up", "Up", "Up", "Enter", "cpu", "Enter"]);
+    let s = tmux.wait_for("the settings", |s| {
+        s.contains("24 images per dataset") && s.contains("‹ cpu ›")
+    });
+    assert!(
+        s.contains("224 x 224 (efficientnet-lite0's default)"),
+        "{s}"
+    );
+
+    // The fit: made from the form, from the ImageNet set, then chosen.
+    tmux.keys(&["g", "Down", "Down", "Down", "Down", "Enter"]);
+    tmux.wait_for("the fit list", |s| {
+        s.contains("make a fit from a labelled set")
+    });
+    tmux.keys(&["make", "Enter"]);
+    tmux.wait_for("the set list", |s| s.contains("make a fit from ·"));
+    tmux.keys(&["imagenet", "Enter"]);
+    tmux.wait_for("the fit written", |s| s.contains("fit written"));
+    let made = work.join("fits/efficientnet-lite0-imagenet-val.safetensors");
+    assert!(made.is_file());
+    let s = tmux.wait_for("the checks to pass with it", |s| {
+        s.contains("Ready to start") && s.contains("for this model, 24 images")
+    });
+    assert!(s.contains("scores: MSP, GradNorm (T=1), ViM"), "{s}");
+    tmux.keys(&["w"]);
+    tmux.wait_for("the config written", |s| {
+        s.contains("wrote gradnorm-tui.toml")
+    });
+    let cfg = gradnorm_core::run::file::load(&work.join("gradnorm-tui.toml")).unwrap();
+    assert_eq!(
+        cfg.fit.as_deref(),
+        Some(Path::new(
+            "fits/efficientnet-lite0-imagenet-val.safetensors"
+        ))
+    );
+    assert_eq!((cfg.class_names.clone(), cfg.image_size), (None, None));
+    // The demo's results are on screen: asked first.
+    tmux.keys(&["s"]);
+    tmux.wait_for("the question", |s| s.contains("Replace the results?"));
+    tmux.keys(&["y"]);
+    let screen = tmux.wait_for("the run to finish", |s| {
+        s.contains("finished in") && s.contains("ID imagenet-val (24) vs ▒ OOD dtd (24)")
+    });
+    assert!(screen.contains("· fit efficien"), "{screen}");
+
+    // Headless: `fit`, then `eval` with it, on the same settings.
+    let batch = cfg.batch.get().to_string();
+    let fit = work.join("headless-fit.safetensors");
+    let out = Command::new(BIN)
+        .current_dir(work)
+        .args(["fit", "--device", "cpu", "--limit", "24", "--batch", &batch])
+        .arg("--checkpoint")
+        .arg(&lite0)
+        .arg("--train")
+        .arg(data.join("imagenet-val/val_list.txt"))
+        .arg("--out")
+        .arg(&fit)
+        .output()
+        .unwrap();
+    common::assert_success(&out);
+    let out = Command::new(BIN)
+        .current_dir(work)
+        .args(["eval", "--no-store", "--json", "--device", "cpu"])
+        .args([
+            "--methods",
+            "msp,gradnorm,vim",
+            "--limit",
+            "24",
+            "--batch",
+            &batch,
+        ])
+        .arg("--checkpoint")
+        .arg(&lite0)
+        .arg("--fit")
+        .arg(&fit)
+        .arg("--id")
+        .arg(data.join("imagenet-val/val_list.txt"))
+        .arg(format!("--ood=dtd={}", data.join("ood/textures").display()))
+        .arg("--out")
+        .arg(work.join("runs/eval"))
+        .output()
+        .unwrap();
+    let summary = common::success_json(&out);
+    assert_table_matches(
+        &screen,
+        &summary,
+        "dtd",
+        &[("msp", "MSP"), ("gradnorm", "GradNorm"), ("vim", "ViM")],
+        "fit + eval --json",
+    );
+    tmux.keys(&["q"]);
+    let s = tmux.wait_for("the TUI to exit", |s| s.contains("EXITED"));
+    assert!(s.contains("EXITED 0"), "{s}");
 }

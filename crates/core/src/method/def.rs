@@ -176,6 +176,9 @@ pub enum Kind {
     Klm,
     Mds,
     Rmds,
+    GaiaA,
+    GaiaZ,
+    NacUe,
 }
 
 impl std::fmt::Debug for MethodDef {

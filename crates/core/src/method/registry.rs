@@ -355,7 +355,73 @@ pub static METHODS: &[MethodDef] = &[
         describe: plain,
         kind: Kind::Rmds,
     },
+    MethodDef {
+        key: "gaia-a",
+        label: "GAIA-A",
+        help: "minus the mean squared channel-averaged gradient of the pooled feature's sum \
+               at the chosen layers, relative to the head's (Chen et al. 2023)",
+        params: &[GAIA_LAYERS],
+        needs: FEATURE_HEAD,
+        describe: plain,
+        kind: Kind::GaiaA,
+    },
+    MethodDef {
+        key: "gaia-z",
+        label: "GAIA-Z",
+        help: "minus the mean squared fraction of non-zero gradients of the top logit per \
+               channel of the chosen layers (Chen et al. 2023)",
+        params: &[GAIA_LAYERS],
+        needs: FEATURE_HEAD,
+        describe: plain,
+        kind: Kind::GaiaZ,
+    },
+    MethodDef {
+        key: "nac-ue",
+        label: "NAC-UE",
+        help: "neuron activation coverage: how often the fit set's states sigmoid(alpha o dKL/do) \
+               fell in the image's state's interval, averaged over neurons and layers (Liu et al. 2024)",
+        params: &[
+            ParamDef {
+                name: "layers",
+                label: "layers",
+                short: "layers",
+                kind: ParamKind::Text("auto"),
+                help: "the layers whose neurons count, joined by +; auto: the authors' four \
+                       (ResNet: avgpool+layer3+layer2+layer1; BiT: before_head+body.block3+\
+                       body.block2+body.block1)",
+            },
+            nac_per_layer("bins", "intervals + 1 (M, even); auto: the authors' per layer (50, 50, 500, 1000)"),
+            nac_per_layer("o", "fit states that fill an interval (O); auto: the authors' per layer (10, 500, 50, 5000)"),
+            nac_per_layer("alpha", "the sigmoid's steepness; auto: the authors' per layer (3000, 300, 0.01, 1)"),
+        ],
+        needs: FITTED,
+        describe: plain,
+        kind: Kind::NacUe,
+    },
 ];
+
+/// A NAC-UE hyperparameter: `auto`, one number for every layer, or one per
+/// layer joined by +.
+const fn nac_per_layer(name: &'static str, help: &'static str) -> ParamDef {
+    ParamDef {
+        name,
+        label: name,
+        short: name,
+        kind: ParamKind::Text("auto"),
+        help,
+    }
+}
+
+/// GAIA's layers: whose output gradients it reads.
+const GAIA_LAYERS: ParamDef = ParamDef {
+    name: "layers",
+    label: "layers",
+    short: "layers",
+    kind: ParamKind::Text("auto"),
+    help: "the normalization layers whose output gradients count, as the checkpoint names \
+           them or a block above them, joined by +; auto: the authors' ImageNet choice \
+           (BiT: body.block4; ResNet: layer3+layer4)",
+};
 
 /// The paper's methods: what `eval`, `bench` and the TUI's form run when
 /// no methods are chosen.

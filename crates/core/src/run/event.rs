@@ -26,13 +26,18 @@ pub struct DatasetInfo {
 }
 
 /// Where and how the model ran: its weights file, the device, the precision
-/// and the input size (in [`RunInfo`] and, as written, in `Summary`).
+/// and the input size, and the fit file the fit-based methods read (in
+/// [`RunInfo`] and, as written, in `Summary`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Setup {
     pub checkpoint: Option<PathBuf>,
     pub device: String,
     pub dtype: String,
     pub image_size: usize,
+    /// The run's fit file (`RunConfig::fit`); absent in runs stored before
+    /// it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fit: Option<PathBuf>,
 }
 
 /// Sent once the model is loaded and the datasets are listed.
@@ -139,6 +144,7 @@ mod tests {
                 device: "cpu".into(),
                 dtype: "f32".into(),
                 image_size: 64,
+                fit: None,
             },
             input: InputSpec::half(64),
             batch: 8,

@@ -87,6 +87,9 @@ pub fn run_header(summary: &Summary) -> String {
         summary.setup.image_size,
         summary.batch
     );
+    if let Some(fit) = &summary.setup.fit {
+        out.push_str(&format!("fit: {}\n", fit.display()));
+    }
     for d in &summary.datasets {
         let role = match d.role {
             crate::run::Role::Id => "ID ",

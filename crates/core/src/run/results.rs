@@ -502,6 +502,7 @@ impl Summary {
             "device": self.setup.device,
             "dtype": self.setup.dtype,
             "image_size": self.setup.image_size,
+            "fit": self.setup.fit,
             "preprocess": self.preprocess,
             "batch": self.batch,
             "datasets": self.datasets.iter().map(|d| json!({

@@ -25,7 +25,11 @@ pub fn ensure_fit(data_root: &Path, checkpoint: &Path, seed: u64) -> Result<Path
     let device = candle_core::Device::Cpu;
     let model = model::load_checkpoint(checkpoint, None, &device, candle_core::DType::F32)?;
     let file = data_root.join(FIT_FILE);
-    if Fit::load_for(&file, model.as_ref()).is_ok() {
+    // A fit made before NAC-UE's states were kept is made again.
+    let has_nac = |f: &Fit| {
+        f.nac.is_some() || crate::score::nac::authors_layers(model.info().family).is_none()
+    };
+    if Fit::load_for(&file, model.as_ref()).is_ok_and(|f| has_nac(&f)) {
         return Ok(file);
     }
     let dir = data_root.join(FIT_DIR);
@@ -52,6 +56,7 @@ pub fn ensure_fit(data_root: &Path, checkpoint: &Path, seed: u64) -> Result<Path
         batch: 50,
         workers: 0,
         bank: DEFAULT_BANK,
+        nac_rows: crate::score::nac::DEFAULT_FIT_ROWS,
     };
     let (fit, _) = fit_images(
         model.as_ref(),

@@ -2,10 +2,11 @@
 //! Knows nothing of terminals; the CLI and the TUI consume its events.
 //! Every run starts through one builder, [`Run`] (start.rs).
 
+pub mod fit;
 mod prepare;
 mod start;
 
-pub use prepare::{check, preflight, Preflight};
+pub use prepare::{check, inspect, Checks};
 pub use start::{OnStoreError, Recording, Run, RunHandle};
 
 use crate::classes::Classes;
@@ -126,6 +127,7 @@ fn execute(
             device: crate::device::device_name(&device),
             dtype: crate::device::dtype_name(dtype).to_string(),
             image_size: input.size,
+            fit: config.fit.clone(),
         },
         input,
         batch: config.batch.get(),

@@ -10,6 +10,7 @@ use crate::classes::Classes;
 use crate::data::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::model::{self, Backbone, InputSpec};
+use crate::score::mahalanobis::ModelStamp;
 use crate::score::Scorer;
 use candle_core::{DType, Device};
 use gradnorm_core::run::{self, ImageSize, RunConfig};
@@ -61,21 +62,23 @@ pub(super) fn prepare(
 /// listings and the checkpoint, no image; a model that does not load
 /// leaves the checks that need it out.
 pub fn check(config: &RunConfig) -> Vec<String> {
-    preflight(config).problems
+    inspect(config).problems
 }
 
-/// What a form needs to know of its run before it starts: [`check`]'s
-/// problems and, the model being loaded for them anyway, the weights a
-/// method's `layer=` accepts (`model::probe::weight_layers`; empty when
-/// the model does not load).
+/// What [`check`] found and, the model being loaded for it anyway, its
+/// stamp (a form tells by it which fit files were made for this model) and
+/// the weights a method's `layer=` accepts (`model::probe::weight_layers`;
+/// empty when the model does not load).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Preflight {
+pub struct Checks {
     pub problems: Vec<String>,
+    pub model: Option<ModelStamp>,
     pub layers: Vec<String>,
 }
 
-/// [`check`], and the model's weight layers.
-pub fn preflight(config: &RunConfig) -> Preflight {
+/// [`check`], keeping the loaded model's stamp and weight layers.
+pub fn inspect(config: &RunConfig) -> Checks {
+    let mut stamp = None;
     let mut problems = Vec::new();
     let mut layers = Vec::new();
     let mut note = |e: Error| problems.push(e.to_string());
@@ -91,6 +94,7 @@ pub fn preflight(config: &RunConfig) -> Preflight {
         }
     }
     if let Ok((_, _, model)) = load_model(config).map_err(&mut note) {
+        stamp = ModelStamp::of(model.as_ref(), model.info().input.size).ok();
         if let Err(e) = input_of(config, model.as_ref()) {
             note(e);
         }
@@ -107,7 +111,11 @@ pub fn preflight(config: &RunConfig) -> Preflight {
             Err(e) => note(e),
         }
     }
-    Preflight { problems, layers }
+    Checks {
+        problems,
+        model: stamp,
+        layers,
+    }
 }
 
 fn validate(config: &RunConfig) -> Result<()> {

@@ -8,7 +8,12 @@
 //! image of the batch at once. Nothing happens while no probe is set.
 //!
 //! The probe is thread-local and lives for one closure ([`capture`],
-//! [`list`]): the forward pass runs on the thread that set it.
+//! [`list`], [`points`]): the forward pass runs on the thread that set it.
+//!
+//! Normalization outputs (and a stage's output) pass through [`point`]
+//! instead: a [`points`] probe adds a zero variable there, so that one
+//! backward pass yields the gradient at every selected point while the
+//! graph stays connected through all of them (GAIA reads many at once).
 
 use candle_core::{Result, Tensor, Var};
 use std::cell::RefCell;
@@ -23,6 +28,14 @@ pub enum LayerOp {
         kernel: (usize, usize),
         stride: usize,
         padding: usize,
+    },
+    /// Channels-last ([B, H, W, C]) depthwise k x k convolution (one filter
+    /// per channel), zeros `pad` = (top, left) before and as many after as
+    /// the output's size needs (TensorFlow's "same").
+    Depthwise {
+        kernel: usize,
+        stride: usize,
+        pad: (usize, usize),
     },
 }
 
@@ -45,6 +58,9 @@ pub struct Captured {
     pub output: Var,
     pub op: LayerOp,
     pub standardized: Option<Standardized>,
+    /// The op used the stored weight times this, per output channel (a
+    /// BatchNorm folded in at load): d/dw = scale * d/dw_op. [O], f32.
+    pub out_scale: Option<Tensor>,
 }
 
 /// A weight layer: its name as the checkpoint has it (without `.weight`)
@@ -55,11 +71,28 @@ pub struct LayerInfo {
     pub shape: Vec<usize>,
 }
 
+/// A point of the forward pass a [`points`] probe selected: the tensor
+/// there is the model's value plus `var` (zeros), so d loss / d var is the
+/// gradient at that point.
+#[derive(Debug, Clone)]
+pub struct Point {
+    /// The checkpoint's name of the layer whose output it is.
+    pub name: String,
+    pub kind: PointKind,
+    /// The model's value there (detached).
+    pub value: Tensor,
+    pub var: Var,
+}
+
 enum Probe {
     List(Vec<LayerInfo>),
     Capture {
         name: String,
         found: Option<Captured>,
+    },
+    Points {
+        select: Selection,
+        found: Vec<Point>,
     },
 }
 
@@ -113,6 +146,77 @@ pub fn list<T>(f: impl FnOnce() -> T) -> (T, Vec<LayerInfo>) {
     }
 }
 
+/// What a probe point is the output of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PointKind {
+    /// A normalization layer (BatchNorm, GroupNorm).
+    Norm,
+    /// A stage of the backbone (ResNet's `layer4`).
+    Stage,
+}
+
+/// Which points a [`points`] probe takes: normalization outputs named by
+/// one of `norms` or lying under one (`layer4` selects `layer4.0.bn1`),
+/// and the stage outputs named in `stages`.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub norms: Vec<String>,
+    pub stages: Vec<String>,
+}
+
+impl Selection {
+    fn takes(&self, kind: PointKind, name: &str) -> bool {
+        match kind {
+            PointKind::Norm => self.norms.iter().any(|p| is_under(name, p)),
+            PointKind::Stage => self.stages.iter().any(|s| s == name),
+        }
+    }
+}
+
+/// Runs `f` (a forward pass) with a probe at every point `select` takes:
+/// its result and those points, in forward order.
+pub fn points<T>(select: &Selection, f: impl FnOnce() -> T) -> (T, Vec<Point>) {
+    let probe = Probe::Points {
+        select: select.clone(),
+        found: Vec::new(),
+    };
+    match with_probe(probe, f) {
+        (out, Some(Probe::Points { found, .. })) => (out, found),
+        (out, _) => (out, Vec::new()),
+    }
+}
+
+/// Whether `name` is `prefix` or lies under it.
+pub fn is_under(name: &str, prefix: &str) -> bool {
+    name.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+}
+
+/// The output `y` of a layer `name` without a weight of its own: `y` back,
+/// or, at a point a [`points`] probe takes, `y` plus a zero variable.
+pub fn point(kind: PointKind, name: impl FnOnce() -> String, y: Tensor) -> Result<Tensor> {
+    PROBE.with(|p| {
+        let mut p = p.borrow_mut();
+        let Some(Probe::Points { select, found }) = p.as_mut() else {
+            return Ok(y);
+        };
+        let name = name();
+        if !select.takes(kind, &name) {
+            return Ok(y);
+        }
+        let var = Var::zeros(y.shape(), y.dtype(), y.device())?;
+        let value = y.detach();
+        let out = (y + var.as_tensor())?;
+        found.push(Point {
+            name,
+            kind,
+            value,
+            var,
+        });
+        Ok(out)
+    })
+}
+
 /// A layer `name` with stored weight `weight` mapped `x` to `y` by `op`:
 /// `y` back, or, at the probed layer, a variable holding it.
 pub fn at(
@@ -125,6 +229,19 @@ pub fn at(
     at_standardized(name, op, weight, || Ok(None), x, y)
 }
 
+/// [`at`] for a weight stored with shape `stored` and used times `scale`
+/// per output channel (a BatchNorm folded into it), in another layout.
+pub fn at_folded(
+    name: impl FnOnce() -> String,
+    op: LayerOp,
+    stored: &[usize],
+    scale: &Tensor,
+    x: &Tensor,
+    y: Tensor,
+) -> Result<Tensor> {
+    at_with(name, op, stored, || Ok((None, Some(scale.clone()))), x, y)
+}
+
 /// [`at`] for a standardized weight: `standardized` gives the
 /// standardization (called only at the probed layer).
 pub fn at_standardized(
@@ -135,14 +252,30 @@ pub fn at_standardized(
     x: &Tensor,
     y: Tensor,
 ) -> Result<Tensor> {
+    let extra = || Ok((standardized()?, None));
+    at_with(name, op, weight.dims(), extra, x, y)
+}
+
+/// A probed layer: its stored weight's shape, and (only at the probed
+/// layer) how the op's weight derives from it.
+type Derived = (Option<Standardized>, Option<Tensor>);
+
+fn at_with(
+    name: impl FnOnce() -> String,
+    op: LayerOp,
+    stored: &[usize],
+    derived: impl FnOnce() -> Result<Derived>,
+    x: &Tensor,
+    y: Tensor,
+) -> Result<Tensor> {
     PROBE.with(|p| {
         let mut p = p.borrow_mut();
         match p.as_mut() {
-            None => Ok(y),
+            None | Some(Probe::Points { .. }) => Ok(y),
             Some(Probe::List(layers)) => {
                 layers.push(LayerInfo {
                     name: name(),
-                    shape: weight.dims().to_vec(),
+                    shape: stored.to_vec(),
                 });
                 Ok(y)
             }
@@ -152,11 +285,13 @@ pub fn at_standardized(
                 }
                 let output = Var::from_tensor(&y.detach())?;
                 let tracked = output.as_tensor().clone();
+                let (standardized, out_scale) = derived()?;
                 *found = Some(Captured {
                     input: x.detach(),
                     output,
                     op,
-                    standardized: standardized()?,
+                    standardized,
+                    out_scale,
                 });
                 Ok(tracked)
             }

@@ -14,7 +14,7 @@
 //! the average-pooled layer4 output, the input of `fc`.
 
 use super::params::{self, BatchNorm, TorchvisionArch};
-use super::probe::{self, LayerOp};
+use super::probe::{self, LayerOp, PointKind};
 use super::{ops, spatial_mean, Backbone, Family, Meta, ModelInfo, Preprocess};
 use crate::error::{Error, Result};
 use crate::weights::Checkpoint;
@@ -112,6 +112,8 @@ struct ConvBn {
     name: String,
     weight: Tensor,
     bn: BatchNorm,
+    /// The checkpoint's name of the BatchNorm (a probe point).
+    bn_name: String,
     stride: usize,
     padding: usize,
 }
@@ -129,6 +131,7 @@ impl ConvBn {
             name: vb.pp(conv).prefix(),
             weight: params::conv_weight(&vb.pp(conv), cout, cin, k, "weight")?,
             bn: BatchNorm::new(vb.pp(bn), cout)?,
+            bn_name: vb.pp(bn).prefix(),
             stride,
             padding: k / 2,
         })
@@ -143,7 +146,11 @@ impl ConvBn {
             padding: self.padding,
         };
         let y = probe::at(|| self.name.clone(), op, &self.weight, x, y)?;
-        self.bn.forward(&y)
+        probe::point(
+            PointKind::Norm,
+            || self.bn_name.clone(),
+            self.bn.forward(&y)?,
+        )
     }
 }
 
@@ -341,7 +348,8 @@ impl Backbone for ResNet {
         for block in &self.stages[l - 1] {
             x = block.forward(&x)?;
         }
-        Ok(x)
+        // The stage's output is a probe point too (GAIA reads layer4's).
+        Ok(probe::point(PointKind::Stage, || format!("layer{l}"), x)?)
     }
 
     /// The spatial mean; that of layer4 is also the feature h.

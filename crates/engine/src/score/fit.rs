@@ -14,7 +14,8 @@
 //! images, evenly spaced over the list (every image when the set is
 //! smaller): knn's neighbours, react's percentile over every entry of F and
 //! the mean residual norm in vim's alpha. These are exact while the set
-//! fits the bank and estimates from a uniform subsample beyond it.
+//! fits the bank and estimates from a uniform subsample beyond it. NAC-UE's
+//! per-neuron states are kept the same way for up to 1,000 images.
 
 use super::gaussian::{GaussianFit, LayerGaussian};
 use super::mahalanobis::ModelStamp;
@@ -56,6 +57,9 @@ pub struct Fit {
     /// Bank features ([rows, D], f32) and how many rows.
     pub bank: Vec<f32>,
     pub bank_rows: usize,
+    /// NAC-UE's states of up to `FitOptions::nac_rows` images (None in files
+    /// made before they were kept, or without any).
+    pub nac: Option<super::nac::FitStates>,
 }
 
 /// One streaming pass that becomes a [`Fit`].
@@ -70,6 +74,8 @@ pub struct FitBuilder {
     pred_counts: Vec<u64>,
     bank: Vec<f32>,
     bank_rows: usize,
+    /// NAC-UE's states, when the builder is given them.
+    pub nac: Option<super::nac::FitStates>,
 }
 
 impl FitBuilder {
@@ -84,6 +90,7 @@ impl FitBuilder {
             pred_counts: vec![0; num_classes],
             bank: Vec::new(),
             bank_rows: 0,
+            nac: None,
         })
     }
 
@@ -152,6 +159,7 @@ impl FitBuilder {
             klm,
             bank: self.bank,
             bank_rows: self.bank_rows,
+            nac: self.nac,
         })
     }
 }
@@ -178,9 +186,37 @@ struct Header {
     classes: Vec<usize>,
     max_logit_mean: f64,
     bank_rows: usize,
+    /// NAC-UE's layers (their dims) and rows; absent in older files.
+    #[serde(default)]
+    nac_layers: Vec<(String, usize)>,
+    #[serde(default)]
+    nac_rows: usize,
+}
+
+/// What a fit file says of itself, read without its tensors
+/// ([`Fit::peek`]): which model it was made for, on how many images.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitInfo {
+    pub model: ModelStamp,
+    pub feature_dim: usize,
+    pub images: u64,
+    /// Classes that had images.
+    pub classes: usize,
 }
 
 impl Fit {
+    /// The header of the fit file `path` only (a menu reads every fit it
+    /// finds this way); an error when it is not a fit file.
+    pub fn peek(path: &Path) -> Result<FitInfo> {
+        let h: Header = super::params_file::read_header(path, &KIND)?;
+        Ok(FitInfo {
+            model: h.model,
+            feature_dim: h.feature_dim,
+            images: h.images,
+            classes: h.classes.len(),
+        })
+    }
+
     pub fn save(&self, path: &Path) -> Result<()> {
         let cpu = Device::Cpu;
         let d = self.feature_dim;
@@ -206,6 +242,20 @@ impl Fit {
                 Tensor::from_slice(&self.bank, (self.bank_rows, d), &cpu)?,
             ));
         }
+        let nac = self.nac.as_ref().filter(|s| s.rows > 0);
+        if let Some(s) = nac {
+            for (l, name) in s.layers.iter().enumerate() {
+                let shape = (s.rows, s.dims[l]);
+                tensors.push((
+                    format!("nac.{name}.o"),
+                    Tensor::from_slice(&s.o[l], shape, &cpu)?,
+                ));
+                tensors.push((
+                    format!("nac.{name}.g"),
+                    Tensor::from_slice(&s.g[l], shape, &cpu)?,
+                ));
+            }
+        }
         let header = Header {
             model: self.model.clone(),
             feature_dim: d,
@@ -213,6 +263,16 @@ impl Fit {
             classes: self.by_class.classes.clone(),
             max_logit_mean: self.max_logit_mean,
             bank_rows: self.bank_rows,
+            nac_layers: nac
+                .map(|s| {
+                    s.layers
+                        .iter()
+                        .cloned()
+                        .zip(s.dims.iter().copied())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            nac_rows: nac.map_or(0, |s| s.rows),
         };
         super::params_file::write(path, &KIND, tensors, &header)
     }
@@ -248,6 +308,29 @@ impl Fit {
         } else {
             Vec::new()
         };
+        let nac = if h.nac_rows > 0 {
+            let mut s = super::nac::FitStates {
+                rows: h.nac_rows,
+                ..Default::default()
+            };
+            for (name, dim) in &h.nac_layers {
+                let mut read = |which: &str| -> Result<Vec<f32>> {
+                    Ok(
+                        take(&format!("nac.{name}.{which}"), vec![h.nac_rows, *dim])?
+                            .to_dtype(DType::F32)?
+                            .flatten_all()?
+                            .to_vec1::<f32>()?,
+                    )
+                };
+                s.o.push(read("o")?);
+                s.g.push(read("g")?);
+                s.layers.push(name.clone());
+                s.dims.push(*dim);
+            }
+            Some(s)
+        } else {
+            None
+        };
         Ok(Fit {
             model: h.model,
             feature_dim: d,
@@ -258,6 +341,7 @@ impl Fit {
             klm,
             bank,
             bank_rows: h.bank_rows,
+            nac,
         })
     }
 
@@ -289,6 +373,9 @@ pub struct FitOptions {
     pub workers: usize,
     /// Cap on the feature bank (rows).
     pub bank: usize,
+    /// Cap on the images whose NAC-UE states are kept (each takes a
+    /// backward pass); 0 keeps none.
+    pub nac_rows: usize,
 }
 
 /// One pass of `model` over labelled `items`: the fit, and the images that
@@ -325,10 +412,12 @@ pub fn fit_images(
         return Err(Error::Invalid("the fit set is empty".into()));
     }
     let in_bank = bank_selection(items.len(), opts.bank);
+    let in_nac = bank_selection(items.len(), opts.nac_rows);
     let (w, _) = model.head();
     let dim = w.dim(1)?;
     let device = model.device().clone();
     let mut builder = FitBuilder::new(c, dim, &device)?;
+    let mut nac = super::nac::FitStates::for_model(model);
     let total = items.len();
     let items: std::sync::Arc<[crate::data::dataset::Item]> = items.into();
     let mut batches = loader::batches(
@@ -360,11 +449,25 @@ pub fn fit_images(
             let l: Vec<usize> = batch.indices.iter().map(|&i| labels[i]).collect();
             let b: Vec<bool> = batch.indices.iter().map(|&i| in_bank[i]).collect();
             builder.add(&out.logits, &out.feature, &l, &b)?;
+            // NAC-UE's states need a backward pass: only its rows take it.
+            let rows: Vec<u32> = (0..n)
+                .filter(|&r| in_nac[batch.indices[r]])
+                .map(|r| r as u32)
+                .collect();
+            if !rows.is_empty() {
+                let idx = Tensor::new(rows.as_slice(), &device)?;
+                nac.add(model, &x.index_select(&idx, 0)?)?;
+            }
             done += n;
         }
         progress(done, total);
     }
+    // A cancelled loader stops sending batches: the pass is not whole.
+    if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(Error::Invalid("fit cancelled".into()));
+    }
     let stamp = ModelStamp::of(model, opts.input.size)?;
+    builder.nac = Some(nac);
     Ok((builder.finish(stamp)?, skipped))
 }
 

@@ -5,11 +5,13 @@
 
 pub mod fit;
 mod fitted;
+pub mod gaia;
 pub mod gaussian;
 pub mod gradnorm;
 pub mod logistic;
 pub mod logits;
 pub mod mahalanobis;
+pub mod nac;
 pub mod odin;
 mod params_file;
 pub mod posthoc;
@@ -95,6 +97,9 @@ fn prepare(m: &Method, ctx: &Prepare) -> Result<Box<dyn Score>> {
         Kind::Klm => fitted::prepare_klm(m, ctx),
         Kind::Mds => fitted::prepare_mds(m, ctx),
         Kind::Rmds => fitted::prepare_rmds(m, ctx),
+        Kind::GaiaA => gaia::prepare(m, ctx, gaia::Variant::A),
+        Kind::GaiaZ => gaia::prepare(m, ctx, gaia::Variant::Z),
+        Kind::NacUe => nac::prepare(m, ctx),
     }
 }
 

@@ -63,16 +63,41 @@ pub fn take(
     Ok(t)
 }
 
-/// Reads a file of `kind`: its header and its tensors (on the CPU).
-pub fn read<H: serde::de::DeserializeOwned>(
+/// Reads only the header of a file of `kind` (its first bytes: the
+/// safetensors header holding the metadata), not its tensors: cheap
+/// enough for a menu to look at every file it finds.
+pub fn read_header<H: serde::de::DeserializeOwned>(path: &Path, kind: &Kind) -> Result<H> {
+    use std::io::Read;
+    let bad = |reason: String| Error::data(path, reason);
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len)
+        .map_err(|_| bad(format!("not a {}: too short", kind.what)))?;
+    let len = u64::from_le_bytes(len);
+    // safetensors' own cap on a header (100 MB).
+    if len > 100_000_000 {
+        return Err(bad(format!("not a {}: header of {len} bytes", kind.what)));
+    }
+    let mut json = vec![0u8; len as usize];
+    f.read_exact(&mut json)
+        .map_err(|_| bad(format!("not a {}: header cut short", kind.what)))?;
+    #[derive(serde::Deserialize)]
+    struct Outer {
+        #[serde(rename = "__metadata__", default)]
+        metadata: Option<HashMap<String, String>>,
+    }
+    let outer: Outer =
+        serde_json::from_slice(&json).map_err(|e| bad(format!("not a {}: {e}", kind.what)))?;
+    header_of(path, kind, &outer.metadata.unwrap_or_default())
+}
+
+/// The kind's header from a file's metadata, its format and version checked.
+fn header_of<H: serde::de::DeserializeOwned>(
     path: &Path,
     kind: &Kind,
-) -> Result<(H, HashMap<String, Tensor>)> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    meta: &HashMap<String, String>,
+) -> Result<H> {
     let bad = |reason: String| Error::data(path, reason);
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
-        .map_err(|e| bad(format!("not a {}: {e}", kind.what)))?;
-    let meta = meta.metadata().clone().unwrap_or_default();
     if meta.get("format").map(String::as_str) != Some(kind.format) {
         return Err(bad(format!(
             "not a {} (make one with `{}`)",
@@ -87,8 +112,21 @@ pub fn read<H: serde::de::DeserializeOwned>(
             kind.version
         )));
     }
-    let header: H = serde_json::from_str(meta.get(kind.header).map_or("", |s| s))
-        .map_err(|e| bad(format!("bad `{}` metadata: {e}", kind.header)))?;
+    serde_json::from_str(meta.get(kind.header).map_or("", |s| s))
+        .map_err(|e| bad(format!("bad `{}` metadata: {e}", kind.header)))
+}
+
+/// Reads a file of `kind`: its header and its tensors (on the CPU).
+pub fn read<H: serde::de::DeserializeOwned>(
+    path: &Path,
+    kind: &Kind,
+) -> Result<(H, HashMap<String, Tensor>)> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bad = |reason: String| Error::data(path, reason);
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| bad(format!("not a {}: {e}", kind.what)))?;
+    let meta = meta.metadata().clone().unwrap_or_default();
+    let header: H = header_of(path, kind, &meta)?;
     let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
         .map_err(|e| bad(e.to_string()))?;
     Ok((header, tensors))

@@ -68,6 +68,8 @@ pub struct RunRow {
     pub device: String,
     pub elapsed_secs: f64,
     pub error: Option<String>,
+    /// The fit file its config named.
+    pub fit: Option<PathBuf>,
 }
 
 /// An open store.
@@ -171,6 +173,7 @@ impl Store {
                     }),
                 sets,
                 methods: config.methods.iter().map(|m| m.key().to_string()).collect(),
+                fit: config.fit.clone(),
                 state,
                 shard: si.zip(sc).map(|(i, c)| Shard {
                     index: i as usize,

@@ -221,7 +221,17 @@ impl Recorder {
             .transpose()?;
         // Without a checkpoint file the weights cannot be identified: records
         // are kept but never reused (a key unique to this start).
-        let identity = serde_json::json!({
+        // A fit-based score depends on the fit file as much as on the
+        // weights: images scored with another fit are not reused (nor
+        // their scores overwritten), so the fit joins the key of runs
+        // that read one (the key of the others is unchanged).
+        let fit_sha = match &self.config.fit {
+            Some(p) if p.is_file() && self.config.methods.iter().any(|m| m.needs_fit()) => {
+                Some(sha256_file(p)?)
+            }
+            _ => None,
+        };
+        let mut identity = serde_json::json!({
             "checkpoint_sha256": sha,
             "model": info.model.name,
             "family": info.model.family,
@@ -236,6 +246,9 @@ impl Recorder {
             "device": info.setup.device,
             "nonce": sha.is_none().then(nonce),
         });
+        if let Some(fit) = fit_sha {
+            identity["fit_sha256"] = fit.into();
+        }
         let model_key = sha256_str(&identity.to_string());
         let info_json =
             serde_json::to_string(info).map_err(|e| Error::Invalid(format!("run info: {e}")))?;

@@ -260,6 +260,11 @@ fn render_run(ctx: &Ctx, info: &RunInfo, area: Rect, buf: &mut Buffer) {
         .and_then(|p| p.file_name())
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "random weights".into());
+    // The fit the fit-based scores read, by file name.
+    let ckpt = match info.setup.fit.as_ref().and_then(|p| p.file_name()) {
+        Some(fit) => format!("{ckpt} · fit {}", fit.to_string_lossy()),
+        None => ckpt,
+    };
     let w = block.inner(area).width as usize;
     let mut lines = vec![
         Line::raw(theme::fit(&model_name(info), w)),

@@ -6,7 +6,10 @@ use super::state::{Row, SetupAction, SetupState};
 use crate::tui::files::{FileBrowser, Outcome};
 use crate::tui::keymap::Action;
 use crate::tui::picker::{complete_path, Picked, Picker};
-use gradnorm_core::run::{DType, Device};
+use gradnorm_core::run::{DType, DatasetSpec, Device};
+
+/// The fit list's last item.
+pub(crate) const MAKE_FIT: &str = "make a fit from a labelled set…";
 
 impl SetupState {
     /// A popup list for `row`, or None when the row is typed or toggled.
@@ -36,6 +39,19 @@ impl SetupState {
                     .and_then(|m| self.model_names.iter().position(|x| x == m))
                     .map_or(0, |p| p + 1);
                 Picker::new("model · type to filter", items, Some(at))
+            }
+            Row::Fit => {
+                let mut items: Vec<String> =
+                    (0..self.fits.len()).map(|i| self.fit_label(i)).collect();
+                items.push("none".into());
+                items.push(MAKE_FIT.into());
+                let at = self.fit.unwrap_or(self.fits.len());
+                Picker::new(
+                    "fit · for ReAct, DICE, KNN, ViM, ... · type to filter, or a path",
+                    items,
+                    Some(at),
+                )
+                .with_free_text()
             }
             Row::Id => {
                 let items = self
@@ -111,6 +127,74 @@ impl SetupState {
         Picker::new(title, items, at).with_free_text()
     }
 
+    /// A fit as its list shows it: the file, the model it was made for and
+    /// on how many images, and whether that is the form's model.
+    pub(crate) fn fit_label(&self, i: usize) -> String {
+        let f = &self.fits[i];
+        let mark = match self.fit_matches(i) {
+            Some(true) => "this model · ",
+            Some(false) => "other model · ",
+            None => "",
+        };
+        if f.info.feature_dim == 0 {
+            return format!("{} · not a readable fit file", f.path.display());
+        }
+        // The model first: the list is read for it; long paths keep
+        // their file names.
+        format!(
+            "{mark}{}, {} images · {}",
+            f.info.model.name,
+            crate::tui::theme::count(f.info.images as usize),
+            crate::tui::theme::fit_path(&f.path, 28)
+        )
+    }
+
+    /// The list of labelled sets a fit can be made from: the form's sets,
+    /// or a path typed.
+    fn fit_set_picker(&self) -> Picker {
+        let items = self
+            .datasets
+            .iter()
+            .map(|d| format!("{}  {}", d.name, d.path.display()))
+            .collect();
+        Picker::new(
+            "make a fit from · a labelled set (list file or ImageFolder), or a path",
+            items,
+            Some(0),
+        )
+        .with_free_text()
+    }
+
+    /// The fit job of the set picked (`i` among the form's sets, or a path).
+    fn make_fit_from(&mut self, picked: Picked) -> SetupAction {
+        let set = match picked {
+            Picked::Item(i) => match self.datasets.get(i) {
+                Some(d) => DatasetSpec {
+                    name: d.name.clone(),
+                    path: d.path.clone(),
+                    root: d.root.clone(),
+                    format: d.format,
+                    group: None,
+                },
+                None => return SetupAction::None,
+            },
+            Picked::Text(t) => {
+                let path = std::path::PathBuf::from(t.trim());
+                DatasetSpec {
+                    name: crate::tui::discover::name_of(&path),
+                    path,
+                    root: None,
+                    format: None,
+                    group: None,
+                }
+            }
+        };
+        match self.fit_job(set) {
+            Ok(job) => SetupAction::MakeFit(Box::new(job)),
+            Err(e) => SetupAction::Message(e),
+        }
+    }
+
     /// A key while the popup list is open.
     pub(super) fn on_picker(&mut self, action: Action) -> SetupAction {
         let paths = self.current_takes_path();
@@ -127,11 +211,20 @@ impl SetupState {
                 p.selected = 0;
                 self.completions = fits;
             }
-            Action::EditCancel => self.picker = None,
+            Action::EditCancel => {
+                self.picker = None;
+                self.picking_fit_set = false;
+            }
             Action::EditConfirm => {
                 let picked = p.pick();
                 self.picker = None;
                 self.completions.clear();
+                if std::mem::take(&mut self.picking_fit_set) {
+                    return match picked {
+                        Some(x) => self.make_fit_from(x),
+                        None => SetupAction::Message("nothing matches: Esc closes the list".into()),
+                    };
+                }
                 return match picked {
                     Some(x) => self.apply_pick(x),
                     None => SetupAction::Message("nothing matches: Esc closes the list".into()),
@@ -159,6 +252,17 @@ impl SetupState {
                     self.model = model;
                     return self.model_changed();
                 }
+            }
+            (Row::Fit, Picked::Item(i)) if i == self.fits.len() + 1 => {
+                if self.fitting.is_some() {
+                    return SetupAction::Message("a fit is being made: c cancels it".into());
+                }
+                self.picker = Some(self.fit_set_picker());
+                self.picking_fit_set = true;
+            }
+            (Row::Fit, Picked::Item(i)) => {
+                self.fit = (i < self.fits.len()).then_some(i);
+                self.fit_unchecked = false;
             }
             (Row::Id, Picked::Item(i)) => self.id = Some(i),
             (Row::Device, Picked::Item(i)) => self.device = Device::CHOICES[i],
@@ -213,6 +317,7 @@ impl SetupState {
             Row::Checkpoint => self.checkpoint.map(|i| self.checkpoints[i].clone()),
             Row::ClassNames => self.class_names.clone(),
             Row::ClassOrder => self.class_order.clone(),
+            Row::Fit => self.fit_path().map(|p| p.to_path_buf()),
             Row::Id | Row::AddDataset => self.id_entry().map(|d| d.path.clone()),
             Row::IdRoot => self.id_entry().and_then(|d| d.root.clone()),
             _ => None,

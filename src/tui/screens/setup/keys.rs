@@ -113,6 +113,8 @@ impl SetupState {
     /// saying so. A size the user typed stays, unless it is far from the
     /// new model's own: then the user is asked.
     pub(super) fn model_changed(&mut self) -> SetupAction {
+        // The fit is held against the new model once the checks load it.
+        self.fit_unchecked = self.fit.is_some();
         let mut notes = Vec::new();
         if let Some(p) = self.class_names.take() {
             notes.push(format!("class names {} cleared", p.display()));
@@ -160,6 +162,13 @@ impl SetupState {
                 self.model = (j > 0).then(|| self.model_names[j - 1].clone());
                 return self.model_changed();
             }
+            Row::Fit if !self.fits.is_empty() => {
+                // The last position is "none".
+                let n = self.fits.len() + 1;
+                let j = wrap(self.fit.unwrap_or(n - 1), n);
+                self.fit = (j < n - 1).then_some(j);
+                self.fit_unchecked = false;
+            }
             Row::Id if !self.datasets.is_empty() => {
                 let i = wrap(self.id.unwrap_or(0), self.datasets.len());
                 self.id = Some(i);
@@ -188,7 +197,8 @@ impl SetupState {
     fn activate(&mut self) -> SetupAction {
         match self.current() {
             Row::Ood(_) | Row::Method(_) => self.toggle(),
-            row @ (Row::Checkpoint | Row::Model | Row::Id | Row::Device | Row::Dtype) => {
+            row
+            @ (Row::Checkpoint | Row::Model | Row::Fit | Row::Id | Row::Device | Row::Dtype) => {
                 self.picker = self.picker_for(row);
             }
             row @ Row::Param(i, p) if choices(&self.methods[i].method, p).is_some() => {
@@ -250,6 +260,18 @@ impl SetupState {
                 return out;
             }
             Row::ClassOrder => self.class_order = opt_path(text),
+            Row::Fit => {
+                self.fit = opt_path(text).map(|p| self.add_fit(p));
+                self.fit_unchecked = false;
+                if let Some(f) = self.fit.map(|i| &self.fits[i]) {
+                    if f.info.feature_dim == 0 {
+                        return SetupAction::Message(format!(
+                            "{}: not a readable fit file",
+                            f.path.display()
+                        ));
+                    }
+                }
+            }
             Row::ClassNames => self.class_names = opt_path(text),
             Row::Id | Row::AddDataset => {
                 if text.is_empty() {

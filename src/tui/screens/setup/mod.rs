@@ -47,6 +47,7 @@ impl Component for SetupState {
             SetupAction::Count(path, root) => Outcome::Count(path, root),
             SetupAction::Message(m) => Outcome::Say(m, Level::Warn),
             SetupAction::ConfirmSize => Outcome::ConfirmSize,
+            SetupAction::MakeFit(job) => Outcome::MakeFit(job),
         }
     }
 

@@ -3,10 +3,12 @@
 //! choice, Space toggles, Enter edits a value or types a path.
 
 use super::params::{is_path, params_of, Param};
-use crate::tui::discover::{Candidate, Count};
+use crate::tui::discover::{Candidate, Count, FitInfo, FoundFit};
 use gradnorm_core::method::registry;
 use gradnorm_core::run::{Batch, DType, DatasetSpec, Device, ImageSize, Limit, RunConfig};
+use gradnorm_engine::engine::fit::FitJob;
 use gradnorm_engine::model::ModelSpec;
+use gradnorm_engine::score::mahalanobis::ModelStamp;
 use gradnorm_engine::score::Method;
 use std::path::{Path, PathBuf};
 
@@ -39,6 +41,8 @@ pub enum Row {
     /// folders' names when they match the model.
     ClassNames,
     ClassOrder,
+    /// The fit file of the fit-based methods (ReAct, KNN, ViM, ...).
+    Fit,
     Id,
     IdRoot,
     Ood(usize),
@@ -62,6 +66,7 @@ impl Row {
             Row::Checkpoint
                 | Row::ClassNames
                 | Row::ClassOrder
+                | Row::Fit
                 | Row::Id
                 | Row::IdRoot
                 | Row::AddDataset
@@ -81,6 +86,8 @@ pub enum SetupAction {
     /// Ask whether to keep an image size far from the model's own
     /// (`SetupState::size_question`).
     ConfirmSize,
+    /// Make a fit (in the background) and select it when written.
+    MakeFit(Box<gradnorm_engine::engine::fit::FitJob>),
 }
 
 /// An image size the user asked for, far from the model's own: kept only
@@ -140,7 +147,22 @@ pub struct SetupState {
     pub size_question: Option<SizeQuestion>,
     /// The engine's pre-run checks of a config of this form and what they
     /// found (empty: it would start).
-    checked: Option<crate::tui::preflight::Checked>,
+    checked: Option<crate::tui::preflight::Answer>,
+    /// The fit files found or given, and the one the run reads.
+    pub(crate) fits: Vec<FoundFit>,
+    pub fit: Option<usize>,
+    /// Where a fit made from the form is written.
+    pub(crate) fit_dir: PathBuf,
+    /// The stamp of the form's model once the checks loaded it: which fits
+    /// were made for it.
+    model_stamp: Option<(ModelSpec, ModelStamp)>,
+    /// The model changed since the chosen fit was held against it: the
+    /// next stamp decides whether the fit stays.
+    pub(crate) fit_unchecked: bool,
+    /// The popup list open is the labelled set to make a fit from.
+    pub(crate) picking_fit_set: bool,
+    /// A fit being made: what it says of its progress.
+    pub fitting: Option<String>,
 }
 
 impl SetupState {
@@ -193,6 +215,13 @@ impl SetupState {
             base: None,
             size_question: None,
             checked: None,
+            fits: Vec::new(),
+            fit: None,
+            fit_dir: PathBuf::from(crate::tui::discover::FIT_DIR),
+            model_stamp: None,
+            fit_unchecked: false,
+            picking_fit_set: false,
+            fitting: None,
         };
         s.dedupe_names();
         s
@@ -216,6 +245,7 @@ impl SetupState {
         s.model = config.model.name.clone();
         s.class_names = config.class_names.clone();
         s.class_order = config.class_order.clone();
+        s.fit = config.fit.clone().map(|f| s.add_fit(f));
         // The config's sets first, in its order (the run's dataset order),
         // then the others found on disk.
         let mut order = vec![s.add_dataset(&config.id)];
@@ -249,6 +279,174 @@ impl SetupState {
         s.base = Some(config.clone());
         s.dedupe_names();
         s
+    }
+
+    /// The fit files offered (found on disk), and where a fit made from
+    /// the form goes.
+    pub fn with_fits(mut self, found: Vec<FoundFit>, dir: PathBuf) -> SetupState {
+        let chosen = self.fit.map(|i| self.fits[i].path.clone());
+        for f in found {
+            if !self.fits.iter().any(|x| same_file(&x.path, &f.path)) {
+                self.fits.push(f);
+            }
+        }
+        self.fit = chosen.map(|p| self.add_fit(p));
+        self.fit_dir = dir;
+        self
+    }
+
+    /// The entry of the fit file `path`, added when new (read when it is
+    /// one: a missing or foreign file stays, for the checks to name).
+    pub(crate) fn add_fit(&mut self, path: PathBuf) -> usize {
+        if let Some(i) = self.fits.iter().position(|f| same_file(&f.path, &path)) {
+            return i;
+        }
+        let found = crate::tui::discover::fit_file(&path).unwrap_or(FoundFit {
+            path,
+            info: FitInfo {
+                model: ModelStamp {
+                    name: "(not a readable fit file)".into(),
+                    num_classes: 0,
+                    tap_dims: Vec::new(),
+                    image_size: 0,
+                    head_fingerprint: String::new(),
+                },
+                feature_dim: 0,
+                images: 0,
+                classes: 0,
+            },
+        });
+        self.fits.push(found);
+        self.fits.len() - 1
+    }
+
+    /// The chosen fit file.
+    pub fn fit_path(&self) -> Option<&Path> {
+        self.fit.map(|i| self.fits[i].path.as_path())
+    }
+
+    /// Whether fit `i` was made for the form's model: None until the
+    /// checks have loaded that model.
+    pub fn fit_matches(&self, i: usize) -> Option<bool> {
+        let (spec, stamp) = self.model_stamp.as_ref()?;
+        if *spec != self.model_spec() {
+            return None;
+        }
+        Some(self.fits.get(i)?.info.model.same_model(stamp))
+    }
+
+    /// The model the form names (checkpoint and name).
+    pub fn model_spec(&self) -> ModelSpec {
+        ModelSpec {
+            name: self.model.clone(),
+            checkpoint: self.checkpoint.map(|i| self.checkpoints[i].clone()),
+        }
+    }
+
+    /// The checks loaded `spec`'s model, whose stamp is `stamp`. After a
+    /// model change, a chosen fit made for another model is cleared
+    /// (saying so).
+    pub fn model_loaded(&mut self, spec: ModelSpec, stamp: ModelStamp) -> Option<String> {
+        self.model_stamp = Some((spec, stamp));
+        if !self.fit_unchecked {
+            return None;
+        }
+        let i = self.fit?;
+        let matches = self.fit_matches(i)?;
+        self.fit_unchecked = false;
+        if matches {
+            return None;
+        }
+        self.fit = None;
+        let f = &self.fits[i];
+        let others = (0..self.fits.len())
+            .filter(|&j| self.fit_matches(j) == Some(true))
+            .count();
+        Some(format!(
+            "fit {} cleared: it was made for {}, not this model ({})",
+            f.path.display(),
+            f.info.model.name,
+            match others {
+                0 => "Enter on the fit row makes one".to_string(),
+                n => format!("{n} found fit(s) match it"),
+            }
+        ))
+    }
+
+    /// A fit is being made: `text` says how far it is.
+    pub fn fit_progress(&mut self, text: Option<String>) {
+        self.fitting = text;
+    }
+
+    /// A fit was made and written: offered and chosen.
+    pub fn fit_made(&mut self, found: FoundFit) {
+        let i = match self.fits.iter().position(|f| f.path == found.path) {
+            Some(i) => {
+                self.fits[i] = found;
+                i
+            }
+            None => {
+                self.fits.push(found);
+                self.fits.len() - 1
+            }
+        };
+        self.fit = Some(i);
+        self.fit_unchecked = false;
+        self.fitting = None;
+    }
+
+    /// The job that makes a fit of the form's model (its device, dtype,
+    /// input, batch and limit) from the labelled set `set`, written under
+    /// the form's fit folder with a name of its own.
+    pub fn fit_job(&self, set: DatasetSpec) -> Result<FitJob, String> {
+        let checkpoint = self.checkpoint.map(|i| self.checkpoints[i].clone());
+        if checkpoint.is_none() && self.model.is_none() {
+            return Err("choose a checkpoint (or a model) to make a fit for".into());
+        }
+        let base = self.base.as_ref();
+        let model = self
+            .model_name()
+            .or_else(|| checkpoint.as_deref().map(crate::tui::discover::name_of))
+            .unwrap_or_else(|| "model".into());
+        let stem: String = format!("{model}-{}", set.name)
+            .chars()
+            .map(|c| {
+                if c.is_alphanumeric() || c == '-' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let mut out = self.fit_dir.join(format!("{stem}.safetensors"));
+        let mut k = 2;
+        while out.exists() || self.fits.iter().any(|f| f.path == out) {
+            out = self.fit_dir.join(format!("{stem}-{k}.safetensors"));
+            k += 1;
+        }
+        Ok(FitJob {
+            model: self.model_spec(),
+            device: self.device,
+            dtype: self.dtype,
+            image_size: self.run_image_size().map(|s| s.get()),
+            preprocess: base.and_then(|b| b.preprocess),
+            sets: vec![set],
+            limit: self.limit.map(|l| l.get()),
+            bank: gradnorm_engine::score::fit::DEFAULT_BANK,
+            nac_rows: gradnorm_engine::score::nac::DEFAULT_FIT_ROWS,
+            batch: self.batch.get(),
+            workers: base.and_then(|b| b.workers).map_or(0, |w| w.get()),
+            out,
+        })
+    }
+
+    /// The image size the run is given: the form's, else the demo
+    /// checkpoint's training size (the engine would take BiT's 480).
+    fn run_image_size(&self) -> Option<ImageSize> {
+        self.image_size.or_else(|| {
+            let c = self.checkpoints.get(self.checkpoint?)?;
+            ImageSize::new(gradnorm_engine::demo::trained_image_size(c)?).ok()
+        })
     }
 
     pub(super) fn add_checkpoint(&mut self, path: PathBuf) -> usize {
@@ -321,6 +519,7 @@ impl SetupState {
             Row::Model,
             Row::ClassNames,
             Row::ClassOrder,
+            Row::Fit,
             Row::Id,
             Row::IdRoot,
         ];
@@ -434,14 +633,11 @@ impl SetupState {
             },
             ood,
             methods,
-            fit: base.as_ref().and_then(|b| b.fit.clone()),
+            fit: self.fit_path().map(Path::to_path_buf),
             preprocess: base.as_ref().and_then(|b| b.preprocess),
             // The demo checkpoint runs at its training size unless told
             // (the engine would take BiT's 480).
-            image_size: self.image_size.or_else(|| {
-                let c = self.checkpoints.get(self.checkpoint?)?;
-                ImageSize::new(gradnorm_engine::demo::trained_image_size(c)?).ok()
-            }),
+            image_size: self.run_image_size(),
             batch: self.batch,
             device: self.device,
             dtype: self.dtype,
@@ -505,7 +701,7 @@ impl SetupState {
     }
 
     /// Keeps what the engine's checks said of `checked.0`.
-    pub fn set_checked(&mut self, checked: crate::tui::preflight::Checked) {
+    pub fn set_checked(&mut self, checked: crate::tui::preflight::Answer) {
         self.checked = Some(checked);
     }
 
@@ -541,4 +737,14 @@ impl SetupState {
         }
         Some(total)
     }
+}
+
+/// The same file under two spellings (a config's absolute path, the
+/// relative one found on disk).
+fn same_file(a: &Path, b: &Path) -> bool {
+    a == b
+        || matches!(
+            (std::fs::canonicalize(a), std::fs::canonicalize(b)),
+            (Ok(x), Ok(y)) if x == y
+        )
 }

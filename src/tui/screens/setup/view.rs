@@ -27,6 +27,7 @@ pub fn hint(s: &SetupState) -> &'static str {
             Row::ClassOrder => {
                 "Enter: wnid order of the model's outputs (e.g. the seed's val list); empty = sorted wnids"
             }
+            Row::Fit => "Enter: pick a fit (this model's are marked), or make one · f: browse files",
             Row::Id => "Enter: list of datasets, or type a path · f: browse files · ←/→ next · r: rename",
             Row::IdRoot => "Enter: folder the ID list file's paths are relative to (empty = its folder)",
             Row::Ood(_) => "Space: use this set as OOD · r: rename it",
@@ -67,7 +68,7 @@ fn lines(s: &SetupState, width: usize) -> (Vec<Line<'static>>, Vec<usize>) {
     let mut section = "";
     for (k, row) in rows.iter().enumerate() {
         let sec = match row {
-            Row::Checkpoint | Row::Model | Row::ClassNames | Row::ClassOrder => "Model",
+            Row::Checkpoint | Row::Model | Row::ClassNames | Row::ClassOrder | Row::Fit => "Model",
             Row::Id | Row::IdRoot | Row::Ood(_) | Row::AddDataset => "Data",
             Row::Method(_) | Row::Param(..) => "Methods",
             Row::Device | Row::Dtype | Row::Batch | Row::ImageSize | Row::Limit => "Run",
@@ -121,6 +122,10 @@ fn lines(s: &SetupState, width: usize) -> (Vec<Line<'static>>, Vec<usize>) {
                 path_or(&s.class_order, "sorted wnids", value_w),
                 Style::new(),
             ),
+            Row::Fit => {
+                let (value, style) = fit_text(s, value_w);
+                ("fit".into(), value, style)
+            }
             Row::Id => match s.id_entry() {
                 Some(d) => {
                     let (c, _) = count_text(&d.count);
@@ -584,6 +589,50 @@ fn render_plan(s: &SetupState, config_path: &Path, area: Rect, buf: &mut Buffer)
         .wrap(Wrap { trim: false })
         .block(block)
         .render(area, buf);
+}
+
+/// The fit row: the fit being made, or the one chosen with the model it
+/// was made for (and whether that is the form's), or what none means.
+fn fit_text(s: &SetupState, width: usize) -> (String, Style) {
+    if let Some(progress) = &s.fitting {
+        return (format!("{progress} · c cancels"), theme::warn());
+    }
+    let Some(i) = s.fit else {
+        let needs = s
+            .methods
+            .iter()
+            .filter(|m| m.enabled && m.method.needs_fit())
+            .count();
+        let text = match (s.fits.len(), needs) {
+            (0, 0) => "none (Enter: make one from a labelled set)".to_string(),
+            (0, _) => "none: the fit-based scores need one (Enter: make one)".to_string(),
+            (n, _) => format!("none ({n} found: Enter to pick, or make one)"),
+        };
+        let style = if needs > 0 {
+            theme::warn()
+        } else {
+            theme::dim()
+        };
+        return (choice(&text, !s.fits.is_empty()), style);
+    };
+    let f = &s.fits[i];
+    let (made_for, style) = match s.fit_matches(i) {
+        Some(true) => ("this model".to_string(), Style::new()),
+        Some(false) => (
+            format!("{}, not this model", f.info.model.name),
+            theme::warn(),
+        ),
+        None => (f.info.model.name.clone(), Style::new()),
+    };
+    let tail = format!(
+        " · for {made_for}, {} images",
+        theme::count(f.info.images as usize)
+    );
+    let path = theme::fit_path(
+        &f.path,
+        width.saturating_sub(tail.chars().count() + 4).max(12),
+    );
+    (choice(&format!("{path}{tail}"), true), style)
 }
 
 /// An optional path as shown in the form, or what applies without one.

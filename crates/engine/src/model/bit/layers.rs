@@ -7,7 +7,7 @@
 use super::host::{host_conv, host_norm, HostUnit, HostWeights};
 use super::{Bit, BitConfig, Mode, GN_EPS, GROUPS};
 use crate::error::Result;
-use crate::model::probe::{self, LayerOp, Standardized};
+use crate::model::probe::{self, LayerOp, PointKind, Standardized};
 use crate::model::{ops, Family, InputSpec, Meta, ModelInfo};
 use candle_core::{DType, Module, Tensor};
 use candle_nn::{GroupNorm, VarBuilder};
@@ -91,6 +91,8 @@ impl StdConv {
 
 #[derive(Debug, Clone)]
 pub(super) struct Unit {
+    /// The checkpoint's name of the unit (`body.block4.unit01`).
+    name: String,
     gn1: GroupNorm,
     conv1: StdConv,
     gn2: GroupNorm,
@@ -102,14 +104,22 @@ pub(super) struct Unit {
 
 impl Unit {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let a = self.gn1.forward(x)?.relu()?;
+        // Each GroupNorm's output is a probe point (GAIA's gradients).
+        let gn = |n: &str, gn: &GroupNorm, x: &Tensor| {
+            probe::point(
+                PointKind::Norm,
+                || format!("{}.{n}", self.name),
+                gn.forward(x)?,
+            )
+        };
+        let a = gn("gn1", &self.gn1, x)?.relu()?;
         let residual = match &self.downsample {
             Some(d) => d.forward(&a)?,
             None => x.clone(),
         };
         let y = self.conv1.forward(&a)?;
-        let y = self.conv2.forward(&self.gn2.forward(&y)?.relu()?)?;
-        let y = self.conv3.forward(&self.gn3.forward(&y)?.relu()?)?;
+        let y = self.conv2.forward(&gn("gn2", &self.gn2, &y)?.relu()?)?;
+        let y = self.conv3.forward(&gn("gn3", &self.gn3, &y)?.relu()?)?;
         y + residual
     }
 }
@@ -168,6 +178,7 @@ impl Bit {
                     .then(|| conv(&vbu, "downsample", (cout, unit_in, 1, 1), unit_stride, 0))
                     .transpose()?;
                 let unit = Unit {
+                    name: vbu.prefix(),
                     gn1,
                     conv1,
                     gn2,

@@ -240,7 +240,12 @@ impl Backbone for Bit {
                 }
                 Ok(x)
             }
-            None => Ok(self.candle_stage(l - 1, x)?),
+            // The block's output is a probe point (NAC's states).
+            None => Ok(super::probe::point(
+                super::probe::PointKind::Stage,
+                || format!("body.block{l}"),
+                self.candle_stage(l - 1, x)?,
+            )?),
         }
     }
 

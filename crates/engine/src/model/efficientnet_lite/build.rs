@@ -17,6 +17,8 @@ const BN_EPS: f64 = 1e-3;
 
 /// A convolution and the BatchNorm after it, as the wheel stores them.
 pub(super) struct ConvBn {
+    /// The convolution's name in the checkpoint (`_blocks.3._expand_conv`).
+    name: String,
     weight: Tensor,
     /// weight, bias, running_mean, running_var.
     bn: [Tensor; 4],
@@ -35,6 +37,7 @@ impl ConvBn {
     /// `{conv}.weight` (He-normal when random) and the four tensors of
     /// BatchNorm `bn` (identity when random).
     fn read(vb: &VarBuilder, conv: &str, bn: &str, shape: [usize; 4]) -> Result<Self> {
+        let name = vb.pp(conv).prefix();
         let weight = vb.pp(conv).get_with_hints(
             shape.as_slice(),
             "weight",
@@ -48,13 +51,13 @@ impl ConvBn {
             get("running_mean", 0.0)?,
             get("running_var", 1.0)?,
         ];
-        Ok(ConvBn { weight, bn })
+        Ok(ConvBn { name, weight, bn })
     }
 
     /// The folded weight (OIHW) and bias: per output channel
     /// `scale = gamma / sqrt(var + eps)`, weight * scale and
-    /// `beta - mean * scale`, computed in f64.
-    fn fold(&self) -> Result<(Vec<f32>, Vec<f32>)> {
+    /// `beta - mean * scale`, computed in f64; and the scale.
+    fn fold(&self) -> Result<(Vec<f32>, Vec<f32>, Vec<f64>)> {
         let bn = self.bn.iter().map(host).collect::<Result<Vec<_>>>()?;
         let (gamma, beta, mean, var) = (&bn[0], &bn[1], &bn[2], &bn[3]);
         let scale: Vec<f64> = gamma
@@ -74,7 +77,7 @@ impl ConvBn {
             .zip(&scale)
             .flat_map(|(w, &s)| w.iter().map(move |&v| (v as f64 * s) as f32))
             .collect();
-        Ok((w, shift))
+        Ok((w, shift, scale))
     }
 }
 
@@ -150,13 +153,19 @@ pub(super) struct Folded {
     pub(super) b: Tensor,
     pub(super) w_host: Arc<[f32]>,
     pub(super) b_host: Arc<[f32]>,
+    /// The stored convolution's name and shape (OIHW), and BatchNorm's
+    /// scale per output channel (f32 [O]) that the weight was multiplied
+    /// by: what a probe needs for the stored weight's gradient.
+    pub(super) name: String,
+    pub(super) stored: Vec<usize>,
+    pub(super) scale: Tensor,
 }
 
 impl Folded {
     /// `conv` folded; candle's weight is the channels-last values as `dims`,
     /// or OIHW when `dims` is None.
     fn new(conv: &ConvBn, dims: Option<&[usize]>, t: &Target) -> Result<Self> {
-        let (oihw, bias) = conv.fold()?;
+        let (oihw, bias, scale) = conv.fold()?;
         let (cout, cin, kh, kw) = conv.weight.dims4()?;
         // OIHW -> [kh, kw, cin, cout].
         let mut w_host = vec![0f32; oihw.len()];
@@ -176,6 +185,13 @@ impl Folded {
             b: t.tensor(bias.clone(), &[bias.len()])?,
             w_host: t.host(w_host)?,
             b_host: t.host(bias)?,
+            name: conv.name.clone(),
+            stored: conv.weight.dims().to_vec(),
+            scale: Tensor::from_vec(
+                scale.iter().map(|&s| s as f32).collect::<Vec<_>>(),
+                scale.len(),
+                t.device,
+            )?,
         })
     }
 }

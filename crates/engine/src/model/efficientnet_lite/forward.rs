@@ -4,6 +4,7 @@
 
 use super::{Block, EfficientNetLite};
 use crate::error::{Error, Result};
+use crate::model::probe::{self, LayerOp};
 use crate::model::{Backbone, Meta};
 use candle_core::Tensor;
 use gradnorm_kernels::{self as kernels, ConvRelu6, Geometry};
@@ -37,7 +38,29 @@ fn same_geometry(h: usize, w: usize, k: usize, s: usize) -> Geometry {
     }
 }
 
+/// `y` = the folded layer `p`'s output for `x`, through the probe (a
+/// layer's gradient, GradNorm's `layer=`); untouched while none is set.
+fn probed(p: &Folded, op: LayerOp, x: &Tensor, y: Tensor) -> Result<Tensor> {
+    if !probe::active() {
+        return Ok(y);
+    }
+    Ok(probe::at_folded(
+        || p.name.clone(),
+        op,
+        &p.stored,
+        &p.scale,
+        x,
+        y,
+    )?)
+}
+
 impl EfficientNetLite {
+    /// Our CPU kernels, unless a probe is set: they pass no layer through
+    /// it, so the candle ops run then.
+    fn host_kernels(&self) -> bool {
+        self.cpu && !probe::active()
+    }
+
     /// Stem: "same"-padded 3x3 stride-2 convolution, BatchNorm, ReLU6;
     /// NCHW in, NHWC out.
     fn stem_nhwc(&self, x: &Tensor) -> Result<Tensor> {
@@ -50,7 +73,7 @@ impl EfficientNetLite {
         let g = same_geometry(h, w, 3, 2);
         let x = x.to_dtype(self.meta.dtype)?;
         let stem = &self.stem;
-        if self.cpu {
+        if self.host_kernels() {
             return Ok(kernels::stem_relu6(
                 &x,
                 ConvRelu6::new(g, &stem.w_host, &stem.b_host),
@@ -59,7 +82,13 @@ impl EfficientNetLite {
         let (_, pb, _) = same_padding(h, 3, 2);
         let (_, pr, _) = same_padding(w, 3, 2);
         let x = x.pad_with_zeros(2, g.pt, pb)?.pad_with_zeros(3, g.pl, pr)?;
-        let y = x.conv2d(&stem.w, 0, 2, 1, 1)?.permute((0, 2, 3, 1))?;
+        let y = x.conv2d(&stem.w, 0, 2, 1, 1)?;
+        let op = LayerOp::Conv2d {
+            kernel: (3, 3),
+            stride: 2,
+            padding: 0,
+        };
+        let y = probed(stem, op, &x, y)?.permute((0, 2, 3, 1))?;
         Ok(y.broadcast_add(&stem.b)?.clamp(0f32, 6f32)?)
     }
 
@@ -71,7 +100,7 @@ impl EfficientNetLite {
         relu6: bool,
         residual: Option<&Tensor>,
     ) -> Result<Tensor> {
-        if self.cpu {
+        if self.host_kernels() {
             return Ok(kernels::pointwise(
                 x,
                 &p.w_host,
@@ -85,6 +114,8 @@ impl EfficientNetLite {
             .reshape((b * h * w, c))?
             .matmul(&p.w)?
             .reshape((b, h, w, p.w.dim(1)?))?;
+        // Over the channels of each pixel: a linear layer to the probe.
+        let y = probed(p, LayerOp::Linear, x, y)?;
         let y = y.broadcast_add(&p.b)?;
         Ok(match (relu6, residual) {
             (true, _) => y.clamp(0f32, 6f32)?,
@@ -101,8 +132,16 @@ impl EfficientNetLite {
         let d = &blk.depthwise;
         let (_, h, w, _) = y.dims4()?;
         let g = same_geometry(h, w, blk.cfg.kernel, blk.cfg.stride);
-        let y = if self.cpu {
+        let y = if self.host_kernels() {
             kernels::depthwise_relu6(&y, ConvRelu6::new(g, &d.w_host, &d.b_host))?
+        } else if probe::active() {
+            let op = LayerOp::Depthwise {
+                kernel: g.k,
+                stride: g.s,
+                pad: (g.pt, g.pl),
+            };
+            let z = kernels::depthwise_linear(&y, g, &d.w, &d.b)?;
+            probed(d, op, &y, z)?.clamp(0f32, 6f32)?
         } else {
             kernels::depthwise_composed(&y, g, &d.w, &d.b)?
         };

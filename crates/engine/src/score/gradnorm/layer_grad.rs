@@ -4,14 +4,34 @@
 //! gradient is dy_b against x_b: a product for linear layers (summed over
 //! tokens), over unfolded patches for convolutions. Written as
 //! G_b = A_b P_b^T with A [B, O, L] (output gradient) and P [B, F, L]
-//! (input patches, F the weight's fan-in), one layer's worth at a time.
+//! (input patches, F the weight's fan-in), one layer's worth at a time; a
+//! depthwise layer's per channel. A BatchNorm folded into the weight at load
+//! scales each output channel's gradient (`Captured::out_scale`).
 
 use super::Norm;
 use crate::model::probe::{Captured, LayerOp, Standardized};
 use candle_core::{DType, Result, Tensor, D};
 
-/// A [B, O, L] and P [B, F, L] of a captured layer, f32.
+/// A [B, O, L] and P [B, F, L] of a captured layer, f32 (not for
+/// depthwise layers); a folded scale is carried in A.
 fn factors(c: &Captured, dy: &Tensor) -> Result<(Tensor, Tensor)> {
+    let (a, p) = unscaled_factors(c, dy)?;
+    Ok((scaled(c, a)?, p))
+}
+
+/// `a` [B, O, ...] times the layer's folded scale per output channel.
+fn scaled(c: &Captured, a: Tensor) -> Result<Tensor> {
+    match &c.out_scale {
+        Some(s) => {
+            let mut shape = vec![1; a.rank()];
+            shape[1] = s.elem_count();
+            a.broadcast_mul(&s.to_dtype(DType::F32)?.reshape(shape)?)
+        }
+        None => Ok(a),
+    }
+}
+
+fn unscaled_factors(c: &Captured, dy: &Tensor) -> Result<(Tensor, Tensor)> {
     let x = c.input.to_dtype(DType::F32)?;
     let dy = dy.to_dtype(DType::F32)?;
     match c.op {
@@ -31,7 +51,36 @@ fn factors(c: &Captured, dy: &Tensor) -> Result<(Tensor, Tensor)> {
             let p = unfold(&x, kernel, stride, padding, (ho, wo))?;
             Ok((dy.reshape((b, o, ho * wo))?, p))
         }
+        LayerOp::Depthwise { .. } => candle_core::bail!("a depthwise layer has no A P^T form"),
     }
+}
+
+/// Every image's gradient of a depthwise layer's weight, [B, C, k k]:
+/// channel c's filter sees only channel c's patches, so the product of
+/// output gradient and patches is taken per channel, not across them.
+fn depthwise(c: &Captured, dy: &Tensor) -> Result<Tensor> {
+    let LayerOp::Depthwise {
+        kernel,
+        stride,
+        pad: (top, left),
+    } = c.op
+    else {
+        candle_core::bail!("not a depthwise layer");
+    };
+    // Channels-last to NCHW, padded as the layer was.
+    let dy = dy.to_dtype(DType::F32)?.permute((0, 3, 1, 2))?;
+    let (b, ch, ho, wo) = dy.dims4()?;
+    let x = c.input.to_dtype(DType::F32)?.permute((0, 3, 1, 2))?;
+    let (_, _, h, w) = x.dims4()?;
+    let after =
+        |n: usize, before: usize, o: usize| ((o - 1) * stride + kernel).saturating_sub(n + before);
+    let x = x
+        .pad_with_zeros(2, top, after(h, top, ho))?
+        .pad_with_zeros(3, left, after(w, left, wo))?;
+    let p = unfold(&x, (kernel, kernel), stride, 0, (ho, wo))?;
+    let p = p.reshape((b, ch, kernel * kernel, ho * wo))?;
+    let a = scaled(c, dy.reshape((b, ch, 1, ho * wo))?)?;
+    p.broadcast_mul(&a)?.sum(3)
 }
 
 /// The patches of an NCHW `x` as a convolution reads them: [B, C kh kw,
@@ -97,6 +146,9 @@ fn through_standardization(g: &Tensor, s: &Standardized) -> Result<Tensor> {
 /// (not standardized) layer is never materialised when the gradients are
 /// larger than the Gram matrices: ||A P^T||_F^2 = sum (A^T A) * (P^T P).
 pub fn norm(c: &Captured, dy: &Tensor, norm: Norm) -> Result<Tensor> {
+    if matches!(c.op, LayerOp::Depthwise { .. }) {
+        return norm.of_rows(&depthwise(c, dy)?.flatten_from(1)?);
+    }
     let (a, p) = factors(c, dy)?;
     let (o, l, f) = (a.dim(1)?, a.dim(2)?, p.dim(1)?);
     if norm == Norm::L2 && c.standardized.is_none() && l * l < o * f {

@@ -1,0 +1,248 @@
+//! The gradient detectors after GradNorm (GAIA-A, GAIA-Z, NAC-UE) against
+//! their reference code: tests/fixtures/gradient_detectors/make.py runs the
+//! authors' formulas on the shared BiT and torchvision fixtures, over the
+//! methods fixture's test images (NAC-UE fitted on its fit images).
+
+use crate::common;
+
+use candle_core::{DType, Device, Tensor};
+use gradnorm_engine::data::dataset::Dataset;
+use gradnorm_engine::data::image::{load_rgb, to_input};
+use gradnorm_engine::model::{self, Classifier, Preprocess};
+use gradnorm_engine::score::fit::{fit_images, Fit, FitOptions};
+use gradnorm_engine::score::{Method, Scorer};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+/// The fixtures' image size (the methods fixture's PNGs are 64 x 64).
+const SIZE: usize = 64;
+
+/// One model of the fixtures: (fixture json, checkpoint, --model).
+const CASES: [(&str, &str, Option<&str>); 2] = [
+    ("bit_tiny.json", "fixtures/bit/tiny.pth.tar", None),
+    (
+        "resnet_bottleneck.json",
+        "fixtures/torchvision/resnet_bottleneck.pth",
+        Some("resnet"),
+    ),
+];
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gradient_detectors")
+}
+
+/// The images of `list` as the script preprocesses them (mean/std 0.5).
+fn batch(shared: &Path, list: &str) -> Tensor {
+    let ds = Dataset::open(&shared.join("fixtures/methods").join(list), None).unwrap();
+    let spec = Preprocess::Seed.spec(SIZE);
+    let mut data = Vec::new();
+    for item in &ds.items {
+        data.extend(to_input(&load_rgb(&item.path).unwrap(), &spec));
+    }
+    Tensor::from_vec(data, (ds.items.len(), 3, SIZE, SIZE), &Device::Cpu).unwrap()
+}
+
+fn load(shared: &Path, checkpoint: &str, name: Option<&str>) -> Box<dyn Classifier> {
+    load_as(shared, checkpoint, name, DType::F32)
+}
+
+fn load_as(
+    shared: &Path,
+    checkpoint: &str,
+    name: Option<&str>,
+    dtype: DType,
+) -> Box<dyn Classifier> {
+    let path = shared.join(checkpoint);
+    model::load_checkpoint(&path, name, &Device::Cpu, dtype)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Asserts every score within `rtol` of the reference, relative to itself;
+/// returns the largest relative error.
+fn assert_each_close(what: &str, got: &[f32], want: &[f64], rtol: f64) -> f64 {
+    assert_eq!(got.len(), want.len(), "{what}: lengths differ");
+    let mut worst = 0f64;
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let rel = (*g as f64 - w).abs() / w.abs().max(f64::MIN_POSITIVE);
+        assert!(
+            rel <= rtol,
+            "{what}: image {i}: {g} vs {w} (relative {rel:.2e})\n got {got:?}\nwant {want:?}"
+        );
+        worst = worst.max(rel);
+    }
+    eprintln!("{what}: max relative error {worst:.2e}");
+    worst
+}
+
+fn scores(doc: &serde_json::Value, key: &str) -> Vec<f64> {
+    doc["scores"][key]
+        .as_array()
+        .unwrap_or_else(|| panic!("no scores for {key}"))
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect()
+}
+
+#[test]
+fn gaia_a_and_gaia_z_equal_the_authors_code() {
+    let Some(shared) = common::shared() else {
+        return;
+    };
+    let x = batch(&shared, "test.txt");
+    for (json, checkpoint, name) in CASES {
+        let m = load(&shared, checkpoint, name);
+        let doc = common::read_json(&fixtures().join(json));
+        let keys = ["gaia-a", "gaia-z"];
+        let methods: Vec<Method> = keys
+            .iter()
+            .map(|k| Method::parse_spec(k, &[]).unwrap().remove(0))
+            .collect();
+        let scorer = Scorer::new(&methods, m.as_ref()).unwrap();
+        let out = scorer.score(m.as_ref(), &x).unwrap();
+        for (key, got) in keys.iter().zip(&out.scores) {
+            assert_each_close(&format!("{json}: {key}"), got, &scores(&doc, key), 1e-4);
+        }
+    }
+}
+
+#[test]
+fn gaia_layers_can_be_named_and_a_bad_name_is_an_error() {
+    let Some(shared) = common::shared() else {
+        return;
+    };
+    let x = batch(&shared, "test.txt");
+    let (_, checkpoint, name) = CASES[1];
+    let m = load(&shared, checkpoint, name);
+    // The default written out gives the default's scores.
+    let methods: Vec<Method> = ["gaia-z", "gaia-z:layers=layer3+layer4"]
+        .iter()
+        .map(|s| Method::parse_spec(s, &[]).unwrap().remove(0))
+        .collect();
+    let out = Scorer::new(&methods, m.as_ref())
+        .unwrap()
+        .score(m.as_ref(), &x)
+        .unwrap();
+    assert_eq!(out.scores[0], out.scores[1]);
+    let methods = Method::parse_spec("gaia-a:layers=layer9", &[]).unwrap();
+    let scorer = Scorer::new(&methods, m.as_ref()).unwrap();
+    let err = scorer.score(m.as_ref(), &x).err().unwrap().to_string();
+    assert!(err.contains("layer9"), "{err}");
+}
+
+#[test]
+fn gaia_on_a_model_without_its_layers_is_an_error_naming_the_model() {
+    let Some(shared) = common::shared() else {
+        return;
+    };
+    let m = load(
+        &shared,
+        "fixtures/torchvision/vit_tiny.pth",
+        Some("vit:heads=4"),
+    );
+    let methods = Method::parse_spec("gaia-a", &[]).unwrap();
+    common::error_saying(
+        Scorer::new(&methods, m.as_ref()),
+        &["gaia-a", "BiT, ResNet"],
+    );
+}
+
+/// The fit of `m` on the methods fixture's fit list, as the script's.
+fn fit(shared: &Path, m: &dyn Classifier) -> Fit {
+    let items = Dataset::open(&shared.join("fixtures/methods/fit.txt"), None)
+        .unwrap()
+        .items;
+    let opts = FitOptions {
+        input: Preprocess::Seed.spec(SIZE),
+        batch: 16,
+        workers: 1,
+        bank: 1000,
+        nac_rows: gradnorm_engine::score::nac::DEFAULT_FIT_ROWS,
+    };
+    let cancel = Arc::new(AtomicBool::new(false));
+    let (fit, skipped) = fit_images(m, items, opts, cancel, &mut |_, _| {}).unwrap();
+    assert!(skipped.is_empty(), "{skipped:?}");
+    fit
+}
+
+/// NAC-UE bins every neuron's state sigmoid(alpha o g) into up to 1,000
+/// intervals, and g, a sum over the map's positions, cancels: in f32 a few
+/// of the thousands of states land across an interval's bound from where
+/// the float64 reference puts them, each moving the score by up to
+/// 1/(4 neurons). So parity is asserted with the body in f64 (the head
+/// stays f32), and the f32 run within 1e-3.
+#[test]
+fn nac_ue_equals_the_authors_postprocessor() {
+    let Some(shared) = common::shared() else {
+        return;
+    };
+    let x = batch(&shared, "test.txt");
+    let dir = tempfile::tempdir().unwrap();
+    for (json, checkpoint, name) in CASES {
+        let doc = common::read_json(&fixtures().join(json));
+        for (dtype, rtol) in [(DType::F64, 1e-4), (DType::F32, 1e-3)] {
+            let m = load_as(&shared, checkpoint, name, dtype);
+            // Through the fit file, as `fit` then `eval --fit` go.
+            let path = dir.path().join(format!("{json}.{dtype:?}.safetensors"));
+            fit(&shared, m.as_ref()).save(&path).unwrap();
+            let fit = Fit::load_for(&path, m.as_ref()).unwrap();
+            let states = fit.nac.as_ref().unwrap();
+            assert_eq!((states.rows, states.layers.len()), (60, 4));
+            let methods = Method::parse_spec("nac-ue", &[]).unwrap();
+            let scorer = Scorer::with_fit(&methods, m.as_ref(), Some(&fit)).unwrap();
+            let out = scorer.score(m.as_ref(), &x).unwrap();
+            assert_each_close(
+                &format!("{json}: nac-ue ({dtype:?} body)"),
+                &out.scores[0],
+                &scores(&doc, "nac-ue"),
+                rtol,
+            );
+        }
+    }
+}
+
+#[test]
+fn nac_ue_parameters_pick_layers_and_hyperparameters() {
+    let Some(shared) = common::shared() else {
+        return;
+    };
+    let x = batch(&shared, "test.txt");
+    let (_, checkpoint, name) = CASES[1];
+    let m = load(&shared, checkpoint, name);
+    let fit = fit(&shared, m.as_ref());
+    let spec = |s: &str| Method::parse_spec(s, &[]).unwrap().remove(0);
+    // The authors' values written out give the defaults' scores.
+    let methods = vec![
+        spec("nac-ue"),
+        spec("nac-ue:layers=avgpool+layer3+layer2+layer1:bins=50+50+500+1000:o=10+500+50+5000:alpha=3000+300+0.01+1"),
+        spec("nac-ue:layers=layer2:bins=8:o=1"),
+    ];
+    let out = Scorer::with_fit(&methods, m.as_ref(), Some(&fit))
+        .unwrap()
+        .score(m.as_ref(), &x)
+        .unwrap();
+    assert_eq!(out.scores[0], out.scores[1]);
+    // Coverage lies in [0, 1].
+    assert!(out.scores[2].iter().all(|s| (0.0..=1.0).contains(s)));
+    assert_ne!(out.scores[2], out.scores[0]);
+    for (bad, needle) in [
+        ("nac-ue:layers=layer4", "layer `layer4`"),
+        ("nac-ue:bins=7", "even"),
+        ("nac-ue:o=1+2", "2 values for 4 layers"),
+    ] {
+        let methods = Method::parse_spec(bad, &[]).unwrap();
+        common::error_saying(
+            Scorer::with_fit(&methods, m.as_ref(), Some(&fit)),
+            &[needle],
+        );
+    }
+    let methods = Method::parse_spec("nac-ue", &[]).unwrap();
+    common::error_saying(Scorer::new(&methods, m.as_ref()), &["needs a fit file"]);
+    // A fit that kept no states (`fit --nac-rows 0`, or an older file).
+    let mut without = fit.clone();
+    without.nac = None;
+    common::error_saying(
+        Scorer::with_fit(&methods, m.as_ref(), Some(&without)),
+        &["no NAC states", "--nac-rows 0"],
+    );
+}
