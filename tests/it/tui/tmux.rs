@@ -709,7 +709,7 @@ fn from_the_demo_to_efficientnet_with_a_fit_made_in_the_form() {
     assert_eq!((cfg.class_names.clone(), cfg.image_size), (None, None));
     // The demo's results are on screen: asked first.
     tmux.keys(&["s"]);
-    tmux.wait_for("the question", |s| s.contains("Replace the results?"));
+    tmux.wait_for("the question", |s| s.contains("Start a new run?"));
     tmux.keys(&["y"]);
     let screen = tmux.wait_for("the run to finish", |s| {
         s.contains("finished in") && s.contains("ID imagenet-val (24) vs ▒ OOD dtd (24)")
