@@ -82,6 +82,10 @@ pub struct TuiArgs {
     /// Configuration file for the TUI (default: ./gradnorm-tui.toml when present, else the demo).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Run store folder: runs started here are recorded there and the Runs
+    /// screen lists it (default: the config file's `store` key, else ./runs).
+    #[arg(long)]
+    pub store: Option<PathBuf>,
 }
 
 /// Which model to run and where.
@@ -238,9 +242,10 @@ pub struct EvalArgs {
     pub limit: Option<Limit>,
     #[command(flatten)]
     pub workers: WorkersArgs,
-    /// Output folder for summary.json and scores.csv.
-    #[arg(long, default_value = "runs/latest")]
-    pub out: PathBuf,
+    /// Output folder for summary.json and scores.csv (default: `latest`
+    /// inside the run store, e.g. runs/latest).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
     /// Print summary.json to stdout instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -248,9 +253,10 @@ pub struct EvalArgs {
     #[arg(long)]
     pub demo: bool,
     /// Run store folder: the run is recorded there batch by batch, and a
-    /// rerun of the same configuration continues from it.
-    #[arg(long, default_value = gradnorm_engine::store::DEFAULT_DIR)]
-    pub store: PathBuf,
+    /// rerun of the same configuration continues from it (default: the
+    /// --config file's `store` key, else ./runs).
+    #[arg(long)]
+    pub store: Option<PathBuf>,
     /// Record nothing (and reuse nothing).
     #[arg(long, conflicts_with = "shard")]
     pub no_store: bool,

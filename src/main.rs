@@ -14,10 +14,11 @@ fn main() -> ExitCode {
     restore_sigpipe();
     let cli = Cli::parse();
     let result = match cli.command {
-        None => commands::tui::run(cli.tui.config.as_deref()),
-        Some(Command::Tui(args)) => {
-            commands::tui::run(args.config.as_deref().or(cli.tui.config.as_deref()))
-        }
+        None => commands::tui::run(cli.tui.config.as_deref(), cli.tui.store.as_deref()),
+        Some(Command::Tui(args)) => commands::tui::run(
+            args.config.as_deref().or(cli.tui.config.as_deref()),
+            args.store.as_deref().or(cli.tui.store.as_deref()),
+        ),
         Some(Command::Predict(args)) => commands::predict::run(&args),
         Some(Command::Eval(args)) => commands::eval::run(&args),
         Some(Command::Metrics(args)) => commands::metrics::run(&args),

@@ -22,7 +22,10 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     super::init_logging();
     let config = config_from_args(args)?;
     check_listed_files(&config)?;
-    check_writable(&args.out)?;
+    let store_dir = store_dir(args)?;
+    // `latest` is per store: a run into another store leaves ./runs alone.
+    let out = args.out.clone().unwrap_or_else(|| store_dir.join("latest"));
+    check_writable(&out)?;
     let interrupts = interrupt::listen(|sig, n| {
         if n == 1 {
             eprintln!(
@@ -41,7 +44,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     // is reported before a large model loads.
     let mut run = Run::new(config.clone()).cancel(interrupts.cancel.clone());
     if !args.no_store {
-        let store = Store::open(&args.store)?;
+        let store = Store::open(&store_dir)?;
         let recorder = Recorder::new(store, &config, args.shard)?;
         // A store that cannot be written stops the run (what it records is
         // the point of a long run); the error is reported after the results
@@ -82,7 +85,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
 
     // What was computed is written even when the run stopped early.
     if results.info.is_some() {
-        run::write_run_in(&args.out, &results, args.convention)?;
+        run::write_run_in(&out, &results, args.convention)?;
     }
     if let Some(msg) = &results.failed {
         anyhow::bail!("{msg}");
@@ -105,13 +108,13 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
             "{} images in {:.1} s; wrote {} and {}",
             summary.datasets.iter().map(|d| d.evaluated).sum::<usize>(),
             summary.elapsed_secs,
-            args.out.join("summary.json").display(),
-            args.out.join("scores.csv").display()
+            out.join("summary.json").display(),
+            out.join("scores.csv").display()
         );
         if let Some(id) = run_id.as_ref().and_then(|id| id.get()) {
             println!(
                 "recorded as run {id} in {}",
-                args.store.join(gradnorm_engine::store::FILE_NAME).display()
+                store_dir.join(gradnorm_engine::store::FILE_NAME).display()
             );
         }
     }
@@ -141,6 +144,21 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("nothing evaluated in {}", empty.join("; "));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The run store folder: `--store`, else the config file's `store` key,
+/// else ./runs.
+fn store_dir(args: &EvalArgs) -> Result<PathBuf, UsageError> {
+    if let Some(dir) = &args.store {
+        return Ok(dir.clone());
+    }
+    let from_file = match &args.config {
+        Some(path) => {
+            gradnorm_core::run::file::store(path).map_err(|e| UsageError(e.to_string()))?
+        }
+        None => None,
+    };
+    Ok(from_file.unwrap_or_else(|| gradnorm_engine::store::DEFAULT_DIR.into()))
 }
 
 /// Fails early (before the model loads) when `--out` cannot take the

@@ -21,7 +21,11 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<ExitCode> {
         ..
     } = super::load_model(&args.model, trained)?;
     let info = model.info();
-    let named = args.classes.classes.is_some() || info.num_classes == 1000;
+    // A names or order file given is read (and its errors reported) even
+    // for a model without ImageNet's 1,000 classes.
+    let named = args.classes.classes.is_some()
+        || args.classes.class_order.is_some()
+        || info.num_classes == 1000;
     let classes = if named {
         Some(Classes::for_model(
             info.num_classes,

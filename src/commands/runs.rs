@@ -111,7 +111,8 @@ pub fn report(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         }
         let b = store.resolve(second)?;
         let other = summary_of(&store.load(b)?, b, args.convention)?;
-        let c = store::compare(&summary, &other);
+        // OOD sets pair by their files, whatever each run named them.
+        let c = store::compare_files(&summary, &store.set_files(a)?, &other, &store.set_files(b)?);
         print!("{}", export::comparison(&c, a, b, args.format));
         return Ok(ExitCode::SUCCESS);
     }

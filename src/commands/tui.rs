@@ -13,15 +13,24 @@ use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
 
-pub fn run(config: Option<&Path>) -> anyhow::Result<ExitCode> {
+pub fn run(config: Option<&Path>, store: Option<&Path>) -> anyhow::Result<ExitCode> {
     let path = gradnorm_core::run::file::path(config);
     // The config is checked first, so that a bad one is reported the same
     // way with or without a terminal.
-    let loaded = if path.exists() {
-        Some(gradnorm_core::run::file::load(&path).map_err(|e| UsageError(e.to_string()))?)
+    let usage = |e: gradnorm_core::Error| UsageError(e.to_string());
+    let (loaded, file_store) = if path.exists() {
+        (
+            Some(gradnorm_core::run::file::load(&path).map_err(usage)?),
+            gradnorm_core::run::file::store(&path).map_err(usage)?,
+        )
     } else {
-        None
+        (None, None)
     };
+    // --store, else the file's `store` key, else ./runs.
+    let store_dir = store
+        .map(Path::to_path_buf)
+        .or(file_store)
+        .unwrap_or_else(|| store::DEFAULT_DIR.into());
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
         anyhow::bail!(
             "the TUI needs a terminal; for a headless run use `gradnorm-tui eval` (see --help)"
@@ -72,6 +81,7 @@ pub fn run(config: Option<&Path>) -> anyhow::Result<ExitCode> {
     } else {
         (SetupState::new(checkpoints, datasets), None)
     };
+    let recorded_in = store_dir.clone();
     // Fits found on disk are offered in the form; the ones it makes go to fits/.
     let setup = setup.with_fits(
         discover::fits(
@@ -84,10 +94,10 @@ pub fn run(config: Option<&Path>) -> anyhow::Result<ExitCode> {
     tui::run(
         setup,
         path,
-        // Every run is recorded in the run store (./runs), as `eval` does.
-        Box::new(|config: RunConfig| {
-            let recorder = Store::open(Path::new(store::DEFAULT_DIR))
-                .and_then(|s| Recorder::new(s, &config, None));
+        store_dir,
+        // Every run is recorded in the run store, as `eval` does.
+        Box::new(move |config: RunConfig| {
+            let recorder = Store::open(&recorded_in).and_then(|s| Recorder::new(s, &config, None));
             let run = match recorder {
                 Ok(r) => Run::new(config).record(r, OnStoreError::Notice),
                 Err(e) => Run::new(config).notice(format!("not recording this run: {e}")),

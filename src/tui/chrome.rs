@@ -192,13 +192,14 @@ pub fn overlay(app: &App, area: Rect, buf: &mut Buffer, hits: &mut Hits) {
         Some(Overlay::ConfirmQuit) => {
             confirm("Quit?", "A run is going. Quit and cancel it?", area, buf, t)
         }
-        Some(Overlay::ConfirmReplace) => confirm(
-            "Replace the results?",
-            "A new run clears the results on screen (write them with eval --out to keep them).",
-            area,
-            buf,
-            t,
-        ),
+        Some(Overlay::ConfirmReplace) => {
+            // What happens since the store: the run shown is not lost.
+            let text = format!(
+                "A new run takes this screen. The run shown stays in the run store ({}): the Runs screen (6) reopens it.",
+                theme::fit_path(&app.runs().dir, 24)
+            );
+            confirm("Start a new run?", &text, area, buf, t)
+        }
         Some(Overlay::ConfirmSize) => {
             let text = match &app.setup().size_question {
                 Some(q) => format!(
@@ -211,7 +212,7 @@ pub fn overlay(app: &App, area: Rect, buf: &mut Buffer, hits: &mut Hits) {
         }
         Some(Overlay::ConfirmCancel) => confirm(
             "Cancel the run?",
-            "The images scored so far are kept and stay browsable.",
+            "The run goes on while you answer. y stops it after the current batch; the images scored so far stay browsable.",
             area,
             buf,
             t,

@@ -126,6 +126,7 @@ fn previews(wake: wake::Wake) -> preview::Previews {
 pub fn run(
     setup: SetupState,
     config_path: std::path::PathBuf,
+    store: std::path::PathBuf,
     launcher: Box<dyn Launcher>,
     message: Option<(String, Level)>,
     start: bool,
@@ -138,7 +139,9 @@ pub fn run(
     ui_thread_panics_only();
     let (wake, notify) = wake::Wake::new();
     let previews = previews(wake.clone());
-    let mut app = App::new(setup, config_path, launcher, previews).threaded(wake);
+    let mut app = App::new(setup, config_path, launcher, previews)
+        .store(store)
+        .threaded(wake);
     app.set_no_color(std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()));
     if start {
         app.start();

@@ -49,7 +49,7 @@ pub struct App {
     anatomy: Anatomy,
     browser: BrowserState,
     inspect: Inspect,
-    /// The Runs screen (the run store in `./runs`).
+    /// The Runs screen (the run store, `./runs` unless `App::store`).
     runs: RunsState,
     results: RunResults,
     analysis: Analysis,
@@ -159,6 +159,12 @@ impl App {
             submitted: (0, 0),
             last_submit: None,
         }
+    }
+
+    /// The Runs screen on the store in `dir` (before `threaded`).
+    pub fn store(mut self, dir: PathBuf) -> App {
+        self.runs = RunsState::new(dir);
+        self
     }
 
     /// Analyses and image counts on worker threads, and the run's events,
@@ -302,6 +308,17 @@ impl App {
         }
     }
 
+    /// Closes the cancel question of a run that has just ended (nothing is
+    /// left to cancel), and says so.
+    fn unasked(&mut self) -> &'static str {
+        if matches!(self.overlay, Some(Overlay::ConfirmCancel)) {
+            self.overlay = None;
+            " (it ended before your answer: nothing to cancel)"
+        } else {
+            ""
+        }
+    }
+
     /// Folds one engine event in.
     pub fn apply(&mut self, event: Event) {
         match &event {
@@ -328,11 +345,12 @@ impl App {
                         super::theme::duration(*elapsed_secs)
                     )
                 };
-                self.message = Some((text, Level::Info));
+                self.message = Some((text + self.unasked(), Level::Info));
                 self.run = None;
             }
             Event::Failed(e) => {
-                self.message = Some((format!("run failed: {e}"), Level::Error));
+                let text = format!("run failed: {e}{}", self.unasked());
+                self.message = Some((text, Level::Error));
                 self.run = None;
             }
             Event::Notice(n) => self.message = Some((n.clone(), Level::Warn)),

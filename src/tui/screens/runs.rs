@@ -74,7 +74,14 @@ fn summary(store: &Store, id: i64) -> Result<gradnorm_core::run::Summary, String
 }
 
 fn compare(store: &Store, a: i64, b: i64) -> Result<Comparison, String> {
-    Ok(store::compare(&summary(store, a)?, &summary(store, b)?))
+    // OOD sets pair by their files, whatever each run named them.
+    let files = |id| store.set_files(id).map_err(|e| e.to_string());
+    Ok(store::compare_files(
+        &summary(store, a)?,
+        &files(a)?,
+        &summary(store, b)?,
+        &files(b)?,
+    ))
 }
 
 /// Writes run `id`'s report (md, csv, json), scores.csv and its plots

@@ -80,8 +80,11 @@ fn eval_failures() {
         &maha,
     ];
     #[rustfmt::skip] // one case a line
-    let cases: [(&str, &[&str], &str); 6] = [
+    let cases: [(&str, &[&str], &str); 8] = [
         ("model_mismatch", &["--model", "efficientnet-lite0"], "not the requested efficientnet-lite0"),
+        // Another family: what the file is, not "not a checkpoint".
+        ("model_family", &["--model", "resnet50"], "holds BiT ResNetV2 weights, not the requested resnet50"),
+        ("model_family_vit", &["--model", "vit-b-16"], "holds BiT ResNetV2 weights, not the requested vit-b-16"),
         ("model_unknown", &["--model", "resnet9000"], "resnet9000"),
         ("maha_missing", &maha_flags, "nope.safetensors"),
         ("order_missing", &["--class-order", &order], "nope-order.txt: No such file or directory"),

@@ -82,3 +82,43 @@ fn tui_without_a_terminal() {
     let out = bin().args(["tui", "--config"]).arg(&cfg).output().unwrap();
     expect(&out, 1, "the TUI needs a terminal");
 }
+
+/// The config's `store` key is where `eval --config` records (and its
+/// `latest/` goes) unless `--store` says otherwise; an empty one is refused
+/// naming the key, by eval and by the TUI.
+#[test]
+fn config_store_key() {
+    let store = out_dir("config_store");
+    let cfg = config(
+        "stored.toml",
+        &format!("store = \"{}\"\nlimit = 2", store.display()),
+    );
+    let out = bin().args(["eval", "--config"]).arg(&cfg).output().unwrap();
+    expect(&out, 0, "");
+    assert!(store.join("runs.sqlite").is_file());
+    assert!(store.join("latest/summary.json").is_file());
+    // --store wins over the key.
+    let flag = out_dir("config_store_flag");
+    let out = bin()
+        .args(["eval", "--config"])
+        .arg(&cfg)
+        .arg("--store")
+        .arg(&flag)
+        .output()
+        .unwrap();
+    expect(&out, 0, "");
+    assert!(flag.join("latest/summary.json").is_file());
+    let empty = config("stored_empty.toml", "store = \"\"");
+    let out = bin()
+        .args(["eval", "--config"])
+        .arg(&empty)
+        .output()
+        .unwrap();
+    expect(
+        &out,
+        2,
+        "stored_empty.toml: config file: store: an empty path",
+    );
+    let out = bin().arg("--config").arg(&empty).output().unwrap();
+    expect(&out, 2, "store: an empty path");
+}

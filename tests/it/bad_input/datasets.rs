@@ -59,8 +59,8 @@ fn id_images_beside_class_folders() {
 
 /// OOD folders of odd content: the case, the folder, the exit status and
 /// message, and how many images of which set count as evaluated. An empty
-/// folder named like an image is no image; 16-bit grey (converted as PIL
-/// does), 1 x 1 and a non-UTF-8 name are evaluated, not dropped; a set where
+/// folder named like an image is no image; 16-bit grey (its high
+/// byte kept), 1 x 1 and a non-UTF-8 name are evaluated, not dropped; a set where
 /// nothing decodes is an error, but what was computed is kept.
 #[test]
 fn odd_ood_folders() {
@@ -149,4 +149,38 @@ fn limit_one_evaluates_one_per_set() {
     let out = eval("limit_one", &["--limit", "1"]);
     let summary = finished("limit_one", &out, 0, "");
     assert_eq!((evaluated(&summary, 0), evaluated(&summary, 1)), (1, 1));
+}
+
+/// A 16-bit greyscale PNG made from an 8-bit one (v * 257) is the same
+/// picture: `predict` gives the same logits for both.
+#[test]
+fn grey16_png_is_classified_as_its_8_bit_twin() {
+    let f = fx();
+    let grey8 = image::GrayImage::from_fn(32, 32, |x, y| image::Luma([(x * 7 + y * 3) as u8]));
+    let grey16 = image::ImageBuffer::<image::Luma<u16>, _>::from_fn(32, 32, |x, y| {
+        image::Luma([grey8.get_pixel(x, y).0[0] as u16 * 257])
+    });
+    let (p8, p16) = (f.join("twin8.png"), f.join("twin16.png"));
+    grey8.save(&p8).unwrap();
+    grey16.save(&p16).unwrap();
+    let logits = |p: &Path| {
+        let out = bin()
+            .args(["predict", "--device", "cpu", "--image-size", "32", "--json"])
+            .args(["--checkpoint", DEMO])
+            .arg(p)
+            .output()
+            .unwrap();
+        common::assert_success(&out);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["logits"].clone()
+    };
+    let (l8, l16) = (logits(&p8), logits(&p16));
+    assert_eq!(l8.as_array().unwrap().len(), 10);
+    assert_eq!(l8, l16);
+    // And the decoded pixels are the 8-bit ones, exactly.
+    let (d8, d16) = (
+        gradnorm_engine::data::image::load_rgb(&p8).unwrap(),
+        gradnorm_engine::data::image::load_rgb(&p16).unwrap(),
+    );
+    assert_eq!(d8, d16);
 }

@@ -162,6 +162,37 @@ fn predict_missing_image_says_so_once() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("0.png"));
 }
 
+/// `predict --class-order` of a missing or garbage file is an error naming
+/// the file, not ignored.
+#[test]
+fn predict_class_order_that_cannot_be_read() {
+    let garbage = list("order-garbage.txt", "hello\nnot a wnid\n");
+    let wnids = list("order-wnids.txt", "n01440764\nn01443537\n");
+    #[rustfmt::skip] // one case a line
+    let cases = [
+        (fx().join("no-order.txt"), "no-order.txt: No such file or directory"),
+        (garbage, "order-garbage.txt: line 1: expected a wnid"),
+        // Wnids, but the demo's classes have none to reorder.
+        (wnids, "order-wnids.txt: a class order needs class names with wnids"),
+    ];
+    for (order, msg) in cases {
+        println!("case {}", order.display());
+        let out = bin()
+            .args(["predict", "--device", "cpu", "--image-size", "32"])
+            .args(["--checkpoint", DEMO, "--class-order"])
+            .arg(&order)
+            .arg(fx().join("id/0.png"))
+            .output()
+            .unwrap();
+        expect(&out, 1, msg);
+        assert!(
+            out.stdout.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
+
 #[test]
 fn help_documents_the_exit_statuses() {
     let out = bin().arg("--help").output().unwrap();

@@ -77,7 +77,7 @@ fn rgb_row(img: &RgbImage) -> Vec<[u8; 3]> {
 }
 
 /// Expected values: Pillow 13's `Image.open(f).convert('RGB')` on the same
-/// bytes.
+/// bytes, except 16-bit grey (see its case).
 #[test]
 fn formats_convert_to_rgb_as_pil_does() {
     let v16 = [0u16, 255, 256, 0x1234, 0x80ff, 65535];
@@ -87,16 +87,25 @@ fn formats_convert_to_rgb_as_pil_does() {
     // (what, file bytes, PIL's RGB)
     type Case = (&'static str, Vec<u8>, Vec<[u8; 3]>);
     let cases: Vec<Case> = vec![
-        // 16-bit grey opens as I;16, which PIL clips at 255 when converting.
+        // 16-bit grey keeps the high byte like every 16-bit image (PIL's
+        // I;16 clips at 255 instead: [0, 255, 255, 255, 255, 255] and
+        // [10, 200]; a deliberate departure, see `load_rgb`).
         (
             "grey16",
             png(6, 1, 16, 0, &[be16(&v16)], &[]),
-            [0, 255, 255, 255, 255, 255].map(grey).to_vec(),
+            [0, 0, 1, 18, 128, 255].map(grey).to_vec(),
         ),
         (
             "grey16 with tRNS",
-            png(2, 1, 16, 0, &[be16(&[10, 200])], &[(b"tRNS", be16(&[10]))]),
-            vec![grey(10), grey(200)],
+            png(
+                2,
+                1,
+                16,
+                0,
+                &[be16(&[10, 0xc8ff])],
+                &[(b"tRNS", be16(&[10]))],
+            ),
+            vec![grey(0), grey(200)],
         ),
         // Other 16-bit images keep the high byte.
         (

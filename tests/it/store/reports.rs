@@ -194,6 +194,22 @@ fn plots_are_written_as_png_and_svg() {
         } else {
             let svg = std::fs::read_to_string(&path).unwrap();
             assert!(svg.contains("<text"), "{n} has no text");
+            // Axis ticks as people write them: no "100000.0" or "0.30000".
+            let ticks: Vec<&str> = svg
+                .split("<text")
+                .skip(1)
+                .filter_map(|t| t.split_once('>')?.1.split_once("</text>"))
+                .map(|(text, _)| text.trim())
+                .filter(|t| t.parse::<f64>().is_ok())
+                .collect();
+            assert!(ticks.len() >= 4, "{n}: ticks {ticks:?}");
+            for t in &ticks {
+                let mantissa = t.split('e').next().unwrap();
+                assert!(
+                    !(mantissa.contains('.') && mantissa.ends_with('0')) && t.len() <= 8,
+                    "{n}: tick `{t}` in {ticks:?}"
+                );
+            }
         }
     }
     let roc = std::fs::read_to_string(plots.join("roc-textures.svg")).unwrap();
@@ -248,4 +264,85 @@ fn damaged_stores_give_clear_errors() {
     .unwrap();
     drop(conn);
     check(&newer, "newer gradnorm-tui");
+}
+
+/// Sets pair by their files, not their names: the same two sets named the
+/// other way round (own as `textures`, textures as `own`) compare with
+/// themselves, so every delta is zero (the images' scores are the same),
+/// where pairing by name would compare textures with own.
+#[test]
+fn sets_compare_by_their_files_not_their_names() {
+    let Some((s, store)) = Setup::with_run("store") else {
+        return;
+    };
+    let swapped: Vec<String> = s
+        .eval_args()
+        .into_iter()
+        .map(|a| {
+            if let Some(p) = a.strip_prefix("--ood=textures=") {
+                format!("--ood=own={p}")
+            } else if let Some(p) = a.strip_prefix("--ood=own=") {
+                format!("--ood=textures={p}")
+            } else {
+                a
+            }
+        })
+        .collect();
+    let out = super::bin()
+        .arg("eval")
+        .args(&swapped)
+        .arg("--store")
+        .arg(&store)
+        .arg("--out")
+        .arg(store.join("out2"))
+        .output()
+        .unwrap();
+    common::assert_success(&out);
+    let out = on_store_ok("report", &store, &["1", "2", "--format", "json"]);
+    let c: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let deltas = c["deltas"].as_array().unwrap();
+    assert_eq!(deltas.len(), 4 * 3, "{c}");
+    let sets: std::collections::BTreeSet<&str> =
+        deltas.iter().map(|d| d["set"].as_str().unwrap()).collect();
+    assert_eq!(
+        sets.into_iter().collect::<Vec<_>>(),
+        ["average", "own = textures", "textures = own"],
+        "{c}"
+    );
+    for d in deltas {
+        for k in ["auroc", "fpr95", "aupr_in", "aupr_out"] {
+            assert_eq!(d["delta"][k].as_f64().unwrap(), 0.0, "{d}");
+        }
+    }
+    assert!(c["only_a"].as_array().unwrap().is_empty(), "{c}");
+    assert!(c["only_b"].as_array().unwrap().is_empty(), "{c}");
+    let md = on_store_ok("report", &store, &["1", "2"]);
+    assert!(md.contains("textures = own"), "{md}");
+}
+
+/// `latest` is per store: `eval --store X` without `--out` writes
+/// X/latest, and leaves ./runs alone.
+#[test]
+fn latest_is_inside_the_store_used() {
+    let Some(s) = Setup::new() else {
+        return;
+    };
+    let cwd = s.dir("cwd");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let out = super::bin()
+        .current_dir(&cwd)
+        .arg("eval")
+        .args(s.eval_args())
+        .args(["--store", "elsewhere"])
+        .output()
+        .unwrap();
+    common::assert_success(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        cwd.join("elsewhere/latest/summary.json").is_file(),
+        "{stdout}"
+    );
+    assert!(cwd.join("elsewhere/runs.sqlite").is_file());
+    assert!(!cwd.join("runs").exists(), "{stdout}");
+    assert!(stdout.contains("elsewhere/latest/summary.json"), "{stdout}");
 }

@@ -13,6 +13,7 @@ mod form;
 mod inspect;
 mod keys;
 mod mouse;
+mod notices;
 mod run_store;
 mod runs;
 mod setup;

@@ -521,6 +521,67 @@ fn a_closed_terminal_ends_the_tui() {
     );
 }
 
+/// The store the TUI records into and lists: `--store DIR`, else the
+/// config file's `store` key, else ./runs (never ./runs when one is given).
+#[test]
+fn the_tui_records_into_the_store_it_is_given() {
+    if !Tmux::available() {
+        eprintln!("SKIPPED: tmux is not installed");
+        return;
+    }
+    let demo = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/checkpoints/demo/bit-demo.safetensors"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path();
+    for set in ["id", "ood"] {
+        std::fs::create_dir_all(work.join(set)).unwrap();
+        for i in 0..4u32 {
+            image::RgbImage::from_fn(32, 32, |x, y| {
+                let s = if set == "id" { 1 } else { 5 };
+                image::Rgb([(x * s * 8) as u8, (y * 8 + i * 30) as u8, (i * 50) as u8])
+            })
+            .save(work.join(format!("{set}/{i}.png")))
+            .unwrap();
+        }
+    }
+    std::fs::write(
+        work.join("gradnorm-tui.toml"),
+        format!(
+            "store = \"filestore\"\nbatch = 4\nimage_size = 32\ndevice = \"cpu\"\n\
+             methods = [{{ method = \"msp\" }}]\n\
+             [model]\ncheckpoint = \"{demo}\"\n[id]\nname = \"id\"\npath = \"id\"\n\
+             [[ood]]\nname = \"ood\"\npath = \"ood\"\n"
+        ),
+    )
+    .unwrap();
+    for (case, flag, store) in [
+        ("flag", "--store flagstore", "flagstore"),
+        ("file", "", "filestore"),
+    ] {
+        let command = format!(
+            "GRADNORM_LOG={} {BIN} {flag}; echo EXITED $?; sleep 600",
+            work.join("tui.log").display()
+        );
+        let tmux = Tmux::start(&format!("store-{case}"), work, &command, 120, 40);
+        tmux.wait_for("the config to load", |s| s.contains("s starts"));
+        tmux.keys(&["s"]);
+        tmux.wait_for("the run to finish", |s| s.contains("finished in"));
+        assert!(work.join(store).join("runs.sqlite").is_file(), "{case}");
+        assert!(!work.join("runs").exists(), "{case}: ./runs was used");
+        // The Runs screen lists that store.
+        tmux.keys(&["6"]);
+        // (The tab bar says "Runs" and the dashboard "finished" at once:
+        // wait for the store's own name.)
+        tmux.wait_for(&format!("the Runs screen on {store}"), |s| {
+            s.contains(store)
+        });
+        tmux.keys(&["q"]);
+        tmux.wait_for("the TUI to exit", |s| s.contains("EXITED 0"));
+    }
+}
+
 /// The keys that leave only `keep` ticked among the form's methods, from
 /// the first method's row: each row in registry order, its parameters'
 /// rows below it while it is ticked.
@@ -648,7 +709,7 @@ fn from_the_demo_to_efficientnet_with_a_fit_made_in_the_form() {
     assert_eq!((cfg.class_names.clone(), cfg.image_size), (None, None));
     // The demo's results are on screen: asked first.
     tmux.keys(&["s"]);
-    tmux.wait_for("the question", |s| s.contains("Replace the results?"));
+    tmux.wait_for("the question", |s| s.contains("Start a new run?"));
     tmux.keys(&["y"]);
     let screen = tmux.wait_for("the run to finish", |s| {
         s.contains("finished in") && s.contains("ID imagenet-val (24) vs ▒ OOD dtd (24)")

@@ -19,7 +19,10 @@ use std::path::Path;
 /// Decodes a file to 8-bit RGB as PIL's `Image.open(f).convert('RGB')`
 /// does: grey and palette images expanded, alpha dropped (not composited),
 /// 16-bit channels reduced as PIL reduces them, CMYK JPEGs converted with
-/// Adobe's inverted convention, EXIF orientation not applied.
+/// Adobe's inverted convention, EXIF orientation not applied. One
+/// departure: 16-bit greyscale keeps its high byte like every other 16-bit
+/// image (PIL clips it at 255, so a 16-bit copy of an 8-bit image would come
+/// out nearly white and be classified unlike its twin).
 pub fn load_rgb(path: &Path) -> Result<RgbImage> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     decode_rgb(&bytes).map_err(|reason| Error::data(path, reason))
@@ -64,26 +67,21 @@ pub fn decode_rgb(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
     if img.width() == 0 || img.height() == 0 {
         return Err("empty image (zero width or height)".into());
     }
-    Ok(to_rgb_like_pil(img, png_is_grey16(bytes)))
+    Ok(to_rgb_like_pil(img))
 }
 
 /// PIL's conversions to RGB, where they differ from the `image` crate's.
-fn to_rgb_like_pil(img: DynamicImage, grey16: bool) -> RgbImage {
+fn to_rgb_like_pil(img: DynamicImage) -> RgbImage {
     use DynamicImage::*;
     match img {
         ImageRgb8(rgb) => rgb,
-        // 16-bit grey opens as mode I;16, whose conversion clips at 255
-        // (so most 16-bit grey images come out nearly white). A grey PNG
-        // with tRNS arrives here as grey+alpha.
+        // 16-bit channels keep the most significant byte, grey too (not
+        // PIL's I;16 clip at 255: see `load_rgb`). A grey PNG with tRNS
+        // arrives as grey+alpha.
         ImageLuma16(g) => map_rgb(g.width(), g.height(), g.pixels(), |p| {
-            let v = p.0[0].min(255) as u8;
+            let v = (p.0[0] >> 8) as u8;
             [v, v, v]
         }),
-        ImageLumaA16(g) if grey16 => map_rgb(g.width(), g.height(), g.pixels(), |p| {
-            let v = p.0[0].min(255) as u8;
-            [v, v, v]
-        }),
-        // 16-bit RGB(A) and grey+alpha keep the most significant byte.
         ImageLumaA16(g) => map_rgb(g.width(), g.height(), g.pixels(), |p| {
             let v = (p.0[0] >> 8) as u8;
             [v, v, v]
@@ -108,17 +106,6 @@ fn map_rgb<'a, P: 'a>(
 ) -> RgbImage {
     let raw: Vec<u8> = pixels.flat_map(f).collect();
     RgbImage::from_raw(width, height, raw).expect("one RGB pixel per source pixel")
-}
-
-/// Whether the bytes are a PNG whose header says 16-bit greyscale.
-fn png_is_grey16(bytes: &[u8]) -> bool {
-    // Signature (8), IHDR length and type (8), width, height (8), then
-    // bit depth and colour type.
-    bytes.starts_with(b"\x89PNG\r\n\x1a\n")
-        && bytes.len() > 25
-        && &bytes[12..16] == b"IHDR"
-        && bytes[24] == 16
-        && bytes[25] == 0
 }
 
 /// Walks a JPEG's markers and entropy-coded data up to EOI; an error when

@@ -261,7 +261,17 @@ pub fn load_checkpoint(
 ) -> Result<Box<dyn Backbone>> {
     let ckpt = weights::read(path)?;
     let family = match name {
-        Some(n) => family_of_name(n)?,
+        Some(n) => {
+            let family = family_of_name(n)?;
+            // A checkpoint of another family would fail deep in that
+            // family's loader ("not a checkpoint"); say what the file is.
+            match detect_family(&ckpt) {
+                Ok(found) if found != family => {
+                    return Err(params::mismatch(&ckpt, n, family_weights(found).into()))
+                }
+                _ => family,
+            }
+        }
         None => detect_family(&ckpt)?,
     };
     Ok(match family {
@@ -303,6 +313,16 @@ pub fn random(name: &str, device: &Device, dtype: DType) -> Result<Box<dyn Backb
             Box::new(params::random_torchvision(&cfg, device, dtype)?)
         }
     })
+}
+
+/// What a checkpoint of `family` holds, for messages.
+fn family_weights(family: Family) -> &'static str {
+    match family {
+        Family::Bit => "BiT ResNetV2 weights",
+        Family::EfficientNetLite => "EfficientNet-Lite weights",
+        Family::ResNet => "torchvision ResNet weights",
+        Family::Vit => "torchvision ViT weights",
+    }
 }
 
 fn detect_family(ckpt: &Checkpoint) -> Result<Family> {

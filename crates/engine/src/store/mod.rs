@@ -32,7 +32,7 @@ pub mod plots;
 mod record;
 mod schema;
 
-pub use compare::{compare, Comparison, Delta};
+pub use compare::{compare, compare_files, Comparison, Delta};
 pub use merge::merge;
 pub use record::{fingerprint, Recorder};
 
@@ -315,6 +315,43 @@ impl Store {
         };
         results.failed = error;
         Ok(results)
+    }
+
+    /// A key of each of a run's sets' contents, by set name: a hash of the
+    /// sorted content fingerprints of its evaluated images, so two runs'
+    /// sets compare equal when they hold the same files, whatever their
+    /// names or paths. Sets with no image recorded have no key.
+    pub fn set_files(&self, id: i64) -> Result<std::collections::HashMap<String, String>> {
+        use sha2::{Digest, Sha256};
+        let config = self.config(id)?;
+        let mut names = vec![config.id.name.clone()];
+        names.extend(config.ood.iter().map(|d| d.name.clone()));
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT ri.dataset, i.fingerprint
+                 FROM run_images ri JOIN images i ON i.id = ri.image_id
+                 WHERE ri.run_id = ?1 ORDER BY ri.dataset, i.fingerprint",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+            .map_err(|e| self.err(e))?;
+        let mut hashers: std::collections::BTreeMap<i64, Sha256> = Default::default();
+        for r in rows {
+            let (dataset, fp) = r.map_err(|e| self.err(e))?;
+            let h = hashers.entry(dataset).or_default();
+            h.update(fp.as_bytes());
+            h.update(b"\n");
+        }
+        Ok(hashers
+            .into_iter()
+            .filter_map(|(d, h)| {
+                let name = names.get(d as usize)?.clone();
+                let digest: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+                Some((name, digest))
+            })
+            .collect())
     }
 
     /// Deletes a run; its image records stay as a cache for later runs.

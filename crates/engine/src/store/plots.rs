@@ -155,9 +155,47 @@ fn mesh<DB: DrawingBackend>(chart: &mut Chart<DB>, x: &str, y: &str) -> DrawResu
         .configure_mesh()
         .x_desc(x)
         .y_desc(y)
+        .x_label_formatter(&|v| tick(*v))
+        .y_label_formatter(&|v| tick(*v))
         .label_style(("sans-serif", 15))
         .draw()
         .map_err(e)
+}
+
+/// An axis tick as a person writes it: at most four significant digits,
+/// no trailing zeros ("0.25", "1500", "0"), and a power of ten for very
+/// large or small values ("1e5", "2.5e-4"); plotters' own prints
+/// "100000.0".
+pub fn tick(v: f64) -> String {
+    if !v.is_finite() {
+        return v.to_string();
+    }
+    let a = v.abs();
+    // Ticks at 0 often come out as -1e-17 and the like.
+    if a < 1e-12 {
+        return "0".into();
+    }
+    if !(1e-3..1e5).contains(&a) {
+        let text = format!("{v:.3e}");
+        let (mantissa, exp) = text.split_once('e').unwrap_or((&text, "0"));
+        return format!("{}e{exp}", trim_zeros(mantissa));
+    }
+    let decimals = (3 - a.log10().floor() as i32).clamp(0, 6) as usize;
+    trim_zeros(&format!("{v:.decimals$}")).to_string()
+}
+
+/// "1.500" -> "1.5", "2.000" -> "2", "-0" -> "0".
+fn trim_zeros(s: &str) -> &str {
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        s
+    };
+    if s == "-0" {
+        "0"
+    } else {
+        s
+    }
 }
 
 /// Fills `area` white and builds a captioned chart over `x` by `y` with its
@@ -371,4 +409,32 @@ fn anatomy<DB: DrawingBackend>(c: Canvas<DB>) -> DrawResult {
             .legend(move |(x, y)| Circle::new((x + 8, y), 4, color.filled()));
     }
     legend(&mut chart, SeriesLabelPosition::UpperRight)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tick;
+
+    #[test]
+    fn ticks_are_written_as_people_write_them() {
+        for (v, want) in [
+            (100000.0, "1e5"),
+            (250000.0, "2.5e5"),
+            (20000.0, "20000"),
+            (1500.0, "1500"),
+            (1234.5678, "1235"),
+            (12.5, "12.5"),
+            (1.0, "1"),
+            (0.25, "0.25"),
+            (0.1 + 0.2, "0.3"),
+            (0.001234, "0.001234"),
+            (0.00025, "2.5e-4"),
+            (-3.0, "-3"),
+            (-0.5, "-0.5"),
+            (0.0, "0"),
+            (-1e-17, "0"),
+        ] {
+            assert_eq!(tick(v), want, "{v}");
+        }
+    }
 }

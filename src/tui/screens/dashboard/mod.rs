@@ -134,8 +134,9 @@ fn bar(done: usize, total: usize, width: usize) -> String {
 }
 
 /// The run's progress, rate and ETA (elapsed once done) and what was
-/// skipped, in a line: what a short terminal keeps of the progress panel.
-fn summary(ctx: &Ctx) -> Vec<Span<'static>> {
+/// skipped, named as far as `width` allows, in a line: what a short
+/// terminal keeps of the progress panel.
+fn summary(ctx: &Ctx, width: usize) -> Vec<Span<'static>> {
     let skipped: usize = ctx.results.skipped.iter().map(Vec::len).sum();
     let mut summary = Vec::new();
     if let Some(p) = &ctx.results.progress {
@@ -158,12 +159,41 @@ fn summary(ctx: &Ctx) -> Vec<Span<'static>> {
         )));
     }
     if skipped > 0 {
-        summary.push(Span::styled(
-            format!(" · {} unreadable, skipped", theme::count(skipped)),
-            theme::warn(),
-        ));
+        let said = format!(" · {} unreadable, skipped", theme::count(skipped));
+        let used: usize = summary.iter().map(|s| s.width()).sum::<usize>() + said.chars().count();
+        let names = skipped_names(&ctx.results.skipped, width.saturating_sub(used));
+        summary.push(Span::styled(said + &names, theme::warn()));
     }
     summary
+}
+
+/// The skipped files' names, as many as fit in `room` columns:
+/// ": a.jpg, b.png and 3 more"; empty when not even one fits.
+pub fn skipped_names(skipped: &[Vec<gradnorm_core::run::Skipped>], room: usize) -> String {
+    let names: Vec<String> = skipped
+        .iter()
+        .flatten()
+        .map(|s| {
+            s.path
+                .file_name()
+                .unwrap_or(s.path.as_os_str())
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    let mut best = String::new();
+    for shown in 1..=names.len() {
+        let rest = names.len() - shown;
+        let mut text = format!(": {}", names[..shown].join(", "));
+        if rest > 0 {
+            text.push_str(&format!(" and {} more", theme::count(rest)));
+        }
+        // Not monotone: all names drop the "and N more".
+        if text.chars().count() <= room {
+            best = text;
+        }
+    }
+    best
 }
 
 /// One line: a bar over the whole run, then `summary`.
@@ -173,7 +203,8 @@ fn render_progress_line(ctx: &Ctx, area: Rect, buf: &mut Buffer) {
         .progress
         .as_ref()
         .map_or((0, 0), |p| (p.run_done, p.run_total));
-    let text = summary(ctx);
+    // Skipped files' names come before the bar (it takes what is left).
+    let text = summary(ctx, (area.width as usize).saturating_sub(2));
     let text_w: usize = text.iter().map(|s| s.width()).sum();
     // The bar takes what the text leaves, a quarter of the line at most.
     let bar_w = (area.width as usize)
@@ -216,7 +247,7 @@ fn render_progress(ctx: &Ctx, info: &RunInfo, area: Rect, buf: &mut Buffer) {
             )),
         ]));
     }
-    lines.push(Line::from(summary(ctx)));
+    lines.push(Line::from(summary(ctx, w)));
     Paragraph::new(lines).render(inner, buf);
 }
 
