@@ -136,6 +136,8 @@ pub enum Action {
     Export,
     /// Runs: read the store again.
     Refresh,
+    /// Runs: delete the selected run from the store (asked twice).
+    Remove,
 }
 
 /// A key as bound: a code and whether Ctrl is held. Shift is part of the
@@ -309,6 +311,7 @@ pub static KEYMAP: &[Binding] = &[
     b(M::Runs, &[c(' ')], A::Toggle, "Space", "compare", "mark a run; with two marked, their metric deltas (b - a)", Always),
     b(M::Runs, &[c('e')], A::Export, "e", "export", "write the run's report (md, csv, json), scores.csv and plots into a folder", Always),
     b(M::Runs, &[c('r')], A::Refresh, "r", "", "read the run store again", Help),
+    b(M::Runs, &[c('d'), k(K::Delete)], A::Remove, "d", "delete", "delete the run from the store (d again to confirm)", Help),
     // Overlays
     b(M::Help, &[k(K::Esc), c('?'), c('q'), k(K::Enter), k(K::F(1))], A::Close, "Esc ?", "close", "close the help", Always),
     b(M::Help, UP, A::Up, "↑↓", "scroll", "scroll", Always),

@@ -28,6 +28,7 @@ enum Job {
     Open(i64),
     Compare(i64, i64),
     Export(i64),
+    Remove(i64),
 }
 
 /// What the screen tells the app once a job is done.
@@ -47,6 +48,7 @@ enum Reply {
     Opened(i64, Result<RunResults, String>),
     Compared(i64, i64, Result<Comparison, String>),
     Exported(i64, Result<PathBuf, String>),
+    Removed(i64, Result<(), String>),
 }
 
 /// Does one job against the store in `dir`.
@@ -62,6 +64,10 @@ fn work(dir: &Path, job: Job) -> Reply {
         ),
         Job::Compare(a, b) => Reply::Compared(a, b, open().and_then(|s| compare(&s, a, b))),
         Job::Export(id) => Reply::Exported(id, open().and_then(|s| export_run(&s, dir, id))),
+        Job::Remove(id) => Reply::Removed(
+            id,
+            open().and_then(|mut s| s.remove(id).map_err(|e| e.to_string())),
+        ),
     }
 }
 
@@ -157,6 +163,10 @@ pub struct RunsState {
     wake: Option<Wake>,
     /// Inline replies (no worker), read by `poll`.
     ready: Vec<Reply>,
+    /// The run a first `d` asked about: a second `d` on it deletes it.
+    removing: Option<i64>,
+    /// What a key said (read by `poll`).
+    said: Vec<Outcome>,
 }
 
 impl RunsState {
@@ -175,6 +185,8 @@ impl RunsState {
             worker: None,
             wake: None,
             ready: Vec::new(),
+            removing: None,
+            said: Vec::new(),
         }
     }
 
@@ -227,7 +239,34 @@ impl RunsState {
     /// A key's action on this screen.
     pub fn act(&mut self, action: Action) {
         let n = self.rows.len();
+        let asked = self.removing.take();
         match action {
+            Action::Remove => {
+                let Some(r) = self.current() else {
+                    return;
+                };
+                let (id, running) = (r.id, r.state == "running");
+                let what = format!("{}, {} images", r.model, r.images);
+                let say = |text: String| Outcome::Say(text, false);
+                if running {
+                    // Its recorder may be writing it now: the CLI removes
+                    // one that was killed.
+                    self.said.push(Outcome::Say(
+                        format!(
+                            "run {id} is running (or was killed while running): \
+                             once stopped, `gradnorm-tui runs rm {id}` deletes it"
+                        ),
+                        true,
+                    ));
+                } else if asked == Some(id) {
+                    self.submit(Job::Remove(id));
+                } else {
+                    self.removing = Some(id);
+                    self.said.push(say(format!(
+                        "delete run {id} ({what}) and its stored scores? d again deletes it"
+                    )));
+                }
+            }
             Action::Up => self.selected = self.selected.saturating_sub(1),
             Action::Down => self.selected = (self.selected + 1).min(n.saturating_sub(1)),
             Action::Top => self.selected = 0,
@@ -270,7 +309,7 @@ impl RunsState {
         if let Some(w) = &self.worker {
             replies.extend(w.replies());
         }
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut self.said);
         for reply in replies {
             self.pending = self.pending.saturating_sub(1);
             if matches!(reply, Reply::Listed(_)) {
@@ -310,6 +349,17 @@ impl RunsState {
                 )),
                 Reply::Exported(id, Err(e)) => {
                     out.push(Outcome::Say(format!("run {id} not exported: {e}"), true))
+                }
+                Reply::Removed(id, Ok(())) => {
+                    out.push(Outcome::Say(format!("deleted run {id}"), false));
+                    self.marked.retain(|&m| m != id);
+                    if self.comparison.as_ref().is_some_and(|c| c.0 == id || c.1 == id) {
+                        self.comparison = None;
+                    }
+                    self.refresh();
+                }
+                Reply::Removed(id, Err(e)) => {
+                    out.push(Outcome::Say(format!("run {id} not deleted: {e}"), true))
                 }
             }
         }

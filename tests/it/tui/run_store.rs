@@ -332,3 +332,57 @@ fn the_runs_screen_redraws_when_its_worker_answers() {
     }
     assert!(app.runs().comparison.is_some());
 }
+
+/// `d` on the Runs screen asks, a second `d` on the same run deletes it
+/// from the store (its scores too); any other key in between forgets the
+/// question. A run still marked running is refused, naming the CLI.
+#[test]
+fn a_run_is_deleted_from_the_screen_after_a_second_d() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("runs");
+    record_two(&dir);
+    let mut app = app_on(&dir);
+    press(&mut app, &[ch('6')]);
+    assert_eq!(app.runs().rows.len(), 2);
+    press(&mut app, &[ch('d')]);
+    let (said, _) = app.message().cloned().unwrap();
+    assert!(
+        said.contains("delete run 1") && said.contains("d again"),
+        "{said}"
+    );
+    // Another key forgets the question: `d` asks again, deleting nothing.
+    press(&mut app, &[key(KeyCode::Down), key(KeyCode::Up), ch('d')]);
+    assert_eq!(Store::open_existing(&dir).unwrap().list().unwrap().len(), 2);
+    press(&mut app, &[ch('d')]);
+    let (said, _) = app.message().cloned().unwrap();
+    assert_eq!(said, "deleted run 1");
+    app.tick();
+    let left: Vec<i64> = Store::open_existing(&dir)
+        .unwrap()
+        .list()
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(left, [2]);
+    assert_eq!(
+        app.runs().rows.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [2]
+    );
+    assert!(Store::open_existing(&dir).unwrap().load(1).is_err());
+
+    // A run left "running" (its recorder never finished) is refused.
+    let store = Store::open(&dir).unwrap();
+    let mut recorder = Recorder::new(store, &config("8"), None).unwrap();
+    let started = run_events().into_iter().next().unwrap();
+    recorder.on(&started).unwrap();
+    app.runs_mut().refresh();
+    app.tick();
+    press(&mut app, &[key(KeyCode::End), ch('d'), ch('d')]);
+    let (said, _) = app.message().cloned().unwrap();
+    assert!(
+        said.contains("running") && said.contains("runs rm"),
+        "{said}"
+    );
+    assert_eq!(Store::open_existing(&dir).unwrap().list().unwrap().len(), 2);
+}
