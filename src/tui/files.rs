@@ -154,7 +154,22 @@ impl FileBrowser {
 
     pub fn type_char(&mut self, c: char) {
         self.filter.push(c);
-        self.selected = 0;
+        self.select_first_match();
+    }
+
+    /// With a filter typed, the first entry it keeps is selected, not `./`
+    /// or `../`: Enter then takes what was typed for (it once picked the
+    /// folder itself, `/` being a scan of the whole disk).
+    fn select_first_match(&mut self) {
+        self.selected = if self.filter.is_empty() {
+            0
+        } else {
+            let items = self.items();
+            items
+                .iter()
+                .position(|it| matches!(it, Item::Entry(_)))
+                .unwrap_or(0)
+        };
     }
 
     pub fn move_by(&mut self, delta: isize) {
@@ -197,7 +212,7 @@ impl FileBrowser {
     /// Backspace: a character of the filter, or up when it is empty.
     pub fn backspace(&mut self) {
         if self.filter.pop().is_some() {
-            self.selected = 0;
+            self.select_first_match();
         } else {
             self.up();
         }
@@ -284,6 +299,18 @@ mod tests {
         // A folder can be picked where folders may be.
         let mut b = FileBrowser::open(Some(&root.join("data")), true);
         assert_eq!(b.enter(), Outcome::Picked(root.join("data")));
+        // Typing selects the first match, not `./`: Enter opens it.
+        let mut b = FileBrowser::open(Some(root), true);
+        assert_eq!(b.label(b.items()[b.selected]), "./  (pick this folder)");
+        for c in "dat".chars() {
+            b.type_char(c);
+        }
+        assert_eq!(b.label(b.items()[b.selected]), "data/");
+        b.type_char('x');
+        b.backspace();
+        assert_eq!(b.label(b.items()[b.selected]), "data/");
+        assert_eq!(b.enter(), Outcome::Stay);
+        assert_eq!(b.dir, root.join("data"));
         // An unreadable start falls back to the working folder.
         let b = FileBrowser::open(Some(&root.join("nothing/here")), true);
         assert_eq!(b.dir, std::env::current_dir().unwrap());
