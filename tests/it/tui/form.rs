@@ -132,6 +132,10 @@ fn the_file_browser_picks_checkpoints_and_dataset_folders() {
     // Esc closes it, changing nothing.
     press(&mut app, &[ch('f'), key(KeyCode::Esc)]);
     assert!(app.setup().files.is_none());
+    // A row with no path of its own opens where the last pick was.
+    assert!(app.setup_mut().select(Row::ClassNames));
+    press(&mut app, &[ch('f')]);
+    assert_eq!(app.setup().files.as_ref().unwrap().dir, root.join("data"));
 }
 
 #[test]

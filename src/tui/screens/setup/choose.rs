@@ -308,12 +308,13 @@ impl SetupState {
 }
 
 impl SetupState {
-    /// `f` on a path row: a file browser from the row's current path.
+    /// `f` on a path row: a file browser from the row's current path, or,
+    /// for a row with none, where the last pick was.
     pub(super) fn open_files(&mut self) -> SetupAction {
         if !self.current_takes_path() {
             return SetupAction::Message("f browses files on a path row".into());
         }
-        let start = match self.current() {
+        let row_path = match self.current() {
             Row::Checkpoint => self.checkpoint.map(|i| self.checkpoints[i].clone()),
             Row::ClassNames => self.class_names.clone(),
             Row::ClassOrder => self.class_order.clone(),
@@ -322,6 +323,7 @@ impl SetupState {
             Row::IdRoot => self.id_entry().and_then(|d| d.root.clone()),
             _ => None,
         };
+        let start = row_path.or_else(|| self.last_browsed.clone());
         // Datasets and list roots may be folders; the rest are files.
         let dirs = matches!(self.current(), Row::Id | Row::AddDataset | Row::IdRoot);
         self.files = Some(FileBrowser::open(start.as_deref(), dirs));
@@ -348,6 +350,9 @@ impl SetupState {
             Action::EditCancel => self.files = None,
             Action::EditConfirm => {
                 if let Outcome::Picked(path) = f.enter() {
+                    // A folder picked is where the next browse starts; a
+                    // file's folder, for a file.
+                    self.last_browsed = Some(f.dir.clone());
                     self.files = None;
                     return self.commit(&path.display().to_string());
                 }

@@ -137,6 +137,8 @@ pub struct SetupState {
     pub picker: Option<crate::tui::picker::Picker>,
     /// The file browser open for the row under the cursor's path.
     pub files: Option<crate::tui::files::FileBrowser>,
+    /// The folder of the last pick in the file browser: it opens there next.
+    pub(crate) last_browsed: Option<PathBuf>,
     /// The text being typed is the dataset's new name, not a path.
     pub(crate) renaming: bool,
     /// Names that fit the path being typed (after Tab).
@@ -210,6 +212,7 @@ impl SetupState {
             edit: None,
             picker: None,
             files: None,
+            last_browsed: None,
             renaming: false,
             completions: Vec::new(),
             base: None,
