@@ -136,7 +136,8 @@ pub enum Action {
     Export,
     /// Runs: read the store again.
     Refresh,
-    /// Runs: delete the selected run from the store (asked twice).
+    /// Runs: delete the selected run from the store (asked twice); Setup:
+    /// remove the OOD set under the cursor from the form.
     Remove,
 }
 
@@ -234,6 +235,7 @@ pub static KEYMAP: &[Binding] = &[
     b(M::Setup, &[k(K::Enter)], A::Activate, "Enter", "edit", "edit a value, type a path, or open the list of choices", Always),
     b(M::Setup, &[c('s')], A::Start, "s", "start", "start the evaluation (asks before replacing results)", Always),
     b(M::Setup, &[c('r')], A::Rename, "r", "", "rename the dataset under the cursor", Help),
+    b(M::Setup, &[c('d'), k(K::Delete)], A::Remove, "d", "", "remove the OOD set under the cursor from the form (its files stay)", Help),
     b(M::Setup, &[c('f')], A::Browse, "f", "files", "browse the disk for the path under the cursor", Always),
     b(M::Setup, &[c('w')], A::Save, "w", "write config", "write the config file", Always),
     // Editing a value

@@ -410,3 +410,32 @@ fn a_size_far_from_the_models_own_is_asked_about() {
     assert_eq!(app.overlay(), None);
     assert_eq!(app.setup().image_size.map(|s| s.get()), Some(200));
 }
+
+/// `d` on an OOD set removes it from the form (not from the disk); the ID
+/// set stays whatever its index was, and `d` elsewhere removes nothing.
+#[test]
+fn an_ood_set_is_removed_from_the_form_with_d() {
+    let mut app = app_on_setup();
+    let names = |app: &App| -> Vec<String> {
+        let c = app.setup().to_config().unwrap();
+        c.ood.iter().map(|d| d.name.clone()).collect()
+    };
+    assert_eq!(names(&app), ["textures", "scenes", "cifar10"]);
+    let n = app.setup().datasets.len();
+    assert!(app.setup_mut().select(Row::Id));
+    press(&mut app, &[ch('d')]);
+    assert_eq!(app.setup().datasets.len(), n);
+    let scenes = app
+        .setup()
+        .datasets
+        .iter()
+        .position(|d| d.name == "scenes")
+        .unwrap();
+    assert!(app.setup_mut().select(Row::Ood(scenes)));
+    press(&mut app, &[ch('d')]);
+    let (said, _) = app.message().cloned().unwrap();
+    assert!(said.starts_with("removed scenes"), "{said}");
+    assert_eq!(names(&app), ["textures", "cifar10"]);
+    assert_eq!(app.setup().datasets.len(), n - 1);
+    assert_eq!(app.setup().to_config().unwrap().id.name, "imagenet-val");
+}

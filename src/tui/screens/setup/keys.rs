@@ -90,6 +90,7 @@ impl SetupState {
             Action::Start => return SetupAction::Start,
             Action::Save => return SetupAction::Save,
             Action::Browse => return self.open_files(),
+            Action::Remove => return self.remove_dataset(),
             Action::Rename => {
                 let d = match self.current() {
                     Row::Ood(i) => Some(i),
@@ -350,6 +351,25 @@ impl SetupState {
 }
 
 impl SetupState {
+    /// Removes the OOD set under the cursor from the form's list (not from
+    /// the disk); the ID set is chosen, not removed.
+    fn remove_dataset(&mut self) -> SetupAction {
+        let Row::Ood(i) = self.current() else {
+            return SetupAction::Message("d removes an OOD set: move to one".into());
+        };
+        let gone = self.datasets.remove(i);
+        if let Some(id) = self.id.as_mut() {
+            if *id > i {
+                *id -= 1;
+            }
+        }
+        SetupAction::Message(format!(
+            "removed {} ({}) from the form; its files stay",
+            gone.name,
+            gone.path.display()
+        ))
+    }
+
     /// Renames the dataset under the cursor; names stay unique (they key
     /// each OOD set's metrics).
     fn rename(&mut self, name: &str) -> SetupAction {
