@@ -334,7 +334,7 @@ fn the_runs_screen_redraws_when_its_worker_answers() {
 }
 
 /// `d` on the Runs screen asks, a second `d` on the same run deletes it
-/// from the store (its scores too); any other key in between forgets the
+/// from the store (as `runs rm`); any other key in between forgets the
 /// question. A run still marked running is refused, naming the CLI.
 #[test]
 fn a_run_is_deleted_from_the_screen_after_a_second_d() {

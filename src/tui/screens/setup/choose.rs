@@ -54,11 +54,7 @@ impl SetupState {
                 .with_free_text()
             }
             Row::Id => {
-                let items = self
-                    .datasets
-                    .iter()
-                    .map(|d| format!("{}  {}", d.name, d.path.display()))
-                    .collect();
+                let items = self.set_items();
                 Picker::new(
                     "ID set · type to filter, or a path (Tab completes)",
                     items,
@@ -149,14 +145,18 @@ impl SetupState {
         )
     }
 
+    /// The form's sets as a picker lists them: name, then path.
+    fn set_items(&self) -> Vec<String> {
+        self.datasets
+            .iter()
+            .map(|d| format!("{}  {}", d.name, d.path.display()))
+            .collect()
+    }
+
     /// The list of labelled sets a fit can be made from: the form's sets,
     /// or a path typed.
     fn fit_set_picker(&self) -> Picker {
-        let items = self
-            .datasets
-            .iter()
-            .map(|d| format!("{}  {}", d.name, d.path.display()))
-            .collect();
+        let items = self.set_items();
         Picker::new(
             "make a fit from · a labelled set (list file or ImageFolder), or a path",
             items,
