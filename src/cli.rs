@@ -2,7 +2,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use gradnorm_core::run::{Batch, DType, Device, ImageSize, Limit, Workers};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The exit statuses, shown by `--help` (and in the README).
 pub const EXIT_STATUS: &str =
@@ -286,9 +286,9 @@ pub struct EvalArgs {
 
 #[derive(Debug, Args)]
 pub struct RunsArgs {
-    /// Run store folder.
-    #[arg(long, global = true, default_value = gradnorm_engine::store::DEFAULT_DIR)]
-    pub store: PathBuf,
+    /// Run store folder (default: `gradnorm-tui --store DIR runs`'s, else ./runs).
+    #[arg(long, global = true)]
+    pub store: Option<PathBuf>,
     /// JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
@@ -312,9 +312,9 @@ pub enum RunsCommand {
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// Run store folder.
-    #[arg(long, default_value = gradnorm_engine::store::DEFAULT_DIR)]
-    pub store: PathBuf,
+    /// Run store folder (default: `gradnorm-tui --store DIR report`'s, else ./runs).
+    #[arg(long)]
+    pub store: Option<PathBuf>,
     /// Run id or `latest`; a second id compares the two (deltas second - first).
     #[arg(required = true, num_args = 1..=2)]
     pub ids: Vec<String>,
@@ -330,6 +330,16 @@ pub struct ReportArgs {
     /// positive, scores negated, as OpenOOD's evaluator).
     #[arg(long, default_value = "paper")]
     pub convention: gradnorm_core::metrics::Convention,
+}
+
+/// The store a command reads: its `--store` (or the one given before the
+/// command, `gradnorm-tui --store DIR runs`, which main passes down), else
+/// ./runs.
+pub fn store_dir(given: Option<&Path>) -> PathBuf {
+    given.map_or_else(
+        || PathBuf::from(gradnorm_engine::store::DEFAULT_DIR),
+        Path::to_path_buf,
+    )
 }
 
 #[derive(Debug, Args)]

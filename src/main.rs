@@ -13,6 +13,8 @@ fn main() -> ExitCode {
     report_panics();
     restore_sigpipe();
     let cli = Cli::parse();
+    // `--store` before the command counts for the commands that take one.
+    let top_store = cli.tui.store.clone();
     let result = match cli.command {
         None => commands::tui::run(cli.tui.config.as_deref(), cli.tui.store.as_deref()),
         Some(Command::Tui(args)) => commands::tui::run(
@@ -20,7 +22,10 @@ fn main() -> ExitCode {
             args.store.as_deref().or(cli.tui.store.as_deref()),
         ),
         Some(Command::Predict(args)) => commands::predict::run(&args),
-        Some(Command::Eval(args)) => commands::eval::run(&args),
+        Some(Command::Eval(mut args)) => {
+            args.store = args.store.or(top_store);
+            commands::eval::run(&args)
+        }
         Some(Command::Metrics(args)) => commands::metrics::run(&args),
         Some(Command::TrainDemo(args)) => commands::train_demo::run(&args),
         Some(Command::Bench(args)) => commands::bench::run(&args),
@@ -28,8 +33,14 @@ fn main() -> ExitCode {
         Some(Command::Fit(args)) => commands::fit::run(&args),
         Some(Command::Selftest(args)) => commands::selftest::run(&args),
         Some(Command::Layers(args)) => commands::layers::run(&args),
-        Some(Command::Runs(args)) => commands::runs::runs(&args),
-        Some(Command::Report(args)) => commands::runs::report(&args),
+        Some(Command::Runs(mut args)) => {
+            args.store = args.store.or(top_store);
+            commands::runs::runs(&args)
+        }
+        Some(Command::Report(mut args)) => {
+            args.store = args.store.or(top_store);
+            commands::runs::report(&args)
+        }
         Some(Command::Merge(args)) => commands::runs::merge(&args),
     };
     match result {

@@ -1,6 +1,6 @@
 //! `runs`, `report` and `merge`: the run store from the command line.
 
-use crate::cli::{MergeArgs, ReportArgs, RunsArgs, RunsCommand, UsageError};
+use crate::cli::{store_dir, MergeArgs, ReportArgs, RunsArgs, RunsCommand, UsageError};
 use gradnorm_core::run::{report, RunResults};
 use gradnorm_engine::store::{self, export, RunRow, Store};
 use std::process::ExitCode;
@@ -9,7 +9,7 @@ use std::process::ExitCode;
 pub fn runs(args: &RunsArgs) -> anyhow::Result<ExitCode> {
     match &args.command {
         None => {
-            let store = Store::open_existing(&args.store)?;
+            let store = Store::open_existing(&store_dir(args.store.as_deref()))?;
             let rows = store.list()?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -20,7 +20,7 @@ pub fn runs(args: &RunsArgs) -> anyhow::Result<ExitCode> {
             }
         }
         Some(RunsCommand::Show { id }) => {
-            let store = Store::open_existing(&args.store)?;
+            let store = Store::open_existing(&store_dir(args.store.as_deref()))?;
             let id = store.resolve(id)?;
             let row = store
                 .list()?
@@ -59,7 +59,7 @@ pub fn runs(args: &RunsArgs) -> anyhow::Result<ExitCode> {
             }
         }
         Some(RunsCommand::Rm { id }) => {
-            let mut store = Store::open_existing(&args.store)?;
+            let mut store = Store::open_existing(&store_dir(args.store.as_deref()))?;
             let id = store.resolve(id)?;
             store.remove(id)?;
             println!("removed run {id}");
@@ -101,7 +101,7 @@ fn runs_table(rows: &[RunRow]) -> String {
 
 /// `gradnorm-tui report ID [ID2]`.
 pub fn report(args: &ReportArgs) -> anyhow::Result<ExitCode> {
-    let store = Store::open_existing(&args.store)?;
+    let store = Store::open_existing(&store_dir(args.store.as_deref()))?;
     let a = store.resolve(&args.ids[0])?;
     let results = store.load(a)?;
     let summary = summary_of(&results, a, args.convention)?;

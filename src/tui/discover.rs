@@ -151,8 +151,9 @@ fn list_files(dir: &Path) -> Vec<PathBuf> {
 
 fn is_list_file(p: &Path) -> bool {
     p.is_file()
-        && p.extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("txt") || e.eq_ignore_ascii_case("lst"))
+        && p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(gradnorm_engine::data::dataset::is_list_name)
         && names_images(p)
 }
 

@@ -1,8 +1,10 @@
 //! A file browser for the form's paths: a folder's entries (folders
 //! first), Enter to open a folder or pick a file, Backspace (or ←) up,
-//! typing to filter. Datasets can be folders, so "this folder" is an
-//! entry when folders may be picked.
+//! typing to filter. What may be picked depends on the row ([`Pick`]): a
+//! dataset row offers only list files and, as "this folder", a folder that
+//! holds images.
 
+use gradnorm_engine::data::dataset::{holds_images, is_list_name, LIST_EXTENSIONS};
 use std::path::{Path, PathBuf};
 
 /// Entries read from one folder at most: a folder of a million images
@@ -26,6 +28,17 @@ pub enum Item {
     Entry(usize),
 }
 
+/// What a row takes, so what its browser offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pick {
+    /// Any file (checkpoints, class lists, fits).
+    File,
+    /// A dataset: a list file, or a folder holding images.
+    Dataset,
+    /// Any folder (a list's root).
+    Folder,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct FileBrowser {
     /// The folder shown (absolute).
@@ -35,9 +48,14 @@ pub struct FileBrowser {
     pub filter: String,
     /// Index into `items()`.
     pub selected: usize,
-    /// Folders may be picked, not only files.
-    pub(crate) pick_dirs: bool,
-    /// Why the folder could not be read, or that it was cut.
+    pub(crate) pick: Pick,
+    /// A dataset browser: whether the folder shown holds images (only then
+    /// is it offered).
+    here_has_images: bool,
+    /// Files of the folder not offered (not list files, for a dataset).
+    pub(crate) files_left_out: usize,
+    /// Why the folder could not be read, that it was cut, or why a dataset
+    /// browser offers neither it nor its files.
     pub(crate) note: Option<String>,
 }
 
@@ -51,7 +69,7 @@ pub enum Outcome {
 impl FileBrowser {
     /// A browser at `start` (a file starts at its folder), else at the
     /// working folder.
-    pub fn open(start: Option<&Path>, pick_dirs: bool) -> FileBrowser {
+    pub fn open(start: Option<&Path>, pick: Pick) -> FileBrowser {
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
         let start = start
             .map(|p| {
@@ -75,19 +93,24 @@ impl FileBrowser {
             entries: Vec::new(),
             filter: String::new(),
             selected: 0,
-            pick_dirs,
+            pick,
+            here_has_images: false,
+            files_left_out: 0,
             note: None,
         };
         b.load();
         b
     }
 
-    /// Reads the folder shown: folders first, then files, each by name;
-    /// hidden entries only when the filter starts with a dot.
+    /// Reads the folder shown: folders first, then the files the row may
+    /// take, each by name; hidden entries only when the filter starts with a
+    /// dot.
     fn load(&mut self) {
         self.entries.clear();
         self.note = None;
         self.selected = 0;
+        self.files_left_out = 0;
+        self.here_has_images = false;
         let read = match std::fs::read_dir(&self.dir) {
             Ok(r) => r,
             Err(e) => {
@@ -104,20 +127,41 @@ impl FileBrowser {
             let path = entry.path();
             let is_dir = entry.file_type().is_ok_and(|t| t.is_dir())
                 || entry.file_type().is_ok_and(|t| t.is_symlink()) && path.is_dir();
-            self.entries.push(Entry {
-                name: entry.file_name().to_string_lossy().into_owned(),
-                is_dir,
-            });
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let offered = is_dir
+                || match self.pick {
+                    Pick::File => true,
+                    Pick::Dataset => is_list_name(&name),
+                    Pick::Folder => false,
+                };
+            if offered {
+                self.entries.push(Entry { name, is_dir });
+            } else if !name.starts_with('.') {
+                self.files_left_out += 1;
+            }
         }
         self.entries
             .sort_by(|a, b| b.is_dir.cmp(&a.is_dir).then_with(|| a.name.cmp(&b.name)));
+        if self.pick == Pick::Dataset && self.note.is_none() {
+            self.here_has_images = holds_images(&self.dir);
+            let lists = LIST_EXTENSIONS.map(|e| format!(".{e}")).join("/");
+            self.note = match (self.here_has_images, self.files_left_out) {
+                (true, 0) => None,
+                (true, n) => Some(format!(
+                    "{n} other file(s) not shown: a dataset is a folder of images or a {lists} list"
+                )),
+                (false, _) => Some(format!(
+                    "no images in or under this folder: open one that has them, or pick a {lists} list"
+                )),
+            };
+        }
     }
 
-    /// The lines shown: this folder (when folders may be picked), the
+    /// The lines shown: this folder (when the row may take it), the
     /// parent, then the entries the filter keeps.
     pub fn items(&self) -> Vec<Item> {
         let mut v = Vec::new();
-        if self.pick_dirs {
+        if self.pick == Pick::Folder || self.pick == Pick::Dataset && self.here_has_images {
             v.push(Item::Here);
         }
         if self.dir.parent().is_some() {
@@ -273,7 +317,7 @@ mod tests {
         std::fs::write(root.join("models/lite0/a.safetensors"), b"").unwrap();
         std::fs::write(root.join("notes.txt"), b"").unwrap();
         std::fs::write(root.join(".hidden"), b"").unwrap();
-        let mut b = FileBrowser::open(Some(root), false);
+        let mut b = FileBrowser::open(Some(root), Pick::File);
         let labels: Vec<String> = b.items().into_iter().map(|i| b.label(i)).collect();
         assert_eq!(labels, ["../", "data/", "models/", "notes.txt"]);
         for c in "MOD".chars() {
@@ -297,10 +341,10 @@ mod tests {
         assert_eq!(b.dir, root.join("models"));
         assert_eq!(b.label(b.items()[b.selected]), "lite0/");
         // A folder can be picked where folders may be.
-        let mut b = FileBrowser::open(Some(&root.join("data")), true);
+        let mut b = FileBrowser::open(Some(&root.join("data")), Pick::Folder);
         assert_eq!(b.enter(), Outcome::Picked(root.join("data")));
         // Typing selects the first match, not `./`: Enter opens it.
-        let mut b = FileBrowser::open(Some(root), true);
+        let mut b = FileBrowser::open(Some(root), Pick::Folder);
         assert_eq!(b.label(b.items()[b.selected]), "./  (pick this folder)");
         for c in "dat".chars() {
             b.type_char(c);
@@ -311,8 +355,38 @@ mod tests {
         assert_eq!(b.label(b.items()[b.selected]), "data/");
         assert_eq!(b.enter(), Outcome::Stay);
         assert_eq!(b.dir, root.join("data"));
+        // A dataset row: list files and folders holding images only.
+        std::fs::create_dir_all(root.join("data/empty")).unwrap();
+        std::fs::create_dir_all(root.join("data/imgs/deeper")).unwrap();
+        std::fs::write(root.join("data/imgs/deeper/a.JPG"), b"").unwrap();
+        std::fs::write(root.join("data/val.txt"), b"").unwrap();
+        std::fs::write(root.join("data/readme.md"), b"").unwrap();
+        let mut b = FileBrowser::open(Some(&root.join("data")), Pick::Dataset);
+        let labels: Vec<String> = b.items().into_iter().map(|i| b.label(i)).collect();
+        assert_eq!(
+            labels,
+            [
+                "./  (pick this folder)",
+                "../",
+                "empty/",
+                "imgs/",
+                "val.txt"
+            ]
+        );
+        assert!(b
+            .note
+            .as_deref()
+            .unwrap()
+            .starts_with("1 other file(s) not shown"));
+        assert_eq!(b.enter(), Outcome::Picked(root.join("data")));
+        b.move_by(2);
+        assert_eq!(b.enter(), Outcome::Stay);
+        assert_eq!(b.dir, root.join("data/empty"));
+        let labels: Vec<String> = b.items().into_iter().map(|i| b.label(i)).collect();
+        assert_eq!(labels, ["../"], "a folder without images is not offered");
+        assert!(b.note.as_deref().unwrap().starts_with("no images"));
         // An unreadable start falls back to the working folder.
-        let b = FileBrowser::open(Some(&root.join("nothing/here")), true);
+        let b = FileBrowser::open(Some(&root.join("nothing/here")), Pick::Folder);
         assert_eq!(b.dir, std::env::current_dir().unwrap());
     }
 }

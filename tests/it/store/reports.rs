@@ -1,7 +1,7 @@
 //! Every report format (JSON, Markdown, LaTeX, CSV, Parquet, plots), runs
 //! compared and removed, and damaged stores' errors.
 
-use super::{essentials, on_store, on_store_ok, recorded, report, scores, Setup, LIMIT};
+use super::{bin, essentials, on_store, on_store_ok, recorded, report, scores, Setup, LIMIT};
 use crate::common;
 
 use std::ffi::OsStr;
@@ -144,6 +144,23 @@ fn report_formats_and_compare() {
         list.contains("finished") && list.contains("textures"),
         "{list}"
     );
+    // `--store` before the command is the command's store too.
+    let before = bin()
+        .arg("--store")
+        .arg(&store)
+        .arg("runs")
+        .output()
+        .unwrap();
+    assert_eq!(common::success_stdout(&before), list);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = bin()
+        .current_dir(elsewhere.path())
+        .arg("--store")
+        .arg(&store)
+        .args(["report", "1", "--format", "csv"])
+        .output()
+        .unwrap();
+    assert!(common::success_stdout(&out).contains("gradnorm"));
     on_store_ok("runs", &store, &["rm", "1"]);
     let out = on_store("report", &store, &["1"]);
     assert_eq!(out.status.code(), Some(1));

@@ -68,7 +68,10 @@ fn the_file_browser_picks_checkpoints_and_dataset_folders() {
     let dir = common::temp_tree(&[
         "models/a.safetensors",
         "models/b.safetensors",
-        "data/id/circle/",
+        "data/id/circle/a.png",
+        "data/id/notes.md",
+        "data/ood.txt",
+        "data/empty/",
     ]);
     let root = dir.path();
     let mut app = app_on_setup();
@@ -119,6 +122,15 @@ fn the_file_browser_picks_checkpoints_and_dataset_folders() {
         app.setup().files.as_ref().unwrap().dir,
         root.join("data/id")
     );
+    // A dataset row offers list files, not any file: notes.md is left out.
+    let screen = draw(&mut app, 120, 40);
+    assert!(
+        screen.contains("./  (pick this folder)")
+            && screen.contains("circle/")
+            && !screen.contains("notes.md")
+            && screen.contains("1 other file(s) not shown"),
+        "{screen}"
+    );
     press(&mut app, &[key(KeyCode::Left), key(KeyCode::Home)]);
     // Home is not bound here: the selection is still on id/; go to ./.
     press(&mut app, &[key(KeyCode::PageUp), key(KeyCode::Enter)]);
@@ -129,6 +141,20 @@ fn the_file_browser_picks_checkpoints_and_dataset_folders() {
         .iter()
         .find(|d| d.path == root.join("data"));
     assert!(added.is_some_and(|d| d.ood), "{:?}", app.setup().datasets);
+    // A folder without images is not offered as a dataset.
+    assert!(app.setup_mut().select(Row::AddDataset));
+    press(&mut app, &[ch('f'), key(KeyCode::Backspace)]);
+    assert_eq!(app.setup().files.as_ref().unwrap().dir, root.join("data"));
+    typed(&mut app, "empty");
+    press(&mut app, &[key(KeyCode::Enter)]);
+    let f = app.setup().files.as_ref().unwrap();
+    assert_eq!(f.dir, root.join("data/empty"));
+    assert!(!f.label(f.items()[0]).contains("pick this folder"));
+    press(&mut app, &[key(KeyCode::Backspace)]);
+    let f = app.setup().files.as_ref().unwrap();
+    let labels: Vec<String> = f.items().into_iter().map(|i| f.label(i)).collect();
+    assert!(labels.contains(&"ood.txt".to_string()), "{labels:?}");
+    press(&mut app, &[key(KeyCode::Esc)]);
     // Esc closes it, changing nothing.
     press(&mut app, &[ch('f'), key(KeyCode::Esc)]);
     assert!(app.setup().files.is_none());

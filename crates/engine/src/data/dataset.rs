@@ -47,6 +47,53 @@ pub fn is_image_name(name: &str) -> bool {
     }
 }
 
+/// Extensions a list file is named by where a path must be told from a
+/// folder without reading it (pickers, shown paths); `Dataset::open` itself
+/// reads any file as a list.
+pub const LIST_EXTENSIONS: [&str; 2] = ["txt", "lst"];
+
+/// Whether a file name has one of [`LIST_EXTENSIONS`].
+pub fn is_list_name(name: &str) -> bool {
+    match name.rsplit_once('.') {
+        Some((_, ext)) => LIST_EXTENSIONS.iter().any(|e| ext.eq_ignore_ascii_case(e)),
+        None => false,
+    }
+}
+
+/// Folders [`holds_images`] reads at most: a picker asks this of any folder
+/// shown (`/` included), so the search is bounded; a folder whose first
+/// image lies beyond it is taken as holding none.
+const IMAGE_SEARCH_DIRS: usize = 256;
+
+/// Whether `dir` or a folder under it (breadth first, hidden ones skipped)
+/// holds an image file: what `Dataset::open` would find any of, asked
+/// cheaply.
+pub fn holds_images(dir: &Path) -> bool {
+    let mut queue = std::collections::VecDeque::from([dir.to_path_buf()]);
+    let mut read = 0;
+    while let Some(d) = queue.pop_front() {
+        if read == IMAGE_SEARCH_DIRS {
+            return false;
+        }
+        read += 1;
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if is_hidden(&name) {
+                continue;
+            }
+            if entry_is_dir(&entry) {
+                queue.push_back(entry.path());
+            } else if is_image_file_name(&name) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
 /// [`is_image_name`] for any OS file name: a name that is not UTF-8
 /// (`caf\xe9.jpg` in Latin-1) is still an image by its extension.
 fn is_image_file_name(name: &std::ffi::OsStr) -> bool {

@@ -267,8 +267,9 @@ pub fn display_path(info: &RunInfo, rec: &ImageRecord) -> String {
     let base = info.datasets.get(rec.dataset).map(|d| {
         let list = d
             .path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("txt") || e.eq_ignore_ascii_case("lst"));
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(gradnorm_engine::data::dataset::is_list_name);
         if list {
             d.path.parent().unwrap_or(Path::new("")).to_path_buf()
         } else {

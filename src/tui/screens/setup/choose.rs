@@ -3,7 +3,7 @@
 //! list filtered as one types; Tab completes a path being typed.
 
 use super::state::{Row, SetupAction, SetupState};
-use crate::tui::files::{FileBrowser, Outcome};
+use crate::tui::files::{FileBrowser, Outcome, Pick};
 use crate::tui::keymap::Action;
 use crate::tui::picker::{complete_path, Picked, Picker};
 use gradnorm_core::run::{DType, DatasetSpec, Device};
@@ -324,9 +324,12 @@ impl SetupState {
             _ => None,
         };
         let start = row_path.or_else(|| self.last_browsed.clone());
-        // Datasets and list roots may be folders; the rest are files.
-        let dirs = matches!(self.current(), Row::Id | Row::AddDataset | Row::IdRoot);
-        self.files = Some(FileBrowser::open(start.as_deref(), dirs));
+        let pick = match self.current() {
+            Row::Id | Row::AddDataset => Pick::Dataset,
+            Row::IdRoot => Pick::Folder,
+            _ => Pick::File,
+        };
+        self.files = Some(FileBrowser::open(start.as_deref(), pick));
         SetupAction::None
     }
 
