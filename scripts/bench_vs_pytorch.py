@@ -6,7 +6,8 @@ BiT-S-R101x1 follows the paper's code (google-research/big_transfer,
 bit_pytorch/models.py): StdConv2d standardizing its weight in every forward,
 GroupNorm(32), pre-activation bottlenecks, the zero-pad + 3x3/2 max-pool root.
 EfficientNet-Lite0 is a small definition of its own (MBConv blocks without
-squeeze-excitation, ReLU6, BatchNorm in eval mode).
+squeeze-excitation, ReLU6, BatchNorm in eval mode). ResNet-50 and ViT-B/16
+are torchvision's own definitions (torchvision.models, no weights).
 """
 
 import argparse
@@ -149,9 +150,38 @@ def timed(model, x, images, warmup):
     return runs * batch / wall, cpu / (runs * batch)
 
 
+def timed_odin(model, x, images, warmup, eps, temperature=1000.0):
+    """ODIN as the paper's code runs it: forward, the input gradient of the
+    cross-entropy to the predicted class at temperature T, the input moved
+    by -eps * sign, a second forward (softmax max at T)."""
+    batch = x.shape[0]
+
+    def step():
+        xi = x.clone().requires_grad_(True)
+        logits = model(xi) / temperature
+        loss = F.cross_entropy(logits, logits.argmax(1))
+        (grad,) = torch.autograd.grad(loss, xi)
+        with torch.no_grad():
+            out = model(x - eps * torch.sign(grad)) / temperature
+            return out.softmax(1).max(1).values
+
+    for _ in range(warmup):
+        step()
+    runs = max(1, -(-images // batch))
+    t0, c0 = time.perf_counter(), time.process_time()
+    for _ in range(runs):
+        step()
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return runs * batch / wall, cpu / (runs * batch)
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--model", choices=["bit-s-r101x1", "efficientnet-lite0"], required=True)
+    p.add_argument(
+        "--model",
+        choices=["bit-s-r101x1", "efficientnet-lite0", "resnet50", "vit-b-16"],
+        required=True,
+    )
     p.add_argument("--image-size", type=int, required=True)
     p.add_argument("--batch", type=int, required=True)
     p.add_argument("--images", type=int, required=True)
@@ -159,13 +189,21 @@ def main():
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--profile", action="store_true", help="print torch.profiler's table")
+    p.add_argument("--odin", type=float, metavar="EPS", help="time ODIN (T=1000) instead")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     if a.model == "bit-s-r101x1":
         model = ResNetV2([3, 4, 23, 3], 1)
-    else:
+    elif a.model == "efficientnet-lite0":
         model = EfficientNetLite0()
+    else:
+        import torchvision
+
+        if a.model == "resnet50":
+            model = torchvision.models.resnet50(weights=None)
+        else:
+            model = torchvision.models.vit_b_16(weights=None, image_size=a.image_size)
     model.eval()
     x = torch.randn(a.batch, 3, a.image_size, a.image_size)
     if a.channels_last:
@@ -180,7 +218,12 @@ def main():
                 model(x)
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
         return
-    img_s, cpu_s = timed(model, x, a.images, a.warmup)
+    if a.odin is not None:
+        for q in model.parameters():
+            q.requires_grad_(False)
+        img_s, cpu_s = timed_odin(model, x, a.images, a.warmup, a.odin)
+    else:
+        img_s, cpu_s = timed(model, x, a.images, a.warmup)
     print(
         json.dumps(
             {
@@ -190,6 +233,7 @@ def main():
                 "batch": a.batch,
                 "threads": torch.get_num_threads(),
                 "channels_last": a.channels_last,
+                "odin_epsilon": a.odin,
                 "mkldnn": torch.backends.mkldnn.is_available(),
                 "forward_img_per_s": img_s,
                 "cpu_s_per_img": cpu_s,

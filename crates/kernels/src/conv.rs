@@ -4,10 +4,11 @@
 
 use super::gemm::{matmul_acc, matmul_acc_par};
 use super::op::{apply_f32, gradient, Bwd, Grads, In, Kernel};
-use super::packed::{matmul_block, PackedB, MC};
+use super::packed::{matmul_block, MC};
 use super::simd::{add, gemv, relu6};
+use super::weights::Weights;
 use super::winograd;
-use super::{nhwc_batch, par_rows, relu6_grad, ConvRelu6, Geometry};
+use super::{chunk, nhwc_batch, par_rows, relu6_grad, Act, ActGrad, ConvRelu6, Geometry};
 use candle_core::{Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -130,18 +131,33 @@ pub(super) fn block_rows(m: usize, patch: usize) -> usize {
     cap.min(per_thread)
 }
 
-/// Dense k x k convolution of NHWC f32 without bias: weights [k, k, cin,
-/// cout] (rows (dy, dx, ci)). Blocks of output pixels are unfolded into
-/// their receptive fields (im2col) and multiplied on gemm, a block per task.
+/// Dense k x k convolution of NHWC f32: weights [k, k, cin, cout] (rows
+/// (dy, dx, ci)), then the bias and the activation. Blocks of output pixels
+/// are unfolded into their receptive fields (im2col) and multiplied on
+/// gemm, a block per task.
 #[derive(Clone)]
 pub(super) struct Conv {
     g: Geometry,
     cin: usize,
     cout: usize,
-    w: Arc<[f32]>,
+    w: Weights,
+    b: Option<Arc<[f32]>>,
+    act: Act,
 }
 
 impl Conv {
+    /// The bias and the activation over the product, in parallel.
+    fn epilogue(&self, out: &mut [f32]) {
+        if let Some(b) = &self.b {
+            out.par_chunks_mut(chunk(self.cout)).for_each(|o| {
+                for px in o.chunks_exact_mut(self.cout) {
+                    add(px, b, false);
+                }
+            });
+        }
+        self.act.apply(out);
+    }
+
     fn patch_len(&self) -> usize {
         self.g.k * self.g.k * self.cin
     }
@@ -184,13 +200,14 @@ impl Kernel<1> for Conv {
         let (plane, pixels, kk) = (g.h * g.w * cin, g.ho * g.wo, self.patch_len());
         let m = n * pixels;
         if winograd::applies(&g, cin, cout) {
-            if let Some(t) = winograd::Transformed::new(&self.w, cin, cout) {
+            if let Some(t) = self.w.winograd(cin, cout) {
                 let mut out = vec![0f32; m * cout];
-                winograd::conv3x3(x, &g, n, &t, &mut out);
+                winograd::conv3x3(x, &g, n, t, &mut out);
+                self.epilogue(&mut out);
                 return Ok((out, Shape::from((n, g.ho, g.wo, cout))));
             }
         }
-        let packed = PackedB::new(&self.w, kk, cout);
+        let packed = self.w.packed(kk, cout);
         let rows = match packed {
             // Blocks the packed kernel takes whole (its rows x KC in L2).
             Some(_) => MC.min(m.div_ceil(rayon::current_num_threads()).max(1)),
@@ -215,6 +232,7 @@ impl Kernel<1> for Conv {
                     }
                 }
             });
+        self.epilogue(&mut out);
         Ok((out, Shape::from((n, g.ho, g.wo, cout))))
     }
 
@@ -223,7 +241,11 @@ impl Kernel<1> for Conv {
             conv: self.clone(),
             n: t.args[0].dim(0)?,
         };
-        Ok([gradient(op, [t.grad])?])
+        let grad = match self.act {
+            Act::Linear => None,
+            act => gradient(ActGrad(act), [t.grad, t.res])?,
+        };
+        Ok([gradient(op, [grad.as_ref().unwrap_or(t.grad)])?])
     }
 }
 
@@ -276,19 +298,31 @@ impl Kernel<1> for ConvGrad {
 }
 
 /// Dense convolution of NHWC `x` on the CPU: geometry `g`, weights [k, k,
-/// cin, cout], no bias; differentiable with respect to `x`. Other float
-/// dtypes run in f32.
-pub fn conv(x: &Tensor, g: Geometry, w: &Arc<[f32]>) -> Result<Tensor> {
+/// cin, cout], then the bias [cout] if any and `act`; differentiable with
+/// respect to `x`. Other float dtypes run in f32.
+pub fn conv(
+    x: &Tensor,
+    g: Geometry,
+    w: &Weights,
+    b: Option<&Arc<[f32]>>,
+    act: Act,
+) -> Result<Tensor> {
     let cin = x.dim(3)?;
     let patch = g.k * g.k * cin;
     if !w.len().is_multiple_of(patch) {
         candle_core::bail!("conv: {} weights for patches of {patch}", w.len())
     }
+    let cout = w.len() / patch;
+    if let Some(b) = b.filter(|b| b.len() != cout) {
+        candle_core::bail!("conv: {} biases for {cout} output channels", b.len())
+    }
     let op = Conv {
         g,
         cin,
-        cout: w.len() / patch,
+        cout,
         w: w.clone(),
+        b: b.cloned(),
+        act,
     };
     apply_f32(x, op)
 }
@@ -353,17 +387,32 @@ mod tests {
             let oihw = rand(&[cout, cin, k, k], 51 + i as u64);
             let hwio = oihw.permute((2, 3, 1, 0)).unwrap();
             let g = Geometry::symmetric(h, w, k, s, p).unwrap();
-            let ours = input_grad(&x, |x| conv(x, g, &arc(&hwio)).unwrap());
+            // Every other case with a bias and a ReLU folded in.
+            let (b, act) = match i % 2 {
+                0 => (None, Act::Linear),
+                _ => (Some(rand(&[cout], 61 + i as u64)), Act::Relu),
+            };
+            let ours = input_grad(&x, |x| {
+                conv(x, g, &arc(&hwio).into(), b.as_ref().map(arc).as_ref(), act).unwrap()
+            });
             let theirs = input_grad(&x, |x| {
-                x.permute((0, 3, 1, 2))
+                let y = x
+                    .permute((0, 3, 1, 2))
                     .unwrap()
                     .conv2d(&oihw, p, s, 1, 1)
                     .unwrap()
                     .permute((0, 2, 3, 1))
-                    .unwrap()
+                    .unwrap();
+                match &b {
+                    Some(b) => y.broadcast_add(b).unwrap().relu().unwrap(),
+                    None => y,
+                }
             });
             assert!(max_diff(&ours.0, &theirs.0) < 1e-4, "case {i}: values");
             assert!(max_diff(&ours.1, &theirs.1) < 1e-4, "case {i}: gradients");
+            if act == Act::Relu {
+                assert!(ours.0.contains(&0.0), "case {i}: the ReLU clips");
+            }
         }
     }
 }

@@ -9,6 +9,7 @@
 //! - `pooling`: BiT's zero-padded stem max-pool;
 //! - `winograd`: 3x3 stride-1 convolutions as Winograd F(2x2, 3x3);
 //! - `packed`: our matrix product on packed weight panels (6 x 16 AVX2);
+//! - `weights`: a layer's weights with their packing made once;
 //! - `gemm`: the other matrix products; `simd`: the AVX2 code all of them use;
 //! - `op`: the candle custom-op side of all of them, once.
 //!
@@ -25,13 +26,16 @@ mod pooling;
 mod simd;
 #[cfg(test)]
 mod testing;
+mod weights;
 mod winograd;
 
 pub use conv::{conv, stem_relu6};
 pub use depthwise::{depthwise_composed, depthwise_linear, depthwise_relu6};
 pub use groupnorm::group_norm_relu;
 pub use pointwise::pointwise;
+
 pub use pooling::max_pool_padded;
+pub use weights::Weights;
 
 use candle_core::{Layout, Result, Tensor};
 use rayon::prelude::*;
@@ -111,6 +115,65 @@ impl ConvRelu6 {
     pub fn new(g: Geometry, w: &Arc<[f32]>, b: &Arc<[f32]>) -> Self {
         let (w, b) = (w.clone(), b.clone());
         ConvRelu6 { g, w, b }
+    }
+}
+
+/// The activation a kernel applies to its output in the same pass (after
+/// the bias and any residual).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Act {
+    Linear,
+    Relu,
+    Relu6,
+}
+
+impl Act {
+    /// In place, in parallel.
+    pub(crate) fn apply(self, out: &mut [f32]) {
+        match self {
+            Act::Linear => {}
+            Act::Relu => out.par_chunks_mut(8192).for_each(|o| {
+                for v in o {
+                    // Not `max`: a NaN stays NaN, as in PyTorch.
+                    if *v < 0.0 {
+                        *v = 0.0;
+                    }
+                }
+            }),
+            Act::Relu6 => out.par_chunks_mut(8192).for_each(simd::relu6),
+        }
+    }
+
+    /// The gradient before the activation, from its output.
+    pub(crate) fn grad(self, grad: &[f32], out: &[f32]) -> Vec<f32> {
+        match self {
+            Act::Linear => grad.to_vec(),
+            Act::Relu6 => relu6_grad(grad, out),
+            // Passed where the output is positive, as PyTorch's
+            // threshold_backward does.
+            Act::Relu => {
+                let mut g = vec![0f32; grad.len()];
+                g.par_chunks_mut(4096)
+                    .zip(grad.par_chunks(4096).zip(out.par_chunks(4096)))
+                    .for_each(|(g, (gr, r))| {
+                        for ((g, &gr), &r) in g.iter_mut().zip(gr).zip(r) {
+                            *g = if r > 0.0 { gr } else { 0.0 };
+                        }
+                    });
+                g
+            }
+        }
+    }
+}
+
+/// The gradient before `act` as a tensor, from (d output, output).
+pub(crate) struct ActGrad(pub Act);
+
+impl op::Kernel<2> for ActGrad {
+    const NAME: &'static str = "act-grad";
+
+    fn forward(&self, [grad, res]: [op::In<'_>; 2]) -> Result<(Vec<f32>, candle_core::Shape)> {
+        Ok((self.0.grad(grad.x, res.x), grad.l.shape().clone()))
     }
 }
 

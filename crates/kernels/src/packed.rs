@@ -42,6 +42,11 @@ impl PackedB {
         }
         Some(PackedB { k, n, data })
     }
+
+    /// [k, n].
+    pub(super) fn dims(&self) -> (usize, usize) {
+        (self.k, self.n)
+    }
 }
 
 /// Whether `n` columns can go through this kernel on this CPU. Setting

@@ -1,12 +1,13 @@
-//! 1x1 convolutions: a matrix product over pixels, with the bias, ReLU6 or
-//! the residual folded in, in one parallel pass.
+//! 1x1 convolutions: a matrix product over pixels, with the bias, the
+//! residual and the activation folded in.
 
 use super::depthwise::tile_weights;
 use super::gemm::matmul_acc;
 use super::op::{gradient, Bwd, Grads, In, Kernel, Op};
-use super::packed::{self, PackedB};
-use super::simd::{add, relu6};
-use super::{chunk, relu6_grad};
+use super::packed;
+use super::simd::add;
+use super::weights::Weights;
+use super::{chunk, Act, ActGrad};
 use candle_core::{Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -18,15 +19,15 @@ fn with_channels(dims: &[usize], c: usize) -> Shape {
     Shape::from(out)
 }
 
-/// Pixels [.., cin] x weight [cin, cout] (+ bias) (+ residual), ReLU6 if
-/// asked. Run directly on gemm (rather than candle's matmul) to fold the bias
+/// Pixels [.., cin] x weight [cin, cout] (+ bias) (+ residual), then the
+/// activation. Run directly on gemm (rather than candle's matmul) to fold the bias
 /// and residual into the product and, in the backward pass, to skip the
 /// weight gradient candle would compute for the constant weights.
 pub(super) struct Pointwise {
-    w: Arc<[f32]>,
+    w: Weights,
     b: Option<Arc<[f32]>>,
     cout: usize,
-    relu6: bool,
+    act: Act,
 }
 
 impl Pointwise {
@@ -62,22 +63,20 @@ impl Pointwise {
                 }
             });
         }
-        match PackedB::new(&self.w, cin, cout) {
+        match self.w.packed(cin, cout) {
             Some(w) => packed::matmul(&mut out, x, &w),
             None => matmul_acc(&mut out, x, &self.w, (rows, cin, cout), cout, 1),
         }
-        if self.relu6 {
-            out.par_chunks_mut(8192).for_each(relu6);
-        }
+        self.act.apply(&mut out);
         out
     }
 
     /// d input from (d output, output).
     fn input_grad(&self, grad: &Tensor, res: &Tensor) -> Result<Option<Tensor>> {
         let op = PointwiseGrad {
-            w: self.w.clone(),
+            w: self.w.values().clone(),
             cout: self.cout,
-            relu6: self.relu6,
+            act: self.act,
         };
         gradient(op, [grad, res])
     }
@@ -97,7 +96,7 @@ impl Kernel<1> for Pointwise {
     }
 }
 
-/// [`Pointwise`] with a residual added (and no ReLU6).
+/// [`Pointwise`] with a residual added before the activation.
 pub(super) struct PointwiseResidual(Pointwise);
 
 impl Kernel<2> for PointwiseResidual {
@@ -113,27 +112,28 @@ impl Kernel<2> for PointwiseResidual {
     }
 
     fn backward(&self, t: Bwd<'_, 2>) -> Grads<2> {
-        Ok([self.0.input_grad(t.grad, t.res)?, Some(t.grad.clone())])
+        // The residual's gradient is the one before the activation.
+        let residual = match self.0.act {
+            Act::Linear => Some(t.grad.clone()),
+            act => gradient(ActGrad(act), [t.grad, t.res])?,
+        };
+        Ok([self.0.input_grad(t.grad, t.res)?, residual])
     }
 }
 
 /// d input of [`Pointwise`] from (d output, output): the gradient before
-/// ReLU6 times the weight transposed.
+/// the activation times the weight transposed.
 pub(super) struct PointwiseGrad {
     w: Arc<[f32]>,
     cout: usize,
-    relu6: bool,
+    act: Act,
 }
 
 impl Kernel<2> for PointwiseGrad {
     const NAME: &'static str = "nhwc-pointwise-grad";
 
     fn forward(&self, [grad, res]: [In<'_>; 2]) -> Result<(Vec<f32>, Shape)> {
-        let gpre = if self.relu6 {
-            relu6_grad(grad.x, res.x)
-        } else {
-            grad.x.to_vec()
-        };
+        let gpre = self.act.grad(grad.x, res.x);
         let (cout, cin) = (self.cout, self.w.len() / self.cout);
         let rows = gpre.len() / cout;
         let mut out = vec![0f32; rows * cin];
@@ -143,12 +143,12 @@ impl Kernel<2> for PointwiseGrad {
     }
 }
 /// 1x1 convolution of NHWC `x` on the CPU: weight [cin, cout], bias if
-/// any, then ReLU6 or + `residual`. Other float dtypes run in f32.
+/// any, + `residual` if any, then `act`. Other float dtypes run in f32.
 pub fn pointwise(
     x: &Tensor,
-    w: &Arc<[f32]>,
+    w: &Weights,
     b: Option<&Arc<[f32]>>,
-    relu6: bool,
+    act: Act,
     residual: Option<&Tensor>,
 ) -> Result<Tensor> {
     let dtype = x.dtype();
@@ -162,11 +162,10 @@ pub fn pointwise(
         w: w.clone(),
         b: b.cloned(),
         cout: w.len() / cin,
-        relu6,
+        act,
     };
     let out = match residual {
         None => x.apply_op1(Op(op))?,
-        Some(_) if relu6 => candle_core::bail!("pointwise: ReLU6 with a residual"),
         Some(r) => x.apply_op2(&r.to_dtype(f32)?.contiguous()?, Op(PointwiseResidual(op)))?,
     };
     out.to_dtype(dtype)
@@ -180,12 +179,14 @@ mod tests {
     #[test]
     fn pointwise_matches_candle_with_gradients() {
         // cout 7 runs on gemm, 32 on the packed kernel.
-        for (relu6, residual, cout) in [
-            (true, false, 7),
-            (false, false, 7),
-            (false, true, 7),
-            (true, false, 32),
-            (false, true, 32),
+        for (act, residual, cout) in [
+            (Act::Relu6, false, 7),
+            (Act::Linear, false, 7),
+            (Act::Linear, true, 7),
+            (Act::Relu6, false, 32),
+            (Act::Linear, true, 32),
+            (Act::Relu, true, 32),
+            (Act::Relu, false, 7),
         ] {
             let cin = 5;
             let x = Var::from_tensor(&rand(&[3, 4, 6, cin], 21)).unwrap();
@@ -193,7 +194,7 @@ mod tests {
             let w = (rand(&[cin, cout], 23) * 2.0).unwrap();
             let b = rand(&[cout], 24);
             let res = residual.then_some(r.as_tensor());
-            let ours = pointwise(x.as_tensor(), &arc(&w), Some(&arc(&b)), relu6, res).unwrap();
+            let ours = pointwise(x.as_tensor(), &arc(&w).into(), Some(&arc(&b)), act, res).unwrap();
             let y = x
                 .as_tensor()
                 .reshape((72, cin))
@@ -204,13 +205,18 @@ mod tests {
                 .unwrap()
                 .broadcast_add(&b)
                 .unwrap();
-            let theirs = match (relu6, residual) {
-                (true, _) => y.clamp(0f32, 6f32).unwrap(),
-                (false, true) => (y + r.as_tensor()).unwrap(),
-                (false, false) => y,
+            let y = if residual {
+                (y + r.as_tensor()).unwrap()
+            } else {
+                y
+            };
+            let theirs = match act {
+                Act::Relu6 => y.clamp(0f32, 6f32).unwrap(),
+                Act::Relu => y.relu().unwrap(),
+                Act::Linear => y,
             };
             assert!(max_diff(&host(&ours), &host(&theirs)) < 1e-5);
-            if relu6 {
+            if act == Act::Relu6 {
                 let v = host(&ours);
                 assert!(v.contains(&0.0) && v.contains(&6.0));
             }

@@ -76,6 +76,11 @@ impl Transformed {
             .collect::<Option<Vec<_>>>()?;
         Some(Transformed { u, cin, cout })
     }
+
+    /// (cin, cout).
+    pub(super) fn dims(&self) -> (usize, usize) {
+        (self.cin, self.cout)
+    }
 }
 
 thread_local! {

@@ -14,7 +14,7 @@ use candle_core::{DType, Device, Shape, Tensor, D};
 use candle_nn::init::NormalOrUniform;
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{Init, VarBuilder};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Every (name, shape) a constructor asked for, in order.
 #[derive(Default)]
@@ -299,6 +299,21 @@ impl BatchNorm {
 
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         x.broadcast_mul(&self.scale)?.broadcast_add(&self.shift)
+    }
+
+    /// The convolution `w` (OIHW) followed by this BatchNorm as one
+    /// convolution for the CPU kernels: weights [kh, kw, cin, cout] scaled
+    /// per output channel, and the shift as its bias, f32.
+    pub fn fold_into(&self, w: &Tensor) -> Result<(Arc<[f32]>, Arc<[f32]>)> {
+        let scale = self.scale.to_dtype(DType::F32)?.reshape(((), 1, 1, 1))?;
+        let w = w.to_dtype(DType::F32)?.broadcast_mul(&scale)?;
+        let w = w.permute((2, 3, 1, 0))?.flatten_all()?.to_vec1::<f32>()?;
+        let b = self
+            .shift
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        Ok((w.into(), b.into()))
     }
 }
 

@@ -12,15 +12,24 @@
 //! Mahalanobis taps: the spatial mean after the stem (conv, BN, ReLU,
 //! max-pool) and after each of layer1..layer4, as BiT's. The feature h is
 //! the average-pooled layer4 output, the input of `fc`.
+//!
+//! One forward pass, two ways to run each layer: on the CPU in f32 the
+//! state is channels-last and every convolution is one of our kernels
+//! (`gradnorm_kernels`) with its BatchNorm folded into the weights at load
+//! and its ReLU and residual add in the same pass; elsewhere, or while a
+//! probe records layers (GradNorm's `layer=`, GAIA, NAC), candle's ops in
+//! NCHW with the BatchNorm as its own step.
 
 use super::params::{self, BatchNorm, TorchvisionArch};
 use super::probe::{self, LayerOp, PointKind};
 use super::{ops, spatial_mean, Backbone, Family, Meta, ModelInfo, Preprocess};
 use crate::error::{Error, Result};
 use crate::weights::Checkpoint;
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;
+use gradnorm_kernels::{self as kernels, Act, Geometry, Weights};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Output channels of the four stages' blocks before expansion.
 const PLANES: [usize; 4] = [64, 128, 256, 512];
@@ -106,6 +115,20 @@ impl ResNetConfig {
     }
 }
 
+/// A convolution and its BatchNorm as one convolution for the CPU kernels:
+/// weights [k, k, cin, cout] and bias, f32.
+#[derive(Clone)]
+struct Folded {
+    w: Weights,
+    b: Arc<[f32]>,
+}
+
+impl std::fmt::Debug for Folded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Folded { .. }")
+    }
+}
+
 #[derive(Debug, Clone)]
 struct ConvBn {
     /// The checkpoint's name of the convolution (GradNorm's `layer=`).
@@ -116,6 +139,8 @@ struct ConvBn {
     bn_name: String,
     stride: usize,
     padding: usize,
+    /// The same layer for the CPU kernels (f32 models on the CPU).
+    folded: Option<Folded>,
 }
 
 impl ConvBn {
@@ -127,17 +152,81 @@ impl ConvBn {
         (cin, cout, k): (usize, usize, usize),
         stride: usize,
     ) -> Result<Self> {
+        let weight = params::conv_weight(&vb.pp(conv), cout, cin, k, "weight")?;
+        let norm = BatchNorm::new(vb.pp(bn), cout)?;
+        let folded = (vb.device().is_cpu() && vb.dtype() == DType::F32)
+            .then(|| norm.fold_into(&weight))
+            .transpose()?
+            .map(|(w, b)| Folded { w: w.into(), b });
         Ok(ConvBn {
             name: vb.pp(conv).prefix(),
-            weight: params::conv_weight(&vb.pp(conv), cout, cin, k, "weight")?,
-            bn: BatchNorm::new(vb.pp(bn), cout)?,
+            weight,
+            bn: norm,
             bn_name: vb.pp(bn).prefix(),
             stride,
             padding: k / 2,
+            folded,
         })
     }
 
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+    /// The convolution and its BatchNorm, then `residual` added, then a
+    /// ReLU when `relu`: on the CPU kernels (channels-last, one pass) when
+    /// `fast`, else on candle's ops (NCHW, probes see the layer).
+    fn forward(
+        &self,
+        x: &Tensor,
+        relu: bool,
+        residual: Option<&Tensor>,
+        fast: bool,
+    ) -> candle_core::Result<Tensor> {
+        let y = match self.folded.as_ref().filter(|_| fast) {
+            Some(f) => return self.kernel(f, x, relu, residual),
+            None => self.bn_forward(x)?,
+        };
+        let y = match residual {
+            Some(r) => (y + r)?,
+            None => y,
+        };
+        if relu {
+            y.relu()
+        } else {
+            Ok(y)
+        }
+    }
+
+    /// [`ConvBn::forward`] on the kernels: 1x1 stride 1 as the packed
+    /// product, the rest (3x3 by Winograd or im2col, strided 1x1) as
+    /// convolutions, each with its bias and ReLU in the same pass.
+    fn kernel(
+        &self,
+        f: &Folded,
+        x: &Tensor,
+        relu: bool,
+        residual: Option<&Tensor>,
+    ) -> candle_core::Result<Tensor> {
+        let act = if relu { Act::Relu } else { Act::Linear };
+        let (_, h, w, _) = x.dims4()?;
+        let (_, _, k, _) = self.weight.dims4()?;
+        if k == 1 && self.stride == 1 {
+            return kernels::pointwise(x, &f.w, Some(&f.b), act, residual);
+        }
+        let g = Geometry::symmetric(h, w, k, self.stride, self.padding)?;
+        match residual {
+            None => kernels::conv(x, g, &f.w, Some(&f.b), act),
+            // BasicBlock's last 3x3: the add and ReLU as candle ops.
+            Some(r) => {
+                let y = (kernels::conv(x, g, &f.w, Some(&f.b), Act::Linear)? + r)?;
+                if relu {
+                    y.relu()
+                } else {
+                    Ok(y)
+                }
+            }
+        }
+    }
+
+    /// Convolution, then BatchNorm, on candle's ops, with the probes.
+    fn bn_forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let y = params::conv2d(x, &self.weight, self.padding, self.stride)?;
         let (_, _, kh, kw) = self.weight.dims4()?;
         let op = LayerOp::Conv2d {
@@ -188,20 +277,19 @@ impl Block {
         Ok(Block { convs, downsample })
     }
 
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+    /// Every convolution with its ReLU; the last adds the identity (or the
+    /// downsampled input) before its ReLU.
+    fn forward(&self, x: &Tensor, fast: bool) -> candle_core::Result<Tensor> {
+        let identity = match &self.downsample {
+            Some(d) => d.forward(x, false, None, fast)?,
+            None => x.clone(),
+        };
         let mut y = x.clone();
         let last = self.convs.len() - 1;
         for (i, c) in self.convs.iter().enumerate() {
-            y = c.forward(&y)?;
-            if i < last {
-                y = y.relu()?;
-            }
+            y = c.forward(&y, true, (i == last).then_some(&identity), fast)?;
         }
-        let identity = match &self.downsample {
-            Some(d) => d.forward(x)?,
-            None => x.clone(),
-        };
-        (y + identity)?.relu()
+        Ok(y)
     }
 }
 
@@ -249,6 +337,28 @@ impl ResNet {
 
     pub fn config(&self) -> &ResNetConfig {
         &self.cfg
+    }
+
+    /// Whether this pass runs on the CPU kernels (channels-last state):
+    /// an f32 model on the CPU, unless a probe wants the layers, which only
+    /// the candle path shows it.
+    fn fast(&self) -> bool {
+        self.stem.folded.is_some() && !probe::active()
+    }
+
+    /// Every layer on candle's ops in NCHW, as on devices other than the
+    /// CPU (a reference for the kernels).
+    pub fn with_candle_ops(mut self) -> Self {
+        for c in self.convs_mut() {
+            c.folded = None;
+        }
+        self
+    }
+
+    fn convs_mut(&mut self) -> impl Iterator<Item = &mut ConvBn> {
+        let blocks = self.stages.iter_mut().flatten();
+        std::iter::once(&mut self.stem)
+            .chain(blocks.flat_map(|b| b.convs.iter_mut().chain(b.downsample.as_mut())))
     }
 }
 
@@ -331,7 +441,9 @@ impl Backbone for ResNet {
     }
 
     /// conv1, bn1, ReLU, then the 3x3 stride-2 max-pool with padding 1. The
-    /// pool follows a ReLU, so zero padding selects what -inf padding would.
+    /// pool follows a ReLU, so zero padding selects what -inf padding would
+    /// (and a tie it gives to the padding carries no gradient either way:
+    /// the ReLU's output there is 0). NCHW in; NHWC out on the kernels.
     fn stem(&self, x: &Tensor) -> Result<Tensor> {
         let (_, c, _, _) = x.dims4()?;
         if c != 3 {
@@ -339,14 +451,22 @@ impl Backbone for ResNet {
                 "ResNet takes 3-channel input, not {c}"
             )));
         }
-        let y = self.stem.forward(&x.to_dtype(self.meta.dtype)?)?.relu()?;
+        let x = x.to_dtype(self.meta.dtype)?;
+        if self.fast() {
+            let y = self
+                .stem
+                .forward(&x.permute((0, 2, 3, 1))?, true, None, true)?;
+            return Ok(kernels::max_pool_padded(&y, 3, 2, 1)?);
+        }
+        let y = self.stem.forward(&x, true, None, false)?;
         let y = y.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?;
         Ok(ops::max_pool2d(&y, 3, 2)?)
     }
 
     fn stage(&self, l: usize, mut x: Tensor) -> Result<Tensor> {
+        let fast = self.fast();
         for block in &self.stages[l - 1] {
-            x = block.forward(&x)?;
+            x = block.forward(&x, fast)?;
         }
         // The stage's output is a probe point too (GAIA reads layer4's).
         Ok(probe::point(PointKind::Stage, || format!("layer{l}"), x)?)
@@ -354,6 +474,9 @@ impl Backbone for ResNet {
 
     /// The spatial mean; that of layer4 is also the feature h.
     fn tap(&self, _l: usize, state: &Tensor) -> Result<Tensor> {
+        if self.fast() {
+            return Ok(kernels::mean(state)?);
+        }
         spatial_mean(state)
     }
 }

@@ -8,7 +8,7 @@
 use super::{GN_EPS, GROUPS};
 use crate::error::{Error, Result};
 use candle_core::{DType, Tensor};
-use gradnorm_kernels::{self as kernels, Geometry};
+use gradnorm_kernels::{self as kernels, Act, Geometry, Weights};
 use std::sync::Arc;
 
 /// A GroupNorm's affine parameters as f32 (values of the model's dtype).
@@ -22,19 +22,19 @@ pub(super) struct HostNorm {
 pub(super) struct HostUnit {
     pub(super) gn1: HostNorm,
     /// Standardized convolution weights [kh, kw, cin, cout] as f32.
-    pub(super) conv1: Arc<[f32]>,
+    pub(super) conv1: Weights,
     pub(super) gn2: HostNorm,
-    pub(super) conv2: Arc<[f32]>,
+    pub(super) conv2: Weights,
     pub(super) gn3: HostNorm,
-    pub(super) conv3: Arc<[f32]>,
-    pub(super) downsample: Option<Arc<[f32]>>,
+    pub(super) conv3: Weights,
+    pub(super) downsample: Option<Weights>,
     pub(super) stride: usize,
 }
 
 /// The inference weights laid out for the CPU kernels (`kernels`).
 #[derive(Clone)]
 pub(super) struct HostWeights {
-    pub(super) root: Arc<[f32]>,
+    pub(super) root: Weights,
     pub(super) stages: Vec<Vec<HostUnit>>,
     pub(super) gn_head: HostNorm,
 }
@@ -47,7 +47,7 @@ impl std::fmt::Debug for HostWeights {
 
 /// OIHW weight (standardized, in the model's dtype) -> [kh, kw, cin, cout]
 /// f32 values.
-pub(super) fn host_conv(weight: &Tensor) -> Result<Arc<[f32]>> {
+pub(super) fn host_conv(weight: &Tensor) -> Result<Weights> {
     let w = weight.permute((2, 3, 1, 0))?.to_dtype(DType::F32)?;
     Ok(w.flatten_all()?.to_vec1::<f32>()?.into())
 }
@@ -76,30 +76,48 @@ impl HostWeights {
             )));
         }
         let x = x.permute((0, 2, 3, 1))?;
-        let y = kernels::conv(&x, Geometry::symmetric(h, w, 7, 2, 3)?, &self.root)?;
+        let y = kernels::conv(
+            &x,
+            Geometry::symmetric(h, w, 7, 2, 3)?,
+            &self.root,
+            None,
+            Act::Linear,
+        )?;
         Ok(kernels::max_pool_padded(&y, 3, 2, 1)?)
     }
 
     pub(super) fn unit(u: &HostUnit, x: &Tensor) -> Result<Tensor> {
         let a = gn_relu(x, &u.gn1)?;
         let residual = match &u.downsample {
-            Some(w) if u.stride == 1 => kernels::pointwise(&a, w, None, false, None)?,
+            Some(w) if u.stride == 1 => kernels::pointwise(&a, w, None, Act::Linear, None)?,
             Some(w) => {
                 let (_, h, wd, _) = a.dims4()?;
-                kernels::conv(&a, Geometry::symmetric(h, wd, 1, u.stride, 0)?, w)?
+                kernels::conv(
+                    &a,
+                    Geometry::symmetric(h, wd, 1, u.stride, 0)?,
+                    w,
+                    None,
+                    Act::Linear,
+                )?
             }
             None => x.clone(),
         };
-        let y = kernels::pointwise(&a, &u.conv1, None, false, None)?;
+        let y = kernels::pointwise(&a, &u.conv1, None, Act::Linear, None)?;
         let y = gn_relu(&y, &u.gn2)?;
         let (_, h, w, _) = y.dims4()?;
-        let y = kernels::conv(&y, Geometry::symmetric(h, w, 3, u.stride, 1)?, &u.conv2)?;
+        let y = kernels::conv(
+            &y,
+            Geometry::symmetric(h, w, 3, u.stride, 1)?,
+            &u.conv2,
+            None,
+            Act::Linear,
+        )?;
         let y = gn_relu(&y, &u.gn3)?;
         Ok(kernels::pointwise(
             &y,
             &u.conv3,
             None,
-            false,
+            Act::Linear,
             Some(&residual),
         )?)
     }
@@ -159,7 +177,7 @@ mod tests {
         let t = Instant::now();
         let xs = x.permute((0, 2, 3, 1)).unwrap();
         let g = Geometry::symmetric(480, 480, 7, 2, 3).unwrap();
-        let y = kernels::conv(&xs, g, &host.root).unwrap();
+        let y = kernels::conv(&xs, g, &host.root, None, Act::Linear).unwrap();
         add("stem 7x7/2".into(), t, b * 240 * 240 * 147 * cfg.width);
         let t = Instant::now();
         let mut x = kernels::max_pool_padded(&y, 3, 2, 1).unwrap();
@@ -177,11 +195,11 @@ mod tests {
                 let t = Instant::now();
                 let residual = match &u.downsample {
                     Some(wt) if u.stride == 1 => {
-                        kernels::pointwise(&a, wt, None, false, None).unwrap()
+                        kernels::pointwise(&a, wt, None, Act::Linear, None).unwrap()
                     }
                     Some(wt) => {
                         let g = Geometry::symmetric(h, w, 1, u.stride, 0).unwrap();
-                        kernels::conv(&a, g, wt).unwrap()
+                        kernels::conv(&a, g, wt, None, Act::Linear).unwrap()
                     }
                     None => x.clone(),
                 };
@@ -193,14 +211,14 @@ mod tests {
                     );
                 }
                 let t = Instant::now();
-                let y = kernels::pointwise(&a, &u.conv1, None, false, None).unwrap();
+                let y = kernels::pointwise(&a, &u.conv1, None, Act::Linear, None).unwrap();
                 add(format!("s{} 1x1 conv1", s + 1), t, b * h * w * cin * cmid);
                 let t = Instant::now();
                 let y = gn_relu(&y, &u.gn2).unwrap();
                 add(format!("s{} GroupNorm+ReLU", s + 1), t, 0);
                 let t = Instant::now();
                 let g = Geometry::symmetric(h, w, 3, u.stride, 1).unwrap();
-                let y = kernels::conv(&y, g, &u.conv2).unwrap();
+                let y = kernels::conv(&y, g, &u.conv2, None, Act::Linear).unwrap();
                 let kind = if u.stride == 1 { "3x3" } else { "3x3/2" };
                 add(
                     format!("s{} {kind} conv2", s + 1),
@@ -211,7 +229,8 @@ mod tests {
                 let y = gn_relu(&y, &u.gn3).unwrap();
                 add(format!("s{} GroupNorm+ReLU", s + 1), t, 0);
                 let t = Instant::now();
-                let y = kernels::pointwise(&y, &u.conv3, None, false, Some(&residual)).unwrap();
+                let y =
+                    kernels::pointwise(&y, &u.conv3, None, Act::Linear, Some(&residual)).unwrap();
                 add(
                     format!("s{} 1x1 conv3 + add", s + 1),
                     t,

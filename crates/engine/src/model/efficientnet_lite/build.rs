@@ -151,7 +151,7 @@ impl Target<'_> {
 pub(super) struct Folded {
     pub(super) w: Tensor,
     pub(super) b: Tensor,
-    pub(super) w_host: Arc<[f32]>,
+    pub(super) w_host: gradnorm_kernels::Weights,
     pub(super) b_host: Arc<[f32]>,
     /// The stored convolution's name and shape (OIHW), and BatchNorm's
     /// scale per output channel (f32 [O]) that the weight was multiplied
@@ -183,7 +183,7 @@ impl Folded {
         Ok(Folded {
             w,
             b: t.tensor(bias.clone(), &[bias.len()])?,
-            w_host: t.host(w_host)?,
+            w_host: t.host(w_host)?.into(),
             b_host: t.host(bias)?,
             name: conv.name.clone(),
             stored: conv.weight.dims().to_vec(),

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::model::probe::{self, LayerOp};
 use crate::model::{Backbone, Meta};
 use candle_core::Tensor;
-use gradnorm_kernels::{self as kernels, ConvRelu6, Geometry};
+use gradnorm_kernels::{self as kernels, Act, ConvRelu6, Geometry};
 
 use super::build::Folded;
 
@@ -76,7 +76,7 @@ impl EfficientNetLite {
         if self.host_kernels() {
             return Ok(kernels::stem_relu6(
                 &x,
-                ConvRelu6::new(g, &stem.w_host, &stem.b_host),
+                ConvRelu6::new(g, stem.w_host.values(), &stem.b_host),
             )?);
         }
         let (_, pb, _) = same_padding(h, 3, 2);
@@ -105,7 +105,7 @@ impl EfficientNetLite {
                 x,
                 &p.w_host,
                 Some(&p.b_host),
-                relu6,
+                if relu6 { Act::Relu6 } else { Act::Linear },
                 residual,
             )?);
         }
@@ -133,7 +133,7 @@ impl EfficientNetLite {
         let (_, h, w, _) = y.dims4()?;
         let g = same_geometry(h, w, blk.cfg.kernel, blk.cfg.stride);
         let y = if self.host_kernels() {
-            kernels::depthwise_relu6(&y, ConvRelu6::new(g, &d.w_host, &d.b_host))?
+            kernels::depthwise_relu6(&y, ConvRelu6::new(g, d.w_host.values(), &d.b_host))?
         } else if probe::active() {
             let op = LayerOp::Depthwise {
                 kernel: g.k,
