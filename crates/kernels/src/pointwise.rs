@@ -64,7 +64,7 @@ impl Pointwise {
             });
         }
         match self.w.packed(cin, cout) {
-            Some(w) => packed::matmul(&mut out, x, &w),
+            Some(w) => packed::matmul(&mut out, x, w),
             None => matmul_acc(&mut out, x, &self.w, (rows, cin, cout), cout, 1),
         }
         self.act.apply(&mut out);

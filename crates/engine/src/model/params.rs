@@ -304,7 +304,7 @@ impl BatchNorm {
     /// The convolution `w` (OIHW) followed by this BatchNorm as one
     /// convolution for the CPU kernels: weights [kh, kw, cin, cout] scaled
     /// per output channel, and the shift as its bias, f32.
-    pub fn fold_into(&self, w: &Tensor) -> Result<(Arc<[f32]>, Arc<[f32]>)> {
+    pub fn fold_into(&self, w: &Tensor) -> Result<FoldedConv> {
         let scale = self.scale.to_dtype(DType::F32)?.reshape(((), 1, 1, 1))?;
         let w = w.to_dtype(DType::F32)?.broadcast_mul(&scale)?;
         let w = w.permute((2, 3, 1, 0))?.flatten_all()?.to_vec1::<f32>()?;
@@ -313,7 +313,24 @@ impl BatchNorm {
             .to_dtype(DType::F32)?
             .flatten_all()?
             .to_vec1::<f32>()?;
-        Ok((w.into(), b.into()))
+        Ok(FoldedConv {
+            w: w.into(),
+            b: b.into(),
+        })
+    }
+}
+
+/// A convolution and its BatchNorm as one convolution for the CPU kernels:
+/// weights [k, k, cin, cout] (packed on first use) and bias, f32.
+#[derive(Clone)]
+pub struct FoldedConv {
+    pub w: gradnorm_kernels::Weights,
+    pub b: Arc<[f32]>,
+}
+
+impl std::fmt::Debug for FoldedConv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FoldedConv({:?})", self.w)
     }
 }
 

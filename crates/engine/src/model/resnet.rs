@@ -20,16 +20,15 @@
 //! probe records layers (GradNorm's `layer=`, GAIA, NAC), candle's ops in
 //! NCHW with the BatchNorm as its own step.
 
-use super::params::{self, BatchNorm, TorchvisionArch};
+use super::params::{self, BatchNorm, FoldedConv, TorchvisionArch};
 use super::probe::{self, LayerOp, PointKind};
 use super::{ops, spatial_mean, Backbone, Family, Meta, ModelInfo, Preprocess};
 use crate::error::{Error, Result};
 use crate::weights::Checkpoint;
 use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;
-use gradnorm_kernels::{self as kernels, Act, Geometry, Weights};
+use gradnorm_kernels::{self as kernels, Act, Geometry};
 use std::collections::HashMap;
-use std::sync::Arc;
 
 /// Output channels of the four stages' blocks before expansion.
 const PLANES: [usize; 4] = [64, 128, 256, 512];
@@ -115,20 +114,6 @@ impl ResNetConfig {
     }
 }
 
-/// A convolution and its BatchNorm as one convolution for the CPU kernels:
-/// weights [k, k, cin, cout] and bias, f32.
-#[derive(Clone)]
-struct Folded {
-    w: Weights,
-    b: Arc<[f32]>,
-}
-
-impl std::fmt::Debug for Folded {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Folded { .. }")
-    }
-}
-
 #[derive(Debug, Clone)]
 struct ConvBn {
     /// The checkpoint's name of the convolution (GradNorm's `layer=`).
@@ -140,7 +125,7 @@ struct ConvBn {
     stride: usize,
     padding: usize,
     /// The same layer for the CPU kernels (f32 models on the CPU).
-    folded: Option<Folded>,
+    folded: Option<FoldedConv>,
 }
 
 impl ConvBn {
@@ -156,8 +141,7 @@ impl ConvBn {
         let norm = BatchNorm::new(vb.pp(bn), cout)?;
         let folded = (vb.device().is_cpu() && vb.dtype() == DType::F32)
             .then(|| norm.fold_into(&weight))
-            .transpose()?
-            .map(|(w, b)| Folded { w: w.into(), b });
+            .transpose()?;
         Ok(ConvBn {
             name: vb.pp(conv).prefix(),
             weight,
@@ -199,7 +183,7 @@ impl ConvBn {
     /// convolutions, each with its bias and ReLU in the same pass.
     fn kernel(
         &self,
-        f: &Folded,
+        f: &FoldedConv,
         x: &Tensor,
         relu: bool,
         residual: Option<&Tensor>,
