@@ -18,7 +18,11 @@ struct Inner {
 }
 
 impl Weights {
+    /// A model that holds weights for the kernels runs on them, so malloc
+    /// is told here to keep freed memory ([`crate::keep_freed_memory`]):
+    /// every model gets it, none has to remember it.
     pub fn new(values: Arc<[f32]>) -> Self {
+        crate::keep_freed_memory();
         Weights(Arc::new(Inner {
             values,
             packed: OnceLock::new(),

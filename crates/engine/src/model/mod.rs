@@ -353,3 +353,16 @@ fn detect_family(ckpt: &Checkpoint) -> Result<Family> {
 pub(crate) fn spatial_mean(x: &Tensor) -> Result<Tensor> {
     Ok(x.to_dtype(DType::F32)?.flatten_from(2)?.mean(2)?)
 }
+
+/// The per-layer profiles' clock (ignored tests run by hand): the
+/// process's CPU seconds over all threads, steady on a shared machine.
+#[cfg(all(test, unix))]
+pub(crate) fn cpu_seconds() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes the one timespec passed.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}

@@ -464,3 +464,110 @@ impl Backbone for ResNet {
         spatial_mean(state)
     }
 }
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use crate::model::cpu_seconds;
+    use candle_core::Device;
+
+    /// A profiling tool, not a check of speed: ResNet-50 @224 on the CPU
+    /// kernels layer by layer (CPU ms per image and GMAC per CPU second per
+    /// kind of layer and stage), each block checked against
+    /// `Block::forward`. Run by hand:
+    /// `cargo test --release -p gradnorm-engine --lib profile_resnet50 -- --ignored --nocapture`
+    /// (PROFILE_BATCH, default 8).
+    #[test]
+    #[ignore]
+    fn profile_resnet50_forward_by_layer() {
+        let b: usize = std::env::var("PROFILE_BATCH").map_or(8, |v| v.parse().unwrap());
+        let cfg = variant("resnet50").unwrap();
+        let m = params::random_torchvision(&cfg, &Device::Cpu, DType::F32).unwrap();
+        let x = Tensor::rand(-1f32, 1., (b, 3, 224, 224), &Device::Cpu).unwrap();
+        // (layer kind, seconds, multiply-adds), in first-seen order.
+        let mut table: Vec<(String, f64, f64)> = Vec::new();
+        let mut timed = |name: String, macs: usize, f: &mut dyn FnMut() -> Tensor| {
+            let t = cpu_seconds();
+            let y = f();
+            let dt = cpu_seconds() - t;
+            match table.iter_mut().find(|r| r.0 == name) {
+                Some(r) => {
+                    r.1 += dt;
+                    r.2 += macs as f64;
+                }
+                None => table.push((name, dt, macs as f64)),
+            }
+            y
+        };
+        let macs = |c: &ConvBn, y: &Tensor| {
+            let (n, h, w, cout) = y.dims4().unwrap();
+            let (_, cin, k, _) = c.weight.dims4().unwrap();
+            n * h * w * cout * cin * k * k
+        };
+        let xs = timed("stem NHWC copy".into(), 0, &mut || {
+            x.permute((0, 2, 3, 1)).unwrap().contiguous().unwrap()
+        });
+        let y = m.stem.forward(&xs, true, None, true).unwrap();
+        let n = macs(&m.stem, &y);
+        let y = timed("stem 7x7/2".into(), n, &mut || {
+            m.stem.forward(&xs, true, None, true).unwrap()
+        });
+        let mut x = timed("stem pool".into(), 0, &mut || {
+            kernels::max_pool_padded(&y, 3, 2, 1).unwrap()
+        });
+        for (s, blocks) in m.stages.iter().enumerate() {
+            for block in blocks {
+                let want = block.forward(&x, true).unwrap();
+                let identity = match &block.downsample {
+                    Some(d) => {
+                        let r = d.forward(&x, false, None, true).unwrap();
+                        let n = macs(d, &r);
+                        let kind = format!("s{} downsample 1x1/{}", s + 1, d.stride);
+                        timed(kind, n, &mut || d.forward(&x, false, None, true).unwrap())
+                    }
+                    None => x.clone(),
+                };
+                let mut y = x.clone();
+                let last = block.convs.len() - 1;
+                for (i, c) in block.convs.iter().enumerate() {
+                    let (_, _, k, _) = c.weight.dims4().unwrap();
+                    let residual = (i == last).then_some(&identity);
+                    let out = c.forward(&y, true, residual, true).unwrap();
+                    let n = macs(c, &out);
+                    let mut kind = format!("s{} {k}x{k}", s + 1);
+                    if c.stride > 1 {
+                        kind += &format!("/{}", c.stride);
+                    }
+                    if residual.is_some() {
+                        kind += " + add";
+                    }
+                    y = timed(kind, n, &mut || {
+                        c.forward(&y, true, residual, true).unwrap()
+                    });
+                }
+                let diff = (&y - &want).unwrap().abs().unwrap().max_all().unwrap();
+                assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
+                x = y;
+            }
+        }
+        let _ = timed("mean".into(), 0, &mut || kernels::mean(&x).unwrap());
+        let all: f64 = table.iter().map(|r| r.1).sum();
+        println!(
+            "ResNet-50 @224, batch {b}, {} threads",
+            rayon::current_num_threads()
+        );
+        println!(
+            "{:<24} {:>10} {:>6} {:>10}",
+            "layer", "CPU ms/img", "%", "GMAC/CPU s"
+        );
+        for (name, dt, macs) in &table {
+            let rate = if *macs > 0.0 { macs / dt / 1e9 } else { 0.0 };
+            println!(
+                "{name:<24} {:>10.1} {:>6.1} {rate:>10.1}",
+                dt * 1e3 / b as f64,
+                100.0 * dt / all
+            );
+        }
+        println!("{:<24} {:>10.1}", "total", all * 1e3 / b as f64);
+    }
+}

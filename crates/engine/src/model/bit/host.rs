@@ -142,13 +142,7 @@ mod tests {
         struct Instant(f64);
         impl Instant {
             fn now() -> Self {
-                let mut ts = libc::timespec {
-                    tv_sec: 0,
-                    tv_nsec: 0,
-                };
-                // SAFETY: writes the one timespec passed.
-                unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-                Instant(ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9)
+                Instant(crate::model::cpu_seconds())
             }
             fn elapsed(&self) -> Self {
                 Instant(Self::now().0 - self.0)

@@ -11,7 +11,6 @@ use crate::model::probe::{self, LayerOp, PointKind, Standardized};
 use crate::model::{ops, Family, InputSpec, Meta, ModelInfo};
 use candle_core::{DType, Module, Tensor};
 use candle_nn::{GroupNorm, VarBuilder};
-use gradnorm_kernels as kernels;
 
 /// A convolution whose weight is standardized: once at load for inference,
 /// or at every forward pass when training (so gradients reach the raw weight).
@@ -154,9 +153,6 @@ impl Bit {
         let mut host_stages = Vec::with_capacity(4);
         // Our kernels serve CPU inference; training differentiates the weights.
         let host = device.is_cpu() && mode == Mode::Inference;
-        if host {
-            kernels::keep_freed_memory();
-        }
         let mut cin = cfg.width;
         for s in 0..4 {
             let (cout, cmid) = (cfg.stage_out(s), cfg.stage_mid(s));
