@@ -151,17 +151,7 @@ impl Act {
             Act::Relu6 => relu6_grad(grad, out),
             // Passed where the output is positive, as PyTorch's
             // threshold_backward does.
-            Act::Relu => {
-                let mut g = vec![0f32; grad.len()];
-                g.par_chunks_mut(4096)
-                    .zip(grad.par_chunks(4096).zip(out.par_chunks(4096)))
-                    .for_each(|(g, (gr, r))| {
-                        for ((g, &gr), &r) in g.iter_mut().zip(gr).zip(r) {
-                            *g = if r > 0.0 { gr } else { 0.0 };
-                        }
-                    });
-                g
-            }
+            Act::Relu => grad_where(grad, out, |r| r > 0.0),
         }
     }
 }
@@ -180,12 +170,18 @@ impl op::Kernel<2> for ActGrad {
 /// The gradient before a ReLU6, from its output: passed where the output is
 /// strictly inside (0, 6), as PyTorch's hardtanh backward does.
 pub(crate) fn relu6_grad(grad: &[f32], out: &[f32]) -> Vec<f32> {
+    grad_where(grad, out, |r| r > 0.0 && r < 6.0)
+}
+
+/// `grad` where `pass(output)`, else 0: an activation's backward pass from
+/// its output, in parallel.
+fn grad_where(grad: &[f32], out: &[f32], pass: impl Fn(f32) -> bool + Sync) -> Vec<f32> {
     let mut g = vec![0f32; grad.len()];
     g.par_chunks_mut(4096)
         .zip(grad.par_chunks(4096).zip(out.par_chunks(4096)))
         .for_each(|(g, (gr, r))| {
             for ((g, &gr), &r) in g.iter_mut().zip(gr).zip(r) {
-                *g = if r > 0.0 && r < 6.0 { gr } else { 0.0 };
+                *g = if pass(r) { gr } else { 0.0 };
             }
         });
     g

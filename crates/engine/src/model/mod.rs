@@ -366,3 +366,28 @@ pub(crate) fn cpu_seconds() -> f64 {
     unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
     ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
+
+/// A per-layer profile's table: rows of (layer kind, CPU seconds,
+/// multiply-adds) over a batch of `batch` images, as CPU ms per image,
+/// share and GMAC per CPU second.
+#[cfg(all(test, unix))]
+pub(crate) fn print_profile(title: &str, batch: usize, table: &[(String, f64, f64)]) {
+    let all: f64 = table.iter().map(|r| r.1).sum();
+    println!(
+        "{title}, batch {batch}, {} threads",
+        rayon::current_num_threads()
+    );
+    println!(
+        "{:<28} {:>10} {:>6} {:>10}",
+        "layer", "CPU ms/img", "%", "GMAC/CPU s"
+    );
+    for (name, dt, macs) in table {
+        let rate = if *macs > 0.0 { macs / dt / 1e9 } else { 0.0 };
+        println!(
+            "{name:<28} {:>10.1} {:>6.1} {rate:>10.1}",
+            dt * 1e3 / batch as f64,
+            100.0 * dt / all
+        );
+    }
+    println!("{:<28} {:>10.1}", "total", all * 1e3 / batch as f64);
+}

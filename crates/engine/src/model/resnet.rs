@@ -551,23 +551,6 @@ mod tests {
             }
         }
         let _ = timed("mean".into(), 0, &mut || kernels::mean(&x).unwrap());
-        let all: f64 = table.iter().map(|r| r.1).sum();
-        println!(
-            "ResNet-50 @224, batch {b}, {} threads",
-            rayon::current_num_threads()
-        );
-        println!(
-            "{:<24} {:>10} {:>6} {:>10}",
-            "layer", "CPU ms/img", "%", "GMAC/CPU s"
-        );
-        for (name, dt, macs) in &table {
-            let rate = if *macs > 0.0 { macs / dt / 1e9 } else { 0.0 };
-            println!(
-                "{name:<24} {:>10.1} {:>6.1} {rate:>10.1}",
-                dt * 1e3 / b as f64,
-                100.0 * dt / all
-            );
-        }
-        println!("{:<24} {:>10.1}", "total", all * 1e3 / b as f64);
+        crate::model::print_profile("ResNet-50 @224", b, &table);
     }
 }

@@ -238,23 +238,6 @@ mod tests {
         let t = Instant::now();
         let _ = kernels::mean(&gn_relu(&x, &host.gn_head).unwrap()).unwrap();
         add("head GroupNorm+ReLU+mean".into(), t, 0);
-        let all: f64 = table.iter().map(|r| r.1).sum();
-        println!(
-            "R101x1 @480, batch {b}, {} threads",
-            rayon::current_num_threads()
-        );
-        println!(
-            "{:<28} {:>9} {:>6} {:>8}",
-            "layer", "CPU ms/img", "%", "GMAC/CPU s"
-        );
-        for (name, dt, macs) in &table {
-            let rate = if *macs > 0.0 { macs / dt / 1e9 } else { 0.0 };
-            println!(
-                "{name:<28} {:>9.1} {:>6.1} {rate:>8.1}",
-                dt * 1e3 / b as f64,
-                100.0 * dt / all
-            );
-        }
-        println!("{:<28} {:>9.1}", "total", all * 1e3 / b as f64);
+        crate::model::print_profile("R101x1 @480", b, &table);
     }
 }
