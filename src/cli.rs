@@ -412,6 +412,10 @@ pub struct BenchArgs {
     /// the model's shapes, magnitude 0.001: the same cost, for timing).
     #[arg(long)]
     pub mahalanobis_params: Option<PathBuf>,
+    /// A fit file (`gradnorm-tui fit`) for the fit-based methods, made for
+    /// this model at this --image-size.
+    #[arg(long)]
+    pub fit: Option<PathBuf>,
     /// `synthetic` (random inputs made in memory) or a folder / list file of images.
     #[arg(long, default_value = "synthetic")]
     pub source: String,
@@ -483,8 +487,8 @@ pub struct FitArgs {
     /// At most N images, evenly spaced over the list.
     #[arg(long)]
     pub limit: Option<usize>,
-    /// At most N features kept for KNN, ReAct's percentile and ViM's alpha
-    /// (evenly spaced; exact while the set is no larger).
+    /// At most N features kept for KNN, ReAct's percentile, ViM's alpha
+    /// and GROOD's index (evenly spaced; exact while the set is no larger).
     #[arg(long, default_value_t = gradnorm_engine::score::fit::DEFAULT_BANK)]
     pub bank: usize,
     /// At most N images whose per-neuron states NAC-UE keeps (evenly

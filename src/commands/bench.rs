@@ -46,9 +46,16 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         mahalanobis_params: args.mahalanobis_params.as_deref(),
         mahalanobis_in_memory: synthetic.is_some(),
     })?;
+    let fit = match &args.fit {
+        Some(path) => Some(gradnorm_engine::score::fit::Fit::load_for(
+            path,
+            model.as_ref(),
+        )?),
+        None => None,
+    };
     let given = InMemory {
         mahalanobis: synthetic.as_ref(),
-        ..InMemory::default()
+        fit: fit.as_ref(),
     };
     if synthetic.is_some() && !args.json {
         eprintln!(
@@ -115,7 +122,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
             },
             ood: Vec::new(),
             methods: methods.clone(),
-            fit: None,
+            fit: args.fit.clone(),
             image_size: Some(ImageSize::new(input.size)?),
             preprocess: args.model.preprocess,
             batch: Batch::new(batch)?,
@@ -142,6 +149,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
                 "end_to_end_img_per_s": end_to_end,
                 "methods": methods.iter().map(|m| m.key()).collect::<Vec<_>>(),
                 "epsilon_odin": args.odin.epsilon_odin,
+                "fit": args.fit.as_ref().map(|p| p.display().to_string()),
                 "mahalanobis_params": if synthetic.is_some() {
                     Some("synthetic".to_string())
                 } else {

@@ -246,3 +246,97 @@ fn nac_ue_parameters_pick_layers_and_hyperparameters() {
         &["no NAC states", "--nac-rows 0"],
     );
 }
+
+/// GROOD against OpenOOD's postprocessor: its prototypes, its per-image
+/// autograd gradients and the nearest indexed gradient (the exact search
+/// faiss's IVF index approximates), through the fit file, with the body in
+/// f32 and in f64.
+#[test]
+fn grood_equals_openoods_postprocessor() {
+    let Some(shared) = common::shared() else {
+        return;
+    };
+    let x = batch(&shared, "test.txt");
+    let dir = tempfile::tempdir().unwrap();
+    let specs = ["grood", "grood:gradient=class", "grood:k=2"];
+    for (json, checkpoint, name) in CASES {
+        let doc = common::read_json(&fixtures().join(json));
+        for dtype in [DType::F32, DType::F64] {
+            let m = load_as(&shared, checkpoint, name, dtype);
+            let path = dir.path().join(format!("{json}.{dtype:?}.safetensors"));
+            fit(&shared, m.as_ref()).save(&path).unwrap();
+            let fit = Fit::load_for(&path, m.as_ref()).unwrap();
+            let methods: Vec<Method> = specs
+                .iter()
+                .map(|s| Method::parse_spec(s, &[]).unwrap().remove(0))
+                .collect();
+            let scorer = Scorer::with_fit(&methods, m.as_ref(), Some(&fit)).unwrap();
+            // The index holds the fit's correctly classified images only.
+            for (spec, (_, stat, v)) in specs.iter().zip(scorer.stats()) {
+                assert_eq!(stat, "indexed");
+                assert_eq!(Some(v), doc["grood_indexed"][spec].as_f64(), "{spec}");
+            }
+            let out = scorer.score(m.as_ref(), &x).unwrap();
+            for (spec, got) in specs.iter().zip(&out.scores) {
+                assert_each_close(
+                    &format!("{json}: {spec} ({dtype:?} body)"),
+                    got,
+                    &scores(&doc, spec),
+                    1e-4,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn grood_runs_on_any_backbone_and_says_what_its_fit_lacks() {
+    let Some(shared) = common::shared() else {
+        return;
+    };
+    // Only the feature and the head: a ViT has both.
+    let vit = load(
+        &shared,
+        "fixtures/torchvision/vit_tiny.pth",
+        Some("vit:heads=4"),
+    );
+    let vit_x = Tensor::randn(0f32, 1.0, (2, 3, 32, 32), &Device::Cpu).unwrap();
+    let vit_fit = {
+        let mut b = gradnorm_engine::score::fit::FitBuilder::new(
+            vit.info().num_classes,
+            vit.head().0.dim(1).unwrap(),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let out = vit.forward(&vit_x).unwrap();
+        let predicted = out.logits.argmax(1).unwrap().to_vec1::<u32>().unwrap();
+        let labels: Vec<usize> = predicted.iter().map(|&p| p as usize).collect();
+        b.add(&out.logits, &out.feature, &labels, &[true, true])
+            .unwrap();
+        let stamp = gradnorm_engine::score::mahalanobis::ModelStamp::of(vit.as_ref(), 32).unwrap();
+        b.finish(stamp).unwrap()
+    };
+    let methods = Method::parse_spec("grood", &[]).unwrap();
+    let out = Scorer::with_fit(&methods, vit.as_ref(), Some(&vit_fit))
+        .unwrap()
+        .score(vit.as_ref(), &vit_x)
+        .unwrap();
+    // Each image is in the index: its nearest gradient is its own.
+    assert!(out.scores[0].iter().all(|s| s.abs() < 1e-6), "{out:?}");
+
+    let (_, checkpoint, name) = CASES[1];
+    let m = load(&shared, checkpoint, name);
+    let fit = fit(&shared, m.as_ref());
+    common::error_saying(Scorer::new(&methods, m.as_ref()), &["needs a fit file"]);
+    let mut older = fit.clone();
+    older.bank_classes = None;
+    common::error_saying(
+        Scorer::with_fit(&methods, m.as_ref(), Some(&older)),
+        &["keeps no labels", "fit` again"],
+    );
+    let methods = Method::parse_spec("grood:k=9", &[]).unwrap();
+    common::error_saying(
+        Scorer::with_fit(&methods, m.as_ref(), Some(&fit)),
+        &["k = 9", "only 8 of the fit bank's 60 images"],
+    );
+}

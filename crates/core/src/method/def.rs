@@ -179,6 +179,7 @@ pub enum Kind {
     GaiaA,
     GaiaZ,
     NacUe,
+    Grood,
 }
 
 impl std::fmt::Debug for MethodDef {

@@ -398,6 +398,26 @@ pub static METHODS: &[MethodDef] = &[
         describe: plain,
         kind: Kind::NacUe,
     },
+    MethodDef {
+        key: "grood",
+        label: "GROOD",
+        help: "minus the squared distance from the image's gradient of the nearest-prototype \
+               loss to the nearest of the fit's correctly classified images' (ElAraby et al. 2023)",
+        params: &[
+            ParamDef {
+                name: "gradient",
+                label: "gradient",
+                short: "grad",
+                kind: ParamKind::Choice(&["noise", "class"]),
+                help: "whose gradient: the noise prototype's (OpenOOD's default) or the predicted \
+                       class prototype's (its use_pseudo_prototype)",
+            },
+            integer("k", 1.0, 1.0, "which neighbour (OpenOOD's: the nearest)"),
+        ],
+        needs: FITTED,
+        describe: plain,
+        kind: Kind::Grood,
+    },
 ];
 
 /// A NAC-UE hyperparameter: `auto`, one number for every layer, or one per

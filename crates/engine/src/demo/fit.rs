@@ -25,11 +25,13 @@ pub fn ensure_fit(data_root: &Path, checkpoint: &Path, seed: u64) -> Result<Path
     let device = candle_core::Device::Cpu;
     let model = model::load_checkpoint(checkpoint, None, &device, candle_core::DType::F32)?;
     let file = data_root.join(FIT_FILE);
-    // A fit made before NAC-UE's states were kept is made again.
-    let has_nac = |f: &Fit| {
-        f.nac.is_some() || crate::score::nac::authors_layers(model.info().family).is_none()
+    // A fit made before NAC-UE's states or the bank's classes (GROOD's)
+    // were kept is made again.
+    let current = |f: &Fit| {
+        (f.nac.is_some() || crate::score::nac::authors_layers(model.info().family).is_none())
+            && f.bank_classes.is_some()
     };
-    if Fit::load_for(&file, model.as_ref()).is_ok_and(|f| has_nac(&f)) {
+    if Fit::load_for(&file, model.as_ref()).is_ok_and(|f| current(&f)) {
         return Ok(file);
     }
     let dir = data_root.join(FIT_DIR);

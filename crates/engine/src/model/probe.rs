@@ -106,6 +106,23 @@ pub fn active() -> bool {
     PROBE.with(|p| p.borrow().is_some())
 }
 
+/// Whether a probe that sees weight layers ([`list`], [`capture`]) is set:
+/// only a model's candle path passes its layers through [`at`]. A
+/// [`points`] probe reads no weight, so a faster path that passes its
+/// points through [`point_channels_last`] may run under it.
+pub fn reads_layers() -> bool {
+    PROBE.with(|p| matches!(*p.borrow(), Some(Probe::List(_) | Probe::Capture { .. })))
+}
+
+/// Whether a [`points`] probe is set and takes the point `name`: a fused
+/// layer then computes that output on its own, for [`point_channels_last`].
+pub fn takes(kind: PointKind, name: &str) -> bool {
+    PROBE.with(|p| match p.borrow().as_ref() {
+        Some(Probe::Points { select, .. }) => select.takes(kind, name),
+        _ => false,
+    })
+}
+
 /// Clears the probe when the closure ends, panicking or not.
 struct Reset;
 
@@ -215,6 +232,17 @@ pub fn point(kind: PointKind, name: impl FnOnce() -> String, y: Tensor) -> Resul
         });
         Ok(out)
     })
+}
+
+/// [`point`] for a channels-last `y` ([B, H, W, C]): the point's value and
+/// variable are channels-first ([B, C, H, W]), as the candle path's, so the
+/// scores read one layout; `y` back, contiguous, either way.
+pub fn point_channels_last(kind: PointKind, name: &str, y: Tensor) -> Result<Tensor> {
+    if y.rank() != 4 || !takes(kind, name) {
+        return Ok(y);
+    }
+    let out = point(kind, || name.to_string(), y.permute((0, 3, 1, 2))?)?;
+    out.permute((0, 2, 3, 1))?.contiguous()
 }
 
 /// A layer `name` with stored weight `weight` mapped `x` to `y` by `op`:

@@ -16,9 +16,10 @@
 //! One forward pass, two ways to run each layer: on the CPU in f32 the
 //! state is channels-last and every convolution is one of our kernels
 //! (`gradnorm_kernels`) with its BatchNorm folded into the weights at load
-//! and its ReLU and residual add in the same pass; elsewhere, or while a
-//! probe records layers (GradNorm's `layer=`, GAIA, NAC), candle's ops in
-//! NCHW with the BatchNorm as its own step.
+//! and its ReLU and residual add in the same pass (apart where a probe
+//! point reads the BatchNorm's output: GAIA, NAC); elsewhere, or while a
+//! probe records weight layers (GradNorm's `layer=`), candle's ops in NCHW
+//! with the BatchNorm as its own step.
 
 use super::params::{self, BatchNorm, FoldedConv, TorchvisionArch};
 use super::probe::{self, LayerOp, PointKind};
@@ -164,6 +165,12 @@ impl ConvBn {
         fast: bool,
     ) -> candle_core::Result<Tensor> {
         let y = match self.folded.as_ref().filter(|_| fast) {
+            // A probe point at the BatchNorm's output: the convolution
+            // alone (BatchNorm folded in), then the add and ReLU apart.
+            Some(f) if probe::takes(PointKind::Norm, &self.bn_name) => {
+                let y = self.kernel(f, x, false, None)?;
+                probe::point_channels_last(PointKind::Norm, &self.bn_name, y)?
+            }
             Some(f) => return self.kernel(f, x, relu, residual),
             None => self.bn_forward(x)?,
         };
@@ -324,10 +331,10 @@ impl ResNet {
     }
 
     /// Whether this pass runs on the CPU kernels (channels-last state):
-    /// an f32 model on the CPU, unless a probe wants the layers, which only
-    /// the candle path shows it.
+    /// an f32 model on the CPU, unless a probe wants the weight layers,
+    /// which only the candle path shows it (probe points it shows on both).
     fn fast(&self) -> bool {
-        self.stem.folded.is_some() && !probe::active()
+        self.stem.folded.is_some() && !probe::reads_layers()
     }
 
     /// Every layer on candle's ops in NCHW, as on devices other than the
@@ -453,7 +460,12 @@ impl Backbone for ResNet {
             x = block.forward(&x, fast)?;
         }
         // The stage's output is a probe point too (GAIA reads layer4's).
-        Ok(probe::point(PointKind::Stage, || format!("layer{l}"), x)?)
+        let name = || format!("layer{l}");
+        Ok(if fast {
+            probe::point_channels_last(PointKind::Stage, &name(), x)?
+        } else {
+            probe::point(PointKind::Stage, name, x)?
+        })
     }
 
     /// The spatial mean; that of layer4 is also the feature h.
@@ -470,6 +482,76 @@ mod tests {
     use super::*;
     use crate::model::cpu_seconds;
     use candle_core::Device;
+
+    /// Probe points on the CPU kernels (channels-last, each selected
+    /// BatchNorm's output computed apart from its ReLU and add) give the
+    /// values and gradients of candle's NCHW path, and keep the logits.
+    #[test]
+    fn probe_points_on_the_kernels_equal_candles_path() {
+        let cfg = ResNetConfig {
+            bottleneck: true,
+            layers: [1, 2, 1, 1],
+            width_per_group: 64,
+            num_classes: 10,
+        };
+        let fast = params::random_torchvision(&cfg, &Device::Cpu, DType::F32).unwrap();
+        let slow = fast.clone().with_candle_ops();
+        let x = Tensor::rand(-1f32, 1., (2, 3, 64, 64), &Device::Cpu).unwrap();
+        let select = probe::Selection {
+            norms: vec!["layer2.1".into(), "layer4".into()],
+            stages: vec!["layer1".into(), "layer4".into()],
+        };
+        let run = |m: &ResNet| {
+            let (out, points) = probe::points(&select, || m.forward(&x));
+            let out = out.unwrap();
+            let grads = out.logits.sqr().unwrap().sum_all().unwrap();
+            let grads = grads.backward().unwrap();
+            let got: Vec<_> = points
+                .iter()
+                .map(|p| {
+                    let g = grads.get(p.var.as_tensor()).expect(&p.name).clone();
+                    (p.name.clone(), p.value.clone(), g)
+                })
+                .collect();
+            (out.logits, got)
+        };
+        let (za, a) = run(&fast);
+        let (zb, b) = run(&slow);
+        let close = |what: &str, u: &Tensor, v: &Tensor| {
+            assert_eq!(u.dims(), v.dims(), "{what}");
+            let diff = (u - v).unwrap().abs().unwrap().max_all().unwrap();
+            let scale = v
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            let diff = diff.to_scalar::<f32>().unwrap();
+            assert!(diff <= 1e-4 * scale.max(1e-6), "{what}: {diff} of {scale}");
+        };
+        close("logits", &za, &zb);
+        let names: Vec<&str> = a.iter().map(|p| p.0.as_str()).collect();
+        assert_eq!(names, b.iter().map(|p| p.0.as_str()).collect::<Vec<_>>());
+        assert_eq!(
+            names,
+            [
+                "layer1",
+                "layer2.1.bn1",
+                "layer2.1.bn2",
+                "layer2.1.bn3",
+                "layer4.0.downsample.1",
+                "layer4.0.bn1",
+                "layer4.0.bn2",
+                "layer4.0.bn3",
+                "layer4"
+            ]
+        );
+        for ((name, va, ga), (_, vb, gb)) in a.iter().zip(&b) {
+            close(&format!("{name} value"), va, vb);
+            close(&format!("{name} gradient"), ga, gb);
+        }
+    }
 
     /// A profiling tool, not a check of speed: ResNet-50 @224 on the CPU
     /// kernels layer by layer (CPU ms per image and GMAC per CPU second per

@@ -12,8 +12,9 @@
 //!
 //! What needs single features is a bank: the features of at most `bank`
 //! images, evenly spaced over the list (every image when the set is
-//! smaller): knn's neighbours, react's percentile over every entry of F and
-//! the mean residual norm in vim's alpha. These are exact while the set
+//! smaller): knn's neighbours, react's percentile over every entry of F,
+//! the mean residual norm in vim's alpha, and with each row its label and
+//! predicted class, grood's index of correctly classified gradients. These are exact while the set
 //! fits the bank and estimates from a uniform subsample beyond it. NAC-UE's
 //! per-neuron states are kept the same way for up to 1,000 images.
 
@@ -57,9 +58,19 @@ pub struct Fit {
     /// Bank features ([rows, D], f32) and how many rows.
     pub bank: Vec<f32>,
     pub bank_rows: usize,
+    /// Each bank row's label and the model's top-1 class (None in files
+    /// made before they were kept).
+    pub bank_classes: Option<BankClasses>,
     /// NAC-UE's states of up to `FitOptions::nac_rows` images (None in files
     /// made before they were kept, or without any).
     pub nac: Option<super::nac::FitStates>,
+}
+
+/// The label and predicted class of every bank row.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BankClasses {
+    pub labels: Vec<u32>,
+    pub predicted: Vec<u32>,
 }
 
 /// One streaming pass that becomes a [`Fit`].
@@ -74,6 +85,7 @@ pub struct FitBuilder {
     pred_counts: Vec<u64>,
     bank: Vec<f32>,
     bank_rows: usize,
+    bank_classes: BankClasses,
     /// NAC-UE's states, when the builder is given them.
     pub nac: Option<super::nac::FitStates>,
 }
@@ -90,6 +102,7 @@ impl FitBuilder {
             pred_counts: vec![0; num_classes],
             bank: Vec::new(),
             bank_rows: 0,
+            bank_classes: BankClasses::default(),
             nac: None,
         })
     }
@@ -115,14 +128,17 @@ impl FitBuilder {
         let pred = z.argmax(D::Minus1)?;
         let p = candle_nn::ops::softmax(&z, D::Minus1)?;
         self.pred_sums = self.pred_sums.index_add(&pred, &p, 0)?;
-        for c in pred.to_device(&Device::Cpu)?.to_vec1::<u32>()? {
+        let pred = pred.to_device(&Device::Cpu)?.to_vec1::<u32>()?;
+        for &c in &pred {
             self.pred_counts[c as usize] += 1;
         }
         if in_bank.iter().any(|&b| b) {
             let rows = feature.to_device(&Device::Cpu)?.to_vec2::<f32>()?;
-            for (row, _) in rows.into_iter().zip(in_bank).filter(|(_, &b)| b) {
+            for (i, row) in rows.into_iter().enumerate().filter(|&(i, _)| in_bank[i]) {
                 self.bank.extend(row);
                 self.bank_rows += 1;
+                self.bank_classes.labels.push(labels[i] as u32);
+                self.bank_classes.predicted.push(pred[i]);
             }
         }
         Ok(())
@@ -159,6 +175,7 @@ impl FitBuilder {
             klm,
             bank: self.bank,
             bank_rows: self.bank_rows,
+            bank_classes: Some(self.bank_classes),
             nac: self.nac,
         })
     }
@@ -186,6 +203,10 @@ struct Header {
     classes: Vec<usize>,
     max_logit_mean: f64,
     bank_rows: usize,
+    /// Whether the bank's labels and predicted classes are stored; absent
+    /// in older files.
+    #[serde(default)]
+    bank_classes: bool,
     /// NAC-UE's layers (their dims) and rows; absent in older files.
     #[serde(default)]
     nac_layers: Vec<(String, usize)>,
@@ -242,6 +263,15 @@ impl Fit {
                 Tensor::from_slice(&self.bank, (self.bank_rows, d), &cpu)?,
             ));
         }
+        let classes = self.bank_classes.as_ref().filter(|_| self.bank_rows > 0);
+        if let Some(bc) = classes {
+            for (name, v) in [
+                ("bank_labels", &bc.labels),
+                ("bank_predicted", &bc.predicted),
+            ] {
+                tensors.push((name.into(), Tensor::from_slice(v, self.bank_rows, &cpu)?));
+            }
+        }
         let nac = self.nac.as_ref().filter(|s| s.rows > 0);
         if let Some(s) = nac {
             for (l, name) in s.layers.iter().enumerate() {
@@ -263,6 +293,7 @@ impl Fit {
             classes: self.by_class.classes.clone(),
             max_logit_mean: self.max_logit_mean,
             bank_rows: self.bank_rows,
+            bank_classes: classes.is_some(),
             nac_layers: nac
                 .map(|s| {
                     s.layers
@@ -308,6 +339,19 @@ impl Fit {
         } else {
             Vec::new()
         };
+        let bank_classes = if h.bank_classes && h.bank_rows > 0 {
+            let mut read = |name: &str| -> Result<Vec<u32>> {
+                Ok(take(name, vec![h.bank_rows])?
+                    .to_dtype(DType::U32)?
+                    .to_vec1::<u32>()?)
+            };
+            Some(BankClasses {
+                labels: read("bank_labels")?,
+                predicted: read("bank_predicted")?,
+            })
+        } else {
+            None
+        };
         let nac = if h.nac_rows > 0 {
             let mut s = super::nac::FitStates {
                 rows: h.nac_rows,
@@ -341,6 +385,7 @@ impl Fit {
             klm,
             bank,
             bank_rows: h.bank_rows,
+            bank_classes,
             nac,
         })
     }

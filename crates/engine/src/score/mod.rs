@@ -8,6 +8,7 @@ mod fitted;
 pub mod gaia;
 pub mod gaussian;
 pub mod gradnorm;
+pub mod grood;
 pub mod logistic;
 pub mod logits;
 pub mod mahalanobis;
@@ -100,6 +101,7 @@ fn prepare(m: &Method, ctx: &Prepare) -> Result<Box<dyn Score>> {
         Kind::GaiaA => gaia::prepare(m, ctx, gaia::Variant::A),
         Kind::GaiaZ => gaia::prepare(m, ctx, gaia::Variant::Z),
         Kind::NacUe => nac::prepare(m, ctx),
+        Kind::Grood => grood::prepare(m, ctx),
     }
 }
 
