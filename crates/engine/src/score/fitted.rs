@@ -48,7 +48,8 @@ impl<'a> FitCache<'a> {
     }
 }
 
-fn fit_of<'a>(m: &Method, ctx: &'a Prepare) -> Result<&'a FitCache<'a>> {
+/// The run's fit, or the error every fit-based method gives without one.
+pub(super) fn fit_of<'a>(m: &Method, ctx: &'a Prepare) -> Result<&'a FitCache<'a>> {
     ctx.fit.ok_or_else(|| {
         Error::Invalid(format!(
             "{} needs a fit file: make one with `gradnorm-tui fit --checkpoint ... --train LIST --out FIT.safetensors`, then pass --fit FIT.safetensors",
@@ -157,24 +158,35 @@ fn normalize(v: &Tensor) -> Result<Tensor> {
 impl Score for Knn {
     fn score(&self, f: &Forward) -> Result<Tensor> {
         let h = normalize(&f.feature.to_dtype(DType::F32)?)?;
-        let h_sq = h.sqr()?.sum_keepdim(D::Minus1)?;
-        // |a - b|^2 = |a|^2 + |b|^2 - 2 a.b, the products on the device.
-        let d2 = h
-            .matmul(&self.bank.t()?)?
-            .affine(-2.0, 0.0)?
-            .broadcast_add(&h_sq)?
-            .broadcast_add(&self.bank_sq)?;
-        // The k-th smallest per row, selected on the CPU (any bank size).
-        let rows = d2.to_device(&Device::Cpu)?.to_vec2::<f32>()?;
-        let kth: Vec<f32> = rows
-            .into_iter()
-            .map(|mut r| {
-                let (_, v, _) = r.select_nth_unstable_by(self.k - 1, f32::total_cmp);
-                -*v
-            })
-            .collect();
+        let kth = kth_smallest_sq_dist(&h, &self.bank, &self.bank_sq, self.k)?;
+        let kth: Vec<f32> = kth.into_iter().map(|v| -v as f32).collect();
         Ok(Tensor::new(kth, f.logits.device())?)
     }
+}
+
+/// Per query row of `q` [B, D], the `k`-th smallest squared L2 distance to
+/// the rows of `bank` [N, D] (`bank_sq` [1, N]: their squared norms), in
+/// `q`'s dtype: |a - b|^2 = |a|^2 + |b|^2 - 2 a.b with the products on the
+/// device, the selection on the CPU (any bank size). KNN's and GROOD's.
+pub(super) fn kth_smallest_sq_dist(
+    q: &Tensor,
+    bank: &Tensor,
+    bank_sq: &Tensor,
+    k: usize,
+) -> Result<Vec<f64>> {
+    let d2 = q
+        .matmul(&bank.t()?)?
+        .affine(-2.0, 0.0)?
+        .broadcast_add(&q.sqr()?.sum_keepdim(D::Minus1)?)?
+        .broadcast_add(bank_sq)?;
+    let rows = d2
+        .to_device(&Device::Cpu)?
+        .to_dtype(DType::F64)?
+        .to_vec2::<f64>()?;
+    Ok(rows
+        .into_iter()
+        .map(|mut r| *r.select_nth_unstable_by(k - 1, f64::total_cmp).1)
+        .collect())
 }
 
 pub(crate) fn prepare_knn(m: &Method, ctx: &Prepare) -> Prepared {

@@ -21,6 +21,7 @@
 //! spaced beyond), with each row's label and predicted class.
 
 use super::fit::Fit;
+use super::fitted::kth_smallest_sq_dist;
 use super::{Forward, Method, Prepare, Score};
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor, D};
@@ -84,20 +85,9 @@ impl Score for Grood {
         let h = f.feature.to_device(device)?;
         let predicted = f.logits.argmax(D::Minus1)?.to_device(device)?;
         let g = self.gradients(&h, &predicted)?;
-        let d2 = g
-            .matmul(&self.index.t()?)?
-            .affine(-2.0, 0.0)?
-            .broadcast_add(&g.sqr()?.sum_keepdim(D::Minus1)?)?
-            .broadcast_add(&self.index_sq)?;
-        // The k-th smallest per row, selected on the CPU (any index size).
-        let rows = d2.to_device(&Device::Cpu)?.to_vec2::<f64>()?;
-        let kth: Vec<f32> = rows
-            .into_iter()
-            .map(|mut r| {
-                let (_, v, _) = r.select_nth_unstable_by(self.k - 1, f64::total_cmp);
-                -(v.max(0.0)) as f32
-            })
-            .collect();
+        let kth = kth_smallest_sq_dist(&g, &self.index, &self.index_sq, self.k)?;
+        // Rounding can take a distance of zero below it.
+        let kth: Vec<f32> = kth.into_iter().map(|v| -(v.max(0.0)) as f32).collect();
         Ok(Tensor::new(kth, f.logits.device())?)
     }
 
@@ -125,21 +115,21 @@ fn prototypes(fit: &Fit, num_classes: usize) -> Vec<f64> {
 
 pub(crate) fn prepare(m: &Method, ctx: &Prepare) -> Result<Box<dyn Score>> {
     let key = m.key();
-    let fit = ctx.fit.map(|c| c.fit).ok_or_else(|| {
-        Error::Invalid(format!(
-            "{key} needs a fit file: make one with `gradnorm-tui fit --checkpoint ... --train LIST --out FIT.safetensors`, then pass --fit FIT.safetensors"
-        ))
-    })?;
+    let fit = super::fitted::fit_of(m, ctx)?.fit;
     let classes = fit.bank_classes.as_ref().filter(|_| fit.bank_rows > 0).ok_or_else(|| {
         Error::Invalid(format!(
             "{key}: the fit file keeps no labels for its bank (made before they were kept); run `gradnorm-tui fit` again"
         ))
     })?;
+    // The registry fills every parameter with its default.
     let wrt = match m.choice("gradient") {
+        Some("noise") => Wrt::Noise,
         Some("class") => Wrt::Class,
-        _ => Wrt::Noise,
+        other => return Err(Error::Invalid(format!("{key}: no gradient {other:?}"))),
     };
-    let k = m.number("k").unwrap_or(1.0) as usize;
+    let k = m
+        .number("k")
+        .ok_or_else(|| Error::Invalid(format!("{key}: no k")))? as usize;
     let c = fit.model.num_classes;
     let d = fit.feature_dim;
     let device = ctx.model.device();
