@@ -2,21 +2,26 @@
 //! its input-gradient backward pass (weights are constants at inference, so
 //! no weight gradient is produced), one module per operation:
 //!
+//! - `attention`: multi-head self-attention's core (ViT), fused;
 //! - `depthwise`: EfficientNet-Lite's depthwise convolution + bias + ReLU6;
 //! - `conv`: dense k x k convolutions (EfficientNet-Lite's stem, BiT's im2col);
 //! - `pointwise`: 1x1 convolutions with bias, ReLU6 or residual folded in;
 //! - `groupnorm`: BiT's GroupNorm + ReLU;
+//! - `gelu`: the exact GELU of ViT's MLPs;
 //! - `pooling`: BiT's zero-padded stem max-pool;
 //! - `winograd`: 3x3 stride-1 convolutions as Winograd F(2x2, 3x3);
-//! - `packed`: our matrix product on packed weight panels (6 x 16 AVX2);
+//! - `packed`: our matrix product on packed weight panels (AVX2 6 x 16,
+//!   AVX-512 12 x 32);
 //! - `weights`: a layer's weights with their packing made once;
 //! - `gemm`: the other matrix products; `simd`: the AVX2 code all of them use;
 //! - `op`: the candle custom-op side of all of them, once.
 //!
 //! The kernels are f32 and parallel (rayon).
 
+mod attention;
 mod conv;
 mod depthwise;
+mod gelu;
 mod gemm;
 mod groupnorm;
 mod op;
@@ -29,8 +34,10 @@ mod testing;
 mod weights;
 mod winograd;
 
+pub use attention::{attention, attention_fits};
 pub use conv::{conv, stem_relu6};
 pub use depthwise::{depthwise_composed, depthwise_linear, depthwise_relu6};
+pub use gelu::gelu_erf;
 pub use groupnorm::group_norm_relu;
 pub use pointwise::pointwise;
 
@@ -130,17 +137,17 @@ pub enum Act {
 impl Act {
     /// In place, in parallel.
     pub(crate) fn apply(self, out: &mut [f32]) {
+        if self != Act::Linear {
+            out.par_chunks_mut(8192).for_each(|o| self.apply_seq(o));
+        }
+    }
+
+    /// In place, on this thread.
+    pub(crate) fn apply_seq(self, out: &mut [f32]) {
         match self {
             Act::Linear => {}
-            Act::Relu => out.par_chunks_mut(8192).for_each(|o| {
-                for v in o {
-                    // Not `max`: a NaN stays NaN, as in PyTorch.
-                    if *v < 0.0 {
-                        *v = 0.0;
-                    }
-                }
-            }),
-            Act::Relu6 => out.par_chunks_mut(8192).for_each(simd::relu6),
+            Act::Relu => simd::relu(out),
+            Act::Relu6 => simd::relu6(out),
         }
     }
 

@@ -1,7 +1,6 @@
 //! 1x1 convolutions: a matrix product over pixels, with the bias, the
 //! residual and the activation folded in.
 
-use super::depthwise::tile_weights;
 use super::gemm::matmul_acc;
 use super::op::{gradient, Bwd, Grads, In, Kernel, Op};
 use super::packed;
@@ -40,41 +39,54 @@ impl Pointwise {
         Ok((l.shape().elem_count() / cin, cin, with_channels(dims, cout)))
     }
 
-    /// `out` holds the residual (or anything when `residual` is false).
-    fn run(
-        &self,
-        x: &[f32],
-        rows: usize,
-        cin: usize,
-        mut out: Vec<f32>,
-        residual: bool,
-    ) -> Vec<f32> {
+    /// The output of `rows` rows of `x`, `residual` added when given.
+    fn run(&self, x: &[f32], rows: usize, cin: usize, residual: Option<&[f32]>) -> Vec<f32> {
         let cout = self.cout;
-        // Without a bias `out` already holds what the product adds to.
-        if let Some(b) = &self.b {
-            let (tile, _) = tile_weights(b, 1, cout);
-            out.par_chunks_mut(chunk(tile.len())).for_each(|o| {
-                for o in o.chunks_mut(tile.len()) {
-                    if residual {
-                        add(o, &tile, false);
+        let mut out = vec![0f32; rows * cout];
+        // What the product adds to, for the rows of `o` from row `at`.
+        let init = |o: &mut [f32], at: usize| {
+            if let Some(r) = residual {
+                o.copy_from_slice(&r[at * cout..][..o.len()]);
+            }
+            if let Some(b) = &self.b {
+                for px in o.chunks_exact_mut(cout) {
+                    if residual.is_some() {
+                        add(px, b, false);
                     } else {
-                        o.copy_from_slice(&tile[..o.len()]);
+                        px.copy_from_slice(b);
                     }
                 }
-            });
-        }
+            }
+        };
         match self.w.packed(cin, cout) {
-            Some(w) => packed::matmul(&mut out, x, w),
-            None => matmul_acc(&mut out, x, &self.w, (rows, cin, cout), cout, 1),
+            // Each block of rows start to end while it is in cache: the
+            // initial values, the product, the activation.
+            Some(w) => {
+                let block = packed::block_rows(rows);
+                out.par_chunks_mut(block * cout)
+                    .zip(x.par_chunks(block * cin))
+                    .enumerate()
+                    .for_each(|(i, (o, x))| {
+                        init(o, i * block);
+                        packed::matmul_block(o, x, cin, w);
+                        self.act.apply_seq(o);
+                    });
+            }
+            None => {
+                out.par_chunks_mut(chunk(cout))
+                    .enumerate()
+                    .for_each(|(i, o)| init(o, i * chunk(cout) / cout));
+                matmul_acc(&mut out, x, &self.w, (rows, cin, cout), cout, 1);
+                self.act.apply(&mut out);
+            }
         }
-        self.act.apply(&mut out);
         out
     }
 
     /// d input from (d output, output).
     fn input_grad(&self, grad: &Tensor, res: &Tensor) -> Result<Option<Tensor>> {
         let op = PointwiseGrad {
-            w: self.w.values().clone(),
+            w: self.w.clone(),
             cout: self.cout,
             act: self.act,
         };
@@ -87,7 +99,7 @@ impl Kernel<1> for Pointwise {
 
     fn forward(&self, [In { x, l }]: [In<'_>; 1]) -> Result<(Vec<f32>, Shape)> {
         let (rows, cin, shape) = self.dims(l)?;
-        let out = self.run(x, rows, cin, vec![0f32; rows * self.cout], false);
+        let out = self.run(x, rows, cin, None);
         Ok((out, shape))
     }
 
@@ -107,7 +119,7 @@ impl Kernel<2> for PointwiseResidual {
         if shape.dims() != r.dims() {
             candle_core::bail!("pointwise: residual {:?}, output {shape:?}", r.dims())
         }
-        let out = self.0.run(x, rows, cin, r.x.to_vec(), true);
+        let out = self.0.run(x, rows, cin, Some(r.x));
         Ok((out, shape))
     }
 
@@ -124,7 +136,7 @@ impl Kernel<2> for PointwiseResidual {
 /// d input of [`Pointwise`] from (d output, output): the gradient before
 /// the activation times the weight transposed.
 pub(super) struct PointwiseGrad {
-    w: Arc<[f32]>,
+    w: Weights,
     cout: usize,
     act: Act,
 }
@@ -137,11 +149,20 @@ impl Kernel<2> for PointwiseGrad {
         let (cout, cin) = (self.cout, self.w.len() / self.cout);
         let rows = gpre.len() / cout;
         let mut out = vec![0f32; rows * cin];
-        // w is [cin, cout]; its transpose [cout, cin] has row stride 1.
-        matmul_acc(&mut out, &gpre, &self.w, (rows, cout, cin), 1, cout);
+        match self.w.packed_transposed(cin, cout) {
+            Some(wt) => {
+                let block = packed::block_rows(rows);
+                out.par_chunks_mut(block * cin)
+                    .zip(gpre.par_chunks(block * cout))
+                    .for_each(|(o, g)| packed::matmul_block(o, g, cout, wt));
+            }
+            // w is [cin, cout]; its transpose [cout, cin] has row stride 1.
+            None => matmul_acc(&mut out, &gpre, &self.w, (rows, cout, cin), 1, cout),
+        }
         Ok((out, with_channels(grad.dims(), cin)))
     }
 }
+
 /// 1x1 convolution of NHWC `x` on the CPU: weight [cin, cout], bias if
 /// any, + `residual` if any, then `act`. Other float dtypes run in f32.
 pub fn pointwise(
@@ -178,8 +199,9 @@ mod tests {
 
     #[test]
     fn pointwise_matches_candle_with_gradients() {
-        // cout 7 runs on gemm, 32 on the packed kernel.
-        for (act, residual, cout) in [
+        // cout 7 runs on gemm, 32 on the packed kernel; the input gradient
+        // takes the packed kernel when cin is 16 as well.
+        let cases = [
             (Act::Relu6, false, 7),
             (Act::Linear, false, 7),
             (Act::Linear, true, 7),
@@ -187,8 +209,8 @@ mod tests {
             (Act::Linear, true, 32),
             (Act::Relu, true, 32),
             (Act::Relu, false, 7),
-        ] {
-            let cin = 5;
+        ];
+        for ((act, residual, cout), cin) in cases.into_iter().flat_map(|c| [(c, 5), (c, 16)]) {
             let x = Var::from_tensor(&rand(&[3, 4, 6, cin], 21)).unwrap();
             let r = Var::from_tensor(&rand(&[3, 4, 6, cout], 22)).unwrap();
             let w = (rand(&[cin, cout], 23) * 2.0).unwrap();
@@ -238,5 +260,46 @@ mod tests {
                 assert!(max_diff(&gr, &tr) < 1e-6);
             }
         }
+    }
+
+    /// ResNet-50's stage-1 last 1x1 (64 -> 256, + residual, ReLU) at
+    /// batch 8, one thread, each part apart:
+    /// `cargo test --release -p gradnorm-kernels bench_residual -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn bench_residual() {
+        let (rows, cin, cout) = (8 * 56 * 56, 64, 256);
+        let x = rand(&[8, 56, 56, cin], 1);
+        let r = rand(&[8, 56, 56, cout], 2);
+        let w = Weights::new(arc(&rand(&[cin, cout], 3)));
+        let b = arc(&rand(&[cout], 4));
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let time = |what: &str, f: &mut dyn FnMut()| {
+                f();
+                let t = std::time::Instant::now();
+                for _ in 0..5 {
+                    f();
+                }
+                eprintln!(
+                    "{what}: {:.2} ms/img",
+                    t.elapsed().as_secs_f64() * 1e3 / 40.0
+                );
+            };
+            time("pointwise + residual + relu", &mut || {
+                pointwise(&x, &w, Some(&b), Act::Relu, Some(&r)).unwrap();
+            });
+            time("pointwise + relu", &mut || {
+                pointwise(&x, &w, Some(&b), Act::Relu, None).unwrap();
+            });
+            let (xs, packed) = (host(&x), w.packed(cin, cout).unwrap());
+            time("product alone", &mut || {
+                let mut out = vec![0f32; rows * cout];
+                packed::matmul_block(&mut out, &xs, cin, packed);
+            });
+        });
     }
 }

@@ -154,18 +154,26 @@ pub(super) fn gemv(out: &mut [f32], p: &[f32], w: &[f32]) {
     }
 }
 
-pub(super) fn relu6(v: &mut [f32]) {
-    for v in v {
-        *v = v.clamp(0.0, 6.0);
-    }
-}
-
 /// Whether the AVX2 + FMA loops below can run.
 #[inline]
 pub(super) fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Whether the AVX-512F product kernel can run (AVX2 + FMA as well: the
+/// code around it uses them).
+#[inline]
+pub(super) fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        has_avx2() && std::arch::is_x86_feature_detected!("avx512f")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -272,3 +280,113 @@ pub(super) fn gn_grad_body(x: &[f32], g: &[f32], y: &[f32], abc: &[f32], dx: &mu
 avx2_variant!(gn_grad => gn_grad_body(
     x: &[f32], g: &[f32], y: &[f32], abc: &[f32], dx: &mut [f32]
 ));
+
+/// erf in f32 as a rational function of x (XLA's and Eigen's `ErfImpl32`
+/// coefficients, inputs clamped to [-4, 4], beyond which erf is ±1 in
+/// f32): mul, add and div only, so a loop of it vectorizes.
+#[inline(always)]
+pub(super) fn erf(x: f32) -> f32 {
+    const ALPHA: [f32; 7] = [
+        -2.726_142_3e-10,
+        2.770_681_4e-8,
+        -2.101_024e-6,
+        -5.692_506_4e-5,
+        -7.349_906_3e-4,
+        -2.954_6e-3,
+        -1.609_603_3e-2,
+    ];
+    const BETA: [f32; 5] = [
+        -1.456_607_2e-5,
+        -2.133_740_6e-4,
+        -1.682_827e-3,
+        -7.373_329e-3,
+        -1.426_474e-2,
+    ];
+    let x = x.clamp(-4.0, 4.0);
+    let x2 = x * x;
+    let p = ALPHA[1..].iter().fold(ALPHA[0], |p, &a| p * x2 + a) * x;
+    let q = BETA[1..].iter().fold(BETA[0], |q, &b| q * x2 + b);
+    p / q
+}
+
+/// `out = x Φ(x)`, the exact GELU (`torch.nn.GELU()`'s default).
+#[inline(always)]
+pub(super) fn gelu_body(x: &[f32], out: &mut [f32]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = 0.5 * v * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2));
+    }
+}
+avx2_variant!(gelu => gelu_body(x: &[f32], out: &mut [f32]));
+
+/// e^x in f32 (Cephes' expf: x = n ln 2 + r with ln 2 in two parts, a
+/// degree-6 polynomial in r, 2^n through the exponent bits), for
+/// x in [-87, 88]; within 2 ulp. Floor, casts and shifts only, so a loop of
+/// it vectorizes (`f32::exp` is a call per value).
+#[inline(always)]
+pub(super) fn exp(x: f32) -> f32 {
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * std::f32::consts::LOG2_E + 0.5).floor();
+    let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
+    let p = [
+        1.987_569_1e-4,
+        1.398_199_9e-3,
+        8.333_452e-3,
+        4.166_579_6e-2,
+        0.166_666_65,
+        0.5,
+    ]
+    .iter()
+    .fold(0.0f32, |p, &c| p * r + c);
+    let p = p * r * r + r + 1.0;
+    p * f32::from_bits(((n as i32 + 127) << 23) as u32)
+}
+
+/// One softmax row in place over `row`, its inputs scaled by `scale`:
+/// `e^(scale (x - max)) / sum`. The max and the sum go in eight lanes:
+/// LLVM keeps a float reduction in order, so one running value would stay
+/// scalar.
+#[inline(always)]
+pub(super) fn softmax_row_body(row: &mut [f32], scale: f32) {
+    let lanes = |row: &[f32], init: f32, f: fn(f32, f32) -> f32| {
+        let mut acc = [init; 8];
+        let mut chunks = row.chunks_exact(8);
+        for c in &mut chunks {
+            for (a, &v) in acc.iter_mut().zip(c) {
+                *a = f(*a, v);
+            }
+        }
+        chunks
+            .remainder()
+            .iter()
+            .chain(&acc)
+            .fold(init, |a, &v| f(a, v))
+    };
+    let max = lanes(row, f32::NEG_INFINITY, f32::max);
+    for v in row.iter_mut() {
+        *v = exp((*v - max) * scale);
+    }
+    let inv = 1.0 / lanes(row, 0.0, |a, v| a + v);
+    for v in row.iter_mut() {
+        *v *= inv;
+    }
+}
+avx2_variant!(softmax_row => softmax_row_body(row: &mut [f32], scale: f32));
+
+/// ReLU in place. A select, not `max` (a NaN stays NaN, as in PyTorch) and
+/// not a conditional store (which stays scalar).
+#[inline(always)]
+pub(super) fn relu_body(v: &mut [f32]) {
+    for v in v {
+        *v = if *v < 0.0 { 0.0 } else { *v };
+    }
+}
+avx2_variant!(relu => relu_body(v: &mut [f32]));
+
+/// ReLU6 in place.
+#[inline(always)]
+pub(super) fn relu6_body(v: &mut [f32]) {
+    for v in v {
+        *v = v.clamp(0.0, 6.0);
+    }
+}
+avx2_variant!(relu6 => relu6_body(v: &mut [f32]));

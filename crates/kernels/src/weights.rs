@@ -14,6 +14,9 @@ pub struct Weights(Arc<Inner>);
 struct Inner {
     values: Arc<[f32]>,
     packed: OnceLock<Option<PackedB>>,
+    /// The transpose of the [k, n] matrix, packed: the input gradient's
+    /// product.
+    packed_t: OnceLock<Option<PackedB>>,
     winograd: OnceLock<Option<Transformed>>,
 }
 
@@ -26,6 +29,7 @@ impl Weights {
         Weights(Arc::new(Inner {
             values,
             packed: OnceLock::new(),
+            packed_t: OnceLock::new(),
             winograd: OnceLock::new(),
         }))
     }
@@ -42,6 +46,24 @@ impl Weights {
             .packed
             .get_or_init(|| PackedB::new(&self.0.values, k, n));
         p.as_ref().filter(|p| p.dims() == (k, n))
+    }
+
+    /// The values as a [k, n] matrix, transposed to [n, k] and packed, when
+    /// our product takes that shape.
+    pub(crate) fn packed_transposed(&self, k: usize, n: usize) -> Option<&PackedB> {
+        let p = self.0.packed_t.get_or_init(|| {
+            if self.0.values.len() != k * n {
+                return None;
+            }
+            let mut t = vec![0f32; k * n];
+            for (i, row) in self.0.values.chunks_exact(n).enumerate() {
+                for (j, &v) in row.iter().enumerate() {
+                    t[j * k + i] = v;
+                }
+            }
+            PackedB::new(&t, n, k)
+        });
+        p.as_ref().filter(|p| p.dims() == (n, k))
     }
 
     /// The values [3, 3, cin, cout] in Winograd's domain, packed.

@@ -367,6 +367,44 @@ pub(crate) fn cpu_seconds() -> f64 {
     ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
+/// Uniform values in [-1, 1) of `shape` from `seed`: the same input on
+/// every run, so a comparison of two paths cannot pass or fail by chance.
+#[cfg(test)]
+pub(crate) fn fixed_input(shape: &[usize], seed: u64) -> Tensor {
+    let mut r = crate::rng::Pcg32::new(seed);
+    let n = shape.iter().product();
+    let v: Vec<f32> = (0..n).map(|_| r.range(-1.0, 1.0)).collect();
+    Tensor::from_vec(v, shape, &candle_core::Device::Cpu).expect("shape holds n values")
+}
+
+/// A per-layer profile being taken: CPU seconds and multiply-adds per kind
+/// of layer, summed, in first-seen order.
+#[cfg(all(test, unix))]
+#[derive(Default)]
+pub(crate) struct Profile(Vec<(String, f64, f64)>);
+
+#[cfg(all(test, unix))]
+impl Profile {
+    /// `f`'s CPU time (and `macs` multiply-adds) added to `name`'s row.
+    pub(crate) fn time<T>(&mut self, name: &str, macs: usize, f: impl FnOnce() -> T) -> T {
+        let t = cpu_seconds();
+        let y = f();
+        let dt = cpu_seconds() - t;
+        match self.0.iter_mut().find(|r| r.0 == name) {
+            Some(r) => {
+                r.1 += dt;
+                r.2 += macs as f64;
+            }
+            None => self.0.push((name.to_string(), dt, macs as f64)),
+        }
+        y
+    }
+
+    pub(crate) fn print(&self, title: &str, batch: usize) {
+        print_profile(title, batch, &self.0)
+    }
+}
+
 /// A per-layer profile's table: rows of (layer kind, CPU seconds,
 /// multiply-adds) over a batch of `batch` images, as CPU ms per image,
 /// share and GMAC per CPU second.

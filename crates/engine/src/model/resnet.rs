@@ -483,7 +483,6 @@ impl Backbone for ResNet {
 #[cfg(all(test, unix))]
 mod tests {
     use super::*;
-    use crate::model::cpu_seconds;
     use candle_core::Device;
 
     /// Probe points on the CPU kernels (channels-last, each selected
@@ -499,7 +498,7 @@ mod tests {
         };
         let fast = params::random_torchvision(&cfg, &Device::Cpu, DType::F32).unwrap();
         let slow = fast.clone().with_candle_ops();
-        let x = Tensor::rand(-1f32, 1., (2, 3, 64, 64), &Device::Cpu).unwrap();
+        let x = crate::model::fixed_input(&[2, 3, 64, 64], 1);
         let select = probe::Selection {
             norms: vec!["layer2.1".into(), "layer4".into()],
             stages: vec!["layer1".into(), "layer4".into()],
@@ -569,35 +568,21 @@ mod tests {
         let cfg = variant("resnet50").unwrap();
         let m = params::random_torchvision(&cfg, &Device::Cpu, DType::F32).unwrap();
         let x = Tensor::rand(-1f32, 1., (b, 3, 224, 224), &Device::Cpu).unwrap();
-        // (layer kind, seconds, multiply-adds), in first-seen order.
-        let mut table: Vec<(String, f64, f64)> = Vec::new();
-        let mut timed = |name: String, macs: usize, f: &mut dyn FnMut() -> Tensor| {
-            let t = cpu_seconds();
-            let y = f();
-            let dt = cpu_seconds() - t;
-            match table.iter_mut().find(|r| r.0 == name) {
-                Some(r) => {
-                    r.1 += dt;
-                    r.2 += macs as f64;
-                }
-                None => table.push((name, dt, macs as f64)),
-            }
-            y
-        };
+        let mut profile = crate::model::Profile::default();
         let macs = |c: &ConvBn, y: &Tensor| {
             let (n, h, w, cout) = y.dims4().unwrap();
             let (_, cin, k, _) = c.weight.dims4().unwrap();
             n * h * w * cout * cin * k * k
         };
-        let xs = timed("stem NHWC copy".into(), 0, &mut || {
+        let xs = profile.time("stem NHWC copy", 0, || {
             x.permute((0, 2, 3, 1)).unwrap().contiguous().unwrap()
         });
         let y = m.stem.forward(&xs, true, None, true).unwrap();
         let n = macs(&m.stem, &y);
-        let y = timed("stem 7x7/2".into(), n, &mut || {
+        let y = profile.time("stem 7x7/2", n, || {
             m.stem.forward(&xs, true, None, true).unwrap()
         });
-        let mut x = timed("stem pool".into(), 0, &mut || {
+        let mut x = profile.time("stem pool", 0, || {
             kernels::max_pool_padded(&y, 3, 2, 1).unwrap()
         });
         for (s, blocks) in m.stages.iter().enumerate() {
@@ -608,7 +593,7 @@ mod tests {
                         let r = d.forward(&x, false, None, true).unwrap();
                         let n = macs(d, &r);
                         let kind = format!("s{} downsample 1x1/{}", s + 1, d.stride);
-                        timed(kind, n, &mut || d.forward(&x, false, None, true).unwrap())
+                        profile.time(&kind, n, || d.forward(&x, false, None, true).unwrap())
                     }
                     None => x.clone(),
                 };
@@ -626,16 +611,14 @@ mod tests {
                     if residual.is_some() {
                         kind += " + add";
                     }
-                    y = timed(kind, n, &mut || {
-                        c.forward(&y, true, residual, true).unwrap()
-                    });
+                    y = profile.time(&kind, n, || c.forward(&y, true, residual, true).unwrap());
                 }
                 let diff = (&y - &want).unwrap().abs().unwrap().max_all().unwrap();
                 assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
                 x = y;
             }
         }
-        let _ = timed("mean".into(), 0, &mut || kernels::mean(&x).unwrap());
-        crate::model::print_profile("ResNet-50 @224", b, &table);
+        let _ = profile.time("mean", 0, || kernels::mean(&x).unwrap());
+        profile.print("ResNet-50 @224", b);
     }
 }

@@ -25,7 +25,9 @@ use crate::error::{Error, Result};
 use crate::weights::Checkpoint;
 use candle_core::{DType, Tensor};
 use candle_nn::{Init, Linear, Module, VarBuilder};
+use gradnorm_kernels::{self as kernels, Act};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 const LN_EPS: f64 = 1e-6;
 const LAYER: &str = "encoder.layers.encoder_layer_";
@@ -176,6 +178,54 @@ struct EncoderLayer {
     mlp_0: Linear,
     mlp_3: Linear,
     heads: usize,
+    /// in_proj, out_proj, mlp.0, mlp.3 for the CPU kernels (f32 models on
+    /// the CPU): weights transposed to [in, out] and packed once.
+    host: Option<[HostLinear; 4]>,
+}
+
+/// A linear layer as the CPU kernels take it.
+#[derive(Debug, Clone)]
+struct HostLinear {
+    w: kernels::Weights,
+    b: Arc<[f32]>,
+}
+
+impl HostLinear {
+    fn new(layer: &Linear) -> candle_core::Result<Self> {
+        let w = layer
+            .weight()
+            .t()?
+            .contiguous()?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let b = layer.bias().expect("every ViT linear has a bias");
+        Ok(HostLinear {
+            w: kernels::Weights::new(w.into()),
+            b: b.to_vec1::<f32>()?.into(),
+        })
+    }
+}
+
+/// An encoder layer's linear maps, in [`EncoderLayer::host`]'s order.
+#[derive(Debug, Clone, Copy)]
+enum Part {
+    InProj,
+    OutProj,
+    Mlp0,
+    Mlp3,
+}
+
+impl Part {
+    /// The checkpoint's name under the layer's prefix (of the module whose
+    /// `.weight` it is).
+    fn name(self) -> &'static str {
+        match self {
+            Part::InProj => "self_attention",
+            Part::OutProj => "self_attention.out_proj",
+            Part::Mlp0 => "mlp.0",
+            Part::Mlp3 => "mlp.3",
+        }
+    }
 }
 
 impl EncoderLayer {
@@ -190,7 +240,7 @@ impl EncoderLayer {
             candle_nn::init::DEFAULT_KAIMING_UNIFORM,
         )?;
         let in_b = att.get_with_hints(3 * d, "in_proj_bias", Init::Const(0.0))?;
-        Ok(EncoderLayer {
+        let mut layer = EncoderLayer {
             prefix: vb.prefix(),
             ln_1,
             in_proj: Linear::new(in_w, Some(in_b)),
@@ -199,16 +249,30 @@ impl EncoderLayer {
             mlp_0: params::linear(vb.pp("mlp").pp("0"), d, cfg.mlp_dim)?,
             mlp_3: params::linear(vb.pp("mlp").pp("3"), cfg.mlp_dim, d)?,
             heads: cfg.num_heads,
-        })
+            host: None,
+        };
+        if vb.device().is_cpu() && vb.dtype() == DType::F32 {
+            layer.host = Some([
+                HostLinear::new(&layer.in_proj)?,
+                HostLinear::new(&layer.out_proj)?,
+                HostLinear::new(&layer.mlp_0)?,
+                HostLinear::new(&layer.mlp_3)?,
+            ]);
+        }
+        Ok(layer)
     }
 
-    /// nn.MultiheadAttention (batch first, self-attention, no mask).
+    /// nn.MultiheadAttention (batch first, self-attention, no mask) up to
+    /// its out_proj: the heads' weighted sums, concatenated.
     fn attention(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let (b, n, d) = x.dims3()?;
         let hd = d / self.heads;
-        let qkv = self
-            .in_proj
-            .forward(x)?
+        let qkv = self.linear(Part::InProj, x, None)?;
+        if self.host.is_some() && kernels::attention_fits(hd) {
+            let y = kernels::attention(&qkv, self.heads)?; // [b, heads, n, hd]
+            return y.transpose(1, 2)?.reshape((b, n, d));
+        }
+        let qkv = qkv
             .reshape((b, n, 3, self.heads, hd))?
             .permute((2, 0, 3, 1, 4))?; // [3, b, heads, n, hd]
         let q = (qkv.get(0)?.contiguous()? * (1.0 / (hd as f64).sqrt()))?;
@@ -216,22 +280,61 @@ impl EncoderLayer {
         let v = qkv.get(2)?.contiguous()?;
         let att = params::softmax_last(&q.matmul(&k.t()?)?)?;
         let y = att.matmul(&v)?.transpose(1, 2)?.reshape((b, n, d))?;
-        self.linear(&self.out_proj, "self_attention.out_proj", &y)
+        Ok(y)
     }
 
-    /// `layer` (named `part` under this layer) on `x`, through the probe.
-    fn linear(&self, layer: &Linear, part: &str, x: &Tensor) -> candle_core::Result<Tensor> {
-        let y = layer.forward(x)?;
-        let name = || format!("{}.{part}", self.prefix);
-        probe::at(name, LayerOp::Linear, layer.weight(), x, y)
+    /// `part` on `x`, plus `residual`: on the CPU kernels (the bias and the
+    /// add in the product's pass) unless a probe reads the weight layers,
+    /// which only candle's path shows it.
+    fn linear(
+        &self,
+        part: Part,
+        x: &Tensor,
+        residual: Option<&Tensor>,
+    ) -> candle_core::Result<Tensor> {
+        if let Some(host) = self.host.as_ref().filter(|_| !probe::reads_layers()) {
+            let h = &host[part as usize];
+            return kernels::pointwise(x, &h.w, Some(&h.b), Act::Linear, residual);
+        }
+        let layer = match part {
+            Part::InProj => &self.in_proj,
+            Part::OutProj => &self.out_proj,
+            Part::Mlp0 => &self.mlp_0,
+            Part::Mlp3 => &self.mlp_3,
+        };
+        let mut y = layer.forward(x)?;
+        // in_proj_weight is a parameter of the attention module, not a
+        // layer of its own: GradNorm's layer list (torch's named modules)
+        // has no entry for it.
+        if !matches!(part, Part::InProj) {
+            let name = || format!("{}.{}", self.prefix, part.name());
+            y = probe::at(name, LayerOp::Linear, layer.weight(), x, y)?;
+        }
+        match residual {
+            Some(r) => y + r,
+            None => Ok(y),
+        }
     }
 
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let x = (self.attention(&self.ln_1.forward(x)?)? + x)?;
-        let y = self
-            .linear(&self.mlp_0, "mlp.0", &self.ln_2.forward(&x)?)?
-            .gelu_erf()?;
-        x + self.linear(&self.mlp_3, "mlp.3", &y)?
+        let y = self.attention(&self.ln_1.forward(x)?)?;
+        let x = self.linear(Part::OutProj, &y, Some(x))?;
+        let y = self.linear(Part::Mlp0, &self.ln_2.forward(&x)?, None)?;
+        self.linear(Part::Mlp3, &self.gelu(&y)?, Some(&x))
+    }
+
+    /// The exact GELU: the CPU kernel where the linear maps have theirs
+    /// (f32 on the CPU), candle's op elsewhere.
+    fn gelu(&self, y: &Tensor) -> candle_core::Result<Tensor> {
+        match self.host {
+            Some(_) => kernels::gelu_erf(y),
+            None => y.gelu_erf(),
+        }
+    }
+
+    fn without_kernels(mut self) -> Self {
+        self.host = None;
+        self
     }
 }
 
@@ -298,6 +401,17 @@ impl Vit {
 
     pub fn config(&self) -> &VitConfig {
         &self.cfg
+    }
+
+    /// Every layer on candle's ops, as on devices other than the CPU (a
+    /// reference for the kernels).
+    pub fn with_candle_ops(mut self) -> Self {
+        self.layers = self
+            .layers
+            .into_iter()
+            .map(EncoderLayer::without_kernels)
+            .collect();
+        self
     }
 }
 
@@ -437,5 +551,98 @@ mod tests {
         assert_eq!(family_heads("vit"), Some(None));
         assert_eq!(family_heads("ViT:heads=4"), Some(Some(4)));
         assert_eq!(family_heads("vit-b-16"), None);
+    }
+
+    /// The linear maps on the CPU kernels give candle's logits and input
+    /// gradients (ODIN's and Mahalanobis's way through the model).
+    #[test]
+    fn kernels_path_equals_candles() {
+        use candle_core::{Device, Var};
+        let cfg = VitConfig {
+            image_size: 32,
+            patch_size: 8,
+            num_layers: 2,
+            num_heads: 4,
+            hidden_dim: 64,
+            mlp_dim: 128,
+            num_classes: 10,
+        };
+        let fast = params::random_torchvision(&cfg, &Device::Cpu, DType::F32).unwrap();
+        assert!(fast.layers.iter().all(|l| l.host.is_some()));
+        let slow = fast.clone().with_candle_ops();
+        let x = crate::model::fixed_input(&[2, 3, 32, 32], 1);
+        let run = |m: &Vit| {
+            let x = Var::from_tensor(&x).unwrap();
+            let logits = m.forward(x.as_tensor()).unwrap().logits;
+            let grads = logits.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+            (logits, grads.get(x.as_tensor()).unwrap().clone())
+        };
+        let close = |what: &str, u: &Tensor, v: &Tensor| {
+            let diff = (u - v).unwrap().abs().unwrap().max_all().unwrap();
+            let scale = v
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            let diff = diff.to_scalar::<f32>().unwrap();
+            assert!(diff <= 1e-5 * scale.max(1e-6), "{what}: {diff} of {scale}");
+        };
+        let ((za, ga), (zb, gb)) = (run(&fast), run(&slow));
+        close("logits", &za, &zb);
+        close("input gradient", &ga, &gb);
+    }
+
+    /// A profiling tool, not a check of speed: ViT-B/16 @224 on the CPU
+    /// layer by layer (CPU ms per image, GMAC per CPU second), each encoder
+    /// layer checked against `EncoderLayer::forward`. Run by hand:
+    /// `cargo test --release -p gradnorm-engine --lib profile_vit_b16 -- --ignored --nocapture`
+    /// (PROFILE_BATCH, default 8).
+    #[test]
+    #[ignore]
+    fn profile_vit_b16_forward_by_layer() {
+        use candle_core::Device;
+        let b: usize = std::env::var("PROFILE_BATCH").map_or(8, |v| v.parse().unwrap());
+        let cfg = variant("vit-b-16").unwrap();
+        let m = params::random_torchvision(&cfg, &Device::Cpu, DType::F32).unwrap();
+        let x = Tensor::rand(-1f32, 1., (b, 3, 224, 224), &Device::Cpu).unwrap();
+        let mut p = crate::model::Profile::default();
+        let mut x = p.time("patches + embedding", 0, || m.stem(&x).unwrap());
+        let (n, d, f) = (x.dim(1).unwrap(), cfg.hidden_dim, cfg.mlp_dim);
+        let (heads, hd) = (cfg.num_heads, d / cfg.num_heads);
+        let rows = b * n;
+        for layer in &m.layers {
+            let want = layer.forward(&x).unwrap();
+            let y = p.time("ln_1", 0, || layer.ln_1.forward(&x).unwrap());
+            let qkv = p.time("in_proj", rows * d * 3 * d, || {
+                layer.linear(Part::InProj, &y, None).unwrap()
+            });
+            let y = p.time("attention (fused)", 2 * b * heads * n * n * hd, || {
+                kernels::attention(&qkv, heads).unwrap()
+            });
+            let y = p.time("merge heads", 0, || {
+                y.transpose(1, 2).unwrap().reshape((b, n, d)).unwrap()
+            });
+            let x1 = p.time("out_proj + add", rows * d * d, || {
+                layer.linear(Part::OutProj, &y, Some(&x)).unwrap()
+            });
+            let y = p.time("ln_2", 0, || layer.ln_2.forward(&x1).unwrap());
+            let y = p.time("mlp.0", rows * d * f, || {
+                layer.linear(Part::Mlp0, &y, None).unwrap()
+            });
+            let y = p.time("gelu", 0, || layer.gelu(&y).unwrap());
+            let out = p.time("mlp.3 + add", rows * d * f, || {
+                layer.linear(Part::Mlp3, &y, Some(&x1)).unwrap()
+            });
+            let diff = (&out - &want).unwrap().abs().unwrap().max_all().unwrap();
+            assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
+            x = out;
+        }
+        let _ = p.time("ln + head", b * d * cfg.num_classes, || {
+            let h = m.feature(&x).unwrap();
+            m.logits(&h).unwrap()
+        });
+        p.print("ViT-B/16 @224", b);
     }
 }

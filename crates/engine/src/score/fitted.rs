@@ -48,16 +48,6 @@ impl<'a> FitCache<'a> {
     }
 }
 
-/// The run's fit, or the error every fit-based method gives without one.
-pub(super) fn fit_of<'a>(m: &Method, ctx: &'a Prepare) -> Result<&'a FitCache<'a>> {
-    ctx.fit.ok_or_else(|| {
-        Error::Invalid(format!(
-            "{} needs a fit file: make one with `gradnorm-tui fit --checkpoint ... --train LIST --out FIT.safetensors`, then pass --fit FIT.safetensors",
-            m.name()
-        ))
-    })
-}
-
 fn bank_of<'a>(m: &Method, fit: &'a Fit) -> Result<&'a [f32]> {
     if fit.bank_rows == 0 {
         return Err(Error::Invalid(format!(
@@ -93,7 +83,7 @@ impl Score for React {
 }
 
 pub(crate) fn prepare_react(m: &Method, ctx: &Prepare) -> Prepared {
-    let fit = fit_of(m, ctx)?.fit;
+    let fit = ctx.fit_of(m)?.fit;
     let mut values: Vec<f64> = bank_of(m, fit)?.iter().map(|&v| f64::from(v)).collect();
     let threshold = percentile(&mut values, m.number("percentile").unwrap_or(90.0));
     let (w, b) = head(ctx)?;
@@ -119,7 +109,7 @@ impl Score for Dice {
 }
 
 pub(crate) fn prepare_dice(m: &Method, ctx: &Prepare) -> Prepared {
-    let fit = fit_of(m, ctx)?.fit;
+    let fit = ctx.fit_of(m)?.fit;
     let (w, b) = head(ctx)?;
     let (c, d) = w.dims2()?;
     let wv = w
@@ -190,7 +180,7 @@ pub(super) fn kth_smallest_sq_dist(
 }
 
 pub(crate) fn prepare_knn(m: &Method, ctx: &Prepare) -> Prepared {
-    let fit = fit_of(m, ctx)?.fit;
+    let fit = ctx.fit_of(m)?.fit;
     let bank = bank_of(m, fit)?;
     let k = m.number("k").unwrap_or(50.0) as usize;
     if k > fit.bank_rows {
@@ -308,12 +298,12 @@ impl Score for Vim {
 }
 
 pub(crate) fn prepare_residual(m: &Method, ctx: &Prepare) -> Prepared {
-    let fit = fit_of(m, ctx)?.fit;
+    let fit = ctx.fit_of(m)?.fit;
     Ok(Box::new(ResidualScore(Residual::of(m, ctx, fit)?)))
 }
 
 pub(crate) fn prepare_vim(m: &Method, ctx: &Prepare) -> Prepared {
-    let fit = fit_of(m, ctx)?.fit;
+    let fit = ctx.fit_of(m)?.fit;
     let residual = Residual::of(m, ctx, fit)?;
     let bank = bank_of(m, fit)?;
     // Mean residual norm over the bank, in chunks on the device.
@@ -357,7 +347,7 @@ impl Score for Klm {
 }
 
 pub(crate) fn prepare_klm(m: &Method, ctx: &Prepare) -> Prepared {
-    let fit = fit_of(m, ctx)?.fit;
+    let fit = ctx.fit_of(m)?.fit;
     let c = fit.model.num_classes;
     // scipy.stats.entropy(p, d): 0 log 0 = 0, p log(p / 0) = inf.
     let log_d: Vec<f64> = fit
@@ -390,7 +380,7 @@ impl Score for Mds {
 }
 
 fn prepare_mds_like(m: &Method, ctx: &Prepare, relative: bool) -> Prepared {
-    let cache = fit_of(m, ctx)?;
+    let cache = ctx.fit_of(m)?;
     let fit = cache.fit;
     // With one image per class every class-centred feature is zero: the tied
     // covariance is rounding noise and its pseudo-inverse ranks images at

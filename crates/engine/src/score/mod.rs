@@ -32,6 +32,18 @@ pub(crate) struct Prepare<'a> {
     pub mahalanobis: Option<&'a mahalanobis::MahalanobisParams>,
 }
 
+impl<'a> Prepare<'a> {
+    /// The run's fit, or the error every fit-based method gives without one.
+    pub(crate) fn fit_of(&self, m: &Method) -> Result<&'a fitted::FitCache<'a>> {
+        self.fit.ok_or_else(|| {
+            crate::error::Error::Invalid(format!(
+                "{} needs a fit file: make one with `gradnorm-tui fit --checkpoint ... --train LIST --out FIT.safetensors`, then pass --fit FIT.safetensors",
+                m.name()
+            ))
+        })
+    }
+}
+
 /// Parameters given in memory rather than read from a file.
 #[derive(Default, Clone, Copy)]
 pub struct InMemory<'a> {

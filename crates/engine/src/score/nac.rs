@@ -373,7 +373,7 @@ pub(crate) fn prepare(m: &Method, ctx: &Prepare) -> Result<Box<dyn Score>> {
         m.text("alpha").unwrap_or("auto"),
         &defaults.iter().map(|h| h.alpha).collect::<Vec<_>>(),
     )?;
-    let fit = super::fitted::fit_of(m, ctx)?.fit;
+    let fit = ctx.fit_of(m)?.fit;
     let states = fit.nac.as_ref().filter(|s| s.rows > 0).ok_or_else(|| {
         Error::Invalid(format!(
             "{key}: the fit file has no NAC states (made before they were kept, or with --nac-rows 0); run `gradnorm-tui fit` again"
