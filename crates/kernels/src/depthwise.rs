@@ -5,8 +5,8 @@
 //! ops for other devices.
 
 use super::op::{apply_f32, gradient, Bwd, Grads, In, Kernel};
-use super::simd::{fma, relu6};
-use super::{nhwc_batch, par_rows, relu6_grad, ConvRelu6, Geometry};
+use super::simd::fma;
+use super::{nhwc_batch, par_rows, Act, ConvRelu6, Geometry};
 use candle_core::{Result, Shape, Tensor};
 use std::ops::Range;
 
@@ -81,9 +81,16 @@ impl DwPlan {
         }
     }
 
-    /// Output row `oy` [wo, c] of the convolution + bias + ReLU6 of one
-    /// image `img` [h, w, c]; `phases` is scratch space.
-    fn row(&self, img: &[f32], b: &[f32], oy: usize, out: &mut [f32], phases: &mut Vec<f32>) {
+    /// Output row `oy` [wo, c] of the convolution + bias, then `act`, of
+    /// one image `img` [h, w, c]; `phases` is scratch space.
+    fn row(
+        &self,
+        img: &[f32],
+        (b, act): (&[f32], Act),
+        oy: usize,
+        out: &mut [f32],
+        phases: &mut Vec<f32>,
+    ) {
         let (g, c) = (&self.g, self.c);
         for px in out.chunks_exact_mut(c) {
             px.copy_from_slice(b);
@@ -102,7 +109,7 @@ impl DwPlan {
                 fma_run(&mut out[o], &src[i], self.tile(dy, dx))
             });
         }
-        relu6(out);
+        act.apply_seq(out);
     }
 
     /// Input row `iy` [w, c] of the input gradient (the transpose of `row`)
@@ -131,10 +138,10 @@ impl DwPlan {
 
 /// Depthwise convolution (weights [k, k, C]) + bias + ReLU6 of NHWC f32.
 #[derive(Clone)]
-pub(super) struct Depthwise(ConvRelu6);
+pub(super) struct Depthwise(ConvRelu6, Act);
 
 impl Kernel<1> for Depthwise {
-    const NAME: &'static str = "nhwc-depthwise-relu6";
+    const NAME: &'static str = "nhwc-depthwise";
 
     fn forward(&self, [In { x, l }]: [In<'_>; 1]) -> Result<(Vec<f32>, Shape)> {
         let ConvRelu6 { g, w, b } = &self.0;
@@ -143,7 +150,7 @@ impl Kernel<1> for Depthwise {
         let plane = g.h * g.w * c;
         let plan = DwPlan::new(g, c, w);
         let out = par_rows((n, g.ho, g.wo * c), |i, oy, o, phases| {
-            plan.row(&x[i * plane..(i + 1) * plane], b, oy, o, phases)
+            plan.row(&x[i * plane..(i + 1) * plane], (b, self.1), oy, o, phases)
         });
         Ok((out, Shape::from((n, g.ho, g.wo, c))))
     }
@@ -158,10 +165,10 @@ impl Kernel<1> for Depthwise {
 pub(super) struct DepthwiseGrad(Depthwise);
 
 impl Kernel<2> for DepthwiseGrad {
-    const NAME: &'static str = "nhwc-depthwise-relu6-grad";
+    const NAME: &'static str = "nhwc-depthwise-grad";
 
     fn forward(&self, [grad, res]: [In<'_>; 2]) -> Result<(Vec<f32>, Shape)> {
-        let gpre = relu6_grad(grad.x, res.x);
+        let gpre = (self.0).1.grad(grad.x, res.x);
         let ConvRelu6 { g, w, b } = &(self.0).0;
         let (g, c, n) = (*g, b.len(), grad.dims()[0]);
         let plane = g.ho * g.wo * c;
@@ -176,7 +183,13 @@ impl Kernel<2> for DepthwiseGrad {
 /// Depthwise convolution + bias + ReLU6 of NHWC input on the CPU; weights
 /// [k, k, C] and bias [C] as f32. Other float dtypes run in f32.
 pub fn depthwise_relu6(x: &Tensor, conv: ConvRelu6) -> Result<Tensor> {
-    apply_f32(x, Depthwise(conv))
+    depthwise(x, conv, Act::Relu6)
+}
+
+/// [`depthwise_relu6`] with any activation (`Act::Linear`: the BatchNorm's
+/// output, a probe point).
+pub fn depthwise(x: &Tensor, conv: ConvRelu6, act: Act) -> Result<Tensor> {
+    apply_f32(x, Depthwise(conv, act))
 }
 
 /// The same depthwise convolution + bias + ReLU6 from differentiable candle
@@ -228,6 +241,7 @@ pub fn depthwise_linear(x: &Tensor, g: Geometry, w: &Tensor, b: &Tensor) -> Resu
 mod tests {
     use super::*;
     use crate::testing::*;
+    use candle_core::Var;
 
     #[test]
     fn depthwise_kernels_match_the_definition_and_each_other() {
@@ -238,5 +252,31 @@ mod tests {
             |x, g, wt, b| depthwise_relu6(x, ConvRelu6::new(g, &arc(wt), &arc(b))).unwrap(),
             |x, g, wt, b| depthwise_composed(x, g, wt, b).unwrap(),
         );
+    }
+
+    #[test]
+    fn the_linear_kernel_matches_candles_linear_form() {
+        let g = geometry(9, 7, 3, 2, 1, 1);
+        let (x, wt, b) = (
+            rand(&[2, 9, 7, 5], 31),
+            rand(&[3, 3, 5], 32),
+            rand(&[5], 33),
+        );
+        let xv = Var::from_tensor(&x).unwrap();
+        let ours = depthwise(
+            xv.as_tensor(),
+            ConvRelu6::new(g, &arc(&wt), &arc(&b)),
+            Act::Linear,
+        )
+        .unwrap();
+        let theirs = depthwise_linear(xv.as_tensor(), g, &wt, &b).unwrap();
+        assert!(max_diff(&host(&ours), &host(&theirs)) < 1e-5);
+        assert!(host(&ours).iter().any(|&v| v < 0.0));
+        let r = rand(ours.dims(), 34);
+        let grad = |y: &Tensor| {
+            let gs = (y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            host(gs.get(xv.as_tensor()).unwrap())
+        };
+        assert!(max_diff(&grad(&ours), &grad(&theirs)) < 1e-5);
     }
 }

@@ -3,7 +3,8 @@
 //! no weight gradient is produced), one module per operation:
 //!
 //! - `attention`: multi-head self-attention's core (ViT), fused;
-//! - `depthwise`: EfficientNet-Lite's depthwise convolution + bias + ReLU6;
+//! - `depthwise`: EfficientNet-Lite's depthwise convolution + bias + ReLU6
+//!   (or none: a probe point);
 //! - `conv`: dense k x k convolutions (EfficientNet-Lite's stem, BiT's im2col);
 //! - `pointwise`: 1x1 convolutions with bias, ReLU6 or residual folded in;
 //! - `groupnorm`: BiT's GroupNorm + ReLU;
@@ -36,7 +37,7 @@ mod winograd;
 
 pub use attention::{attention, attention_fits};
 pub use conv::{conv, stem_relu6};
-pub use depthwise::{depthwise_composed, depthwise_linear, depthwise_relu6};
+pub use depthwise::{depthwise, depthwise_composed, depthwise_linear, depthwise_relu6};
 pub use gelu::gelu_erf;
 pub use groupnorm::group_norm_relu;
 pub use pointwise::pointwise;

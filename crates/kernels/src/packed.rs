@@ -116,16 +116,14 @@ fn block_with(isa: Isa, c: &mut [f32], a: &[f32], lda: usize, b: &PackedB) {
             let kc = kc_max.min(k - pc);
             let mut j = group.start;
             while j < group.end {
-                // AVX-512 takes two panels at a time where two are left.
+                // AVX-512 takes two panels at a time where two are left; a
+                // last odd panel goes through the AVX2 kernel (the same
+                // sums in the same order).
                 let wide = isa == Isa::Avx512 && j + 1 < group.end;
                 let b0 = b.data[j * k * NR + pc * NR..].as_ptr();
                 let mut i = 0;
                 while i < rows {
-                    let mr = match isa {
-                        Isa::Avx2 => MR,
-                        Isa::Avx512 => MR512,
-                    }
-                    .min(rows - i);
+                    let mr = if wide { MR512 } else { MR }.min(rows - i);
                     // SAFETY: AVX2 + FMA (and AVX-512 for its kernels) present
                     // (asserted); rows i..i + mr of `a` hold columns pc..pc + kc
                     // (asserted above), each panel slice kc x 16 floats, and `c`
@@ -133,13 +131,11 @@ fn block_with(isa: Isa, c: &mut [f32], a: &[f32], lda: usize, b: &PackedB) {
                     unsafe {
                         let ap = a.as_ptr().add(i * lda + pc);
                         let cp = c.as_mut_ptr().add(i * n + j * NR);
-                        match isa {
-                            Isa::Avx2 => avx2_rows(mr, kc, ap, lda, b0, cp, n),
-                            Isa::Avx512 if wide => {
-                                let b1 = b0.add(k * NR);
-                                avx512_wide_rows(mr, kc, ap, lda, b0, b1, cp, n)
-                            }
-                            Isa::Avx512 => avx512_rows(mr, kc, ap, lda, b0, cp, n),
+                        if wide {
+                            let b1 = b0.add(k * NR);
+                            avx512_wide_rows(mr, kc, ap, lda, b0, b1, cp, n)
+                        } else {
+                            avx2_rows(mr, kc, ap, lda, b0, cp, n)
                         }
                     }
                     i += mr;
@@ -198,32 +194,6 @@ unsafe fn avx512_wide_rows(
     }
 }
 
-/// Safety: as [`kernel512`], for `mr` <= [`MR512`] rows.
-unsafe fn avx512_rows(
-    mr: usize,
-    kc: usize,
-    a: *const f32,
-    lda: usize,
-    b: *const f32,
-    c: *mut f32,
-    ldc: usize,
-) {
-    match mr {
-        12 => kernel512::<12>(kc, a, lda, b, c, ldc),
-        11 => kernel512::<11>(kc, a, lda, b, c, ldc),
-        10 => kernel512::<10>(kc, a, lda, b, c, ldc),
-        9 => kernel512::<9>(kc, a, lda, b, c, ldc),
-        8 => kernel512::<8>(kc, a, lda, b, c, ldc),
-        7 => kernel512::<7>(kc, a, lda, b, c, ldc),
-        6 => kernel512::<6>(kc, a, lda, b, c, ldc),
-        5 => kernel512::<5>(kc, a, lda, b, c, ldc),
-        4 => kernel512::<4>(kc, a, lda, b, c, ldc),
-        3 => kernel512::<3>(kc, a, lda, b, c, ldc),
-        2 => kernel512::<2>(kc, a, lda, b, c, ldc),
-        _ => kernel512::<1>(kc, a, lda, b, c, ldc),
-    }
-}
-
 /// Rows per parallel task over `rows` rows: at most [`MC`], in a number
 /// of equal tasks that is a multiple of the threads, so that no thread is
 /// left to run a last block alone (ViT-B/16's 1,576 rows at batch 8 are 8
@@ -274,41 +244,6 @@ unsafe fn kernel<const M: usize>(
     for r in 0..M {
         _mm256_storeu_ps(c.add(r * ldc), lo[r]);
         _mm256_storeu_ps(c.add(r * ldc + 8), hi[r]);
-    }
-}
-
-/// C[M x 16] (row stride ldc) += A[M x kc] (row stride lda) x the panel
-/// slice [kc][16], one 16-float register per row.
-///
-/// Safety: AVX-512F present; the pointers cover those extents.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-#[inline]
-unsafe fn kernel512<const M: usize>(
-    kc: usize,
-    a: *const f32,
-    lda: usize,
-    b: *const f32,
-    c: *mut f32,
-    ldc: usize,
-) {
-    let mut acc = [_mm512_setzero_ps(); M];
-    for (r, acc) in acc.iter_mut().enumerate() {
-        *acc = _mm512_loadu_ps(c.add(r * ldc));
-    }
-    let mut rows = [a; M];
-    for (r, p) in rows.iter_mut().enumerate() {
-        *p = a.add(r * lda);
-    }
-    for p in 0..kc {
-        let bv = _mm512_loadu_ps(b.add(p * NR));
-        for r in 0..M {
-            let av = _mm512_set1_ps(*rows[r].add(p));
-            acc[r] = _mm512_fmadd_ps(av, bv, acc[r]);
-        }
-    }
-    for (r, acc) in acc.iter().enumerate() {
-        _mm512_storeu_ps(c.add(r * ldc), *acc);
     }
 }
 
@@ -374,19 +309,6 @@ unsafe fn kernel512x2<const M: usize>(
     _: *const f32,
     _: usize,
     _: *const f32,
-    _: *const f32,
-    _: *mut f32,
-    _: usize,
-) {
-    unreachable!("the AVX-512 kernel needs x86-64")
-}
-
-/// Never called: [`isa`] is AVX2 off x86-64.
-#[cfg(not(target_arch = "x86_64"))]
-unsafe fn kernel512<const M: usize>(
-    _: usize,
-    _: *const f32,
-    _: usize,
     _: *const f32,
     _: *mut f32,
     _: usize,

@@ -388,7 +388,8 @@ pub static METHODS: &[MethodDef] = &[
                 kind: ParamKind::Text("auto"),
                 help: "the layers whose neurons count, joined by +; auto: the authors' four \
                        (ResNet: avgpool+layer3+layer2+layer1; BiT: before_head+body.block3+\
-                       body.block2+body.block1)",
+                       body.block2+body.block1; EfficientNet-Lite0, with ResNet's \
+                       hyperparameters: _avg_pooling+_blocks.10+_blocks.4+_blocks.2)",
             },
             nac_per_layer("bins", "intervals + 1 (M, even); auto: the authors' per layer (50, 50, 500, 1000)"),
             nac_per_layer("o", "fit states that fill an interval (O); auto: the authors' per layer (10, 500, 50, 5000)"),
@@ -440,7 +441,8 @@ const GAIA_LAYERS: ParamDef = ParamDef {
     kind: ParamKind::Text("auto"),
     help: "the normalization layers whose output gradients count, as the checkpoint names \
            them or a block above them, joined by +; auto: the authors' ImageNet choice \
-           (BiT: body.block4; ResNet: layer3+layer4)",
+           (BiT: body.block4; ResNet: layer3+layer4; EfficientNet-Lite, ResNet's \
+           counterpart: the stride-16 and -32 stages' blocks and the head's _bn1)",
 };
 
 /// The paper's methods: what `eval`, `bench` and the TUI's form run when

@@ -28,7 +28,7 @@ pub fn ensure_fit(data_root: &Path, checkpoint: &Path, seed: u64) -> Result<Path
     // A fit made before NAC-UE's states or the bank's classes (GROOD's)
     // were kept is made again.
     let current = |f: &Fit| {
-        (f.nac.is_some() || crate::score::nac::authors_layers(model.info().family).is_none())
+        (f.nac.is_some() || crate::score::nac::authors_layers(model.as_ref()).is_none())
             && f.bank_classes.is_some()
     };
     if Fit::load_for(&file, model.as_ref()).is_ok_and(|f| current(&f)) {

@@ -81,6 +81,18 @@ pub trait Backbone: Send + Sync {
         self.tap(self.num_taps() - 1, last)
     }
 
+    /// The probe names under which stage `l`'s normalization outputs lie
+    /// (its blocks; 1 <= l < taps), for the gradient detectors' layer
+    /// choices; none where the model passes no probe points (ViT).
+    fn stage_probe_blocks(&self, _l: usize) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The probe name of stage `l`'s output point, where it has one.
+    fn stage_probe_output(&self, _l: usize) -> Option<String> {
+        None
+    }
+
     /// Head weight [C, D] and bias [C], f32.
     fn head(&self) -> (&Tensor, &Tensor) {
         let (w, b) = &self.meta().head;
@@ -375,6 +387,65 @@ pub(crate) fn fixed_input(shape: &[usize], seed: u64) -> Tensor {
     let n = shape.iter().product();
     let v: Vec<f32> = (0..n).map(|_| r.range(-1.0, 1.0)).collect();
     Tensor::from_vec(v, shape, &candle_core::Device::Cpu).expect("shape holds n values")
+}
+
+/// `got` equals `want` within `rtol` of `want`'s largest magnitude.
+#[cfg(test)]
+pub(crate) fn assert_close(what: &str, got: &Tensor, want: &Tensor, rtol: f32) {
+    assert_eq!(got.dims(), want.dims(), "{what}");
+    let max = |t: Tensor| {
+        t.abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    };
+    let diff = max((got - want).unwrap());
+    let scale = max(want.clone());
+    assert!(diff <= rtol * scale.max(1e-6), "{what}: {diff} of {scale}");
+}
+
+/// The probe points `select` takes in two models' forward passes of `x`
+/// (the CPU kernels' and candle's paths): the same names in the same order,
+/// and the logits and each point's value and gradient (of the logits'
+/// squared sum) within `rtol`. The names, for the caller to check.
+#[cfg(test)]
+pub(crate) fn assert_same_points(
+    models: [&dyn Backbone; 2],
+    x: &Tensor,
+    select: &probe::Selection,
+    rtol: f32,
+) -> Vec<String> {
+    let run = |m: &dyn Backbone| {
+        let (out, points) = probe::points(select, || m.forward(x));
+        let out = out.unwrap();
+        let grads = out
+            .logits
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let got: Vec<_> = points
+            .iter()
+            .map(|p| {
+                let g = grads.get(p.var.as_tensor()).expect(&p.name).clone();
+                (p.name.clone(), p.value.clone(), g)
+            })
+            .collect();
+        (out.logits, got)
+    };
+    let ((za, a), (zb, b)) = (run(models[0]), run(models[1]));
+    assert_close("logits", &za, &zb, rtol);
+    let names: Vec<String> = a.iter().map(|p| p.0.clone()).collect();
+    assert_eq!(names, b.iter().map(|p| p.0.clone()).collect::<Vec<_>>());
+    for ((name, va, ga), (_, vb, gb)) in a.iter().zip(&b) {
+        assert_close(&format!("{name} value"), va, vb, rtol);
+        assert_close(&format!("{name} gradient"), ga, gb, rtol);
+    }
+    names
 }
 
 /// A per-layer profile being taken: CPU seconds and multiply-adds per kind

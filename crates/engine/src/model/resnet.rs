@@ -471,6 +471,14 @@ impl Backbone for ResNet {
         })
     }
 
+    fn stage_probe_blocks(&self, l: usize) -> Vec<String> {
+        vec![format!("layer{l}")]
+    }
+
+    fn stage_probe_output(&self, l: usize) -> Option<String> {
+        Some(format!("layer{l}"))
+    }
+
     /// The spatial mean; that of layer4 is also the feature h.
     fn tap(&self, _l: usize, state: &Tensor) -> Result<Tensor> {
         if self.fast() {
@@ -503,38 +511,7 @@ mod tests {
             norms: vec!["layer2.1".into(), "layer4".into()],
             stages: vec!["layer1".into(), "layer4".into()],
         };
-        let run = |m: &ResNet| {
-            let (out, points) = probe::points(&select, || m.forward(&x));
-            let out = out.unwrap();
-            let grads = out.logits.sqr().unwrap().sum_all().unwrap();
-            let grads = grads.backward().unwrap();
-            let got: Vec<_> = points
-                .iter()
-                .map(|p| {
-                    let g = grads.get(p.var.as_tensor()).expect(&p.name).clone();
-                    (p.name.clone(), p.value.clone(), g)
-                })
-                .collect();
-            (out.logits, got)
-        };
-        let (za, a) = run(&fast);
-        let (zb, b) = run(&slow);
-        let close = |what: &str, u: &Tensor, v: &Tensor| {
-            assert_eq!(u.dims(), v.dims(), "{what}");
-            let diff = (u - v).unwrap().abs().unwrap().max_all().unwrap();
-            let scale = v
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            let diff = diff.to_scalar::<f32>().unwrap();
-            assert!(diff <= 1e-4 * scale.max(1e-6), "{what}: {diff} of {scale}");
-        };
-        close("logits", &za, &zb);
-        let names: Vec<&str> = a.iter().map(|p| p.0.as_str()).collect();
-        assert_eq!(names, b.iter().map(|p| p.0.as_str()).collect::<Vec<_>>());
+        let names = crate::model::assert_same_points([&fast, &slow], &x, &select, 1e-4);
         assert_eq!(
             names,
             [
@@ -549,10 +526,6 @@ mod tests {
                 "layer4"
             ]
         );
-        for ((name, va, ga), (_, vb, gb)) in a.iter().zip(&b) {
-            close(&format!("{name} value"), va, vb);
-            close(&format!("{name} gradient"), ga, gb);
-        }
     }
 
     /// A profiling tool, not a check of speed: ResNet-50 @224 on the CPU

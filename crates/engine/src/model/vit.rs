@@ -577,18 +577,8 @@ mod tests {
             let grads = logits.sqr().unwrap().sum_all().unwrap().backward().unwrap();
             (logits, grads.get(x.as_tensor()).unwrap().clone())
         };
-        let close = |what: &str, u: &Tensor, v: &Tensor| {
-            let diff = (u - v).unwrap().abs().unwrap().max_all().unwrap();
-            let scale = v
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            let diff = diff.to_scalar::<f32>().unwrap();
-            assert!(diff <= 1e-5 * scale.max(1e-6), "{what}: {diff} of {scale}");
-        };
+        let close =
+            |what: &str, u: &Tensor, v: &Tensor| crate::model::assert_close(what, u, v, 1e-5);
         let ((za, ga), (zb, gb)) = (run(&fast), run(&slow));
         close("logits", &za, &zb);
         close("input gradient", &ga, &gb);

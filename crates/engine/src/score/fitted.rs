@@ -182,7 +182,10 @@ pub(super) fn kth_smallest_sq_dist(
 pub(crate) fn prepare_knn(m: &Method, ctx: &Prepare) -> Prepared {
     let fit = ctx.fit_of(m)?.fit;
     let bank = bank_of(m, fit)?;
-    let k = m.number("k").unwrap_or(50.0) as usize;
+    // The registry fills k (its default is written there, once).
+    let k = m
+        .number("k")
+        .ok_or_else(|| Error::Invalid(format!("{}: no k", m.key())))? as usize;
     if k > fit.bank_rows {
         return Err(Error::Invalid(format!(
             "{}: k = {k} but the fit's bank holds {} features",

@@ -18,7 +18,7 @@
 
 use super::{Forward, Method, Prepare, Score};
 use crate::error::{Error, Result};
-use crate::model::{probe, Family};
+use crate::model::{probe, Classifier, Family};
 use candle_core::{DType, Tensor, D};
 
 /// Which of the two scores.
@@ -30,15 +30,21 @@ pub enum Variant {
     Z,
 }
 
-/// The layers the authors hook on each family (their ImageNet choice for
-/// BiT, their ResNet choice otherwise): block prefixes whose normalization
-/// outputs count, and the map that stands for the head's input when it is
-/// not the pooled feature. None where GAIA has no layers to read.
-pub fn default_layers(family: Family) -> Option<(&'static [&'static str], Option<&'static str>)> {
-    match family {
-        Family::Bit => Some((&["body.block4"], None)),
-        Family::ResNet => Some((&["layer3", "layer4"], Some("layer4"))),
-        Family::Vit | Family::EfficientNetLite => None,
+/// The layers the authors hook (their ImageNet choice for BiT, their
+/// ResNet choice for ResNet), by the model's names: block prefixes whose
+/// normalization outputs count, and the map that stands for the head's
+/// input when it is not the pooled feature. EfficientNet-Lite, which no
+/// paper gives layers for, takes ResNet's counterpart: every BatchNorm of
+/// the stride-16 and stride-32 stages and of the head convolution, the
+/// pooled feature as the head's input (as BiT). None where GAIA has no
+/// layers to read (ViT).
+pub fn default_layers(model: &dyn Classifier) -> Option<(Vec<String>, Option<String>)> {
+    let last_two = || [model.stage_probe_blocks(3), model.stage_probe_blocks(4)].concat();
+    match model.info().family {
+        Family::Bit => Some((model.stage_probe_blocks(4), None)),
+        Family::ResNet => Some((last_two(), model.stage_probe_output(4))),
+        Family::EfficientNetLite => Some((last_two(), None)),
+        Family::Vit => None,
     }
 }
 
@@ -47,7 +53,7 @@ struct Gaia {
     /// Prefixes of the normalization layers read.
     layers: Vec<String>,
     /// The head's input map (ResNet's `layer4`), when not the pooled feature.
-    head_map: Option<&'static str>,
+    head_map: Option<String>,
 }
 
 /// The mean over every position of each channel: [B, C, ...] -> [B, C].
@@ -63,7 +69,7 @@ impl Score for Gaia {
     fn score(&self, f: &Forward) -> Result<Tensor> {
         let select = probe::Selection {
             norms: self.layers.clone(),
-            stages: self.head_map.iter().map(|s| s.to_string()).collect(),
+            stages: self.head_map.iter().cloned().collect(),
         };
         let (out, points) = probe::points(&select, || f.model.forward(f.x));
         let out = out?;
@@ -129,15 +135,15 @@ impl Score for Gaia {
 
 pub(crate) fn prepare(m: &Method, ctx: &Prepare, variant: Variant) -> Result<Box<dyn Score>> {
     let info = ctx.model.info();
-    let Some((defaults, head_map)) = default_layers(info.family) else {
+    let Some((defaults, head_map)) = default_layers(ctx.model) else {
         return Err(Error::Invalid(format!(
-            "{}: defined for convolutional nets with normalization layers (BiT, ResNet), not {}",
+            "{}: defined for convolutional nets with normalization layers (BiT, ResNet, EfficientNet-Lite), not {}",
             m.key(),
             info.name
         )));
     };
     let layers = match m.text("layers").unwrap_or("auto") {
-        "auto" => defaults.iter().map(|s| s.to_string()).collect(),
+        "auto" => defaults,
         given => given
             .split('+')
             .map(|s| s.trim().to_string())

@@ -33,27 +33,26 @@ pub struct Hyper {
 
 /// The authors' ImageNet ResNet-50 layers, deepest first (their README's
 /// `avgpool layer3 layer2 layer1`), with their configuration's O, M and
-/// alpha (configs/postprocessors/nac/resnet/nac_imagenet.yml): by the
-/// checkpoint's names for ResNet, BiT's blocks and pooled feature in the
-/// same places. The deepest is the pooled feature (the head's input).
-pub fn authors_layers(family: Family) -> Option<[(&'static str, Hyper); 4]> {
+/// alpha (configs/postprocessors/nac/resnet/nac_imagenet.yml), by the
+/// model's names: the pooled feature (the head's input), then the outputs
+/// of the stride-16, -8 and -4 stages (ResNet's layer3-1, BiT's blocks,
+/// EfficientNet-Lite's last block of each, which no paper gives layers or
+/// hyperparameters for: it takes ResNet's). None for ViT.
+pub fn authors_layers(model: &dyn Classifier) -> Option<[(String, Hyper); 4]> {
     let h = |o: f64, bins: usize, alpha: f64| Hyper { o, bins, alpha };
-    let hypers = [
-        h(10.0, 50, 3000.0),
-        h(500.0, 50, 300.0),
-        h(50.0, 500, 0.01),
-        h(5000.0, 1000, 1.0),
-    ];
-    let names = match family {
-        Family::ResNet => ["avgpool", "layer3", "layer2", "layer1"],
-        Family::Bit => ["before_head", "body.block3", "body.block2", "body.block1"],
-        Family::Vit | Family::EfficientNetLite => return None,
+    let feature = match model.info().family {
+        Family::ResNet => "avgpool",
+        Family::Bit => "before_head",
+        // The wheel's pooling module.
+        Family::EfficientNetLite => "_avg_pooling",
+        Family::Vit => return None,
     };
+    let stage = |l: usize| model.stage_probe_output(l);
     Some([
-        (names[0], hypers[0]),
-        (names[1], hypers[1]),
-        (names[2], hypers[2]),
-        (names[3], hypers[3]),
+        (feature.to_string(), h(10.0, 50, 3000.0)),
+        (stage(3)?, h(500.0, 50, 300.0)),
+        (stage(2)?, h(50.0, 500, 0.01)),
+        (stage(1)?, h(5000.0, 1000, 1.0)),
     ])
 }
 
@@ -66,8 +65,8 @@ pub fn states(
     x: &Tensor,
     layers: &[String],
 ) -> Result<Vec<(Tensor, Tensor)>> {
-    let family = model.info().family;
-    let feature_name = authors_layers(family).map(|l| l[0].0).ok_or_else(|| {
+    let authors = authors_layers(model);
+    let feature_name = authors.as_ref().map(|l| l[0].0.as_str()).ok_or_else(|| {
         Error::Invalid(format!(
             "nac-ue: no layers are known for {}",
             model.info().name
@@ -138,8 +137,8 @@ pub struct FitStates {
 impl FitStates {
     /// Empty, for the family's four layers (none where it has none).
     pub fn for_model(model: &dyn Classifier) -> FitStates {
-        let layers: Vec<String> = authors_layers(model.info().family)
-            .map(|l| l.iter().map(|(n, _)| n.to_string()).collect())
+        let layers: Vec<String> = authors_layers(model)
+            .map(|l| l.into_iter().map(|(n, _)| n).collect())
             .unwrap_or_default();
         let n = layers.len();
         FitStates {
@@ -328,14 +327,14 @@ fn per_layer<T: std::str::FromStr + Copy>(
 pub(crate) fn prepare(m: &Method, ctx: &Prepare) -> Result<Box<dyn Score>> {
     let key = m.key();
     let info = ctx.model.info();
-    let authors = authors_layers(info.family).ok_or_else(|| {
+    let authors = authors_layers(ctx.model).ok_or_else(|| {
         Error::Invalid(format!(
-            "{key}: its layers are known for BiT and ResNet, not {}",
+            "{key}: its layers are known for BiT, ResNet and EfficientNet-Lite, not {}",
             info.name
         ))
     })?;
     let names: Vec<String> = match m.text("layers").unwrap_or("auto") {
-        "auto" => authors.iter().map(|(n, _)| n.to_string()).collect(),
+        "auto" => authors.iter().map(|(n, _)| n.clone()).collect(),
         given => given.split('+').map(|s| s.trim().to_string()).collect(),
     };
     // Each chosen layer's own defaults are the authors' for it.
@@ -346,7 +345,7 @@ pub(crate) fn prepare(m: &Method, ctx: &Prepare) -> Result<Box<dyn Score>> {
             .find(|(a, _)| a == n)
             .map(|(_, h)| *h)
             .ok_or_else(|| {
-                let known: Vec<&str> = authors.iter().map(|(a, _)| *a).collect();
+                let known: Vec<&str> = authors.iter().map(|(a, _)| a.as_str()).collect();
                 Error::Invalid(format!(
                     "{key}: layer `{n}` is not one of {}'s NAC layers ({})",
                     info.name,

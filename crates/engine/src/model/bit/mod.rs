@@ -232,6 +232,14 @@ impl Backbone for Bit {
         }
     }
 
+    fn stage_probe_blocks(&self, l: usize) -> Vec<String> {
+        vec![format!("body.block{l}")]
+    }
+
+    fn stage_probe_output(&self, l: usize) -> Option<String> {
+        Some(format!("body.block{l}"))
+    }
+
     fn stage(&self, l: usize, mut x: Tensor) -> Result<Tensor> {
         match self.host() {
             Some(host) => {

@@ -19,6 +19,8 @@ const BN_EPS: f64 = 1e-3;
 pub(super) struct ConvBn {
     /// The convolution's name in the checkpoint (`_blocks.3._expand_conv`).
     name: String,
+    /// Its BatchNorm's (`_blocks.3._bn0`): a probe point at its output.
+    bn_name: String,
     weight: Tensor,
     /// weight, bias, running_mean, running_var.
     bn: [Tensor; 4],
@@ -51,7 +53,12 @@ impl ConvBn {
             get("running_mean", 0.0)?,
             get("running_var", 1.0)?,
         ];
-        Ok(ConvBn { name, weight, bn })
+        Ok(ConvBn {
+            name,
+            bn_name: vbn.prefix(),
+            weight,
+            bn,
+        })
     }
 
     /// The folded weight (OIHW) and bias: per output channel
@@ -159,6 +166,9 @@ pub(super) struct Folded {
     pub(super) name: String,
     pub(super) stored: Vec<usize>,
     pub(super) scale: Tensor,
+    /// The BatchNorm's name: the probe point at the folded layer's output
+    /// (before its ReLU6 or residual add).
+    pub(super) bn_name: String,
 }
 
 impl Folded {
@@ -186,6 +196,7 @@ impl Folded {
             w_host: t.host(w_host)?.into(),
             b_host: t.host(bias)?,
             name: conv.name.clone(),
+            bn_name: conv.bn_name.clone(),
             stored: conv.weight.dims().to_vec(),
             scale: Tensor::from_vec(
                 scale.iter().map(|&s| s as f32).collect::<Vec<_>>(),
@@ -210,9 +221,12 @@ impl EfficientNetLite {
             Folded::new(c, Some(&[cin, cout]), &t)
         };
         let mut blocks = Vec::with_capacity(cfg.blocks.len());
-        for (b, (expand, depthwise, project)) in cfg.blocks.iter().zip(&wheel.blocks) {
+        for (i, (b, (expand, depthwise, project))) in
+            cfg.blocks.iter().zip(&wheel.blocks).enumerate()
+        {
             let BlockConfig { kernel: k, .. } = *b;
             blocks.push(Block {
+                name: format!("_blocks.{i}"),
                 cfg: *b,
                 expand: expand.as_ref().map(pointwise).transpose()?,
                 depthwise: Folded::new(depthwise, Some(&[k, k, b.mid()]), &t)?,

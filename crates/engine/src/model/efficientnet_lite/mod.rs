@@ -42,6 +42,8 @@ use candle_core::{DType, Device};
 
 #[derive(Debug, Clone)]
 struct Block {
+    /// The checkpoint's prefix (`_blocks.N`): the probe point at its output.
+    name: String,
     cfg: BlockConfig,
     expand: Option<Folded>,
     depthwise: Folded,
