@@ -266,7 +266,12 @@ impl App {
     fn go(&mut self, screen: Screen) {
         if screen == Screen::Runs && self.screen != Screen::Runs {
             self.runs.refresh();
-            self.poll_runs();
+            // Inline, the list is there already; threaded, the worker's
+            // answer folds in at a tick, so the key neither waits for it
+            // nor shows it sooner or later by chance.
+            if self.runs.answers_inline() {
+                self.poll_runs();
+            }
         }
         let back = screen == Screen::Setup && self.screen != Screen::Setup;
         self.screen = screen;

@@ -200,6 +200,12 @@ impl RunsState {
         self.wake = Some(wake);
     }
 
+    /// Whether store jobs are answered during the call that submits them
+    /// (no worker thread).
+    pub fn answers_inline(&self) -> bool {
+        self.wake.is_none()
+    }
+
     fn submit(&mut self, job: Job) {
         self.pending += 1;
         match &self.wake {
