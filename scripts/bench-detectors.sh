@@ -10,8 +10,8 @@
 # Both sides load the same weights (torchvision's seeded initialization,
 # saved once by the Python side) and time random inputs. The fit both sides
 # use is $FIT_IMAGES images of the shared ImageNet sample labelled with this
-# model's own predictions, so GROOD's index holds every one of them; NAC-UE
-# and GROOD fit before the clock starts on both sides. The reference side is
+# model's own predictions, so GROOD's index holds every one of them; NAC-UE,
+# GROOD and LowDim-Grad fit before the clock starts on both sides. The reference side is
 # scripts/bench_detectors.py: the paper's one-image-at-a-time GradNorm and
 # the reference copies in tests/fixtures/gradient_detectors/make.py.
 set -euo pipefail
@@ -22,7 +22,7 @@ THREADS=${THREADS:-2}
 BATCH=${BATCH:-16}
 IMAGES=${IMAGES:-32}
 FIT_IMAGES=${FIT_IMAGES:-64}
-METHODS=${METHODS:-msp,gradnorm,gaia-a,gaia-z,nac-ue,grood}
+METHODS=${METHODS:-msp,gradnorm,gaia-a,gaia-z,nac-ue,grood,lowdim-grad}
 SAMPLE=${SAMPLE:-../shared/data/imagenet-sample/list.txt}
 
 if [ ! -x "$VENV/bin/python" ]; then

@@ -8,7 +8,9 @@ torchvision's ResNet-50 (the other side of scripts/bench-detectors.sh).
 - GAIA-A, GAIA-Z, NAC-UE, GROOD: the reference copies of
   tests/fixtures/gradient_detectors/make.py (GAIA-OOD's cal_method.py and
   hooks, ood_coverage's NAC, OpenOOD's grood.py with its per-image
-  autograd.grad), imported from there, not copied again.
+  autograd.grad, the low-dimensional gradient method's pre_compute, class
+  means, vmap per-sample gradients and knn on the head), imported from
+  there, not copied again.
 
 `--save DIR` instead writes the weights (seeded torchvision init) and a
 list of `--fit-images` images labelled with this model's own predictions,
@@ -87,7 +89,7 @@ def main():
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--images", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--methods", default="msp,gradnorm,gaia-a,gaia-z,nac-ue,grood")
+    ap.add_argument("--methods", default="msp,gradnorm,gaia-a,gaia-z,nac-ue,grood,lowdim-grad")
     ap.add_argument("--dir", required=True, help="what --save wrote")
     ap.add_argument("--save", help="write the weights and the fit list here, then stop")
     ap.add_argument("--images-list", help="with --save: a list of images (first column)")
@@ -136,6 +138,28 @@ def main():
         q = torch.from_numpy(grood._compute_grad(logits, feats))
         return -(torch.cdist(q, index) ** 2).min(1).values
 
+    lowdim_state = {}
+
+    def lowdim_fit():
+        # Their pre_compute and class means on the head (make.py's copies).
+        net = ref.Energy_Model(ref.head_of(model)).eval()
+        loader = [(fit_feats[i:i + 16], fit_labels[i:i + 16]) for i in range(0, len(fit_feats), 16)]
+        z, i2 = ref.pre_compute(net, loader, "cpu")
+        v = torch.cat([ref.cal_grad_per_class(net, loader, c, "NFK", z, i2, "cpu").unsqueeze(1)
+                       for c in sorted(set(fit_labels.tolist()))], 1)
+        v = v / torch.norm(v, dim=0).unsqueeze(0)
+
+        def feat(h):
+            return (ref.cal_fisher_vector(net, h, kernel="NFK", z_theta=z, I_2=i2).detach() @ v).numpy()
+
+        lowdim_state.update(feat=feat, bank=feat(fit_feats))
+
+    def lowdim(x):
+        with torch.no_grad():
+            model(x)
+        feats = model.before_head_data.reshape(x.shape[0], -1)
+        return ref.knn(lowdim_state["bank"], lowdim_state["feat"](feats), 10)
+
     def msp(x):
         with torch.no_grad():
             return model(x).softmax(1).max(1).values
@@ -157,10 +181,13 @@ def main():
         "gaia-z": gaia(ref.cal_zero),
         "nac-ue": nac,
         "grood": grood_score,
+        "lowdim-grad": lowdim,
     }
     for key in a.methods.split(","):
         if key == "nac-ue" and not estimators:
             nac_fit()
+        if key == "lowdim-grad" and not lowdim_state:
+            lowdim_fit()
         if key == "grood" and index is None:
             index = torch.from_numpy(grood._compute_grad(fit_logits, fit_feats, fit_labels))
         fn = methods[key]

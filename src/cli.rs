@@ -487,8 +487,10 @@ pub struct FitArgs {
     /// At most N images, evenly spaced over the list.
     #[arg(long)]
     pub limit: Option<usize>,
-    /// At most N features kept for KNN, ReAct's percentile, ViM's alpha
-    /// and GROOD's index (evenly spaced; exact while the set is no larger).
+    /// At most N features kept for KNN, ReAct's percentile, ViM's alpha,
+    /// GROOD's index and LowDim-Grad's statistics and neighbours (evenly
+    /// spaced; exact while the set is no larger; LowDim-Grad's cost per
+    /// image grows with it).
     #[arg(long, default_value_t = gradnorm_engine::score::fit::DEFAULT_BANK)]
     pub bank: usize,
     /// At most N images whose per-neuron states NAC-UE keeps (evenly

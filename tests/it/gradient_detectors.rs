@@ -1,4 +1,5 @@
-//! The gradient detectors after GradNorm (GAIA-A, GAIA-Z, NAC-UE) against
+//! The gradient detectors after GradNorm (GAIA-A, GAIA-Z, NAC-UE, GROOD and
+//! the low-dimensional gradient method) against
 //! their reference code: tests/fixtures/gradient_detectors/make.py runs the
 //! authors' formulas on the shared BiT and torchvision fixtures, over the
 //! methods fixture's test images (NAC-UE fitted on its fit images).
@@ -338,5 +339,70 @@ fn grood_runs_on_any_backbone_and_says_what_its_fit_lacks() {
     common::error_saying(
         Scorer::with_fit(&methods, m.as_ref(), Some(&fit)),
         &["k = 9", "only 8 of the fit bank's 60 images"],
+    );
+}
+
+/// The low-dimensional gradient method against the authors' code
+/// (github_Average_gradient.py's z, I and class means, github_main.py's
+/// vmap per-sample gradients and KNN) on the head's parameters, through the
+/// fit file, with the body in f32 and in f64.
+#[test]
+fn lowdim_grad_equals_the_authors_code_on_the_head() {
+    let Some(shared) = common::shared() else {
+        return;
+    };
+    let x = batch(&shared, "test.txt");
+    let dir = tempfile::tempdir().unwrap();
+    let specs = ["lowdim-grad", "lowdim-grad:kernel=ntk", "lowdim-grad:k=2"];
+    for (json, checkpoint, name) in CASES {
+        let doc = common::read_json(&fixtures().join(json));
+        for dtype in [DType::F32, DType::F64] {
+            let m = load_as(&shared, checkpoint, name, dtype);
+            let path = dir.path().join(format!("{json}.{dtype:?}.safetensors"));
+            fit(&shared, m.as_ref()).save(&path).unwrap();
+            let fit = Fit::load_for(&path, m.as_ref()).unwrap();
+            let methods: Vec<Method> = specs
+                .iter()
+                .map(|s| Method::parse_spec(s, &[]).unwrap().remove(0))
+                .collect();
+            let scorer = Scorer::with_fit(&methods, m.as_ref(), Some(&fit)).unwrap();
+            // One direction per class of the fit, every fit image in the bank.
+            for (_, stat, v) in scorer.stats() {
+                let want = if stat == "directions" { 10.0 } else { 60.0 };
+                assert_eq!(v, want, "{stat}");
+            }
+            let out = scorer.score(m.as_ref(), &x).unwrap();
+            for (spec, got) in specs.iter().zip(&out.scores) {
+                assert_each_close(
+                    &format!("{json}: {spec} ({dtype:?} body)"),
+                    got,
+                    &scores(&doc, spec),
+                    1e-4,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn lowdim_grad_says_what_its_fit_lacks() {
+    let Some(shared) = common::shared() else {
+        return;
+    };
+    let (_, checkpoint, name) = CASES[1];
+    let m = load(&shared, checkpoint, name);
+    let methods = Method::parse_spec("lowdim-grad", &[]).unwrap();
+    common::error_saying(Scorer::new(&methods, m.as_ref()), &["needs a fit file"]);
+    let fit = fit(&shared, m.as_ref());
+    let mut older = fit.clone();
+    older.bank_classes = None;
+    common::error_saying(
+        Scorer::with_fit(&methods, m.as_ref(), Some(&older)),
+        &["keeps no labels", "fit` again"],
+    );
+    let methods = Method::parse_spec("lowdim-grad:k=61", &[]).unwrap();
+    common::error_saying(
+        Scorer::with_fit(&methods, m.as_ref(), Some(&fit)),
+        &["k = 61", "bank holds 60 images"],
     );
 }

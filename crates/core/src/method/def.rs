@@ -180,6 +180,7 @@ pub enum Kind {
     GaiaZ,
     NacUe,
     Grood,
+    LowdimGrad,
 }
 
 impl std::fmt::Debug for MethodDef {

@@ -419,6 +419,27 @@ pub static METHODS: &[MethodDef] = &[
         describe: plain,
         kind: Kind::Grood,
     },
+    MethodDef {
+        key: "lowdim-grad",
+        label: "LowDim-Grad",
+        help: "KNN on the image's head-parameter gradient of the energy, projected on the fit's \
+               class-mean gradients: minus the k-th smallest squared distance to the fit images' \
+               (Wu et al. 2024, their ImageNet recipe)",
+        params: &[
+            ParamDef {
+                name: "kernel",
+                label: "kernel",
+                short: "kernel",
+                kind: ParamKind::Choice(&["nfk", "ntk"]),
+                help: "nfk: gradients centred on the fit's mean and scaled by its diagonal Fisher \
+                       (the authors' ImageNet setting); ntk: raw gradients",
+            },
+            integer("k", 10.0, 1.0, "which neighbour (the authors' ImageNet setting: 10)"),
+        ],
+        needs: FITTED,
+        describe: plain,
+        kind: Kind::LowdimGrad,
+    },
 ];
 
 /// A NAC-UE hyperparameter: `auto`, one number for every layer, or one per

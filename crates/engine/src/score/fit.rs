@@ -14,7 +14,8 @@
 //! images, evenly spaced over the list (every image when the set is
 //! smaller): knn's neighbours, react's percentile over every entry of F,
 //! the mean residual norm in vim's alpha, and with each row its label and
-//! predicted class, grood's index of correctly classified gradients. These are exact while the set
+//! predicted class, grood's index of correctly classified gradients and
+//! lowdim-grad's gradient statistics and neighbours. These are exact while the set
 //! fits the bank and estimates from a uniform subsample beyond it. NAC-UE's
 //! per-neuron states are kept the same way for up to 1,000 images.
 

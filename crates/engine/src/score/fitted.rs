@@ -157,7 +157,7 @@ impl Score for Knn {
 /// Per query row of `q` [B, D], the `k`-th smallest squared L2 distance to
 /// the rows of `bank` [N, D] (`bank_sq` [1, N]: their squared norms), in
 /// `q`'s dtype: |a - b|^2 = |a|^2 + |b|^2 - 2 a.b with the products on the
-/// device, the selection on the CPU (any bank size). KNN's and GROOD's.
+/// device, the selection on the CPU (any bank size). KNN's, GROOD's and LowDim-Grad's.
 pub(super) fn kth_smallest_sq_dist(
     q: &Tensor,
     bank: &Tensor,

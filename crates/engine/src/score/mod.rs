@@ -11,6 +11,7 @@ pub mod gradnorm;
 pub mod grood;
 pub mod logistic;
 pub mod logits;
+mod lowdim;
 pub mod mahalanobis;
 pub mod nac;
 pub mod odin;
@@ -114,6 +115,7 @@ fn prepare(m: &Method, ctx: &Prepare) -> Result<Box<dyn Score>> {
         Kind::GaiaZ => gaia::prepare(m, ctx, gaia::Variant::Z),
         Kind::NacUe => nac::prepare(m, ctx),
         Kind::Grood => grood::prepare(m, ctx),
+        Kind::LowdimGrad => lowdim::prepare(m, ctx),
     }
 }
 
