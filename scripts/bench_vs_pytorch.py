@@ -175,6 +175,29 @@ def timed_odin(model, x, images, warmup, eps, temperature=1000.0):
     return runs * batch / wall, cpu / (runs * batch)
 
 
+def label_resnet_stages(model):
+    """Runs each of a torchvision ResNet's stages under a profiler label
+    (stage.stem, stage.layer1..4, stage.head), so the table has one row
+    per stage to set beside our per-layer profile's."""
+    from torch.profiler import record_function
+
+    def wrap(mod, name):
+        forward = mod.forward
+
+        def labelled(*args, **kwargs):
+            with record_function(name):
+                return forward(*args, **kwargs)
+
+        mod.forward = labelled
+
+    for n in ["conv1", "bn1", "relu", "maxpool"]:
+        wrap(getattr(model, n), "stage.stem")
+    for n in ["layer1", "layer2", "layer3", "layer4"]:
+        wrap(getattr(model, n), "stage." + n)
+    for n in ["avgpool", "fc"]:
+        wrap(getattr(model, n), "stage.head")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument(
@@ -212,11 +235,21 @@ def main():
     if a.profile:
         from torch.profiler import ProfilerActivity, profile
 
+        if a.model == "resnet50":
+            label_resnet_stages(model)
+
         with torch.no_grad():
             model(x)
-            with profile(activities=[ProfilerActivity.CPU]) as prof:
+            # Shapes recorded: each of a ResNet's layers is one (op, input
+            # shape) row, to set beside our per-layer profile.
+            with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
                 model(x)
-        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+        print(prof.key_averages(group_by_input_shape=True).table(
+            sort_by="self_cpu_time_total", row_limit=40, max_name_column_width=28,
+            max_shapes_column_width=90))
+        stages = [e for e in prof.key_averages() if e.key.startswith("stage.")]
+        for e in sorted(stages, key=lambda e: e.key):
+            print(f"{e.key:<14} {e.cpu_time_total / 1e3 / a.batch:8.1f} CPU ms/img")
         return
     if a.odin is not None:
         for q in model.parameters():
