@@ -254,12 +254,32 @@ fn nac_ue_parameters_pick_layers_and_hyperparameters() {
 /// f32 and in f64.
 #[test]
 fn grood_equals_openoods_postprocessor() {
+    let specs = ["grood", "grood:gradient=class", "grood:k=2"];
+    each_fitted_case(&specs, |json, doc, stats| {
+        // The index holds the fit's correctly classified images only.
+        for (spec, (_, stat, v)) in specs.iter().zip(stats) {
+            assert_eq!(stat, "indexed");
+            assert_eq!(
+                Some(v),
+                doc["grood_indexed"][spec].as_f64(),
+                "{json} {spec}"
+            );
+        }
+    });
+}
+
+/// For both fixture models, with the body in f32 and in f64: fits them on
+/// the fit images through a fit file, checks the scorer's statistics with
+/// `check_stats`, and every score of `specs` against the fixture's.
+fn each_fitted_case(
+    specs: &[&str],
+    mut check_stats: impl FnMut(&str, &serde_json::Value, Vec<(String, &'static str, f64)>),
+) {
     let Some(shared) = common::shared() else {
         return;
     };
     let x = batch(&shared, "test.txt");
     let dir = tempfile::tempdir().unwrap();
-    let specs = ["grood", "grood:gradient=class", "grood:k=2"];
     for (json, checkpoint, name) in CASES {
         let doc = common::read_json(&fixtures().join(json));
         for dtype in [DType::F32, DType::F64] {
@@ -272,11 +292,7 @@ fn grood_equals_openoods_postprocessor() {
                 .map(|s| Method::parse_spec(s, &[]).unwrap().remove(0))
                 .collect();
             let scorer = Scorer::with_fit(&methods, m.as_ref(), Some(&fit)).unwrap();
-            // The index holds the fit's correctly classified images only.
-            for (spec, (_, stat, v)) in specs.iter().zip(scorer.stats()) {
-                assert_eq!(stat, "indexed");
-                assert_eq!(Some(v), doc["grood_indexed"][spec].as_f64(), "{spec}");
-            }
+            check_stats(json, &doc, scorer.stats());
             let out = scorer.score(m.as_ref(), &x).unwrap();
             for (spec, got) in specs.iter().zip(&out.scores) {
                 assert_each_close(
@@ -348,40 +364,14 @@ fn grood_runs_on_any_backbone_and_says_what_its_fit_lacks() {
 /// fit file, with the body in f32 and in f64.
 #[test]
 fn lowdim_grad_equals_the_authors_code_on_the_head() {
-    let Some(shared) = common::shared() else {
-        return;
-    };
-    let x = batch(&shared, "test.txt");
-    let dir = tempfile::tempdir().unwrap();
     let specs = ["lowdim-grad", "lowdim-grad:kernel=ntk", "lowdim-grad:k=2"];
-    for (json, checkpoint, name) in CASES {
-        let doc = common::read_json(&fixtures().join(json));
-        for dtype in [DType::F32, DType::F64] {
-            let m = load_as(&shared, checkpoint, name, dtype);
-            let path = dir.path().join(format!("{json}.{dtype:?}.safetensors"));
-            fit(&shared, m.as_ref()).save(&path).unwrap();
-            let fit = Fit::load_for(&path, m.as_ref()).unwrap();
-            let methods: Vec<Method> = specs
-                .iter()
-                .map(|s| Method::parse_spec(s, &[]).unwrap().remove(0))
-                .collect();
-            let scorer = Scorer::with_fit(&methods, m.as_ref(), Some(&fit)).unwrap();
-            // One direction per class of the fit, every fit image in the bank.
-            for (_, stat, v) in scorer.stats() {
-                let want = if stat == "directions" { 10.0 } else { 60.0 };
-                assert_eq!(v, want, "{stat}");
-            }
-            let out = scorer.score(m.as_ref(), &x).unwrap();
-            for (spec, got) in specs.iter().zip(&out.scores) {
-                assert_each_close(
-                    &format!("{json}: {spec} ({dtype:?} body)"),
-                    got,
-                    &scores(&doc, spec),
-                    1e-4,
-                );
-            }
+    each_fitted_case(&specs, |json, _, stats| {
+        // One direction per class of the fit, every fit image in the bank.
+        for (spec, stat, v) in stats {
+            let want = if stat == "directions" { 10.0 } else { 60.0 };
+            assert_eq!(v, want, "{json} {spec} {stat}");
         }
-    }
+    });
 }
 
 #[test]

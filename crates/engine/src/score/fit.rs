@@ -227,6 +227,16 @@ pub struct FitInfo {
 }
 
 impl Fit {
+    /// The bank's labels and predicted classes, for `key`, a method that
+    /// needs them; an error when the file was made before they were kept.
+    pub(crate) fn labelled_bank(&self, key: &str) -> Result<&BankClasses> {
+        self.bank_classes.as_ref().filter(|_| self.bank_rows > 0).ok_or_else(|| {
+            Error::Invalid(format!(
+                "{key}: the fit file keeps no labels for its bank (made before they were kept); run `gradnorm-tui fit` again"
+            ))
+        })
+    }
+
     /// The header of the fit file `path` only (a menu reads every fit it
     /// finds this way); an error when it is not a fit file.
     pub fn peek(path: &Path) -> Result<FitInfo> {

@@ -116,11 +116,7 @@ fn prototypes(fit: &Fit, num_classes: usize) -> Vec<f64> {
 pub(crate) fn prepare(m: &Method, ctx: &Prepare) -> Result<Box<dyn Score>> {
     let key = m.key();
     let fit = ctx.fit_of(m)?.fit;
-    let classes = fit.bank_classes.as_ref().filter(|_| fit.bank_rows > 0).ok_or_else(|| {
-        Error::Invalid(format!(
-            "{key}: the fit file keeps no labels for its bank (made before they were kept); run `gradnorm-tui fit` again"
-        ))
-    })?;
+    let classes = fit.labelled_bank(key)?;
     // The registry fills every parameter with its default.
     let wrt = match m.choice("gradient") {
         Some("noise") => Wrt::Noise,

@@ -280,11 +280,7 @@ fn fisher_weights(l: &[f64], n: usize) -> Vec<f64> {
 pub(crate) fn prepare(m: &Method, ctx: &Prepare) -> Result<Box<dyn Score>> {
     let key = m.key();
     let fit: &Fit = ctx.fit_of(m)?.fit;
-    let classes = fit.bank_classes.as_ref().filter(|_| fit.bank_rows > 0).ok_or_else(|| {
-        Error::Invalid(format!(
-            "{key}: the fit file keeps no labels for its bank (made before they were kept); run `gradnorm-tui fit` again"
-        ))
-    })?;
+    let classes = fit.labelled_bank(key)?;
     // The registry fills every parameter with its default.
     let kernel = match m.choice("kernel") {
         Some("nfk") => Kernel::Nfk,
