@@ -390,6 +390,15 @@ fn lowdim_grad_says_what_its_fit_lacks() {
         Scorer::with_fit(&methods, m.as_ref(), Some(&older)),
         &["keeps no labels", "fit` again"],
     );
+    // One class: one direction, nothing to tell images apart by.
+    let mut one_class = fit.clone();
+    if let Some(c) = one_class.bank_classes.as_mut() {
+        c.labels.iter_mut().for_each(|l| *l = 3);
+    }
+    common::error_saying(
+        Scorer::with_fit(&methods, m.as_ref(), Some(&one_class)),
+        &["images of 1 class;", "several classes"],
+    );
     let methods = Method::parse_spec("lowdim-grad:k=61", &[]).unwrap();
     common::error_saying(
         Scorer::with_fit(&methods, m.as_ref(), Some(&fit)),

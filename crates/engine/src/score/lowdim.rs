@@ -73,14 +73,88 @@ struct LowDim {
 }
 
 impl LowDim {
+    /// The score's tensors on the head's device, from the fit statistics
+    /// `s` of the bank rows `h_fit` [N, D] with softmax `p_fit` [N, C]; the
+    /// bank's own features are left empty.
+    fn assemble(
+        kernel: Kernel,
+        k: usize,
+        w: Tensor,
+        b: Tensor,
+        h_fit: Tensor,
+        p_fit: Tensor,
+        s: Stats,
+    ) -> Result<LowDim> {
+        let device = w.device().clone();
+        let (n, c) = p_fit.dims2()?;
+        let d = h_fit.dim(1)?;
+        let kk = s.classes.len();
+        // One class's mean gradient is the fit's mean: no direction to
+        // normalize (NFK), and one coordinate to compare (either kernel).
+        if kk < 2 {
+            return Err(Error::Invalid(format!(
+                "lowdim-grad: its basis is one direction per class of the fit, and the fit's \
+                 bank has images of {kk} class{}; fit on images of several classes",
+                if kk == 1 { "" } else { "es" }
+            )));
+        }
+        if let Some(col) = s.norm.iter().position(|v| !(v.is_finite() && *v > 0.0)) {
+            return Err(Error::Invalid(format!(
+                "lowdim-grad: class {}'s direction has norm {}",
+                s.classes[col], s.norm[col]
+            )));
+        }
+        let mut members = vec![0f64; n * kk];
+        for (col, rows) in s.members.iter().enumerate() {
+            for &i in rows {
+                members[i * kk + col] = 1.0 / rows.len() as f64;
+            }
+        }
+        let row =
+            |v: &[f64]| -> Result<Tensor> { Ok(Tensor::from_slice(v, (1, v.len()), &device)?) };
+        let (a_w, a_b, az_w, az_b) = match kernel {
+            Kernel::Ntk => {
+                let z = Tensor::zeros((1, 1), DType::F64, &device)?;
+                (z.clone(), z.clone(), z.clone(), z)
+            }
+            Kernel::Nfk => {
+                let az: Vec<f64> = s.a.iter().zip(&s.z).map(|(a, z)| a * z).collect();
+                let w_len = c * d;
+                (
+                    Tensor::from_slice(&s.a[..w_len], (c, d), &device)?,
+                    row(&s.a[w_len..])?,
+                    Tensor::from_slice(&az[..w_len], (c, d), &device)?,
+                    row(&az[w_len..])?,
+                )
+            }
+        };
+        Ok(LowDim {
+            kernel,
+            k,
+            w,
+            b,
+            h_fit,
+            p_fit,
+            a_w,
+            a_b,
+            az_w,
+            az_b,
+            members: Tensor::from_vec(members, (n, kk), &device)?,
+            kappa: row(&s.kappa)?,
+            norm: row(&s.norm)?,
+            bank: Tensor::zeros((0, kk), DType::F64, &device)?,
+            bank_sq: Tensor::zeros((1, 0), DType::F64, &device)?,
+        })
+    }
+
     /// The projected gradients [B, K] of features `h` [B, D] (f64).
     fn features(&self, h: &Tensor) -> Result<Tensor> {
         let logits = h.matmul(&self.w.t()?)?.broadcast_add(&self.b)?;
         let p = candle_nn::ops::softmax(&logits, D::Minus1)?;
-        let pp = p.matmul(&self.p_fit.t()?)?;
         let num = match self.kernel {
             // <g(x), g_i> = (p . p_i)(h . h_i + 1).
             Kernel::Ntk => {
+                let pp = p.matmul(&self.p_fit.t()?)?;
                 let hh = (h.matmul(&self.h_fit.t()?)? + 1.0)?;
                 (pp * hh)?.matmul(&self.members)?
             }
@@ -314,50 +388,7 @@ pub(crate) fn prepare(m: &Method, ctx: &Prepare) -> Result<Box<dyn Score>> {
         Ok(t.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f64>()?)
     };
     let s = stats(kernel, &cpu(&h_fit)?, &cpu(&p_fit)?, &classes.labels, c, d);
-    let kk = s.classes.len();
-    let mut members = vec![0f64; n * kk];
-    for (col, rows) in s.members.iter().enumerate() {
-        for &i in rows {
-            members[i * kk + col] = 1.0 / rows.len() as f64;
-        }
-    }
-    let row = |v: Vec<f64>| -> Result<Tensor> {
-        let len = v.len();
-        Ok(Tensor::from_vec(v, (1, len), device)?)
-    };
-    let (a_w, a_b, az_w, az_b) = match kernel {
-        Kernel::Ntk => {
-            let z = Tensor::zeros((1, 1), DType::F64, device)?;
-            (z.clone(), z.clone(), z.clone(), z)
-        }
-        Kernel::Nfk => {
-            let az: Vec<f64> = s.a.iter().zip(&s.z).map(|(a, z)| a * z).collect();
-            let w_len = c * d;
-            (
-                Tensor::from_slice(&s.a[..w_len], (c, d), device)?,
-                row(s.a[w_len..].to_vec())?,
-                Tensor::from_slice(&az[..w_len], (c, d), device)?,
-                row(az[w_len..].to_vec())?,
-            )
-        }
-    };
-    let mut lowdim = LowDim {
-        kernel,
-        k,
-        w,
-        b,
-        h_fit,
-        p_fit,
-        a_w,
-        a_b,
-        az_w,
-        az_b,
-        members: Tensor::from_vec(members, (n, kk), device)?,
-        kappa: row(s.kappa)?,
-        norm: row(s.norm)?,
-        bank: Tensor::zeros((0, kk), DType::F64, device)?,
-        bank_sq: Tensor::zeros((1, 0), DType::F64, device)?,
-    };
+    let mut lowdim = LowDim::assemble(kernel, k, w, b, h_fit, p_fit, s)?;
     // The bank's own features: KNN's neighbours.
     let mut parts = Vec::new();
     for start in (0..n).step_by(256) {
@@ -450,45 +481,16 @@ mod tests {
                 .map(|v| v.iter().zip(&gx).map(|(a, b)| a * b).sum())
                 .collect();
             // The factored form.
-            let kk = s.classes.len();
-            let mut members = vec![0f64; n * kk];
-            for (col, rows) in s.members.iter().enumerate() {
-                for &i in rows {
-                    members[i * kk + col] = 1.0 / rows.len() as f64;
-                }
-            }
-            let (a_w, a_b, az_w, az_b) = match kernel {
-                Kernel::Ntk => {
-                    let z = Tensor::zeros((1, 1), DType::F64, &cpu).unwrap();
-                    (z.clone(), z.clone(), z.clone(), z)
-                }
-                Kernel::Nfk => {
-                    let az: Vec<f64> = s.a.iter().zip(&s.z).map(|(a, z)| a * z).collect();
-                    (
-                        Tensor::from_slice(&s.a[..c * d], (c, d), &cpu).unwrap(),
-                        Tensor::from_slice(&s.a[c * d..], (1, c), &cpu).unwrap(),
-                        Tensor::from_slice(&az[..c * d], (c, d), &cpu).unwrap(),
-                        Tensor::from_slice(&az[c * d..], (1, c), &cpu).unwrap(),
-                    )
-                }
-            };
-            let ld = LowDim {
+            let ld = LowDim::assemble(
                 kernel,
-                k: 1,
-                w: wt.clone(),
-                b: bt.clone(),
-                h_fit: ht.clone(),
-                p_fit: p_fit.clone(),
-                a_w,
-                a_b,
-                az_w,
-                az_b,
-                members: Tensor::from_vec(members, (n, kk), &cpu).unwrap(),
-                kappa: Tensor::from_vec(s.kappa.clone(), (1, kk), &cpu).unwrap(),
-                norm: Tensor::from_vec(s.norm.clone(), (1, kk), &cpu).unwrap(),
-                bank: Tensor::zeros((0, kk), DType::F64, &cpu).unwrap(),
-                bank_sq: Tensor::zeros((1, 0), DType::F64, &cpu).unwrap(),
-            };
+                1,
+                wt.clone(),
+                bt.clone(),
+                ht.clone(),
+                p_fit.clone(),
+                s,
+            )
+            .unwrap();
             let got = ld
                 .features(&Tensor::new(&[x], &cpu).unwrap())
                 .unwrap()
