@@ -56,8 +56,7 @@ pub enum Command {
     Report(ReportArgs),
     /// Join the shards of `eval --shard i/n` runs into one run.
     Merge(MergeArgs),
-    /// One pass over labelled ID images storing what the fit-based methods
-    /// (react, dice, knn, vim, residual, klm, mds, rmds) need.
+    #[command(about = fit_about())]
     Fit(FitArgs),
     /// The weights GradNorm's `layer=` accepts (name, shape, parameters), in
     /// forward order, the head last.
@@ -210,14 +209,7 @@ pub struct EvalArgs {
     /// --group far=textures,cifar10`); repeatable.
     #[arg(long, value_name = "GROUP=SET,...", conflicts_with = "benchmark")]
     pub group: Vec<String>,
-    /// Comma-separated specs `KEY[:PARAM=VALUE[|VALUE...]]...`, e.g.
-    /// `msp,odin:temperature=1000:epsilon=0.002,react:percentile=85|90`
-    /// (alternatives are evaluated from the same pass, one row each). Keys:
-    /// msp, odin, energy, mahalanobis, gradnorm, maxlogit, entropy, gen,
-    /// react, ash-p, ash-b, ash-s, scale, dice, knn, vim, residual, klm, mds, rmds.
-    /// Default: the paper's msp, odin, energy, gradnorm, maxlogit; with
-    /// --demo every method the demo can run.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', help = methods_help())]
     pub methods: Vec<String>,
     #[command(flatten)]
     pub odin: OdinArgs,
@@ -230,9 +222,7 @@ pub struct EvalArgs {
     /// Parameters from `tune-mahalanobis` (needed by --methods mahalanobis).
     #[arg(long)]
     pub mahalanobis_params: Option<PathBuf>,
-    /// Fit file from `gradnorm-tui fit` (needed by react, dice, knn, vim,
-    /// residual, klm, mds, rmds).
-    #[arg(long)]
+    #[arg(long, help = fit_file_help())]
     pub fit: Option<PathBuf>,
     /// Images per batch.
     #[arg(long, default_value = "64")]
@@ -330,6 +320,34 @@ pub struct ReportArgs {
     /// positive, scores negated, as OpenOOD's evaluator).
     #[arg(long, default_value = "paper")]
     pub convention: gradnorm_core::metrics::Convention,
+}
+
+// Help texts that name methods read the registry, so a new method is
+// listed without editing them.
+fn methods_help() -> String {
+    use gradnorm_core::method::registry::{keys, DEFAULT_METHODS};
+    format!(
+        "Comma-separated specs `KEY[:PARAM=VALUE[|VALUE...]]...`, e.g. \
+         `msp,odin:temperature=1000:epsilon=0.002,react:percentile=85|90` (alternatives are \
+         evaluated from the same pass, one row each). Keys: {}. Default: the paper's {}; \
+         with --demo every method the demo can run",
+        keys().join(", "),
+        DEFAULT_METHODS.join(", ")
+    )
+}
+
+fn fit_file_help() -> String {
+    format!(
+        "Fit file from `gradnorm-tui fit` (needed by {})",
+        gradnorm_core::method::registry::fitted_keys().join(", ")
+    )
+}
+
+fn fit_about() -> String {
+    format!(
+        "One pass over labelled ID images storing what the fit-based methods ({}) need",
+        gradnorm_core::method::registry::fitted_keys().join(", ")
+    )
 }
 
 /// The store a command reads: its `--store` (or the one given before the

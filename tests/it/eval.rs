@@ -423,3 +423,31 @@ fn bench_reports_its_json_fields_with_synthetic_mahalanobis() {
         assert!(v[key].as_f64().unwrap() > 0.0, "{key}: {v}");
     }
 }
+
+/// The help texts that name methods list the registry's: every key under
+/// `--methods`, every fit-based key under `--fit` and `fit`.
+#[test]
+fn help_lists_every_method_the_registry_has() {
+    use gradnorm_core::method::registry::{fitted_keys, keys};
+    let text = |args: &[&str]| {
+        let out = bin().args(args).output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let eval = text(&["eval", "--help"]);
+    assert!(
+        eval.contains(&format!("Keys: {}.", keys().join(", "))),
+        "{eval}"
+    );
+    let fitted = fitted_keys().join(", ");
+    assert!(
+        fitted.contains("lowdim-grad") && fitted.contains("knn"),
+        "{fitted}"
+    );
+    assert!(eval.contains(&format!("(needed by {fitted})")), "{eval}");
+    let top = text(&["--help"]);
+    assert!(
+        top.contains(&format!("fit-based methods ({fitted}) need")),
+        "{top}"
+    );
+}

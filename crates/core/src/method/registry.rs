@@ -480,3 +480,12 @@ pub fn find(key: &str) -> Option<&'static MethodDef> {
 pub fn keys() -> Vec<&'static str> {
     METHODS.iter().map(|d| d.key).collect()
 }
+
+/// The keys of the methods that read a fit file, in table order.
+pub fn fitted_keys() -> Vec<&'static str> {
+    METHODS
+        .iter()
+        .filter(|d| d.needs.fit)
+        .map(|d| d.key)
+        .collect()
+}
