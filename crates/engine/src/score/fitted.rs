@@ -134,13 +134,13 @@ pub(crate) fn prepare_dice(m: &Method, ctx: &Prepare) -> Prepared {
 /// feature and the normalized bank.
 struct Knn {
     k: usize,
-    /// [N, D] f32, rows normalized.
-    bank: Tensor,
-    /// [1, N]: squared norms of the normalized rows.
-    bank_sq: Tensor,
+    /// The bank's normalized rows, f32.
+    bank: SqL2Index,
 }
 
-fn normalize(v: &Tensor) -> Result<Tensor> {
+/// x / (||x|| + 1e-10), row-wise: the normalizer of KNN (Sun et al.'s
+/// `knn`) and of LowDim-Grad's features (the same code in its authors').
+pub(super) fn normalize(v: &Tensor) -> Result<Tensor> {
     let norm = v.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?;
     Ok(v.broadcast_div(&(norm + 1e-10)?)?)
 }
@@ -148,35 +148,63 @@ fn normalize(v: &Tensor) -> Result<Tensor> {
 impl Score for Knn {
     fn score(&self, f: &Forward) -> Result<Tensor> {
         let h = normalize(&f.feature.to_dtype(DType::F32)?)?;
-        let kth = kth_smallest_sq_dist(&h, &self.bank, &self.bank_sq, self.k)?;
-        let kth: Vec<f32> = kth.into_iter().map(|v| -v as f32).collect();
-        Ok(Tensor::new(kth, f.logits.device())?)
+        self.bank.score(&h, self.k, f.logits.device())
     }
 }
 
-/// Per query row of `q` [B, D], the `k`-th smallest squared L2 distance to
-/// the rows of `bank` [N, D] (`bank_sq` [1, N]: their squared norms), in
-/// `q`'s dtype: |a - b|^2 = |a|^2 + |b|^2 - 2 a.b with the products on the
-/// device, the selection on the CPU (any bank size). KNN's, GROOD's and LowDim-Grad's.
-pub(super) fn kth_smallest_sq_dist(
-    q: &Tensor,
-    bank: &Tensor,
-    bank_sq: &Tensor,
-    k: usize,
-) -> Result<Vec<f64>> {
-    let d2 = q
-        .matmul(&bank.t()?)?
-        .affine(-2.0, 0.0)?
-        .broadcast_add(&q.sqr()?.sum_keepdim(D::Minus1)?)?
-        .broadcast_add(bank_sq)?;
-    let rows = d2
-        .to_device(&Device::Cpu)?
-        .to_dtype(DType::F64)?
-        .to_vec2::<f64>()?;
-    Ok(rows
-        .into_iter()
-        .map(|mut r| *r.select_nth_unstable_by(k - 1, f64::total_cmp).1)
-        .collect())
+/// Rows searched exactly by squared L2 distance (faiss's IndexFlatL2):
+/// KNN's bank, GROOD's gradients, LowDim-Grad's projected gradients.
+pub(super) struct SqL2Index {
+    /// [N, D], and [1, N] their squared norms.
+    rows: Tensor,
+    sq: Tensor,
+}
+
+impl SqL2Index {
+    pub fn new(rows: Tensor) -> Result<Self> {
+        let sq = rows.sqr()?.sum(D::Minus1)?.unsqueeze(0)?;
+        Ok(SqL2Index { rows, sq })
+    }
+
+    /// `n` rows made `chunk` at a time by `make(start, len)`, so that no
+    /// intermediate of a large bank sits in memory whole.
+    pub fn build(
+        n: usize,
+        chunk: usize,
+        mut make: impl FnMut(usize, usize) -> Result<Tensor>,
+    ) -> Result<Self> {
+        let mut parts = Vec::new();
+        for start in (0..n).step_by(chunk) {
+            parts.push(make(start, chunk.min(n - start))?);
+        }
+        Self::new(Tensor::cat(&parts, 0)?)
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.dim(0).unwrap_or(0)
+    }
+
+    /// Per row of `q` [B, D] (the rows' dtype and device), minus the `k`-th
+    /// smallest squared distance to the index, f32 on `device`:
+    /// |a - b|^2 = |a|^2 + |b|^2 - 2 a.b with the products on the index's
+    /// device, the selection on the CPU (any index size). A distance that
+    /// rounding took below zero counts as zero.
+    pub fn score(&self, q: &Tensor, k: usize, device: &Device) -> Result<Tensor> {
+        let d2 = q
+            .matmul(&self.rows.t()?)?
+            .affine(-2.0, 0.0)?
+            .broadcast_add(&q.sqr()?.sum_keepdim(D::Minus1)?)?
+            .broadcast_add(&self.sq)?;
+        let rows = d2
+            .to_device(&Device::Cpu)?
+            .to_dtype(DType::F64)?
+            .to_vec2::<f64>()?;
+        let kth: Vec<f32> = rows
+            .into_iter()
+            .map(|mut r| -r.select_nth_unstable_by(k - 1, f64::total_cmp).1.max(0.0) as f32)
+            .collect();
+        Ok(Tensor::new(kth, device)?)
+    }
 }
 
 pub(crate) fn prepare_knn(m: &Method, ctx: &Prepare) -> Prepared {
@@ -194,9 +222,8 @@ pub(crate) fn prepare_knn(m: &Method, ctx: &Prepare) -> Prepared {
         )));
     }
     let bank = Tensor::from_slice(bank, (fit.bank_rows, fit.feature_dim), ctx.model.device())?;
-    let bank = normalize(&bank)?;
-    let bank_sq = bank.sqr()?.sum(D::Minus1)?.unsqueeze(0)?;
-    Ok(Box::new(Knn { k, bank, bank_sq }))
+    let bank = SqL2Index::new(normalize(&bank)?)?;
+    Ok(Box::new(Knn { k, bank }))
 }
 
 /// ViM's principal space: u = -pinv(W) b and the residual basis NS.

@@ -21,7 +21,7 @@
 //! spaced beyond), with each row's label and predicted class.
 
 use super::fit::Fit;
-use super::fitted::kth_smallest_sq_dist;
+use super::fitted::SqL2Index;
 use super::{Forward, Method, Prepare, Score};
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor, D};
@@ -40,9 +40,8 @@ struct Grood {
     prototypes: Tensor,
     /// [1, C + 1]: their squared norms.
     prototypes_sq: Tensor,
-    /// [N, D] f64: the indexed gradients, and [1, N] their squared norms.
-    index: Tensor,
-    index_sq: Tensor,
+    /// The indexed gradients [N, D], f64.
+    index: SqL2Index,
 }
 
 impl Grood {
@@ -85,14 +84,11 @@ impl Score for Grood {
         let h = f.feature.to_device(device)?;
         let predicted = f.logits.argmax(D::Minus1)?.to_device(device)?;
         let g = self.gradients(&h, &predicted)?;
-        let kth = kth_smallest_sq_dist(&g, &self.index, &self.index_sq, self.k)?;
-        // Rounding can take a distance of zero below it.
-        let kth: Vec<f32> = kth.into_iter().map(|v| -(v.max(0.0)) as f32).collect();
-        Ok(Tensor::new(kth, f.logits.device())?)
+        self.index.score(&g, self.k, f.logits.device())
     }
 
     fn stats(&self) -> Vec<(&'static str, f64)> {
-        vec![("indexed", self.index.dim(0).unwrap_or(0) as f64)]
+        vec![("indexed", self.index.len() as f64)]
     }
 }
 
@@ -135,8 +131,7 @@ pub(crate) fn prepare(m: &Method, ctx: &Prepare) -> Result<Box<dyn Score>> {
         k,
         prototypes_sq: protos.sqr()?.sum(D::Minus1)?.unsqueeze(0)?,
         prototypes: protos,
-        index: Tensor::zeros((0, d), DType::F64, device)?,
-        index_sq: Tensor::zeros((1, 0), DType::F64, device)?,
+        index: SqL2Index::new(Tensor::zeros((0, d), DType::F64, device)?)?,
     };
     // The correctly classified bank rows, whose gradients are the index.
     let mut rows = Vec::new();
@@ -165,13 +160,9 @@ pub(crate) fn prepare(m: &Method, ctx: &Prepare) -> Result<Box<dyn Score>> {
         .index_select(&idx, 0)?
         .to_device(device)?;
     // A bank as large as ImageNet's default (20,000 rows) in a few batches.
-    let mut parts = Vec::new();
-    for start in (0..rows.len()).step_by(4096) {
-        let n = 4096.min(rows.len() - start);
-        parts.push(grood.gradients(&h.narrow(0, start, n)?, &predicted.narrow(0, start, n)?)?);
-    }
-    grood.index = Tensor::cat(&parts, 0)?;
-    grood.index_sq = grood.index.sqr()?.sum(D::Minus1)?.unsqueeze(0)?;
+    grood.index = SqL2Index::build(rows.len(), 4096, |start, n| {
+        grood.gradients(&h.narrow(0, start, n)?, &predicted.narrow(0, start, n)?)
+    })?;
     Ok(Box::new(grood))
 }
 
@@ -215,8 +206,7 @@ mod tests {
                     .unsqueeze(0)
                     .unwrap(),
                 prototypes: t.clone(),
-                index: Tensor::zeros((0, d), DType::F64, &cpu).unwrap(),
-                index_sq: Tensor::zeros((1, 0), DType::F64, &cpu).unwrap(),
+                index: SqL2Index::new(Tensor::zeros((0, d), DType::F64, &cpu).unwrap()).unwrap(),
             };
             let hx = Tensor::new(&[h], &cpu).unwrap();
             let pred = Tensor::new(&[y as u32], &cpu).unwrap();

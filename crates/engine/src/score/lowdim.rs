@@ -29,7 +29,7 @@
 //! in f32 took the ResNet fixture's error from 6e-7 to 5e-5 relative).
 
 use super::fit::Fit;
-use super::fitted::kth_smallest_sq_dist;
+use super::fitted::{normalize, SqL2Index};
 use super::{Forward, Method, Prepare, Score};
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor, D};
@@ -67,9 +67,8 @@ struct LowDim {
     /// direction before normalization.
     kappa: Tensor,
     norm: Tensor,
-    /// The fit bank's normalized features [N, K] and their squared norms.
-    bank: Tensor,
-    bank_sq: Tensor,
+    /// The fit bank's normalized features [N, K].
+    bank: SqL2Index,
 }
 
 impl LowDim {
@@ -142,8 +141,7 @@ impl LowDim {
             members: Tensor::from_vec(members, (n, kk), &device)?,
             kappa: row(&s.kappa)?,
             norm: row(&s.norm)?,
-            bank: Tensor::zeros((0, kk), DType::F64, &device)?,
-            bank_sq: Tensor::zeros((1, 0), DType::F64, &device)?,
+            bank: SqL2Index::new(Tensor::zeros((0, kk), DType::F64, &device)?)?,
         })
     }
 
@@ -200,24 +198,15 @@ impl Score for LowDim {
     fn score(&self, f: &Forward) -> Result<Tensor> {
         let h = f.feature.to_device(self.w.device())?.to_dtype(DType::F64)?;
         let q = normalize(&self.features(&h)?)?;
-        let kth = kth_smallest_sq_dist(&q, &self.bank, &self.bank_sq, self.k)?;
-        // Rounding can take a distance of zero below it.
-        let kth: Vec<f32> = kth.into_iter().map(|v| -(v.max(0.0)) as f32).collect();
-        Ok(Tensor::new(kth, f.logits.device())?)
+        self.bank.score(&q, self.k, f.logits.device())
     }
 
     fn stats(&self) -> Vec<(&'static str, f64)> {
         vec![
             ("directions", self.norm.dim(1).unwrap_or(0) as f64),
-            ("bank", self.bank.dim(0).unwrap_or(0) as f64),
+            ("bank", self.bank.len() as f64),
         ]
     }
-}
-
-/// x / (||x|| + 1e-10), row-wise (their `knn`'s normalizer).
-fn normalize(v: &Tensor) -> Result<Tensor> {
-    let norm = v.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?;
-    Ok(v.broadcast_div(&(norm + 1e-10)?)?)
 }
 
 /// The fit-set statistics on the CPU, f64, row-major.
@@ -390,15 +379,9 @@ pub(crate) fn prepare(m: &Method, ctx: &Prepare) -> Result<Box<dyn Score>> {
     let s = stats(kernel, &cpu(&h_fit)?, &cpu(&p_fit)?, &classes.labels, c, d);
     let mut lowdim = LowDim::assemble(kernel, k, w, b, h_fit, p_fit, s)?;
     // The bank's own features: KNN's neighbours.
-    let mut parts = Vec::new();
-    for start in (0..n).step_by(256) {
-        let rows = 256.min(n - start);
-        parts.push(normalize(
-            &lowdim.features(&lowdim.h_fit.narrow(0, start, rows)?)?,
-        )?);
-    }
-    lowdim.bank = Tensor::cat(&parts, 0)?;
-    lowdim.bank_sq = lowdim.bank.sqr()?.sum(D::Minus1)?.unsqueeze(0)?;
+    lowdim.bank = SqL2Index::build(n, 256, |start, rows| {
+        normalize(&lowdim.features(&lowdim.h_fit.narrow(0, start, rows)?)?)
+    })?;
     Ok(Box::new(lowdim))
 }
 
