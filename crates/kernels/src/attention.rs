@@ -10,6 +10,7 @@
 //! probabilities on candle's ops and holds each image's N x N at once.
 
 use super::op::{Bwd, Grads, In, Kernel, Op};
+use super::output::Output;
 use super::packed::{self, matmul_block, PackedB};
 use super::simd;
 use candle_core::{Result, Shape, Tensor, D};
@@ -62,10 +63,12 @@ impl Kernel<1> for Attention {
         let scale = 1.0 / (hd as f32).sqrt();
         // kᵀ padded to whole panels; the padding's scores are never read.
         let npad = n.next_multiple_of(16);
-        let mut out = vec![0f32; b * h * n * hd];
-        out.par_chunks_mut(n * hd)
+        let mut out = Output::new(b * h * n * hd);
+        out.par_chunks(n * hd)
             .enumerate()
             .for_each_init(Vec::new, |scores, (task, o)| {
+                // The products below add to it.
+                let o = o.zeros();
                 let (img, head) = (task / h, task % h);
                 let rows = &x[img * n * 3 * d..][..n * 3 * d];
                 let part =
@@ -92,7 +95,7 @@ impl Kernel<1> for Attention {
                     matmul_block(&mut o[q0 * hd..][..qn * hd], scores, npad, &v);
                 }
             });
-        Ok((out, Shape::from((b, h, n, hd))))
+        Ok((out.finish(), Shape::from((b, h, n, hd))))
     }
 
     fn backward(&self, t: Bwd<'_, 1>) -> Grads<1> {

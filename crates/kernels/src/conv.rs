@@ -4,6 +4,7 @@
 
 use super::gemm::{matmul_acc, matmul_acc_par};
 use super::op::{apply_f32, gradient, Bwd, Grads, In, Kernel};
+use super::output::Output;
 use super::packed::{self, matmul_block};
 use super::simd::{add, gemv, relu6};
 use super::weights::Weights;
@@ -146,16 +147,14 @@ pub(super) struct Conv {
 }
 
 impl Conv {
-    /// The bias and the activation over the product, in parallel.
-    fn epilogue(&self, out: &mut [f32]) {
+    /// The bias and the activation over output pixels `o`, on this thread.
+    fn epilogue(&self, o: &mut [f32]) {
         if let Some(b) = &self.b {
-            out.par_chunks_mut(chunk(self.cout)).for_each(|o| {
-                for px in o.chunks_exact_mut(self.cout) {
-                    add(px, b, false);
-                }
-            });
+            for px in o.chunks_exact_mut(self.cout) {
+                add(px, b, false);
+            }
         }
-        self.act.apply(out);
+        self.act.apply_seq(o);
     }
 
     fn patch_len(&self) -> usize {
@@ -201,9 +200,8 @@ impl Kernel<1> for Conv {
         let m = n * pixels;
         if winograd::applies(&g, cin, cout) {
             if let Some(t) = self.w.winograd(cin, cout) {
-                let mut out = vec![0f32; m * cout];
-                winograd::conv3x3(x, &g, n, t, &mut out);
-                self.epilogue(&mut out);
+                // The epilogue per band of rows, while it is in cache.
+                let out = winograd::conv3x3(x, &g, n, t, &|o| self.epilogue(o));
                 return Ok((out, Shape::from((n, g.ho, g.wo, cout))));
             }
         }
@@ -213,8 +211,8 @@ impl Kernel<1> for Conv {
             Some(_) => packed::block_rows(m),
             None => block_rows(m, kk),
         };
-        let mut out = vec![0f32; m * cout];
-        out.par_chunks_mut(rows * cout)
+        let mut out = Output::new(m * cout);
+        out.par_chunks(rows * cout)
             .enumerate()
             .for_each_init(Vec::new, |patches, (b, o)| {
                 let count = o.len() / cout;
@@ -227,22 +225,24 @@ impl Kernel<1> for Conv {
                 match &packed {
                     // The bias and activation while the block is in cache.
                     Some(w) => {
-                        if let Some(b) = &self.b {
-                            for px in o.chunks_exact_mut(cout) {
-                                px.copy_from_slice(b);
-                            }
-                        }
+                        let o = match &self.b {
+                            Some(b) => o.rows(b),
+                            None => o.zeros(),
+                        };
                         matmul_block(o, patches, kk, w);
                         self.act.apply_seq(o);
                     }
                     None => {
                         let none = gemm::Parallelism::None;
+                        let o = o.zeros();
                         matmul_acc_par(o, patches, &self.w, (count, kk, cout), cout, 1, none)
                     }
                 }
             });
+        let mut out = out.finish();
         if packed.is_none() {
-            self.epilogue(&mut out);
+            out.par_chunks_mut(chunk(cout))
+                .for_each(|o| self.epilogue(o));
         }
         Ok((out, Shape::from((n, g.ho, g.wo, cout))))
     }

@@ -4,6 +4,7 @@
 //! `Φ(x) + x φ(x)`.
 
 use super::op::{apply_f32, gradient, Bwd, Grads, In, Kernel};
+use super::output::Output;
 use super::simd;
 use candle_core::{Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -22,11 +23,11 @@ impl Kernel<1> for Gelu {
     const NAME: &'static str = "gelu-erf";
 
     fn forward(&self, [x]: [In<'_>; 1]) -> Result<(Vec<f32>, Shape)> {
-        let mut out = vec![0f32; x.x.len()];
-        out.par_chunks_mut(CHUNK)
+        let mut out = Output::new(x.x.len());
+        out.par_chunks(CHUNK)
             .zip(x.x.par_chunks(CHUNK))
-            .for_each(|(o, x)| simd::gelu(x, o));
-        Ok((out, x.l.shape().clone()))
+            .for_each(|(o, x)| simd::gelu(x, o.zeros()));
+        Ok((out.finish(), x.l.shape().clone()))
     }
 
     fn backward(&self, t: Bwd<'_, 1>) -> Grads<1> {

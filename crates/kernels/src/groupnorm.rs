@@ -2,6 +2,7 @@
 //! eight tensor ops, each a pass over memory, and ReLU a ninth).
 
 use super::op::{apply_f32, gradient, Bwd, Grads, In, Kernel};
+use super::output::Output;
 use super::simd::{affine_relu, gn_grad, grad_moments, moments};
 use candle_core::{Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -48,20 +49,21 @@ pub(super) fn per_image_sums(
     sums
 }
 
-/// Runs `f(image, first pixel, pixels of out, pixels of each input)` over
-/// runs of whole pixels of every image in parallel; `out` and every input
-/// are [n, p, c] (an input may have another channel count `ci`).
+/// An output [n, p, c] computed by `f(image, run of out, first pixel)`
+/// over runs of whole pixels of every image in parallel (each run zeros
+/// first).
 pub(super) fn per_pixel_runs(
-    out: &mut [f32],
     (n, p, c): (usize, usize, usize),
     f: impl Fn(usize, &mut [f32], usize) + Sync,
-) {
+) -> Vec<f32> {
     let (_, chunk) = pixel_runs(n, p);
-    out.par_chunks_mut(p * c).enumerate().for_each(|(i, img)| {
-        img.par_chunks_mut(chunk * c)
+    let mut out = Output::new(n * p * c);
+    out.par_chunks(p * c).enumerate().for_each(|(i, img)| {
+        img.par_chunks(chunk * c)
             .enumerate()
-            .for_each(|(j, o)| f(i, o, j * chunk))
+            .for_each(|(j, o)| f(i, o.zeros(), j * chunk))
     });
+    out.finish()
 }
 
 /// GroupNorm (`groups` groups, affine) + ReLU over [N, ..., C] f32.
@@ -132,8 +134,7 @@ impl Kernel<1> for GroupNormRelu {
                 shift[i * c + ch] = (self.beta[ch] as f64 - mean * a) as f32;
             }
         }
-        let mut out = vec![0f32; n * p * c];
-        per_pixel_runs(&mut out, (n, p, c), |i, o, first| {
+        let out = per_pixel_runs((n, p, c), |i, o, first| {
             let xi = &x[(i * p + first) * c..][..o.len()];
             affine_relu(xi, &scale[i * c..][..c], &shift[i * c..][..c], o);
         });
@@ -197,8 +198,7 @@ impl Kernel<3> for GroupNormReluGrad {
                 }
             }
         }
-        let mut dx = vec![0f32; n * p * c];
-        per_pixel_runs(&mut dx, (n, p, c), |i, o, first| {
+        let dx = per_pixel_runs((n, p, c), |i, o, first| {
             let run = (i * p + first) * c..(i * p + first) * c + o.len();
             gn_grad(
                 &x[run.clone()],

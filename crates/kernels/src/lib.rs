@@ -15,7 +15,8 @@
 //!   AVX-512 12 x 32);
 //! - `weights`: a layer's weights with their packing made once;
 //! - `gemm`: the other matrix products; `simd`: the AVX2 code all of them use;
-//! - `op`: the candle custom-op side of all of them, once.
+//! - `op`: the candle custom-op side of all of them, once; `output`: their
+//!   outputs, set chunk by chunk in parallel rather than zeroed first.
 //!
 //! The kernels are f32 and parallel (rayon).
 
@@ -26,6 +27,7 @@ mod gelu;
 mod gemm;
 mod groupnorm;
 mod op;
+mod output;
 mod packed;
 mod pointwise;
 mod pooling;
@@ -184,15 +186,15 @@ pub(crate) fn relu6_grad(grad: &[f32], out: &[f32]) -> Vec<f32> {
 /// `grad` where `pass(output)`, else 0: an activation's backward pass from
 /// its output, in parallel.
 fn grad_where(grad: &[f32], out: &[f32], pass: impl Fn(f32) -> bool + Sync) -> Vec<f32> {
-    let mut g = vec![0f32; grad.len()];
-    g.par_chunks_mut(4096)
+    let mut g = output::Output::new(grad.len());
+    g.par_chunks(4096)
         .zip(grad.par_chunks(4096).zip(out.par_chunks(4096)))
         .for_each(|(g, (gr, r))| {
-            for ((g, &gr), &r) in g.iter_mut().zip(gr).zip(r) {
+            for ((g, &gr), &r) in g.zeros().iter_mut().zip(gr).zip(r) {
                 *g = if pass(r) { gr } else { 0.0 };
             }
         });
-    g
+    g.finish()
 }
 
 /// The batch size of NHWC input `l` to `what`, checked against the
@@ -217,13 +219,13 @@ pub(crate) fn par_rows(
     (n, rows, row): (usize, usize, usize),
     f: impl Fn(usize, usize, &mut [f32], &mut Vec<f32>) + Sync,
 ) -> Vec<f32> {
-    let mut out = vec![0f32; n * rows * row];
-    out.par_chunks_mut(row)
+    let mut out = output::Output::new(n * rows * row);
+    out.par_chunks(row)
         .enumerate()
         .for_each_init(Vec::new, |scratch, (r, o)| {
-            f(r / rows, r % rows, o, scratch)
+            f(r / rows, r % rows, o.zeros(), scratch)
         });
-    out
+    out.finish()
 }
 
 /// Rows of whole pixels, big enough to amortise scheduling.

@@ -3,6 +3,7 @@
 
 use super::gemm::matmul_acc;
 use super::op::{gradient, Bwd, Grads, In, Kernel, Op};
+use super::output::{Chunk, Output};
 use super::packed;
 use super::simd::add;
 use super::weights::Weights;
@@ -39,48 +40,54 @@ impl Pointwise {
         Ok((l.shape().elem_count() / cin, cin, with_channels(dims, cout)))
     }
 
+    /// What the product adds to, for the rows of `o` from row `at`.
+    fn init<'a>(&self, o: Chunk<'a>, at: usize, residual: Option<&[f32]>) -> &'a mut [f32] {
+        match (residual, &self.b) {
+            (Some(r), b) => {
+                let len = o.len();
+                let o = o.copy(&r[at * self.cout..][..len]);
+                if let Some(b) = b {
+                    for px in o.chunks_exact_mut(self.cout) {
+                        add(px, b, false);
+                    }
+                }
+                o
+            }
+            (None, Some(b)) => o.rows(b),
+            (None, None) => o.zeros(),
+        }
+    }
+
     /// The output of `rows` rows of `x`, `residual` added when given.
     fn run(&self, x: &[f32], rows: usize, cin: usize, residual: Option<&[f32]>) -> Vec<f32> {
         let cout = self.cout;
-        let mut out = vec![0f32; rows * cout];
-        // What the product adds to, for the rows of `o` from row `at`.
-        let init = |o: &mut [f32], at: usize| {
-            if let Some(r) = residual {
-                o.copy_from_slice(&r[at * cout..][..o.len()]);
-            }
-            if let Some(b) = &self.b {
-                for px in o.chunks_exact_mut(cout) {
-                    if residual.is_some() {
-                        add(px, b, false);
-                    } else {
-                        px.copy_from_slice(b);
-                    }
-                }
-            }
-        };
+        let mut out = Output::new(rows * cout);
+        let init = |o, at| self.init(o, at, residual);
         match self.w.packed(cin, cout) {
             // Each block of rows start to end while it is in cache: the
             // initial values, the product, the activation.
             Some(w) => {
                 let block = packed::block_rows(rows);
-                out.par_chunks_mut(block * cout)
+                out.par_chunks(block * cout)
                     .zip(x.par_chunks(block * cin))
                     .enumerate()
                     .for_each(|(i, (o, x))| {
-                        init(o, i * block);
+                        let o = init(o, i * block);
                         packed::matmul_block(o, x, cin, w);
                         self.act.apply_seq(o);
                     });
+                out.finish()
             }
             None => {
-                out.par_chunks_mut(chunk(cout))
-                    .enumerate()
-                    .for_each(|(i, o)| init(o, i * chunk(cout) / cout));
+                out.par_chunks(chunk(cout)).enumerate().for_each(|(i, o)| {
+                    init(o, i * chunk(cout) / cout);
+                });
+                let mut out = out.finish();
                 matmul_acc(&mut out, x, &self.w, (rows, cin, cout), cout, 1);
                 self.act.apply(&mut out);
+                out
             }
         }
-        out
     }
 
     /// d input from (d output, output).
@@ -148,17 +155,22 @@ impl Kernel<2> for PointwiseGrad {
         let gpre = self.act.grad(grad.x, res.x);
         let (cout, cin) = (self.cout, self.w.len() / self.cout);
         let rows = gpre.len() / cout;
-        let mut out = vec![0f32; rows * cin];
-        match self.w.packed_transposed(cin, cout) {
+        let out = match self.w.packed_transposed(cin, cout) {
             Some(wt) => {
                 let block = packed::block_rows(rows);
-                out.par_chunks_mut(block * cin)
+                let mut out = Output::new(rows * cin);
+                out.par_chunks(block * cin)
                     .zip(gpre.par_chunks(block * cout))
-                    .for_each(|(o, g)| packed::matmul_block(o, g, cout, wt));
+                    .for_each(|(o, g)| packed::matmul_block(o.zeros(), g, cout, wt));
+                out.finish()
             }
             // w is [cin, cout]; its transpose [cout, cin] has row stride 1.
-            None => matmul_acc(&mut out, &gpre, &self.w, (rows, cout, cin), 1, cout),
-        }
+            None => {
+                let mut out = vec![0f32; rows * cin];
+                matmul_acc(&mut out, &gpre, &self.w, (rows, cout, cin), 1, cout);
+                out
+            }
+        };
         Ok((out, with_channels(grad.dims(), cin)))
     }
 }

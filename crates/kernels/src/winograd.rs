@@ -8,10 +8,12 @@
 //! buffers stay in cache. The transforms use only additions and halves, so
 //! the results stay within a few ulps of the direct convolution.
 
+use super::output::Output;
 use super::packed::{matmul_block, PackedB};
 use super::Geometry;
 use rayon::prelude::*;
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
 
 /// Tiles per task (about; whole rows of tiles): the block's V and M
 /// ([16][tiles][channels] each) stay within L2 and L3.
@@ -89,19 +91,28 @@ thread_local! {
     static BUFFERS: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
-/// The convolution of NHWC `x` [n, h, w, cin] into `out` [n, h, w, cout].
-pub(super) fn conv3x3(x: &[f32], g: &Geometry, n: usize, t: &Transformed, out: &mut [f32]) {
+/// The convolution of NHWC `x` [n, h, w, cin]: [n, h, w, cout], each band
+/// of output rows then finished by `epilogue` (the bias and activation)
+/// while it is in cache.
+pub(super) fn conv3x3(
+    x: &[f32],
+    g: &Geometry,
+    n: usize,
+    t: &Transformed,
+    epilogue: &(dyn Fn(&mut [f32]) + Sync),
+) -> Vec<f32> {
     let (h, w, cin, cout) = (g.h, g.w, t.cin, t.cout);
-    assert!(x.len() == n * h * w * cin && out.len() == n * h * w * cout);
+    assert!(x.len() == n * h * w * cin);
     assert!(super::simd::has_avx2());
     let tw = w.div_ceil(2);
     // Rows of tiles per task: two output rows each.
     let band = TILES.div_ceil(tw).max(1);
     let zeros = vec![0f32; cin];
-    out.par_chunks_mut(h * w * cout)
+    let mut out = Output::new(n * h * w * cout);
+    out.par_chunks(h * w * cout)
         .zip(x.par_chunks(h * w * cin))
         .for_each(|(oimg, ximg)| {
-            oimg.par_chunks_mut(2 * band * w * cout)
+            oimg.par_chunks(2 * band * w * cout)
                 .enumerate()
                 .for_each(|(b, o)| {
                     let y0 = 2 * band * b;
@@ -112,16 +123,19 @@ pub(super) fn conv3x3(x: &[f32], g: &Geometry, n: usize, t: &Transformed, out: &
                         m.clear();
                         m.resize(16 * tiles * cout, 0.0);
                         // SAFETY: AVX2 + FMA present (asserted); every pointer
-                        // the transforms form is checked in them.
+                        // the transforms form is checked in them, and `output`
+                        // writes every value of the band.
                         unsafe { input(ximg, g, cin, y0, rows, tiles, &zeros, v) };
                         for (xi, u) in t.u.iter().enumerate() {
                             let c = &mut m[xi * tiles * cout..][..tiles * cout];
                             matmul_block(c, &v[xi * tiles * cin..][..tiles * cin], cin, u);
                         }
-                        unsafe { output(m, g, cout, rows, tiles, o) };
+                        let o = unsafe { o.written_by(|o| output(m, g, cout, rows, tiles, o)) };
+                        epilogue(o);
                     });
                 });
         });
+    out.finish()
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -191,12 +205,20 @@ unsafe fn input(
 }
 
 /// out pixels of rows 0..rows (of this band) = (Aᵀ M A) per tile
-/// (Aᵀ = [[1, 1, 1, 0], [0, 1, -1, -1]]), those inside the image.
+/// (Aᵀ = [[1, 1, 1, 0], [0, 1, -1, -1]]), those inside the image: every
+/// value of `out` is written.
 ///
 /// Safety: AVX2 present; `m` holds 16 x tiles x cout; cout % 8 == 0.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn output(m: &[f32], g: &Geometry, cout: usize, rows: usize, tiles: usize, out: &mut [f32]) {
+unsafe fn output(
+    m: &[f32],
+    g: &Geometry,
+    cout: usize,
+    rows: usize,
+    tiles: usize,
+    out: &mut [MaybeUninit<f32>],
+) {
     let w = g.w;
     let tw = w.div_ceil(2);
     assert!(m.len() >= 16 * tiles * cout && out.len() == rows * w * cout);
@@ -226,7 +248,8 @@ unsafe fn output(m: &[f32], g: &Geometry, cout: usize, rows: usize, tiles: usize
                 for (b, val) in vals.into_iter().enumerate() {
                     let x = 2 * tx + b;
                     if x < w {
-                        _mm256_storeu_ps(out.as_mut_ptr().add((y * w + x) * cout + c), val);
+                        let at = out.as_mut_ptr().add((y * w + x) * cout + c);
+                        _mm256_storeu_ps(at.cast(), val);
                     }
                 }
             }
@@ -250,6 +273,13 @@ unsafe fn input(
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn output(_: &[f32], _: &Geometry, _: usize, _: usize, _: usize, _: &mut [f32]) {
+unsafe fn output(
+    _: &[f32],
+    _: &Geometry,
+    _: usize,
+    _: usize,
+    _: usize,
+    _: &mut [MaybeUninit<f32>],
+) {
     unreachable!("Winograd needs AVX2")
 }

@@ -550,8 +550,7 @@ mod tests {
         let xs = profile.time("stem NHWC copy", 0, || {
             x.permute((0, 2, 3, 1)).unwrap().contiguous().unwrap()
         });
-        let y = m.stem.forward(&xs, true, None, true).unwrap();
-        let n = macs(&m.stem, &y);
+        let n = macs(&m.stem, &m.stem.forward(&xs, true, None, true).unwrap());
         let y = profile.time("stem 7x7/2", n, || {
             m.stem.forward(&xs, true, None, true).unwrap()
         });
@@ -561,10 +560,12 @@ mod tests {
         for (s, blocks) in m.stages.iter().enumerate() {
             for block in blocks {
                 let want = block.forward(&x, true).unwrap();
+                // Each layer's multiply-adds from an untimed run whose output
+                // is dropped before the timed one, so that the timed run
+                // reuses memory as the forward pass does.
                 let identity = match &block.downsample {
                     Some(d) => {
-                        let r = d.forward(&x, false, None, true).unwrap();
-                        let n = macs(d, &r);
+                        let n = macs(d, &d.forward(&x, false, None, true).unwrap());
                         let kind = format!("s{} downsample 1x1/{}", s + 1, d.stride);
                         profile.time(&kind, n, || d.forward(&x, false, None, true).unwrap())
                     }
@@ -575,8 +576,7 @@ mod tests {
                 for (i, c) in block.convs.iter().enumerate() {
                     let (_, _, k, _) = c.weight.dims4().unwrap();
                     let residual = (i == last).then_some(&identity);
-                    let out = c.forward(&y, true, residual, true).unwrap();
-                    let n = macs(c, &out);
+                    let n = macs(c, &c.forward(&y, true, residual, true).unwrap());
                     let mut kind = format!("s{} {k}x{k}", s + 1);
                     if c.stride > 1 {
                         kind += &format!("/{}", c.stride);
