@@ -456,8 +456,12 @@ pub(crate) struct Profile(Vec<(String, f64, f64)>);
 
 #[cfg(all(test, unix))]
 impl Profile {
-    /// `f`'s CPU time (and `macs` multiply-adds) added to `name`'s row.
-    pub(crate) fn time<T>(&mut self, name: &str, macs: usize, f: impl FnOnce() -> T) -> T {
+    /// `f`'s CPU time (and `macs` multiply-adds) added to `name`'s row,
+    /// timed on its second run: the first one's output is dropped, so the
+    /// timed run reuses memory as a forward pass does instead of writing
+    /// fresh pages (which the kernel zeroes on first touch, in CPU time).
+    pub(crate) fn time<T>(&mut self, name: &str, macs: usize, f: impl Fn() -> T) -> T {
+        drop(f());
         let t = cpu_seconds();
         let y = f();
         let dt = cpu_seconds() - t;

@@ -560,9 +560,6 @@ mod tests {
         for (s, blocks) in m.stages.iter().enumerate() {
             for block in blocks {
                 let want = block.forward(&x, true).unwrap();
-                // Each layer's multiply-adds from an untimed run whose output
-                // is dropped before the timed one, so that the timed run
-                // reuses memory as the forward pass does.
                 let identity = match &block.downsample {
                     Some(d) => {
                         let n = macs(d, &d.forward(&x, false, None, true).unwrap());
