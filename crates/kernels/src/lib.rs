@@ -42,7 +42,7 @@ pub use conv::{conv, stem_relu6};
 pub use depthwise::{depthwise, depthwise_composed, depthwise_linear, depthwise_relu6};
 pub use gelu::gelu_erf;
 pub use groupnorm::group_norm_relu;
-pub use pointwise::pointwise;
+pub use pointwise::{pointwise, pointwise_gelu};
 
 pub use pooling::max_pool_padded;
 pub use weights::Weights;
@@ -138,13 +138,6 @@ pub enum Act {
 }
 
 impl Act {
-    /// In place, in parallel.
-    pub(crate) fn apply(self, out: &mut [f32]) {
-        if self != Act::Linear {
-            out.par_chunks_mut(8192).for_each(|o| self.apply_seq(o));
-        }
-    }
-
     /// In place, on this thread.
     pub(crate) fn apply_seq(self, out: &mut [f32]) {
         match self {

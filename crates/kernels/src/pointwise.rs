@@ -5,7 +5,7 @@ use super::gemm::matmul_acc;
 use super::op::{gradient, Bwd, Grads, In, Kernel, Op};
 use super::output::{Chunk, Output};
 use super::packed;
-use super::simd::add;
+use super::simd::{self, add};
 use super::weights::Weights;
 use super::{chunk, Act, ActGrad};
 use candle_core::{Layout, Result, Shape, Tensor};
@@ -28,6 +28,10 @@ pub(super) struct Pointwise {
     b: Option<Arc<[f32]>>,
     cout: usize,
     act: Act,
+    /// The exact GELU after the activation ([`PointwiseGelu`] only: its
+    /// derivative needs the input to it, which the backward pass here,
+    /// working from the output, does not have).
+    gelu: bool,
 }
 
 impl Pointwise {
@@ -74,7 +78,7 @@ impl Pointwise {
                     .for_each(|(i, (o, x))| {
                         let o = init(o, i * block);
                         packed::matmul_block(o, x, cin, w);
-                        self.act.apply_seq(o);
+                        self.finish(o);
                     });
                 out.finish()
             }
@@ -84,9 +88,17 @@ impl Pointwise {
                 });
                 let mut out = out.finish();
                 matmul_acc(&mut out, x, &self.w, (rows, cin, cout), cout, 1);
-                self.act.apply(&mut out);
+                out.par_chunks_mut(chunk(cout)).for_each(|o| self.finish(o));
                 out
             }
+        }
+    }
+
+    /// The activation (and GELU) over output rows `o`, on this thread.
+    fn finish(&self, o: &mut [f32]) {
+        self.act.apply_seq(o);
+        if self.gelu {
+            simd::gelu_in_place(o);
         }
     }
 
@@ -196,6 +208,7 @@ pub fn pointwise(
         b: b.cloned(),
         cout: w.len() / cin,
         act,
+        gelu: false,
     };
     let out = match residual {
         None => x.apply_op1(Op(op))?,
@@ -203,6 +216,43 @@ pub fn pointwise(
     };
     out.to_dtype(dtype)
 }
+
+/// [`Pointwise`] followed by the exact GELU, per block of rows while it is
+/// in cache (ViT's mlp.0; the two apart write and read the whole output
+/// once more). Forward only.
+struct PointwiseGelu(Pointwise);
+
+impl Kernel<1> for PointwiseGelu {
+    const NAME: &'static str = "nhwc-pointwise-gelu";
+
+    fn forward(&self, [In { x, l }]: [In<'_>; 1]) -> Result<(Vec<f32>, Shape)> {
+        let (rows, cin, shape) = self.0.dims(l)?;
+        Ok((self.0.run(x, rows, cin, None), shape))
+    }
+}
+
+/// [`pointwise`] with the bias and no activation, then the exact GELU, in
+/// one op: the same bits as the two apart. Forward only, so `None` where
+/// `x` is tracked for gradients (the caller then runs the two apart).
+pub fn pointwise_gelu(x: &Tensor, w: &Weights, b: Option<&Arc<[f32]>>) -> Result<Option<Tensor>> {
+    if x.track_op() || x.dtype() != candle_core::DType::F32 {
+        return Ok(None);
+    }
+    let x = x.contiguous()?;
+    let cin = *x.dims().last().unwrap_or(&0);
+    if cin == 0 || !w.len().is_multiple_of(cin) {
+        candle_core::bail!("pointwise: {} weights for {cin} input channels", w.len())
+    }
+    let op = Pointwise {
+        w: w.clone(),
+        b: b.cloned(),
+        cout: w.len() / cin,
+        act: Act::Linear,
+        gelu: true,
+    };
+    x.apply_op1(Op(PointwiseGelu(op))).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,6 +321,25 @@ mod tests {
             if let (Some(gr), Some(tr)) = (gr, tr) {
                 assert!(max_diff(&gr, &tr) < 1e-6);
             }
+        }
+    }
+
+    /// The fused GELU gives the bits of the two ops apart, on the packed
+    /// kernel (32 columns) and on gemm (7); a tracked input is left to them.
+    #[test]
+    fn pointwise_gelu_equals_pointwise_then_gelu() {
+        for cout in [32, 7] {
+            let x = rand(&[2, 5, 24], 1);
+            let w = Weights::new(arc(&rand(&[24, cout], 2)));
+            let b = arc(&rand(&[cout], 3));
+            let fused = pointwise_gelu(&x, &w, Some(&b)).unwrap().unwrap();
+            let linear = pointwise(&x, &w, Some(&b), Act::Linear, None).unwrap();
+            let apart = crate::gelu_erf(&linear).unwrap();
+            assert_eq!(host(&fused), host(&apart), "cout {cout}");
+            let v = Var::from_tensor(&x).unwrap();
+            assert!(pointwise_gelu(v.as_tensor(), &w, Some(&b))
+                .unwrap()
+                .is_none());
         }
     }
 

@@ -318,6 +318,15 @@ pub(super) fn gelu_body(x: &[f32], out: &mut [f32]) {
 }
 avx2_variant!(gelu => gelu_body(x: &[f32], out: &mut [f32]));
 
+/// [`gelu`] in place: the same arithmetic per value.
+#[inline(always)]
+pub(super) fn gelu_in_place_body(v: &mut [f32]) {
+    for v in v {
+        *v = 0.5 * *v * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2));
+    }
+}
+avx2_variant!(gelu_in_place => gelu_in_place_body(v: &mut [f32]));
+
 /// e^x in f32 (Cephes' expf: x = n ln 2 + r with ln 2 in two parts, a
 /// degree-6 polynomial in r, 2^n through the exponent bits), for
 /// x in [-87, 88]; within 2 ulp. Floor, casts and shifts only, so a loop of
