@@ -35,6 +35,21 @@ pub(super) struct Pointwise {
 }
 
 impl Pointwise {
+    /// The op for input `x` [.., cin]: `w` is [cin, cout].
+    fn new(x: &Tensor, w: &Weights, b: Option<&Arc<[f32]>>, act: Act, gelu: bool) -> Result<Self> {
+        let cin = *x.dims().last().unwrap_or(&0);
+        if cin == 0 || !w.len().is_multiple_of(cin) {
+            candle_core::bail!("pointwise: {} weights for {cin} input channels", w.len())
+        }
+        Ok(Pointwise {
+            w: w.clone(),
+            b: b.cloned(),
+            cout: w.len() / cin,
+            act,
+            gelu,
+        })
+    }
+
     fn dims(&self, l: &Layout) -> Result<(usize, usize, Shape)> {
         let (cout, cin) = (self.cout, self.w.len() / self.cout);
         let dims = l.dims();
@@ -199,17 +214,7 @@ pub fn pointwise(
     let dtype = x.dtype();
     let f32 = candle_core::DType::F32;
     let x = x.to_dtype(f32)?.contiguous()?;
-    let cin = *x.dims().last().unwrap_or(&0);
-    if cin == 0 || !w.len().is_multiple_of(cin) {
-        candle_core::bail!("pointwise: {} weights for {cin} input channels", w.len())
-    }
-    let op = Pointwise {
-        w: w.clone(),
-        b: b.cloned(),
-        cout: w.len() / cin,
-        act,
-        gelu: false,
-    };
+    let op = Pointwise::new(&x, w, b, act, false)?;
     let out = match residual {
         None => x.apply_op1(Op(op))?,
         Some(r) => x.apply_op2(&r.to_dtype(f32)?.contiguous()?, Op(PointwiseResidual(op)))?,
@@ -239,17 +244,7 @@ pub fn pointwise_gelu(x: &Tensor, w: &Weights, b: Option<&Arc<[f32]>>) -> Result
         return Ok(None);
     }
     let x = x.contiguous()?;
-    let cin = *x.dims().last().unwrap_or(&0);
-    if cin == 0 || !w.len().is_multiple_of(cin) {
-        candle_core::bail!("pointwise: {} weights for {cin} input channels", w.len())
-    }
-    let op = Pointwise {
-        w: w.clone(),
-        b: b.cloned(),
-        cout: w.len() / cin,
-        act: Act::Linear,
-        gelu: true,
-    };
+    let op = Pointwise::new(&x, w, b, Act::Linear, true)?;
     x.apply_op1(Op(PointwiseGelu(op))).map(Some)
 }
 
