@@ -107,7 +107,10 @@ pub fn default_stats(
         .filter_map(|k| Method::from_key(k))
         .collect();
     if let Some(mut vim) = Method::from_key("vim") {
-        let dim = vim.number("dim").unwrap_or(0.0) as usize;
+        // The registry's default dim, capped below the feature dimension.
+        let dim = vim
+            .number("dim")
+            .context("vim's registry entry declares no dim")? as usize;
         if dim < fit.feature_dim {
             methods.push(vim);
         } else if fit.feature_dim > 1 {

@@ -85,7 +85,7 @@ impl Score for React {
 pub(crate) fn prepare_react(m: &Method, ctx: &Prepare) -> Prepared {
     let fit = ctx.fit_of(m)?.fit;
     let mut values: Vec<f64> = bank_of(m, fit)?.iter().map(|&v| f64::from(v)).collect();
-    let threshold = percentile(&mut values, m.number("percentile").unwrap_or(90.0));
+    let threshold = percentile(&mut values, super::number(m, "percentile")?);
     let (w, b) = head(ctx)?;
     Ok(Box::new(React { threshold, w, b }))
 }
@@ -120,7 +120,7 @@ pub(crate) fn prepare_dice(m: &Method, ctx: &Prepare) -> Prepared {
     let contrib: Vec<f64> = (0..c * d)
         .map(|i| fit.overall.means[i % d] * wv[i])
         .collect();
-    let threshold = percentile(&mut contrib.clone(), m.number("percentile").unwrap_or(90.0));
+    let threshold = percentile(&mut contrib.clone(), super::number(m, "percentile")?);
     let masked: Vec<f32> = contrib
         .iter()
         .zip(&wv)
@@ -210,10 +210,7 @@ impl SqL2Index {
 pub(crate) fn prepare_knn(m: &Method, ctx: &Prepare) -> Prepared {
     let fit = ctx.fit_of(m)?.fit;
     let bank = bank_of(m, fit)?;
-    // The registry fills k (its default is written there, once).
-    let k = m
-        .number("k")
-        .ok_or_else(|| Error::Invalid(format!("{}: no k", m.key())))? as usize;
+    let k = super::number(m, "k")? as usize;
     if k > fit.bank_rows {
         return Err(Error::Invalid(format!(
             "{}: k = {k} but the fit's bank holds {} features",
@@ -246,7 +243,7 @@ impl Residual {
     fn of(m: &Method, ctx: &Prepare, fit: &Fit) -> Result<Residual> {
         use faer::{Mat, Side};
         let d = fit.feature_dim;
-        let dim = m.number("dim").unwrap_or(256.0) as usize;
+        let dim = super::number(m, "dim")? as usize;
         if dim >= d {
             return Err(Error::Invalid(format!(
                 "{}: dim = {dim} leaves no residual of the {d}-d feature (dim < {d})",

@@ -142,7 +142,7 @@ pub(crate) fn prepare(m: &Method, ctx: &Prepare, variant: Variant) -> Result<Box
             info.name
         )));
     };
-    let layers = match m.text("layers").unwrap_or("auto") {
+    let layers = match super::text(m, "layers")? {
         "auto" => defaults,
         given => given
             .split('+')

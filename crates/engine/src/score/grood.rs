@@ -113,15 +113,12 @@ pub(crate) fn prepare(m: &Method, ctx: &Prepare) -> Result<Box<dyn Score>> {
     let key = m.key();
     let fit = ctx.fit_of(m)?.fit;
     let classes = fit.labelled_bank(key)?;
-    // The registry fills every parameter with its default.
-    let wrt = match m.choice("gradient") {
-        Some("noise") => Wrt::Noise,
-        Some("class") => Wrt::Class,
+    let wrt = match super::choice(m, "gradient")? {
+        "noise" => Wrt::Noise,
+        "class" => Wrt::Class,
         other => return Err(Error::Invalid(format!("{key}: no gradient {other:?}"))),
     };
-    let k = m
-        .number("k")
-        .ok_or_else(|| Error::Invalid(format!("{key}: no k")))? as usize;
+    let k = super::number(m, "k")? as usize;
     let c = fit.model.num_classes;
     let d = fit.feature_dim;
     let device = ctx.model.device();

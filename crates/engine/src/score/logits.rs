@@ -58,8 +58,8 @@ where
 
 type Prepared = crate::error::Result<Box<dyn super::Score>>;
 
-fn temperature(m: &super::Method) -> f64 {
-    m.number("temperature").unwrap_or(1.0)
+fn temperature(m: &super::Method) -> crate::error::Result<f64> {
+    super::number(m, "temperature")
 }
 
 pub(crate) fn prepare_msp(_: &super::Method, _: &super::Prepare) -> Prepared {
@@ -71,7 +71,7 @@ pub(crate) fn prepare_max_logit(_: &super::Method, _: &super::Prepare) -> Prepar
 }
 
 pub(crate) fn prepare_energy(m: &super::Method, _: &super::Prepare) -> Prepared {
-    let t = temperature(m);
+    let t = temperature(m)?;
     Ok(Box::new(LogitScore(move |z: &Tensor, _: &Tensor| {
         energy(z, t)
     })))

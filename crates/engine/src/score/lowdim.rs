@@ -344,15 +344,12 @@ pub(crate) fn prepare(m: &Method, ctx: &Prepare) -> Result<Box<dyn Score>> {
     let key = m.key();
     let fit: &Fit = ctx.fit_of(m)?.fit;
     let classes = fit.labelled_bank(key)?;
-    // The registry fills every parameter with its default.
-    let kernel = match m.choice("kernel") {
-        Some("nfk") => Kernel::Nfk,
-        Some("ntk") => Kernel::Ntk,
+    let kernel = match super::choice(m, "kernel")? {
+        "nfk" => Kernel::Nfk,
+        "ntk" => Kernel::Ntk,
         other => return Err(Error::Invalid(format!("{key}: no kernel {other:?}"))),
     };
-    let k = m
-        .number("k")
-        .ok_or_else(|| Error::Invalid(format!("{key}: no k")))? as usize;
+    let k = super::number(m, "k")? as usize;
     let (n, d) = (fit.bank_rows, fit.feature_dim);
     if k > n {
         return Err(Error::Invalid(format!(

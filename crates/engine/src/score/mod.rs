@@ -25,6 +25,39 @@ use crate::error::Result;
 use crate::model::Classifier;
 use candle_core::{DType, Tensor, Var, D};
 
+/// Parameter `name` of `m`. The registry fills every parameter a method
+/// declares with its default (written there, once), so a missing one means
+/// the code asked for a parameter the method does not declare: an error
+/// that says so, never a second default here.
+fn param<T>(m: &Method, name: &str, v: Option<T>) -> Result<T> {
+    v.ok_or_else(|| {
+        crate::error::Error::Invalid(format!(
+            "{}: its registry entry declares no parameter `{name}`",
+            m.key()
+        ))
+    })
+}
+
+/// The number parameter `name` of `m` (see [`param`]).
+pub(crate) fn number(m: &Method, name: &str) -> Result<f64> {
+    param(m, name, m.number(name))
+}
+
+/// The choice parameter `name` of `m` (see [`param`]).
+pub(crate) fn choice(m: &Method, name: &str) -> Result<&'static str> {
+    param(m, name, m.choice(name))
+}
+
+/// The text parameter `name` of `m` (see [`param`]).
+pub(crate) fn text<'m>(m: &'m Method, name: &str) -> Result<&'m str> {
+    param(m, name, m.text(name))
+}
+
+/// The path parameter `name` of `m` (see [`param`]).
+pub(crate) fn path<'m>(m: &'m Method, name: &str) -> Result<&'m std::path::Path> {
+    param(m, name, m.path(name))
+}
+
 /// What preparing a method may read: the model (its head, device, taps)
 /// and the fit, when one was given.
 pub(crate) struct Prepare<'a> {
@@ -356,5 +389,26 @@ mod stat_text_tests {
         // Read back, within a millionth of the value.
         let v = 1.5328350829234036;
         assert!((stat_text(v).parse::<f64>().unwrap() - v).abs() / v < 1e-5);
+    }
+}
+
+#[cfg(test)]
+mod param_tests {
+    use super::*;
+
+    /// A declared parameter reads the registry's own default; one the
+    /// method does not declare is an error naming both, not a fallback.
+    #[test]
+    fn parameters_come_from_the_registry_or_are_an_error() {
+        let knn = Method::from_key("knn").unwrap();
+        let def = knn.def().params.iter().find(|p| p.name == "k").unwrap();
+        let ParamKind::Number(range) = &def.kind else {
+            panic!("knn's k is a number")
+        };
+        assert_eq!(number(&knn, "k").unwrap(), range.default);
+        let msp = Method::from_key("msp").unwrap();
+        let err = number(&msp, "k").unwrap_err().to_string();
+        assert!(err.contains("msp") && err.contains("`k`"), "{err}");
+        assert!(choice(&msp, "norm").is_err() && text(&msp, "layers").is_err());
     }
 }

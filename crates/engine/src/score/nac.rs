@@ -333,7 +333,7 @@ pub(crate) fn prepare(m: &Method, ctx: &Prepare) -> Result<Box<dyn Score>> {
             info.name
         ))
     })?;
-    let names: Vec<String> = match m.text("layers").unwrap_or("auto") {
+    let names: Vec<String> = match super::text(m, "layers")? {
         "auto" => authors.iter().map(|(n, _)| n.clone()).collect(),
         given => given.split('+').map(|s| s.trim().to_string()).collect(),
     };
@@ -357,19 +357,19 @@ pub(crate) fn prepare(m: &Method, ctx: &Prepare) -> Result<Box<dyn Score>> {
     let o = per_layer(
         key,
         "o",
-        m.text("o").unwrap_or("auto"),
+        super::text(m, "o")?,
         &defaults.iter().map(|h| h.o).collect::<Vec<_>>(),
     )?;
     let bins = per_layer(
         key,
         "bins",
-        m.text("bins").unwrap_or("auto"),
+        super::text(m, "bins")?,
         &defaults.iter().map(|h| h.bins).collect::<Vec<_>>(),
     )?;
     let alpha = per_layer(
         key,
         "alpha",
-        m.text("alpha").unwrap_or("auto"),
+        super::text(m, "alpha")?,
         &defaults.iter().map(|h| h.alpha).collect::<Vec<_>>(),
     )?;
     let fit = ctx.fit_of(m)?.fit;

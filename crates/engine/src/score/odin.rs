@@ -68,7 +68,7 @@ impl super::Score for Odin {
 
 pub(crate) fn prepare(m: &super::Method, _: &super::Prepare) -> Result<Box<dyn super::Score>> {
     Ok(Box::new(Odin {
-        temperature: m.number("temperature").unwrap_or(1000.0),
-        epsilon: m.number("epsilon").unwrap_or(0.0),
+        temperature: super::number(m, "temperature")?,
+        epsilon: super::number(m, "epsilon")?,
     }))
 }

@@ -54,8 +54,8 @@ impl Score for Gen {
 
 pub(crate) fn prepare_gen(m: &Method, _: &Prepare) -> Prepared {
     Ok(Box::new(Gen {
-        gamma: m.number("gamma").unwrap_or(0.1),
-        m: m.number("m").unwrap_or(100.0) as usize,
+        gamma: super::number(m, "gamma")?,
+        m: super::number(m, "m")? as usize,
     }))
 }
 
@@ -132,7 +132,7 @@ impl Score for Ash {
 fn prepare_ash(m: &Method, ctx: &Prepare, shape: Shape) -> Prepared {
     let (w, b) = ctx.model.head();
     let dim = w.dim(1)?;
-    let q = m.number("percentile").unwrap_or(90.0);
+    let q = super::number(m, "percentile")?;
     let k = kept_entries(dim, q);
     if k == 0 && shape != Shape::Prune {
         return Err(Error::Invalid(format!(

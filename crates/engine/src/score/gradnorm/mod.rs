@@ -103,19 +103,16 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn of(m: &Method) -> Config {
-        Config {
-            temperature: m.number("temperature").unwrap_or(1.0),
-            layer: layer_name(m.text("layer").unwrap_or("head")).to_string(),
-            norm: m
-                .choice("norm")
-                .and_then(Norm::from_name)
-                .unwrap_or(Norm::L1),
-            target: m
-                .choice("target")
-                .and_then(Target::from_name)
-                .unwrap_or(Target::Uniform),
-        }
+    pub fn of(m: &Method) -> crate::error::Result<Config> {
+        let unknown = |name: &str, v: &str| Error::Invalid(format!("{}: no {name} {v:?}", m.key()));
+        let norm = super::choice(m, "norm")?;
+        let target = super::choice(m, "target")?;
+        Ok(Config {
+            temperature: super::number(m, "temperature")?,
+            layer: layer_name(super::text(m, "layer")?).to_string(),
+            norm: Norm::from_name(norm).ok_or_else(|| unknown("norm", norm))?,
+            target: Target::from_name(target).ok_or_else(|| unknown("target", target))?,
+        })
     }
 }
 
@@ -221,7 +218,7 @@ pub(crate) fn prepare(
     m: &Method,
     ctx: &super::Prepare,
 ) -> crate::error::Result<Box<dyn super::Score>> {
-    let c = Config::of(m);
+    let c = Config::of(m)?;
     let head_name = probe::head_name(ctx.model.info().family);
     if c.layer == "head" || c.layer == head_name {
         return Ok(Box::new(HeadGradNorm(c)));

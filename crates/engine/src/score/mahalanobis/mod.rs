@@ -164,7 +164,7 @@ impl super::Score for Mahalanobis {
 /// Mahalanobis as a registry method: its parameters file, checked against
 /// the model.
 pub(crate) fn prepare(m: &super::Method, ctx: &super::Prepare) -> Result<Box<dyn super::Score>> {
-    let path = m.path("params").unwrap_or(Path::new(""));
+    let path = super::path(m, "params")?;
     if let (true, Some(params)) = (path.as_os_str().is_empty(), ctx.mahalanobis) {
         return Ok(Box::new(Mahalanobis::new(params.clone(), ctx.model)?));
     }
