@@ -1,13 +1,13 @@
+//! Over 600 lines on purpose: the fields and the one place every answer
+//! is folded into them (engine events, the checks, the fit, the run store)
+//! stay together, because a new run resets results, thresholds, views and
+//! the fit job as one step; keys (`input`) and reads (`access`) are apart.
+//!
 //! The application state: what is shown, the run in progress and its
 //! results, and how engine events change them; `input` holds what keys,
 //! the mouse and actions do, `access` what others read of it. Drawing
 //! (`tui::render`) reads it and returns where things landed, which
 //! `App::draw` keeps for the mouse; nothing here draws or blocks.
-//!
-//! Over 600 lines on purpose: the fields and the one place every answer
-//! is folded into them (engine events, the checks, the fit, the run store)
-//! stay together, because a new run resets results, thresholds, views and
-//! the fit job as one step; keys (`input`) and reads (`access`) are apart.
 
 mod input;
 

@@ -1,12 +1,12 @@
+//! Over 600 lines: the worker's jobs, the screen's state and its drawing
+//! of one store view (list, details, deltas); the drawing is the part to
+//! move out first when it grows.
+//!
 //! The Runs screen: the run store's runs (id, when, model, sets, methods,
 //! state); Enter reopens one into the dashboard and the browser, Space
 //! marks two to compare (the metric deltas of `report ID1 ID2`), `e`
 //! exports one (the report as Markdown, CSV and JSON, scores.csv and the plots),
 //! `d` twice deletes one.
-//!
-//! Over 600 lines: the worker's jobs, the screen's state and its drawing
-//! of one store view (list, details, deltas); the drawing is the part to
-//! move out first when it grows.
 //!
 //! SQLite never runs on the UI thread: every store access is a job for a
 //! worker thread whose answers wake the event loop, as the engine's events

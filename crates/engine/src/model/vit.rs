@@ -1,3 +1,7 @@
+//! Over 600 lines with its tests: the check of the kernels' path against
+//! candle's (values and input gradients) and the per-layer profile read
+//! the encoder layer's private parts, so they stay beside it.
+//!
 //! torchvision's VisionTransformer with torchvision's state-dict names:
 //! `conv_proj`, `class_token`, `encoder.pos_embedding`,
 //! `encoder.layers.encoder_layer_N.{ln_1, self_attention.{in_proj_*,
@@ -15,11 +19,8 @@
 //!
 //! On the CPU in f32, the linear maps, attention's core and the GELU run on
 //! our kernels (candle's ops elsewhere, and for the linear maps whenever a
-//! probe reads the weight layers).
-//!
-//! Over 600 lines with its tests: the check of the kernels' path against
-//! candle's (values and input gradients) and the per-layer profile read
-//! the encoder layer's private parts, so they stay beside it.
+//! probe reads the weight layers); mlp.0 and its GELU are one op where no
+//! gradient flows.
 //!
 //! Mahalanobis taps: the mean over all tokens (class token included) of the
 //! embedded input and of the output of each quarter of the encoder layers

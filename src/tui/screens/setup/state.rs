@@ -1,11 +1,11 @@
-//! The setup screen: a form of model, datasets, methods and run settings
-//! that becomes a `RunConfig`. Keys move a cursor over rows; ←/→ change a
-//! choice, Space toggles, Enter edits a value or types a path.
-//!
 //! Over 600 lines: the form's fields and the two conversions that must
 //! agree (`from_config` and `to_config`), with what a model change, a
 //! check's answer and a fit job do to them; keys (`keys`), lists
 //! (`choose`) and drawing (`view`) are apart.
+//!
+//! The setup screen: a form of model, datasets, methods and run settings
+//! that becomes a `RunConfig`. Keys move a cursor over rows; ←/→ change a
+//! choice, Space toggles, Enter edits a value or types a path.
 
 use super::params::{is_path, params_of, Param};
 use crate::tui::discover::{Candidate, Count, FitInfo, FoundFit};

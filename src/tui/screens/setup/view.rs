@@ -1,10 +1,10 @@
-//! The setup screen's drawing: the form (section titles, rows, the row in
-//! edit) and the plan beside it, plus the hint line of the row under the
-//! cursor.
-//!
 //! Over 600 lines: one drawing function per kind of row, the popups (lists,
 //! file browser) and the Plan panel, all laid out from the same row list;
 //! the Plan panel is the part to move out first when it grows.
+//!
+//! The setup screen's drawing: the form (section titles, rows, the row in
+//! edit) and the plan beside it, plus the hint line of the row under the
+//! cursor.
 
 use super::params::param_text;
 use super::state::{Row, SetupState};
